@@ -1,0 +1,37 @@
+# The two commands a fresh machine needs: `make run` and `make test`. Both set up .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+DEMO_JOURNAL ?= var/paper-demo.sqlite
+
+.PHONY: run test bench lint clean install
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Paper daemon on the bundled real EURUSD M15 bars, replayed at full speed through the live cycle.
+# The demo journal is started fresh each time so the summary covers the whole file.
+run: $(STAMP)
+	mkdir -p var
+	rm -f $(DEMO_JOURNAL) $(DEMO_JOURNAL)-wal $(DEMO_JOURNAL)-shm
+	$(BIN)/dta run --mode paper --config config/dta.example.toml \
+		--journal-url sqlite:///$(DEMO_JOURNAL)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
+lint: $(STAMP)
+	$(BIN)/ruff check executor strategies ensemble guardrails runbooks tests benchmarks
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
