@@ -148,7 +148,7 @@ class LiquiditySweep:
 
     side: SwingKind
     level: float
-    pool_index: int
+    pool_index: int  # first swing bar of the swept pool (the swing's own bar for a lone swing)
     index: int
     time: datetime
 
@@ -168,6 +168,8 @@ class OrderBlock:
     known_index: int  # bar at which the block was identified
     mitigated_index: int | None = None
     broken_index: int | None = None
+    break_kind: BreakKind | None = None  # the structure break that formed the block
+    swing_index: int | None = None  # the swing that break took out
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +179,8 @@ class FairValueGap:
     bottom: float
     index: int  # middle candle of the three-bar pattern
     known_index: int  # third candle: the gap is known once it closes
-    filled_index: int | None = None
+    filled_index: int | None = None  # price traded through the whole gap
+    touched_index: int | None = None  # price first traded into the gap
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,50 @@
+"""The broker seam. ``live`` brokers (MT5, ccxt) and the ``paper`` simulator implement it;
+the router is the only caller, and only after the order row is journaled."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from strategies.domain import Bar, Fill, Order, Position
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerFill:
+    """A fill as the broker reports it, with the order state it leaves behind.
+
+    ``kind`` is ``entry`` for the order's own execution, ``stop_loss``/``take_profit`` for a
+    protective exit the broker triggered on the position the order opened.
+    """
+
+    fill: Fill
+    kind: str
+    realized_pnl: float
+    order: Order | None = None
+
+
+class Broker(Protocol):
+    name: str
+
+    def submit(self, order: Order) -> Order:
+        """Send a ``submitting`` order; return it accepted, filled, rejected or ``unknown``.
+        Raise nothing for broker-side outcomes: ambiguity is the ``unknown`` state."""
+        ...
+
+    def lookup(self, client_order_id: str) -> Order | None:
+        """The broker's view of an order we sent, found by our client order id."""
+        ...
+
+    def on_bar(self, bar: Bar) -> Sequence[BrokerFill]:
+        """Fills that happened up to this closed bar (a simulator executes here)."""
+        ...
+
+    def position(self, symbol: str) -> Position: ...
+
+    def positions(self) -> dict[str, Position]: ...
+
+    def restore(self, orders: Sequence[Order], fills: Sequence[Fill],
+                fill_kinds: Sequence[str]) -> None:
+        """Rebuild in-process state after a restart from what the journal recorded."""
+        ...

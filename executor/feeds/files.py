@@ -1,0 +1,484 @@
+"""Read bar files (MT5 exports, ccxt OHLCV dumps) for replays, backtests and tests.
+
+The reader converts and never judges: rows come back in file order, unsorted, and a price
+that does not parse becomes NaN, so ``BarValidator`` rejects the bar with a journaled reason
+exactly as it would for a bad bar from a live feed. Only a row that cannot become a ``Bar``
+at all (no usable timestamp, wrong column count) is set aside as a ``RawRejection``, with
+its line number, so a replay report can account for every line of the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from executor.errors import ConfigError, DataFormatError
+from executor.feeds.base import RawRejection
+from strategies.domain import Bar, normalize_timeframe
+
+__all__ = ["LoadedBars", "load_bars"]
+
+FORMAT_MT5_CSV = "mt5_csv"
+FORMAT_CCXT_JSON = "ccxt_json"
+
+_NAN = float("nan")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Rows used to infer the symbol's point from price decimals. MT5 drops trailing zeros
+# (1.05680 is written 1.0568), so one row is not enough; a few hundred always are.
+_POINT_SAMPLE_ROWS = 200
+
+# MT5 writes `YYYY.MM.DD HH:MM:SS`; the "Bars" dialog splits date and time into two
+# columns and may omit seconds. Dashes and slashes are accepted for hand-made files.
+_DATE = re.compile(r"(\d{4})[.\-/](\d{1,2})[.\-/](\d{1,2})")
+_TIME_OF_DAY = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
+
+# Header names, lower-cased and stripped of MT5's angle brackets, mapped to our fields.
+_COLUMN_ALIASES: dict[str, str] = {
+    "date": "date",
+    "datetime": "date",
+    "time": "time",
+    "open": "open",
+    "high": "high",
+    "low": "low",
+    "close": "close",
+    "tickvol": "tickvol",
+    "tick_volume": "tickvol",
+    "tickvolume": "tickvol",
+    "vol": "volume",
+    "volume": "volume",
+    "real_volume": "volume",
+    "spread": "spread",
+}
+_REQUIRED = ("date", "open", "high", "low", "close")
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedBars:
+    """One file's bars, in file order, plus what could not be read and a content hash.
+
+    ``sha256`` lets a replay report (and the journal) pin exactly which data produced a
+    result. ``point`` is the price step used to turn MT5's integer spread into a price
+    (``None`` for formats without a spread column).
+    """
+
+    symbol: str
+    timeframe: str
+    bars: tuple[Bar, ...]
+    rejected: tuple[RawRejection, ...]
+    source: str
+    sha256: str
+    format: str = FORMAT_MT5_CSV
+    point: float | None = None
+
+
+def load_bars(
+    path: str | os.PathLike[str],
+    *,
+    symbol: str | None = None,
+    timeframe: str | None = None,
+    server_utc_offset_hours: float = 0.0,
+    point: float | None = None,
+) -> LoadedBars:
+    """Load an MT5 CSV/TSV export or a ccxt OHLCV JSON file.
+
+    ``server_utc_offset_hours`` is the broker server's offset from UTC (MT5 exports are in
+    server time); it is ignored for ccxt JSON, whose millisecond timestamps are UTC by
+    definition. ``point`` overrides the price step inferred from the prices' decimals.
+    Symbol and timeframe come from the arguments, else the JSON's own keys, else a file
+    name like ``EURUSD_M15.csv``.
+    """
+    p = Path(path)
+    if point is not None and not (math.isfinite(point) and point > 0):
+        raise ConfigError(f"point must be a positive price step like 0.00001, got {point!r}")
+    if not math.isfinite(server_utc_offset_hours) or abs(server_utc_offset_hours) > 24:
+        raise ConfigError(
+            f"server_utc_offset_hours must be between -24 and 24, got {server_utc_offset_hours!r}"
+        )
+    data = _read_bytes(p)
+    digest = hashlib.sha256(data).hexdigest()
+    text = _decode(data)
+    stripped = text.lstrip()
+    if not stripped:
+        raise DataFormatError(f"bar file {p} is empty")
+    if stripped[0] in "[{":
+        return _load_ccxt_json(p, text, digest, symbol, timeframe)
+    return _load_mt5_csv(
+        p, text, digest, symbol, timeframe, timedelta(hours=server_utc_offset_hours), point
+    )
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _read_bytes(p: Path) -> bytes:
+    try:
+        return p.read_bytes()
+    except FileNotFoundError:
+        raise DataFormatError(f"bar file {p} does not exist") from None
+    except IsADirectoryError:
+        raise DataFormatError(f"bar file {p} is a directory, not a file") from None
+    except OSError as exc:
+        raise DataFormatError(f"cannot read bar file {p}: {exc.strerror or exc}") from None
+
+
+def _decode(data: bytes) -> str:
+    """MT5 writes UTF-16 from some dialogs and UTF-8 (sometimes with a BOM) from others."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16", errors="replace")
+    if b"\x00" in data[:64]:  # UTF-16 without a BOM: every ASCII char has a zero byte
+        return data.decode("utf-16-le", errors="replace")
+    # Undecodable bytes become U+FFFD, so the row fails to parse and is reported by line.
+    return data.decode("utf-8-sig", errors="replace")
+
+
+def _resolve_names(
+    p: Path,
+    symbol: str | None,
+    timeframe: str | None,
+    embedded_symbol: str | None,
+    embedded_timeframe: str | None,
+) -> tuple[str, str]:
+    stem_symbol, stem_timeframe = _names_from_filename(p.stem)
+    sym = symbol or embedded_symbol or stem_symbol
+    tf = timeframe or embedded_timeframe or stem_timeframe
+    if not sym or not tf:
+        missing = " and ".join(
+            name for name, value in (("symbol", sym), ("timeframe", tf)) if not value
+        )
+        raise DataFormatError(
+            f"cannot tell the {missing} of {p}: pass --symbol/--timeframe "
+            "or name the file like EURUSD_M15.csv or BTCUSDT_1h.json"
+        )
+    try:
+        return sym, normalize_timeframe(tf)
+    except ValueError as exc:
+        if timeframe:
+            raise ConfigError(f"--timeframe: {exc}") from None
+        raise DataFormatError(f"{p}: {exc}") from None
+
+
+def _names_from_filename(stem: str) -> tuple[str | None, str | None]:
+    """``EURUSD_M15`` -> (EURUSD, M15); the last part that is a timeframe wins.
+
+    An all-lower-case symbol (``eurusd-m15.csv``) is upper-cased; a mixed-case one is kept
+    as written because broker suffixes are case-sensitive (``EURUSDm``).
+    """
+    parts = re.split(r"[_\-]", stem)
+    for i in range(len(parts) - 1, 0, -1):
+        try:
+            tf = normalize_timeframe(parts[i])
+        except ValueError:
+            continue
+        sym = stem[: sum(len(part) + 1 for part in parts[:i]) - 1]
+        if sym.islower():
+            sym = sym.upper()
+        return (sym or None), tf
+    return None, None
+
+
+def _to_float(text: Any) -> float:
+    """Unparsable numbers become NaN so the validator rejects the bar with a reason."""
+    try:
+        return float(text)
+    except (TypeError, ValueError, OverflowError):
+        return _NAN
+
+
+# --------------------------------------------------------------------------- MT5 CSV / TSV
+
+
+def _sniff_delimiter(header_line: str) -> str:
+    counts = {d: header_line.count(d) for d in (",", "\t", ";")}
+    return max(counts, key=lambda d: counts[d])
+
+
+def _map_header(p: Path, header: Sequence[str]) -> dict[str, int]:
+    columns: dict[str, int] = {}
+    for i, name in enumerate(header):
+        key = _COLUMN_ALIASES.get(name.strip().strip("<>").strip().lower())
+        if key is not None and key not in columns:
+            columns[key] = i
+    missing = [name for name in _REQUIRED if name not in columns]
+    if missing:
+        raise DataFormatError(
+            f"{p}: unknown format: header {list(header)!r} lacks {', '.join(missing)}; "
+            "expected an MT5 export (Date,Open,High,Low,Close,Tickvol,Volume,Spread or "
+            "<DATE> <TIME> <OPEN> ...) or ccxt OHLCV JSON"
+        )
+    return columns
+
+
+def _infer_point(rows: Sequence[Sequence[str]], price_columns: Sequence[int]) -> float:
+    decimals = 0
+    for row in rows[:_POINT_SAMPLE_ROWS]:
+        for i in price_columns:
+            if i < len(row):
+                value = row[i].strip()
+                dot = value.find(".")
+                if dot >= 0 and value[dot + 1 :].isdigit():
+                    decimals = max(decimals, len(value) - dot - 1)
+    return 10.0**-decimals
+
+
+def _load_mt5_csv(
+    p: Path,
+    text: str,
+    digest: str,
+    symbol: str | None,
+    timeframe: str | None,
+    offset: timedelta,
+    point: float | None,
+) -> LoadedBars:
+    sym, tf = _resolve_names(p, symbol, timeframe, None, None)
+    lines = text.split("\n")
+    # Skip leading blank lines but keep counting them, so line numbers match an editor's.
+    start = next(i for i, line in enumerate(lines) if line.strip())
+    delimiter = _sniff_delimiter(lines[start])
+    # (line number, fields) for every non-blank data row; line numbers count the header.
+    rows: list[tuple[int, list[str]]] = []
+    if '"' in text:
+        reader = csv.reader(lines[start:], delimiter=delimiter)
+        header = next(reader)
+        for row in reader:
+            if row and (len(row) > 1 or row[0].strip()):
+                rows.append((reader.line_num + start, row))
+    else:
+        # MT5 never quotes, and a plain split is twice as fast as the csv module.
+        header = lines[start].rstrip("\r").split(delimiter)
+        for i in range(start + 1, len(lines)):
+            line = lines[i].rstrip("\r")
+            if line.strip():
+                rows.append((i + 1, line.split(delimiter)))
+    columns = _map_header(p, header)
+    ncols = len(header)
+    if not rows:
+        raise DataFormatError(f"bar file {p} has a header but no bar rows")
+
+    di = columns["date"]
+    ti = columns.get("time")
+    oi, hi, li, ci = columns["open"], columns["high"], columns["low"], columns["close"]
+    vi = columns.get("volume")
+    tvi = columns.get("tickvol")
+    si = columns.get("spread")
+    if si is not None and point is None:
+        point = _infer_point([r for _, r in rows], (oi, hi, li, ci))
+    step = point if si is not None else None
+    spread_cache: dict[str, float] = {}
+    stamps = _StampParser(offset)
+    parse_stamp = stamps.parse
+    days, times = stamps.days, stamps.times
+    nan = _NAN
+
+    bars: list[Bar] = []
+    rejected: list[RawRejection] = []
+    append = bars.append
+    for lineno, row in rows:
+        if len(row) != ncols:
+            reason = f"expected {ncols} columns, got {len(row)}"
+            rejected.append(RawRejection(lineno, reason, _raw(lines, lineno)))
+            continue
+        if ti is None:
+            date_text, _, time_text = row[di].partition(" ")
+        else:
+            date_text, time_text = row[di], row[ti]
+        day = days.get(date_text)
+        tod = times.get(time_text)
+        if day is not None and tod is not None:
+            t = day + tod
+        else:  # first sight of this date or time of day, or a malformed stamp
+            try:
+                if ti is None:
+                    t = parse_stamp(*_split_stamp(row[di]))
+                else:
+                    t = parse_stamp(date_text.strip(), time_text.strip())
+            except ValueError as exc:
+                rejected.append(RawRejection(lineno, str(exc), _raw(lines, lineno)))
+                continue
+        try:
+            o = float(row[oi])
+            h = float(row[hi])
+            lo = float(row[li])
+            c = float(row[ci])
+        except ValueError:
+            o, h, lo, c = (_to_float(row[oi]), _to_float(row[hi]), _to_float(row[li]),
+                           _to_float(row[ci]))
+        # Real volume where the broker reports it (exchange-traded symbols), else tick
+        # volume: FX brokers export Volume as 0. An unparsable real volume stays NaN
+        # rather than silently falling back to tick volume.
+        volume = 0.0
+        if vi is not None:
+            try:
+                volume = float(row[vi])
+            except ValueError:
+                volume = nan
+        if tvi is not None and volume <= 0:
+            try:
+                volume = float(row[tvi])
+            except ValueError:
+                volume = nan
+        spread = 0.0
+        if si is not None and step is not None:
+            raw_spread = row[si]
+            cached = spread_cache.get(raw_spread)
+            if cached is None:
+                # Rounded so 20 points of 0.00001 journal as 0.0002, not 0.00020000000000000001.
+                cached = round(_to_float(raw_spread) * step, 12)
+                spread_cache[raw_spread] = cached
+            spread = cached
+        append(Bar(sym, tf, t, o, h, lo, c, volume, spread))
+
+    return LoadedBars(
+        symbol=sym,
+        timeframe=tf,
+        bars=tuple(bars),
+        rejected=tuple(rejected),
+        source=str(p),
+        sha256=digest,
+        format=FORMAT_MT5_CSV,
+        point=step,
+    )
+
+
+def _raw(lines: Sequence[str], lineno: int) -> str:
+    return lines[lineno - 1].rstrip("\r") if 0 < lineno <= len(lines) else ""
+
+
+class _StampParser:
+    """Parse broker-time stamps into UTC, each distinct date and time of day only once.
+
+    A year of M15 bars has ~260 dates and 96 times of day, so the per-row cost is two dict
+    lookups and one addition instead of a regex and a ``datetime`` constructor: this is
+    what keeps a 25k-row file loading in well under 0.1 s.
+    """
+
+    __slots__ = ("_offset", "days", "times")
+
+    def __init__(self, offset: timedelta) -> None:
+        self._offset = offset
+        # Exposed so the row loop can try both caches inline before paying for a call.
+        self.days: dict[str, datetime] = {}
+        self.times: dict[str, timedelta] = {}
+
+    def parse(self, date_text: str, time_text: str) -> datetime:
+        """Raise ``ValueError`` whose message is the rejection reason."""
+        day = self.days.get(date_text)
+        if day is None:
+            day = self._parse_day(date_text, time_text)
+            self.days[date_text] = day
+        tod = self.times.get(time_text)
+        if tod is None:
+            tod = self._parse_time(date_text, time_text)
+            self.times[time_text] = tod
+        return day + tod
+
+    def _parse_day(self, date_text: str, time_text: str) -> datetime:
+        m = _DATE.fullmatch(date_text)
+        if m is None:
+            raise ValueError(f"unparsable timestamp {_join(date_text, time_text)!r}")
+        try:
+            return datetime(int(m[1]), int(m[2]), int(m[3]), tzinfo=UTC) - self._offset
+        except (ValueError, OverflowError) as exc:
+            raise ValueError(
+                f"invalid timestamp {_join(date_text, time_text)!r}: {exc}"
+            ) from None
+
+    def _parse_time(self, date_text: str, time_text: str) -> timedelta:
+        if not time_text:
+            return timedelta(0)
+        m = _TIME_OF_DAY.fullmatch(time_text)
+        if m is None:
+            raise ValueError(f"unparsable timestamp {_join(date_text, time_text)!r}")
+        hours, minutes, seconds = int(m[1]), int(m[2]), int(m[3] or 0)
+        if hours > 23 or minutes > 59 or seconds > 59:
+            raise ValueError(
+                f"invalid timestamp {_join(date_text, time_text)!r}: time of day out of range"
+            )
+        return timedelta(hours=hours, minutes=minutes, seconds=seconds)
+
+
+def _split_stamp(stamp: str) -> tuple[str, str]:
+    date_text, sep, time_text = stamp.strip().partition(" ")
+    if not sep:
+        date_text, _, time_text = date_text.partition("T")
+    return date_text, time_text.strip()
+
+
+def _join(date_text: str, time_text: str) -> str:
+    return f"{date_text} {time_text}" if time_text else date_text
+
+
+# --------------------------------------------------------------------------- ccxt JSON
+
+
+def _load_ccxt_json(
+    p: Path, text: str, digest: str, symbol: str | None, timeframe: str | None
+) -> LoadedBars:
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataFormatError(
+            f"{p}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
+    embedded_symbol: str | None = None
+    embedded_timeframe: str | None = None
+    if isinstance(doc, dict):
+        rows = doc.get("ohlcv")
+        if not isinstance(rows, list):
+            raise DataFormatError(
+                f"{p}: unknown format: a JSON object needs an \"ohlcv\" list of "
+                "[ms, open, high, low, close, volume] rows"
+            )
+        if isinstance(doc.get("symbol"), str):
+            embedded_symbol = doc["symbol"]
+        if isinstance(doc.get("timeframe"), str):
+            embedded_timeframe = doc["timeframe"]
+    elif isinstance(doc, list):
+        rows = doc
+    else:
+        raise DataFormatError(f"{p}: unknown format: expected a JSON list or object")
+    if not rows:
+        raise DataFormatError(f"bar file {p} contains no OHLCV rows")
+    sym, tf = _resolve_names(p, symbol, timeframe, embedded_symbol, embedded_timeframe)
+
+    bars: list[Bar] = []
+    rejected: list[RawRejection] = []
+    for n, row in enumerate(rows, start=1):
+        if not isinstance(row, list) or len(row) != 6:
+            reason = (
+                f"expected 6 values [ms, open, high, low, close, volume], got {len(row)}"
+                if isinstance(row, list)
+                else f"expected a list, got {type(row).__name__}"
+            )
+            rejected.append(RawRejection(n, reason, json.dumps(row)))
+            continue
+        ms = row[0]
+        if isinstance(ms, bool) or not isinstance(ms, int | float):
+            rejected.append(RawRejection(n, f"unparsable timestamp {ms!r}", json.dumps(row)))
+            continue
+        try:
+            t = _EPOCH + timedelta(milliseconds=ms)
+        except (ValueError, OverflowError) as exc:
+            rejected.append(RawRejection(n, f"invalid timestamp {ms!r}: {exc}", json.dumps(row)))
+            continue
+        o, h, lo, c, v = (_to_float(x) for x in row[1:])
+        bars.append(Bar(sym, tf, t, o, h, lo, c, v, 0.0))
+
+    return LoadedBars(
+        symbol=sym,
+        timeframe=tf,
+        bars=tuple(bars),
+        rejected=tuple(rejected),
+        source=str(p),
+        sha256=digest,
+        format=FORMAT_CCXT_JSON,
+        point=None,
+    )

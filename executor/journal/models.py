@@ -1,0 +1,176 @@
+"""Journal tables. Every step of a cycle writes what it decided and why, so that
+``dta trace ORDER_ID`` can show the bar, snapshot, proposal, decision, verdict, order and
+fills behind any order. Schema changes go through Alembic (``dta db upgrade``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from executor.journal.types import UTCDateTime
+
+
+def _ts(nullable: bool = False, index: bool = False) -> Any:
+    return Field(sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+def _json() -> Any:
+    return Field(default=None, sa_column=Column(JSON, nullable=True))
+
+
+class RunRow(SQLModel, table=True):
+    __tablename__ = "runs"
+    id: int | None = Field(default=None, primary_key=True)
+    started_at: datetime = _ts()
+    ended_at: datetime | None = _ts(nullable=True)
+    mode: str
+    account: str
+    settings_hash: str
+    params_hash: str
+    status: str = "running"
+    summary: dict[str, Any] | None = _json()
+
+
+class BarRow(SQLModel, table=True):
+    """A bar that passed validation and went through the cycle: the resume point."""
+
+    __tablename__ = "bars"
+    __table_args__ = (UniqueConstraint("symbol", "timeframe", "time", name="uq_bar"),)
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int | None = None
+    symbol: str
+    timeframe: str
+    time: datetime = _ts()
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    spread: float
+    gap_bars: int = 0
+
+
+class RejectedBarRow(SQLModel, table=True):
+    __tablename__ = "rejected_bars"
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int | None = None
+    symbol: str
+    timeframe: str
+    time: datetime | None = _ts(nullable=True)
+    reason: str = Field(index=True)
+    detail: str = ""
+
+
+class ParameterSetRow(SQLModel, table=True):
+    __tablename__ = "parameter_sets"
+    hash: str = Field(primary_key=True)
+    created_at: datetime = _ts()
+    content: dict[str, Any] | None = _json()
+
+
+class ProposalRow(SQLModel, table=True):
+    __tablename__ = "proposals"
+    __table_args__ = (Index("ix_proposal_symbol_time", "symbol", "bar_time"),)
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int | None = None
+    strategy: str
+    symbol: str
+    timeframe: str
+    bar_time: datetime = _ts()
+    direction: str
+    entry: float
+    stop: float
+    target: float
+    reason: str
+    tags: list[str] | None = _json()
+    snapshot: dict[str, Any] | None = _json()
+
+
+class DecisionRow(SQLModel, table=True):
+    __tablename__ = "decisions"
+    id: int | None = Field(default=None, primary_key=True)
+    proposal_id: int = Field(index=True)
+    direction: str
+    confidence: float
+    agreement: int
+    voters: int
+    provider_mix: list[str] | None = _json()
+    signals: list[dict[str, Any]] | None = _json()
+    contributions: dict[str, float] | None = _json()
+    params_hash: str
+
+
+class VerdictRow(SQLModel, table=True):
+    __tablename__ = "verdicts"
+    id: int | None = Field(default=None, primary_key=True)
+    decision_id: int = Field(index=True)
+    approved: bool
+    checks: list[dict[str, Any]] | None = _json()
+    reasons: str = ""
+
+
+class OrderRow(SQLModel, table=True):
+    """Written and committed durably *before* the broker is called."""
+
+    __tablename__ = "orders"
+    client_order_id: str = Field(primary_key=True)
+    run_id: int | None = None
+    account: str = Field(index=True)
+    symbol: str
+    side: str
+    volume: float
+    order_type: str
+    price: float | None = None
+    stop_loss: float | None = None
+    take_profit: float | None = None
+    reduce_only: bool = False
+    bar_time: datetime = _ts()
+    state: str = Field(index=True)
+    filled_volume: float = 0.0
+    avg_fill_price: float | None = None
+    broker_order_id: str | None = None
+    reason: str = ""
+    decision_id: int | None = None
+    params_hash: str = ""
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class OrderEventRow(SQLModel, table=True):
+    """Every state transition of an order, in order: the audit trail."""
+
+    __tablename__ = "order_events"
+    id: int | None = Field(default=None, primary_key=True)
+    client_order_id: str = Field(index=True)
+    at: datetime = _ts()
+    from_state: str | None = None
+    to_state: str
+    detail: str = ""
+
+
+class FillRow(SQLModel, table=True):
+    __tablename__ = "fills"
+    fill_id: str = Field(primary_key=True)
+    client_order_id: str = Field(index=True)
+    symbol: str
+    side: str
+    time: datetime = _ts()
+    price: float
+    volume: float
+    fee: float = 0.0
+    kind: str = "entry"  # entry | stop_loss | take_profit | close
+    realized_pnl: float = 0.0
+
+
+class KillSwitchEventRow(SQLModel, table=True):
+    __tablename__ = "kill_switch_events"
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _ts()
+    action: str  # engage | release
+    scope: str = "global"
+    operator: str
+    reason: str
+    trigger: str = "manual"

@@ -1,0 +1,468 @@
+"""The journal: the daemon's memory and the operator's evidence.
+
+Write discipline (see CONVENTIONS "Performance reference points"):
+- per-bar rows (processed and rejected bars) are buffered and written in batches;
+- an order row is committed *durably* (SQLite ``synchronous=FULL`` for that commit) before
+  the broker is called, together with everything buffered before it;
+- kill-switch events commit durably at once.
+A crash therefore loses at most the un-committed tail of per-bar rows, which a restart
+re-processes, and never an order that may have reached a broker.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import event, func, insert, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session, create_engine
+
+from executor.errors import JournalError
+from executor.journal import migrate
+from executor.journal.models import (
+    BarRow,
+    DecisionRow,
+    FillRow,
+    KillSwitchEventRow,
+    OrderEventRow,
+    OrderRow,
+    ParameterSetRow,
+    ProposalRow,
+    RejectedBarRow,
+    RunRow,
+    VerdictRow,
+)
+from strategies.domain import (
+    Bar,
+    Decision,
+    Fill,
+    MarketSnapshot,
+    Order,
+    OrderIntent,
+    OrderSide,
+    OrderState,
+    OrderType,
+    ParameterSet,
+    Proposal,
+    Verdict,
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class KillSwitchState:
+    engaged: bool
+    operator: str | None = None
+    reason: str | None = None
+    since: datetime | None = None
+    trigger: str | None = None
+
+
+def make_engine(url: str) -> Engine:
+    """Engine with the pragmas the daemon relies on: WAL, FULL sync, a busy timeout (the
+    CLI and the daemon share one SQLite file) and enforced foreign keys."""
+    if url.startswith("sqlite"):
+        _ensure_sqlite_dir(url)
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            # FULL: every commit fsyncs the WAL. Commits are few (per-bar rows are batched),
+            # and the ones that matter (orders, kill switch) must survive power loss.
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _ensure_sqlite_dir(url: str) -> None:
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    db = make_url(url).database
+    if db and db != ":memory:":
+        Path(db).parent.mkdir(parents=True, exist_ok=True)
+
+
+class Journal:
+    """Owner of every persisted fact. Not thread-safe by design: the executor runs one cycle
+    at a time (a single-worker scheduler); the lock guards against misuse, not contention."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._session = Session(engine, expire_on_commit=False)
+        self._pending_bars: list[dict[str, Any]] = []
+        self._pending_rejects: list[dict[str, Any]] = []
+        self._lock = threading.RLock()
+        self.run_id: int | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    def open(cls, url: str, *, migrate_schema: bool = True) -> Journal:
+        try:
+            engine = make_engine(url)
+            if migrate_schema:
+                migrate.upgrade(engine)
+            elif migrate.current_revision(engine) != migrate.head_revision(engine):
+                raise JournalError(
+                    f"journal {engine.url.render_as_string(hide_password=True)} is not migrated "
+                    "to the current schema: run `dta db upgrade`"
+                )
+        except SQLAlchemyError as exc:
+            raise JournalError(f"cannot open journal: {exc.__class__.__name__}: {exc}") from None
+        return cls(engine)
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self.commit()
+            finally:
+                self._session.close()
+                self.engine.dispose()
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def commit(self, *, durable: bool = False) -> None:
+        """Flush buffered per-bar rows and commit. Every commit is durable (SQLite WAL with
+        synchronous=FULL, PostgreSQL's default fsync); ``durable`` marks the call sites that
+        rely on it (orders, kill switch, runs) so a later tuning cannot silently drop it."""
+        del durable
+        with self._lock:
+            try:
+                self._flush_buffers()
+                self._session.commit()
+                # Detach everything: the journal is the source of truth, not cached rows,
+                # and the identity map must not grow with every proposal of a long replay.
+                self._session.expunge_all()
+            except SQLAlchemyError as exc:
+                self._session.rollback()
+                raise JournalError(f"journal commit failed: {exc.__class__.__name__}: {exc}") from None
+
+    def rollback(self) -> None:
+        with self._lock:
+            self._pending_bars.clear()
+            self._pending_rejects.clear()
+            self._session.rollback()
+
+    def _flush_buffers(self) -> None:
+        if self._pending_bars:
+            self._session.execute(insert(BarRow), self._pending_bars)
+            self._pending_bars = []
+        if self._pending_rejects:
+            self._session.execute(insert(RejectedBarRow), self._pending_rejects)
+            self._pending_rejects = []
+
+    @property
+    def pending_rows(self) -> int:
+        return len(self._pending_bars) + len(self._pending_rejects)
+
+    # ------------------------------------------------------------------ runs
+
+    def start_run(self, mode: str, account: str, settings_hash: str, params: ParameterSet) -> int:
+        with self._lock:
+            self.save_parameter_set(params)
+            row = RunRow(started_at=utcnow(), mode=mode, account=account,
+                         settings_hash=settings_hash, params_hash=params.content_hash)
+            self._session.add(row)
+            self._session.flush()
+            assert row.id is not None
+            self.run_id = row.id
+            self.commit(durable=True)
+            return row.id
+
+    def end_run(self, status: str, summary: dict[str, Any]) -> None:
+        with self._lock:
+            if self.run_id is None:
+                return
+            self._session.execute(
+                update(RunRow).where(RunRow.id == self.run_id)  # type: ignore[arg-type]
+                .values(ended_at=utcnow(), status=status, summary=summary)
+            )
+            self.commit(durable=True)
+
+    def runs(self, limit: int = 10) -> list[RunRow]:
+        stmt = select(RunRow).order_by(RunRow.id.desc()).limit(limit)  # type: ignore[union-attr]
+        return list(self._session.scalars(stmt))
+
+    def save_parameter_set(self, params: ParameterSet) -> None:
+        if self._session.get(ParameterSetRow, params.content_hash) is None:
+            self._session.add(ParameterSetRow(hash=params.content_hash, created_at=utcnow(),
+                                              content=params.values))
+            self._session.flush()
+
+    # ------------------------------------------------------------------ bars
+
+    def record_bar(self, bar: Bar, gap_bars: int = 0) -> None:
+        self._pending_bars.append({
+            "run_id": self.run_id, "symbol": bar.symbol, "timeframe": bar.timeframe,
+            "time": bar.time, "open": bar.open, "high": bar.high, "low": bar.low,
+            "close": bar.close, "volume": bar.volume, "spread": bar.spread, "gap_bars": gap_bars,
+        })
+
+    def record_rejection(self, bar: Bar | None, symbol: str, timeframe: str, reason: str,
+                         detail: str) -> None:
+        self._pending_rejects.append({
+            "run_id": self.run_id, "symbol": symbol, "timeframe": timeframe,
+            "time": bar.time if bar is not None else None, "reason": reason, "detail": detail,
+        })
+
+    def last_bar_time(self, symbol: str, timeframe: str) -> datetime | None:
+        """The resume point: the newest bar journaled as processed for this stream."""
+        self._flush_buffers()
+        stmt = select(func.max(BarRow.time)).where(
+            BarRow.symbol == symbol, BarRow.timeframe == timeframe)
+        value = self._session.scalar(stmt)
+        if value is None:
+            return None
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+    def iter_bars(self, symbol: str, timeframe: str, limit: int | None = None) -> Iterator[Bar]:
+        """Processed bars in time order (the last ``limit`` when given), to warm a snapshot
+        builder after a restart without re-running the strategy on them."""
+        self._flush_buffers()
+        stmt = select(BarRow).where(BarRow.symbol == symbol, BarRow.timeframe == timeframe)
+        if limit is not None:
+            stmt = stmt.order_by(BarRow.time.desc()).limit(limit)  # type: ignore[attr-defined]
+            rows = list(self._session.scalars(stmt))[::-1]
+        else:
+            rows = list(self._session.scalars(stmt.order_by(BarRow.time)))  # type: ignore[arg-type]
+        for r in rows:
+            yield Bar(r.symbol, r.timeframe, r.time, r.open, r.high, r.low, r.close,
+                      r.volume, r.spread)
+
+    def bar_counts(self) -> dict[str, Any]:
+        self._flush_buffers()
+        processed = self._session.execute(
+            select(BarRow.symbol, BarRow.timeframe, func.count(), func.max(BarRow.time))
+            .group_by(BarRow.symbol, BarRow.timeframe)).all()
+        rejected = self._session.execute(
+            select(RejectedBarRow.reason, func.count()).group_by(RejectedBarRow.reason)).all()
+        return {
+            "processed": {f"{s}/{tf}": {"count": n, "last": t.replace(tzinfo=UTC).isoformat()
+                                        if t and t.tzinfo is None else (t.isoformat() if t else None)}
+                          for s, tf, n, t in processed},
+            "rejected": {reason: n for reason, n in rejected},
+        }
+
+    def count_duplicate_bars(self) -> int:
+        stmt = select(func.count()).select_from(
+            select(BarRow.symbol, BarRow.timeframe, BarRow.time)
+            .group_by(BarRow.symbol, BarRow.timeframe, BarRow.time)
+            .having(func.count() > 1).subquery())
+        return int(self._session.scalar(stmt) or 0)
+
+    # ------------------------------------------------------------------ decisions
+
+    def record_proposal(self, proposal: Proposal, snapshot: MarketSnapshot) -> int:
+        row = ProposalRow(
+            run_id=self.run_id, strategy=proposal.strategy, symbol=proposal.symbol,
+            timeframe=proposal.timeframe, bar_time=proposal.bar_time,
+            direction=proposal.direction.value, entry=proposal.entry, stop=proposal.stop,
+            target=proposal.target, reason=proposal.reason, tags=list(proposal.tags),
+            snapshot=snapshot.summary())
+        self._session.add(row)
+        self._session.flush()
+        assert row.id is not None
+        return row.id
+
+    def record_decision(self, decision: Decision, proposal_id: int) -> int:
+        row = DecisionRow(
+            proposal_id=proposal_id, direction=decision.direction.value,
+            confidence=decision.confidence, agreement=decision.agreement,
+            voters=decision.voters, provider_mix=list(decision.provider_mix),
+            signals=[{"provider": s.provider, "direction": s.direction.value,
+                      "confidence": s.confidence, "rationale": s.rationale,
+                      "tags": list(s.tags), "abstain_reason": s.abstain_reason,
+                      "latency_ms": round(s.latency_ms, 3)} for s in decision.signals],
+            contributions=dict(decision.contributions), params_hash=decision.params_hash)
+        self._session.add(row)
+        self._session.flush()
+        assert row.id is not None
+        return row.id
+
+    def record_verdict(self, verdict: Verdict, decision_id: int) -> int:
+        row = VerdictRow(
+            decision_id=decision_id, approved=verdict.approved,
+            checks=[{"name": c.name, "passed": c.passed, "reason": c.reason}
+                    for c in verdict.checks],
+            reasons="; ".join(verdict.reasons))
+        self._session.add(row)
+        self._session.flush()
+        assert row.id is not None
+        return row.id
+
+    def veto_counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        rows = self._session.scalars(select(VerdictRow).where(VerdictRow.approved == False))  # noqa: E712
+        for row in rows:
+            for check in row.checks or []:
+                if not check["passed"]:
+                    out[check["name"]] = out.get(check["name"], 0) + 1
+        return out
+
+    # ------------------------------------------------------------------ orders
+
+    def insert_order(self, order: Order, detail: str = "", *, commit: bool = True) -> None:
+        """Write the order row; committed (durably) before the broker sees the order, here
+        or by the router's next ``update_order``."""
+        with self._lock:
+            i = order.intent
+            now = utcnow()
+            self._session.add(OrderRow(
+                client_order_id=i.client_order_id, run_id=self.run_id, account=i.account,
+                symbol=i.symbol, side=i.side.value, volume=i.volume,
+                order_type=i.order_type.value, price=i.price, stop_loss=i.stop_loss,
+                take_profit=i.take_profit, reduce_only=i.reduce_only, bar_time=i.bar_time,
+                state=order.state.value, decision_id=i.decision_id, params_hash=i.params_hash,
+                created_at=now, updated_at=now, reason=order.reason))
+            self._session.add(OrderEventRow(client_order_id=i.client_order_id, at=now,
+                                            from_state=None, to_state=order.state.value,
+                                            detail=detail))
+            if commit:
+                self.commit(durable=True)
+
+    def update_order(self, before: Order, after: Order, detail: str = "",
+                     durable: bool = True) -> None:
+        with self._lock:
+            now = utcnow()
+            self._session.execute(
+                update(OrderRow).where(OrderRow.client_order_id == after.client_order_id)  # type: ignore[arg-type]
+                .values(state=after.state.value, filled_volume=after.filled_volume,
+                        avg_fill_price=after.avg_fill_price,
+                        broker_order_id=after.broker_order_id, reason=after.reason,
+                        updated_at=now))
+            self._session.add(OrderEventRow(client_order_id=after.client_order_id, at=now,
+                                            from_state=before.state.value,
+                                            to_state=after.state.value, detail=detail))
+            if durable:
+                self.commit(durable=True)
+
+    def get_order(self, client_order_id: str) -> Order | None:
+        row = self._session.get(OrderRow, client_order_id)
+        return None if row is None else _order_from_row(row)
+
+    def orders(self, account: str | None = None, states: Sequence[OrderState] | None = None,
+               ) -> list[Order]:
+        stmt = select(OrderRow).order_by(OrderRow.created_at, OrderRow.client_order_id)  # type: ignore[arg-type]
+        if account is not None:
+            stmt = stmt.where(OrderRow.account == account)
+        if states is not None:
+            stmt = stmt.where(OrderRow.state.in_([s.value for s in states]))  # type: ignore[attr-defined]
+        return [_order_from_row(r) for r in self._session.scalars(stmt)]
+
+    def order_counts(self) -> dict[str, int]:
+        rows = self._session.execute(
+            select(OrderRow.state, func.count()).group_by(OrderRow.state)).all()
+        return {state: n for state, n in rows}
+
+    # ------------------------------------------------------------------ fills
+
+    def record_fill(self, fill: Fill, kind: str, realized_pnl: float) -> None:
+        self._session.add(FillRow(
+            fill_id=fill.fill_id, client_order_id=fill.client_order_id, symbol=fill.symbol,
+            side=fill.side.value, time=fill.time, price=fill.price, volume=fill.volume,
+            fee=fill.fee, kind=kind, realized_pnl=realized_pnl))
+
+    def fills(self, client_order_id: str | None = None) -> list[FillRow]:
+        stmt = select(FillRow).order_by(FillRow.time, FillRow.fill_id)  # type: ignore[arg-type]
+        if client_order_id is not None:
+            stmt = stmt.where(FillRow.client_order_id == client_order_id)
+        return list(self._session.scalars(stmt))
+
+    def net_positions(self) -> dict[str, float]:
+        """Net lots per symbol from the journaled fills (an exit fill has the opposite side)."""
+        out: dict[str, float] = {}
+        for f in self.fills():
+            out[f.symbol] = out.get(f.symbol, 0.0) + (f.volume if f.side == "buy" else -f.volume)
+        return {s: round(v, 8) for s, v in out.items() if abs(v) > 1e-9}
+
+    def fill_id_exists(self, fill_id: str) -> bool:
+        return self._session.get(FillRow, fill_id) is not None
+
+    # ------------------------------------------------------------------ kill switch
+
+    def record_kill_switch(self, action: str, operator: str, reason: str,
+                           trigger: str = "manual", scope: str = "global") -> None:
+        with self._lock:
+            self._session.add(KillSwitchEventRow(at=utcnow(), action=action, scope=scope,
+                                                 operator=operator, reason=reason,
+                                                 trigger=trigger))
+            self.commit(durable=True)
+
+    def kill_switch_state(self, scope: str = "global") -> KillSwitchState:
+        """Read fresh from the database every time, so an operator's `dta kill-switch` in
+        another process takes effect at the next decision of a running daemon."""
+        stmt = (select(KillSwitchEventRow).where(KillSwitchEventRow.scope == scope)
+                .order_by(KillSwitchEventRow.id.desc()).limit(1))  # type: ignore[union-attr]
+        with Session(self.engine) as fresh:
+            row = fresh.scalars(stmt).first()
+        if row is None or row.action != "engage":
+            return KillSwitchState(engaged=False)
+        return KillSwitchState(True, row.operator, row.reason, row.at, row.trigger)
+
+    def kill_switch_events(self, limit: int = 20) -> list[KillSwitchEventRow]:
+        stmt = select(KillSwitchEventRow).order_by(
+            KillSwitchEventRow.id.desc()).limit(limit)  # type: ignore[union-attr]
+        return list(self._session.scalars(stmt))
+
+    # ------------------------------------------------------------------ trace
+
+    def trace(self, client_order_id: str) -> dict[str, Any] | None:
+        """Everything behind one order: bar, snapshot, proposal, decision, verdict, order,
+        its state history and fills."""
+        order = self._session.get(OrderRow, client_order_id)
+        if order is None:
+            return None
+        out: dict[str, Any] = {"order": order.model_dump(mode="json")}
+        out["order_events"] = [
+            e.model_dump(mode="json") for e in self._session.scalars(
+                select(OrderEventRow).where(OrderEventRow.client_order_id == client_order_id)
+                .order_by(OrderEventRow.id))]  # type: ignore[arg-type]
+        bar = self._session.scalars(select(BarRow).where(
+            BarRow.symbol == order.symbol, BarRow.time == order.bar_time)).first()
+        out["bar"] = bar.model_dump(mode="json", exclude={"id"}) if bar else None
+        decision = self._session.get(DecisionRow, order.decision_id) if order.decision_id else None
+        out["decision"] = decision.model_dump(mode="json") if decision else None
+        proposal = self._session.get(ProposalRow, decision.proposal_id) if decision else None
+        if proposal is not None:
+            dumped = proposal.model_dump(mode="json")
+            out["snapshot"] = dumped.pop("snapshot")
+            out["proposal"] = dumped
+        else:
+            out["snapshot"] = out["proposal"] = None
+        verdict = self._session.scalars(select(VerdictRow).where(
+            VerdictRow.decision_id == order.decision_id)).first() if decision else None
+        out["verdict"] = verdict.model_dump(mode="json") if verdict else None
+        params = self._session.get(ParameterSetRow, order.params_hash)
+        out["parameter_set"] = {"hash": order.params_hash,
+                                "content": params.content if params else None}
+        out["fills"] = [f.model_dump(mode="json") for f in self.fills(client_order_id)]
+        return out
+
+
+def _order_from_row(row: OrderRow) -> Order:
+    intent = OrderIntent(
+        client_order_id=row.client_order_id, account=row.account, symbol=row.symbol,
+        side=OrderSide(row.side), volume=row.volume, order_type=OrderType(row.order_type),
+        bar_time=row.bar_time, price=row.price, stop_loss=row.stop_loss,
+        take_profit=row.take_profit, reduce_only=row.reduce_only, params_hash=row.params_hash,
+        decision_id=row.decision_id)
+    return Order(intent=intent, state=OrderState(row.state), filled_volume=row.filled_volume,
+                 avg_fill_price=row.avg_fill_price, broker_order_id=row.broker_order_id,
+                 reason=row.reason)

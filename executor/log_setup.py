@@ -1,0 +1,53 @@
+"""structlog set-up: JSON lines on stderr (journald keeps them), secrets scrubbed from every
+event before it is rendered."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import Any
+
+import structlog
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+           "error": logging.ERROR}
+
+
+class SecretScrubber:
+    """Replaces any configured secret value wherever it appears in an event's values."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def scrub(self, text: str) -> str:
+        for s in self.secrets:
+            if s in text:
+                text = text.replace(s, "**********")
+        return text
+
+    def __call__(self, _logger: Any, _name: str,
+                 event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        if not self.secrets:
+            return event
+        for key, value in list(event.items()):
+            if isinstance(value, str):
+                event[key] = self.scrub(value)
+            elif not isinstance(value, int | float | bool | type(None)):
+                event[key] = self.scrub(repr(value))
+        return event
+
+
+def configure_logging(level: str, secrets: Iterable[str] = ()) -> None:
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            SecretScrubber(secrets),
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )

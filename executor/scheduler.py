@@ -1,0 +1,69 @@
+"""Wall-clock scheduling of the live cycle with APScheduler 3.
+
+One job per timeframe, firing at every bar close plus a settle delay (brokers publish the
+closed bar a moment after the boundary). ``max_instances=1`` so a slow cycle is never
+overlapped by the next, ``coalesce`` so a backlog after a stall runs once, not N times,
+and a misfire grace so a late wake-up still runs rather than silently skipping a bar. The
+single-worker executor serialises all cycles: the journal has one writer, and a hung cycle
+also stops the watchdog job, so systemd restarts the process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from strategies.domain import timeframe_seconds
+
+# A Monday at 00:00 UTC: weekly and daily boundaries line up with it.
+_ANCHOR = datetime(2001, 1, 1, tzinfo=UTC)
+
+
+def bar_close_trigger(timeframe: str, settle_seconds: float,
+                      server_utc_offset_hours: float = 0.0) -> Any:
+    """An IntervalTrigger firing at each close of ``timeframe`` bars plus ``settle_seconds``.
+
+    Bars of H4 and longer open on broker server-time boundaries, so the anchor moves by the
+    server's UTC offset.
+    """
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    seconds = timeframe_seconds(timeframe)
+    anchor = _ANCHOR
+    if seconds >= 4 * 3600:
+        anchor -= timedelta(hours=server_utc_offset_hours)
+    return IntervalTrigger(seconds=seconds, start_date=anchor + timedelta(seconds=settle_seconds),
+                           timezone=UTC)
+
+
+def build_scheduler(
+    cycle: Callable[[], Any],
+    timeframes: Iterable[str],
+    *,
+    settle_seconds: float,
+    misfire_grace_seconds: int,
+    server_utc_offset_hours: float = 0.0,
+    watchdog: Callable[[], Any] | None = None,
+    watchdog_seconds: float = 10.0,
+    blocking: bool = True,
+) -> Any:
+    from apscheduler.executors.pool import ThreadPoolExecutor
+    from apscheduler.schedulers.background import BackgroundScheduler
+    from apscheduler.schedulers.blocking import BlockingScheduler
+
+    cls = BlockingScheduler if blocking else BackgroundScheduler
+    scheduler = cls(timezone=UTC, executors={"default": ThreadPoolExecutor(max_workers=1)},
+                    job_defaults={"max_instances": 1, "coalesce": True,
+                                  "misfire_grace_time": misfire_grace_seconds})
+    for tf in sorted(set(timeframes)):
+        scheduler.add_job(cycle, bar_close_trigger(tf, settle_seconds, server_utc_offset_hours),
+                          id=f"cycle-{tf}", name=f"bar close {tf}", max_instances=1,
+                          coalesce=True, misfire_grace_time=misfire_grace_seconds)
+    if watchdog is not None:
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        scheduler.add_job(watchdog, IntervalTrigger(seconds=watchdog_seconds, timezone=UTC),
+                          id="watchdog", name="systemd watchdog", max_instances=1,
+                          coalesce=True, misfire_grace_time=misfire_grace_seconds)
+    return scheduler

@@ -1,0 +1,232 @@
+"""Settings: TOML file, ``DTA_`` environment, ``.env`` and systemd credentials.
+
+Precedence, highest first: explicit overrides (CLI options) > environment > ``.env`` >
+systemd credentials (``$CREDENTIALS_DIRECTORY``, one file per secret, named like the field)
+> the TOML file > defaults. Unknown keys are errors: a typo in a limit must never silently
+fall back to a default on a trading VPS.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from executor.errors import ConfigError
+from strategies.domain import ParameterSet, normalize_timeframe, stable_hash
+
+DEFAULT_CONFIG_PATHS = (Path("config/dta.toml"), Path("/etc/dta/dta.toml"))
+
+Mode = Literal["paper", "shadow", "live"]
+
+_toml_path: ContextVar[Path | None] = ContextVar("dta_toml_path", default=None)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class JournalSettings(_Section):
+    url: str = "sqlite:///var/dta/journal.sqlite"
+    # Per-bar rows of a replay are committed in batches; order rows always commit alone,
+    # durably, before the broker is called.
+    batch_bars: int = Field(default=1000, ge=1, le=100_000)
+
+
+class DataSettings(_Section):
+    """Where bars come from. Only the replay feed exists so far; MT5 and ccxt feeds come
+    with the broker adapters."""
+
+    feed: Literal["replay"] = "replay"
+    path: Path | None = Path("config/samples/EURUSD_M15.csv")
+    symbol: str | None = None
+    timeframe: str | None = None
+    server_utc_offset_hours: float = Field(default=0.0, ge=-14, le=14)
+    point: float | None = Field(default=None, gt=0)
+
+    @field_validator("timeframe")
+    @classmethod
+    def _tf(cls, v: str | None) -> str | None:
+        return None if v is None else normalize_timeframe(v)
+
+
+class SchedulerSettings(_Section):
+    settle_delay_seconds: float = Field(default=2.0, ge=0, le=300)
+    misfire_grace_seconds: int = Field(default=60, ge=1, le=3600)
+    watchdog_interval_seconds: float = Field(default=10.0, gt=0, le=600)
+
+
+class StrategySettings(_Section):
+    name: Literal["swing_breakout"] = "swing_breakout"
+    params: dict[str, Any] = Field(default_factory=dict)
+    snapshot: dict[str, Any] = Field(default_factory=dict)
+
+
+class ProviderSettings(_Section):
+    name: str
+    kind: Literal["structure", "momentum"]
+    weight: float = Field(default=1.0, ge=0, le=100)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+def _default_providers() -> list[ProviderSettings]:
+    return [ProviderSettings(name="structure", kind="structure", weight=1.0)]
+
+
+class EnsembleSettings(_Section):
+    providers: list[ProviderSettings] = Field(default_factory=_default_providers)
+
+
+class GuardrailSettings(_Section):
+    max_position_lots: float = Field(default=1.0, gt=0)
+    min_confidence: float = Field(default=0.5, ge=0, le=1)
+    min_agreement: int = Field(default=1, ge=0)
+
+
+class PaperSettings(_Section):
+    initial_balance: float = Field(default=10_000.0, gt=0)
+    contract_size: float = Field(default=100_000.0, gt=0)
+    order_volume_lots: float = Field(default=0.1, gt=0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="DTA_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="forbid",
+        frozen=True,
+    )
+
+    mode: Mode = "paper"
+    account: str = Field(default="paper-1", min_length=1, max_length=64)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    journal: JournalSettings = Field(default_factory=JournalSettings)
+    data: DataSettings = Field(default_factory=DataSettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    strategy: StrategySettings = Field(default_factory=StrategySettings)
+    ensemble: EnsembleSettings = Field(default_factory=EnsembleSettings)
+    guardrails: GuardrailSettings = Field(default_factory=GuardrailSettings)
+    paper: PaperSettings = Field(default_factory=PaperSettings)
+
+    # Secrets: never logged, never journaled, masked by `dta config show`.
+    sentry_dsn: SecretStr | None = None
+    openai_api_key: SecretStr | None = None
+    anthropic_api_key: SecretStr | None = None
+    mt5_password: SecretStr | None = None
+    mt5_bridge_secret: SecretStr | None = None
+    exchange_api_key: SecretStr | None = None
+    exchange_api_secret: SecretStr | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [
+            init_settings, env_settings, dotenv_settings, file_secret_settings
+        ]
+        path = _toml_path.get()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    # ------------------------------------------------------------------ views
+
+    def public_dict(self) -> dict[str, Any]:
+        """Effective settings with every secret masked (set secrets show as ``**********``)."""
+        return self.model_dump(mode="json")  # SecretStr dumps as '**********'
+
+    @property
+    def content_hash(self) -> str:
+        """Stable across runs and key order; secret values do not enter it, only presence."""
+        return stable_hash(self.public_dict())
+
+    def secret_values(self) -> list[str]:
+        """Plain secret values, for scrubbers that must keep them out of every output."""
+        out = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr) and value.get_secret_value():
+                out.append(value.get_secret_value())
+        return out
+
+    def parameter_set(self) -> ParameterSet:
+        """Strategy parameters, ensemble weights and guardrail limits: what a decision ran
+        under. Its hash is journaled with every decision and order."""
+        return ParameterSet(
+            values={
+                "strategy": {"name": self.strategy.name, "params": self.strategy.params,
+                             "snapshot": self.strategy.snapshot},
+                "ensemble": {p.name: {"kind": p.kind, "weight": p.weight, "params": p.params}
+                             for p in self.ensemble.providers},
+                "guardrails": self.guardrails.model_dump(mode="json"),
+                "paper": self.paper.model_dump(mode="json"),
+            }
+        )
+
+
+def resolve_config_path(explicit: Path | None) -> Path | None:
+    if explicit is not None:
+        return explicit
+    env = os.environ.get("DTA_CONFIG")
+    if env:
+        return Path(env)
+    for candidate in DEFAULT_CONFIG_PATHS:
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
+    """Load and validate settings; any problem becomes one ``ConfigError`` naming the field."""
+    path = resolve_config_path(config)
+    if path is not None:
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    secrets_dir = os.environ.get("CREDENTIALS_DIRECTORY")
+    token = _toml_path.set(path)
+    try:
+        kwargs: dict[str, Any] = dict(overrides)
+        if secrets_dir and Path(secrets_dir).is_dir():
+            kwargs["_secrets_dir"] = secrets_dir
+        return Settings(**kwargs)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, path)) from None
+    finally:
+        _toml_path.reset(token)
+
+
+def format_validation_error(exc: ValidationError, path: Path | None) -> str:
+    where = f" in {path}" if path else ""
+    lines = [f"invalid settings{where}:"]
+    for err in exc.errors(include_url=False):
+        field = ".".join(str(p) for p in err["loc"]) or "(root)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown setting (check the spelling; see config/dta.example.toml)"
+        got = err.get("input")
+        shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
+        if "secret" in field or "key" in field or "password" in field or "dsn" in field:
+            shown = ""
+        lines.append(f"  {field}: {msg}{shown}")
+    return "\n".join(lines)

@@ -1,0 +1,25 @@
+"""Runs every check on every decision. A check that raises fails closed with its error as
+the reason; all checks run even after one fails, so the journal shows every veto reason."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from strategies.domain import CheckResult, Decision, Verdict
+
+from guardrails.base import AccountState, Check
+
+
+class Guardrails:
+    def __init__(self, checks: Sequence[Check]) -> None:
+        self.checks = tuple(checks)
+
+    def check(self, decision: Decision, account: AccountState) -> Verdict:
+        results = []
+        for c in self.checks:
+            try:
+                results.append(c.check(decision, account))
+            except Exception as exc:  # noqa: BLE001 - fail closed, never crash the cycle
+                results.append(CheckResult(c.name, False,
+                                           f"check failed: {exc.__class__.__name__}: {exc}"))
+        return Verdict(tuple(results))

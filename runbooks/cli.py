@@ -1,0 +1,377 @@
+"""``dta``: the operator's command line. Thin over ``executor``; heavy imports stay inside
+the commands so ``dta --help`` is fast.
+
+Exit codes (stable, documented in the README):
+  0 ok · 1 runtime failure · 2 invalid settings or usage · 3 journal unavailable or not
+  migrated · 4 not found · 5 refused (e.g. kill switch already in that state)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+
+if TYPE_CHECKING:
+    from executor.journal.store import Journal
+    from executor.settings import Settings
+
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_JOURNAL, EXIT_NOT_FOUND, EXIT_REFUSED = 0, 1, 2, 3, 4, 5
+
+app = typer.Typer(help="DTA executor: run the trading daemon and operate it.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+kill_app = typer.Typer(help="Engage or release the manual kill switch (persists across restarts).",
+                       no_args_is_help=True)
+config_app = typer.Typer(help="Inspect settings.", no_args_is_help=True)
+db_app = typer.Typer(help="Journal database maintenance.", no_args_is_help=True)
+app.add_typer(kill_app, name="kill-switch")
+app.add_typer(config_app, name="config")
+app.add_typer(db_app, name="db")
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Settings TOML file "
+                      "(default: $DTA_CONFIG, config/dta.toml, /etc/dta/dta.toml).")]
+JournalOpt = Annotated[str | None, typer.Option("--journal-url",
+                       help="Journal database URL (overrides journal.url).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    typer.echo(f"dta: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _settings(config: Path | None, **overrides: Any) -> Settings:
+    from executor.errors import ConfigError
+    from executor.settings import load_settings
+
+    try:
+        return load_settings(config, **{k: v for k, v in overrides.items() if v is not None})
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_CONFIG)
+
+
+def _journal(settings: Settings, *, migrate: bool) -> Journal:
+    from executor.errors import JournalError
+    from executor.journal.store import Journal
+
+    try:
+        return Journal.open(settings.journal.url, migrate_schema=migrate)
+    except JournalError as exc:
+        _fail(str(exc), EXIT_JOURNAL)
+
+
+def _journal_override(journal_url: str | None) -> dict[str, Any] | None:
+    return {"url": journal_url} if journal_url else None
+
+
+def _operator(operator: str | None) -> str:
+    return operator or os.environ.get("SUDO_USER") or os.environ.get("USER") or "unknown"
+
+
+def _print(data: Any, as_json: bool, text: str) -> None:
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+    else:
+        typer.echo(text)
+
+
+# ---------------------------------------------------------------------------------- run
+
+
+@app.command()
+def run(
+    mode: Annotated[str | None, typer.Option(help="paper | shadow | live")] = None,
+    config: ConfigOpt = None,
+    data: Annotated[Path | None, typer.Option(help="Bar file to replay: MT5 CSV export or "
+                    "ccxt-style OHLCV JSON (overrides data.path).")] = None,
+    symbol: Annotated[str | None, typer.Option(help="Symbol, if not inferable.")] = None,
+    timeframe: Annotated[str | None, typer.Option(help="Timeframe (M15, 1h...), if not "
+                         "inferable.")] = None,
+    journal_url: JournalOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the daemon. With a replay feed it replays the file at full speed through the live
+    cycle and prints a summary; SIGTERM finishes the cycle in progress and exits 0."""
+    data_over = {k: v for k, v in {"symbol": symbol, "timeframe": timeframe}.items() if v}
+    settings = _settings(config, mode=mode, journal=_journal_override(journal_url),
+                         data=data_over or None)
+    from executor.errors import ConfigError, DataFormatError, DtaError
+    from executor.log_setup import configure_logging
+    from executor.systemd import Notifier
+    from executor.wiring import build_daemon
+
+    configure_logging(settings.log_level, settings.secret_values())
+    notifier = Notifier()
+    journal = _journal(settings, migrate=True)
+    try:
+        daemon = build_daemon(settings, journal, data=data, notifier=notifier)
+    except ConfigError as exc:
+        journal.close()
+        _fail(str(exc), EXIT_CONFIG)
+    except DataFormatError as exc:
+        journal.close()
+        _fail(str(exc), EXIT_CONFIG)
+    executor = daemon.executor
+
+    def _on_signal(signum: int, _frame: Any) -> None:
+        executor.stop_requested.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    from executor.daemon import SimulatedClock
+
+    status = "completed"
+    try:
+        executor.start()
+        notifier.ready(f"replaying {daemon.loaded.symbol} {daemon.loaded.timeframe}")
+        executor.run_replay(SimulatedClock(), daemon.feed.next_close_time)
+        if executor.stop_requested.is_set():
+            status = "stopped"
+    except DtaError as exc:
+        status = "failed"
+        notifier.stopping()
+        typer.echo(f"dta: {exc}", err=True)
+        try:
+            executor.stop(status)
+        finally:
+            journal.close()
+        raise typer.Exit(EXIT_JOURNAL if exc.__class__.__name__ == "JournalError"
+                         else EXIT_FAILURE) from None
+    notifier.stopping()
+    summary = executor.stop(status)
+    summary["journal"] = settings.journal.url
+    summary["status"] = status
+    journal.close()
+    _print(summary, as_json, _format_summary(summary))
+
+
+def _format_summary(s: dict[str, Any]) -> str:
+    rejected = s["bars_rejected"]
+    vetoes = s["vetoes"]
+    lat = s["latency"]
+    lines = [
+        f"DTA executor — {s['mode']} run {s['status']} (account {s['account']}, "
+        f"params {s['params_hash']})",
+        f"  bars processed   {s['bars_processed']:>8}   ({s['bars_per_s']:,.0f} bars/s, "
+        f"{s['elapsed_s']:.2f} s; gaps flagged {s['gaps_flagged']})",
+        f"  bars rejected    {sum(rejected.values()):>8}   "
+        + (", ".join(f"{k} {v}" for k, v in sorted(rejected.items())) or "none"),
+        f"  proposals        {s['proposals']:>8}",
+        f"  vetoes           {sum(vetoes.values()):>8}   "
+        + (", ".join(f"{k} {v}" for k, v in sorted(vetoes.items())) or "none"),
+        f"  orders           {sum(s['orders'].values()):>8}   "
+        + (", ".join(f"{k} {v}" for k, v in sorted(s["orders"].items())) or "none"),
+        f"  fills            {s['fills']:>8}",
+        f"  decision latency p50 {lat['p50_us']:.0f} us, p99 {lat['p99_us']:.0f} us per bar",
+    ]
+    if "pnl" in s:
+        p = s["pnl"]
+        lines.append(f"  PnL              realised {p['realized']:+,.2f}, unrealised "
+                     f"{p['unrealized']:+,.2f}, equity {p['equity']:,.2f} "
+                     f"(from {p['initial_balance']:,.2f})")
+    if s.get("errors"):
+        lines.append(f"  errors           {s['errors']}")
+    lines.append(f"  journal          {s['journal']}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------- status
+
+
+@app.command()
+def status(config: ConfigOpt = None, journal_url: JournalOpt = None, as_json: JsonOpt = False,
+           ) -> None:
+    """Mode, kill switch, last bar per symbol and its age, open orders, positions, params."""
+    from datetime import UTC, datetime
+
+    from strategies.domain import OrderState
+
+    settings = _settings(config, journal=_journal_override(journal_url))
+    journal = _journal(settings, migrate=False)
+    try:
+        ks = journal.kill_switch_state()
+        runs = journal.runs(1)
+        bars = journal.bar_counts()
+        now = datetime.now(UTC)
+        for info in bars["processed"].values():
+            last = datetime.fromisoformat(info["last"]) if info["last"] else None
+            info["age_s"] = round((now - last).total_seconds(), 1) if last else None
+        open_orders = journal.orders(settings.account, [
+            OrderState.NEW, OrderState.SUBMITTING, OrderState.ACCEPTED,
+            OrderState.PARTIALLY_FILLED, OrderState.UNKNOWN])
+        data = {
+            "account": settings.account,
+            "configured_mode": settings.mode,
+            "params_hash": settings.parameter_set().content_hash,
+            "kill_switch": {"engaged": ks.engaged, "operator": ks.operator, "reason": ks.reason,
+                            "since": ks.since.isoformat() if ks.since else None},
+            "last_run": runs[0].model_dump(mode="json", exclude={"summary"}) if runs else None,
+            "streams": bars["processed"],
+            "bars_rejected": bars["rejected"],
+            "open_orders": [{"client_order_id": o.client_order_id, "symbol": o.intent.symbol,
+                             "side": o.intent.side.value, "state": o.state.value}
+                            for o in open_orders],
+            "positions": journal.net_positions(),
+            "orders_by_state": journal.order_counts(),
+        }
+    finally:
+        journal.close()
+    ks_text = (f"ENGAGED by {ks.operator} since {data['kill_switch']['since']}: {ks.reason}"
+               if ks.engaged else "released")
+    lines = [f"account {settings.account}  mode {settings.mode}  params {data['params_hash']}",
+             f"kill switch: {ks_text}"]
+    run_row = data["last_run"]
+    if run_row:
+        lines.append(f"last run #{run_row['id']}: {run_row['mode']} {run_row['status']} "
+                     f"started {run_row['started_at']}")
+    for stream, info in data["streams"].items():
+        lines.append(f"  {stream}: {info['count']} bars, last {info['last']} "
+                     f"(age {info['age_s']} s)")
+    lines.append(f"open orders: {len(open_orders)}; positions: {data['positions'] or 'flat'}")
+    _print(data, as_json, "\n".join(lines))
+
+
+# ---------------------------------------------------------------------------------- kill switch
+
+
+def _kill_switch(action: str, reason: str, operator: str | None, config: Path | None,
+                 journal_url: str | None) -> None:
+    if not reason.strip():
+        _fail("--reason must not be empty", EXIT_CONFIG)
+    settings = _settings(config, journal=_journal_override(journal_url))
+    journal = _journal(settings, migrate=True)
+    try:
+        state = journal.kill_switch_state()
+        if state.engaged == (action == "engage"):
+            _fail(f"kill switch is already {'engaged' if state.engaged else 'released'}",
+                  EXIT_REFUSED)
+        who = _operator(operator)
+        journal.record_kill_switch(action, who, reason.strip())
+    finally:
+        journal.close()
+    typer.echo(f"kill switch {action}d by {who}: {reason.strip()}")
+
+
+@kill_app.command("engage")
+def kill_engage(
+    reason: Annotated[str, typer.Option(help="Why (journaled).")],
+    operator: Annotated[str | None, typer.Option(help="Who (default: $SUDO_USER/$USER).")] = None,
+    config: ConfigOpt = None, journal_url: JournalOpt = None,
+) -> None:
+    """Block every new entry until released; survives restarts."""
+    _kill_switch("engage", reason, operator, config, journal_url)
+
+
+@kill_app.command("release")
+def kill_release(
+    reason: Annotated[str, typer.Option(help="Why (journaled).")],
+    operator: Annotated[str | None, typer.Option(help="Who (default: $SUDO_USER/$USER).")] = None,
+    config: ConfigOpt = None, journal_url: JournalOpt = None,
+) -> None:
+    """Allow trading again; needs an operator and a reason."""
+    _kill_switch("release", reason, operator, config, journal_url)
+
+
+# ---------------------------------------------------------------------------------- trace
+
+
+@app.command()
+def trace(order_id: Annotated[str, typer.Argument(help="Client order id (dta...)")],
+          config: ConfigOpt = None, journal_url: JournalOpt = None, as_json: JsonOpt = False,
+          ) -> None:
+    """The bar, snapshot, proposal, decision, verdict, order and fills behind one order."""
+    settings = _settings(config, journal=_journal_override(journal_url))
+    journal = _journal(settings, migrate=False)
+    try:
+        data = journal.trace(order_id)
+    finally:
+        journal.close()
+    if data is None:
+        _fail(f"no order {order_id!r} in the journal", EXIT_NOT_FOUND)
+    _print(data, as_json, _format_trace(data))
+
+
+def _format_trace(t: dict[str, Any]) -> str:
+    o = t["order"]
+    lines = [f"order {o['client_order_id']}: {o['side']} {o['volume']} {o['symbol']} "
+             f"{o['order_type']} state {o['state']} (SL {o['stop_loss']}, TP {o['take_profit']})"]
+    if t["bar"]:
+        b = t["bar"]
+        lines.append(f"  bar       {b['time']} O {b['open']} H {b['high']} L {b['low']} "
+                     f"C {b['close']}")
+    if t["snapshot"]:
+        s = t["snapshot"]
+        lines.append(f"  snapshot  trend {s['trend']}, ATR {s['atr']}, last BOS "
+                     f"{s['last_bos']}, last CHoCH {s['last_choch']}")
+    if t["proposal"]:
+        p = t["proposal"]
+        lines.append(f"  proposal  {p['strategy']}: {p['direction']} entry {p['entry']} "
+                     f"stop {p['stop']} target {p['target']} — {p['reason']}")
+    if t["decision"]:
+        d = t["decision"]
+        lines.append(f"  decision  {d['direction']} confidence {d['confidence']:.2f}, "
+                     f"{d['agreement']}/{d['voters']} agree, providers {d['provider_mix']}")
+        for sig in d["signals"] or []:
+            what = (f"abstained: {sig['abstain_reason']}" if sig["abstain_reason"]
+                    else f"{sig['direction']} {sig['confidence']:.2f} — {sig['rationale']}")
+            lines.append(f"            {sig['provider']}: {what}")
+    if t["verdict"]:
+        v = t["verdict"]
+        lines.append(f"  verdict   {'approved' if v['approved'] else 'vetoed'}")
+        for c in v["checks"] or []:
+            lines.append(f"            {c['name']}: {'pass' if c['passed'] else 'FAIL'} — "
+                         f"{c['reason']}")
+    lines.append(f"  params    {t['parameter_set']['hash']}")
+    for e in t["order_events"]:
+        lines.append(f"  event     {e['at']} {e['from_state']} -> {e['to_state']} {e['detail']}")
+    for f in t["fills"]:
+        lines.append(f"  fill      {f['time']} {f['kind']} {f['side']} {f['volume']} @ "
+                     f"{f['price']} realised {f['realized_pnl']:+.2f}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------- config / db
+
+
+@config_app.command("show")
+def config_show(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Effective settings (file + environment + .env + credentials), secrets masked."""
+    settings = _settings(config)
+    data = {"settings": settings.public_dict(), "content_hash": settings.content_hash,
+            "params_hash": settings.parameter_set().content_hash}
+    if as_json:
+        _print(data, True, "")
+        return
+    import tomllib  # noqa: F401  (only to assert TOML support is present)
+
+    typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: ConfigOpt = None, journal_url: JournalOpt = None) -> None:
+    """Apply journal migrations up to the current schema (safe to repeat)."""
+    settings = _settings(config, journal=_journal_override(journal_url))
+    from executor.journal import migrate
+
+    journal = _journal(settings, migrate=True)
+    try:
+        rev = migrate.current_revision(journal.engine)
+    finally:
+        journal.close()
+    typer.echo(f"journal at revision {rev} (head)")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""Incremental Smart Money Concepts state -> one ``MarketSnapshot`` per closed bar."""
+
+from __future__ import annotations
+
+from collections import deque
+
+from strategies.domain import (
+    Bar,
+    FairValueGap,
+    LiquiditySweep,
+    MarketSnapshot,
+    OrderBlock,
+    StructureBreak,
+    Swing,
+)
+from strategies.smc.atr import WilderAtr
+from strategies.smc.dealing_range import premium_discount
+from strategies.smc.fvg import FvgTracker
+from strategies.smc.liquidity import LiquidityTracker
+from strategies.smc.order_blocks import OrderBlockTracker
+from strategies.smc.sessions import session_of
+from strategies.smc.structure import StructureTracker
+from strategies.smc.swings import SwingChange, SwingDetector, SwingSequence
+
+
+class SnapshotBuilder:
+    """Feeds each closed bar to the SMC detectors and assembles what is known at its close.
+
+    One builder per (symbol, timeframe). ``update`` is O(1) amortised and memory is bounded:
+    every history is a ``deque`` with a ``maxlen``. The snapshot after bar t equals what a
+    fresh builder computes from bars[:t+1], because every detector only looks backwards
+    and an event is published at the bar that confirms it, never earlier.
+
+    Tuples in the snapshot are rebuilt only when their detector reports a change (each
+    keeps a ``version`` counter), so a quiet bar costs little more than the bar window and
+    the snapshot object itself.
+
+    Parameters (all keyword, all defaulted, so a parameter document can set any subset):
+    ``swing_length`` bars each side that prove a swing; ``break_on`` "close" or "wick";
+    ``equal_tolerance_atr`` how close (in ATRs) two swings must be to form a liquidity pool,
+    or ``equal_tolerance_price`` to fix it in price units; ``ob_invalidate_on`` what breaks
+    an order block; ``fvg_min_size_atr`` the smallest gap kept; ``equilibrium_band`` the
+    half-width (fraction of the dealing range) around 50% called equilibrium; the ``max_*``
+    and ``keep_bars`` bound how much of each history the snapshot carries.
+    """
+
+    def __init__(
+        self,
+        *,
+        swing_length: int = 5,
+        atr_period: int = 14,
+        keep_bars: int = 50,
+        break_on: str = "close",
+        max_swings: int = 20,
+        max_events: int = 10,
+        equal_tolerance_atr: float = 0.2,
+        equal_tolerance_price: float | None = None,
+        max_pools: int = 10,
+        max_levels: int = 50,
+        max_blocks: int = 10,
+        ob_invalidate_on: str = "close",
+        max_fvgs: int = 10,
+        fvg_min_size_atr: float = 0.0,
+        equilibrium_band: float = 0.05,
+    ) -> None:
+        if keep_bars < 1:
+            raise ValueError(f"keep_bars must be >= 1, got {keep_bars}")
+        self._index = -1
+        self._bars: deque[Bar] = deque(maxlen=keep_bars)
+        self._atr = WilderAtr(atr_period)
+        self._swing_detector = SwingDetector(swing_length)
+        self._swings = SwingSequence(max_swings)
+        self._structure = StructureTracker(break_on, max_events)
+        self._liquidity = LiquidityTracker(max_levels, max_pools, max_events)
+        self._blocks = OrderBlockTracker(swing_length, max_blocks, ob_invalidate_on)
+        self._fvgs = FvgTracker(max_fvgs)
+        self._tol_atr = equal_tolerance_atr
+        self._tol_price = equal_tolerance_price
+        self._fvg_min_atr = fvg_min_size_atr
+        self._band = equilibrium_band
+        # Published tuples and the detector versions they were built from.
+        self._swings_t: tuple[Swing, ...] = ()
+        self._bos_t: tuple[StructureBreak, ...] = ()
+        self._choch_t: tuple[StructureBreak, ...] = ()
+        self._sweeps_t: tuple[LiquiditySweep, ...] = ()
+        self._blocks_t: tuple[OrderBlock, ...] = ()
+        self._mitigation_t: tuple[OrderBlock, ...] = ()
+        self._fvgs_t: tuple[FairValueGap, ...] = ()
+        self._structure_v = self._liquidity_v = self._blocks_v = self._fvgs_v = 0
+
+    @property
+    def index(self) -> int:
+        """Index of the last bar fed (-1 before the first)."""
+        return self._index
+
+    def update(self, bar: Bar) -> MarketSnapshot:
+        self._index += 1
+        index = self._index
+        self._bars.append(bar)
+        atr = self._atr.update(bar)
+
+        swings, structure = self._swings, self._structure
+        liquidity, blocks, fvgs = self._liquidity, self._blocks, self._fvgs
+        confirmed = self._swing_detector.update(index, bar)
+        if confirmed:
+            tolerance = self._tolerance(atr)
+            changed = False
+            for swing in confirmed:
+                before = swings.latest()
+                change = swings.push(swing)
+                if change is SwingChange.IGNORED:
+                    continue
+                changed = True
+                structure.on_swing(swing)
+                blocks.on_swing(swing)
+                liquidity.on_swing(
+                    swing, tolerance, before if change is SwingChange.REPLACED else None
+                )
+            if changed:
+                self._swings_t = swings.as_tuple()
+
+        breaks = structure.update(index, bar)
+        blocks.update(index, bar, breaks)
+        liquidity.update(index, bar)
+        if atr is not None and self._fvg_min_atr:
+            fvgs.min_size = self._fvg_min_atr * atr
+        fvgs.update(index, bar)
+        self._republish()
+
+        high, low = swings.last_high, swings.last_low
+        if high is not None and low is not None:
+            dealing_range: tuple[float, float] | None = (low.price, high.price)
+            zone: str | None = premium_discount(bar.close, low.price, high.price, self._band)
+        else:
+            dealing_range = None
+            zone = None
+
+        return MarketSnapshot(
+            symbol=bar.symbol,
+            timeframe=bar.timeframe,
+            index=index,
+            bar=bar,
+            bars=tuple(self._bars),
+            atr=atr,
+            trend=structure.trend,
+            swings=self._swings_t,
+            bos=self._bos_t,
+            choch=self._choch_t,
+            sweeps=self._sweeps_t,
+            liquidity_pools=self._liquidity.pools,
+            order_blocks=self._blocks_t,
+            mitigation_blocks=self._mitigation_t,
+            fvgs=self._fvgs_t,
+            dealing_range=dealing_range,
+            premium_discount=zone,
+            session=session_of(bar.time),
+        )
+
+    def _tolerance(self, atr: float | None) -> float:
+        if self._tol_price is not None:
+            return self._tol_price
+        return self._tol_atr * atr if atr is not None else 0.0
+
+    def _republish(self) -> None:
+        """Rebuild only the tuples whose detector changed since the last bar."""
+        s = self._structure
+        if s.version != self._structure_v:
+            self._structure_v = s.version
+            self._bos_t = tuple(s.bos)
+            self._choch_t = tuple(s.choch)
+        liq = self._liquidity
+        if liq.version != self._liquidity_v:
+            self._liquidity_v = liq.version
+            self._sweeps_t = tuple(liq.sweeps)
+        ob = self._blocks
+        if ob.version != self._blocks_v:
+            self._blocks_v = ob.version
+            self._blocks_t = tuple(ob.active)
+            self._mitigation_t = tuple(ob.mitigated)
+        fv = self._fvgs
+        if fv.version != self._fvgs_v:
+            self._fvgs_v = fv.version
+            self._fvgs_t = tuple(fv.open)
