@@ -235,7 +235,7 @@ class RealtimeExecutor:
                 before = self.journal.get_order(bf.fill.client_order_id)
                 if before is not None and before.state is not bf.order.state:
                     self.journal.update_order(before, bf.order, detail=f"{bf.kind} fill",
-                                              durable=False)
+                                              commit=False)
 
         snapshot = self._builders[stream].update(bar)
         try:

@@ -48,7 +48,10 @@ class OrderRouter:
         except Exception as exc:  # noqa: BLE001 - an unexpected error is still ambiguous
             result = submitting.transition(
                 OrderState.UNKNOWN, reason=f"{exc.__class__.__name__}: {exc}")
-        self.journal.update_order(submitting, result, detail=result.reason or "broker answered")
+        # Not forced to disk here: if this update is lost in a crash, the row still says
+        # ``submitting`` and start-up resolves it by lookup. It commits with the cycle.
+        self.journal.update_order(submitting, result, detail=result.reason or "broker answered",
+                                  commit=False)
         log.info("order_submitted", client_order_id=result.client_order_id,
                  state=result.state.value, symbol=result.intent.symbol,
                  side=result.intent.side.value, volume=result.intent.volume)

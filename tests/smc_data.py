@@ -47,3 +47,63 @@ def load_reference(name: str) -> list[dict[str, str]]:
     """Rows of ``EURUSD_M15_<name>.csv`` (one per bar, empty strings where no event)."""
     with (REFERENCE_DIR / f"EURUSD_M15_{name}.csv").open(newline="") as fh:
         return list(csv.DictReader(fh))
+
+
+# --------------------------------------------------------------------------- scoring
+
+EVENT_TYPES = ("swings", "bos", "choch", "order_blocks", "fvgs", "liquidity")
+
+_REFERENCE_COLUMNS = {
+    "swings": ("swing_highs_lows", "HighLow"),
+    "bos": ("bos_choch", "BOS"),
+    "choch": ("bos_choch", "CHOCH"),
+    "order_blocks": ("ob", "OB"),
+    "fvgs": ("fvg", "FVG"),
+    "liquidity": ("liquidity", "Liquidity"),
+}
+
+
+def reference_events(kind: str) -> set[tuple[int, int]]:
+    """(sign, reference bar) per event in the package's batch output.
+
+    The package marks the first and last bars of the series as artificial swings to
+    close the sequence; they are not detections, so they are left out.
+    """
+    name, column = _REFERENCE_COLUMNS[kind]
+    rows = load_reference(name)
+    events = {(int(float(r[column])), i) for i, r in enumerate(rows) if r[column]}
+    if kind == "swings":
+        events = {(s, i) for s, i in events if 0 < i < len(rows) - 1}
+    return events
+
+
+def match(
+    ours: set[tuple[int, int]], reference: set[tuple[int, int]], tolerance: int
+) -> tuple[int, float, float]:
+    """Greedy one-to-one matching by sign and reference bar within ``tolerance`` bars.
+
+    Returns (matched, precision, recall). Each side is sorted and walked in bar order, an
+    event taking the nearest still-unmatched partner of the same sign.
+    """
+    matched = 0
+    for sign in (1, -1):
+        mine = sorted(i for s, i in ours if s == sign)
+        ref = sorted(i for s, i in reference if s == sign)
+        used = [False] * len(ref)
+        lo = 0
+        for i in mine:
+            while lo < len(ref) and ref[lo] < i - tolerance:
+                lo += 1
+            best, best_d = -1, tolerance + 1
+            j = lo
+            while j < len(ref) and ref[j] <= i + tolerance:
+                d = abs(ref[j] - i)
+                if not used[j] and d < best_d:
+                    best, best_d = j, d
+                j += 1
+            if best >= 0:
+                used[best] = True
+                matched += 1
+    precision = matched / len(ours) if ours else 1.0
+    recall = matched / len(reference) if reference else 1.0
+    return matched, precision, recall

@@ -309,8 +309,12 @@ def _load_mt5_csv(
             lo = float(row[li])
             c = float(row[ci])
         except ValueError:
-            o, h, lo, c = (_to_float(row[oi]), _to_float(row[hi]), _to_float(row[li]),
-                           _to_float(row[ci]))
+            o, h, lo, c = (
+                _to_float(row[oi]),
+                _to_float(row[hi]),
+                _to_float(row[li]),
+                _to_float(row[ci]),
+            )
         # Real volume where the broker reports it (exchange-traded symbols), else tick
         # volume: FX brokers export Volume as 0. An unparsable real volume stays NaN
         # rather than silently falling back to tick volume.
@@ -387,9 +391,7 @@ class _StampParser:
         try:
             return datetime(int(m[1]), int(m[2]), int(m[3]), tzinfo=UTC) - self._offset
         except (ValueError, OverflowError) as exc:
-            raise ValueError(
-                f"invalid timestamp {_join(date_text, time_text)!r}: {exc}"
-            ) from None
+            raise ValueError(f"invalid timestamp {_join(date_text, time_text)!r}: {exc}") from None
 
     def _parse_time(self, date_text: str, time_text: str) -> timedelta:
         if not time_text:
@@ -434,7 +436,7 @@ def _load_ccxt_json(
         rows = doc.get("ohlcv")
         if not isinstance(rows, list):
             raise DataFormatError(
-                f"{p}: unknown format: a JSON object needs an \"ohlcv\" list of "
+                f'{p}: unknown format: a JSON object needs an "ohlcv" list of '
                 "[ms, open, high, low, close, volume] rows"
             )
         if isinstance(doc.get("symbol"), str):

@@ -127,7 +127,5 @@ class ReplayFeed:
                 stream = None
             if stream is None:
                 loaded = ", ".join(f"{s} {tf}" for s, tf in self._streams) or "nothing"
-                raise ConfigError(
-                    f"replay has no bars for {symbol} {timeframe}; loaded: {loaded}"
-                )
+                raise ConfigError(f"replay has no bars for {symbol} {timeframe}; loaded: {loaded}")
         return stream

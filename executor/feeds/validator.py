@@ -193,9 +193,7 @@ class BarValidator:
         if o > h or o < lo:
             return self._reject(bar, OPEN_OUTSIDE_RANGE, f"open {o!r} outside [{lo!r}, {h!r}]")
         if c > h or c < lo:
-            return self._reject(
-                bar, CLOSE_OUTSIDE_RANGE, f"close {c!r} outside [{lo!r}, {h!r}]"
-            )
+            return self._reject(bar, CLOSE_OUTSIDE_RANGE, f"close {c!r} outside [{lo!r}, {h!r}]")
 
         state = self._streams.get((bar.symbol, bar.timeframe))
         if state is None:
@@ -219,9 +217,10 @@ class BarValidator:
         if state.align_seconds:
             # Whole seconds since the epoch, without float rounding of timestamp().
             since_epoch = t - _EPOCH
-            if since_epoch.microseconds or (
-                since_epoch.days * 86400 + since_epoch.seconds
-            ) % state.align_seconds:
+            if (
+                since_epoch.microseconds
+                or (since_epoch.days * 86400 + since_epoch.seconds) % state.align_seconds
+            ):
                 return self._reject(
                     bar,
                     MISALIGNED,

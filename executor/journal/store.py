@@ -338,7 +338,7 @@ class Journal:
                 self.commit(durable=True)
 
     def update_order(self, before: Order, after: Order, detail: str = "",
-                     durable: bool = True) -> None:
+                     commit: bool = True) -> None:
         with self._lock:
             now = utcnow()
             self._session.execute(
@@ -350,7 +350,7 @@ class Journal:
             self._session.add(OrderEventRow(client_order_id=after.client_order_id, at=now,
                                             from_state=before.state.value,
                                             to_state=after.state.value, detail=detail))
-            if durable:
+            if commit:
                 self.commit(durable=True)
 
     def get_order(self, client_order_id: str) -> Order | None:

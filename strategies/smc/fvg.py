@@ -57,12 +57,14 @@ class FvgTracker:
         first, middle = self._b2, self._b1
         if first is not None and middle is not None:
             gap: FairValueGap | None = None
+            size = self.min_size
             if middle.close > middle.open and first.high < bar.low:
-                if bar.low - first.high >= self.min_size:
+                if bar.low - first.high >= size:
                     gap = FairValueGap(Direction.LONG, bar.low, first.high, index - 1, index)
-            elif middle.close < middle.open and first.low > bar.high:
-                if first.low - bar.high >= self.min_size:
-                    gap = FairValueGap(Direction.SHORT, first.low, bar.high, index - 1, index)
+            elif (
+                middle.close < middle.open and first.low > bar.high and first.low - bar.high >= size
+            ):
+                gap = FairValueGap(Direction.SHORT, first.low, bar.high, index - 1, index)
             if gap is not None:
                 self._open.append(gap)
                 self._reaches()

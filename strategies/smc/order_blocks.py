@@ -5,25 +5,10 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import replace
 
-from strategies.domain import Bar, Direction, OrderBlock, StructureBreak, Swing, SwingKind
+from strategies.domain import Bar, Direction, OrderBlock, StructureBreak
+from strategies.smc.legs import LegPoint
 
 INVALIDATE_ON = ("close", "wick")
-
-
-class _LegExtreme:
-    """Lowest low (or highest high) since a structural swing, last occurrence on ties.
-
-    Running it bar by bar is what makes block identification O(1): the block candle of a
-    bullish break is the candle that made the leg's low between the broken high and the
-    breaking bar, which is exactly this running minimum at the moment of the break.
-    """
-
-    __slots__ = ("bar", "index", "price")
-
-    def __init__(self, index: int, bar: Bar, price: float) -> None:
-        self.index = index
-        self.bar = bar
-        self.price = price
 
 
 class OrderBlockTracker:
@@ -43,25 +28,20 @@ class OrderBlockTracker:
 
     __slots__ = (
         "_active",
-        "_down_leg",
         "_long_reach",
-        "_recent",
         "_short_reach",
         "_spent",
-        "_up_leg",
         "_wick",
         "mitigated",
         "version",
     )
 
-    def __init__(self, swing_length: int, max_blocks: int = 10, invalidate_on: str = "close") -> None:
+    def __init__(self, max_blocks: int = 10, invalidate_on: str = "close") -> None:
         if invalidate_on not in INVALIDATE_ON:
-            raise ValueError(f"ob_invalidate_on must be one of {INVALIDATE_ON}, got {invalidate_on!r}")
+            raise ValueError(
+                f"ob_invalidate_on must be one of {INVALIDATE_ON}, got {invalidate_on!r}"
+            )
         self._wick = invalidate_on == "wick"
-        # Bars since a swing can only be seen once it is confirmed swing_length bars later.
-        self._recent: deque[tuple[int, Bar]] = deque(maxlen=swing_length)
-        self._up_leg: _LegExtreme | None = None  # lowest low since the structural high
-        self._down_leg: _LegExtreme | None = None  # highest high since the structural low
         self._active: deque[OrderBlock] = deque(maxlen=max_blocks)
         self.mitigated: deque[OrderBlock] = deque(maxlen=max_blocks)
         self._long_reach = float("-inf")
@@ -73,43 +53,17 @@ class OrderBlockTracker:
     def active(self) -> deque[OrderBlock]:
         return self._active
 
-    def on_swing(self, swing: Swing) -> None:
-        """Restart the leg extreme from the bars after a newly confirmed structural swing."""
-        after = [(i, b) for i, b in self._recent if i > swing.index]
-        if swing.kind is SwingKind.HIGH:
-            leg: _LegExtreme | None = None
-            for i, b in after:
-                if leg is None or b.low <= leg.price:
-                    leg = _LegExtreme(i, b, b.low)
-            self._up_leg = leg
-        else:
-            leg = None
-            for i, b in after:
-                if leg is None or b.high >= leg.price:
-                    leg = _LegExtreme(i, b, b.high)
-            self._down_leg = leg
-
-    def update(self, index: int, bar: Bar, breaks: list[StructureBreak]) -> None:
-        """Mitigate / invalidate older blocks, form blocks from this bar's breaks, then fold
-        the bar into the running leg extremes (so the breaking bar is never its own block)."""
+    def update(
+        self, index: int, bar: Bar, breaks: list[tuple[StructureBreak, LegPoint | None]]
+    ) -> None:
+        """Mitigate / invalidate older blocks, then form blocks from this bar's breaks (so a
+        block is never checked against the bar that identified it)."""
         self._track(index, bar)
-        for brk in breaks:
-            self._form(brk, index)
-        self._recent.append((index, bar))
-        up = self._up_leg
-        if up is not None and bar.low <= up.price:
-            up.index, up.bar, up.price = index, bar, bar.low
-        down = self._down_leg
-        if down is not None and bar.high >= down.price:
-            down.index, down.bar, down.price = index, bar, bar.high
+        for brk, leg in breaks:
+            if leg is not None:
+                self._form(brk, leg, index)
 
-    def _form(self, brk: StructureBreak, index: int) -> None:
-        if brk.direction is Direction.LONG:
-            leg, self._up_leg = self._up_leg, None
-        else:
-            leg, self._down_leg = self._down_leg, None
-        if leg is None:
-            return
+    def _form(self, brk: StructureBreak, leg: LegPoint, index: int) -> None:
         self._append(
             OrderBlock(
                 direction=brk.direction,

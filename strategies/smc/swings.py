@@ -9,23 +9,36 @@ from enum import Enum
 from strategies.domain import Bar, Swing, SwingKind
 
 
-class SwingDetector:
-    """Fractal swings: bar i is a swing high when its high is the strict maximum of the
-    window [i-L, i+L]; the swing is confirmed at bar i+L.
+SWING_MODES = ("strict", "package")
 
-    The window is symmetric and the comparison strict so that exactly one bar of a flat
-    top qualifies per window; equal tops are left to the liquidity-pool detector, which
-    is where they carry meaning. Cost per bar is O(L) over a fixed ring, i.e. O(1) in
-    the length of the stream.
+
+class SwingDetector:
+    """Fractal swings, each confirmed ``length`` bars after the bar that made it.
+
+    ``strict`` (default): bar i is a swing high when its high is the strict maximum of the
+    symmetric window [i-L, i+L]. Strictness means one bar of a flat top qualifies per
+    window; equal tops are left to the liquidity-pool detector, where they carry meaning.
+
+    ``package`` reproduces ``smartmoneyconcepts.swing_highs_lows``: window [i-L+1, i+L]
+    (its rolling-window offset), ties allowed, and a bar that is both a swing high and a
+    swing low counts only as a high. Confirmation is still at bar i+L, the last bar of
+    the window, so this mode is just as causal; it exists so the reference comparison can
+    isolate the look-ahead differences from the choice of window.
+
+    Cost per bar is O(L) over a fixed ring, i.e. O(1) in the length of the stream.
     """
 
-    __slots__ = ("_highs", "_length", "_lows", "_times", "_window")
+    __slots__ = ("_highs", "_length", "_lows", "_mid", "_package", "_times", "_window")
 
-    def __init__(self, length: int = 5) -> None:
+    def __init__(self, length: int = 5, mode: str = "strict") -> None:
         if length < 1:
             raise ValueError(f"swing_length must be >= 1, got {length}")
+        if mode not in SWING_MODES:
+            raise ValueError(f"swing_mode must be one of {SWING_MODES}, got {mode!r}")
         self._length = length
-        self._window = 2 * length + 1
+        self._package = mode == "package"
+        self._window = 2 * length if self._package else 2 * length + 1
+        self._mid = length - 1 if self._package else length
         self._highs: deque[float] = deque(maxlen=self._window)
         self._lows: deque[float] = deque(maxlen=self._window)
         self._times: deque[datetime] = deque(maxlen=self._window)
@@ -38,18 +51,17 @@ class SwingDetector:
         self._times.append(bar.time)
         if len(highs) < self._window:
             return []
-        mid = self._length
+        mid = self._mid
+        at = index - self._length
         found: list[Swing] = []
         h = highs[mid]
-        if max(highs) == h and highs.count(h) == 1:
-            found.append(
-                Swing(SwingKind.HIGH, index - mid, self._times[mid], h, index, bar.time)
-            )
+        if max(highs) == h and (self._package or highs.count(h) == 1):
+            found.append(Swing(SwingKind.HIGH, at, self._times[mid], h, index, bar.time))
+            if self._package:
+                return found
         lo = lows[mid]
-        if min(lows) == lo and lows.count(lo) == 1:
-            found.append(
-                Swing(SwingKind.LOW, index - mid, self._times[mid], lo, index, bar.time)
-            )
+        if min(lows) == lo and (self._package or lows.count(lo) == 1):
+            found.append(Swing(SwingKind.LOW, at, self._times[mid], lo, index, bar.time))
         return found
 
 

@@ -1,0 +1,48 @@
+"""Build and drive the real daemon (same wiring as `dta run`) inside a test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from executor.daemon import SimulatedClock
+from executor.journal.store import Journal
+from executor.settings import Settings, load_settings
+from executor.wiring import Daemon, build_daemon
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "config" / "dta.example.toml"
+
+
+def settings_for(url: str, **overrides: Any) -> Settings:
+    journal = {"url": url, **overrides.pop("journal", {})}
+    return load_settings(EXAMPLE, journal=journal, **overrides)
+
+
+def replay(url: str, data: Path, *, stop_after: int | None = None,
+           **overrides: Any) -> dict[str, Any]:
+    """Run a replay of ``data`` into the journal at ``url``; stop cleanly after
+    ``stop_after`` cycles when given. Returns the run summary."""
+    settings = settings_for(url, **overrides)
+    journal = Journal.open(settings.journal.url)
+    try:
+        daemon = build_daemon(settings, journal, data=data)
+        return drive(daemon, stop_after)
+    finally:
+        journal.close()
+
+
+def drive(daemon: Daemon, stop_after: int | None = None) -> dict[str, Any]:
+    executor = daemon.executor
+    executor.start()
+    calls = 0
+
+    def next_close() -> Any:
+        nonlocal calls
+        calls += 1
+        if stop_after is not None and calls > stop_after:
+            return None
+        return daemon.feed.next_close_time()
+
+    executor.run_replay(SimulatedClock(), next_close)
+    return executor.stop("stopped" if stop_after else "completed")
