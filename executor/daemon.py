@@ -299,6 +299,37 @@ class RealtimeExecutor:
             if on_progress is not None and self.stats.cycles % 1000 == 0:
                 on_progress(self.stats.bars_processed)
 
+    def run_scheduled(self, *, settle_seconds: float, misfire_grace_seconds: int,
+                      server_utc_offset_hours: float = 0.0,
+                      watchdog_seconds: float = 10.0) -> None:
+        """Live driver: one APScheduler job per timeframe at bar close + settle delay, until
+        ``stop_requested`` is set (SIGTERM). The cycle in progress finishes before return."""
+        from executor.scheduler import build_scheduler
+
+        self.clock = WallClock()
+        scheduler = build_scheduler(
+            self._scheduled_cycle, [tf for _, tf in self.streams],
+            settle_seconds=settle_seconds, misfire_grace_seconds=misfire_grace_seconds,
+            server_utc_offset_hours=server_utc_offset_hours,
+            watchdog=self.notifier.watchdog if self.notifier.enabled else None,
+            watchdog_seconds=watchdog_seconds, blocking=False)
+        scheduler.start()
+        try:
+            while not self.stop_requested.wait(0.5):
+                pass
+        finally:
+            scheduler.shutdown(wait=True)
+
+    def _scheduled_cycle(self) -> None:
+        if self.stop_requested.is_set():
+            return
+        try:
+            self.run_cycle(self.clock.now())
+        except Exception:
+            log.exception("cycle_failed")
+            self.stop_requested.set()  # fail closed: stop, let systemd restart us
+            raise
+
     # ------------------------------------------------------------------ reporting
 
     def summary(self) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from strategies.domain import (
 from strategies.smc.atr import WilderAtr
 from strategies.smc.dealing_range import premium_discount
 from strategies.smc.fvg import FvgTracker
+from strategies.smc.legs import LegExtremes
 from strategies.smc.liquidity import LiquidityTracker
 from strategies.smc.order_blocks import OrderBlockTracker
 from strategies.smc.sessions import session_of
@@ -36,7 +37,9 @@ class SnapshotBuilder:
     the snapshot object itself.
 
     Parameters (all keyword, all defaulted, so a parameter document can set any subset):
-    ``swing_length`` bars each side that prove a swing; ``break_on`` "close" or "wick";
+    ``swing_length`` bars each side that prove a swing, ``swing_mode`` "strict" or
+    "package" (see ``SwingDetector``); ``break_on`` "close" or "wick"; ``classify``
+    "pattern" or "trend" (see ``StructureTracker``);
     ``equal_tolerance_atr`` how close (in ATRs) two swings must be to form a liquidity pool,
     or ``equal_tolerance_price`` to fix it in price units; ``ob_invalidate_on`` what breaks
     an order block; ``fvg_min_size_atr`` the smallest gap kept; ``equilibrium_band`` the
@@ -50,7 +53,9 @@ class SnapshotBuilder:
         swing_length: int = 5,
         atr_period: int = 14,
         keep_bars: int = 50,
+        swing_mode: str = "strict",
         break_on: str = "close",
+        classify: str = "pattern",
         max_swings: int = 20,
         max_events: int = 10,
         equal_tolerance_atr: float = 0.2,
@@ -68,11 +73,12 @@ class SnapshotBuilder:
         self._index = -1
         self._bars: deque[Bar] = deque(maxlen=keep_bars)
         self._atr = WilderAtr(atr_period)
-        self._swing_detector = SwingDetector(swing_length)
+        self._swing_detector = SwingDetector(swing_length, swing_mode)
         self._swings = SwingSequence(max_swings)
-        self._structure = StructureTracker(break_on, max_events)
+        self._legs = LegExtremes(swing_length)
+        self._structure = StructureTracker(break_on, max_events, classify)
         self._liquidity = LiquidityTracker(max_levels, max_pools, max_events)
-        self._blocks = OrderBlockTracker(swing_length, max_blocks, ob_invalidate_on)
+        self._blocks = OrderBlockTracker(max_blocks, ob_invalidate_on)
         self._fvgs = FvgTracker(max_fvgs)
         self._tol_atr = equal_tolerance_atr
         self._tol_price = equal_tolerance_price
@@ -99,7 +105,7 @@ class SnapshotBuilder:
         self._bars.append(bar)
         atr = self._atr.update(bar)
 
-        swings, structure = self._swings, self._structure
+        swings, structure, legs = self._swings, self._structure, self._legs
         liquidity, blocks, fvgs = self._liquidity, self._blocks, self._fvgs
         confirmed = self._swing_detector.update(index, bar)
         if confirmed:
@@ -111,16 +117,17 @@ class SnapshotBuilder:
                 if change is SwingChange.IGNORED:
                     continue
                 changed = True
-                structure.on_swing(swing)
-                blocks.on_swing(swing)
+                structure.on_swing(swing, swings.prior())
+                legs.on_swing(swing)
                 liquidity.on_swing(
                     swing, tolerance, before if change is SwingChange.REPLACED else None
                 )
             if changed:
                 self._swings_t = swings.as_tuple()
 
-        breaks = structure.update(index, bar)
+        breaks = structure.update(index, bar, legs)
         blocks.update(index, bar, breaks)
+        legs.fold(index, bar)
         liquidity.update(index, bar)
         if atr is not None and self._fvg_min_atr:
             fvgs.min_size = self._fvg_min_atr * atr

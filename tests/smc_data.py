@@ -107,3 +107,33 @@ def match(
     precision = matched / len(ours) if ours else 1.0
     recall = matched / len(reference) if reference else 1.0
     return matched, precision, recall
+
+
+def package_survivors(
+    blocks: set[tuple[int, int]], bars: tuple[Bar, ...], known: dict[tuple[int, int], int]
+) -> set[tuple[int, int]]:
+    """Blocks that would survive the package's hindsight filter (for scoring only).
+
+    ``smartmoneyconcepts.ob`` deletes a block once price has traded through it (its
+    "breaker" state) and later back beyond its other side, using bars after the end of any
+    live snapshot. Its published output is therefore the blocks that, in hindsight, held.
+    Applying the same rule to our causal blocks, with the same future bars, makes the
+    comparison like for like. ``known`` maps a block to the bar it was identified at.
+    """
+    highs = [b.high for b in bars]
+    lows = [b.low for b in bars]
+    kept: set[tuple[int, int]] = set()
+    for sign, index in blocks:
+        top, bottom = highs[index], lows[index]
+        breaker = False
+        survived = True
+        for j in range(known[(sign, index)] + 1, len(bars)):
+            if breaker:
+                if (highs[j] > top) if sign == 1 else (lows[j] < bottom):
+                    survived = False
+                    break
+            elif (lows[j] < bottom) if sign == 1 else (highs[j] > top):
+                breaker = True
+        if survived:
+            kept.add((sign, index))
+    return kept

@@ -33,7 +33,7 @@ FORMAT_CCXT_JSON = "ccxt_json"
 _NAN = float("nan")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Rows used to infer the symbol's point from price decimals. MT5 drops trailing zeros
-# (1.05680 is written 1.0568), so one row is not enough; a few hundred always are.
+# (1.05680 is written 1.0568), so one row is not enough; a few hundred are in practice.
 _POINT_SAMPLE_ROWS = 200
 
 # MT5 writes `YYYY.MM.DD HH:MM:SS`; the "Bars" dialog splits date and time into two

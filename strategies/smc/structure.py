@@ -76,21 +76,19 @@ class StructureTracker:
         """Breaks made by ``bar``, each with the leg extreme (pull-back) it ended."""
         found: list[tuple[StructureBreak, LegPoint | None]] = []
         top = self._top
-        if self._top_live and top is not None:
-            if (bar.high if self._wick else bar.close) > top.price:
-                self._top_live = False
-                leg = legs.end_up()
-                lower_low = self._made(leg, self._top_prior, below=True)
-                found.append((self._record(Direction.LONG, top, lower_low, index, bar), leg))
+        up = bar.high if self._wick else bar.close
+        if self._top_live and top is not None and up > top.price:
+            self._top_live = False
+            leg = legs.end_up()
+            lower_low = self._made(leg, self._top_prior, below=True)
+            found.append((self._record(Direction.LONG, top, lower_low, index, bar), leg))
         bottom = self._bottom
-        if self._bottom_live and bottom is not None:
-            if (bar.low if self._wick else bar.close) < bottom.price:
-                self._bottom_live = False
-                leg = legs.end_down()
-                higher_high = self._made(leg, self._bottom_prior, below=False)
-                found.append(
-                    (self._record(Direction.SHORT, bottom, higher_high, index, bar), leg)
-                )
+        down = bar.low if self._wick else bar.close
+        if self._bottom_live and bottom is not None and down < bottom.price:
+            self._bottom_live = False
+            leg = legs.end_down()
+            higher_high = self._made(leg, self._bottom_prior, below=False)
+            found.append((self._record(Direction.SHORT, bottom, higher_high, index, bar), leg))
         return found
 
     @staticmethod

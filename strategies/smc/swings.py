@@ -8,7 +8,6 @@ from enum import Enum
 
 from strategies.domain import Bar, Swing, SwingKind
 
-
 SWING_MODES = ("strict", "package")
 
 
@@ -112,15 +111,9 @@ class SwingSequence:
     def latest(self) -> Swing | None:
         return self._items[-1] if self._items else None
 
-    def previous(self, kind: SwingKind) -> Swing | None:
-        """The swing of ``kind`` before the latest one of that kind, if still held."""
-        seen = False
-        for s in reversed(self._items):
-            if s.kind is kind:
-                if seen:
-                    return s
-                seen = True
-        return None
+    def prior(self) -> Swing | None:
+        """The swing before the latest one: in an alternating sequence, the opposite kind."""
+        return self._items[-2] if len(self._items) > 1 else None
 
     def as_tuple(self) -> tuple[Swing, ...]:
         return tuple(self._items)
