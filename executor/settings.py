@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
+    SecretsSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
@@ -138,9 +139,13 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [
-            init_settings, env_settings, dotenv_settings, file_secret_settings
-        ]
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, dotenv_settings]
+        credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+        if credentials and Path(credentials).is_dir():
+            # systemd names each credential file after the setting (LoadCredential=
+            # openai_api_key:...), without the DTA_ prefix environment variables carry.
+            sources.append(SecretsSettingsSource(settings_cls, secrets_dir=credentials,
+                                                 env_prefix=""))
         path = _toml_path.get()
         if path is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
@@ -203,13 +208,9 @@ def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
             tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    secrets_dir = os.environ.get("CREDENTIALS_DIRECTORY")
     token = _toml_path.set(path)
     try:
-        kwargs: dict[str, Any] = dict(overrides)
-        if secrets_dir and Path(secrets_dir).is_dir():
-            kwargs["_secrets_dir"] = secrets_dir
-        return Settings(**kwargs)
+        return Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, path)) from None
     finally:

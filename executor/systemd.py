@@ -29,8 +29,11 @@ class Notifier:
         addr = "\0" + self.address[1:] if self.address.startswith("@") else self.address
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+                # Never block the trading cycle on a slow or full notification socket: a
+                # lost ping is harmless, a stalled cycle is not.
+                sock.setblocking(False)
                 sock.connect(addr)
-                sock.sendall(message.encode())
+                sock.send(message.encode())
             return True
         except OSError:
             return False

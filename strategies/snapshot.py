@@ -70,6 +70,8 @@ class SnapshotBuilder:
     ) -> None:
         if keep_bars < 1:
             raise ValueError(f"keep_bars must be >= 1, got {keep_bars}")
+        if max_swings < 2:  # structure reads the swing before the latest one
+            raise ValueError(f"max_swings must be >= 2, got {max_swings}")
         self._index = -1
         self._bars: deque[Bar] = deque(maxlen=keep_bars)
         self._atr = WilderAtr(atr_period)
@@ -136,31 +138,35 @@ class SnapshotBuilder:
 
         high, low = swings.last_high, swings.last_low
         if high is not None and low is not None:
-            dealing_range: tuple[float, float] | None = (low.price, high.price)
-            zone: str | None = premium_discount(bar.close, low.price, high.price, self._band)
+            # A swing low can sit above the last swing high after a gap; order the pair.
+            bottom, top = sorted((low.price, high.price))
+            dealing_range: tuple[float, float] | None = (bottom, top)
+            zone: str | None = premium_discount(bar.close, bottom, top, self._band)
         else:
             dealing_range = None
             zone = None
 
+        # Positional: this runs every bar and keyword matching of 18 fields costs ~40% of
+        # the constructor. The order is MarketSnapshot's field order.
         return MarketSnapshot(
-            symbol=bar.symbol,
-            timeframe=bar.timeframe,
-            index=index,
-            bar=bar,
-            bars=tuple(self._bars),
-            atr=atr,
-            trend=structure.trend,
-            swings=self._swings_t,
-            bos=self._bos_t,
-            choch=self._choch_t,
-            sweeps=self._sweeps_t,
-            liquidity_pools=self._liquidity.pools,
-            order_blocks=self._blocks_t,
-            mitigation_blocks=self._mitigation_t,
-            fvgs=self._fvgs_t,
-            dealing_range=dealing_range,
-            premium_discount=zone,
-            session=session_of(bar.time),
+            bar.symbol,
+            bar.timeframe,
+            index,
+            bar,
+            tuple(self._bars),
+            atr,
+            structure.trend,
+            self._swings_t,
+            self._bos_t,
+            self._choch_t,
+            self._sweeps_t,
+            liquidity.pools,
+            self._blocks_t,
+            self._mitigation_t,
+            self._fvgs_t,
+            dealing_range,
+            zone,
+            session_of(bar.time),
         )
 
     def _tolerance(self, atr: float | None) -> float:

@@ -7,11 +7,14 @@ when the feed's parsing rules change, and they pin the mapping they were measure
 from __future__ import annotations
 
 import csv
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
-from strategies.domain import Bar
+from strategies.domain import Bar, Direction, MarketSnapshot, Swing, SwingKind
+from strategies.smc.swings import SwingSequence
+from strategies.snapshot import SnapshotBuilder
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "config" / "samples" / "EURUSD_M15.csv"
@@ -137,3 +140,122 @@ def package_survivors(
         if survived:
             kept.add((sign, index))
     return kept
+
+
+def collect_events(
+    bars: tuple[Bar, ...], **params: Any
+) -> tuple[dict[str, set[tuple[int, int]]], dict[tuple[int, int], int]]:
+    """Every event a builder publishes over ``bars``, keyed like ``reference_events``.
+
+    Events are gathered from the snapshots as they appear (each is in its tuple on the
+    bar it becomes known, whatever the tuple's length limit), so the builder runs with its
+    normal bounded settings. Swings are re-threaded through the alternating sequence to
+    drop those later superseded by a more extreme swing of the same leg, which is the
+    set the package's batch output corresponds to. Also returns each order block's
+    ``known_index``, which the package-survivor filter needs.
+    """
+    builder = SnapshotBuilder(**params)
+    swings: dict[tuple[str, int], Swing] = {}
+    events: dict[str, set[tuple[int, int]]] = {k: set() for k in EVENT_TYPES}
+    known: dict[tuple[int, int], int] = {}
+    prev: MarketSnapshot | None = None
+    for bar in bars:
+        s = builder.update(bar)
+        if prev is None or s.swings is not prev.swings:
+            for sw in s.swings:
+                swings.setdefault((sw.kind.value, sw.index), sw)
+        if prev is None or s.bos is not prev.bos:
+            events["bos"].update((_sign(b.direction), b.swing_index) for b in s.bos)
+        if prev is None or s.choch is not prev.choch:
+            events["choch"].update((_sign(b.direction), b.swing_index) for b in s.choch)
+        if prev is None or s.order_blocks is not prev.order_blocks:
+            for ob in s.order_blocks:
+                key = (_sign(ob.direction), ob.index)
+                events["order_blocks"].add(key)
+                known.setdefault(key, ob.known_index)
+        if prev is None or s.fvgs is not prev.fvgs:
+            events["fvgs"].update((_sign(g.direction), g.index) for g in s.fvgs)
+        if prev is None or s.liquidity_pools is not prev.liquidity_pools:
+            events["liquidity"].update(
+                (_side(p.side), p.swing_indices[0]) for p in s.liquidity_pools
+            )
+        prev = s
+    sequence = SwingSequence(len(swings) + 1)
+    for sw in sorted(swings.values(), key=lambda x: (x.confirmed_index, x.kind.value)):
+        sequence.push(sw)
+    events["swings"] = {(_side(sw.kind), sw.index) for sw in sequence.as_tuple()}
+    return events, known
+
+
+def _sign(direction: Direction) -> int:
+    return 1 if direction is Direction.LONG else -1
+
+
+def _side(kind: SwingKind) -> int:
+    return 1 if kind is SwingKind.HIGH else -1
+
+
+def package_tolerance(bars: tuple[Bar, ...], range_percent: float = 0.01) -> float:
+    """The package's liquidity tolerance: 1% of the whole series' range (hindsight)."""
+    return (max(b.high for b in bars) - min(b.low for b in bars)) * range_percent
+
+
+def assert_known_by(snap: MarketSnapshot, t: int) -> None:
+    """Every event in the snapshot after bar t refers to, and was known by, a bar <= t."""
+    assert snap.index == t
+    for s in snap.swings:
+        assert s.index < s.confirmed_index <= t
+    for b in (*snap.bos, *snap.choch):
+        assert b.swing_index < b.index <= t
+    for sw in snap.sweeps:
+        assert sw.pool_index < sw.index <= t
+    for p in snap.liquidity_pools:
+        assert max(p.swing_indices) < p.index <= t
+        assert p.swept_index is None or p.index < p.swept_index <= t
+    for ob in (*snap.order_blocks, *snap.mitigation_blocks):
+        assert ob.index < ob.known_index <= t
+        for later in (ob.mitigated_index, ob.broken_index):
+            assert later is None or ob.known_index < later <= t
+    for g in snap.fvgs:
+        assert g.index < g.known_index <= t
+        for later in (g.touched_index, g.filled_index):
+            assert later is None or g.known_index < later <= t
+    assert snap.bars[-1] is snap.bar
+
+
+# --------------------------------------------------------------------------- hand-built bars
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def make_bars(rows: list[tuple[float, float, float, float]]) -> list[Bar]:
+    """(open, high, low, close) rows as consecutive M15 bars from ``T0``."""
+    return [
+        Bar("TEST", "M15", T0 + timedelta(minutes=15 * i), o, h, lo, c, 1.0, 0.0)
+        for i, (o, h, lo, c) in enumerate(rows)
+    ]
+
+
+def hlc(rows: list[tuple[float, float, float]]) -> list[tuple[float, float, float, float]]:
+    """(high, low, close) rows with the open at mid-range, where direction is irrelevant."""
+    return [((h + lo) / 2, h, lo, c) for h, lo, c in rows]
+
+
+# A higher low, a close above the high (BOS), a retest of the block, then a close below
+# the higher low after the pull-back had made a higher high (CHoCH). swing_length=1.
+STRUCTURE = hlc(
+    [
+        (10.0, 9.0, 9.5),  # 0
+        (9.5, 8.0, 8.5),  # 1 swing low 8.0, confirmed at 2
+        (11.0, 8.5, 10.5),  # 2
+        (12.0, 10.0, 11.5),  # 3 swing high 12.0, confirmed at 4
+        (11.5, 9.5, 10.0),  # 4
+        (10.5, 9.0, 9.5),  # 5 swing low 9.0 (higher low), confirmed at 6; the leg's low
+        (11.0, 9.5, 10.8),  # 6
+        (12.5, 10.5, 12.3),  # 7 closes above 12.0: bullish BOS, block = bar 5
+        (12.4, 11.0, 11.2),  # 8 swing high 12.5 (bar 7) confirmed
+        (11.5, 10.2, 10.4),  # 9 trades into the block (top 10.5): mitigation block
+        (10.6, 7.0, 7.5),  # 10 closes below the block and below 9.0: block broken, CHoCH
+        (8.0, 7.2, 7.6),  # 11
+    ]
+)

@@ -5,16 +5,16 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from strategies.domain import Bar, MarketSnapshot
 from strategies.snapshot import SnapshotBuilder
 
 try:
-    from tests.smc_data import load_bars
+    from tests.smc_data import assert_known_by, load_bars
 except ImportError:  # tests/ is not a package: pytest put it on sys.path itself
-    from smc_data import load_bars  # type: ignore[no-redef]
+    from smc_data import assert_known_by, load_bars  # type: ignore[no-redef]
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 TICK = 0.0001
@@ -38,15 +38,15 @@ def _bars_from_steps(steps: list[tuple[int, int, int, int]]) -> list[Bar]:
     return bars
 
 
-bar_steps = st.lists(
-    st.tuples(
-        st.integers(-6, 6), st.integers(0, 4), st.integers(0, 4), st.integers(0, 5)
-    ),
-    min_size=1,
-    max_size=160,
+# Long streams matter most (events need bars to form), so lengths are drawn uniformly
+# rather than left to hypothesis' preference for short lists.
+bar_steps = st.integers(1, 200).flatmap(
+    lambda n: st.lists(
+        st.tuples(st.integers(-6, 6), st.integers(0, 4), st.integers(0, 4), st.integers(0, 5)),
+        min_size=n,
+        max_size=n,
+    )
 )
-
-
 def _replay(bars: list[Bar] | tuple[Bar, ...], **params: object) -> list[MarketSnapshot]:
     builder = SnapshotBuilder(**params)  # type: ignore[arg-type]
     return [builder.update(b) for b in bars]
@@ -56,28 +56,47 @@ def _fresh(bars: list[Bar] | tuple[Bar, ...], t: int, **params: object) -> Marke
     return _replay(bars[: t + 1], **params)[-1]
 
 
-def _assert_known_by(snap: MarketSnapshot, t: int) -> None:
-    assert snap.index == t
-    for s in snap.swings:
-        assert s.index < s.confirmed_index <= t
-    for b in (*snap.bos, *snap.choch):
-        assert b.swing_index < b.index <= t
-
-
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     steps=bar_steps,
     swing_length=st.integers(1, 5),
     break_on=st.sampled_from(["close", "wick"]),
+    swing_mode=st.sampled_from(["strict", "package"]),
+    classify=st.sampled_from(["pattern", "trend"]),
+    ob_invalidate_on=st.sampled_from(["close", "wick"]),
 )
 def test_random_stream_snapshot_equals_fresh_builder(
-    steps: list[tuple[int, int, int, int]], swing_length: int, break_on: str
+    steps: list[tuple[int, int, int, int]],
+    swing_length: int,
+    break_on: str,
+    swing_mode: str,
+    classify: str,
+    ob_invalidate_on: str,
 ) -> None:
     bars = _bars_from_steps(steps)
-    params = {"swing_length": swing_length, "break_on": break_on, "keep_bars": 20}
+    event(f"bars: {len(bars) // 50 * 50}+")
+    params = {
+        "swing_length": swing_length,
+        "break_on": break_on,
+        "swing_mode": swing_mode,
+        "classify": classify,
+        "ob_invalidate_on": ob_invalidate_on,
+        "keep_bars": 20,
+        "max_events": 4,  # small bounds, so eviction from every history is exercised
+        "max_blocks": 3,
+        "max_fvgs": 3,
+        "max_pools": 3,
+        "max_levels": 6,
+        "equal_tolerance_atr": 0.5,
+        "atr_period": 3,
+    }
     snaps = _replay(bars, **params)
+    last = snaps[-1]
+    for name in ("swings", "bos", "choch", "sweeps", "liquidity_pools", "order_blocks", "fvgs"):
+        if getattr(last, name):
+            event(f"has {name}")
     for t, snap in enumerate(snaps):
-        _assert_known_by(snap, t)
+        assert_known_by(snap, t)
         assert snap == _fresh(bars, t, **params)
 
 
@@ -88,11 +107,14 @@ def test_real_data_snapshot_equals_fresh_builder() -> None:
     # Bars where an event was just published are where a look-ahead bug would show first.
     eventful = [
         t for t in range(1, len(snaps))
-        if snaps[t].swings != snaps[t - 1].swings or snaps[t].bos != snaps[t - 1].bos
-        or snaps[t].choch != snaps[t - 1].choch
+        if any(
+            getattr(snaps[t], f) is not getattr(snaps[t - 1], f)
+            for f in ("swings", "bos", "choch", "sweeps", "liquidity_pools", "order_blocks",
+                      "mitigation_blocks", "fvgs")
+        )
     ]
     sample = sorted({*rng.sample(range(len(snaps)), 15), *rng.sample(eventful, 15)})
     assert eventful, "the sample should contain swings and breaks"
     for t in sample:
-        _assert_known_by(snaps[t], t)
+        assert_known_by(snaps[t], t)
         assert snaps[t] == _fresh(bars, t), f"snapshot differs from a fresh build at t={t}"

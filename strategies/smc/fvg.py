@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import replace
 
 from strategies.domain import Bar, Direction, FairValueGap
 
@@ -72,26 +71,22 @@ class FvgTracker:
         self._b2, self._b1 = middle, bar
 
     def _track(self, index: int, bar: Bar) -> None:
-        kept: list[FairValueGap] = []
+        gaps = self._open
+        low, high = bar.low, bar.high
         changed = False
-        for gap in self._open:
+        for i, gap in enumerate(gaps):
             if gap.direction is Direction.LONG:
-                touched, filled = bar.low <= gap.top, bar.low <= gap.bottom
+                touched, filled = low <= gap.top, low <= gap.bottom
             else:
-                touched, filled = bar.high >= gap.bottom, bar.high >= gap.top
+                touched, filled = high >= gap.bottom, high >= gap.top
             if filled:
-                gap = replace(
-                    gap,
-                    filled_index=index,
-                    touched_index=index if gap.touched_index is None else gap.touched_index,
-                )
+                touched_at = index if gap.touched_index is None else gap.touched_index
+                gaps[i] = _with(gap, index, touched_at)
                 changed = self._spent = True
             elif touched and gap.touched_index is None:
-                gap = replace(gap, touched_index=index)
+                gaps[i] = _with(gap, None, index)
                 changed = True
-            kept.append(gap)
         if changed:
-            self._open = deque(kept, maxlen=self._open.maxlen)
             self._reaches()
             self.version += 1
 
@@ -103,8 +98,17 @@ class FvgTracker:
                 continue
             if gap.direction is Direction.LONG:
                 edge = gap.top if gap.touched_index is None else gap.bottom
-                long_reach = max(long_reach, edge)
+                if edge > long_reach:
+                    long_reach = edge
             else:
                 edge = gap.bottom if gap.touched_index is None else gap.top
-                short_reach = min(short_reach, edge)
+                if edge < short_reach:
+                    short_reach = edge
         self._long_reach, self._short_reach = long_reach, short_reach
+
+
+def _with(gap: FairValueGap, filled: int | None, touched: int | None) -> FairValueGap:
+    """``dataclasses.replace`` without its introspection: this runs on most bars."""
+    return FairValueGap(
+        gap.direction, gap.top, gap.bottom, gap.index, gap.known_index, filled, touched
+    )

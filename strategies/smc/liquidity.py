@@ -112,20 +112,20 @@ class LiquidityTracker:
         if self._taken:
             self._taken = []
             self._pools_dirty = True
-        swept_members: set[int] = set()
+        swept: set[int] = set()
         if bar.high > self._high_trigger:
-            self._take(self._highs, index, bar, swept_members)
+            self._take(self._highs, index, bar, swept)
         if bar.low < self._low_trigger:
-            self._take(self._lows, index, bar, swept_members)
+            self._take(self._lows, index, bar, swept)
         last = self._last_high
         if last is not None and bar.high > last.price:
             self._last_high = None
-            if bar.close < last.price and last.index not in swept_members:
+            if bar.close < last.price and last.index not in swept:
                 self._sweep(SwingKind.HIGH, last.price, last.index, index, bar)
         last = self._last_low
         if last is not None and bar.low < last.price:
             self._last_low = None
-            if bar.close > last.price and last.index not in swept_members:
+            if bar.close > last.price and last.index not in swept:
                 self._sweep(SwingKind.LOW, last.price, last.index, index, bar)
         if self._pools_dirty:
             self._publish()

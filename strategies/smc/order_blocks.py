@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import replace
 
 from strategies.domain import Bar, Direction, OrderBlock, StructureBreak
 from strategies.smc.legs import LegPoint
@@ -58,7 +57,8 @@ class OrderBlockTracker:
     ) -> None:
         """Mitigate / invalidate older blocks, then form blocks from this bar's breaks (so a
         block is never checked against the bar that identified it)."""
-        self._track(index, bar)
+        if self._spent or bar.low <= self._long_reach or bar.high >= self._short_reach:
+            self._track(index, bar)
         for brk, leg in breaks:
             if leg is not None:
                 self._form(brk, leg, index)
@@ -99,15 +99,15 @@ class OrderBlockTracker:
         mitigated: list[OrderBlock] = []
         for ob in self.mitigated:
             if self._broken(ob, bar):
-                ob = replace(ob, broken_index=index)
+                ob = _with(ob, ob.mitigated_index, index)
                 changed = self._spent = True
             mitigated.append(ob)
         for ob in self._active:
             long = ob.direction is Direction.LONG
             if (bar.low <= ob.top) if long else (bar.high >= ob.bottom):
-                ob = replace(ob, mitigated_index=index)
+                ob = _with(ob, index, None)
                 if self._broken(ob, bar):
-                    ob = replace(ob, broken_index=index)
+                    ob = _with(ob, ob.mitigated_index, index)
                     self._spent = True
                 changed = True
                 mitigated.append(ob)
@@ -140,3 +140,11 @@ class OrderBlockTracker:
         if ob.direction is Direction.LONG:
             return (bar.low if self._wick else bar.close) < ob.bottom
         return (bar.high if self._wick else bar.close) > ob.top
+
+
+def _with(ob: OrderBlock, mitigated: int | None, broken: int | None) -> OrderBlock:
+    """``dataclasses.replace`` without its introspection, for the per-bar path."""
+    return OrderBlock(
+        ob.direction, ob.top, ob.bottom, ob.index, ob.known_index, mitigated, broken,
+        ob.break_kind, ob.swing_index,
+    )
