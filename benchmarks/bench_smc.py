@@ -64,13 +64,13 @@ def bench_builder(bars: list[Bar], repeats: int = 3) -> float:
 def _import_smc() -> Any:
     """The package prints a banner on import; keep the benchmark's output to numbers."""
     with contextlib.redirect_stdout(io.StringIO()):
-        from smartmoneyconcepts import smc  # type: ignore[import-not-found, unused-ignore]
+        from smartmoneyconcepts import smc  # type: ignore[import-untyped,import-not-found,unused-ignore]
     return smc
 
 
 def bench_package(bars: list[Bar], windows: int, window: int, seed: int = 7) -> float:
     """Mean seconds to recompute swings, BOS/CHoCH, OB, FVG and liquidity on one window."""
-    import pandas as pd
+    import pandas as pd  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
     smc = _import_smc()
     frame = pd.DataFrame(
@@ -127,12 +127,18 @@ def run(windows: int = 200, window: int = 500) -> dict[str, Any]:
     return result
 
 
+LAST_RESULTS: dict[str, Any] | None = None  # what the last main() measured, for runners
+
+
 def main(argv: list[str] | None = None) -> None:
+    """Print the figures. ``argv`` defaults to none (not ``sys.argv``), so a runner that
+    imports this module never has its own command line parsed here."""
+    global LAST_RESULTS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--windows", type=int, default=200)
     parser.add_argument("--window", type=int, default=500)
-    args = parser.parse_args(argv)
-    r = run(args.windows, args.window)
+    args = parser.parse_args(argv or [])
+    r = LAST_RESULTS = run(args.windows, args.window)
     print(f"SnapshotBuilder.update      {r['builder_us_per_bar']:10.1f} us/bar "
           f"({r['builder_bars_per_s']:,.0f} bars/s over {r['bars']:,} bars)")
     if "ratio" not in r:
@@ -144,4 +150,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

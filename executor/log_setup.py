@@ -38,6 +38,16 @@ class SecretScrubber:
         return event
 
 
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is now (test runners and daemons swap it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(level: str, secrets: Iterable[str] = ()) -> None:
     structlog.configure(
         processors=[
@@ -48,6 +58,6 @@ def configure_logging(level: str, secrets: Iterable[str] = ()) -> None:
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event, func, insert, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy import bindparam, event, func, insert, select, update
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, create_engine
 
@@ -51,6 +51,27 @@ from strategies.domain import (
     Proposal,
     Verdict,
 )
+
+
+_BARS = BarRow.__table__  # type: ignore[attr-defined]
+_REJECTS = RejectedBarRow.__table__  # type: ignore[attr-defined]
+_PROPOSALS = ProposalRow.__table__  # type: ignore[attr-defined]
+_DECISIONS = DecisionRow.__table__  # type: ignore[attr-defined]
+_VERDICTS = VerdictRow.__table__  # type: ignore[attr-defined]
+_ORDERS = OrderRow.__table__  # type: ignore[attr-defined]
+_ORDER_EVENTS = OrderEventRow.__table__  # type: ignore[attr-defined]
+_FILLS = FillRow.__table__  # type: ignore[attr-defined]
+_KILL_EVENTS = KillSwitchEventRow.__table__  # type: ignore[attr-defined]
+
+# Statements built once: parameters travel separately, so SQLAlchemy's compiled cache hits
+# and a journal write costs one driver call, not a statement construction.
+_UPDATE_ORDER = (
+    update(_ORDERS).where(_ORDERS.c.client_order_id == bindparam("coid"))
+    .values(state=bindparam("state"), filled_volume=bindparam("filled_volume"),
+            avg_fill_price=bindparam("avg_fill_price"),
+            broker_order_id=bindparam("broker_order_id"), reason=bindparam("reason"),
+            updated_at=bindparam("updated_at")))
+_SELECT_ORDER = select(_ORDERS).where(_ORDERS.c.client_order_id == bindparam("coid"))
 
 
 def utcnow() -> datetime:
@@ -160,12 +181,23 @@ class Journal:
             self._pending_rejects.clear()
             self._session.rollback()
 
+    def _conn(self) -> Connection:
+        """The session's connection: hot-path writes go through SQLAlchemy Core on it (no
+        ORM unit of work), inside the same transaction the session commits."""
+        return self._session.connection()
+
+    def _insert(self, table: Any, values: dict[str, Any]) -> int:
+        result = self._conn().execute(insert(table), values)
+        key = result.inserted_primary_key
+        assert key is not None
+        return int(key[0])
+
     def _flush_buffers(self) -> None:
         if self._pending_bars:
-            self._session.execute(insert(BarRow), self._pending_bars)
+            self._conn().execute(insert(_BARS), self._pending_bars)
             self._pending_bars = []
         if self._pending_rejects:
-            self._session.execute(insert(RejectedBarRow), self._pending_rejects)
+            self._conn().execute(insert(_REJECTS), self._pending_rejects)
             self._pending_rejects = []
 
     @property
@@ -270,19 +302,15 @@ class Journal:
     # ------------------------------------------------------------------ decisions
 
     def record_proposal(self, proposal: Proposal, snapshot: MarketSnapshot) -> int:
-        row = ProposalRow(
+        return self._insert(_PROPOSALS, dict(
             run_id=self.run_id, strategy=proposal.strategy, symbol=proposal.symbol,
             timeframe=proposal.timeframe, bar_time=proposal.bar_time,
             direction=proposal.direction.value, entry=proposal.entry, stop=proposal.stop,
             target=proposal.target, reason=proposal.reason, tags=list(proposal.tags),
-            snapshot=snapshot.summary())
-        self._session.add(row)
-        self._session.flush()
-        assert row.id is not None
-        return row.id
+            snapshot=snapshot.summary()))
 
     def record_decision(self, decision: Decision, proposal_id: int) -> int:
-        row = DecisionRow(
+        return self._insert(_DECISIONS, dict(
             proposal_id=proposal_id, direction=decision.direction.value,
             confidence=decision.confidence, agreement=decision.agreement,
             voters=decision.voters, provider_mix=list(decision.provider_mix),
@@ -290,22 +318,14 @@ class Journal:
                       "confidence": s.confidence, "rationale": s.rationale,
                       "tags": list(s.tags), "abstain_reason": s.abstain_reason,
                       "latency_ms": round(s.latency_ms, 3)} for s in decision.signals],
-            contributions=dict(decision.contributions), params_hash=decision.params_hash)
-        self._session.add(row)
-        self._session.flush()
-        assert row.id is not None
-        return row.id
+            contributions=dict(decision.contributions), params_hash=decision.params_hash))
 
     def record_verdict(self, verdict: Verdict, decision_id: int) -> int:
-        row = VerdictRow(
+        return self._insert(_VERDICTS, dict(
             decision_id=decision_id, approved=verdict.approved,
             checks=[{"name": c.name, "passed": c.passed, "reason": c.reason}
                     for c in verdict.checks],
-            reasons="; ".join(verdict.reasons))
-        self._session.add(row)
-        self._session.flush()
-        assert row.id is not None
-        return row.id
+            reasons="; ".join(verdict.reasons)))
 
     def veto_counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -324,16 +344,19 @@ class Journal:
         with self._lock:
             i = order.intent
             now = utcnow()
-            self._session.add(OrderRow(
+            conn = self._conn()
+            conn.execute(insert(_ORDERS), dict(
                 client_order_id=i.client_order_id, run_id=self.run_id, account=i.account,
                 symbol=i.symbol, side=i.side.value, volume=i.volume,
                 order_type=i.order_type.value, price=i.price, stop_loss=i.stop_loss,
                 take_profit=i.take_profit, reduce_only=i.reduce_only, bar_time=i.bar_time,
-                state=order.state.value, decision_id=i.decision_id, params_hash=i.params_hash,
+                state=order.state.value, filled_volume=order.filled_volume,
+                avg_fill_price=order.avg_fill_price, broker_order_id=order.broker_order_id,
+                decision_id=i.decision_id, params_hash=i.params_hash,
                 created_at=now, updated_at=now, reason=order.reason))
-            self._session.add(OrderEventRow(client_order_id=i.client_order_id, at=now,
-                                            from_state=None, to_state=order.state.value,
-                                            detail=detail))
+            conn.execute(insert(_ORDER_EVENTS), dict(
+                client_order_id=i.client_order_id, at=now, from_state=None,
+                to_state=order.state.value, detail=detail))
             if commit:
                 self.commit(durable=True)
 
@@ -341,30 +364,29 @@ class Journal:
                      commit: bool = True) -> None:
         with self._lock:
             now = utcnow()
-            self._session.execute(
-                update(OrderRow).where(OrderRow.client_order_id == after.client_order_id)  # type: ignore[arg-type]
-                .values(state=after.state.value, filled_volume=after.filled_volume,
-                        avg_fill_price=after.avg_fill_price,
-                        broker_order_id=after.broker_order_id, reason=after.reason,
-                        updated_at=now))
-            self._session.add(OrderEventRow(client_order_id=after.client_order_id, at=now,
-                                            from_state=before.state.value,
-                                            to_state=after.state.value, detail=detail))
+            conn = self._conn()
+            conn.execute(_UPDATE_ORDER, dict(
+                coid=after.client_order_id, state=after.state.value,
+                filled_volume=after.filled_volume, avg_fill_price=after.avg_fill_price,
+                broker_order_id=after.broker_order_id, reason=after.reason, updated_at=now))
+            conn.execute(insert(_ORDER_EVENTS), dict(
+                client_order_id=after.client_order_id, at=now, from_state=before.state.value,
+                to_state=after.state.value, detail=detail))
             if commit:
                 self.commit(durable=True)
 
     def get_order(self, client_order_id: str) -> Order | None:
-        row = self._session.get(OrderRow, client_order_id)
+        row = self._conn().execute(_SELECT_ORDER, {"coid": client_order_id}).first()
         return None if row is None else _order_from_row(row)
 
     def orders(self, account: str | None = None, states: Sequence[OrderState] | None = None,
                ) -> list[Order]:
-        stmt = select(OrderRow).order_by(OrderRow.created_at, OrderRow.client_order_id)  # type: ignore[arg-type]
+        stmt = select(_ORDERS).order_by(_ORDERS.c.created_at, _ORDERS.c.client_order_id)
         if account is not None:
-            stmt = stmt.where(OrderRow.account == account)
+            stmt = stmt.where(_ORDERS.c.account == account)
         if states is not None:
-            stmt = stmt.where(OrderRow.state.in_([s.value for s in states]))  # type: ignore[attr-defined]
-        return [_order_from_row(r) for r in self._session.scalars(stmt)]
+            stmt = stmt.where(_ORDERS.c.state.in_([s.value for s in states]))
+        return [_order_from_row(r) for r in self._conn().execute(stmt)]
 
     def order_counts(self) -> dict[str, int]:
         rows = self._session.execute(
@@ -374,7 +396,7 @@ class Journal:
     # ------------------------------------------------------------------ fills
 
     def record_fill(self, fill: Fill, kind: str, realized_pnl: float) -> None:
-        self._session.add(FillRow(
+        self._conn().execute(insert(_FILLS), dict(
             fill_id=fill.fill_id, client_order_id=fill.client_order_id, symbol=fill.symbol,
             side=fill.side.value, time=fill.time, price=fill.price, volume=fill.volume,
             fee=fill.fee, kind=kind, realized_pnl=realized_pnl))
@@ -408,10 +430,10 @@ class Journal:
     def kill_switch_state(self, scope: str = "global") -> KillSwitchState:
         """Read fresh from the database every time, so an operator's `dta kill-switch` in
         another process takes effect at the next decision of a running daemon."""
-        stmt = (select(KillSwitchEventRow).where(KillSwitchEventRow.scope == scope)
-                .order_by(KillSwitchEventRow.id.desc()).limit(1))  # type: ignore[union-attr]
-        with Session(self.engine) as fresh:
-            row = fresh.scalars(stmt).first()
+        t = _KILL_EVENTS
+        stmt = select(t).where(t.c.scope == scope).order_by(t.c.id.desc()).limit(1)
+        with self.engine.connect() as fresh:
+            row = fresh.execute(stmt).first()
         if row is None or row.action != "engage":
             return KillSwitchState(engaged=False)
         return KillSwitchState(True, row.operator, row.reason, row.at, row.trigger)
@@ -456,7 +478,7 @@ class Journal:
         return out
 
 
-def _order_from_row(row: OrderRow) -> Order:
+def _order_from_row(row: Any) -> Order:
     intent = OrderIntent(
         client_order_id=row.client_order_id, account=row.account, symbol=row.symbol,
         side=OrderSide(row.side), volume=row.volume, order_type=OrderType(row.order_type),

@@ -1,0 +1,1 @@
+"""Benchmarks: print figures beside their goals. They never fail a test run."""
