@@ -26,7 +26,9 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# The bench extra brings smartmoneyconcepts (numba, pandas) for the SMC comparison only.
 bench: $(STAMP)
+	test -f $(VENV)/.bench-stamp || ($(BIN)/python -m pip install --quiet -e '.[dev,bench]' && touch $(VENV)/.bench-stamp)
 	$(BIN)/python -m benchmarks
 
 lint: $(STAMP)

@@ -68,7 +68,7 @@ class SchedulerSettings(_Section):
 
 
 class StrategySettings(_Section):
-    name: Literal["swing_breakout"] = "swing_breakout"
+    name: Literal["smc_ob_retest", "swing_breakout"] = "smc_ob_retest"
     params: dict[str, Any] = Field(default_factory=dict)
     snapshot: dict[str, Any] = Field(default_factory=dict)
 

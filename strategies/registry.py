@@ -6,9 +6,11 @@ from collections.abc import Callable
 from typing import Any
 
 from strategies.logic import TradeLogic
+from strategies.smc_strategy import SmcOrderBlockRetest
 from strategies.swing_breakout import SwingBreakout
 
 STRATEGIES: dict[str, Callable[..., TradeLogic]] = {
+    SmcOrderBlockRetest.name: SmcOrderBlockRetest,
     SwingBreakout.name: SwingBreakout,
 }
 

@@ -110,7 +110,7 @@ def test_trace_shows_bar_snapshot_decision_verdict_order_fills(
     assert t["verdict"]["approved"] is True
     assert {c["name"] for c in t["verdict"]["checks"]} == {"kill_switch", "max_position",
                                                            "consensus"}
-    assert t["parameter_set"]["content"]["strategy"]["name"] == "swing_breakout"
+    assert t["parameter_set"]["content"]["strategy"]["name"] == "smc_ob_retest"
     assert [e["to_state"] for e in t["order_events"]] == ["new", "submitting", "accepted",
                                                          "filled"]
     assert t["fills"][0]["kind"] == "entry"
