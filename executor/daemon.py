@@ -9,42 +9,51 @@ close at a time, exactly as the scheduler drives it with the wall clock.
 
 from __future__ import annotations
 
+import heapq
 import threading
 import time
 from array import array
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
 import structlog
 
-from ensemble.ensemble import Ensemble
 from executor.brokers.base import Broker
 from executor.brokers.paper import PaperBroker
+from executor.components import ComponentFactory, Components
 from executor.feeds.base import Feed
 from executor.feeds.validator import BarValidator
 from executor.journal.store import Journal
 from executor.router import OrderRouter
 from executor.systemd import Notifier
 from guardrails.base import AccountState
-from guardrails.guardrails import Guardrails
+from guardrails.monitors import (
+    DailyDrawdownMonitor,
+    ErrorRateMonitor,
+    RegressionMonitor,
+    Trigger,
+)
+from guardrails.params import ParamError, active_version, ensure_registered, rollback
+from guardrails.state import TradingState, set_state
 from strategies.domain import (
     Bar,
     Decision,
     Direction,
     Fill,
     MarketSnapshot,
+    Order,
     OrderIntent,
     OrderSide,
     OrderState,
     OrderType,
-    ParameterSet,
     Proposal,
+    Verdict,
     client_order_id,
 )
-from strategies.logic import StrategyContext, TradeLogic
+from strategies.logic import StrategyContext
 from strategies.snapshot import SnapshotBuilder
 
 log = structlog.get_logger("dta.executor")
@@ -89,6 +98,10 @@ class RunStats:
     orders: Counter[str] = field(default_factory=Counter)
     fills: int = 0
     errors: Counter[str] = field(default_factory=Counter)
+    queued_for_approval: int = 0
+    approvals_expired: int = 0
+    approvals_executed: int = 0
+    rollbacks: int = 0
     cycles: int = 0
     latencies_us: array[float] = field(default_factory=lambda: array("d"))
     started: float = field(default_factory=time.perf_counter)
@@ -115,18 +128,15 @@ class RealtimeExecutor:
         feed: Feed,
         streams: Sequence[Stream],
         broker: Broker,
-        strategy: TradeLogic,
-        strategy_params: dict[str, Any],
-        builder_factory: Callable[[], SnapshotBuilder],
+        components: ComponentFactory,
+        settings_params: dict[str, Any],
         validator: BarValidator,
-        ensemble: Ensemble,
-        guardrails: Guardrails,
-        params: ParameterSet,
         settings_hash: str,
-        order_volume: float,
         batch_bars: int = 1000,
         clock: Clock | None = None,
         notifier: Notifier | None = None,
+        points: dict[str, float] | None = None,
+        contract_size: float = 100_000.0,
     ) -> None:
         self.mode = mode
         self.account = account
@@ -134,45 +144,49 @@ class RealtimeExecutor:
         self.feed = feed
         self.streams = tuple(streams)
         self.broker = broker
-        self.strategy = strategy
-        self.strategy_params = dict(strategy_params)
-        self.builder_factory = builder_factory
+        self.component_factory = components
+        self.settings_params = settings_params
         self.validator = validator
-        self.ensemble = ensemble
-        self.guardrails = guardrails
-        self.params = params
         self.settings_hash = settings_hash
-        self.order_volume = order_volume
         self.batch_bars = batch_bars
         self.clock: Clock = clock or WallClock()
         self.notifier = notifier or Notifier()
+        self.points = dict(points or {})
+        self.contract_size = contract_size
         self.router = OrderRouter(journal, broker)
         self.stats = RunStats()
         self.stop_requested = threading.Event()
         self._cycle_lock = threading.Lock()
         self._builders: dict[Stream, SnapshotBuilder] = {}
+        self._snapshots: dict[Stream, MarketSnapshot] = {}
         self._last_time: dict[Stream, datetime | None] = {}
         self._started = False
+        self._param_event_id = -1
+        self._param_checked = 0.0
+        self._approvals_checked = 0.0
+        self._expiries: list[tuple[datetime, int]] = []
+        self._order_times: deque[datetime] = deque(maxlen=1000)
+        self._day: date | None = None
+        self._day_start_equity: float | None = None
+        self._cycle_errors = 0
+        self.c: Components  # set by _apply
 
     # ------------------------------------------------------------------ start-up
 
     def start(self) -> None:
-        """Open a run, rebuild state from the journal, resolve orders left in doubt."""
-        self.journal.start_run(self.mode, self.account, self.settings_hash, self.params)
+        """Open a run, activate the parameter set, rebuild state from the journal, resolve
+        orders left in doubt."""
+        active = ensure_registered(self.journal, self.settings_params, author="settings",
+                                   reason=f"settings file {self.settings_hash}")
+        self._param_event_id = self.journal.latest_param_event_id()
+        self._apply(active.version, active.content, warm=False)
+        self.journal.start_run(self.mode, self.account, self.settings_hash, self.c.params)
         for stream in self.streams:
-            builder = self.builder_factory()
             last = self.journal.last_bar_time(*stream)
-            warmed = 0
-            for bar in self.journal.iter_bars(*stream):
-                builder.update(bar)  # warm-up: state only, no strategy, no orders
-                warmed += 1
-            self._builders[stream] = builder
             self._last_time[stream] = last
             if last is not None:
                 self.validator.restore(stream[0], stream[1], last)
-            log.info("stream_resumed" if last else "stream_started", symbol=stream[0],
-                     timeframe=stream[1], last_bar=last.isoformat() if last else None,
-                     warmed_bars=warmed)
+        self._warm_builders()
         fills = self.journal.fills()
         self.broker.restore(
             self.journal.orders(self.account),
@@ -184,6 +198,36 @@ class RealtimeExecutor:
                         state=order.state.value)
         self.journal.commit()
         self._started = True
+
+    def _warm_builders(self) -> None:
+        for stream in self.streams:
+            builder = SnapshotBuilder(**self.c.snapshot_params)
+            warmed = 0
+            for bar in self.journal.iter_bars(*stream):
+                # warm-up: state only, no strategy, no orders
+                self._snapshots[stream] = builder.update(bar)
+                warmed += 1
+            self._builders[stream] = builder
+            log.info("stream_ready", symbol=stream[0], timeframe=stream[1], warmed_bars=warmed)
+
+    def _apply(self, version: int, content: dict[str, Any], *, warm: bool = True) -> None:
+        """Run with another parameter version from the next decision on."""
+        previous = getattr(self, "c", None)
+        self.c = self.component_factory(version, content)
+        g = self.c.guard
+        self._regression = RegressionMonitor(
+            drawdown_pct=g.regression.drawdown_pct, veto_rate=g.regression.veto_rate,
+            veto_window=g.regression.veto_window, error_count=g.regression.error_count,
+            error_window=g.regression.error_window)
+        self._regression.reset(self._equity())
+        self._drawdown = (DailyDrawdownMonitor(g.daily_drawdown_halt_pct)
+                          if g.daily_drawdown_halt_pct else None)
+        self._broker_errors = ErrorRateMonitor(
+            "broker_errors", g.broker_error_halt_count,
+            timedelta(seconds=g.broker_error_window_seconds))
+        if warm and previous is not None and previous.snapshot_params != self.c.snapshot_params:
+            self._warm_builders()
+        log.info("parameters_applied", version=version, params_hash=self.c.params.content_hash)
 
     def stop(self, status: str = "stopped") -> dict[str, Any]:
         """Commit what the cycle wrote and close the run with its summary."""
@@ -201,6 +245,8 @@ class RealtimeExecutor:
             raise RuntimeError("RealtimeExecutor.start() must run before the first cycle")
         with self._cycle_lock:
             now = now or self.clock.now()
+            self._follow_param_changes()
+            self._service_approvals(now)
             handled = 0
             for stream in self.streams:
                 bars = self.feed.closed_bars(stream[0], stream[1], self._last_time[stream], now)
@@ -211,6 +257,21 @@ class RealtimeExecutor:
             if self.journal.pending_rows >= self.batch_bars or self.mode != "paper":
                 self.journal.commit()
             return handled
+
+    def _follow_param_changes(self) -> None:
+        """Pick up an operator's `dta params activate|rollback` or an approval's weight
+        update. Checked at most once a second of wall time: cheap in replays, prompt live."""
+        mono = time.monotonic()
+        if mono - self._param_checked < 1.0:
+            return
+        self._param_checked = mono
+        latest = self.journal.latest_param_event_id()
+        if latest == self._param_event_id:
+            return
+        self._param_event_id = latest
+        active = active_version(self.journal)
+        if active is not None and active.version != self.c.version:
+            self._apply(active.version, active.content)
 
     def _process_bar(self, stream: Stream, bar: Bar, now: datetime) -> None:
         started = time.perf_counter_ns()
@@ -227,6 +288,7 @@ class RealtimeExecutor:
         self.journal.record_bar(bar, check.gap_bars)
         self._last_time[stream] = bar.time
         self.stats.bars_processed += 1
+        errors_before = sum(self.stats.errors.values())
 
         for bf in self.broker.on_bar(bar):
             self.journal.record_fill(bf.fill, bf.kind, bf.realized_pnl)
@@ -238,9 +300,10 @@ class RealtimeExecutor:
                                               commit=False)
 
         snapshot = self._builders[stream].update(bar)
+        self._snapshots[stream] = snapshot
         try:
-            ctx = StrategyContext(self.broker.position(bar.symbol), self.strategy_params)
-            proposals = self.strategy.on_bar(snapshot, ctx)
+            ctx = StrategyContext(self.broker.position(bar.symbol), self.c.strategy_params)
+            proposals = self.c.strategy.on_bar(snapshot, ctx)
         except Exception as exc:  # noqa: BLE001 - fail closed: no order, a journaled reason
             self.stats.errors["strategy_error"] += 1
             self.journal.record_rejection(bar, stream[0], stream[1], "strategy_error",
@@ -248,29 +311,60 @@ class RealtimeExecutor:
             log.error("strategy_error", symbol=bar.symbol, error=repr(exc))
             proposals = ()
         for proposal in proposals:
-            self._decide(proposal, snapshot)
+            self._decide(proposal, snapshot, now)
+        self._after_bar(bar, now, sum(self.stats.errors.values()) > errors_before)
         self.stats.latencies_us.append((time.perf_counter_ns() - started) / 1e3)
 
-    def _decide(self, proposal: Proposal, snapshot: MarketSnapshot) -> None:
+    def _context(self, snapshot: MarketSnapshot, now: datetime) -> AccountState:
+        return AccountState(
+            positions=self.broker.positions(), order_volume=self.c.order_volume, now=now,
+            snapshot=snapshot, equity=self._equity(), day_start_equity=self._day_start_equity,
+            contract_size=self.contract_size, point=self.points.get(snapshot.symbol),
+            recent_order_times=tuple(self._order_times),
+            classes_down=self._classes_down())
+
+    def _classes_down(self) -> tuple[str, ...]:
+        health = getattr(self.c.ensemble, "classes_down", None)
+        return tuple(health()) if callable(health) else ()
+
+    def _decide(self, proposal: Proposal, snapshot: MarketSnapshot, now: datetime) -> None:
         self.stats.proposals += 1
         proposal_id = self.journal.record_proposal(proposal, snapshot)
-        decision = self.ensemble.evaluate(proposal, snapshot)
+        decision = self.c.ensemble.evaluate(proposal, snapshot)
         decision_id = self.journal.record_decision(decision, proposal_id)
+        self._record_calls(decision, decision_id)
         self.stats.decisions += 1
-        account = AccountState(self.broker.positions(), self.order_volume)
-        verdict = self.guardrails.check(decision, account)
+        verdict = self.c.guardrails.check(decision, self._context(snapshot, now))
         self.journal.record_verdict(verdict, decision_id)
-        if not verdict.approved:
+        trigger = self._regression.decision(not verdict.approved)
+        if verdict.approved:
+            self.stats.approved += 1
+            self._submit(self._intent(decision, decision_id), now)
+        else:
             for c in verdict.checks:
                 if not c.passed:
                     self.stats.vetoes[c.name] += 1
+            if verdict.needs_approval:
+                self._queue_for_approval(decision, decision_id, verdict, now)
             log.info("decision_vetoed", symbol=proposal.symbol, decision_id=decision_id,
-                     reasons=list(verdict.reasons))
-            return
-        self.stats.approved += 1
-        intent = self._intent(decision, decision_id)
+                     reasons=list(verdict.reasons), queued=verdict.needs_approval)
+        if trigger is not None:
+            self._fire(trigger)
+
+    def _record_calls(self, decision: Decision, decision_id: int) -> None:
+        for call in getattr(decision, "calls", ()) or ():
+            values = call.journal_values() if hasattr(call, "journal_values") else dict(call)
+            self.journal.record_provider_call({**values, "decision_id": decision_id})
+
+    def _submit(self, intent: OrderIntent, now: datetime) -> Order:
         order = self.router.submit(intent)
         self.stats.orders[order.state.value] += 1
+        self._order_times.append(now)
+        if order.state in (OrderState.UNKNOWN, OrderState.REJECTED):
+            trigger = self._broker_errors.error(now)
+            if trigger is not None:
+                self._fire(trigger)
+        return order
 
     def _intent(self, decision: Decision, decision_id: int) -> OrderIntent:
         p = decision.proposal
@@ -279,9 +373,152 @@ class RealtimeExecutor:
                                f"entry:{p.strategy}:{side.value}")
         return OrderIntent(
             client_order_id=coid, account=self.account, symbol=p.symbol, side=side,
-            volume=self.order_volume, order_type=OrderType.MARKET, bar_time=p.bar_time,
-            stop_loss=p.stop, take_profit=p.target, params_hash=self.params.content_hash,
+            volume=self.c.order_volume, order_type=OrderType.MARKET, bar_time=p.bar_time,
+            stop_loss=p.stop, take_profit=p.target, params_hash=self.c.params.content_hash,
             decision_id=decision_id)
+
+    # ------------------------------------------------------------------ approvals
+
+    def _queue_for_approval(self, decision: Decision, decision_id: int, verdict: Verdict,
+                            now: datetime) -> None:
+        intent = self._intent(decision, decision_id)
+        p = decision.proposal
+        payload = {
+            "client_order_id": intent.client_order_id, "side": intent.side.value,
+            "volume": intent.volume, "stop_loss": intent.stop_loss,
+            "take_profit": intent.take_profit, "bar_time": p.bar_time.isoformat(),
+            "params_hash": intent.params_hash, "strategy": p.strategy,
+            "timeframe": p.timeframe, "entry": p.entry, "reason": p.reason,
+            "confidence": decision.confidence, "agreement": decision.agreement,
+            "voters": decision.voters,
+        }
+        ttl = timedelta(seconds=self.c.guard.approval_ttl_seconds)
+        approval_id = self.journal.create_approval(
+            decision_id=decision_id, account=self.account, symbol=p.symbol,
+            direction=decision.proposal.direction.value, intent=payload,
+            why="; ".join(verdict.reasons), created_at=now, expires_at=now + ttl)
+        self.stats.queued_for_approval += 1
+        heapq.heappush(self._expiries, (now + ttl, approval_id))
+        log.info("approval_queued", approval_id=approval_id, decision_id=decision_id)
+
+    def _service_approvals(self, now: datetime) -> None:
+        """Expire what waited too long (never executed late); send what a human approved in
+        time, after re-checking every hard limit against the market as it is now.
+
+        Requests this process queued expire exactly at their deadline (in replay time too);
+        the journal is polled for approvals from `dta approvals` at most once a wall second.
+        """
+        while self._expiries and self._expiries[0][0] <= now:
+            expires_at, approval_id = heapq.heappop(self._expiries)
+            if self.journal.set_approval_status(approval_id, "expired", expected="pending",
+                                                decided_at=expires_at):
+                self.stats.approvals_expired += 1
+        mono = time.monotonic()
+        if mono - self._approvals_checked < 1.0:
+            return
+        self._approvals_checked = mono
+        for a in self.journal.approvals("pending"):
+            if a.expires_at <= now and self.journal.set_approval_status(
+                    a.id or 0, "expired", expected="pending", decided_at=a.expires_at):
+                self.stats.approvals_expired += 1
+        for a in self.journal.approvals("approved"):
+            if a.account == self.account:
+                self._execute_approved(a, now)
+
+    def _execute_approved(self, a: Any, now: datetime) -> None:
+        info = a.intent or {}
+        late = a.decided_at is None or a.decided_at > a.expires_at or now > a.expires_at
+        if late:
+            self.journal.set_approval_status(a.id, "expired", expected="approved",
+                                             note="approved after its time-to-live")
+            self.stats.approvals_expired += 1
+            return
+        stream = (a.symbol, info.get("timeframe", ""))
+        if stream not in self._snapshots:
+            return  # no bar of that stream yet in this process: wait for the next one
+        direction = Direction(a.direction)
+        proposal = Proposal(info.get("strategy", "?"), a.symbol, info.get("timeframe", ""),
+                            datetime.fromisoformat(info["bar_time"]), direction,
+                            float(info["entry"]), float(info["stop_loss"]),
+                            float(info["take_profit"]), info.get("reason", ""))
+        decision = Decision(proposal, direction, float(info.get("confidence", 0.0)),
+                            int(info.get("agreement", 0)), int(info.get("voters", 0)), (), (),
+                            str(info.get("params_hash", "")))
+        snapshot = self._snapshots[stream]
+        verdict = self.c.guardrails.hard_checks_pass(decision, self._context(snapshot, now))
+        if not verdict.approved:
+            self.journal.set_approval_status(a.id, "rejected", expected="approved",
+                                             note="hard limits failed at execution: "
+                                                  + "; ".join(verdict.reasons))
+            return
+        intent = OrderIntent(
+            client_order_id=info["client_order_id"], account=self.account, symbol=a.symbol,
+            side=OrderSide(info["side"]), volume=float(info["volume"]),
+            order_type=OrderType.MARKET, bar_time=proposal.bar_time,
+            stop_loss=proposal.stop, take_profit=proposal.target,
+            params_hash=str(info.get("params_hash", "")), decision_id=a.decision_id)
+        if self.journal.set_approval_status(a.id, "executed", expected="approved",
+                                            client_order_id=intent.client_order_id):
+            self._submit(intent, now)
+            self.stats.approvals_executed += 1
+
+
+    # ------------------------------------------------------------------ triggers
+
+    def _equity(self) -> float | None:
+        equity = getattr(self.broker, "equity", None)
+        return float(equity()) if callable(equity) else None
+
+    def _after_bar(self, bar: Bar, now: datetime, had_error: bool) -> None:
+        equity = self._equity()
+        closed = bar.close_time
+        day = closed.date()
+        if day != self._day:
+            self._day, self._day_start_equity = day, equity
+        triggers = [self._regression.cycle(had_error)]
+        if equity is not None:
+            triggers.append(self._regression.equity(equity))
+            if self._drawdown is not None:
+                triggers.append(self._drawdown.observe(closed, equity))
+        for trigger in triggers:
+            if trigger is not None:
+                self._fire(trigger)
+
+    def _fire(self, trigger: Trigger) -> None:
+        """Apply an automatic trigger: journal it, change state or roll back, open an
+        incident. A trigger never relaxes the trading state."""
+        if trigger.rollback:
+            try:
+                target = rollback(self.journal, operator="system", reason=trigger.reason,
+                                  automatic=True, trigger=trigger.name)
+            except ParamError as exc:
+                self.journal.open_incident("high", f"rollback_failed:{trigger.name}",
+                                           f"{trigger.reason}; {exc}")
+                set_state(self.journal, TradingState.HALTED, operator="system",
+                          reason=f"{trigger.reason}; no version to roll back to",
+                          trigger=trigger.name)
+                self._regression.reset(self._equity())
+                return
+            self._param_event_id = self.journal.latest_param_event_id()
+            self._apply(target.version, target.content)
+            set_state(self.journal, TradingState.REDUCING, operator="system",
+                      reason=f"automatic rollback to v{target.version}: {trigger.reason}",
+                      trigger=trigger.name)
+            self.journal.open_incident("high", f"auto_rollback:{trigger.name}",
+                                       f"rolled back to version {target.version}: "
+                                       f"{trigger.reason}", {"to_version": target.version})
+            self.stats.rollbacks += 1
+            log.warning("auto_rollback", trigger=trigger.name, to_version=target.version,
+                        reason=trigger.reason)
+            return
+        if trigger.state is not None and set_state(
+                self.journal, trigger.state, operator="system", reason=trigger.reason,
+                trigger=trigger.name):
+            severity = "critical" if trigger.state is TradingState.HALTED else "high"
+            self.journal.open_incident(severity, f"{trigger.state.value}:{trigger.name}",
+                                       trigger.reason)
+            log.warning("trading_state_changed", state=trigger.state.value,
+                        trigger=trigger.name, reason=trigger.reason)
 
     # ------------------------------------------------------------------ drivers
 
@@ -338,7 +575,8 @@ class RealtimeExecutor:
         out: dict[str, Any] = {
             "mode": self.mode,
             "account": self.account,
-            "params_hash": self.params.content_hash,
+            "params_hash": self.c.params.content_hash,
+            "params_version": self.c.version,
             "bars_processed": s.bars_processed,
             "bars_rejected": dict(s.bars_rejected),
             "gaps_flagged": s.gaps_flagged,
@@ -349,6 +587,10 @@ class RealtimeExecutor:
             "orders": dict(s.orders),
             "fills": s.fills,
             "errors": dict(s.errors),
+            "approvals": {"queued": s.queued_for_approval, "expired": s.approvals_expired,
+                          "executed": s.approvals_executed},
+            "rollbacks": s.rollbacks,
+            "trading_state": self.journal.kill_switch_state().action,
             "elapsed_s": round(elapsed, 3),
             "bars_per_s": round(s.bars_processed / elapsed, 1) if elapsed > 0 else 0.0,
             "latency": {k: round(v, 1) for k, v in s.latency_percentiles().items()},

@@ -26,3 +26,7 @@ class BrokerError(DtaError):
 
 class JournalError(DtaError):
     """The journal cannot be written or read: trading halts rather than trade unjournaled."""
+
+
+class LeaseError(DtaError):
+    """Another daemon holds the trading lease on this account: this one must not trade."""

@@ -14,7 +14,15 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -88,10 +96,81 @@ class EnsembleSettings(_Section):
     providers: list[ProviderSettings] = Field(default_factory=_default_providers)
 
 
-class GuardrailSettings(_Section):
-    max_position_lots: float = Field(default=1.0, gt=0)
-    min_confidence: float = Field(default=0.5, ge=0, le=1)
+class ConsensusSettings(_Section):
+    """At least ``min_agreement`` voters agreeing and/or combined confidence of at least
+    ``min_confidence`` (``rule``). Conflicts and decisions with confidence at or above
+    ``approval_floor`` (but below the bar) go to the approval queue; below it, vetoed."""
+
+    rule: Literal["agreement", "confidence", "both", "either"] = "both"
     min_agreement: int = Field(default=1, ge=0)
+    min_confidence: float = Field(default=0.5, ge=0, le=1)
+    conflict_margin: float = Field(default=0.34, gt=0, le=1)
+    approval_floor: float | None = Field(default=None, ge=0, le=1)
+
+
+class RegressionSettings(_Section):
+    """Automatic rollback of the active parameter version (plus REDUCING) when, since its
+    activation, equity draws down ``drawdown_pct`` %, the veto rate over the last
+    ``veto_window`` decisions reaches ``veto_rate``, or ``error_count`` of the last
+    ``error_window`` bars had an error. ``None`` turns a trigger off."""
+
+    drawdown_pct: float | None = Field(default=None, gt=0, le=100)
+    veto_rate: float | None = Field(default=None, gt=0, le=1)
+    veto_window: int = Field(default=20, ge=1)
+    error_count: int | None = Field(default=None, ge=1)
+    error_window: int = Field(default=50, ge=1)
+
+
+class WeightFeedbackSettings(_Section):
+    """Approval outcomes move provider weights by at most ``eta`` per verdict, inside
+    [min_factor, max_factor] x the first version's weight (guardrails/approvals.py)."""
+
+    enabled: bool = True
+    eta: float = Field(default=0.05, gt=0, lt=1)
+    min_factor: float = Field(default=0.25, gt=0, le=1)
+    max_factor: float = Field(default=4.0, ge=1)
+
+
+class GuardrailSettings(_Section):
+    consensus: ConsensusSettings = Field(default_factory=ConsensusSettings)
+    consensus_by_mode: dict[Mode, ConsensusSettings] = Field(default_factory=dict)
+    max_position_lots: float = Field(default=1.0, gt=0)
+    max_gross_exposure_lots: float | None = Field(default=None, gt=0)
+    max_order_notional: float | None = Field(default=None, gt=0)
+    max_orders_per_minute: int | None = Field(default=10, ge=1)
+    max_daily_loss: float | None = Field(default=None, gt=0)
+    min_stop_atr: float | None = Field(default=None, gt=0)
+    min_stop_points: float | None = Field(default=None, gt=0)
+    max_spread: float | None = Field(default=None, gt=0)
+    trading_windows: list[str] = Field(default_factory=list)  # "07:00-16:00" UTC
+    news_blackouts: list[tuple[AwareDatetime, AwareDatetime]] = Field(default_factory=list)
+    stale_after_bars: float | None = Field(default=None, gt=0)
+    required_provider_classes: list[str] = Field(default_factory=list)
+    approval_ttl_seconds: float = Field(default=900.0, gt=0)
+    daily_drawdown_halt_pct: float | None = Field(default=None, gt=0, le=100)
+    broker_error_halt_count: int = Field(default=5, ge=1)
+    broker_error_window_seconds: float = Field(default=300.0, gt=0)
+    regression: RegressionSettings = Field(default_factory=RegressionSettings)
+    weight_feedback: WeightFeedbackSettings = Field(default_factory=WeightFeedbackSettings)
+
+    @field_validator("trading_windows")
+    @classmethod
+    def _windows(cls, v: list[str]) -> list[str]:
+        from datetime import time
+
+        for w in v:
+            start, sep, end = w.partition("-")
+            try:
+                time.fromisoformat(start.strip())
+                time.fromisoformat(end.strip())
+            except ValueError:
+                sep = ""
+            if not sep:
+                raise ValueError(f"trading window {w!r} must look like '07:00-16:00' (UTC)")
+        return v
+
+    def consensus_for(self, mode: str) -> ConsensusSettings:
+        return self.consensus_by_mode.get(mode, self.consensus)  # type: ignore[call-overload]
 
 
 class PaperSettings(_Section):

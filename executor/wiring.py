@@ -5,23 +5,38 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ensemble.base import Provider
 from ensemble.ensemble import Ensemble
 from ensemble.local import MomentumProvider, StructureProvider
 from executor.brokers.paper import PaperBroker
+from executor.components import ComponentFactory, Components
 from executor.daemon import RealtimeExecutor
 from executor.errors import ConfigError
 from executor.feeds.files import LoadedBars, load_bars
 from executor.feeds.replay import ReplayFeed
 from executor.feeds.validator import BarValidator
 from executor.journal.store import Journal
-from executor.settings import ProviderSettings, Settings
+from executor.settings import GuardrailSettings, ProviderSettings, Settings
 from executor.systemd import Notifier
+from guardrails.base import Check
 from guardrails.consensus import ConsensusCheck
 from guardrails.guardrails import Guardrails
-from guardrails.kill_switch import KillSwitchCheck
-from guardrails.limits import MaxPositionCheck
+from guardrails.limits import (
+    DailyLossCheck,
+    MaxGrossExposureCheck,
+    MaxOrderNotionalCheck,
+    MaxPositionCheck,
+    MaxSpreadCheck,
+    MinStopDistanceCheck,
+    OrderThrottleCheck,
+    ProvidersAvailableCheck,
+    StaleDataCheck,
+    TradingHoursCheck,
+)
+from guardrails.state import TradingStateCheck
+from strategies.domain import ParameterSet
 from strategies.registry import build_strategy
 from strategies.snapshot import SnapshotBuilder
 
@@ -44,18 +59,77 @@ def build_provider(cfg: ProviderSettings) -> Provider:
 
 
 def build_ensemble(settings: Settings) -> Ensemble:
-    providers = [build_provider(p) for p in settings.ensemble.providers]
-    weights = {p.name: p.weight for p in settings.ensemble.providers}
-    return Ensemble(providers, weights, settings.parameter_set().content_hash)
+    """The ensemble as the settings file describes it (its own parameter set)."""
+    content = settings.parameter_set().values
+    return ensemble_from_params(content, settings.parameter_set().content_hash)
 
 
-def build_guardrails(settings: Settings, journal: Journal) -> Guardrails:
-    g = settings.guardrails
-    return Guardrails([
-        KillSwitchCheck(journal),
+def ensemble_from_params(content: dict[str, Any], params_hash: str) -> Ensemble:
+    providers: list[Provider] = []
+    weights: dict[str, float] = {}
+    for name, cfg in content.get("ensemble", {}).items():
+        providers.append(build_provider(ProviderSettings(
+            name=name, kind=cfg["kind"], weight=cfg.get("weight", 1.0),
+            params=cfg.get("params", {}))))
+        weights[name] = float(cfg.get("weight", 1.0))
+    return Ensemble(providers, weights, params_hash)
+
+
+def build_guardrails(guard: GuardrailSettings | Settings, journal: Journal,
+                     mode: str = "paper") -> Guardrails:
+    """Every check the settings ask for; a limit left unset is not built at all."""
+    g = guard.guardrails if isinstance(guard, Settings) else guard
+    cons = g.consensus_for(mode)
+    checks: list[Check] = [
+        TradingStateCheck(journal),
         MaxPositionCheck(g.max_position_lots),
-        ConsensusCheck(g.min_confidence, g.min_agreement),
-    ])
+        ConsensusCheck(cons.min_confidence, cons.min_agreement, rule=cons.rule,
+                       conflict_margin=cons.conflict_margin,
+                       approval_floor=cons.approval_floor),
+    ]
+    if g.max_gross_exposure_lots is not None:
+        checks.append(MaxGrossExposureCheck(g.max_gross_exposure_lots))
+    if g.max_order_notional is not None:
+        checks.append(MaxOrderNotionalCheck(g.max_order_notional))
+    if g.max_orders_per_minute is not None:
+        checks.append(OrderThrottleCheck(g.max_orders_per_minute))
+    if g.max_daily_loss is not None:
+        checks.append(DailyLossCheck(g.max_daily_loss))
+    if g.min_stop_atr is not None or g.min_stop_points is not None:
+        checks.append(MinStopDistanceCheck(g.min_stop_atr, g.min_stop_points))
+    if g.max_spread is not None:
+        checks.append(MaxSpreadCheck(g.max_spread))
+    if g.trading_windows or g.news_blackouts:
+        checks.append(TradingHoursCheck(g.trading_windows, g.news_blackouts))
+    if g.stale_after_bars is not None:
+        checks.append(StaleDataCheck(g.stale_after_bars))
+    if g.required_provider_classes:
+        checks.append(ProvidersAvailableCheck(g.required_provider_classes))
+    return Guardrails(checks)
+
+
+def component_factory(mode: str, journal: Journal) -> ComponentFactory:
+    """Turns a parameter-set version's content into the objects the cycle runs with."""
+
+    def build(version: int, content: dict[str, Any]) -> Components:
+        params = ParameterSet(content)
+        strategy_cfg = content.get("strategy", {})
+        try:
+            strategy = build_strategy(strategy_cfg["name"], strategy_cfg.get("params", {}))
+            snapshot_params = dict(strategy_cfg.get("snapshot", {}))
+            SnapshotBuilder(**snapshot_params)
+            guard = GuardrailSettings.model_validate(content.get("guardrails", {}))
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ConfigError(f"parameter set v{version}: {exc}") from None
+        return Components(
+            version=version, params=params, strategy=strategy,
+            strategy_params=dict(strategy_cfg.get("params", {})),
+            snapshot_params=snapshot_params,
+            ensemble=ensemble_from_params(content, params.content_hash),
+            guardrails=build_guardrails(guard, journal, mode), guard=guard,
+            order_volume=float(content.get("paper", {}).get("order_volume_lots", 0.1)))
+
+    return build
 
 
 def load_replay_data(settings: Settings, path: Path | None = None) -> LoadedBars:
@@ -83,22 +157,15 @@ def build_daemon(settings: Settings, journal: Journal, *, data: Path | None = No
     for rej in loaded.rejected if fresh else ():  # journaled once, by the first run
         journal.record_rejection(None, loaded.symbol, loaded.timeframe, "unparseable_row",
                                  f"line {rej.line}: {rej.reason}")
-    try:
-        strategy = build_strategy(settings.strategy.name, settings.strategy.params)
-        SnapshotBuilder(**settings.strategy.snapshot)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"strategy: {exc}") from None
-    snapshot_params = dict(settings.strategy.snapshot)
-    params = settings.parameter_set()
+    factory = component_factory(settings.mode, journal)
+    factory(0, settings.parameter_set().values)  # fail fast on bad settings, before any I/O
     broker = PaperBroker(contract_size=settings.paper.contract_size,
                          initial_balance=settings.paper.initial_balance)
     executor = RealtimeExecutor(
         mode=settings.mode, account=settings.account, journal=journal, feed=feed,
-        streams=[(loaded.symbol, loaded.timeframe)], broker=broker, strategy=strategy,
-        strategy_params=settings.strategy.params,
-        builder_factory=lambda: SnapshotBuilder(**snapshot_params),
-        validator=BarValidator(), ensemble=build_ensemble(settings),
-        guardrails=build_guardrails(settings, journal), params=params,
-        settings_hash=settings.content_hash, order_volume=settings.paper.order_volume_lots,
-        batch_bars=settings.journal.batch_bars, notifier=notifier)
+        streams=[(loaded.symbol, loaded.timeframe)], broker=broker, components=factory,
+        settings_params=settings.parameter_set().values, validator=BarValidator(),
+        settings_hash=settings.content_hash, batch_bars=settings.journal.batch_bars,
+        notifier=notifier, points={loaded.symbol: loaded.point} if loaded.point else None,
+        contract_size=settings.paper.contract_size)
     return Daemon(executor, journal, feed, loaded)

@@ -1,9 +1,10 @@
-"""Guardrails: every order passes every check. Depends on domain types and a journal view."""
+"""Guardrails: every order passes every check. Depends on domain types and store protocols."""
 
 from guardrails.base import AccountState
 from guardrails.consensus import ConsensusCheck
 from guardrails.guardrails import Guardrails
-from guardrails.kill_switch import KillSwitchCheck
 from guardrails.limits import MaxPositionCheck
+from guardrails.state import TradingState, TradingStateCheck
 
-__all__ = ["AccountState", "ConsensusCheck", "Guardrails", "KillSwitchCheck", "MaxPositionCheck"]
+__all__ = ["AccountState", "ConsensusCheck", "Guardrails", "MaxPositionCheck", "TradingState",
+           "TradingStateCheck"]

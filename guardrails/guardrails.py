@@ -12,6 +12,9 @@ from guardrails.base import AccountState, Check
 
 class Guardrails:
     def __init__(self, checks: Sequence[Check]) -> None:
+        names = [c.name for c in checks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"guardrail names must be unique: {names}")
         self.checks = tuple(checks)
 
     def check(self, decision: Decision, account: AccountState) -> Verdict:
@@ -23,3 +26,9 @@ class Guardrails:
                 results.append(CheckResult(c.name, False,
                                            f"check failed: {exc.__class__.__name__}: {exc}"))
         return Verdict(tuple(results))
+
+    def hard_checks_pass(self, decision: Decision, account: AccountState) -> Verdict:
+        """Re-check for an approved request: everything but the escalatable judgement a
+        human just made must still pass now (state, limits, hours, staleness)."""
+        verdict = self.check(decision, account)
+        return Verdict(tuple(c for c in verdict.checks if c.passed or not c.escalate))

@@ -1,8 +1,14 @@
-"""Risk limits. The first one: the largest net position per symbol, in lots."""
+"""Risk limits. Each is a small check with one job; a limit left at ``None`` is off.
+
+Hard limits never escalate to the approval queue: a human cannot approve past them.
+"""
 
 from __future__ import annotations
 
-from strategies.domain import CheckResult, Decision
+from collections.abc import Sequence
+from datetime import datetime, time, timedelta
+
+from strategies.domain import CheckResult, Decision, timeframe_seconds
 
 from guardrails.base import AccountState
 
@@ -17,8 +23,188 @@ class MaxPositionCheck:
 
     def check(self, decision: Decision, account: AccountState) -> CheckResult:
         current = account.position(decision.proposal.symbol).volume
-        after = current + decision.direction.sign * account.order_volume
+        after = current + account.signed_order(decision)
         if abs(after) > self.max_lots + 1e-9:
             return CheckResult(self.name, False,
                                f"position would be {after:+.4g} lots, limit {self.max_lots:g}")
         return CheckResult(self.name, True, f"position after order {after:+.4g} lots")
+
+
+class MaxGrossExposureCheck:
+    """Sum of absolute lots over all symbols after the order."""
+
+    name = "max_gross_exposure"
+
+    def __init__(self, max_lots: float) -> None:
+        self.max_lots = max_lots
+
+    def check(self, decision: Decision, account: AccountState) -> CheckResult:
+        symbol = decision.proposal.symbol
+        gross = sum(abs(p.volume) for s, p in account.positions.items() if s != symbol)
+        gross += abs(account.position(symbol).volume + account.signed_order(decision))
+        if gross > self.max_lots + 1e-9:
+            return CheckResult(self.name, False,
+                               f"gross exposure would be {gross:.4g} lots, limit {self.max_lots:g}")
+        return CheckResult(self.name, True, f"gross exposure {gross:.4g} lots")
+
+
+class MaxOrderNotionalCheck:
+    name = "max_order_notional"
+
+    def __init__(self, max_notional: float) -> None:
+        self.max_notional = max_notional
+
+    def check(self, decision: Decision, account: AccountState) -> CheckResult:
+        notional = account.order_volume * account.contract_size * decision.proposal.entry
+        if notional > self.max_notional + 1e-9:
+            return CheckResult(self.name, False,
+                               f"order notional {notional:,.0f} above {self.max_notional:,.0f}")
+        return CheckResult(self.name, True, f"order notional {notional:,.0f}")
+
+
+class OrderThrottleCheck:
+    """At most N orders in any rolling minute (decision time, so replays behave like live)."""
+
+    name = "order_throttle"
+
+    def __init__(self, max_per_minute: int) -> None:
+        self.max_per_minute = max_per_minute
+
+    def check(self, decision: Decision, account: AccountState) -> CheckResult:
+        if account.now is None:
+            return CheckResult(self.name, False, "no clock in context: cannot throttle")
+        window = account.now - timedelta(minutes=1)
+        recent = sum(1 for t in account.recent_order_times if t > window)
+        if recent >= self.max_per_minute:
+            return CheckResult(self.name, False,
+                               f"{recent} orders in the last minute, limit {self.max_per_minute}")
+        return CheckResult(self.name, True, f"{recent} orders in the last minute")
+
+
+class DailyLossCheck:
+    """Blocks new entries once today's loss (equity against the day's start) reaches the
+    limit. The drawdown *trigger* halts trading; this check guards the gap before it fires."""
+
+    name = "max_daily_loss"
+
+    def __init__(self, max_loss: float) -> None:
+        self.max_loss = max_loss
+
+    def check(self, decision: Decision, account: AccountState) -> CheckResult:
+        if account.equity is None or account.day_start_equity is None:
+            return CheckResult(self.name, False, "equity unknown: cannot check daily loss")
+        loss = account.day_start_equity - account.equity
+        if loss >= self.max_loss and account.increases_exposure(decision):
+            return CheckResult(self.name, False,
+                               f"daily loss {loss:,.2f} reached limit {self.max_loss:,.2f}")
+        return CheckResult(self.name, True, f"daily PnL {-loss:+,.2f}")
+
+
+class MinStopDistanceCheck:
+    name = "min_stop_distance"
+
+    def __init__(self, min_atr: float | None = None, min_points: float | None = None) -> None:
+        self.min_atr = min_atr
+        self.min_points = min_points
+
+    def check(self, decision: Decision, account: AccountState) -> CheckResult:
+        p = decision.proposal
+        distance = abs(p.entry - p.stop)
+        side_ok = (p.stop < p.entry) if p.direction.sign > 0 else (p.stop > p.entry)
+        if not side_ok:
+            return CheckResult(self.name, False, f"stop {p.stop} on the wrong side of {p.entry}")
+        atr = account.snapshot.atr if account.snapshot else None
+        if self.min_atr is not None:
+            if not atr:
+                return CheckResult(self.name, False, "ATR unknown: cannot check stop distance")
+            if distance < self.min_atr * atr:
+                return CheckResult(self.name, False, f"stop {distance:.5g} away, below "
+                                   f"{self.min_atr:g} ATR ({self.min_atr * atr:.5g})")
+        if self.min_points is not None and account.point:
+            if distance < self.min_points * account.point:
+                return CheckResult(self.name, False,
+                                   f"stop {distance / account.point:.1f} points away, below "
+                                   f"{self.min_points:g}")
+        return CheckResult(self.name, True, f"stop {distance:.5g} away")
+
+
+class MaxSpreadCheck:
+    name = "max_spread"
+
+    def __init__(self, max_spread: float) -> None:
+        self.max_spread = max_spread  # price units
+
+    def check(self, decision: Decision, account: AccountState) -> CheckResult:
+        if account.snapshot is None:
+            return CheckResult(self.name, False, "no market snapshot: spread unknown")
+        spread = account.snapshot.bar.spread
+        if spread > self.max_spread + 1e-12:
+            return CheckResult(self.name, False,
+                               f"spread {spread:.5g} above {self.max_spread:.5g}")
+        return CheckResult(self.name, True, f"spread {spread:.5g}")
+
+
+def _parse_window(text: str) -> tuple[time, time]:
+    start, _, end = text.partition("-")
+    return time.fromisoformat(start.strip()), time.fromisoformat(end.strip())
+
+
+class TradingHoursCheck:
+    """Entries only inside the configured UTC windows (``"07:00-16:00"``; a window may wrap
+    midnight), and never inside a news blackout (``(start, end)`` UTC datetimes)."""
+
+    name = "trading_hours"
+
+    def __init__(self, windows: Sequence[str] = (),
+                 blackouts: Sequence[tuple[datetime, datetime]] = ()) -> None:
+        self.windows = [_parse_window(w) for w in windows]
+        self.blackouts = list(blackouts)
+
+    def check(self, decision: Decision, account: AccountState) -> CheckResult:
+        if account.now is None:
+            return CheckResult(self.name, False, "no clock in context")
+        now = account.now
+        for start, end in self.blackouts:
+            if start <= now < end:
+                return CheckResult(self.name, False,
+                                   f"news blackout {start.isoformat()} - {end.isoformat()}")
+        if self.windows:
+            t = now.time()
+            inside = any((s <= t < e) if s <= e else (t >= s or t < e) for s, e in self.windows)
+            if not inside:
+                return CheckResult(self.name, False,
+                                   f"{t.isoformat('minutes')} UTC outside trading windows")
+        return CheckResult(self.name, True, "inside trading hours")
+
+
+class StaleDataCheck:
+    """No trading on a bar that closed too long ago (a backlog after an outage)."""
+
+    name = "stale_data"
+
+    def __init__(self, max_age_bars: float) -> None:
+        self.max_age_bars = max_age_bars
+
+    def check(self, decision: Decision, account: AccountState) -> CheckResult:
+        snap = account.snapshot
+        if snap is None or account.now is None:
+            return CheckResult(self.name, False, "no snapshot or clock: data age unknown")
+        tf = timeframe_seconds(snap.timeframe)
+        age = (account.now - snap.bar.close_time).total_seconds()
+        if age > self.max_age_bars * tf:
+            return CheckResult(self.name, False,
+                               f"bar closed {age:.0f} s ago, limit {self.max_age_bars:g} bars")
+        return CheckResult(self.name, True, f"bar age {age:.0f} s")
+
+
+class ProvidersAvailableCheck:
+    name = "providers_available"
+
+    def __init__(self, required_classes: Sequence[str]) -> None:
+        self.required = tuple(required_classes)
+
+    def check(self, decision: Decision, account: AccountState) -> CheckResult:
+        down = [c for c in self.required if c in account.classes_down]
+        if down:
+            return CheckResult(self.name, False, f"every provider of {', '.join(down)} is down")
+        return CheckResult(self.name, True, "required provider classes available")

@@ -164,8 +164,11 @@ def _format_summary(s: dict[str, Any]) -> str:
         f"  proposals        {s['proposals']:>8}",
         f"  vetoes           {sum(vetoes.values()):>8}   "
         + (", ".join(f"{k} {v}" for k, v in sorted(vetoes.items())) or "none"),
-        f"  orders           {sum(s['orders'].values()):>8}   "
-        + (", ".join(f"{k} {v}" for k, v in sorted(s["orders"].items())) or "none"),
+        f"  orders           {sum(s['orders'].values()):>8}   now "
+        + (", ".join(f"{k} {v}" for k, v in sorted(s["journal_orders_by_state"].items()))
+           or "none"),
+        f"  approvals        {s['approvals']['queued']:>8}   queued, "
+        f"{s['approvals']['expired']} expired, {s['approvals']['executed']} executed",
         f"  fills            {s['fills']:>8}",
         f"  decision latency p50 {lat['p50_us']:.0f} us, p99 {lat['p99_us']:.0f} us per bar",
     ]
@@ -174,6 +177,10 @@ def _format_summary(s: dict[str, Any]) -> str:
         lines.append(f"  PnL              realised {p['realized']:+,.2f}, unrealised "
                      f"{p['unrealized']:+,.2f}, equity {p['equity']:,.2f} "
                      f"(from {p['initial_balance']:,.2f})")
+    if s.get("rollbacks"):
+        lines.append(f"  rollbacks        {s['rollbacks']:>8}   (automatic)")
+    lines.append(f"  trading state    {s['trading_state']}; parameter version "
+                 f"{s['params_version']}")
     if s.get("errors"):
         lines.append(f"  errors           {s['errors']}")
     lines.append(f"  journal          {s['journal']}")

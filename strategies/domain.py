@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 # --------------------------------------------------------------------------- time frames
@@ -21,12 +22,14 @@ _TF_UNITS = {"S": 1, "M": 60, "H": 3600, "D": 86400, "W": 604800}
 _CCXT_UNITS = {"s": "S", "m": "M", "h": "H", "d": "D", "w": "W"}
 
 
+@lru_cache(maxsize=256)
 def timeframe_seconds(timeframe: str) -> int:
     """Length of a bar in seconds, from MT5 names (``M15``, ``H1``) or ccxt names (``15m``)."""
     tf = normalize_timeframe(timeframe)
     return _TF_UNITS[tf[0]] * int(tf[1:])
 
 
+@lru_cache(maxsize=256)
 def normalize_timeframe(timeframe: str) -> str:
     """Canonical MT5-style name: ``15m`` -> ``M15``, ``1h`` -> ``H1``, ``M15`` stays."""
     tf = timeframe.strip()
@@ -299,9 +302,13 @@ class Decision:
 
 @dataclass(frozen=True, slots=True)
 class CheckResult:
+    """One guardrail's answer. ``escalate`` marks a failure a human may override through
+    the approval queue (conflict, low confidence); hard limits never escalate."""
+
     name: str
     passed: bool
     reason: str
+    escalate: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,6 +324,12 @@ class Verdict:
     @property
     def reasons(self) -> tuple[str, ...]:
         return tuple(f"{c.name}: {c.reason}" for c in self.checks if not c.passed)
+
+    @property
+    def needs_approval(self) -> bool:
+        """Every failed check is one a human may override: queue it, do not drop it."""
+        failed = [c for c in self.checks if not c.passed]
+        return bool(failed) and all(c.escalate for c in failed)
 
 
 # --------------------------------------------------------------------------- orders

@@ -108,8 +108,12 @@ def test_trace_shows_bar_snapshot_decision_verdict_order_fills(
     assert t["proposal"]["direction"] == t["decision"]["direction"]
     assert t["decision"]["provider_mix"] == ["structure", "momentum"]
     assert t["verdict"]["approved"] is True
-    assert {c["name"] for c in t["verdict"]["checks"]} == {"kill_switch", "max_position",
-                                                           "consensus"}
+    assert {c["name"] for c in t["verdict"]["checks"]} == {
+        "trading_state", "max_position", "consensus", "max_gross_exposure",
+        "max_order_notional", "order_throttle", "max_daily_loss", "min_stop_distance",
+        "max_spread"}
+    assert all(c["passed"] for c in t["verdict"]["checks"])
+    assert t["parameter_set"]["versions"] == [1]
     assert t["parameter_set"]["content"]["strategy"]["name"] == "smc_ob_retest"
     assert [e["to_state"] for e in t["order_events"]] == ["new", "submitting", "accepted",
                                                          "filled"]
@@ -140,7 +144,7 @@ def test_db_upgrade_is_idempotent_and_status_requires_migration(tmp_path: Path,
     assert status.exit_code == 3 and "dta db upgrade" in status.output
     for _ in range(2):
         r = runner.invoke(app, ["db", "upgrade", *args])
-        assert r.exit_code == 0 and "revision 0001" in r.output
+        assert r.exit_code == 0 and "revision 0002" in r.output
     assert runner.invoke(app, ["status", *args]).exit_code == 0
 
 

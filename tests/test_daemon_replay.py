@@ -70,7 +70,7 @@ def test_kill_switch_survives_restart_and_blocks_entries(journal_url: str,
 
     blocked = replay(journal_url, sample_head, stop_after=1500)
     assert blocked["proposals"] > 0
-    assert blocked["vetoes"].get("kill_switch") == blocked["proposals"]
+    assert blocked["vetoes"].get("trading_state") == blocked["proposals"]
     assert sum(blocked["orders"].values()) == 0
 
     j = Journal.open(journal_url)  # a restart: the state comes back from the journal
@@ -80,7 +80,7 @@ def test_kill_switch_survives_restart_and_blocks_entries(journal_url: str,
     j.close()
 
     resumed = replay(journal_url, sample_head)
-    assert resumed["vetoes"].get("kill_switch", 0) == 0
+    assert resumed["vetoes"].get("trading_state", 0) == 0
     assert sum(resumed["orders"].values()) > 0
 
 

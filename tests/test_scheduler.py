@@ -12,13 +12,11 @@ from executor.daemon import RealtimeExecutor
 from executor.journal.store import Journal
 from executor.scheduler import bar_close_trigger, build_scheduler
 from executor.systemd import Notifier
-from executor.wiring import build_ensemble, build_guardrails
+from executor.wiring import component_factory
 from daemon_helpers import settings_for
 from executor.brokers.paper import PaperBroker
 from executor.feeds.validator import BarValidator
 from strategies.domain import Bar
-from strategies.snapshot import SnapshotBuilder
-from strategies.swing_breakout import SwingBreakout
 
 
 def test_trigger_fires_at_bar_close_plus_settle() -> None:
@@ -72,13 +70,14 @@ def test_scheduled_daemon_runs_each_bar_once_and_stops_cleanly(sqlite_url: str,
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(notify_path))
     sock.settimeout(0.1)
+    params = dict(settings.parameter_set().values)
+    params["strategy"] = {"name": "swing_breakout", "params": {},
+                          "snapshot": {"swing_length": 2}}
     executor = RealtimeExecutor(
         mode="paper", account="acct", journal=journal, feed=ClockFeed(start),
-        streams=[("EURUSD", "S1")], broker=PaperBroker(), strategy=SwingBreakout(),
-        strategy_params={}, builder_factory=lambda: SnapshotBuilder(swing_length=2),
-        validator=BarValidator(), ensemble=build_ensemble(settings),
-        guardrails=build_guardrails(settings, journal), params=settings.parameter_set(),
-        settings_hash=settings.content_hash, order_volume=0.1,
+        streams=[("EURUSD", "S1")], broker=PaperBroker(),
+        components=component_factory("paper", journal), settings_params=params,
+        validator=BarValidator(), settings_hash=settings.content_hash,
         notifier=Notifier(str(notify_path), watchdog_usec=200_000))
     executor.start()
     runner = threading.Thread(target=executor.run_scheduled,

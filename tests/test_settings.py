@@ -24,7 +24,7 @@ def test_precedence_env_over_dotenv_over_credentials_over_toml(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = tmp_path / "dta.toml"
     cfg.write_text('account = "from-toml"\nlog_level = "error"\n[guardrails]\n'
-                   'max_position_lots = 2.0\nmin_agreement = 3\n')
+                   'max_position_lots = 2.0\n[guardrails.consensus]\nmin_agreement = 3\n')
     s = load_settings(cfg)
     assert (s.account, s.log_level, s.guardrails.max_position_lots) == ("from-toml", "error", 2.0)
 
@@ -38,10 +38,10 @@ def test_precedence_env_over_dotenv_over_credentials_over_toml(
     assert s.openai_api_key.get_secret_value() == "sk-from-credentials"
     assert s.account == "from-credentials"
 
-    (tmp_path / ".env").write_text("DTA_ACCOUNT=from-dotenv\nDTA_GUARDRAILS__MIN_AGREEMENT=2\n")
+    (tmp_path / ".env").write_text("DTA_ACCOUNT=from-dotenv\nDTA_GUARDRAILS__CONSENSUS__MIN_AGREEMENT=2\n")
     s = load_settings(cfg)
     assert s.account == "from-dotenv"
-    assert s.guardrails.min_agreement == 2
+    assert s.guardrails.consensus.min_agreement == 2
     assert s.guardrails.max_position_lots == 2.0  # nested keys merge, not replace
 
     monkeypatch.setenv("DTA_ACCOUNT", "from-env")
@@ -53,11 +53,9 @@ def test_content_hash_is_stable_and_ignores_secret_values(tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     a = tmp_path / "a.toml"
     b = tmp_path / "b.toml"
-    a.write_text('mode = "paper"\naccount = "x"\n[guardrails]\nmin_agreement = 2\n'
+    a.write_text('mode = "paper"\naccount = "x"\n[guardrails]\nmax_spread = 0.001\n'
                  'max_position_lots = 1.0\n')
-    b.write_text('[guardrails]\nmax_position_lots = 1.0\nmin_agreement = 2\n\n'
-                 'account = "x"\n'.replace('\n\naccount = "x"\n', '\n') )
-    b.write_text('account = "x"\n[guardrails]\nmax_position_lots = 1.0\nmin_agreement = 2\n')
+    b.write_text('account = "x"\n[guardrails]\nmax_position_lots = 1.0\nmax_spread = 0.001\n')
     ha, hb = load_settings(a).content_hash, load_settings(b).content_hash
     assert ha == hb and len(ha) == 16
     monkeypatch.setenv("DTA_OPENAI_API_KEY", "one")
@@ -91,7 +89,10 @@ def test_secrets_never_in_public_dict_or_errors(tmp_path: Path,
     ('[data]\nfeed = "mt6"', "data.feed"),
     ('[strategy]\nname = "magic"', "strategy.name"),
     ('[[ensemble.providers]]\nname = "a"\nkind = "oracle"', "ensemble.providers.0.kind"),
-    ('[guardrails]\nmin_confidence = 1.5', "guardrails.min_confidence"),
+    ('[guardrails.consensus]\nmin_confidence = 1.5', "guardrails.consensus.min_confidence"),
+    ('[guardrails]\ntrading_windows = ["7-16"]', "guardrails.trading_windows"),
+    ('[guardrails]\nnews_blackouts = [["2023-01-01T10:00:00", "2023-01-01T11:00:00"]]',
+     "guardrails.news_blackouts.0.0"),
     ('[paper]\norder_volume_lots = 0', "paper.order_volume_lots"),
     ('[scheduler]\nsettle_delay_seconds = -1', "scheduler.settle_delay_seconds"),
 ])

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
-from strategies.domain import Bar, Fill, Order, Position
+from strategies.domain import Bar, Fill, Order, OrderSide, OrderState, Position
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,4 +48,43 @@ class Broker(Protocol):
     def restore(self, orders: Sequence[Order], fills: Sequence[Fill],
                 fill_kinds: Sequence[str]) -> None:
         """Rebuild in-process state after a restart from what the journal recorded."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerOrder:
+    """An order as the broker lists it, ours or not.
+
+    ``client_order_id`` is our id when the broker order carries it (MT5 comment token,
+    exchange clientOrderId), else ``None`` or the foreign id; ``ours`` tells which.
+    Reconciliation adopts ours and flags the rest.
+    """
+
+    client_order_id: str | None
+    broker_order_id: str
+    symbol: str
+    side: OrderSide
+    volume: float
+    filled_volume: float
+    state: OrderState
+    ours: bool = True
+    price: float | None = None
+    avg_fill_price: float | None = None
+    time: datetime | None = None
+
+
+class ReconcilableBroker(Broker, Protocol):
+    """A broker start-up reconciliation can compare with the journal (live brokers, paper).
+
+    Kept apart from ``Broker`` so a broker that cannot list its orders (a pure shadow
+    sink) still satisfies the seam the router needs.
+    """
+
+    def open_orders(self) -> list[BrokerOrder]:
+        """Orders working at the broker now, ours and foreign (``ours`` tells which)."""
+        ...
+
+    def recent_fills(self, since: datetime) -> list[BrokerFill]:
+        """Our fills executed at or after ``since`` (aware UTC), oldest first, each with a
+        stable ``fill_id`` so recording one twice is detectable."""
         ...

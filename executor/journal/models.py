@@ -174,3 +174,82 @@ class KillSwitchEventRow(SQLModel, table=True):
     operator: str
     reason: str
     trigger: str = "manual"
+
+
+class ParamVersionRow(SQLModel, table=True):
+    """One version of the parameter set: strategy parameters, ensemble weights, guardrail
+    limits. Append-only: a change is a new version with its parent; nothing is rewritten."""
+
+    __tablename__ = "param_versions"
+    version: int | None = Field(default=None, primary_key=True)
+    hash: str = Field(index=True)
+    content: dict[str, Any] | None = _json()
+    parent: int | None = None
+    author: str
+    reason: str
+    created_at: datetime = _ts()
+    bad: bool = False  # set when an automatic rollback left this version
+
+
+class ParamEventRow(SQLModel, table=True):
+    """activate | rollback | auto_rollback events; the newest one names the active version."""
+
+    __tablename__ = "param_events"
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _ts()
+    version: int = Field(index=True)
+    action: str
+    operator: str
+    reason: str
+    trigger: str | None = None
+
+
+class ApprovalRow(SQLModel, table=True):
+    """A decision waiting for a human: conflicting or low-confidence but otherwise allowed."""
+
+    __tablename__ = "approvals"
+    id: int | None = Field(default=None, primary_key=True)
+    decision_id: int = Field(index=True)
+    account: str
+    symbol: str
+    direction: str
+    intent: dict[str, Any] | None = _json()
+    why: str
+    created_at: datetime = _ts()
+    expires_at: datetime = _ts()
+    status: str = Field(default="pending", index=True)  # pending|approved|rejected|expired|executed
+    operator: str | None = None
+    note: str | None = None
+    decided_at: datetime | None = _ts(nullable=True)
+    client_order_id: str | None = None
+
+
+class IncidentRow(SQLModel, table=True):
+    __tablename__ = "incidents"
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _ts()
+    severity: str  # info | warning | high | critical
+    kind: str
+    message: str
+    status: str = "open"  # open | acknowledged | resolved
+    details: dict[str, Any] | None = _json()
+
+
+class ProviderCallRow(SQLModel, table=True):
+    """Telemetry of one provider call, for `dta providers matrix` and audits."""
+
+    __tablename__ = "provider_calls"
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _ts()
+    decision_id: int | None = Field(default=None, index=True)
+    provider: str = Field(index=True)
+    model: str = ""
+    template_id: str | None = None
+    template_version: str | None = None
+    latency_ms: float = 0.0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float = 0.0
+    outcome: str
+    error: str | None = None
+    raw_text: str | None = None

@@ -25,7 +25,12 @@ from sqlmodel import Session, create_engine
 from executor.errors import JournalError
 from executor.journal import migrate
 from executor.journal.models import (
+    ApprovalRow,
     BarRow,
+    IncidentRow,
+    ParamEventRow,
+    ParamVersionRow,
+    ProviderCallRow,
     DecisionRow,
     FillRow,
     KillSwitchEventRow,
@@ -37,6 +42,7 @@ from executor.journal.models import (
     RunRow,
     VerdictRow,
 )
+from guardrails.params import ParamEvent, ParamVersion
 from strategies.domain import (
     Bar,
     Decision,
@@ -62,6 +68,11 @@ _ORDERS = OrderRow.__table__  # type: ignore[attr-defined]
 _ORDER_EVENTS = OrderEventRow.__table__  # type: ignore[attr-defined]
 _FILLS = FillRow.__table__  # type: ignore[attr-defined]
 _KILL_EVENTS = KillSwitchEventRow.__table__  # type: ignore[attr-defined]
+_PARAM_VERSIONS = ParamVersionRow.__table__  # type: ignore[attr-defined]
+_PARAM_EVENTS = ParamEventRow.__table__  # type: ignore[attr-defined]
+_APPROVALS = ApprovalRow.__table__  # type: ignore[attr-defined]
+_INCIDENTS = IncidentRow.__table__  # type: ignore[attr-defined]
+_PROVIDER_CALLS = ProviderCallRow.__table__  # type: ignore[attr-defined]
 
 # Statements built once: parameters travel separately, so SQLAlchemy's compiled cache hits
 # and a journal write costs one driver call, not a statement construction.
@@ -80,11 +91,15 @@ def utcnow() -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class KillSwitchState:
+    """The newest trading-state event: ``engage`` (HALTED), ``reduce`` (REDUCING) or
+    ``release`` (ACTIVE). ``engaged`` is true for anything but ACTIVE."""
+
     engaged: bool
     operator: str | None = None
     reason: str | None = None
     since: datetime | None = None
     trigger: str | None = None
+    action: str = "release"
 
 
 def make_engine(url: str) -> Engine:
@@ -434,14 +449,124 @@ class Journal:
         stmt = select(t).where(t.c.scope == scope).order_by(t.c.id.desc()).limit(1)
         with self.engine.connect() as fresh:
             row = fresh.execute(stmt).first()
-        if row is None or row.action != "engage":
+        if row is None:
             return KillSwitchState(engaged=False)
-        return KillSwitchState(True, row.operator, row.reason, row.at, row.trigger)
+        return KillSwitchState(row.action != "release", row.operator, row.reason, row.at,
+                               row.trigger, row.action)
 
     def kill_switch_events(self, limit: int = 20) -> list[KillSwitchEventRow]:
         stmt = select(KillSwitchEventRow).order_by(
             KillSwitchEventRow.id.desc()).limit(limit)  # type: ignore[union-attr]
         return list(self._session.scalars(stmt))
+
+    # ------------------------------------------------------------------ parameter sets
+
+    def param_versions(self) -> list[ParamVersion]:
+        rows = self._conn().execute(select(_PARAM_VERSIONS).order_by(_PARAM_VERSIONS.c.version))
+        return [ParamVersion(r.version, r.hash, r.content or {}, r.parent, r.author, r.reason,
+                             r.created_at, bool(r.bad)) for r in rows]
+
+    def param_events(self) -> list[ParamEvent]:
+        rows = self._conn().execute(select(_PARAM_EVENTS).order_by(_PARAM_EVENTS.c.id))
+        return [ParamEvent(r.id, r.at, r.version, r.action, r.operator, r.reason, r.trigger)
+                for r in rows]
+
+    def add_param_version(self, content: dict[str, Any], parent: int | None, author: str,
+                          reason: str) -> ParamVersion:
+        with self._lock:
+            params = ParameterSet(content)
+            self.save_parameter_set(params)
+            now = utcnow()
+            version = self._insert(_PARAM_VERSIONS, dict(
+                hash=params.content_hash, content=content, parent=parent, author=author,
+                reason=reason, created_at=now, bad=False))
+            self.commit(durable=True)
+            return ParamVersion(version, params.content_hash, content, parent, author, reason,
+                                now)
+
+    def add_param_event(self, version: int, action: str, operator: str, reason: str,
+                        trigger: str | None = None) -> None:
+        with self._lock:
+            self._insert(_PARAM_EVENTS, dict(at=utcnow(), version=version, action=action,
+                                             operator=operator, reason=reason, trigger=trigger))
+            self.commit(durable=True)
+
+    def mark_param_bad(self, version: int) -> None:
+        with self._lock:
+            self._conn().execute(update(_PARAM_VERSIONS).where(
+                _PARAM_VERSIONS.c.version == version).values(bad=True))
+            self.commit(durable=True)
+
+    def latest_param_event_id(self) -> int:
+        """Cheap change detection for a running daemon: a new event means re-read."""
+        return int(self._conn().execute(select(func.max(_PARAM_EVENTS.c.id))).scalar() or 0)
+
+    # ------------------------------------------------------------------ approvals
+
+    def create_approval(self, *, decision_id: int, account: str, symbol: str, direction: str,
+                        intent: dict[str, Any], why: str, created_at: datetime,
+                        expires_at: datetime) -> int:
+        return self._insert(_APPROVALS, dict(
+            decision_id=decision_id, account=account, symbol=symbol, direction=direction,
+            intent=intent, why=why, created_at=created_at, expires_at=expires_at,
+            status="pending"))
+
+    def approvals(self, status: str | None = None) -> list[ApprovalRow]:
+        stmt = select(_APPROVALS).order_by(_APPROVALS.c.id)
+        if status is not None:
+            stmt = stmt.where(_APPROVALS.c.status == status)
+        return [ApprovalRow(**r._mapping) for r in self._conn().execute(stmt)]
+
+    def get_approval(self, approval_id: int) -> ApprovalRow | None:
+        row = self._conn().execute(select(_APPROVALS).where(_APPROVALS.c.id == approval_id)).first()
+        return ApprovalRow(**row._mapping) if row else None
+
+    def set_approval_status(self, approval_id: int, status: str, *, expected: str,
+                            operator: str | None = None, note: str | None = None,
+                            decided_at: datetime | None = None,
+                            client_order_id: str | None = None) -> bool:
+        """Compare-and-set on the status, so an approval and its expiry cannot both win."""
+        with self._lock:
+            values: dict[str, Any] = {"status": status}
+            if operator is not None:
+                values["operator"] = operator
+            if note is not None:
+                values["note"] = note
+            if decided_at is not None:
+                values["decided_at"] = decided_at
+            if client_order_id is not None:
+                values["client_order_id"] = client_order_id
+            result = self._conn().execute(update(_APPROVALS).where(
+                _APPROVALS.c.id == approval_id, _APPROVALS.c.status == expected).values(**values))
+            self.commit(durable=True)
+            return bool(result.rowcount)
+
+    def decision_signals(self, decision_id: int) -> list[dict[str, Any]]:
+        row = self._conn().execute(select(_DECISIONS.c.signals).where(
+            _DECISIONS.c.id == decision_id)).first()
+        return list(row.signals or []) if row else []
+
+    # ------------------------------------------------------------------ incidents
+
+    def open_incident(self, severity: str, kind: str, message: str,
+                      details: dict[str, Any] | None = None) -> int:
+        with self._lock:
+            incident = self._insert(_INCIDENTS, dict(at=utcnow(), severity=severity, kind=kind,
+                                                     message=message, status="open",
+                                                     details=details))
+            self.commit(durable=True)
+            return incident
+
+    def incidents(self, status: str | None = None) -> list[IncidentRow]:
+        stmt = select(_INCIDENTS).order_by(_INCIDENTS.c.id)
+        if status is not None:
+            stmt = stmt.where(_INCIDENTS.c.status == status)
+        return [IncidentRow(**r._mapping) for r in self._conn().execute(stmt)]
+
+    # ------------------------------------------------------------------ provider telemetry
+
+    def record_provider_call(self, values: dict[str, Any]) -> None:
+        self._conn().execute(insert(_PROVIDER_CALLS), {"at": utcnow(), **values})
 
     # ------------------------------------------------------------------ trace
 
@@ -472,7 +597,8 @@ class Journal:
             VerdictRow.decision_id == order.decision_id)).first() if decision else None
         out["verdict"] = verdict.model_dump(mode="json") if verdict else None
         params = self._session.get(ParameterSetRow, order.params_hash)
-        out["parameter_set"] = {"hash": order.params_hash,
+        versions = [v.version for v in self.param_versions() if v.hash == order.params_hash]
+        out["parameter_set"] = {"hash": order.params_hash, "versions": versions,
                                 "content": params.content if params else None}
         out["fills"] = [f.model_dump(mode="json") for f in self.fills(client_order_id)]
         return out

@@ -1,0 +1,95 @@
+"""Settings of the live adapters (MetaTrader 5 and ccxt), as frozen pydantic sections.
+
+The lead plugs these into ``executor/settings.py``; secrets are *not* here: the MT5
+password, the bridge's shared secret and the exchange keys stay top-level ``SecretStr``
+fields of ``Settings`` (``mt5_password``, ``mt5_bridge_secret``, ``exchange_api_key``,
+``exchange_api_secret``) and are handed to the constructors, so a dump of these sections
+can never leak one.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Mt5Settings(_Section):
+    """One MetaTrader 5 terminal and account.
+
+    ``transport``: ``module`` imports the official ``MetaTrader5`` package in this process
+    (Windows only); ``bridge`` talks rpyc to ``executor.brokers.mt5_bridge`` running in the
+    terminal's (Wine-side) Python, the normal set-up on a Linux VPS.
+    """
+
+    transport: Literal["module", "bridge"] = "bridge"
+    host: str = "127.0.0.1"
+    port: int = Field(default=18812, ge=1, le=65535)
+    terminal_path: str | None = None  # module transport: terminal64.exe to start/attach
+    login: int | None = None
+    server: str | None = None
+    # Our own orders and positions carry this magic; anything else (the EA's) is never
+    # modified, only read for shadow mode.
+    magic: int = Field(default=770_001, ge=1, le=2**63 - 1)
+    deviation: int = Field(default=20, ge=0, le=10_000)  # points of slippage accepted
+    comment_prefix: str = Field(default="", max_length=7)
+    filling_preference: tuple[Literal["fok", "ioc", "return"], ...] = ("fok", "ioc", "return")
+    requote_retries: int = Field(default=3, ge=0, le=20)
+    server_utc_offset_hours: float = Field(default=0.0, ge=-14, le=14)
+    # Timeouts and reconnection.
+    connect_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    call_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    initialize_timeout_ms: int = Field(default=60_000, ge=1000, le=600_000)
+    terminal_connect_wait_seconds: float = Field(default=60.0, ge=0, le=3600)
+    reconnect_attempts: int = Field(default=5, ge=1, le=100)
+    reconnect_backoff_seconds: float = Field(default=1.0, ge=0, le=60)
+    # How far back lookups and start-up reconciliation search the terminal's history.
+    history_days: int = Field(default=14, ge=1, le=3650)
+    max_bars: int = Field(default=5000, ge=10, le=100_000)
+
+
+class CcxtSettings(_Section):
+    """One ccxt exchange account (spot)."""
+
+    exchange: str = "binance"
+    sandbox: bool = False
+    symbols: tuple[str, ...] = ()
+    enable_rate_limit: bool = True
+    rate_limit_ms: int | None = Field(default=None, ge=1, le=60_000)
+    timeout_ms: int = Field(default=10_000, ge=100, le=120_000)
+    recv_window_ms: int = Field(default=5_000, ge=100, le=60_000)
+    # Extra ccxt ``options``; merged over the defaults that avoid unneeded endpoints
+    # (binance: ``fetchCurrencies: False``, spot markets only).
+    options: dict[str, Any] = Field(default_factory=dict)
+    read_retries: int = Field(default=3, ge=0, le=20)
+    read_backoff_seconds: float = Field(default=0.5, ge=0, le=60)
+    ohlcv_limit: int = Field(default=1000, ge=1, le=5000)
+    max_catchup_pages: int = Field(default=50, ge=1, le=10_000)
+    history_days: int = Field(default=7, ge=1, le=365)
+
+    @field_validator("exchange")
+    @classmethod
+    def _exchange_id(cls, v: str) -> str:
+        v = v.strip().lower()
+        if not v.isidentifier():
+            raise ValueError(f"{v!r} is not a ccxt exchange id (e.g. 'binance')")
+        return v
+
+
+class ResolverSettings(_Section):
+    """How an order left ``unknown`` is settled: looked up, never sent again.
+
+    It is declared lost (journaled ``rejected`` with the reason) only after ``grace_lookups``
+    misses *and* ``grace_seconds`` since it was sent; for Binance keep ``grace_seconds``
+    above ``recv_window_ms``: a request older than the window can no longer be accepted.
+    """
+
+    grace_lookups: int = Field(default=5, ge=1, le=1000)
+    grace_seconds: float = Field(default=30.0, ge=0, le=86_400)
+    backoff_seconds: float = Field(default=1.0, ge=0, le=600)
+    max_backoff_seconds: float = Field(default=30.0, ge=0, le=3600)
+    position_tolerance: float = Field(default=1e-6, ge=0)

@@ -1,0 +1,83 @@
+"""Trading state: ACTIVE, REDUCING (only exposure-reducing orders) or HALTED.
+
+The state is the newest event in the journal (``kill_switch_events``: ``release`` is
+ACTIVE, ``reduce`` is REDUCING, ``engage`` is HALTED), so it survives restarts and an
+operator's command in another process reaches a running daemon at its next decision.
+Leaving HALTED or REDUCING needs an operator and a reason (enforced by the CLI and here).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+
+from strategies.domain import CheckResult, Decision
+
+from guardrails.base import AccountState
+
+
+class TradingState(StrEnum):
+    ACTIVE = "active"
+    REDUCING = "reducing"
+    HALTED = "halted"
+
+
+ACTION_FOR_STATE = {TradingState.ACTIVE: "release", TradingState.REDUCING: "reduce",
+                    TradingState.HALTED: "engage"}
+STATE_FOR_ACTION = {v: k for k, v in ACTION_FOR_STATE.items()}
+
+
+class StateView(Protocol):
+    engaged: bool
+    action: str
+    operator: str | None
+    reason: str | None
+    since: datetime | None
+    trigger: str | None
+
+
+class StateStore(Protocol):
+    def kill_switch_state(self, scope: str = "global") -> StateView: ...
+
+    def record_kill_switch(self, action: str, operator: str, reason: str,
+                           trigger: str = "manual", scope: str = "global") -> None: ...
+
+
+def current_state(store: StateStore) -> TradingState:
+    return STATE_FOR_ACTION.get(store.kill_switch_state().action, TradingState.ACTIVE)
+
+
+def set_state(store: StateStore, state: TradingState, *, operator: str, reason: str,
+              trigger: str = "manual") -> bool:
+    """Move to ``state``; returns False when already there. A system trigger may only make
+    things stricter; relaxing (to ACTIVE, or HALTED -> REDUCING) is an operator's act."""
+    if not operator.strip() or not reason.strip():
+        raise ValueError("a trading-state change needs an operator and a reason")
+    now = current_state(store)
+    if now is state:
+        return False
+    strictness = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
+    if trigger != "manual" and strictness[state] < strictness[now]:
+        return False
+    store.record_kill_switch(ACTION_FOR_STATE[state], operator, reason, trigger=trigger)
+    return True
+
+
+class TradingStateCheck:
+    """HALTED blocks everything; REDUCING lets through only orders that shrink exposure."""
+
+    name = "trading_state"
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+
+    def check(self, decision: Decision, account: AccountState) -> CheckResult:
+        view = self.store.kill_switch_state()
+        state = STATE_FOR_ACTION.get(view.action, TradingState.ACTIVE)
+        why = f"{view.trigger or 'manual'} by {view.operator}: {view.reason}"
+        if state is TradingState.HALTED:
+            return CheckResult(self.name, False, f"HALTED ({why})")
+        if state is TradingState.REDUCING and account.increases_exposure(decision):
+            return CheckResult(self.name, False, f"REDUCING, order would add exposure ({why})")
+        return CheckResult(self.name, True, state.value)
