@@ -9,75 +9,60 @@ Exit codes (stable, documented in the README):
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 
-if TYPE_CHECKING:
-    from executor.journal.store import Journal
-    from executor.settings import Settings
 
-EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_JOURNAL, EXIT_NOT_FOUND, EXIT_REFUSED = 0, 1, 2, 3, 4, 5
+from runbooks.common import (
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    EXIT_JOURNAL,
+    EXIT_NOT_FOUND,
+    EXIT_REFUSED,
+    ConfigOpt,
+    JournalOpt,
+    JsonOpt,
+    fail,
+    journal_for,
+    load,
+    operator_name,
+    print_out,
+)
 
 app = typer.Typer(help="DTA executor: run the trading daemon and operate it.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-kill_app = typer.Typer(help="Engage or release the manual kill switch (persists across restarts).",
-                       no_args_is_help=True)
+kill_app = typer.Typer(help="Trading state: engage (HALTED), reduce (REDUCING) or release "
+                       "(ACTIVE); persists across restarts.", no_args_is_help=True)
 config_app = typer.Typer(help="Inspect settings.", no_args_is_help=True)
 db_app = typer.Typer(help="Journal database maintenance.", no_args_is_help=True)
 app.add_typer(kill_app, name="kill-switch")
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Settings TOML file "
-                      "(default: $DTA_CONFIG, config/dta.toml, /etc/dta/dta.toml).")]
-JournalOpt = Annotated[str | None, typer.Option("--journal-url",
-                       help="Journal database URL (overrides journal.url).")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+
+def _register_groups() -> None:
+    from runbooks import approvals_cli, params_cli
+
+    app.add_typer(params_cli.app, name="params")
+    app.add_typer(approvals_cli.app, name="approvals")
+    app.add_typer(approvals_cli.incidents_app, name="incidents")
 
 
-def _fail(message: str, code: int) -> NoReturn:
-    typer.echo(f"dta: {message}", err=True)
-    raise typer.Exit(code)
+_register_groups()
 
-
-def _settings(config: Path | None, **overrides: Any) -> Settings:
-    from executor.errors import ConfigError
-    from executor.settings import load_settings
-
-    try:
-        return load_settings(config, **{k: v for k, v in overrides.items() if v is not None})
-    except ConfigError as exc:
-        _fail(str(exc), EXIT_CONFIG)
-
-
-def _journal(settings: Settings, *, migrate: bool) -> Journal:
-    from executor.errors import JournalError
-    from executor.journal.store import Journal
-
-    try:
-        return Journal.open(settings.journal.url, migrate_schema=migrate)
-    except JournalError as exc:
-        _fail(str(exc), EXIT_JOURNAL)
+_fail = fail
+_settings = load
+_journal = journal_for
+_operator = operator_name
+_print = print_out
 
 
 def _journal_override(journal_url: str | None) -> dict[str, Any] | None:
     return {"url": journal_url} if journal_url else None
-
-
-def _operator(operator: str | None) -> str:
-    return operator or os.environ.get("SUDO_USER") or os.environ.get("USER") or "unknown"
-
-
-def _print(data: Any, as_json: bool, text: str) -> None:
-    if as_json:
-        typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
-    else:
-        typer.echo(text)
 
 
 # ---------------------------------------------------------------------------------- run
@@ -248,20 +233,20 @@ def status(config: ConfigOpt = None, journal_url: JournalOpt = None, as_json: Js
 
 def _kill_switch(action: str, reason: str, operator: str | None, config: Path | None,
                  journal_url: str | None) -> None:
+    from guardrails.state import STATE_FOR_ACTION, current_state, set_state
+
     if not reason.strip():
         _fail("--reason must not be empty", EXIT_CONFIG)
     settings = _settings(config, journal=_journal_override(journal_url))
     journal = _journal(settings, migrate=True)
+    target = STATE_FOR_ACTION[action]
     try:
-        state = journal.kill_switch_state()
-        if state.engaged == (action == "engage"):
-            _fail(f"kill switch is already {'engaged' if state.engaged else 'released'}",
-                  EXIT_REFUSED)
         who = _operator(operator)
-        journal.record_kill_switch(action, who, reason.strip())
+        if not set_state(journal, target, operator=who, reason=reason.strip()):
+            _fail(f"trading state is already {current_state(journal).value}", EXIT_REFUSED)
     finally:
         journal.close()
-    typer.echo(f"kill switch {action}d by {who}: {reason.strip()}")
+    typer.echo(f"trading state {target.value.upper()} ({action}) by {who}: {reason.strip()}")
 
 
 @kill_app.command("engage")
@@ -270,8 +255,18 @@ def kill_engage(
     operator: Annotated[str | None, typer.Option(help="Who (default: $SUDO_USER/$USER).")] = None,
     config: ConfigOpt = None, journal_url: JournalOpt = None,
 ) -> None:
-    """Block every new entry until released; survives restarts."""
+    """HALT: block every order until released; survives restarts."""
     _kill_switch("engage", reason, operator, config, journal_url)
+
+
+@kill_app.command("reduce")
+def kill_reduce(
+    reason: Annotated[str, typer.Option(help="Why (journaled).")],
+    operator: Annotated[str | None, typer.Option(help="Who (default: $SUDO_USER/$USER).")] = None,
+    config: ConfigOpt = None, journal_url: JournalOpt = None,
+) -> None:
+    """REDUCING: only orders that shrink exposure pass until released."""
+    _kill_switch("reduce", reason, operator, config, journal_url)
 
 
 @kill_app.command("release")
@@ -280,7 +275,7 @@ def kill_release(
     operator: Annotated[str | None, typer.Option(help="Who (default: $SUDO_USER/$USER).")] = None,
     config: ConfigOpt = None, journal_url: JournalOpt = None,
 ) -> None:
-    """Allow trading again; needs an operator and a reason."""
+    """ACTIVE again; needs an operator and a reason."""
     _kill_switch("release", reason, operator, config, journal_url)
 
 

@@ -1,0 +1,121 @@
+"""`dta approvals` (the human in the loop) and `dta incidents`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+
+from runbooks.common import (
+    EXIT_NOT_FOUND,
+    EXIT_REFUSED,
+    ConfigOpt,
+    JournalOpt,
+    JsonOpt,
+    fail,
+    journal_for,
+    operator_name,
+    print_out,
+    settings_for,
+)
+
+app = typer.Typer(help="Decisions waiting for an analyst: list, show, approve, reject.",
+                  no_args_is_help=True)
+incidents_app = typer.Typer(help="Incidents opened by triggers and rollbacks.",
+                            no_args_is_help=True)
+
+
+def _row(a: Any) -> dict[str, Any]:
+    return {"id": a.id, "status": a.status, "symbol": a.symbol, "direction": a.direction,
+            "decision_id": a.decision_id, "why": a.why,
+            "created_at": a.created_at.isoformat(), "expires_at": a.expires_at.isoformat(),
+            "operator": a.operator, "note": a.note,
+            "decided_at": a.decided_at.isoformat() if a.decided_at else None,
+            "client_order_id": a.client_order_id, "intent": a.intent}
+
+
+@app.command("list")
+def list_(status: Annotated[str | None, typer.Option(help="pending | approved | rejected | "
+                            "expired | executed (default: all)")] = None,
+          config: ConfigOpt = None, journal_url: JournalOpt = None, as_json: JsonOpt = False,
+          ) -> None:
+    """Requests, oldest first."""
+    journal = journal_for(settings_for(config, journal_url), migrate=False)
+    try:
+        rows = [_row(a) for a in journal.approvals(status)]
+    finally:
+        journal.close()
+    text = "\n".join(f"#{r['id']:<4} {r['status']:<9} {r['symbol']} {r['direction']:<5} "
+                     f"expires {r['expires_at']}  {r['why']}" for r in rows) or "no requests"
+    print_out(rows, as_json, text)
+
+
+@app.command("show")
+def show(approval_id: int, config: ConfigOpt = None, journal_url: JournalOpt = None) -> None:
+    """One request with the decision behind it (each provider's signal)."""
+    import json
+
+    journal = journal_for(settings_for(config, journal_url), migrate=False)
+    try:
+        a = journal.get_approval(approval_id)
+        if a is None:
+            fail(f"no approval request #{approval_id}", EXIT_NOT_FOUND)
+        data = _row(a)
+        data["signals"] = journal.decision_signals(a.decision_id)
+    finally:
+        journal.close()
+    typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def _decide(approval_id: int, approve: bool, note: str, operator: str | None,
+            config: Any, journal_url: str | None) -> None:
+    from executor.approvals import ApprovalError, decide
+
+    settings = settings_for(config, journal_url)
+    journal = journal_for(settings, migrate=False)
+    try:
+        outcome = decide(journal, approval_id, approve=approve,
+                         operator=operator_name(operator), note=note, now=datetime.now(UTC),
+                         feedback=settings.guardrails.weight_feedback)
+    except ApprovalError as exc:
+        fail(str(exc), EXIT_NOT_FOUND if "no approval" in str(exc) else EXIT_REFUSED)
+    finally:
+        journal.close()
+    extra = (f"; provider weights now {outcome.weights} (parameter v"
+             f"{outcome.new_param_version})" if outcome.new_param_version else "")
+    typer.echo(f"request #{approval_id} {outcome.status}{extra}")
+
+
+@app.command("approve")
+def approve(approval_id: int, note: Annotated[str, typer.Option(help="Why (journaled).")],
+            operator: Annotated[str | None, typer.Option()] = None, config: ConfigOpt = None,
+            journal_url: JournalOpt = None) -> None:
+    """Approve before the request expires; the daemon re-checks hard limits and sends it."""
+    _decide(approval_id, True, note, operator, config, journal_url)
+
+
+@app.command("reject")
+def reject(approval_id: int, note: Annotated[str, typer.Option(help="Why (journaled).")],
+           operator: Annotated[str | None, typer.Option()] = None, config: ConfigOpt = None,
+           journal_url: JournalOpt = None) -> None:
+    """Reject; nothing is sent."""
+    _decide(approval_id, False, note, operator, config, journal_url)
+
+
+@incidents_app.command("list")
+def incidents_list(status: Annotated[str | None, typer.Option(help="open | acknowledged | "
+                                     "resolved")] = None,
+                   config: ConfigOpt = None, journal_url: JournalOpt = None,
+                   as_json: JsonOpt = False) -> None:
+    """Incidents, oldest first."""
+    journal = journal_for(settings_for(config, journal_url), migrate=False)
+    try:
+        rows = [{"id": i.id, "at": i.at.isoformat(), "severity": i.severity, "kind": i.kind,
+                 "status": i.status, "message": i.message, "details": i.details}
+                for i in journal.incidents(status)]
+    finally:
+        journal.close()
+    print_out(rows, as_json, "\n".join(
+        f"#{r['id']:<4} {r['at']} {r['severity']:<8} {r['status']:<12} {r['kind']}: "
+        f"{r['message']}" for r in rows) or "no incidents")

@@ -1,0 +1,205 @@
+"""`dta params`: versioned parameter sets. History is append-only; rollback activates an
+earlier version as a new event."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from runbooks.common import (
+    EXIT_CONFIG,
+    EXIT_NOT_FOUND,
+    EXIT_REFUSED,
+    ConfigOpt,
+    JournalOpt,
+    JsonOpt,
+    fail,
+    journal_for,
+    operator_name,
+    print_out,
+    settings_for,
+)
+
+app = typer.Typer(help="Versioned parameter sets: list, show, diff, propose, activate, rollback.",
+                  no_args_is_help=True)
+
+
+@app.command("list")
+def list_(config: ConfigOpt = None, journal_url: JournalOpt = None, as_json: JsonOpt = False,
+          ) -> None:
+    """Every version with its parent, author, reason and whether it is active or bad."""
+    from guardrails.params import active_version
+
+    journal = journal_for(settings_for(config, journal_url), migrate=False)
+    try:
+        active = active_version(journal)
+        versions = journal.param_versions()
+        events = journal.param_events()
+    finally:
+        journal.close()
+    rows = [{"version": v.version, "hash": v.hash, "parent": v.parent, "author": v.author,
+             "reason": v.reason, "created_at": v.created_at.isoformat(), "bad": v.bad,
+             "active": active is not None and v.version == active.version} for v in versions]
+    history = [{"at": e.at.isoformat(), "version": e.version, "action": e.action,
+                "operator": e.operator, "reason": e.reason, "trigger": e.trigger}
+               for e in events]
+    text = "\n".join(
+        f"{'*' if r['active'] else ' '} v{r['version']:<3} {r['hash']} parent "
+        f"{r['parent'] or '-':<3} {r['author']}: {r['reason']}{'  [BAD]' if r['bad'] else ''}"
+        for r in rows) or "no parameter versions yet"
+    text += "\nhistory:\n" + "\n".join(
+        f"  {h['at']} {h['action']} v{h['version']} by {h['operator']}"
+        f"{' (' + h['trigger'] + ')' if h['trigger'] else ''}: {h['reason']}" for h in history)
+    print_out({"versions": rows, "history": history}, as_json, text)
+
+
+@app.command("show")
+def show(version: Annotated[int | None, typer.Argument(help="Version (default: active).")] = None,
+         config: ConfigOpt = None, journal_url: JournalOpt = None) -> None:
+    """The full content of a version, as JSON."""
+    from guardrails.params import ParamError, active_version, get_version
+
+    journal = journal_for(settings_for(config, journal_url), migrate=False)
+    try:
+        v = get_version(journal, version) if version is not None else active_version(journal)
+    except ParamError as exc:
+        fail(str(exc), EXIT_NOT_FOUND)
+    finally:
+        journal.close()
+    if v is None:
+        fail("no active parameter version yet", EXIT_NOT_FOUND)
+    typer.echo(json.dumps({"version": v.version, "hash": v.hash, "parent": v.parent,
+                           "author": v.author, "reason": v.reason, "bad": v.bad,
+                           "content": v.content}, indent=2, sort_keys=True))
+
+
+@app.command("diff")
+def diff_(a: int, b: int, config: ConfigOpt = None, journal_url: JournalOpt = None,
+          as_json: JsonOpt = False) -> None:
+    """Leaf-level differences from version A to version B."""
+    from guardrails.params import ParamError, diff, get_version
+
+    journal = journal_for(settings_for(config, journal_url), migrate=False)
+    try:
+        va, vb = get_version(journal, a), get_version(journal, b)
+    except ParamError as exc:
+        fail(str(exc), EXIT_NOT_FOUND)
+    finally:
+        journal.close()
+    changes = diff(va.content, vb.content)
+    print_out([{"path": p, "from": x, "to": y} for p, x, y in changes], as_json,
+              "\n".join(f"{p}: {x!r} -> {y!r}" for p, x, y in changes) or "identical")
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in patch.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+@app.command("propose")
+def propose_(
+    reason: Annotated[str, typer.Option(help="Why (journaled).")],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="dotted.path=value "
+                    "(JSON value), e.g. guardrails.max_position_lots=0.2")] = None,
+    file: Annotated[Path | None, typer.Option(help="JSON or TOML patch merged over the "
+                    "active version.")] = None,
+    activate_now: Annotated[bool, typer.Option("--activate", help="Activate it at once.")] = False,
+    operator: Annotated[str | None, typer.Option()] = None,
+    config: ConfigOpt = None, journal_url: JournalOpt = None,
+) -> None:
+    """A new version from the active one plus changes; validated before it is stored."""
+    from executor.errors import ConfigError
+    from executor.wiring import component_factory
+    from guardrails.params import activate, active_version, propose
+
+    settings = settings_for(config, journal_url)
+    journal = journal_for(settings, migrate=True)
+    try:
+        active = active_version(journal)
+        base = active.content if active else settings.parameter_set().values
+        patch: dict[str, Any] = {}
+        if file is not None:
+            text = file.read_text(encoding="utf-8")
+            try:
+                patch = (tomllib.loads(text) if file.suffix == ".toml" else json.loads(text))
+            except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+                fail(f"{file}: {exc}", EXIT_CONFIG)
+        for item in set_ or []:
+            path, sep, value = item.partition("=")
+            if not sep or not path:
+                fail(f"--set {item!r}: expected dotted.path=value", EXIT_CONFIG)
+            node: dict[str, Any] = {}
+            cursor = node
+            keys = path.split(".")
+            for key in keys[:-1]:
+                cursor = cursor.setdefault(key, {})
+            cursor[keys[-1]] = _parse_value(value)
+            patch = _merge(patch, node)
+        if not patch:
+            fail("nothing to change: give --set or --file", EXIT_CONFIG)
+        content = _merge(base, patch)
+        try:
+            component_factory(settings.mode, journal)(0, content)
+        except ConfigError as exc:
+            fail(f"invalid parameter set: {exc}", EXIT_CONFIG)
+        who = operator_name(operator)
+        created = propose(journal, content, author=who, reason=reason)
+        if activate_now:
+            activate(journal, created.version, operator=who, reason=reason)
+    finally:
+        journal.close()
+    typer.echo(f"proposed v{created.version} ({created.hash})"
+               + (", active" if activate_now else "; activate with `dta params activate "
+                  f"{created.version} --reason ...`"))
+
+
+@app.command("activate")
+def activate_(version: int, reason: Annotated[str, typer.Option(help="Why (journaled).")],
+              operator: Annotated[str | None, typer.Option()] = None,
+              config: ConfigOpt = None, journal_url: JournalOpt = None) -> None:
+    """Make VERSION active; a running daemon picks it up within a second."""
+    from guardrails.params import ParamError, activate, active_version
+
+    journal = journal_for(settings_for(config, journal_url), migrate=False)
+    try:
+        current = active_version(journal)
+        if current is not None and current.version == version:
+            fail(f"v{version} is already active", EXIT_REFUSED)
+        activate(journal, version, operator=operator_name(operator), reason=reason)
+    except ParamError as exc:
+        fail(str(exc), EXIT_NOT_FOUND if "no parameter" in str(exc) else EXIT_CONFIG)
+    finally:
+        journal.close()
+    typer.echo(f"v{version} active")
+
+
+@app.command("rollback")
+def rollback_(reason: Annotated[str, typer.Option(help="Why (journaled).")],
+              to: Annotated[int | None, typer.Option(help="Version (default: last "
+                            "known-good).")] = None,
+              operator: Annotated[str | None, typer.Option()] = None,
+              config: ConfigOpt = None, journal_url: JournalOpt = None) -> None:
+    """Activate an earlier version again, as a new event; history is never rewritten."""
+    from guardrails.params import ParamError, rollback
+
+    journal = journal_for(settings_for(config, journal_url), migrate=False)
+    try:
+        target = rollback(journal, operator=operator_name(operator), reason=reason, to=to)
+    except ParamError as exc:
+        fail(str(exc), EXIT_REFUSED)
+    finally:
+        journal.close()
+    typer.echo(f"rolled back to v{target.version} ({target.hash})")
