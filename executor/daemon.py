@@ -196,6 +196,10 @@ class RealtimeExecutor:
         for order in self.router.resolve_open(self.account):
             log.warning("order_resolved_at_start", client_order_id=order.client_order_id,
                         state=order.state.value)
+        # Baselines from the restored account: the day's start and the active version's
+        # activation are measured from here after a restart (documented approximation).
+        self._day_start_equity = self._equity()
+        self._regression.reset(self._day_start_equity)
         self.journal.commit()
         self._started = True
 
@@ -352,9 +356,28 @@ class RealtimeExecutor:
             self._fire(trigger)
 
     def _record_calls(self, decision: Decision, decision_id: int) -> None:
-        for call in getattr(decision, "calls", ()) or ():
-            values = call.journal_values() if hasattr(call, "journal_values") else dict(call)
-            self.journal.record_provider_call({**values, "decision_id": decision_id})
+        for call in decision.calls:
+            outcome = getattr(call, "outcome", "unknown")
+            self.journal.record_provider_call({
+                "decision_id": decision_id, "stage": getattr(call, "stage", ""),
+                "provider": getattr(call, "provider", "?"),
+                "provider_class": getattr(call, "provider_class", ""),
+                "model": getattr(call, "model", ""),
+                "template_id": getattr(call, "template_id", None),
+                "template_version": getattr(call, "template_version", None),
+                "latency_ms": float(getattr(call, "latency_ms", 0.0)),
+                "tokens_in": int(getattr(call, "tokens_in", 0)),
+                "tokens_out": int(getattr(call, "tokens_out", 0)),
+                "cost": float(getattr(call, "cost", 0.0)),
+                "outcome": getattr(outcome, "value", str(outcome)),
+                "abstained": bool(getattr(call, "abstained", False)),
+                "error_class": getattr(call, "error_class", None),
+                "error": getattr(call, "reason", None),
+                "request_key": getattr(call, "request_key", None),
+                "raw_text": getattr(call, "raw_text", None),
+                "input_json": getattr(call, "input_json", None),
+                "output_json": getattr(call, "output_json", None),
+            })
 
     def _submit(self, intent: OrderIntent, now: datetime) -> Order:
         order = self.router.submit(intent)

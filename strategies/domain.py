@@ -294,6 +294,9 @@ class Decision:
     signals: tuple[Signal, ...]
     contributions: tuple[tuple[str, float], ...]
     params_hash: str
+    # Per-provider call telemetry (ensemble.telemetry.ProviderCall), journaled by the
+    # executor; typed loosely so this module keeps importing nothing of ours.
+    calls: tuple[Any, ...] = ()
 
     @property
     def provider_mix(self) -> tuple[str, ...]:

@@ -77,7 +77,7 @@ def test_kill_switch_engage_release_and_status(journal_url: str, config_file: Pa
                             *args])
     assert r.exit_code == 0, r.output
     again = runner.invoke(app, ["kill-switch", "engage", "--reason", "x", *args])
-    assert again.exit_code == 5 and "already engaged" in again.output
+    assert again.exit_code == 5 and "already halted" in again.output
     status = runner.invoke(app, ["status", "--json", *args])
     assert status.exit_code == 0, status.output
     ks = json.loads(status.stdout)["kill_switch"]

@@ -242,7 +242,9 @@ class ProviderCallRow(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = _ts()
     decision_id: int | None = Field(default=None, index=True)
+    stage: str = ""  # research | risk | execution | vote
     provider: str = Field(index=True)
+    provider_class: str = ""
     model: str = ""
     template_id: str | None = None
     template_version: str | None = None
@@ -251,5 +253,10 @@ class ProviderCallRow(SQLModel, table=True):
     tokens_out: int = 0
     cost: float = 0.0
     outcome: str
-    error: str | None = None
+    abstained: bool = False
+    error_class: str | None = None
+    error: str | None = None  # the reason it abstained, was rejected or failed
+    request_key: str | None = None
     raw_text: str | None = None
+    input_json: str | None = None
+    output_json: str | None = None

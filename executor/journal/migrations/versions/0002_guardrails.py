@@ -1,8 +1,8 @@
-"""guardrails params approvals incidents telemetry
+"""guardrails
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-25 12:45:55.716732
+Create Date: 2026-11-25 12:57:26.988971
 """
 from __future__ import annotations
 
@@ -83,7 +83,9 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('at', executor.journal.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('decision_id', sa.Integer(), nullable=True),
+    sa.Column('stage', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('provider', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('provider_class', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('model', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('template_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('template_version', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
@@ -92,8 +94,13 @@ def upgrade() -> None:
     sa.Column('tokens_out', sa.Integer(), nullable=False),
     sa.Column('cost', sa.Float(), nullable=False),
     sa.Column('outcome', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('abstained', sa.Boolean(), nullable=False),
+    sa.Column('error_class', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('error', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('request_key', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('raw_text', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('input_json', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('output_json', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('provider_calls', schema=None) as batch_op:
