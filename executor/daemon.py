@@ -27,6 +27,7 @@ from executor.components import ComponentFactory, Components
 from executor.feeds.base import Feed
 from executor.feeds.validator import BarValidator
 from executor.journal.store import Journal
+from executor.metrics import Metrics
 from executor.router import OrderRouter
 from executor.systemd import Notifier
 from guardrails.base import AccountState
@@ -137,6 +138,7 @@ class RealtimeExecutor:
         notifier: Notifier | None = None,
         points: dict[str, float] | None = None,
         contract_size: float = 100_000.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self.mode = mode
         self.account = account
@@ -153,6 +155,7 @@ class RealtimeExecutor:
         self.notifier = notifier or Notifier()
         self.points = dict(points or {})
         self.contract_size = contract_size
+        self.metrics = metrics
         self.router = OrderRouter(journal, broker)
         self.stats = RunStats()
         self.stop_requested = threading.Event()
@@ -248,6 +251,7 @@ class RealtimeExecutor:
         if not self._started:
             raise RuntimeError("RealtimeExecutor.start() must run before the first cycle")
         with self._cycle_lock:
+            cycle_started = time.perf_counter()
             now = now or self.clock.now()
             self._follow_param_changes()
             self._service_approvals(now)
@@ -260,6 +264,8 @@ class RealtimeExecutor:
             self.stats.cycles += 1
             if self.journal.pending_rows >= self.batch_bars or self.mode != "paper":
                 self.journal.commit()
+            if self.metrics is not None:
+                self.metrics.cycle_seconds.observe(time.perf_counter() - cycle_started)
             return handled
 
     def _follow_param_changes(self) -> None:
@@ -269,6 +275,8 @@ class RealtimeExecutor:
         if mono - self._param_checked < 1.0:
             return
         self._param_checked = mono
+        if self.metrics is not None:
+            self.metrics.set_state(self.journal.kill_switch_state().action)
         latest = self.journal.latest_param_event_id()
         if latest == self._param_event_id:
             return
@@ -286,12 +294,16 @@ class RealtimeExecutor:
             self.journal.record_rejection(bar, stream[0], stream[1], reason, check.detail)
             log.warning("bar_rejected", symbol=bar.symbol, time=bar.time.isoformat(),
                         reason=reason, detail=check.detail)
+            if self.metrics is not None:
+                self.metrics.bars_rejected.labels(reason=reason).inc()
             return
         if check.gap_bars:
             self.stats.gaps_flagged += 1
         self.journal.record_bar(bar, check.gap_bars)
         self._last_time[stream] = bar.time
         self.stats.bars_processed += 1
+        if self.metrics is not None:
+            self.metrics.bars_processed.labels(symbol=stream[0], timeframe=stream[1]).inc()
         errors_before = sum(self.stats.errors.values())
 
         for bf in self.broker.on_bar(bar):
@@ -336,10 +348,22 @@ class RealtimeExecutor:
         proposal_id = self.journal.record_proposal(proposal, snapshot)
         decision = self.c.ensemble.evaluate(proposal, snapshot)
         decision_id = self.journal.record_decision(decision, proposal_id)
-        self._record_calls(decision, decision_id)
-        self.stats.decisions += 1
-        verdict = self.c.guardrails.check(decision, self._context(snapshot, now))
-        self.journal.record_verdict(verdict, decision_id)
+        with structlog.contextvars.bound_contextvars(decision_id=decision_id,
+                                                     symbol=proposal.symbol):
+            self._record_calls(decision, decision_id)
+            self.stats.decisions += 1
+            verdict = self.c.guardrails.check(decision, self._context(snapshot, now))
+            self.journal.record_verdict(verdict, decision_id)
+            if self.metrics is not None:
+                self.metrics.decisions.inc()
+                for c in verdict.checks:
+                    if not c.passed:
+                        self.metrics.vetoes.labels(check=c.name).inc()
+            self._act(decision, decision_id, verdict, now)
+
+    def _act(self, decision: Decision, decision_id: int, verdict: Verdict,
+             now: datetime) -> None:
+        proposal = decision.proposal
         trigger = self._regression.decision(not verdict.approved)
         if verdict.approved:
             self.stats.approved += 1
@@ -357,6 +381,8 @@ class RealtimeExecutor:
 
     def _record_calls(self, decision: Decision, decision_id: int) -> None:
         for call in decision.calls:
+            if self.metrics is not None:
+                self.metrics.provider_call(call)
             outcome = getattr(call, "outcome", "unknown")
             self.journal.record_provider_call({
                 "decision_id": decision_id, "stage": getattr(call, "stage", ""),
@@ -380,8 +406,11 @@ class RealtimeExecutor:
             })
 
     def _submit(self, intent: OrderIntent, now: datetime) -> Order:
-        order = self.router.submit(intent)
+        with structlog.contextvars.bound_contextvars(client_order_id=intent.client_order_id):
+            order = self.router.submit(intent)
         self.stats.orders[order.state.value] += 1
+        if self.metrics is not None:
+            self.metrics.orders.labels(state=order.state.value).inc()
         self._order_times.append(now)
         if order.state in (OrderState.UNKNOWN, OrderState.REJECTED):
             trigger = self._broker_errors.error(now)

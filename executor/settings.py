@@ -179,6 +179,15 @@ class PaperSettings(_Section):
     order_volume_lots: float = Field(default=0.1, gt=0)
 
 
+class ObservabilitySettings(_Section):
+    metrics_enabled: bool = False
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9464, ge=1, le=65535)
+    alert_min_severity: Literal["info", "warning", "high", "critical"] = "warning"
+    alert_attempts: int = Field(default=5, ge=1, le=20)
+    sentry_environment: str = "production"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="DTA_",
@@ -199,6 +208,7 @@ class Settings(BaseSettings):
     ensemble: EnsembleSettings = Field(default_factory=EnsembleSettings)
     guardrails: GuardrailSettings = Field(default_factory=GuardrailSettings)
     paper: PaperSettings = Field(default_factory=PaperSettings)
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
 
     # Secrets: never logged, never journaled, masked by `dta config show`.
     sentry_dsn: SecretStr | None = None
@@ -208,6 +218,7 @@ class Settings(BaseSettings):
     mt5_bridge_secret: SecretStr | None = None
     exchange_api_key: SecretStr | None = None
     exchange_api_secret: SecretStr | None = None
+    alert_webhook_url: SecretStr | None = None  # its path usually carries a token
 
     @classmethod
     def settings_customise_sources(

@@ -18,6 +18,7 @@ from executor.feeds.files import LoadedBars, load_bars
 from executor.feeds.replay import ReplayFeed
 from executor.feeds.validator import BarValidator
 from executor.journal.store import Journal
+from executor.metrics import Metrics
 from executor.settings import GuardrailSettings, ProviderSettings, Settings
 from executor.systemd import Notifier
 from guardrails.base import Check
@@ -142,7 +143,7 @@ def load_replay_data(settings: Settings, path: Path | None = None) -> LoadedBars
 
 
 def build_daemon(settings: Settings, journal: Journal, *, data: Path | None = None,
-                 notifier: Notifier | None = None) -> Daemon:
+                 notifier: Notifier | None = None, metrics: Metrics | None = None) -> Daemon:
     if settings.mode == "live":
         raise ConfigError(
             "mode 'live': no live broker adapter is configured in this build "
@@ -167,5 +168,5 @@ def build_daemon(settings: Settings, journal: Journal, *, data: Path | None = No
         settings_params=settings.parameter_set().values, validator=BarValidator(),
         settings_hash=settings.content_hash, batch_bars=settings.journal.batch_bars,
         notifier=notifier, points={loaded.symbol: loaded.point} if loaded.point else None,
-        contract_size=settings.paper.contract_size)
+        contract_size=settings.paper.contract_size, metrics=metrics)
     return Daemon(executor, journal, feed, loaded)

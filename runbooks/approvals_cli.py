@@ -22,7 +22,8 @@ from runbooks.common import (
 
 app = typer.Typer(help="Decisions waiting for an analyst: list, show, approve, reject.",
                   no_args_is_help=True)
-incidents_app = typer.Typer(help="Incidents opened by triggers and rollbacks.",
+incidents_app = typer.Typer(help="Incidents opened by triggers and rollbacks: list, show, "
+                            "ack, resolve.",
                             no_args_is_help=True)
 
 
@@ -119,3 +120,55 @@ def incidents_list(status: Annotated[str | None, typer.Option(help="open | ackno
     print_out(rows, as_json, "\n".join(
         f"#{r['id']:<4} {r['at']} {r['severity']:<8} {r['status']:<12} {r['kind']}: "
         f"{r['message']}" for r in rows) or "no incidents")
+
+
+@incidents_app.command("show")
+def incidents_show(incident_id: int, config: ConfigOpt = None,
+                   journal_url: JournalOpt = None) -> None:
+    """One incident with its details and status history."""
+    import json
+
+    journal = journal_for(settings_for(config, journal_url), migrate=False)
+    try:
+        found = [i for i in journal.incidents() if i.id == incident_id]
+    finally:
+        journal.close()
+    if not found:
+        fail(f"no incident #{incident_id}", EXIT_NOT_FOUND)
+    i = found[0]
+    typer.echo(json.dumps({"id": i.id, "at": i.at.isoformat(), "severity": i.severity,
+                           "kind": i.kind, "status": i.status, "message": i.message,
+                           "details": i.details}, indent=2, sort_keys=True, default=str))
+
+
+def _set_incident(incident_id: int, status: str, note: str, operator: str | None,
+                  config: Any, journal_url: str | None) -> None:
+    if not note.strip():
+        fail("--note must not be empty", 2)
+    journal = journal_for(settings_for(config, journal_url), migrate=False)
+    try:
+        current = [i for i in journal.incidents() if i.id == incident_id]
+        if not current:
+            fail(f"no incident #{incident_id}", EXIT_NOT_FOUND)
+        if current[0].status == status or current[0].status == "resolved":
+            fail(f"incident #{incident_id} is already {current[0].status}", EXIT_REFUSED)
+        journal.set_incident_status(incident_id, status, operator_name(operator), note)
+    finally:
+        journal.close()
+    typer.echo(f"incident #{incident_id} {status}")
+
+
+@incidents_app.command("ack")
+def incidents_ack(incident_id: int, note: Annotated[str, typer.Option(help="What you are "
+                  "doing about it.")], operator: Annotated[str | None, typer.Option()] = None,
+                  config: ConfigOpt = None, journal_url: JournalOpt = None) -> None:
+    """Acknowledge: someone is on it."""
+    _set_incident(incident_id, "acknowledged", note, operator, config, journal_url)
+
+
+@incidents_app.command("resolve")
+def incidents_resolve(incident_id: int, note: Annotated[str, typer.Option(help="How it was "
+                      "resolved.")], operator: Annotated[str | None, typer.Option()] = None,
+                      config: ConfigOpt = None, journal_url: JournalOpt = None) -> None:
+    """Resolve with a note (the trading state is released separately, by kill-switch)."""
+    _set_incident(incident_id, "resolved", note, operator, config, journal_url)

@@ -87,18 +87,19 @@ def run(
                          data=data_over or None)
     from executor.errors import ConfigError, DataFormatError, DtaError
     from executor.log_setup import configure_logging
+    from executor.services import start_services
     from executor.systemd import Notifier
     from executor.wiring import build_daemon
 
     configure_logging(settings.log_level, settings.secret_values())
     notifier = Notifier()
     journal = _journal(settings, migrate=True)
+    services = start_services(settings, journal)
     try:
-        daemon = build_daemon(settings, journal, data=data, notifier=notifier)
-    except ConfigError as exc:
-        journal.close()
-        _fail(str(exc), EXIT_CONFIG)
-    except DataFormatError as exc:
+        daemon = build_daemon(settings, journal, data=data, notifier=notifier,
+                              metrics=services.metrics)
+    except (ConfigError, DataFormatError) as exc:
+        services.close()
         journal.close()
         _fail(str(exc), EXIT_CONFIG)
     executor = daemon.executor
@@ -124,6 +125,7 @@ def run(
         try:
             executor.stop(status)
         finally:
+            services.close()
             journal.close()
         raise typer.Exit(EXIT_JOURNAL if exc.__class__.__name__ == "JournalError"
                          else EXIT_FAILURE) from None
@@ -131,6 +133,7 @@ def run(
     summary = executor.stop(status)
     summary["journal"] = settings.journal.url
     summary["status"] = status
+    services.close()
     journal.close()
     _print(summary, as_json, _format_summary(summary))
 
@@ -335,6 +338,45 @@ def _format_trace(t: dict[str, Any]) -> str:
         lines.append(f"  fill      {f['time']} {f['kind']} {f['side']} {f['volume']} @ "
                      f"{f['price']} realised {f['realized_pnl']:+.2f}")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------- doctor
+
+
+@app.command()
+def doctor(config: ConfigOpt = None, journal_url: JournalOpt = None,
+           as_json: JsonOpt = False) -> None:
+    """Health of this installation; the exit code is the signal (0 ok, 8 degraded,
+    9 unhealthy, 2 invalid settings)."""
+    from executor.doctor import exit_code, run_checks
+    from executor.errors import JournalError
+    from executor.journal.store import Journal
+
+    settings = _settings(config, journal=_journal_override(journal_url))
+    journal = None
+    error = None
+    try:
+        journal = Journal.open(settings.journal.url, migrate_schema=False)
+    except JournalError as exc:
+        error = str(exc)
+        try:  # an unmigrated journal is still worth inspecting
+            from executor.journal.store import make_engine
+
+            journal = Journal(make_engine(settings.journal.url))
+        except Exception:  # noqa: BLE001
+            journal = None
+    try:
+        findings = run_checks(settings, journal, error)
+    finally:
+        if journal is not None:
+            journal.close()
+    code = exit_code(findings)
+    data = {"healthy": code == 0, "exit_code": code,
+            "checks": [{"check": f.check, "status": f.status, "detail": f.detail}
+                       for f in findings]}
+    _print(data, as_json, "\n".join(f"{f.status.upper():<5} {f.check:<17} {f.detail}"
+                                    for f in findings))
+    raise typer.Exit(code)
 
 
 # ---------------------------------------------------------------------------------- config / db

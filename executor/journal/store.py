@@ -12,7 +12,7 @@ re-processes, and never an order that may have reached a broker.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -144,6 +144,8 @@ class Journal:
         self._pending_rejects: list[dict[str, Any]] = []
         self._lock = threading.RLock()
         self.run_id: int | None = None
+        # Called after an incident is committed: (id, severity, kind, message).
+        self.incident_listeners: list[Callable[[int, str, str, str], None]] = []
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -555,7 +557,30 @@ class Journal:
                                                      message=message, status="open",
                                                      details=details))
             self.commit(durable=True)
-            return incident
+        for listener in self.incident_listeners:
+            try:
+                listener(incident, severity, kind, message)
+            except Exception:  # noqa: BLE001 - escalation must never break the journal
+                pass
+        return incident
+
+    def set_incident_status(self, incident_id: int, status: str, operator: str,
+                            note: str) -> bool:
+        """acknowledged | resolved, with who and why appended to the incident's details."""
+        with self._lock:
+            row = self._conn().execute(select(_INCIDENTS).where(
+                _INCIDENTS.c.id == incident_id)).first()
+            if row is None:
+                return False
+            details = dict(row.details or {})
+            history = list(details.get("history", []))
+            history.append({"at": utcnow().isoformat(), "status": status,
+                            "operator": operator, "note": note})
+            details["history"] = history
+            self._conn().execute(update(_INCIDENTS).where(_INCIDENTS.c.id == incident_id)
+                                 .values(status=status, details=details))
+            self.commit(durable=True)
+            return True
 
     def incidents(self, status: str | None = None) -> list[IncidentRow]:
         stmt = select(_INCIDENTS).order_by(_INCIDENTS.c.id)

@@ -1,0 +1,140 @@
+"""`dta doctor`: is this VPS fit to trade? Each check says ok, warn or fail, and why.
+
+The exit code is the health signal (0 ok, 8 degraded, 9 unhealthy), so a timer or a
+monitoring agent can run it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from executor.journal import migrate
+from executor.journal.store import Journal
+from executor.settings import Settings
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+EXIT_DEGRADED, EXIT_UNHEALTHY = 8, 9
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    check: str
+    status: str
+    detail: str
+
+
+def run_checks(settings: Settings, journal: Journal | None, journal_error: str | None,
+               *, min_free_bytes: int = 1 << 30) -> list[Finding]:
+    out = [Finding("settings", OK, f"valid (hash {settings.content_hash}, mode {settings.mode})")]
+    if journal is None:
+        out.append(Finding("journal", FAIL, journal_error or "cannot open the journal"))
+        return out
+    out.append(_journal_schema(journal))
+    out.append(_journal_writable(journal))
+    out.append(_disk_space(settings, min_free_bytes))
+    out.append(_secrets_permissions(settings))
+    out.append(_trading_state(journal))
+    out.append(_incidents(journal))
+    out.append(_broker(settings))
+    return out
+
+
+def exit_code(findings: list[Finding]) -> int:
+    if any(f.status == FAIL for f in findings):
+        return EXIT_UNHEALTHY
+    if any(f.status == WARN for f in findings):
+        return EXIT_DEGRADED
+    return 0
+
+
+def _journal_schema(journal: Journal) -> Finding:
+    current, head = migrate.current_revision(journal.engine), migrate.head_revision(journal.engine)
+    if current != head:
+        return Finding("journal_schema", FAIL,
+                       f"at revision {current}, code expects {head}: run `dta db upgrade`")
+    return Finding("journal_schema", OK, f"migrated (revision {head}, {journal.dialect})")
+
+
+def _journal_writable(journal: Journal) -> Finding:
+    try:
+        with journal.engine.connect() as conn:
+            if journal.dialect == "sqlite":
+                conn.exec_driver_sql("BEGIN IMMEDIATE")  # takes the write lock
+                conn.exec_driver_sql("ROLLBACK")
+            else:
+                trans = conn.begin()
+                conn.execute(text("CREATE TEMPORARY TABLE dta_doctor_probe (x int)"))
+                trans.rollback()
+    except Exception as exc:  # noqa: BLE001 - any failure is the finding
+        return Finding("journal_writable", FAIL, f"cannot write: {exc.__class__.__name__}: "
+                       f"{str(exc).splitlines()[0]}")
+    return Finding("journal_writable", OK, "write lock taken and released")
+
+
+def _disk_space(settings: Settings, min_free: int) -> Finding:
+    url = make_url(settings.journal.url)
+    path = Path(url.database).resolve().parent if url.get_backend_name() == "sqlite" and \
+        url.database and url.database != ":memory:" else Path.cwd()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    free = shutil.disk_usage(path).free
+    detail = f"{free / (1 << 30):.1f} GiB free at {path}"
+    if free < min_free // 4:
+        return Finding("disk_space", FAIL, detail)
+    if free < min_free:
+        return Finding("disk_space", WARN, detail)
+    return Finding("disk_space", OK, detail)
+
+
+def _secrets_permissions(settings: Settings) -> Finding:
+    loose: list[str] = []
+    candidates = [Path(".env")]
+    creds = os.environ.get("CREDENTIALS_DIRECTORY")
+    if creds and Path(creds).is_dir():
+        candidates += [p for p in Path(creds).iterdir() if p.is_file()]
+    for path in candidates:
+        if path.is_file():
+            mode = stat.S_IMODE(path.stat().st_mode)
+            if mode & 0o077:
+                loose.append(f"{path} is mode {mode:o} (readable by others; chmod 600)")
+    if loose:
+        return Finding("secret_files", FAIL, "; ".join(loose))
+    count = sum(1 for v in settings.secret_values() if v)
+    return Finding("secret_files", OK, f"{count} secret(s) configured; files private")
+
+
+def _trading_state(journal: Journal) -> Finding:
+    state = journal.kill_switch_state()
+    if state.action == "release":
+        return Finding("trading_state", OK, "ACTIVE")
+    name = "HALTED" if state.action == "engage" else "REDUCING"
+    return Finding("trading_state", WARN, f"{name} since {state.since}: {state.trigger} by "
+                   f"{state.operator}: {state.reason}")
+
+
+def _incidents(journal: Journal) -> Finding:
+    serious = [i for i in journal.incidents("open") if i.severity in ("high", "critical")]
+    if serious:
+        newest = serious[-1]
+        return Finding("incidents", WARN, f"{len(serious)} open high/critical incident(s); "
+                       f"newest #{newest.id} {newest.kind}: {newest.message}")
+    return Finding("incidents", OK, "no open high/critical incident")
+
+
+def _broker(settings: Settings) -> Finding:
+    if settings.mode == "paper":
+        return Finding("broker", OK, "paper mode: simulated fills, nothing to reach")
+    return Finding("broker", FAIL, f"mode {settings.mode}: no live broker adapter in this "
+                   "build")
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)

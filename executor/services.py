@@ -1,0 +1,71 @@
+"""Side services of a running daemon: metrics exporter, incident webhook, Sentry. Each is
+optional, configured from settings, and none can block or crash the trading cycle."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from executor.alerts import Alert, WebhookAlerter
+from executor.journal.store import Journal
+from executor.metrics import Metrics
+from executor.settings import Settings
+
+log = structlog.get_logger("dta.services")
+
+
+@dataclass
+class Services:
+    metrics: Metrics | None = None
+    alerter: WebhookAlerter | None = None
+    servers: list[Any] = field(default_factory=list)
+
+    def close(self) -> None:
+        if self.alerter is not None:
+            self.alerter.close()
+        for server in self.servers:
+            try:
+                server.shutdown()
+            except Exception:  # noqa: BLE001 - best effort at exit
+                pass
+
+
+def start_services(settings: Settings, journal: Journal) -> Services:
+    obs = settings.observability
+    services = Services()
+    if obs.metrics_enabled:
+        services.metrics = Metrics()
+        services.servers.append(services.metrics.serve(obs.metrics_host, obs.metrics_port))
+        log.info("metrics_serving", host=obs.metrics_host, port=obs.metrics_port)
+    if settings.alert_webhook_url is not None:
+        alerter = WebhookAlerter(settings.alert_webhook_url.get_secret_value(),
+                                 account=settings.account, attempts=obs.alert_attempts,
+                                 min_severity=obs.alert_min_severity)
+        services.alerter = alerter
+
+        def escalate(incident_id: int, severity: str, kind: str, message: str) -> None:
+            alerter.send(Alert(severity, kind, message, incident_id))
+
+        journal.incident_listeners.append(escalate)
+    if services.metrics is not None:
+        metrics = services.metrics
+        journal.incident_listeners.append(
+            lambda _id, severity, _kind, _msg: metrics.incidents.labels(severity=severity).inc())
+    if settings.sentry_dsn is not None:
+        from executor.sentry_setup import init_sentry
+
+        init_sentry(settings.sentry_dsn.get_secret_value(), secrets=settings.secret_values(),
+                    identifiers=[settings.account], release=f"dta-executor@{_version()}",
+                    environment=obs.sentry_environment)
+    return services
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("dta-executor")
+    except PackageNotFoundError:
+        return "dev"
