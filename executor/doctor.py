@@ -37,12 +37,11 @@ def run_checks(settings: Settings, journal: Journal | None, journal_error: str |
     if journal is None:
         out.append(Finding("journal", FAIL, journal_error or "cannot open the journal"))
         return out
-    out.append(_journal_schema(journal))
-    out.append(_journal_writable(journal))
-    out.append(_disk_space(settings, min_free_bytes))
-    out.append(_secrets_permissions(settings))
-    out.append(_trading_state(journal))
-    out.append(_incidents(journal))
+    schema = _journal_schema(journal)
+    out += [schema, _journal_writable(journal), _disk_space(settings, min_free_bytes),
+            _secrets_permissions(settings)]
+    if schema.status == OK:  # the rest reads tables an unmigrated journal may lack
+        out += [_trading_state(journal), _incidents(journal)]
     out.append(_broker(settings))
     return out
 

@@ -38,7 +38,7 @@ def init_sentry(dsn: str, *, secrets: Iterable[str], identifiers: Iterable[str],
     scrubber = EventScrubber(secrets, identifiers)
     options: dict[str, Any] = {
         "dsn": dsn, "release": release, "environment": environment,
-        "before_send": scrubber, "send_default_pii": False, "traces_sample_rate": 0.0,
+        "before_send": scrubber, "traces_sample_rate": 0.0,
         "max_breadcrumbs": 50, "attach_stacktrace": True,
     }
     if transport is not None:

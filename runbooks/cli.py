@@ -213,6 +213,11 @@ def status(config: ConfigOpt = None, journal_url: JournalOpt = None, as_json: Js
                             for o in open_orders],
             "positions": journal.net_positions(),
             "orders_by_state": journal.order_counts(),
+            "trading_state": ks.action,
+            "params": _params_status(journal),
+            "incidents_open": [{"id": i.id, "severity": i.severity, "kind": i.kind}
+                               for i in journal.incidents("open")],
+            "approvals_pending": len(journal.approvals("pending")),
         }
     finally:
         journal.close()
@@ -229,6 +234,15 @@ def status(config: ConfigOpt = None, journal_url: JournalOpt = None, as_json: Js
                      f"(age {info['age_s']} s)")
     lines.append(f"open orders: {len(open_orders)}; positions: {data['positions'] or 'flat'}")
     _print(data, as_json, "\n".join(lines))
+
+
+def _params_status(journal: Any) -> dict[str, Any]:
+    from guardrails.params import active_version
+
+    active = active_version(journal)
+    return {"active_version": active.version if active else None,
+            "active_hash": active.hash if active else None,
+            "versions": len(journal.param_versions())}
 
 
 # ---------------------------------------------------------------------------------- kill switch
@@ -383,17 +397,14 @@ def doctor(config: ConfigOpt = None, journal_url: JournalOpt = None,
 
 
 @config_app.command("show")
-def config_show(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+def config_show(config: ConfigOpt = None, journal_url: JournalOpt = None,
+                as_json: JsonOpt = False) -> None:
     """Effective settings (file + environment + .env + credentials), secrets masked."""
-    settings = _settings(config)
+    settings = _settings(config, journal=_journal_override(journal_url))
     data = {"settings": settings.public_dict(), "content_hash": settings.content_hash,
             "params_hash": settings.parameter_set().content_hash}
-    if as_json:
-        _print(data, True, "")
-        return
-    import tomllib  # noqa: F401  (only to assert TOML support is present)
-
-    typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+    _print(data, True, "") if as_json else typer.echo(
+        json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
 @db_app.command("upgrade")
