@@ -165,6 +165,7 @@ class RealtimeExecutor:
         self._last_time: dict[Stream, datetime | None] = {}
         self._started = False
         self._param_event_id = -1
+        self._provider_event_id = -1
         self._param_checked = 0.0
         self._approvals_checked = 0.0
         self._expiries: list[tuple[datetime, int]] = []
@@ -182,6 +183,7 @@ class RealtimeExecutor:
         active = ensure_registered(self.journal, self.settings_params, author="settings",
                                    reason=f"settings file {self.settings_hash}")
         self._param_event_id = self.journal.latest_param_event_id()
+        self._provider_event_id = self.journal.latest_provider_event_id()
         self._apply(active.version, active.content, warm=False)
         self.journal.start_run(self.mode, self.account, self.settings_hash, self.c.params)
         for stream in self.streams:
@@ -221,6 +223,10 @@ class RealtimeExecutor:
         """Run with another parameter version from the next decision on."""
         previous = getattr(self, "c", None)
         self.c = self.component_factory(version, content)
+        if warm and previous is not None and previous.snapshot_params != self.c.snapshot_params:
+            self._warm_builders()
+        if previous is not None and previous.version == version:
+            return  # same version rebuilt (a provider toggled): keep the monitors' history
         g = self.c.guard
         self._regression = RegressionMonitor(
             drawdown_pct=g.regression.drawdown_pct, veto_rate=g.regression.veto_rate,
@@ -232,8 +238,6 @@ class RealtimeExecutor:
         self._broker_errors = ErrorRateMonitor(
             "broker_errors", g.broker_error_halt_count,
             timedelta(seconds=g.broker_error_window_seconds))
-        if warm and previous is not None and previous.snapshot_params != self.c.snapshot_params:
-            self._warm_builders()
         log.info("parameters_applied", version=version, params_hash=self.c.params.content_hash)
 
     def stop(self, status: str = "stopped") -> dict[str, Any]:
@@ -278,11 +282,13 @@ class RealtimeExecutor:
         if self.metrics is not None:
             self.metrics.set_state(self.journal.kill_switch_state().action)
         latest = self.journal.latest_param_event_id()
-        if latest == self._param_event_id:
+        providers = self.journal.latest_provider_event_id()
+        if latest == self._param_event_id and providers == self._provider_event_id:
             return
-        self._param_event_id = latest
+        rebuild = providers != self._provider_event_id  # an operator (dis|en)abled one
+        self._param_event_id, self._provider_event_id = latest, providers
         active = active_version(self.journal)
-        if active is not None and active.version != self.c.version:
+        if active is not None and (rebuild or active.version != self.c.version):
             self._apply(active.version, active.content)
 
     def _process_bar(self, stream: Stream, bar: Bar, now: datetime) -> None:

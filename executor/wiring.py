@@ -65,10 +65,14 @@ def build_ensemble(settings: Settings) -> Ensemble:
     return ensemble_from_params(content, settings.parameter_set().content_hash)
 
 
-def ensemble_from_params(content: dict[str, Any], params_hash: str) -> Ensemble:
+def ensemble_from_params(content: dict[str, Any], params_hash: str,
+                         disabled: frozenset[str] = frozenset()) -> Ensemble:
+    """Providers an operator disabled (`dta providers disable`) are left out of rotation."""
     providers: list[Provider] = []
     weights: dict[str, float] = {}
     for name, cfg in content.get("ensemble", {}).items():
+        if name in disabled:
+            continue
         providers.append(build_provider(ProviderSettings(
             name=name, kind=cfg["kind"], weight=cfg.get("weight", 1.0),
             params=cfg.get("params", {}))))
@@ -126,7 +130,8 @@ def component_factory(mode: str, journal: Journal) -> ComponentFactory:
             version=version, params=params, strategy=strategy,
             strategy_params=dict(strategy_cfg.get("params", {})),
             snapshot_params=snapshot_params,
-            ensemble=ensemble_from_params(content, params.content_hash),
+            ensemble=ensemble_from_params(content, params.content_hash,
+                                          frozenset(journal.disabled_providers())),
             guardrails=build_guardrails(guard, journal, mode), guard=guard,
             order_volume=float(content.get("paper", {}).get("order_volume_lots", 0.1)))
 

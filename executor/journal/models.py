@@ -260,3 +260,15 @@ class ProviderCallRow(SQLModel, table=True):
     raw_text: str | None = None
     input_json: str | None = None
     output_json: str | None = None
+
+
+class ProviderEventRow(SQLModel, table=True):
+    """An operator taking a provider out of rotation (disable) or back (enable)."""
+
+    __tablename__ = "provider_events"
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _ts()
+    provider: str = Field(index=True)
+    action: str  # disable | enable
+    operator: str
+    reason: str

@@ -31,6 +31,7 @@ from executor.journal.models import (
     ParamEventRow,
     ParamVersionRow,
     ProviderCallRow,
+    ProviderEventRow,
     DecisionRow,
     FillRow,
     KillSwitchEventRow,
@@ -73,6 +74,7 @@ _PARAM_EVENTS = ParamEventRow.__table__  # type: ignore[attr-defined]
 _APPROVALS = ApprovalRow.__table__  # type: ignore[attr-defined]
 _INCIDENTS = IncidentRow.__table__  # type: ignore[attr-defined]
 _PROVIDER_CALLS = ProviderCallRow.__table__  # type: ignore[attr-defined]
+_PROVIDER_EVENTS = ProviderEventRow.__table__  # type: ignore[attr-defined]
 
 # Statements built once: parameters travel separately, so SQLAlchemy's compiled cache hits
 # and a journal write costs one driver call, not a statement construction.
@@ -592,6 +594,31 @@ class Journal:
 
     def record_provider_call(self, values: dict[str, Any]) -> None:
         self._conn().execute(insert(_PROVIDER_CALLS), {"at": utcnow(), **values})
+
+    def provider_calls(self, provider: str | None = None,
+                       limit: int = 200) -> list[ProviderCallRow]:
+        t = _PROVIDER_CALLS
+        stmt = select(t).order_by(t.c.id.desc()).limit(limit)
+        if provider is not None:
+            stmt = stmt.where(t.c.provider == provider)
+        return [ProviderCallRow(**r._mapping) for r in self._conn().execute(stmt)][::-1]
+
+    def record_provider_event(self, provider: str, action: str, operator: str,
+                              reason: str) -> None:
+        with self._lock:
+            self._insert(_PROVIDER_EVENTS, dict(at=utcnow(), provider=provider, action=action,
+                                                operator=operator, reason=reason))
+            self.commit(durable=True)
+
+    def disabled_providers(self) -> dict[str, ProviderEventRow]:
+        """Providers whose newest event is ``disable``, with that event."""
+        latest: dict[str, ProviderEventRow] = {}
+        for r in self._conn().execute(select(_PROVIDER_EVENTS).order_by(_PROVIDER_EVENTS.c.id)):
+            latest[r.provider] = ProviderEventRow(**r._mapping)
+        return {p: e for p, e in latest.items() if e.action == "disable"}
+
+    def latest_provider_event_id(self) -> int:
+        return int(self._conn().execute(select(func.max(_PROVIDER_EVENTS.c.id))).scalar() or 0)
 
     # ------------------------------------------------------------------ trace
 

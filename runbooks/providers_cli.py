@@ -1,0 +1,161 @@
+"""`dta providers`: health from the journal's call telemetry, and taking a degraded
+provider out of rotation and back (a running daemon follows within a second)."""
+
+from __future__ import annotations
+
+import time
+from statistics import median
+from typing import Annotated, Any
+
+import typer
+
+from runbooks.common import (
+    EXIT_FAILURE,
+    EXIT_NOT_FOUND,
+    EXIT_REFUSED,
+    ConfigOpt,
+    JournalOpt,
+    JsonOpt,
+    fail,
+    journal_for,
+    operator_name,
+    print_out,
+    settings_for,
+)
+
+app = typer.Typer(help="Signal providers: status, disable, enable, probe.", no_args_is_help=True)
+
+
+def _configured(journal: Any, settings: Any) -> dict[str, dict[str, Any]]:
+    from guardrails.params import active_version
+
+    active = active_version(journal)
+    content = active.content if active else settings.parameter_set().values
+    return dict(content.get("ensemble", {}))
+
+
+@app.command("status")
+def status(config: ConfigOpt = None, journal_url: JournalOpt = None,
+           as_json: JsonOpt = False) -> None:
+    """Each provider: in rotation or disabled, weight, recent outcomes, latency, breaker."""
+    settings = settings_for(config, journal_url)
+    journal = journal_for(settings, migrate=False)
+    try:
+        configured = _configured(journal, settings)
+        disabled = journal.disabled_providers()
+        rows = []
+        for name, cfg in configured.items():
+            calls = journal.provider_calls(name, limit=100)
+            outcomes: dict[str, int] = {}
+            for c in calls:
+                outcomes[c.outcome] = outcomes.get(c.outcome, 0) + 1
+            latencies = [c.latency_ms for c in calls if c.outcome == "ok"]
+            last = calls[-1] if calls else None
+            rows.append({
+                "provider": name, "kind": cfg.get("kind"), "weight": cfg.get("weight"),
+                "in_rotation": name not in disabled,
+                "disabled_by": disabled[name].operator if name in disabled else None,
+                "disabled_reason": disabled[name].reason if name in disabled else None,
+                "recent_calls": len(calls), "outcomes": outcomes,
+                "latency_p50_ms": round(median(latencies), 3) if latencies else None,
+                "breaker": "open" if last is not None and last.outcome == "breaker_open"
+                else "closed",
+                "last_call": last.at.isoformat() if last else None,
+            })
+    finally:
+        journal.close()
+    text = "\n".join(
+        f"{r['provider']:<14} {'IN ROTATION' if r['in_rotation'] else 'DISABLED':<12} "
+        f"weight {r['weight']}  calls {r['recent_calls']} {r['outcomes']}  "
+        f"p50 {r['latency_p50_ms']} ms  breaker {r['breaker']}"
+        + (f"  ({r['disabled_by']}: {r['disabled_reason']})" if not r["in_rotation"] else "")
+        for r in rows) or "no providers configured"
+    print_out(rows, as_json, text)
+
+
+def _toggle(name: str, action: str, reason: str, operator: str | None, config: Any,
+            journal_url: str | None) -> None:
+    if not reason.strip():
+        fail("--reason must not be empty", 2)
+    settings = settings_for(config, journal_url)
+    journal = journal_for(settings, migrate=False)
+    try:
+        if name not in _configured(journal, settings):
+            fail(f"no provider {name!r} in the active parameter set", EXIT_NOT_FOUND)
+        disabled = name in journal.disabled_providers()
+        if disabled == (action == "disable"):
+            fail(f"provider {name!r} is already {'disabled' if disabled else 'in rotation'}",
+                 EXIT_REFUSED)
+        journal.record_provider_event(name, action, operator_name(operator), reason.strip())
+    finally:
+        journal.close()
+    typer.echo(f"provider {name} {action}d")
+
+
+@app.command("disable")
+def disable(name: str, reason: Annotated[str, typer.Option(help="Why (journaled).")],
+            operator: Annotated[str | None, typer.Option()] = None, config: ConfigOpt = None,
+            journal_url: JournalOpt = None) -> None:
+    """Take a provider out of rotation; the rest of its class carries on."""
+    _toggle(name, "disable", reason, operator, config, journal_url)
+
+
+@app.command("enable")
+def enable(name: str, reason: Annotated[str, typer.Option(help="Why (journaled).")],
+           operator: Annotated[str | None, typer.Option()] = None, config: ConfigOpt = None,
+           journal_url: JournalOpt = None) -> None:
+    """Put a provider back into rotation."""
+    _toggle(name, "enable", reason, operator, config, journal_url)
+
+
+@app.command("probe")
+def probe(name: str, config: ConfigOpt = None, journal_url: JournalOpt = None,
+          as_json: JsonOpt = False) -> None:
+    """Ask one provider about the latest journaled market once, outside the daemon."""
+    from executor.wiring import ensemble_from_params
+    from guardrails.params import active_version
+    from strategies.domain import Direction, Proposal, stable_hash
+    from strategies.snapshot import SnapshotBuilder
+
+    settings = settings_for(config, journal_url)
+    journal = journal_for(settings, migrate=False)
+    try:
+        configured = _configured(journal, settings)
+        if name not in configured:
+            fail(f"no provider {name!r} in the active parameter set", EXIT_NOT_FOUND)
+        counts = journal.bar_counts()["processed"]
+        if not counts:
+            fail("the journal has no bars to build a snapshot from", EXIT_FAILURE)
+        symbol, timeframe = next(iter(counts)).split("/")
+        builder = SnapshotBuilder()
+        snapshot = None
+        for bar in journal.iter_bars(symbol, timeframe, limit=500):
+            snapshot = builder.update(bar)
+        active = active_version(journal)
+        content = {**(active.content if active else settings.parameter_set().values)}
+        content["ensemble"] = {name: configured[name]}
+    finally:
+        journal.close()
+    assert snapshot is not None
+    atr = snapshot.atr or abs(snapshot.bar.high - snapshot.bar.low) or 1e-6
+    proposal = Proposal("probe", symbol, timeframe, snapshot.bar.time, Direction.LONG,
+                        snapshot.bar.close, snapshot.bar.close - atr,
+                        snapshot.bar.close + 2 * atr, "operator probe")
+    ensemble = ensemble_from_params(content, stable_hash(content))
+    started = time.perf_counter()
+    decision = ensemble.evaluate(proposal, snapshot)
+    elapsed_ms = (time.perf_counter() - started) * 1e3
+    close = getattr(ensemble, "close", None)
+    if callable(close):
+        close()
+    signal = decision.signals[0] if decision.signals else None
+    ok = signal is not None and signal.abstain_reason is None
+    data = {"provider": name, "ok": ok, "latency_ms": round(elapsed_ms, 3),
+            "direction": signal.direction.value if signal else None,
+            "confidence": signal.confidence if signal else None,
+            "abstain_reason": signal.abstain_reason if signal else "no signal"}
+    print_out(data, as_json, f"{name}: {'ok' if ok else 'NOT OK'} in {elapsed_ms:.1f} ms — "
+              + (f"{data['direction']} {data['confidence']:.2f}" if ok
+                 else str(data["abstain_reason"])))
+    if not ok:
+        raise typer.Exit(EXIT_FAILURE)
