@@ -27,7 +27,7 @@ def main() -> int:
             else:
                 results[name] = module.run()
                 print(json.dumps(results[name], indent=2, default=str))
-        except Exception:  # noqa: BLE001 - a benchmark never fails the run
+        except Exception:
             traceback.print_exc()
             results[name] = "error"
     out = Path(__file__).with_name("results.json")

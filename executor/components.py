@@ -8,11 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ensemble.ensemble import Ensemble
+from executor.settings import GuardrailSettings
 from guardrails.guardrails import Guardrails
 from strategies.domain import ParameterSet
 from strategies.logic import TradeLogic
-
-from executor.settings import GuardrailSettings
 
 
 @dataclass

@@ -326,7 +326,7 @@ class RealtimeExecutor:
         try:
             ctx = StrategyContext(self.broker.position(bar.symbol), self.c.strategy_params)
             proposals = self.c.strategy.on_bar(snapshot, ctx)
-        except Exception as exc:  # noqa: BLE001 - fail closed: no order, a journaled reason
+        except Exception as exc:
             self.stats.errors["strategy_error"] += 1
             self.journal.record_rejection(bar, stream[0], stream[1], "strategy_error",
                                           f"{exc.__class__.__name__}: {exc}")

@@ -45,7 +45,7 @@ class OrderRouter:
             result = self.broker.submit(submitting)
         except BrokerError as exc:
             result = submitting.transition(OrderState.UNKNOWN, reason=str(exc))
-        except Exception as exc:  # noqa: BLE001 - an unexpected error is still ambiguous
+        except Exception as exc:  # an unexpected error is still ambiguous
             result = submitting.transition(
                 OrderState.UNKNOWN, reason=f"{exc.__class__.__name__}: {exc}")
         # Not forced to disk here: if this update is lost in a crash, the row still says
@@ -61,7 +61,18 @@ class OrderRouter:
         """Settle an order whose outcome we do not know by asking the broker for it."""
         if order.state not in _UNRESOLVED:
             return order
-        seen = self.broker.lookup(order.client_order_id)
+        try:
+            seen = self.broker.lookup(order.client_order_id)
+        except BrokerError as exc:
+            # The broker could not be asked: still unknown, never re-sent. The resolver in
+            # executor/reconcile.py retries with backoff.
+            log.warning("order_lookup_failed", client_order_id=order.client_order_id,
+                        error=str(exc))
+            if order.state is OrderState.SUBMITTING:
+                unknown = order.transition(OrderState.UNKNOWN, reason=f"lookup failed: {exc}")
+                self.journal.update_order(order, unknown, detail=unknown.reason)
+                return unknown
+            return order
         if seen is None or seen.state in _UNRESOLVED:
             if order.state is OrderState.SUBMITTING:
                 unknown = order.transition(OrderState.UNKNOWN,

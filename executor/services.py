@@ -3,6 +3,7 @@ optional, configured from settings, and none can block or crash the trading cycl
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,10 +27,8 @@ class Services:
         if self.alerter is not None:
             self.alerter.close()
         for server in self.servers:
-            try:
+            with contextlib.suppress(Exception):  # best effort at exit
                 server.shutdown()
-            except Exception:  # noqa: BLE001 - best effort at exit
-                pass
 
 
 def start_services(settings: Settings, journal: Journal) -> Services:

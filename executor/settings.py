@@ -170,7 +170,10 @@ class GuardrailSettings(_Section):
         return v
 
     def consensus_for(self, mode: str) -> ConsensusSettings:
-        return self.consensus_by_mode.get(mode, self.consensus)  # type: ignore[call-overload]
+        for key, rule in self.consensus_by_mode.items():
+            if key == mode:
+                return rule
+        return self.consensus
 
 
 class PaperSettings(_Section):

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from strategies.domain import CheckResult, Decision, Direction
-
 from guardrails.base import AccountState
+from strategies.domain import CheckResult, Decision, Direction
 
 Rule = Literal["agreement", "confidence", "both", "either"]
 

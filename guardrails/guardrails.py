@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from strategies.domain import CheckResult, Decision, Verdict
-
 from guardrails.base import AccountState, Check
+from strategies.domain import CheckResult, Decision, Verdict
 
 
 class Guardrails:
@@ -22,7 +21,7 @@ class Guardrails:
         for c in self.checks:
             try:
                 results.append(c.check(decision, account))
-            except Exception as exc:  # noqa: BLE001 - fail closed, never crash the cycle
+            except Exception as exc:
                 results.append(CheckResult(c.name, False,
                                            f"check failed: {exc.__class__.__name__}: {exc}"))
         return Verdict(tuple(results))

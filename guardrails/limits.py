@@ -8,9 +8,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, time, timedelta
 
-from strategies.domain import CheckResult, Decision, timeframe_seconds
-
 from guardrails.base import AccountState
+from strategies.domain import CheckResult, Decision, timeframe_seconds
 
 
 class MaxPositionCheck:
@@ -120,11 +119,11 @@ class MinStopDistanceCheck:
             if distance < self.min_atr * atr:
                 return CheckResult(self.name, False, f"stop {distance:.5g} away, below "
                                    f"{self.min_atr:g} ATR ({self.min_atr * atr:.5g})")
-        if self.min_points is not None and account.point:
-            if distance < self.min_points * account.point:
-                return CheckResult(self.name, False,
-                                   f"stop {distance / account.point:.1f} points away, below "
-                                   f"{self.min_points:g}")
+        if (self.min_points is not None and account.point
+                and distance < self.min_points * account.point):
+            return CheckResult(self.name, False,
+                               f"stop {distance / account.point:.1f} points away, below "
+                               f"{self.min_points:g}")
         return CheckResult(self.name, True, f"stop {distance:.5g} away")
 
 

@@ -111,7 +111,7 @@ def last_known_good(store: ParamStore) -> ParamVersion | None:
     active = active_version(store)
     seen: set[int] = set()
     for e in reversed([e for e in store.param_events() if e.action in ACTIVATING]):
-        if active is not None and e.version == active.version or e.version in seen:
+        if (active is not None and e.version == active.version) or e.version in seen:
             continue
         seen.add(e.version)
         v = get_version(store, e.version)

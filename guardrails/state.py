@@ -12,9 +12,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
-from strategies.domain import CheckResult, Decision
-
 from guardrails.base import AccountState
+from strategies.domain import CheckResult, Decision
 
 
 class TradingState(StrEnum):
@@ -29,12 +28,23 @@ STATE_FOR_ACTION = {v: k for k, v in ACTION_FOR_STATE.items()}
 
 
 class StateView(Protocol):
-    engaged: bool
-    action: str
-    operator: str | None
-    reason: str | None
-    since: datetime | None
-    trigger: str | None
+    @property
+    def engaged(self) -> bool: ...
+
+    @property
+    def action(self) -> str: ...
+
+    @property
+    def operator(self) -> str | None: ...
+
+    @property
+    def reason(self) -> str | None: ...
+
+    @property
+    def since(self) -> datetime | None: ...
+
+    @property
+    def trigger(self) -> str | None: ...
 
 
 class StateStore(Protocol):

@@ -16,7 +16,6 @@ from typing import Annotated, Any
 
 import typer
 
-
 from runbooks.common import (
     EXIT_CONFIG,
     EXIT_FAILURE,
@@ -378,7 +377,7 @@ def doctor(config: ConfigOpt = None, journal_url: JournalOpt = None,
             from executor.journal.store import make_engine
 
             journal = Journal(make_engine(settings.journal.url))
-        except Exception:  # noqa: BLE001
+        except Exception:
             journal = None
     try:
         findings = run_checks(settings, journal, error)

@@ -51,10 +51,13 @@ def list_(config: ConfigOpt = None, journal_url: JournalOpt = None, as_json: Jso
         f"{'*' if r['active'] else ' '} v{r['version']:<3} {r['hash']} parent "
         f"{r['parent'] or '-':<3} {r['author']}: {r['reason']}{'  [BAD]' if r['bad'] else ''}"
         for r in rows) or "no parameter versions yet"
-    text += "\nhistory:\n" + "\n".join(
-        f"  {h['at']} {h['action']} v{h['version']} by {h['operator']}"
-        f"{' (' + h['trigger'] + ')' if h['trigger'] else ''}: {h['reason']}" for h in history)
+    text += "\nhistory:\n" + "\n".join(_history_line(h) for h in history)
     print_out({"versions": rows, "history": history}, as_json, text)
+
+
+def _history_line(h: dict[str, Any]) -> str:
+    trigger = f" ({h['trigger']})" if h["trigger"] else ""
+    return f"  {h['at']} {h['action']} v{h['version']} by {h['operator']}{trigger}: {h['reason']}"
 
 
 @app.command("show")

@@ -19,7 +19,8 @@ def build_strategy(name: str, params: dict[str, Any]) -> TradeLogic:
     try:
         factory = STRATEGIES[name]
     except KeyError:
-        raise ValueError(f"unknown strategy {name!r}; known: {', '.join(sorted(STRATEGIES))}") from None
+        known = ", ".join(sorted(STRATEGIES))
+        raise ValueError(f"unknown strategy {name!r}; known: {known}") from None
     try:
         return factory(**params)
     except TypeError as exc:

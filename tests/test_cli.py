@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
+from daemon_helpers import replay
 from typer.testing import CliRunner
 
-from daemon_helpers import replay
 from executor.journal.store import Journal
 from runbooks.cli import app
 
@@ -144,7 +144,7 @@ def test_db_upgrade_is_idempotent_and_status_requires_migration(tmp_path: Path,
     assert status.exit_code == 3 and "dta db upgrade" in status.output
     for _ in range(2):
         r = runner.invoke(app, ["db", "upgrade", *args])
-        assert r.exit_code == 0 and "revision 0002" in r.output
+        assert r.exit_code == 0 and "revision 0003" in r.output
     assert runner.invoke(app, ["status", *args]).exit_code == 0
 
 

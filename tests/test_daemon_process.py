@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
+from daemon_helpers import replay
 from sqlalchemy import func, select
 
-from daemon_helpers import replay
 from executor.journal.models import BarRow, OrderRow, RunRow
 from executor.journal.store import Journal
 
@@ -136,7 +136,7 @@ def test_sigkill_at_random_points_then_restart_loses_and_duplicates_nothing(
             notify.close()
             (tmp_path / "notify.sock").unlink(missing_ok=True)
     proc = _start(url, tmp_path)
-    out, err = proc.communicate(timeout=120)
+    _out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
 
     facts = _facts(url)

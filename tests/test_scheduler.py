@@ -8,14 +8,15 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from daemon_helpers import settings_for
+
+from executor.brokers.paper import PaperBroker
 from executor.daemon import RealtimeExecutor
+from executor.feeds.validator import BarValidator
 from executor.journal.store import Journal
 from executor.scheduler import bar_close_trigger, build_scheduler
 from executor.systemd import Notifier
 from executor.wiring import component_factory
-from daemon_helpers import settings_for
-from executor.brokers.paper import PaperBroker
-from executor.feeds.validator import BarValidator
 from strategies.domain import Bar
 
 

@@ -38,7 +38,8 @@ def test_precedence_env_over_dotenv_over_credentials_over_toml(
     assert s.openai_api_key.get_secret_value() == "sk-from-credentials"
     assert s.account == "from-credentials"
 
-    (tmp_path / ".env").write_text("DTA_ACCOUNT=from-dotenv\nDTA_GUARDRAILS__CONSENSUS__MIN_AGREEMENT=2\n")
+    (tmp_path / ".env").write_text(
+        "DTA_ACCOUNT=from-dotenv\nDTA_GUARDRAILS__CONSENSUS__MIN_AGREEMENT=2\n")
     s = load_settings(cfg)
     assert s.account == "from-dotenv"
     assert s.guardrails.consensus.min_agreement == 2

@@ -11,6 +11,7 @@ re-processes, and never an order that may have reached a broker.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -27,18 +28,18 @@ from executor.journal import migrate
 from executor.journal.models import (
     ApprovalRow,
     BarRow,
-    IncidentRow,
-    ParamEventRow,
-    ParamVersionRow,
-    ProviderCallRow,
-    ProviderEventRow,
     DecisionRow,
     FillRow,
+    IncidentRow,
     KillSwitchEventRow,
     OrderEventRow,
     OrderRow,
     ParameterSetRow,
+    ParamEventRow,
+    ParamVersionRow,
     ProposalRow,
+    ProviderCallRow,
+    ProviderEventRow,
     RejectedBarRow,
     RunRow,
     VerdictRow,
@@ -58,7 +59,6 @@ from strategies.domain import (
     Proposal,
     Verdict,
 )
-
 
 _BARS = BarRow.__table__  # type: ignore[attr-defined]
 _REJECTS = RejectedBarRow.__table__  # type: ignore[attr-defined]
@@ -192,7 +192,8 @@ class Journal:
                 self._session.expunge_all()
             except SQLAlchemyError as exc:
                 self._session.rollback()
-                raise JournalError(f"journal commit failed: {exc.__class__.__name__}: {exc}") from None
+                raise JournalError(
+                    f"journal commit failed: {exc.__class__.__name__}: {exc}") from None
 
     def rollback(self) -> None:
         with self._lock:
@@ -276,9 +277,9 @@ class Journal:
     def last_bar_time(self, symbol: str, timeframe: str) -> datetime | None:
         """The resume point: the newest bar journaled as processed for this stream."""
         self._flush_buffers()
-        stmt = select(func.max(BarRow.time)).where(
-            BarRow.symbol == symbol, BarRow.timeframe == timeframe)
-        value = self._session.scalar(stmt)
+        stmt = select(func.max(_BARS.c.time)).where(
+            _BARS.c.symbol == symbol, _BARS.c.timeframe == timeframe)
+        value: datetime | None = self._session.scalar(stmt)
         if value is None:
             return None
         return value if value.tzinfo else value.replace(tzinfo=UTC)
@@ -287,7 +288,7 @@ class Journal:
         """Processed bars in time order (the last ``limit`` when given), to warm a snapshot
         builder after a restart without re-running the strategy on them."""
         self._flush_buffers()
-        stmt = select(BarRow).where(BarRow.symbol == symbol, BarRow.timeframe == timeframe)
+        stmt = select(BarRow).where(_BARS.c.symbol == symbol, _BARS.c.timeframe == timeframe)
         if limit is not None:
             stmt = stmt.order_by(BarRow.time.desc()).limit(limit)  # type: ignore[attr-defined]
             rows = list(self._session.scalars(stmt))[::-1]
@@ -300,21 +301,20 @@ class Journal:
     def bar_counts(self) -> dict[str, Any]:
         self._flush_buffers()
         processed = self._session.execute(
-            select(BarRow.symbol, BarRow.timeframe, func.count(), func.max(BarRow.time))
-            .group_by(BarRow.symbol, BarRow.timeframe)).all()
+            select(_BARS.c.symbol, _BARS.c.timeframe, func.count(), func.max(_BARS.c.time))
+            .group_by(_BARS.c.symbol, _BARS.c.timeframe)).all()
         rejected = self._session.execute(
-            select(RejectedBarRow.reason, func.count()).group_by(RejectedBarRow.reason)).all()
+            select(_REJECTS.c.reason, func.count()).group_by(_REJECTS.c.reason)).all()
         return {
-            "processed": {f"{s}/{tf}": {"count": n, "last": t.replace(tzinfo=UTC).isoformat()
-                                        if t and t.tzinfo is None else (t.isoformat() if t else None)}
+            "processed": {f"{s}/{tf}": {"count": n, "last": _iso_utc(t)}
                           for s, tf, n, t in processed},
             "rejected": {reason: n for reason, n in rejected},
         }
 
     def count_duplicate_bars(self) -> int:
         stmt = select(func.count()).select_from(
-            select(BarRow.symbol, BarRow.timeframe, BarRow.time)
-            .group_by(BarRow.symbol, BarRow.timeframe, BarRow.time)
+            select(_BARS.c.symbol, _BARS.c.timeframe, _BARS.c.time)
+            .group_by(_BARS.c.symbol, _BARS.c.timeframe, _BARS.c.time)
             .having(func.count() > 1).subquery())
         return int(self._session.scalar(stmt) or 0)
 
@@ -348,7 +348,7 @@ class Journal:
 
     def veto_counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
-        rows = self._session.scalars(select(VerdictRow).where(VerdictRow.approved == False))  # noqa: E712
+        rows = self._session.scalars(select(VerdictRow).where(_VERDICTS.c.approved.is_(False)))
         for row in rows:
             for check in row.checks or []:
                 if not check["passed"]:
@@ -409,7 +409,7 @@ class Journal:
 
     def order_counts(self) -> dict[str, int]:
         rows = self._session.execute(
-            select(OrderRow.state, func.count()).group_by(OrderRow.state)).all()
+            select(_ORDERS.c.state, func.count()).group_by(_ORDERS.c.state)).all()
         return {state: n for state, n in rows}
 
     # ------------------------------------------------------------------ fills
@@ -423,7 +423,7 @@ class Journal:
     def fills(self, client_order_id: str | None = None) -> list[FillRow]:
         stmt = select(FillRow).order_by(FillRow.time, FillRow.fill_id)  # type: ignore[arg-type]
         if client_order_id is not None:
-            stmt = stmt.where(FillRow.client_order_id == client_order_id)
+            stmt = stmt.where(_FILLS.c.client_order_id == client_order_id)
         return list(self._session.scalars(stmt))
 
     def net_positions(self) -> dict[str, float]:
@@ -560,10 +560,8 @@ class Journal:
                                                      details=details))
             self.commit(durable=True)
         for listener in self.incident_listeners:
-            try:
+            with contextlib.suppress(Exception):  # escalation must never break the journal
                 listener(incident, severity, kind, message)
-            except Exception:  # noqa: BLE001 - escalation must never break the journal
-                pass
         return incident
 
     def set_incident_status(self, incident_id: int, status: str, operator: str,
@@ -631,10 +629,10 @@ class Journal:
         out: dict[str, Any] = {"order": order.model_dump(mode="json")}
         out["order_events"] = [
             e.model_dump(mode="json") for e in self._session.scalars(
-                select(OrderEventRow).where(OrderEventRow.client_order_id == client_order_id)
+                select(OrderEventRow).where(_ORDER_EVENTS.c.client_order_id == client_order_id)
                 .order_by(OrderEventRow.id))]  # type: ignore[arg-type]
         bar = self._session.scalars(select(BarRow).where(
-            BarRow.symbol == order.symbol, BarRow.time == order.bar_time)).first()
+            _BARS.c.symbol == order.symbol, _BARS.c.time == order.bar_time)).first()
         out["bar"] = bar.model_dump(mode="json", exclude={"id"}) if bar else None
         decision = self._session.get(DecisionRow, order.decision_id) if order.decision_id else None
         out["decision"] = decision.model_dump(mode="json") if decision else None
@@ -646,7 +644,7 @@ class Journal:
         else:
             out["snapshot"] = out["proposal"] = None
         verdict = self._session.scalars(select(VerdictRow).where(
-            VerdictRow.decision_id == order.decision_id)).first() if decision else None
+            _VERDICTS.c.decision_id == order.decision_id)).first() if decision else None
         out["verdict"] = verdict.model_dump(mode="json") if verdict else None
         params = self._session.get(ParameterSetRow, order.params_hash)
         versions = [v.version for v in self.param_versions() if v.hash == order.params_hash]
@@ -654,6 +652,12 @@ class Journal:
                                 "content": params.content if params else None}
         out["fills"] = [f.model_dump(mode="json") for f in self.fills(client_order_id)]
         return out
+
+
+def _iso_utc(t: datetime | None) -> str | None:
+    if t is None:
+        return None
+    return (t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)).isoformat()
 
 
 def _order_from_row(row: Any) -> Order:

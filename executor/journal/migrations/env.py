@@ -1,12 +1,12 @@
-"""Alembic environment: run programmatically by ``executor.journal.migrate`` (``dta db upgrade``)."""
+"""Alembic environment, run from ``executor.journal.migrate`` (`dta db upgrade`)."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import engine_from_config, pool
+from sqlmodel import SQLModel
 
 from executor.journal import models  # noqa: F401  (registers the tables)
-from sqlmodel import SQLModel
 
 config = context.config
 target_metadata = SQLModel.metadata
