@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from daemon_helpers import replay
 from sqlalchemy import func, select
 
 from executor.journal.models import BarRow, OrderRow, ProposalRow, RejectedBarRow
 from executor.journal.store import Journal
-from daemon_helpers import replay
 
 
 def _journal_facts(url: str) -> dict[str, object]:

@@ -7,11 +7,11 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
+from conftest import write_sample_head
+from daemon_helpers import replay
 from freezegun import freeze_time
 from typer.testing import CliRunner
 
-from conftest import write_sample_head
-from daemon_helpers import replay
 from executor.feeds.files import load_bars
 from executor.journal.store import Journal
 from guardrails.params import active_version

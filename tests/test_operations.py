@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 import sentry_sdk
+from conftest import write_sample_head
+from daemon_helpers import EXAMPLE, settings_for
 from prometheus_client import generate_latest
 from sqlalchemy import MetaData, select
 from typer.testing import CliRunner
 
-from conftest import write_sample_head
-from daemon_helpers import EXAMPLE, settings_for
 from executor.alerts import Alert, WebhookAlerter
 from executor.daemon import SimulatedClock
 from executor.journal.store import Journal
@@ -38,7 +38,7 @@ class FlakyWebhook:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server API
+            def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 outer.bodies.append(body)
                 time.sleep(delay)

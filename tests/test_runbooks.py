@@ -9,10 +9,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
 from conftest import write_sample_head
 from daemon_helpers import EXAMPLE, replay
+from typer.testing import CliRunner
+
 from executor.journal.store import Journal
 from runbooks.cli import app
 
