@@ -29,6 +29,7 @@ from executor.feeds.validator import BarValidator
 from executor.journal.store import Journal
 from executor.metrics import Metrics
 from executor.router import OrderRouter
+from executor.shadow import EaSource
 from executor.systemd import Notifier
 from guardrails.base import AccountState
 from guardrails.monitors import (
@@ -103,6 +104,7 @@ class RunStats:
     approvals_expired: int = 0
     approvals_executed: int = 0
     rollbacks: int = 0
+    ea_deals: int = 0
     cycles: int = 0
     latencies_us: array[float] = field(default_factory=lambda: array("d"))
     started: float = field(default_factory=time.perf_counter)
@@ -139,6 +141,7 @@ class RealtimeExecutor:
         points: dict[str, float] | None = None,
         contract_size: float = 100_000.0,
         metrics: Metrics | None = None,
+        ea_source: EaSource | None = None,
     ) -> None:
         self.mode = mode
         self.account = account
@@ -156,6 +159,8 @@ class RealtimeExecutor:
         self.points = dict(points or {})
         self.contract_size = contract_size
         self.metrics = metrics
+        self.ea_source = ea_source
+        self._ea_since: datetime | None = None
         self.router = OrderRouter(journal, broker)
         self.stats = RunStats()
         self.stop_requested = threading.Event()
@@ -206,6 +211,7 @@ class RealtimeExecutor:
         self._day_start_equity = self._equity()
         self._regression.reset(self._day_start_equity)
         self.journal.commit()
+        self._ea_since = self.journal.last_ea_deal_time()
         self._started = True
 
     def _warm_builders(self) -> None:
@@ -265,12 +271,27 @@ class RealtimeExecutor:
                 for bar in bars:
                     self._process_bar(stream, bar, now)
                     handled += 1
+            if self.ea_source is not None:
+                self._read_ea(now)
             self.stats.cycles += 1
             if self.journal.pending_rows >= self.batch_bars or self.mode != "paper":
                 self.journal.commit()
             if self.metrics is not None:
                 self.metrics.cycle_seconds.observe(time.perf_counter() - cycle_started)
             return handled
+
+    def _read_ea(self, now: datetime) -> None:
+        """Shadow mode: journal the EA's deals up to now, for pairing with our intents."""
+        assert self.ea_source is not None
+        try:
+            deals = self.ea_source.ea_deals(self._ea_since, now)
+        except Exception as exc:  # noqa: BLE001 - reading the EA must not stop the cycle
+            self.stats.errors["ea_read_error"] += 1
+            log.error("ea_read_failed", error=repr(exc))
+            return
+        if deals:
+            self.stats.ea_deals += self.journal.record_ea_deals(deals)
+            self._ea_since = max(d.time for d in deals)
 
     def _follow_param_changes(self) -> None:
         """Pick up an operator's `dta params activate|rollback` or an approval's weight
@@ -648,6 +669,7 @@ class RealtimeExecutor:
             "approvals": {"queued": s.queued_for_approval, "expired": s.approvals_expired,
                           "executed": s.approvals_executed},
             "rollbacks": s.rollbacks,
+            "ea_deals": s.ea_deals,
             "trading_state": self.journal.kill_switch_state().action,
             "elapsed_s": round(elapsed, 3),
             "bars_per_s": round(s.bars_processed / elapsed, 1) if elapsed > 0 else 0.0,

@@ -182,6 +182,14 @@ class PaperSettings(_Section):
     order_volume_lots: float = Field(default=0.1, gt=0)
 
 
+class ShadowSettings(_Section):
+    """Where the desk's EA trades come from in shadow mode, and how they are paired."""
+
+    ea_deals_file: Path | None = None  # CSV export of the EA's deals (offline shadow)
+    ea_magic: int | None = None  # only deals with this magic number are the EA's
+    pairing_window_minutes: float = Field(default=60.0, gt=0)
+
+
 class ObservabilitySettings(_Section):
     metrics_enabled: bool = False
     metrics_host: str = "127.0.0.1"
@@ -212,6 +220,7 @@ class Settings(BaseSettings):
     guardrails: GuardrailSettings = Field(default_factory=GuardrailSettings)
     paper: PaperSettings = Field(default_factory=PaperSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
+    shadow: ShadowSettings = Field(default_factory=ShadowSettings)
 
     # Secrets: never logged, never journaled, masked by `dta config show`.
     sentry_dsn: SecretStr | None = None

@@ -20,6 +20,7 @@ from executor.feeds.validator import BarValidator
 from executor.journal.store import Journal
 from executor.metrics import Metrics
 from executor.settings import GuardrailSettings, ProviderSettings, Settings
+from executor.shadow import CsvEaSource, EaSource, ShadowBroker
 from executor.systemd import Notifier
 from guardrails.base import Check
 from guardrails.consensus import ConsensusCheck
@@ -153,10 +154,14 @@ def build_daemon(settings: Settings, journal: Journal, *, data: Path | None = No
         raise ConfigError(
             "mode 'live': no live broker adapter is configured in this build "
             "(MetaTrader 5 and ccxt adapters are not installed); use --mode paper")
+    ea_source: EaSource | None = None
     if settings.mode == "shadow":
-        raise ConfigError(
-            "mode 'shadow': shadow mode needs a live MT5 or ccxt account to read the EA's "
-            "trades from, which this build does not have yet; use --mode paper")
+        if settings.shadow.ea_deals_file is None:
+            raise ConfigError(
+                "mode 'shadow': shadow.ea_deals_file is not set: shadow mode needs the EA's "
+                "deals (a CSV export, or the MT5 account once its adapter is configured)")
+        ea_source = CsvEaSource(settings.shadow.ea_deals_file, magic=settings.shadow.ea_magic,
+                                server_utc_offset_hours=settings.data.server_utc_offset_hours)
     loaded = load_replay_data(settings, data)
     feed = ReplayFeed(loaded)
     fresh = journal.last_bar_time(loaded.symbol, loaded.timeframe) is None
@@ -165,13 +170,14 @@ def build_daemon(settings: Settings, journal: Journal, *, data: Path | None = No
                                  f"line {rej.line}: {rej.reason}")
     factory = component_factory(settings.mode, journal)
     factory(0, settings.parameter_set().values)  # fail fast on bad settings, before any I/O
-    broker = PaperBroker(contract_size=settings.paper.contract_size,
-                         initial_balance=settings.paper.initial_balance)
+    broker_cls = ShadowBroker if settings.mode == "shadow" else PaperBroker
+    broker = broker_cls(contract_size=settings.paper.contract_size,
+                        initial_balance=settings.paper.initial_balance)
     executor = RealtimeExecutor(
         mode=settings.mode, account=settings.account, journal=journal, feed=feed,
         streams=[(loaded.symbol, loaded.timeframe)], broker=broker, components=factory,
         settings_params=settings.parameter_set().values, validator=BarValidator(),
         settings_hash=settings.content_hash, batch_bars=settings.journal.batch_bars,
         notifier=notifier, points={loaded.symbol: loaded.point} if loaded.point else None,
-        contract_size=settings.paper.contract_size, metrics=metrics)
+        contract_size=settings.paper.contract_size, metrics=metrics, ea_source=ea_source)
     return Daemon(executor, journal, feed, loaded)

@@ -44,10 +44,11 @@ app.add_typer(db_app, name="db")
 
 
 def _register_groups() -> None:
-    from runbooks import approvals_cli, params_cli, providers_cli
+    from runbooks import approvals_cli, params_cli, providers_cli, shadow_cli
 
     app.add_typer(params_cli.app, name="params")
     app.add_typer(providers_cli.app, name="providers")
+    app.add_typer(shadow_cli.app, name="shadow")
     app.add_typer(approvals_cli.app, name="approvals")
     app.add_typer(approvals_cli.incidents_app, name="incidents")
 

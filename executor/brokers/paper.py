@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import datetime
 
+from executor.brokers.base import BrokerFill, BrokerOrder
 from strategies.domain import (
     Bar,
     Fill,
@@ -24,8 +26,6 @@ from strategies.domain import (
     OrderType,
     Position,
 )
-
-from executor.brokers.base import BrokerFill
 
 _PENDING_STATES = frozenset({OrderState.SUBMITTING, OrderState.ACCEPTED, OrderState.UNKNOWN})
 
@@ -41,6 +41,7 @@ class PaperBroker:
         self._positions: dict[str, Position] = {}
         self._last_price: dict[str, float] = {}
         self.realized_pnl = 0.0
+        self._fills: list[BrokerFill] = []  # every fill, for recent_fills (reconciliation)
 
     # ------------------------------------------------------------------ Broker protocol
 
@@ -54,7 +55,7 @@ class PaperBroker:
             result = order.transition(OrderState.REJECTED, reason="volume must be positive")
         else:
             result = order.transition(OrderState.ACCEPTED,
-                                      broker_order_id=f"paper-{intent.client_order_id}")
+                                      broker_order_id=f"{self.name}-{intent.client_order_id}")
             self._pending[intent.client_order_id] = result
         self._known[intent.client_order_id] = result
         return result
@@ -85,6 +86,7 @@ class PaperBroker:
         if exit_fill is not None:
             fills.append(exit_fill)
         self._last_price[bar.symbol] = bar.close
+        self._fills.extend(fills)
         return fills
 
     def restore(self, orders: Sequence[Order], fills: Sequence[Fill],
@@ -95,10 +97,22 @@ class PaperBroker:
         self._known = dict(by_id)
         for fill, kind in zip(fills, fill_kinds, strict=True):
             order = by_id.get(fill.client_order_id)
-            self._apply(fill, order if kind == "entry" else None)
+            realized = self._apply(fill, order if kind == "entry" else None)
+            self._fills.append(BrokerFill(fill, kind, realized, None))
         self._pending = {c: (o.transition(OrderState.ACCEPTED) if o.state is not
                              OrderState.ACCEPTED else o)
                          for c, o in by_id.items() if o.state in _PENDING_STATES}
+
+    # ------------------------------------------------------------------ reconciliation
+
+    def open_orders(self) -> list[BrokerOrder]:
+        """Accepted orders waiting for the next bar's open."""
+        return [BrokerOrder(c, o.broker_order_id or f"paper-{c}", o.intent.symbol,
+                            o.intent.side, o.intent.volume, 0.0, OrderState.ACCEPTED)
+                for c, o in self._pending.items()]
+
+    def recent_fills(self, since: datetime) -> list[BrokerFill]:
+        return [f for f in self._fills if f.fill.time >= since]
 
     # ------------------------------------------------------------------ accounting
 

@@ -272,3 +272,21 @@ class ProviderEventRow(SQLModel, table=True):
     action: str  # disable | enable
     operator: str
     reason: str
+
+
+class EaDealRow(SQLModel, table=True):
+    """A deal of the desk's Expert Advisor, read in shadow mode (never one of ours)."""
+
+    __tablename__ = "ea_deals"
+    ticket: int = Field(primary_key=True)
+    symbol: str = Field(index=True)
+    time: datetime = _ts(index=True)
+    side: str
+    price: float
+    volume: float
+    entry: str = "in"
+    sl: float | None = None
+    tp: float | None = None
+    magic: int = 0
+    comment: str = ""
+    run_id: int | None = None

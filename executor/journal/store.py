@@ -28,6 +28,7 @@ from executor.journal import migrate
 from executor.journal.models import (
     ApprovalRow,
     BarRow,
+    EaDealRow,
     DecisionRow,
     FillRow,
     IncidentRow,
@@ -75,6 +76,7 @@ _APPROVALS = ApprovalRow.__table__  # type: ignore[attr-defined]
 _INCIDENTS = IncidentRow.__table__  # type: ignore[attr-defined]
 _PROVIDER_CALLS = ProviderCallRow.__table__  # type: ignore[attr-defined]
 _PROVIDER_EVENTS = ProviderEventRow.__table__  # type: ignore[attr-defined]
+_EA_DEALS = EaDealRow.__table__  # type: ignore[attr-defined]
 
 # Statements built once: parameters travel separately, so SQLAlchemy's compiled cache hits
 # and a journal write costs one driver call, not a statement construction.
@@ -617,6 +619,47 @@ class Journal:
 
     def latest_provider_event_id(self) -> int:
         return int(self._conn().execute(select(func.max(_PROVIDER_EVENTS.c.id))).scalar() or 0)
+
+    # ------------------------------------------------------------------ shadow mode
+
+    def record_ea_deals(self, deals: Sequence[Any]) -> int:
+        """Journal EA deals once each (by ticket); returns how many were new."""
+        if not deals:
+            return 0
+        tickets = [d.ticket for d in deals]
+        known = {r.ticket for r in self._conn().execute(
+            select(_EA_DEALS.c.ticket).where(_EA_DEALS.c.ticket.in_(tickets)))}
+        new = [{"ticket": d.ticket, "symbol": d.symbol, "time": d.time, "side": d.side,
+                "price": d.price, "volume": d.volume, "entry": d.entry, "sl": d.sl,
+                "tp": d.tp, "magic": d.magic, "comment": d.comment, "run_id": self.run_id}
+               for d in deals if d.ticket not in known]
+        if new:
+            self._conn().execute(insert(_EA_DEALS), new)
+        return len(new)
+
+    def ea_deals(self, since: datetime | None = None) -> list[EaDealRow]:
+        stmt = select(_EA_DEALS).order_by(_EA_DEALS.c.time, _EA_DEALS.c.ticket)
+        if since is not None:
+            stmt = stmt.where(_EA_DEALS.c.time >= since)
+        return [EaDealRow(**r._mapping) for r in self._conn().execute(stmt)]
+
+    def last_ea_deal_time(self) -> datetime | None:
+        value: datetime | None = self._conn().execute(select(func.max(_EA_DEALS.c.time))).scalar()
+        if value is None:
+            return None
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+    def entry_orders_with_proposals(self, account: str,
+                                    since: datetime | None = None) -> list[dict[str, Any]]:
+        """Our entry orders with the proposal behind each (tags, entry price, timeframe)."""
+        o, d, p = _ORDERS, _DECISIONS, _PROPOSALS
+        stmt = (select(o.c.client_order_id, o.c.symbol, o.c.side, o.c.bar_time,
+                       o.c.stop_loss, o.c.take_profit, p.c.entry, p.c.tags, p.c.timeframe)
+                .join(d, d.c.id == o.c.decision_id).join(p, p.c.id == d.c.proposal_id)
+                .where(o.c.account == account).order_by(o.c.bar_time))
+        if since is not None:
+            stmt = stmt.where(o.c.bar_time >= since)
+        return [dict(r._mapping) for r in self._conn().execute(stmt)]
 
     # ------------------------------------------------------------------ trace
 
