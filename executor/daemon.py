@@ -285,7 +285,7 @@ class RealtimeExecutor:
         assert self.ea_source is not None
         try:
             deals = self.ea_source.ea_deals(self._ea_since, now)
-        except Exception as exc:  # noqa: BLE001 - reading the EA must not stop the cycle
+        except Exception as exc:
             self.stats.errors["ea_read_error"] += 1
             log.error("ea_read_failed", error=repr(exc))
             return

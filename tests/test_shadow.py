@@ -7,10 +7,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
 from conftest import write_sample_head
 from daemon_helpers import EXAMPLE, replay
+from typer.testing import CliRunner
+
 from executor.errors import DataFormatError
 from executor.journal.store import Journal
 from executor.shadow import CsvEaSource, EaDeal, OurEntry, pair, summarize

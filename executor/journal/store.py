@@ -28,8 +28,8 @@ from executor.journal import migrate
 from executor.journal.models import (
     ApprovalRow,
     BarRow,
-    EaDealRow,
     DecisionRow,
+    EaDealRow,
     FillRow,
     IncidentRow,
     KillSwitchEventRow,
