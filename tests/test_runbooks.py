@@ -122,13 +122,19 @@ def test_every_page_is_indexed_and_mapped() -> None:
         assert _steps(RUNBOOKS / name), f"{name} has no dta command"
 
 
-@pytest.mark.parametrize("page", sorted(SCENARIO_OF))
+GUIDES = {ROOT / "docs" / "analyst-guide.md": "active"}
+
+
+@pytest.mark.parametrize("page", [*sorted(SCENARIO_OF), *sorted(str(p) for p in GUIDES)])
 def test_runbook_commands_run(page: str, scenarios: dict[str, Path], tmp_path: Path) -> None:
+    path = Path(page) if page.startswith("/") else RUNBOOKS / page
+    scenario = GUIDES.get(path) or SCENARIO_OF[page]
     journal = tmp_path / "journal.sqlite"
-    shutil.copy(scenarios[SCENARIO_OF[page]], journal)
+    shutil.copy(scenarios[scenario], journal)
     url = f"sqlite:///{journal}"
     last_output = ""
-    for command, expected in _steps(RUNBOOKS / page):
+    assert _steps(path), f"{page} has no dta command"
+    for command, expected in _steps(path):
         values = _placeholders(url, last_output)
         for key, value in values.items():
             command = command.replace("{" + key + "}", value)
