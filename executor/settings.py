@@ -190,6 +190,37 @@ class ShadowSettings(_Section):
     pairing_window_minutes: float = Field(default=60.0, gt=0)
 
 
+class PromotionThresholds(_Section):
+    """Evidence a promotion needs; ``None`` leaves a threshold out."""
+
+    min_days: int | None = Field(default=None, ge=0)
+    min_decisions: int | None = Field(default=None, ge=0)
+    min_trades: int | None = Field(default=None, ge=0)
+    min_direction_agreement: float | None = Field(default=None, ge=0, le=1)
+    max_drawdown_pct: float | None = Field(default=None, ge=0, le=100)
+    min_expectancy_r: float | None = None
+    max_provider_error_rate: float | None = Field(default=None, ge=0, le=1)
+
+
+def _to_shadow() -> PromotionThresholds:
+    return PromotionThresholds(min_days=5, min_decisions=20, max_drawdown_pct=20.0,
+                               max_provider_error_rate=0.2)
+
+
+def _to_live() -> PromotionThresholds:
+    return PromotionThresholds(min_days=20, min_decisions=100, min_trades=20,
+                               min_direction_agreement=0.6, max_drawdown_pct=10.0,
+                               min_expectancy_r=0.0, max_provider_error_rate=0.05)
+
+
+class GovernanceSettings(_Section):
+    """Who signs a promotion, and the evidence each step needs."""
+
+    roles: list[str] = Field(default_factory=lambda: ["trading", "compliance", "platform"])
+    to_shadow: PromotionThresholds = Field(default_factory=_to_shadow)
+    to_live: PromotionThresholds = Field(default_factory=_to_live)
+
+
 class ObservabilitySettings(_Section):
     metrics_enabled: bool = False
     metrics_host: str = "127.0.0.1"
@@ -221,6 +252,7 @@ class Settings(BaseSettings):
     paper: PaperSettings = Field(default_factory=PaperSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     shadow: ShadowSettings = Field(default_factory=ShadowSettings)
+    governance: GovernanceSettings = Field(default_factory=GovernanceSettings)
 
     # Secrets: never logged, never journaled, masked by `dta config show`.
     sentry_dsn: SecretStr | None = None

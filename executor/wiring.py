@@ -17,6 +17,7 @@ from executor.errors import ConfigError
 from executor.feeds.files import LoadedBars, load_bars
 from executor.feeds.replay import ReplayFeed
 from executor.feeds.validator import BarValidator
+from executor.governance import ClearanceCheck
 from executor.journal.store import Journal
 from executor.metrics import Metrics
 from executor.settings import GuardrailSettings, ProviderSettings, Settings
@@ -82,12 +83,14 @@ def ensemble_from_params(content: dict[str, Any], params_hash: str,
 
 
 def build_guardrails(guard: GuardrailSettings | Settings, journal: Journal,
-                     mode: str = "paper") -> Guardrails:
+                     mode: str = "paper", *, account: str = "", strategy: str = "",
+                     ) -> Guardrails:
     """Every check the settings ask for; a limit left unset is not built at all."""
     g = guard.guardrails if isinstance(guard, Settings) else guard
     cons = g.consensus_for(mode)
     checks: list[Check] = [
         TradingStateCheck(journal),
+        ClearanceCheck(journal, account, strategy, mode),
         MaxPositionCheck(g.max_position_lots),
         ConsensusCheck(cons.min_confidence, cons.min_agreement, rule=cons.rule,
                        conflict_margin=cons.conflict_margin,
@@ -114,7 +117,7 @@ def build_guardrails(guard: GuardrailSettings | Settings, journal: Journal,
     return Guardrails(checks)
 
 
-def component_factory(mode: str, journal: Journal) -> ComponentFactory:
+def component_factory(mode: str, journal: Journal, account: str = "") -> ComponentFactory:
     """Turns a parameter-set version's content into the objects the cycle runs with."""
 
     def build(version: int, content: dict[str, Any]) -> Components:
@@ -133,7 +136,8 @@ def component_factory(mode: str, journal: Journal) -> ComponentFactory:
             snapshot_params=snapshot_params,
             ensemble=ensemble_from_params(content, params.content_hash,
                                           frozenset(journal.disabled_providers())),
-            guardrails=build_guardrails(guard, journal, mode), guard=guard,
+            guardrails=build_guardrails(guard, journal, mode, account=account,
+                                        strategy=strategy_cfg["name"]), guard=guard,
             order_volume=float(content.get("paper", {}).get("order_volume_lots", 0.1)))
 
     return build
@@ -168,7 +172,7 @@ def build_daemon(settings: Settings, journal: Journal, *, data: Path | None = No
     for rej in loaded.rejected if fresh else ():  # journaled once, by the first run
         journal.record_rejection(None, loaded.symbol, loaded.timeframe, "unparseable_row",
                                  f"line {rej.line}: {rej.reason}")
-    factory = component_factory(settings.mode, journal)
+    factory = component_factory(settings.mode, journal, settings.account)
     factory(0, settings.parameter_set().values)  # fail fast on bad settings, before any I/O
     broker_cls = ShadowBroker if settings.mode == "shadow" else PaperBroker
     broker = broker_cls(contract_size=settings.paper.contract_size,

@@ -44,11 +44,12 @@ app.add_typer(db_app, name="db")
 
 
 def _register_groups() -> None:
-    from runbooks import approvals_cli, params_cli, providers_cli, shadow_cli
+    from runbooks import approvals_cli, governance_cli, params_cli, providers_cli, shadow_cli
 
     app.add_typer(params_cli.app, name="params")
     app.add_typer(providers_cli.app, name="providers")
     app.add_typer(shadow_cli.app, name="shadow")
+    governance_cli.register(app)
     app.add_typer(approvals_cli.app, name="approvals")
     app.add_typer(approvals_cli.incidents_app, name="incidents")
 
@@ -95,6 +96,17 @@ def run(
     configure_logging(settings.log_level, settings.secret_values())
     notifier = Notifier()
     journal = _journal(settings, migrate=True)
+    if settings.mode != "paper":
+        from executor.governance import cleared_mode
+        from guardrails.promotion import RANK
+
+        cleared = cleared_mode(journal, settings.account, settings.strategy.name)
+        if RANK[cleared] < RANK[settings.mode]:
+            journal.close()
+            _fail(f"{settings.account}/{settings.strategy.name} is cleared for {cleared}, "
+                  f"not {settings.mode}: `dta promote {settings.account} --to "
+                  f"{'shadow' if cleared == 'paper' else 'live'}` with the evidence and "
+                  "every sign-off first", EXIT_REFUSED)
     services = start_services(settings, journal)
     try:
         daemon = build_daemon(settings, journal, data=data, notifier=notifier,

@@ -109,7 +109,7 @@ def test_trace_shows_bar_snapshot_decision_verdict_order_fills(
     assert t["decision"]["provider_mix"] == ["structure", "momentum"]
     assert t["verdict"]["approved"] is True
     assert {c["name"] for c in t["verdict"]["checks"]} == {
-        "trading_state", "max_position", "consensus", "max_gross_exposure",
+        "trading_state", "clearance", "max_position", "consensus", "max_gross_exposure",
         "max_order_notional", "order_throttle", "max_daily_loss", "min_stop_distance",
         "max_spread"}
     assert all(c["passed"] for c in t["verdict"]["checks"])
@@ -144,16 +144,25 @@ def test_db_upgrade_is_idempotent_and_status_requires_migration(tmp_path: Path,
     assert status.exit_code == 3 and "dta db upgrade" in status.output
     for _ in range(2):
         r = runner.invoke(app, ["db", "upgrade", *args])
-        assert r.exit_code == 0 and "revision 0003" in r.output
+        assert r.exit_code == 0 and "(head)" in r.output
     assert runner.invoke(app, ["status", *args]).exit_code == 0
 
 
-def test_run_rejects_live_and_shadow_without_adapters(config_file: Path, tmp_path: Path) -> None:
+def test_run_refuses_uncleared_modes_then_missing_adapters(config_file: Path,
+                                                          tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'j.sqlite'}"
+    args = ["--config", str(config_file), "--journal-url", url]
     for mode in ("live", "shadow"):
-        r = runner.invoke(app, ["run", "--mode", mode, "--config", str(config_file),
-                                "--journal-url", url])
-        assert r.exit_code == 2 and f"mode '{mode}'" in r.output
+        r = runner.invoke(app, ["run", "--mode", mode, *args])
+        assert r.exit_code == 5 and "cleared for paper" in r.output, r.output
+    j = Journal.open(url)
+    j.record_clearance(account="paper-1", strategy="smc_ob_retest", action="promote",
+                       mode="live", person="desk", note="test")
+    j.close()
+    shadow = runner.invoke(app, ["run", "--mode", "shadow", *args])
+    assert shadow.exit_code == 2 and "shadow.ea_deals_file" in shadow.output
+    live = runner.invoke(app, ["run", "--mode", "live", *args])
+    assert live.exit_code == 2 and "mode 'live'" in live.output
 
 
 def test_run_with_data_file_and_explicit_symbol(tmp_path: Path, config_file: Path) -> None:

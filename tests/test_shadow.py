@@ -51,6 +51,10 @@ def test_shadow_run_pairs_with_scripted_ea_deals(journal_url: str, tmp_path: Pat
     deals = tmp_path / "ea_deals.csv"
     deals.write_text("\n".join(rows) + "\n")
 
+    j = Journal.open(journal_url)  # the account/strategy was promoted to shadow earlier
+    j.record_clearance(account="paper-1", strategy="smc_ob_retest", action="promote",
+                       mode="shadow", person="desk", note="cleared for the test")
+    j.close()
     summary = replay(journal_url, data, mode="shadow",
                      shadow={"ea_deals_file": str(deals), "ea_magic": 777})
     assert summary["ea_deals"] == 17  # 8 in + 8 out + 1 own; magic 555 is not our EA

@@ -290,3 +290,20 @@ class EaDealRow(SQLModel, table=True):
     magic: int = 0
     comment: str = ""
     run_id: int | None = None
+
+
+class ClearanceRow(SQLModel, table=True):
+    """Append-only promotion history: sign-offs, promotions and demotions per (account,
+    strategy). The newest promote/demote names the mode the pair is cleared for."""
+
+    __tablename__ = "clearances"
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _ts()
+    account: str = Field(index=True)
+    strategy: str
+    action: str  # signoff | promote | demote
+    mode: str
+    role: str | None = None
+    person: str
+    note: str
+    evidence: dict[str, Any] | None = _json()

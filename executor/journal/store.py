@@ -28,6 +28,7 @@ from executor.journal import migrate
 from executor.journal.models import (
     ApprovalRow,
     BarRow,
+    ClearanceRow,
     DecisionRow,
     EaDealRow,
     FillRow,
@@ -77,6 +78,8 @@ _INCIDENTS = IncidentRow.__table__  # type: ignore[attr-defined]
 _PROVIDER_CALLS = ProviderCallRow.__table__  # type: ignore[attr-defined]
 _PROVIDER_EVENTS = ProviderEventRow.__table__  # type: ignore[attr-defined]
 _EA_DEALS = EaDealRow.__table__  # type: ignore[attr-defined]
+_CLEARANCES = ClearanceRow.__table__  # type: ignore[attr-defined]
+_RUNS = RunRow.__table__  # type: ignore[attr-defined]
 
 # Statements built once: parameters travel separately, so SQLAlchemy's compiled cache hits
 # and a journal write costs one driver call, not a statement construction.
@@ -619,6 +622,57 @@ class Journal:
 
     def latest_provider_event_id(self) -> int:
         return int(self._conn().execute(select(func.max(_PROVIDER_EVENTS.c.id))).scalar() or 0)
+
+    # ------------------------------------------------------------------ governance
+
+    def record_clearance(self, *, account: str, strategy: str, action: str, mode: str,
+                         person: str, note: str, role: str | None = None,
+                         evidence: dict[str, Any] | None = None) -> int:
+        with self._lock:
+            row = self._insert(_CLEARANCES, dict(
+                at=utcnow(), account=account, strategy=strategy, action=action, mode=mode,
+                role=role, person=person, note=note, evidence=evidence))
+            self.commit(durable=True)
+            return row
+
+    def clearances(self, account: str | None = None,
+                   strategy: str | None = None) -> list[ClearanceRow]:
+        stmt = select(_CLEARANCES).order_by(_CLEARANCES.c.id)
+        if account is not None:
+            stmt = stmt.where(_CLEARANCES.c.account == account)
+        if strategy is not None:
+            stmt = stmt.where(_CLEARANCES.c.strategy == strategy)
+        return [ClearanceRow(**r._mapping) for r in self._conn().execute(stmt)]
+
+    def run_ids(self, mode: str, account: str) -> list[int]:
+        return [r.id for r in self._conn().execute(
+            select(_RUNS.c.id).where(_RUNS.c.mode == mode, _RUNS.c.account == account))]
+
+    def bar_dates(self, run_ids: Sequence[int]) -> set[str]:
+        if not run_ids:
+            return set()
+        rows = self._conn().execute(select(_BARS.c.time).where(_BARS.c.run_id.in_(run_ids)))
+        return {r.time.date().isoformat() for r in rows}
+
+    def decision_count(self, run_ids: Sequence[int]) -> int:
+        if not run_ids:
+            return 0
+        stmt = (select(func.count()).select_from(_DECISIONS)
+                .join(_PROPOSALS, _PROPOSALS.c.id == _DECISIONS.c.proposal_id)
+                .where(_PROPOSALS.c.run_id.in_(run_ids)))
+        return int(self._conn().execute(stmt).scalar() or 0)
+
+    def orders_in_runs(self, run_ids: Sequence[int]) -> list[Order]:
+        if not run_ids:
+            return []
+        stmt = select(_ORDERS).where(_ORDERS.c.run_id.in_(run_ids)).order_by(
+            _ORDERS.c.created_at)
+        return [_order_from_row(r) for r in self._conn().execute(stmt)]
+
+    def provider_outcomes(self) -> dict[str, int]:
+        rows = self._conn().execute(select(_PROVIDER_CALLS.c.outcome, func.count())
+                                    .group_by(_PROVIDER_CALLS.c.outcome))
+        return {outcome: n for outcome, n in rows}
 
     # ------------------------------------------------------------------ shadow mode
 

@@ -1,0 +1,105 @@
+"""Gathering the evidence for a promotion from the journal, and the clearance state.
+
+paper -> shadow is judged on the paper record; shadow -> live on the shadow record plus
+its pairing with the EA. Only runs of the source mode on this account count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import timedelta
+from typing import Any
+
+from executor.journal.store import Journal
+from executor.shadow import EaDeal, OurEntry, pair, summarize
+from guardrails.promotion import RANK, Evidence, ThresholdResult, evaluate, missing_signoffs
+from strategies.domain import CheckResult, Decision, timeframe_seconds
+
+FAILED_OUTCOMES = ("error", "timeout", "invalid")
+
+
+def cleared_mode(journal: Journal, account: str, strategy: str) -> str:
+    events = [c for c in journal.clearances(account, strategy)
+              if c.action in ("promote", "demote")]
+    return events[-1].mode if events else "paper"
+
+
+def signoffs_for(journal: Journal, account: str, strategy: str, mode: str) -> list[str]:
+    """Roles that signed for ``mode`` since the last promotion or demotion."""
+    signed: list[str] = []
+    for c in journal.clearances(account, strategy):
+        if c.action in ("promote", "demote"):
+            signed = []
+        elif c.action == "signoff" and c.mode == mode and c.role:
+            signed.append(c.role)
+    return signed
+
+
+def gather_evidence(journal: Journal, account: str, source_mode: str, *,
+                    contract_size: float, initial_balance: float,
+                    pairing_window: timedelta) -> Evidence:
+    from executor.reports.metrics import compute_metrics, reconstruct_trades
+
+    runs = journal.run_ids(source_mode, account)
+    orders = journal.orders_in_runs(runs)
+    coids = {o.client_order_id for o in orders}
+    fills = [f for f in journal.fills() if f.client_order_id in coids]
+    book = reconstruct_trades(orders, fills, contract_size)
+    metrics = compute_metrics(book.closed, initial_balance=initial_balance)
+    outcomes = journal.provider_outcomes()
+    total = sum(outcomes.values())
+    failed = sum(n for o, n in outcomes.items() if o in FAILED_OUTCOMES)
+    serious = [i for i in journal.incidents("open") if i.severity in ("high", "critical")]
+    agreement = None
+    if source_mode == "shadow":
+        ours = [OurEntry(r["client_order_id"], r["symbol"],
+                         r["bar_time"] + timedelta(seconds=timeframe_seconds(r["timeframe"])),
+                         r["side"], r["entry"], r["stop_loss"], r["take_profit"],
+                         tuple(r["tags"] or ()))
+                for r in journal.entry_orders_with_proposals(account)
+                if r["client_order_id"] in coids]
+        deals = [EaDeal(d.ticket, d.symbol, d.time, d.side, d.price, d.volume, d.entry, d.sl,
+                        d.tp, d.magic, d.comment) for d in journal.ea_deals()]
+        agreement = summarize(pair(ours, deals, window=pairing_window))["direction_agreement"]
+    return Evidence(
+        days=len(journal.bar_dates(runs)), decisions=journal.decision_count(runs),
+        trades=metrics.trades, max_drawdown_pct=metrics.max_drawdown_pct,
+        expectancy_r=metrics.expectancy_r,
+        provider_error_rate=(failed / total) if total else None,
+        open_serious_incidents=len(serious), direction_agreement=agreement)
+
+
+def assess(journal: Journal, *, account: str, strategy: str, target: str,
+           thresholds: dict[str, Any], roles: list[str], contract_size: float,
+           initial_balance: float, pairing_window: timedelta,
+           ) -> tuple[Evidence, list[ThresholdResult], list[str]]:
+    source = "paper" if target == "shadow" else "shadow"
+    evidence = gather_evidence(journal, account, source, contract_size=contract_size,
+                               initial_balance=initial_balance, pairing_window=pairing_window)
+    results = evaluate(evidence, thresholds)
+    missing = missing_signoffs(roles, signoffs_for(journal, account, strategy, target))
+    return evidence, results, missing
+
+
+def evidence_dict(evidence: Evidence) -> dict[str, Any]:
+    return asdict(evidence)
+
+
+class ClearanceCheck:
+    """Guardrail: the running mode must still be cleared for (account, strategy); a
+    demotion stops orders at the next decision."""
+
+    name = "clearance"
+
+    def __init__(self, journal: Journal, account: str, strategy: str, mode: str) -> None:
+        self.journal, self.account, self.strategy, self.mode = journal, account, strategy, mode
+
+    def check(self, decision: Decision, account: object) -> CheckResult:
+        if self.mode == "paper":
+            return CheckResult(self.name, True, "paper needs no clearance")
+        cleared = cleared_mode(self.journal, self.account, self.strategy)
+        if RANK[cleared] < RANK[self.mode]:
+            return CheckResult(self.name, False,
+                               f"{self.account}/{self.strategy} is cleared for {cleared}, "
+                               f"not {self.mode}")
+        return CheckResult(self.name, True, f"cleared for {cleared}")

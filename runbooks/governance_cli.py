@@ -1,0 +1,137 @@
+"""`dta promote` and `dta demote`: the promotion gate, enforced by the daemon."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any
+
+import typer
+
+from runbooks.common import (
+    EXIT_CONFIG,
+    EXIT_REFUSED,
+    ConfigOpt,
+    JournalOpt,
+    JsonOpt,
+    fail,
+    journal_for,
+    operator_name,
+    print_out,
+    settings_for,
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("promote")(promote)
+    app.command("demote")(demote)
+
+
+def promote(
+    account: Annotated[str | None, typer.Argument(help="Account (default: the settings').")]
+    = None,
+    to: Annotated[str | None, typer.Option(help="shadow | live")] = None,
+    sign_off: Annotated[str | None, typer.Option("--sign-off", help="Your role, to record "
+                        "your sign-off (e.g. trading, compliance, platform).")] = None,
+    person: Annotated[str | None, typer.Option(help="Who signs (default: $USER).")] = None,
+    note: Annotated[str | None, typer.Option(help="Sign-off note (journaled).")] = None,
+    history: Annotated[bool, typer.Option("--history", help="Show the append-only history.")]
+    = False,
+    config: ConfigOpt = None, journal_url: JournalOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Check the evidence for a promotion, record a sign-off, and promote only when every
+    configured role has signed and every threshold passes."""
+    from executor.governance import assess, cleared_mode, evidence_dict
+
+    settings = settings_for(config, journal_url)
+    acct = account or settings.account
+    strategy = settings.strategy.name
+    journal = journal_for(settings, migrate=True)
+    try:
+        if history:
+            rows = [{"at": c.at.isoformat(), "action": c.action, "mode": c.mode,
+                     "role": c.role, "person": c.person, "note": c.note,
+                     "strategy": c.strategy} for c in journal.clearances(acct)]
+            print_out(rows, as_json, "\n".join(
+                f"{r['at']} {r['action']:<8} {r['mode']:<7} {r['role'] or '-':<11} "
+                f"{r['person']}: {r['note']}" for r in rows) or "no history")
+            return
+        if to not in ("shadow", "live"):
+            fail("--to must be shadow or live", EXIT_CONFIG)
+        current = cleared_mode(journal, acct, strategy)
+        if (current, to) not in (("paper", "shadow"), ("shadow", "live")):
+            fail(f"{acct}/{strategy} is cleared for {current}: the next step is "
+                 f"{'shadow' if current == 'paper' else 'none'}, not {to}", EXIT_REFUSED)
+        gov = settings.governance
+        if sign_off is not None:
+            if sign_off not in gov.roles:
+                fail(f"--sign-off {sign_off!r}: roles are {', '.join(gov.roles)}", EXIT_CONFIG)
+            if not (note or "").strip():
+                fail("a sign-off needs --note", EXIT_CONFIG)
+            journal.record_clearance(account=acct, strategy=strategy, action="signoff",
+                                     mode=to, role=sign_off, person=operator_name(person),
+                                     note=note or "")
+        thresholds = (gov.to_shadow if to == "shadow" else gov.to_live).model_dump()
+        evidence, results, missing = assess(
+            journal, account=acct, strategy=strategy, target=to, thresholds=thresholds,
+            roles=gov.roles, contract_size=settings.paper.contract_size,
+            initial_balance=settings.paper.initial_balance,
+            pairing_window=timedelta(minutes=settings.shadow.pairing_window_minutes))
+        failing = [r for r in results if not r.passed]
+        promoted = not failing and not missing
+        if promoted:
+            journal.record_clearance(
+                account=acct, strategy=strategy, action="promote", mode=to,
+                person=operator_name(person), note="all thresholds passed; signed by "
+                + ", ".join(gov.roles), evidence=evidence_dict(evidence))
+    finally:
+        journal.close()
+    data: dict[str, Any] = {
+        "account": acct, "strategy": strategy, "to": to, "promoted": promoted,
+        "evidence": evidence_dict(evidence),
+        "thresholds": [{"name": r.name, "passed": r.passed, "detail": r.detail}
+                       for r in results],
+        "missing_signoffs": missing}
+    lines = [f"{acct}/{strategy} -> {to}: {'PROMOTED' if promoted else 'not promoted'}"]
+    lines += [f"  {'ok  ' if r.passed else 'FAIL'} {r.name}: {r.detail}" for r in results]
+    if missing:
+        lines.append(f"  missing sign-offs: {', '.join(missing)}")
+    print_out(data, as_json, "\n".join(lines))
+    if not promoted:
+        raise typer.Exit(EXIT_REFUSED)
+
+
+def demote(
+    account: Annotated[str | None, typer.Argument(help="Account (default: the settings').")]
+    = None,
+    to: Annotated[str, typer.Option(help="paper | shadow")] = "paper",
+    reason: Annotated[str, typer.Option(help="Why (journaled).")] = "",
+    operator: Annotated[str | None, typer.Option()] = None,
+    config: ConfigOpt = None, journal_url: JournalOpt = None,
+) -> None:
+    """Immediate: one operator and a reason; trading goes REDUCING at once and a running
+    daemon stops sending at its next decision."""
+    from executor.governance import cleared_mode
+    from guardrails.promotion import RANK
+    from guardrails.state import TradingState, set_state
+
+    if not reason.strip():
+        fail("--reason is required", EXIT_CONFIG)
+    if to not in ("paper", "shadow"):
+        fail("--to must be paper or shadow", EXIT_CONFIG)
+    settings = settings_for(config, journal_url)
+    acct = account or settings.account
+    strategy = settings.strategy.name
+    journal = journal_for(settings, migrate=True)
+    try:
+        current = cleared_mode(journal, acct, strategy)
+        if RANK[to] >= RANK[current]:
+            fail(f"{acct}/{strategy} is cleared for {current}; demoting to {to} changes "
+                 "nothing", EXIT_REFUSED)
+        who = operator_name(operator)
+        journal.record_clearance(account=acct, strategy=strategy, action="demote", mode=to,
+                                 person=who, note=reason)
+        set_state(journal, TradingState.REDUCING, operator=who,
+                  reason=f"demoted to {to}: {reason}")
+    finally:
+        journal.close()
+    typer.echo(f"{acct}/{strategy} demoted to {to}; trading REDUCING")
