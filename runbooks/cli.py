@@ -44,12 +44,20 @@ app.add_typer(db_app, name="db")
 
 
 def _register_groups() -> None:
-    from runbooks import approvals_cli, governance_cli, params_cli, providers_cli, shadow_cli
+    from runbooks import (
+        approvals_cli,
+        governance_cli,
+        params_cli,
+        providers_cli,
+        replay_cli,
+        shadow_cli,
+    )
 
     app.add_typer(params_cli.app, name="params")
     app.add_typer(providers_cli.app, name="providers")
     app.add_typer(shadow_cli.app, name="shadow")
     governance_cli.register(app)
+    replay_cli.register(app)
     app.add_typer(approvals_cli.app, name="approvals")
     app.add_typer(approvals_cli.incidents_app, name="incidents")
 
