@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -39,6 +40,9 @@ def shadow_pairs(journal: Any, account: str, since: datetime | None,
 @app.command("report")
 def report(since: Annotated[str | None, typer.Option(help="ISO date/time (UTC) to start "
                             "from.")] = None,
+           report_dir: Annotated[Path | None, typer.Option("--report", help="Also write a "
+                                 "self-contained HTML report with CSV/JSON exports here.")]
+           = None,
            config: ConfigOpt = None, journal_url: JournalOpt = None,
            as_json: JsonOpt = False) -> None:
     """Pairing summary: direction agreement, timing, entry/stop/target differences,
@@ -78,4 +82,29 @@ def report(since: Annotated[str | None, typer.Option(help="ISO date/time (UTC) t
             f"entry diff: {summary['entry_diff']}; slippage: {summary['slippage']}\n"
             f"stop diff: {summary['sl_diff']}; target diff: {summary['tp_diff']}\n"
             f"structure agreement: {summary['structure_agreement']}")
+    if report_dir is not None:
+        written = _write_report(report_dir, settings.account, summary, rows)
+        text += f"\nreport: {written}"
     print_out({"summary": summary, "pairs": rows}, as_json, text)
+
+
+def _write_report(out: Path, account: str, summary: dict[str, Any],
+                  rows: list[dict[str, Any]]) -> Path:
+    from executor.reports.html import Badge, Report, Section, table_from_dicts, write_report
+
+    agreement = summary["direction_agreement"]
+    status = "idle" if agreement is None else "ok" if agreement >= 0.6 else "degraded"
+    flat = [{"figure": k, "value": v if not isinstance(v, dict) else
+             ", ".join(f"{kk} {vv:.6g}" for kk, vv in v.items())} for k, v in summary.items()]
+    section = Section(
+        id="shadow", title="Shadow pairing against the EA",
+        notes=("Our intents (nothing sent) paired with the EA's entries on the same symbol "
+               "within the pairing window; timing is EA minus ours, slippage is the EA's "
+               "fill against the market we decided on (positive: worse for the EA).",),
+        badges=(Badge("direction agreement", status,
+                      "n/a" if agreement is None else f"{agreement:.0%}"),),
+        tables=(table_from_dicts("shadow_summary", "Summary", flat),
+                table_from_dicts("shadow_pairs", "Pairs", rows)))
+    written = write_report(Report(f"Shadow report — {account}", (("account", account),),
+                                  (section,)), out, "shadow.html")
+    return written.html

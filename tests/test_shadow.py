@@ -79,8 +79,12 @@ def test_shadow_run_pairs_with_scripted_ea_deals(journal_url: str, tmp_path: Pat
     assert report["entry_diff"]["mean"] == pytest.approx(0.0002, abs=1e-6)
     assert report["sl_diff"]["median"] == pytest.approx(0.0, abs=1e-5)
     text = runner.invoke(app, ["shadow", "report", "--config", str(EXAMPLE),
-                               "--journal-url", journal_url])
+                               "--journal-url", journal_url, "--report", str(tmp_path / "r")])
     assert "direction agreement: 75%" in text.stdout
+    html = (tmp_path / "r" / "shadow.html").read_text()
+    assert "Shadow pairing against the EA" in html and "75%" in html
+    assert "http://" not in html and "https://" not in html  # nothing fetched at view time
+    assert (tmp_path / "r" / "shadow_pairs.csv").exists()
 
 
 def test_pairing_rules() -> None:
