@@ -1,9 +1,21 @@
-"""The provider seam: local deterministic providers now, LLM providers (openai, anthropic)
-behind the same protocol later."""
+"""The provider seams.
+
+``Provider`` is the original seam for deterministic local voters (``StructureProvider``,
+``MomentumProvider``, ``SmcRulesProvider``): a pure function of proposal and snapshot.
+``ModelClient`` is the seam for language models behind an HTTP API (``OpenAIChatClient``,
+``AnthropicMessagesClient``): it turns a rendered prompt into raw text and token counts and
+knows nothing of trading; validation, recording and scoring happen around it, the same
+for every model. ``PersonaProvider`` is a deterministic local answer to a risk or
+execution-review request.
+"""
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pydantic import BaseModel
 
 from strategies.domain import MarketSnapshot, Proposal, Signal
 
@@ -13,4 +25,53 @@ class Provider(Protocol):
 
     def evaluate(self, proposal: Proposal, snapshot: MarketSnapshot) -> Signal:
         """Vote on a proposal. Raising is allowed: the ensemble turns it into an abstention."""
+        ...
+
+
+class PersonaProvider(Protocol):
+    name: str
+
+    def answer(self, request: Any) -> BaseModel:
+        """Answer a persona input model (``RiskInput``/``ExecutionInput``) with its output
+        model. Raising is allowed: the ensemble turns it into an abstention."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedPrompt:
+    """A template filled in for one request; ``text`` is what the recording key hashes."""
+
+    template_id: str
+    template_version: str
+    template_hash: str
+    system: str
+    user: str
+
+    @property
+    def text(self) -> str:
+        return f"{self.system}\n\n{self.user}"
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A model's raw answer. ``truncated``: it stopped on its token limit."""
+
+    text: str
+    tokens_in: int = 0
+    tokens_out: int = 0
+    truncated: bool = False
+    finish_reason: str | None = None
+
+
+class ModelClient(Protocol):
+    kind: str
+    model: str
+
+    def complete(self, prompt: RenderedPrompt, schema: Mapping[str, Any] | None,
+                 schema_name: str, timeout_s: float) -> Completion:
+        """One request, no retries beyond the SDK's configured ``max_retries``.
+
+        Raises ``ProviderCallError`` for API and transport failures (``timeout=True`` for a
+        timeout); any other exception is also turned into an abstention by the caller.
+        """
         ...

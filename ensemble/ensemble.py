@@ -1,52 +1,289 @@
-"""Ensemble: ask every provider about a proposal, score the answers, return a Decision.
+"""Ensemble: route a proposal through the persona chain, under one deadline, to a Decision.
 
-Fail closed: a provider that raises becomes an abstention with the error as its reason;
-nothing a provider does can crash the cycle or turn into a vote by default.
+    research   fan out to the routed providers in parallel, validate, score -> consensus
+    risk       (if configured and research has a direction) approve / resize / veto
+    execution  (if configured and not vetoed) check the order against the snapshot
+
+Fail closed: a provider that raises, times out, answers late or invalidly, or is behind
+an open breaker becomes an abstention with its reason; nothing a provider does can crash
+the cycle or turn into a vote by default; an error in the ensemble itself yields a flat
+decision with the error recorded as a call. A configured review stage without a valid
+answer vetoes. A veto makes the decision flat (no trade), keeping the votes and their
+contributions for the journal.
+
+Threads: blocking members (LLMs) run on one thread pool made once per ensemble; pure local
+members run inline in the calling thread (microseconds; a pool hop would cost more than
+they do). The decision waits for pooled answers at most until its deadline: whatever has
+not answered by then is a ``timeout`` in the decision, and if its answer comes later it is
+sent to telemetry as ``late`` and otherwise ignored.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
-from collections.abc import Mapping, Sequence
-
-from strategies.domain import Decision, Direction, MarketSnapshot, Proposal, Signal
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from functools import partial
 
 from ensemble.base import Provider
-from ensemble.scoring import weighted_vote
+from ensemble.breaker import CircuitBreaker
+from ensemble.config import EnsembleConfig
+from ensemble.members import LocalVoter, Member, MemberResult, StageRequest, late_call
+from ensemble.personas import (
+    PersonaStep,
+    combine_execution,
+    combine_risk,
+    execution_input,
+    research_input,
+    risk_input,
+)
+from ensemble.routing import EnsembleHealth, Route, Router
+from ensemble.scoring import Score, score_signals
+from ensemble.telemetry import FAILURE_OUTCOMES, CallOutcome, ProviderCall, TelemetrySink
+from strategies.domain import Decision, Direction, MarketSnapshot, Proposal, Signal
+
+log = logging.getLogger(__name__)
+
+
+def decision_key(proposal: Proposal) -> str:
+    """Joins a decision's calls (including late ones) to its proposal and outcome."""
+    return (f"{proposal.strategy}:{proposal.symbol}:{proposal.timeframe}:"
+            f"{proposal.bar_time.isoformat()}")
+
+
+@dataclass(frozen=True, slots=True)
+class EnsembleResult:
+    """Everything behind one decision; ``decision`` is what the executor consumes."""
+
+    decision: Decision
+    score: Score
+    steps: tuple[PersonaStep, ...]
+    size_factor: float
+    vetoed_by: str | None
+    veto_reason: str | None
+    health: EnsembleHealth | None  # None from ``evaluate`` (it skips the extra work)
+    elapsed_ms: float
+
+    @property
+    def calls(self) -> tuple[ProviderCall, ...]:
+        return tuple(self.decision.calls)
 
 
 class Ensemble:
-    def __init__(self, providers: Sequence[Provider], weights: Mapping[str, float],
-                 params_hash: str) -> None:
-        names = [p.name for p in providers]
+    """``Ensemble(providers, weights, params_hash)`` keeps working for local providers;
+    ``build_ensemble(config, ...)`` (``ensemble.factory``) builds the full one."""
+
+    def __init__(self, providers: Sequence[Provider] = (),
+                 weights: Mapping[str, float] | None = None, params_hash: str = "", *,
+                 members: Sequence[Member] = (), config: EnsembleConfig | None = None,
+                 telemetry: TelemetrySink | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config if config is not None else EnsembleConfig(providers=())
+        wrapped = [LocalVoter(
+            name=p.name, kind=str(getattr(p, "kind", type(p).__name__)),
+            provider_class="deterministic", stages=frozenset({"research"}),
+            breaker=CircuitBreaker(p.name, self.config.breaker, clock),
+            inline=not bool(getattr(p, "blocking", False)), provider=p) for p in providers]
+        all_members: list[Member] = [*wrapped, *members]
+        names = [m.name for m in all_members]
         if len(set(names)) != len(names):
             raise ValueError(f"provider names must be unique, got {names}")
         self.providers = tuple(providers)
-        self.weights = dict(weights)
+        self.members = tuple(all_members)
+        self.weights = dict(weights) if weights is not None else self.config.weights
         self.params_hash = params_hash
+        self.telemetry = telemetry
+        self.router = Router(self.config.routing, self.members)
+        self.use_breakers = self.config.mode != "replay"
+        self.deadline_s = self.config.deadline_ms / 1000.0
+        self._review_stages = tuple(st for st in ("risk", "execution")
+                                    if self.router.candidates(st))
+        self.sink_errors = 0
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ public API
 
     def evaluate(self, proposal: Proposal, snapshot: MarketSnapshot) -> Decision:
-        signals = tuple(self._ask(p, proposal, snapshot) for p in self.providers)
-        direction, confidence, agreement, voters, contributions = weighted_vote(
-            signals, self.weights)
-        return Decision(proposal=proposal, direction=direction, confidence=confidence,
-                        agreement=agreement, voters=voters, signals=signals,
-                        contributions=contributions, params_hash=self.params_hash)
+        return self.evaluate_detailed(proposal, snapshot, with_health=False).decision
 
-    @staticmethod
-    def _ask(provider: Provider, proposal: Proposal, snapshot: MarketSnapshot) -> Signal:
+    def evaluate_detailed(self, proposal: Proposal, snapshot: MarketSnapshot, *,
+                          with_health: bool = True) -> EnsembleResult:
         started = time.perf_counter()
+        key = decision_key(proposal)
         try:
-            signal = provider.evaluate(proposal, snapshot)
-        except Exception as exc:  # noqa: BLE001 - any provider failure is an abstention
-            return Signal(provider.name, Direction.FLAT, 0.0,
-                          abstain_reason=f"error: {exc.__class__.__name__}: {exc}",
-                          latency_ms=(time.perf_counter() - started) * 1e3)
-        if not 0.0 <= signal.confidence <= 1.0 or signal.provider != provider.name:
-            return Signal(provider.name, Direction.FLAT, 0.0,
-                          abstain_reason="invalid signal: confidence outside [0, 1] or "
-                                         "wrong provider name",
-                          latency_ms=(time.perf_counter() - started) * 1e3)
-        latency = (time.perf_counter() - started) * 1e3
-        return Signal(signal.provider, signal.direction, signal.confidence, signal.rationale,
-                      signal.tags, signal.abstain_reason, latency)
+            result = self._evaluate(proposal, snapshot, key, started, with_health)
+        except Exception as exc:  # fail closed: a flat decision with a reason
+            log.exception("ensemble_error decision=%s", key)
+            call = ProviderCall(decision_key=key, stage="ensemble", provider="ensemble",
+                                provider_class="ensemble", kind="ensemble", model="",
+                                outcome=CallOutcome.ERROR, abstained=True,
+                                reason=f"ensemble error: {exc.__class__.__name__}: {exc}",
+                                error_class=exc.__class__.__name__)
+            decision = Decision(proposal, Direction.FLAT, 0.0, 0, 0, (), (), self.params_hash,
+                                calls=(call,))
+            score = Score(Direction.FLAT, 0.0, 0, 0, (), None, (), "none")
+            result = EnsembleResult(decision, score, (), 0.0, "ensemble", call.reason,
+                                    self.health(), (time.perf_counter() - started) * 1e3)
+        for call in result.decision.calls:
+            self._emit(call)
+        return result
+
+    def health(self) -> EnsembleHealth:
+        return self.router.health()
+
+    def classes_down(self) -> tuple[str, ...]:
+        """Provider classes whose every member's breaker is open (for guardrails)."""
+        return self.router.health().classes_down
+
+    def close(self) -> None:
+        """Stop the worker pool; calls in flight are abandoned (their answers never count)."""
+        with self._pool_lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = None
+
+    def __enter__(self) -> Ensemble:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ the chain
+
+    def _evaluate(self, proposal: Proposal, snapshot: MarketSnapshot, key: str,
+                  started: float, with_health: bool) -> EnsembleResult:
+        deadline = started + self.deadline_s
+        calls: list[ProviderCall] = []
+        steps: list[PersonaStep] = []
+
+        route = self.router.route("research", use_breakers=self.use_breakers)
+        payload = payload_json = None
+        if any(m.needs_payload for m in route.selected):
+            payload = research_input(proposal, snapshot)
+            payload_json = payload.model_dump_json(indent=2)
+        request = StageRequest("research", key, proposal, snapshot, deadline, payload,
+                               payload_json)
+        results = self._run_stage(route, request)
+        calls.extend(r.call for r in results)
+        signals: tuple[Signal, ...] = tuple(r.signal for r in results if r.signal is not None)
+        score = score_signals(signals, self.weights, snapshot, self.config.scoring)
+        steps.append(PersonaStep(
+            "research", payload_json, _answers(results),
+            "vote" if score.voted else "none", 1.0,
+            f"{score.direction.value} {score.confidence:.3f} "
+            f"({score.agreement}/{score.voters} agree)"))
+
+        size = 1.0
+        vetoed_by: str | None = None
+        veto_reason: str | None = None
+        if score.voted:
+            for stage in self._review_stages:
+                route = self.router.route(stage, use_breakers=self.use_breakers)
+                stage_payload = (
+                    risk_input(proposal, snapshot, score.direction, score.confidence,
+                               score.agreement, score.voters) if stage == "risk"
+                    else execution_input(proposal, snapshot, size))
+                stage_json = stage_payload.model_dump_json(indent=2)
+                request = StageRequest(stage, key, proposal, snapshot, deadline,
+                                       stage_payload, stage_json)
+                results = self._run_stage(route, request)
+                calls.extend(r.call for r in results)
+                outputs = [(r.call.provider, r.output) for r in results if r.output is not None]
+                if not route.selected:
+                    verdict, factor = "veto", 0.0
+                    reason = f"all {stage} providers unavailable (breaker open)"
+                elif stage == "risk":
+                    verdict, factor, reason = combine_risk(outputs)
+                else:
+                    verdict, reason = combine_execution(outputs)
+                    factor = size if verdict != "veto" else 0.0
+                steps.append(PersonaStep(stage, stage_json, _answers(results), verdict,
+                                         factor, reason))
+                if verdict == "veto":
+                    vetoed_by, veto_reason = stage, reason
+                    break
+                size = min(size, factor)
+
+        direction, confidence, agreement = score.direction, score.confidence, score.agreement
+        if vetoed_by is not None:
+            direction, confidence, agreement, size = Direction.FLAT, 0.0, 0, 0.0
+        decision = Decision(proposal, direction, confidence, agreement, score.voters, signals,
+                            score.contributions, self.params_hash, calls=tuple(calls))
+        return EnsembleResult(decision, score, tuple(steps), size if score.voted else 0.0,
+                              vetoed_by, veto_reason, self.health() if with_health else None,
+                              (time.perf_counter() - started) * 1e3)
+
+    # ------------------------------------------------------------------ fan-out
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self.config.max_workers,
+                                                thread_name_prefix="dta-ensemble")
+            return self._pool
+
+    def _run_stage(self, route: Route, request: StageRequest) -> list[MemberResult]:
+        stage_started = time.perf_counter()
+        results: dict[str, MemberResult] = {}
+        pooled: list[tuple[Member, Future[MemberResult]]] = []
+        for m in route.selected:
+            if not m.inline:
+                pooled.append((m, self._executor().submit(m.call, request)))
+        for m in route.selected:
+            if m.inline:
+                results[m.name] = m.call(request)
+        if pooled:
+            wait([f for _, f in pooled],
+                 timeout=max(0.0, request.deadline - time.perf_counter()))
+            for m, f in pooled:
+                if f.done():
+                    results[m.name] = _result_of(m, f, request)
+                else:
+                    elapsed = (time.perf_counter() - stage_started) * 1e3
+                    reason = f"timeout: no answer within the {self.config.deadline_ms} ms deadline"
+                    if f.cancel():  # still queued behind busy workers: never sent at all
+                        reason += " (not started: every worker busy)"
+                    else:
+                        f.add_done_callback(partial(self._late, m, request))
+                    results[m.name] = m.abstain(request, CallOutcome.TIMEOUT, reason, elapsed)
+        if self.use_breakers:
+            for m in route.selected:
+                call = results[m.name].call
+                m.breaker.record(call.outcome not in FAILURE_OUTCOMES, call.latency_ms)
+        for m in route.skipped:
+            results[m.name] = m.abstain(request, CallOutcome.BREAKER_OPEN, "breaker open")
+        return [results[m.name] for m in route.ordered()]
+
+    def _late(self, member: Member, request: StageRequest,
+              future: Future[MemberResult]) -> None:
+        if future.cancelled():
+            return
+        call = late_call(_result_of(member, future, request))
+        if call is not None:
+            self._emit(call)
+
+    def _emit(self, call: ProviderCall) -> None:
+        if self.telemetry is None:
+            return
+        try:
+            self.telemetry.record_call(call)
+        except Exception:  # telemetry never fails a decision
+            self.sink_errors += 1
+            log.exception("telemetry_sink_error provider=%s", call.provider)
+
+
+def _result_of(member: Member, future: Future[MemberResult],
+               request: StageRequest) -> MemberResult:
+    try:
+        return future.result(timeout=0)
+    except Exception as exc:  # cancelled at shutdown, or a bug
+        return member.abstain(request, CallOutcome.ERROR,
+                              f"error: {exc.__class__.__name__}: {exc}")
+
+
+def _answers(results: Sequence[MemberResult]) -> tuple[tuple[str, str, str | None], ...]:
+    return tuple((r.call.provider, r.call.outcome.value, r.call.output_json) for r in results)

@@ -116,6 +116,13 @@ class RunStats:
         return {"p50_us": _pct(data, 50), "p99_us": _pct(data, 99), "max_us": data[-1]}
 
 
+def _close(resource: object) -> None:
+    """Release what a component holds (the ensemble's thread pool and SDK clients)."""
+    close = getattr(resource, "close", None)
+    if callable(close):
+        close()
+
+
 def _pct(data: Sequence[float], q: float) -> float:
     k = min(len(data) - 1, max(0, round(q / 100 * (len(data) - 1))))
     return data[k]
@@ -229,6 +236,8 @@ class RealtimeExecutor:
         """Run with another parameter version from the next decision on."""
         previous = getattr(self, "c", None)
         self.c = self.component_factory(version, content)
+        if previous is not None:
+            _close(previous.ensemble)
         if warm and previous is not None and previous.snapshot_params != self.c.snapshot_params:
             self._warm_builders()
         if previous is not None and previous.version == version:
@@ -252,6 +261,7 @@ class RealtimeExecutor:
             self.journal.commit()
             summary = self.summary()
             self.journal.end_run(status, summary)
+            _close(self.c.ensemble)
             return summary
 
     # ------------------------------------------------------------------ the cycle

@@ -31,6 +31,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from ensemble.config import EnsembleConfig
 from executor.errors import ConfigError
 from strategies.domain import ParameterSet, normalize_timeframe, stable_hash
 
@@ -79,21 +80,6 @@ class StrategySettings(_Section):
     name: Literal["smc_ob_retest", "swing_breakout"] = "smc_ob_retest"
     params: dict[str, Any] = Field(default_factory=dict)
     snapshot: dict[str, Any] = Field(default_factory=dict)
-
-
-class ProviderSettings(_Section):
-    name: str
-    kind: Literal["structure", "momentum"]
-    weight: float = Field(default=1.0, ge=0, le=100)
-    params: dict[str, Any] = Field(default_factory=dict)
-
-
-def _default_providers() -> list[ProviderSettings]:
-    return [ProviderSettings(name="structure", kind="structure", weight=1.0)]
-
-
-class EnsembleSettings(_Section):
-    providers: list[ProviderSettings] = Field(default_factory=_default_providers)
 
 
 class ConsensusSettings(_Section):
@@ -247,7 +233,7 @@ class Settings(BaseSettings):
     data: DataSettings = Field(default_factory=DataSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     strategy: StrategySettings = Field(default_factory=StrategySettings)
-    ensemble: EnsembleSettings = Field(default_factory=EnsembleSettings)
+    ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
     guardrails: GuardrailSettings = Field(default_factory=GuardrailSettings)
     paper: PaperSettings = Field(default_factory=PaperSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
@@ -303,7 +289,15 @@ class Settings(BaseSettings):
             value = getattr(self, name)
             if isinstance(value, SecretStr) and value.get_secret_value():
                 out.append(value.get_secret_value())
+        for provider in self.ensemble.providers:
+            if provider.api_key is not None and provider.api_key.get_secret_value():
+                out.append(provider.api_key.get_secret_value())
         return out
+
+    def provider_secrets(self) -> dict[str, SecretStr | None]:
+        """The keys LLM providers may name with ``api_key_name``."""
+        return {"openai_api_key": self.openai_api_key,
+                "anthropic_api_key": self.anthropic_api_key}
 
     def parameter_set(self) -> ParameterSet:
         """Strategy parameters, ensemble weights and guardrail limits: what a decision ran
@@ -312,8 +306,7 @@ class Settings(BaseSettings):
             values={
                 "strategy": {"name": self.strategy.name, "params": self.strategy.params,
                              "snapshot": self.strategy.snapshot},
-                "ensemble": {p.name: {"kind": p.kind, "weight": p.weight, "params": p.params}
-                             for p in self.ensemble.providers},
+                "ensemble": self.ensemble.parameter_values(),
                 "guardrails": self.guardrails.model_dump(mode="json"),
                 "paper": self.paper.model_dump(mode="json"),
             }

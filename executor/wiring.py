@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ensemble.base import Provider
 from ensemble.ensemble import Ensemble
-from ensemble.local import MomentumProvider, StructureProvider
+from ensemble.errors import EnsembleConfigError
+from ensemble.factory import build_ensemble as build_ensemble_from_config
 from executor.brokers.paper import PaperBroker
 from executor.components import ComponentFactory, Components
 from executor.daemon import RealtimeExecutor
@@ -20,7 +20,7 @@ from executor.feeds.validator import BarValidator
 from executor.governance import ClearanceCheck
 from executor.journal.store import Journal
 from executor.metrics import Metrics
-from executor.settings import GuardrailSettings, ProviderSettings, Settings
+from executor.settings import GuardrailSettings, Settings
 from executor.shadow import CsvEaSource, EaSource, ShadowBroker
 from executor.systemd import Notifier
 from guardrails.base import Check
@@ -38,8 +38,9 @@ from guardrails.limits import (
     StaleDataCheck,
     TradingHoursCheck,
 )
+from guardrails.params import weights_of
 from guardrails.state import TradingStateCheck
-from strategies.domain import ParameterSet
+from strategies.domain import ParameterSet, stable_hash
 from strategies.registry import build_strategy
 from strategies.snapshot import SnapshotBuilder
 
@@ -52,34 +53,30 @@ class Daemon:
     loaded: LoadedBars
 
 
-def build_provider(cfg: ProviderSettings) -> Provider:
+def build_ensemble(settings: Settings, content: dict[str, Any] | None = None,
+                   disabled: frozenset[str] = frozenset(), *,
+                   only: str | None = None) -> Ensemble:
+    """The ensemble the settings describe, with the provider weights of the parameter-set
+    ``content`` (when given) and without the providers an operator disabled."""
+    cfg = settings.ensemble
+    if content is not None:
+        weights = {k: v for k, v in weights_of(content).items()
+                   if k in {p.name for p in cfg.providers}}
+        cfg = cfg.with_weights(weights)
+    keep = tuple(p for p in cfg.providers
+                 if p.name not in disabled and (only is None or p.name == only))
+    if not keep:
+        raise ConfigError("ensemble: every provider is disabled; enable one with "
+                          "`dta providers enable NAME --reason ...`")
     try:
-        if cfg.kind == "structure":
-            return StructureProvider(cfg.name, **cfg.params)
-        return MomentumProvider(cfg.name, **cfg.params)
-    except TypeError as exc:
-        raise ConfigError(f"ensemble.providers[{cfg.name}].params: {exc}") from None
-
-
-def build_ensemble(settings: Settings) -> Ensemble:
-    """The ensemble as the settings file describes it (its own parameter set)."""
-    content = settings.parameter_set().values
-    return ensemble_from_params(content, settings.parameter_set().content_hash)
-
-
-def ensemble_from_params(content: dict[str, Any], params_hash: str,
-                         disabled: frozenset[str] = frozenset()) -> Ensemble:
-    """Providers an operator disabled (`dta providers disable`) are left out of rotation."""
-    providers: list[Provider] = []
-    weights: dict[str, float] = {}
-    for name, cfg in content.get("ensemble", {}).items():
-        if name in disabled:
-            continue
-        providers.append(build_provider(ProviderSettings(
-            name=name, kind=cfg["kind"], weight=cfg.get("weight", 1.0),
-            params=cfg.get("params", {}))))
-        weights[name] = float(cfg.get("weight", 1.0))
-    return Ensemble(providers, weights, params_hash)
+        cfg = type(cfg).model_validate({**cfg.model_dump(), "providers": [
+            p.model_dump() for p in keep]})
+        params_hash = stable_hash(content) if content is not None else \
+            settings.parameter_set().content_hash
+        return build_ensemble_from_config(cfg, secrets=settings.provider_secrets(),
+                                          params_hash=params_hash)
+    except (EnsembleConfigError, ValueError) as exc:
+        raise ConfigError(f"ensemble: {exc}") from None
 
 
 def build_guardrails(guard: GuardrailSettings | Settings, journal: Journal,
@@ -117,8 +114,9 @@ def build_guardrails(guard: GuardrailSettings | Settings, journal: Journal,
     return Guardrails(checks)
 
 
-def component_factory(mode: str, journal: Journal, account: str = "") -> ComponentFactory:
+def component_factory(settings: Settings, journal: Journal) -> ComponentFactory:
     """Turns a parameter-set version's content into the objects the cycle runs with."""
+    mode, account = settings.mode, settings.account
 
     def build(version: int, content: dict[str, Any]) -> Components:
         params = ParameterSet(content)
@@ -134,8 +132,7 @@ def component_factory(mode: str, journal: Journal, account: str = "") -> Compone
             version=version, params=params, strategy=strategy,
             strategy_params=dict(strategy_cfg.get("params", {})),
             snapshot_params=snapshot_params,
-            ensemble=ensemble_from_params(content, params.content_hash,
-                                          frozenset(journal.disabled_providers())),
+            ensemble=build_ensemble(settings, content, frozenset(journal.disabled_providers())),
             guardrails=build_guardrails(guard, journal, mode, account=account,
                                         strategy=strategy_cfg["name"]), guard=guard,
             order_volume=float(content.get("paper", {}).get("order_volume_lots", 0.1)))
@@ -172,8 +169,8 @@ def build_daemon(settings: Settings, journal: Journal, *, data: Path | None = No
     for rej in loaded.rejected if fresh else ():  # journaled once, by the first run
         journal.record_rejection(None, loaded.symbol, loaded.timeframe, "unparseable_row",
                                  f"line {rej.line}: {rej.reason}")
-    factory = component_factory(settings.mode, journal, settings.account)
-    factory(0, settings.parameter_set().values)  # fail fast on bad settings, before any I/O
+    factory = component_factory(settings, journal)
+    _close_components(factory(0, settings.parameter_set().values))  # fail fast, before I/O
     broker_cls = ShadowBroker if settings.mode == "shadow" else PaperBroker
     broker = broker_cls(contract_size=settings.paper.contract_size,
                         initial_balance=settings.paper.initial_balance)
@@ -185,3 +182,9 @@ def build_daemon(settings: Settings, journal: Journal, *, data: Path | None = No
         notifier=notifier, points={loaded.symbol: loaded.point} if loaded.point else None,
         contract_size=settings.paper.contract_size, metrics=metrics, ea_source=ea_source)
     return Daemon(executor, journal, feed, loaded)
+
+
+def _close_components(components: Components) -> None:
+    close = getattr(components.ensemble, "close", None)
+    if callable(close):
+        close()

@@ -156,14 +156,16 @@ def _need(operator: str, reason: str) -> None:
 
 def with_weights(content: dict[str, Any], weights: dict[str, float]) -> dict[str, Any]:
     """A copy of ``content`` with new provider weights (for the approval feedback)."""
-    ensemble = {name: {**cfg, "weight": round(weights.get(name, cfg.get("weight", 1.0)), 6)}
-                for name, cfg in content.get("ensemble", {}).items()}
+    ensemble = dict(content.get("ensemble", {}))
+    ensemble["providers"] = {
+        name: {**cfg, "weight": round(weights.get(name, cfg.get("weight", 1.0)), 6)}
+        for name, cfg in ensemble.get("providers", {}).items()}
     return {**content, "ensemble": ensemble}
 
 
 def weights_of(content: dict[str, Any]) -> dict[str, float]:
-    return {name: float(cfg.get("weight", 1.0)) for name, cfg in
-            content.get("ensemble", {}).items()}
+    providers = content.get("ensemble", {}).get("providers", {})
+    return {name: float(cfg.get("weight", 1.0)) for name, cfg in providers.items()}
 
 
 def first_weights(store: ParamStore) -> dict[str, float]:

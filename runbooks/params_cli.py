@@ -155,7 +155,7 @@ def propose_(
             fail("nothing to change: give --set or --file", EXIT_CONFIG)
         content = _merge(base, patch)
         try:
-            component_factory(settings.mode, journal)(0, content)
+            component_factory(settings, journal)(0, content)
         except ConfigError as exc:
             fail(f"invalid parameter set: {exc}", EXIT_CONFIG)
         who = operator_name(operator)

@@ -31,7 +31,7 @@ def _configured(journal: Any, settings: Any) -> dict[str, dict[str, Any]]:
 
     active = active_version(journal)
     content = active.content if active else settings.parameter_set().values
-    return dict(content.get("ensemble", {}))
+    return dict(content.get("ensemble", {}).get("providers", {}))
 
 
 @app.command("status")
@@ -112,9 +112,10 @@ def enable(name: str, reason: Annotated[str, typer.Option(help="Why (journaled).
 def probe(name: str, config: ConfigOpt = None, journal_url: JournalOpt = None,
           as_json: JsonOpt = False) -> None:
     """Ask one provider about the latest journaled market once, outside the daemon."""
-    from executor.wiring import ensemble_from_params
+    from executor.errors import ConfigError
+    from executor.wiring import build_ensemble
     from guardrails.params import active_version
-    from strategies.domain import Direction, Proposal, stable_hash
+    from strategies.domain import Direction, Proposal
     from strategies.snapshot import SnapshotBuilder
 
     settings = settings_for(config, journal_url)
@@ -132,8 +133,7 @@ def probe(name: str, config: ConfigOpt = None, journal_url: JournalOpt = None,
         for bar in journal.iter_bars(symbol, timeframe, limit=500):
             snapshot = builder.update(bar)
         active = active_version(journal)
-        content = {**(active.content if active else settings.parameter_set().values)}
-        content["ensemble"] = {name: configured[name]}
+        content = active.content if active else settings.parameter_set().values
     finally:
         journal.close()
     assert snapshot is not None
@@ -141,7 +141,10 @@ def probe(name: str, config: ConfigOpt = None, journal_url: JournalOpt = None,
     proposal = Proposal("probe", symbol, timeframe, snapshot.bar.time, Direction.LONG,
                         snapshot.bar.close, snapshot.bar.close - atr,
                         snapshot.bar.close + 2 * atr, "operator probe")
-    ensemble = ensemble_from_params(content, stable_hash(content))
+    try:
+        ensemble = build_ensemble(settings, content, only=name)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_FAILURE)
     started = time.perf_counter()
     decision = ensemble.evaluate(proposal, snapshot)
     elapsed_ms = (time.perf_counter() - started) * 1e3

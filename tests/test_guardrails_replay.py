@@ -100,7 +100,7 @@ def test_approved_in_time_executes_once_and_late_never(journal_url: str,
     pending = j.approvals("pending")
     assert len(pending) == 1
     request = pending[0]
-    weights_before = active_version(j).content["ensemble"]  # type: ignore[union-attr]
+    weights_before = active_version(j).content["ensemble"]["providers"]  # type: ignore[union-attr]
     j.close()
 
     shown = _cli(journal_url, "approvals", "show", str(request.id))
@@ -126,11 +126,11 @@ def test_approved_in_time_executes_once_and_late_never(journal_url: str,
         # The verdict fed the weights: a new, active version within the bounds.
         active = active_version(j)
         assert active is not None and active.author == "approval-feedback"
-        for name, cfg in active.content["ensemble"].items():
+        for name, cfg in active.content["ensemble"]["providers"].items():
             base = weights_before[name]["weight"]
             assert 0.25 * base <= cfg["weight"] <= 4.0 * base
             assert abs(cfg["weight"] - base) <= 0.05 * base + 1e-9
-        assert active.content["ensemble"] != weights_before
+        assert active.content["ensemble"]["providers"] != weights_before
     finally:
         j.close()
 

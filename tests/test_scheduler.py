@@ -77,7 +77,7 @@ def test_scheduled_daemon_runs_each_bar_once_and_stops_cleanly(sqlite_url: str,
     executor = RealtimeExecutor(
         mode="paper", account="acct", journal=journal, feed=ClockFeed(start),
         streams=[("EURUSD", "S1")], broker=PaperBroker(),
-        components=component_factory("paper", journal), settings_params=params,
+        components=component_factory(settings, journal), settings_params=params,
         validator=BarValidator(), settings_hash=settings.content_hash,
         notifier=Notifier(str(notify_path), watchdog_usec=200_000))
     executor.start()

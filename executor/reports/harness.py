@@ -168,9 +168,9 @@ class ReplayHarness:
     def run_info(self, summary: dict[str, Any]) -> dict[str, Any]:
         req, src, loaded = self.request, self.source, self.daemon.loaded
         content = self.executor.c.params.values
-        ensemble = content.get("ensemble", {})
+        providers = content.get("ensemble", {}).get("providers", {})
         configured = {name: {"kind": cfg.get("kind"), "weight": cfg.get("weight")}
-                      for name, cfg in ensemble.items()} if isinstance(ensemble, dict) else {}
+                      for name, cfg in providers.items()}
         reproduce = [f"dta replay {src.source}"]
         if req.start is not None:
             reproduce.append(f"--from {_iso(req.start)}")

@@ -1,0 +1,90 @@
+"""Anthropic Messages through the official ``anthropic`` SDK.
+
+Structured output is requested with ``output_config={"format": {"type": "json_schema",
+"schema": ...}}`` when ``structured_output`` is on; the text blocks of the answer are
+joined and validated by us like any other model's. Imported lazily, retries and timeouts
+explicit, for the same reasons as ``openai_chat.py``.
+
+``temperature`` is sent only if the installed SDK's ``messages.create`` still takes it
+(anthropic 2.x dropped it; the models it targets choose their own sampling).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import SecretStr
+
+from ensemble.base import Completion, RenderedPrompt
+from ensemble.errors import EnsembleConfigError, ProviderCallError
+from ensemble.openai_chat import scrub
+
+
+class AnthropicMessagesClient:
+    kind = "anthropic"
+
+    def __init__(self, *, model: str, api_key: SecretStr | None, base_url: str | None,
+                 timeout_s: float, max_retries: int = 0, max_tokens: int = 600,
+                 temperature: float | None = 0.0, structured_output: bool = True) -> None:
+        try:
+            import anthropic
+        except ImportError:  # pragma: no cover - exercised only without the package
+            raise EnsembleConfigError(
+                "provider kind 'anthropic' needs the anthropic package: "
+                "pip install 'anthropic>=0.40'") from None
+        if api_key is None:
+            raise EnsembleConfigError("an anthropic provider needs an API key")
+        self.model = model
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self.structured_output = structured_output
+        self._secret = api_key.get_secret_value()
+        self._sdk: Any = anthropic
+        self._client: Any = anthropic.Anthropic(
+            api_key=self._secret, base_url=base_url, timeout=timeout_s,
+            max_retries=max_retries)
+        try:
+            params = inspect.signature(self._client.messages.create).parameters
+            self._takes_temperature = "temperature" in params
+        except (TypeError, ValueError):  # pragma: no cover - uninspectable wrapper
+            self._takes_temperature = False
+
+    def complete(self, prompt: RenderedPrompt, schema: Mapping[str, Any] | None,
+                 schema_name: str, timeout_s: float) -> Completion:
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": self.max_tokens,
+            "system": prompt.system,
+            "messages": [{"role": "user", "content": prompt.user}],
+            "timeout": timeout_s,
+        }
+        if self.temperature is not None and self._takes_temperature:
+            kwargs["temperature"] = self.temperature
+        if self.structured_output and schema is not None:
+            kwargs["output_config"] = {"format": {"type": "json_schema",
+                                                  "schema": dict(schema)}}
+        sdk = self._sdk
+        try:
+            resp = self._client.messages.create(**kwargs)
+        except sdk.APITimeoutError as exc:
+            raise ProviderCallError(scrub(str(exc), self._secret),
+                                    error_class=type(exc).__name__, timeout=True) from None
+        except sdk.APIStatusError as exc:
+            raise ProviderCallError(scrub(f"HTTP {exc.status_code}: {exc.message}",
+                                          self._secret),
+                                    error_class=type(exc).__name__,
+                                    status=exc.status_code) from None
+        except sdk.AnthropicError as exc:
+            raise ProviderCallError(scrub(str(exc), self._secret),
+                                    error_class=type(exc).__name__) from None
+        text = "".join(getattr(block, "text", "") for block in (resp.content or [])
+                       if getattr(block, "type", None) == "text")
+        usage = resp.usage
+        return Completion(
+            text=text,
+            tokens_in=int(getattr(usage, "input_tokens", 0) or 0),
+            tokens_out=int(getattr(usage, "output_tokens", 0) or 0),
+            truncated=resp.stop_reason == "max_tokens",
+            finish_reason=resp.stop_reason)

@@ -1,0 +1,97 @@
+"""OpenAI-compatible chat completions through the official ``openai`` SDK.
+
+One adapter serves OpenAI, vLLM, llama.cpp's server and Ollama: they differ only in
+``base_url`` (and in which token-limit parameter they accept: ``max_tokens_param``).
+Structured output is requested with ``response_format={"type": "json_schema", ...}``;
+whatever comes back is still validated by us (``validation.py``), since local servers
+may ignore the schema.
+
+The SDK is imported when the client is built, not when this module is imported, so
+``dta --help`` stays fast and a missing package is a clear build-time error. Retries are
+explicit (``max_retries``, default 0: the ensemble's deadline governs, and the breaker
+and fallback chain are the retry policy), and so is every timeout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import SecretStr
+
+from ensemble.base import Completion, RenderedPrompt
+from ensemble.errors import EnsembleConfigError, ProviderCallError
+
+
+def scrub(text: str, secret: str | None) -> str:
+    return text.replace(secret, "**********") if secret else text
+
+
+class OpenAIChatClient:
+    kind = "openai"
+
+    def __init__(self, *, model: str, api_key: SecretStr | None, base_url: str | None,
+                 timeout_s: float, max_retries: int = 0, max_tokens: int = 600,
+                 max_tokens_param: str = "max_completion_tokens",
+                 temperature: float | None = 0.0, structured_output: bool = True) -> None:
+        try:
+            import openai
+        except ImportError:  # pragma: no cover - exercised only without the package
+            raise EnsembleConfigError(
+                "provider kind 'openai' needs the openai package: pip install 'openai>=2'"
+            ) from None
+        self.model = model
+        self.max_tokens = max_tokens
+        self.max_tokens_param = max_tokens_param
+        self.temperature = temperature
+        self.structured_output = structured_output
+        self._secret = api_key.get_secret_value() if api_key is not None else None
+        self._sdk: Any = openai
+        # Keyless local servers (llama.cpp, Ollama) accept any bearer token.
+        self._client: Any = openai.OpenAI(
+            api_key=self._secret or "sk-no-key", base_url=base_url, timeout=timeout_s,
+            max_retries=max_retries)
+
+    def complete(self, prompt: RenderedPrompt, schema: Mapping[str, Any] | None,
+                 schema_name: str, timeout_s: float) -> Completion:
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "messages": [{"role": "system", "content": prompt.system},
+                         {"role": "user", "content": prompt.user}],
+            self.max_tokens_param: self.max_tokens,
+            "timeout": timeout_s,
+        }
+        if self.temperature is not None:
+            kwargs["temperature"] = self.temperature
+        if self.structured_output and schema is not None:
+            kwargs["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": schema_name, "strict": True, "schema": dict(schema)},
+            }
+        sdk = self._sdk
+        try:
+            resp = self._client.chat.completions.create(**kwargs)
+        except sdk.APITimeoutError as exc:
+            raise ProviderCallError(scrub(str(exc), self._secret),
+                                    error_class=type(exc).__name__, timeout=True) from None
+        except sdk.APIStatusError as exc:
+            raise ProviderCallError(scrub(f"HTTP {exc.status_code}: {exc.message}",
+                                          self._secret),
+                                    error_class=type(exc).__name__,
+                                    status=exc.status_code) from None
+        except sdk.OpenAIError as exc:
+            raise ProviderCallError(scrub(str(exc), self._secret),
+                                    error_class=type(exc).__name__) from None
+        choices = getattr(resp, "choices", None) or []
+        if not choices:
+            raise ProviderCallError("response has no choices", error_class="EmptyResponse")
+        choice = choices[0]
+        message = choice.message
+        text = message.content if message.content is not None else (message.refusal or "")
+        usage = resp.usage
+        return Completion(
+            text=text,
+            tokens_in=int(getattr(usage, "prompt_tokens", 0) or 0),
+            tokens_out=int(getattr(usage, "completion_tokens", 0) or 0),
+            truncated=choice.finish_reason == "length",
+            finish_reason=choice.finish_reason)

@@ -1,0 +1,1 @@
+"""Loopback fakes of external services, started by the tests that need them."""

@@ -1,0 +1,487 @@
+"""Fake OpenAI Chat Completions and Anthropic Messages servers on 127.0.0.1.
+
+The tests drive the real ``openai`` and ``anthropic`` SDKs against these servers, so the
+fakes must speak the wire format those SDKs parse. Shapes follow the APIs' documentation
+and the SDKs' own generated types:
+
+OpenAI, ``POST /v1/chat/completions`` (https://platform.openai.com/docs/api-reference/chat/create,
+``openai/types/chat/chat_completion.py``, ``openai/types/completion_usage.py``)::
+
+    {"id": "chatcmpl-...", "object": "chat.completion", "created": 1700000000,
+     "model": "...", "choices": [{"index": 0, "finish_reason": "stop" | "length",
+       "message": {"role": "assistant", "content": "...", "refusal": null}, "logprobs": null}],
+     "usage": {"prompt_tokens": N, "completion_tokens": M, "total_tokens": N + M}}
+
+    Structured output is requested with ``response_format={"type": "json_schema",
+    "json_schema": {"name", "strict", "schema"}}``
+    (https://platform.openai.com/docs/guides/structured-outputs).
+    Errors (https://platform.openai.com/docs/guides/error-codes) carry
+    ``{"error": {"message", "type", "param", "code"}}``: 429 ``rate_limit_exceeded`` when
+    requests come too fast, 500 ``server_error`` "The server had an error while processing
+    your request", 401 ``invalid_api_key``; ``x-request-id`` names the request.
+
+Anthropic, ``POST /v1/messages`` (https://docs.anthropic.com/en/api/messages,
+``anthropic/types/message.py``, ``anthropic/types/usage.py``)::
+
+    {"id": "msg_...", "type": "message", "role": "assistant", "model": "...",
+     "content": [{"type": "text", "text": "..."}], "stop_reason": "end_turn" | "max_tokens",
+     "stop_sequence": null, "usage": {"input_tokens": N, "output_tokens": M}}
+
+    The request carries the key (``x-api-key``, or ``Authorization: Bearer`` as SDK 2.x
+    sends it) and an ``anthropic-version`` header and a required
+    ``max_tokens``; structured output is ``output_config={"format": {"type": "json_schema",
+    "schema": ...}}``. Errors (https://docs.anthropic.com/en/api/errors,
+    ``anthropic/types/shared/error_response.py``) are
+    ``{"type": "error", "error": {"type", "message"}, "request_id"}`` with a ``request-id``
+    header: 429 ``rate_limit_error``, 500 ``api_error``, 529 ``overloaded_error`` (the API
+    is temporarily overloaded for everyone), 401 ``authentication_error``.
+
+Behaviour is scripted per request: each server has a queue of one-shot behaviours and a
+default ``responder`` (a function of the decoded request) used when the queue is empty.
+A behaviour can answer, delay, hang until released, fail with any documented error,
+truncate (``finish_reason: length`` / ``stop_reason: max_tokens``), return a body that is
+not JSON, or drop the connection.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
+
+# --------------------------------------------------------------------------- behaviours
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A successful completion whose assistant text is ``text``."""
+
+    text: str
+    delay: float = 0.0
+    truncated: bool = False  # finish_reason "length" / stop_reason "max_tokens"
+    prompt_tokens: int | None = None  # default: a 4-chars-per-token estimate
+    completion_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class Fail:
+    """An API error with the documented body for this server's API."""
+
+    status: int
+    error_type: str | None = None  # default: the documented type for the status
+    message: str | None = None
+    delay: float = 0.0
+
+
+@dataclass(frozen=True)
+class Hang:
+    """Accept the request and answer nothing until the server is released or closed."""
+
+    max_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class RawBody:
+    """Status 200 with a body that is not what the API documents (e.g. not JSON)."""
+
+    body: bytes
+    content_type: str = "application/json"
+
+
+@dataclass(frozen=True)
+class Disconnect:
+    """Close the connection without an HTTP response."""
+
+
+Behaviour = Reply | Fail | Hang | RawBody | Disconnect
+Responder = Callable[[dict[str, Any]], Behaviour]
+
+
+@dataclass
+class SeenRequest:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+    at: float = field(default_factory=time.monotonic)
+
+
+def _estimate_tokens(text: str) -> int:
+    return max(1, len(text) // 4)
+
+
+# --------------------------------------------------------------------------- server base
+
+
+class _FakeServer:
+    """A ThreadingHTTPServer in a daemon thread, with a script of behaviours."""
+
+    api = "base"
+    path = "/"
+
+    def __init__(self, responder: Responder | None = None, *, api_key: str = "test-key",
+                 model: str = "fake-model") -> None:
+        self.responder: Responder = responder or (lambda _req: Reply('{"ok": true}'))
+        self.api_key = api_key
+        self.model = model
+        self.script: deque[Behaviour] = deque()
+        self.requests: list[SeenRequest] = []
+        self.release = threading.Event()
+        self._lock = threading.Lock()
+        self._counter = 0
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            # One buffered write per response and no Nagle delay: otherwise headers and
+            # body go out as two segments and a delayed ACK adds ~40 ms per request.
+            wbufsize = -1
+            disable_nagle_algorithm = True
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                fake._handle(self)
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.02,),
+                                        name=f"fake-{self.api}", daemon=True)
+
+    # -- lifecycle
+
+    def start(self) -> _FakeServer:
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self.release.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> _FakeServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def port(self) -> int:
+        return int(self._httpd.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        raise NotImplementedError
+
+    # -- scripting
+
+    def reset(self, responder: Responder | None = None, *, api_key: str | None = None,
+              ) -> None:
+        """Forget the script and the seen requests (a module-scoped server between tests)."""
+        with self._lock:
+            self.script.clear()
+            self.requests.clear()
+            if responder is not None:
+                self.responder = responder
+            if api_key is not None:
+                self.api_key = api_key
+
+    def push(self, *behaviours: Behaviour) -> None:
+        with self._lock:
+            self.script.extend(behaviours)
+
+    def _next(self, body: dict[str, Any]) -> Behaviour:
+        with self._lock:
+            if self.script:
+                return self.script.popleft()
+        return self.responder(body)
+
+    # -- request handling
+
+    def _handle(self, h: BaseHTTPRequestHandler) -> None:
+        length = int(h.headers.get("content-length") or 0)
+        raw = h.rfile.read(length)
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            self._send_error(h, 400, None, "request body is not valid JSON")
+            return
+        headers = {k.lower(): v for k, v in h.headers.items()}
+        with self._lock:
+            self.requests.append(SeenRequest(h.path, headers, body))
+            self._counter += 1
+            n = self._counter
+        if h.path.split("?")[0] != self.path:
+            self._send_error(h, 404, None, f"unknown path {h.path}")
+            return
+        problem = self._check_request(headers, body)
+        if problem is not None:
+            status, message = problem
+            self._send_error(h, status, None, message)
+            return
+        behaviour = self._next(body)
+        if isinstance(behaviour, Hang):
+            self.release.wait(behaviour.max_seconds)
+            h.close_connection = True
+            return
+        if isinstance(behaviour, Disconnect):
+            h.close_connection = True
+            h.connection.close()
+            return
+        if isinstance(behaviour, RawBody):
+            self._send(h, 200, behaviour.body, behaviour.content_type)
+            return
+        if behaviour.delay and self.release.wait(behaviour.delay):
+            return  # released while delaying: the test is over
+        if isinstance(behaviour, Fail):
+            self._send_error(h, behaviour.status, behaviour.error_type, behaviour.message)
+            return
+        self._send(h, 200, json.dumps(self._completion(body, behaviour, n)).encode())
+
+    def _send(self, h: BaseHTTPRequestHandler, status: int, payload: bytes,
+              content_type: str = "application/json", extra: dict[str, str] | None = None,
+              ) -> None:
+        try:
+            h.send_response(status)
+            h.send_header("content-type", content_type)
+            h.send_header("content-length", str(len(payload)))
+            for k, v in (extra or {}).items():
+                h.send_header(k, v)
+            h.end_headers()
+            h.wfile.write(payload)
+            h.wfile.flush()
+        except OSError:
+            pass  # the client gave up (timeout): nothing to answer
+
+    def _send_error(self, h: BaseHTTPRequestHandler, status: int, error_type: str | None,
+                    message: str | None) -> None:
+        raise NotImplementedError
+
+    def _check_request(self, headers: dict[str, str], body: dict[str, Any],
+                       ) -> tuple[int, str] | None:
+        raise NotImplementedError
+
+    def _completion(self, body: dict[str, Any], reply: Reply, n: int) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+def _prompt_text(body: dict[str, Any]) -> str:
+    parts: list[str] = []
+    system = body.get("system")
+    if isinstance(system, str):
+        parts.append(system)
+    for m in body.get("messages", []):
+        content = m.get("content")
+        if isinstance(content, str):
+            parts.append(content)
+        elif isinstance(content, list):
+            parts.extend(str(c.get("text", "")) for c in content if isinstance(c, dict))
+    return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------- OpenAI
+
+
+class FakeOpenAIServer(_FakeServer):
+    """``POST /v1/chat/completions`` as OpenAI, vLLM, llama.cpp and Ollama serve it."""
+
+    api = "openai"
+    path = "/v1/chat/completions"
+
+    _DEFAULT_ERRORS: ClassVar[dict[int, tuple[str, str | None, str]]] = {
+        400: ("invalid_request_error", None, "Invalid request."),
+        401: ("invalid_request_error", "invalid_api_key", "Incorrect API key provided."),
+        429: ("requests", "rate_limit_exceeded",
+              "Rate limit reached for requests. Please try again in 1s."),
+        500: ("server_error", None, "The server had an error while processing your request. "
+              "Sorry about that!"),
+        503: ("server_error", None, "The engine is currently overloaded, please try again "
+              "later."),
+    }
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def _check_request(self, headers: dict[str, str], body: dict[str, Any],
+                       ) -> tuple[int, str] | None:
+        if headers.get("authorization") != f"Bearer {self.api_key}":
+            return 401, "Incorrect API key provided."
+        if not isinstance(body.get("model"), str) or not isinstance(body.get("messages"), list):
+            return 400, "'model' and 'messages' are required properties."
+        fmt = body.get("response_format")
+        if fmt is not None:
+            ok = (fmt.get("type") == "json_schema"
+                  and isinstance(fmt.get("json_schema", {}).get("schema"), dict)
+                  and isinstance(fmt.get("json_schema", {}).get("name"), str))
+            if not ok and fmt.get("type") not in ("json_object", "text"):
+                return 400, "Invalid 'response_format'."
+        return None
+
+    def _send_error(self, h: BaseHTTPRequestHandler, status: int, error_type: str | None,
+                    message: str | None) -> None:
+        d_type, d_code, d_msg = self._DEFAULT_ERRORS.get(
+            status, ("server_error" if status >= 500 else "invalid_request_error", None,
+                     "Error."))
+        payload = {"error": {"message": message or d_msg, "type": error_type or d_type,
+                             "param": None, "code": d_code}}
+        extra = {"x-request-id": f"req_{status}_{time.monotonic_ns()}"}
+        if status == 429:
+            extra["retry-after"] = "1"
+        self._send(h, status, json.dumps(payload).encode(), extra=extra)
+
+    def _completion(self, body: dict[str, Any], reply: Reply, n: int) -> dict[str, Any]:
+        prompt_tokens = reply.prompt_tokens or _estimate_tokens(_prompt_text(body))
+        completion_tokens = reply.completion_tokens or _estimate_tokens(reply.text)
+        return {
+            "id": f"chatcmpl-fake{n}",
+            "object": "chat.completion",
+            "created": 1_700_000_000 + n,
+            "model": body.get("model", self.model),
+            "system_fingerprint": "fp_fake",
+            "choices": [{
+                "index": 0,
+                "finish_reason": "length" if reply.truncated else "stop",
+                "message": {"role": "assistant", "content": reply.text, "refusal": None},
+                "logprobs": None,
+            }],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens},
+        }
+
+
+# --------------------------------------------------------------------------- Anthropic
+
+
+class FakeAnthropicServer(_FakeServer):
+    """``POST /v1/messages`` as the Anthropic API serves it."""
+
+    api = "anthropic"
+    path = "/v1/messages"
+
+    _DEFAULT_ERRORS: ClassVar[dict[int, tuple[str, str]]] = {
+        400: ("invalid_request_error", "Invalid request."),
+        401: ("authentication_error", "invalid x-api-key"),
+        429: ("rate_limit_error", "Number of request tokens has exceeded your per-minute "
+              "rate limit."),
+        500: ("api_error", "Internal server error"),
+        529: ("overloaded_error", "Overloaded"),
+    }
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _check_request(self, headers: dict[str, str], body: dict[str, Any],
+                       ) -> tuple[int, str] | None:
+        # The API documents ``x-api-key``; anthropic SDK 2.x sends ``Authorization: Bearer``.
+        if (headers.get("x-api-key") != self.api_key
+                and headers.get("authorization") != f"Bearer {self.api_key}"):
+            return 401, "invalid x-api-key"
+        if "anthropic-version" not in headers:
+            return 400, "anthropic-version: header is required"
+        if not isinstance(body.get("max_tokens"), int):
+            return 400, "max_tokens: Field required"
+        if not isinstance(body.get("messages"), list) or not body["messages"]:
+            return 400, "messages: Field required"
+        cfg = body.get("output_config")
+        if cfg is not None:
+            fmt = cfg.get("format") or {}
+            if fmt.get("type") != "json_schema" or not isinstance(fmt.get("schema"), dict):
+                return 400, "output_config.format: invalid"
+        return None
+
+    def _send_error(self, h: BaseHTTPRequestHandler, status: int, error_type: str | None,
+                    message: str | None) -> None:
+        d_type, d_msg = self._DEFAULT_ERRORS.get(
+            status, ("api_error" if status >= 500 else "invalid_request_error", "Error."))
+        if status == 401:
+            d_type = "authentication_error"
+        request_id = f"req_fake{status}{time.monotonic_ns()}"
+        payload = {"type": "error",
+                   "error": {"type": error_type or d_type, "message": message or d_msg},
+                   "request_id": request_id}
+        extra = {"request-id": request_id}
+        if status == 429:
+            extra["retry-after"] = "1"
+        self._send(h, status, json.dumps(payload).encode(), extra=extra)
+
+    def _completion(self, body: dict[str, Any], reply: Reply, n: int) -> dict[str, Any]:
+        input_tokens = reply.prompt_tokens or _estimate_tokens(_prompt_text(body))
+        output_tokens = reply.completion_tokens or _estimate_tokens(reply.text)
+        return {
+            "id": f"msg_fake{n:06d}",
+            "type": "message",
+            "role": "assistant",
+            "model": body.get("model", self.model),
+            "content": [{"type": "text", "text": reply.text}],
+            "stop_reason": "max_tokens" if reply.truncated else "end_turn",
+            "stop_sequence": None,
+            "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens,
+                      "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
+        }
+
+
+# --------------------------------------------------------------------------- responders
+
+_JSON_BLOCK = re.compile(r"```json\s*(\{.*?\})\s*```", re.DOTALL)
+
+
+def prompt_input(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The stage input JSON the prompt templates embed in a ```json block, if any."""
+    m = _JSON_BLOCK.search(_prompt_text(body))
+    if m is None:
+        return None
+    try:
+        value = json.loads(m.group(1))
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def research_answer(inp: dict[str, Any], *, agree: bool = True, confidence: float = 0.7,
+                    tags: tuple[str, ...] = ("order_block_bullish",)) -> dict[str, Any]:
+    """A well-formed research answer for the embedded input: the proposal's own levels."""
+    p = inp["proposal"]
+    direction = p["direction"] if agree else ("short" if p["direction"] == "long" else "long")
+    if agree:
+        entry, stop, target = p["entry"], p["stop"], p["target"]
+    else:
+        entry, stop, target = p["entry"], p["target"], p["stop"]
+    return {"symbol": inp["symbol"], "direction": direction, "confidence": confidence,
+            "entry": entry, "stop": stop, "target": target, "tags": list(tags),
+            "rationale": f"{direction} from the order block retest"}
+
+
+def stage_responder(*, agree: bool = True, confidence: float = 0.7) -> Responder:
+    """A deterministic 'model' for every persona stage, reading the embedded input."""
+
+    def respond(body: dict[str, Any]) -> Behaviour:
+        inp = prompt_input(body)
+        if inp is None:
+            return Reply("I cannot find the input.")
+        stage = inp.get("stage")
+        if stage == "research":
+            tags = (("order_block_bullish",) if inp["proposal"]["direction"] == "long"
+                    else ("order_block_bearish",))
+            return Reply(json.dumps(research_answer(inp, agree=agree, confidence=confidence,
+                                                    tags=tags)))
+        if stage == "risk":
+            return Reply(json.dumps({"action": "approve", "size_factor": 1.0,
+                                     "reason": "risk within limits"}))
+        if stage == "execution":
+            return Reply(json.dumps({"approve": True, "issues": [],
+                                     "reason": "order consistent with the market"}))
+        return Reply("unknown stage")
+
+    return respond
+
+
+def iter_requests(server: _FakeServer) -> Iterator[SeenRequest]:
+    yield from list(server.requests)
