@@ -33,6 +33,7 @@ the Wine-side Python needs just ``rpyc`` (and ``MetaTrader5``, ``numpy``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import hmac
 import ipaddress
@@ -61,6 +62,7 @@ PROTOCOL_MAGIC = b"DTA-MT5-BRIDGE/1"  # 16 bytes
 _NONCE = 32
 _MAC = 32
 _OK = b"OK"
+_NO = b"NO"
 
 
 # --------------------------------------------------------------------------- plain data
@@ -99,7 +101,7 @@ def _last_error(module: Any) -> list[Any]:
     try:
         code, message = module.last_error()
         return [int(code), str(message)]
-    except Exception as exc:  # noqa: BLE001 - a broken last_error must not hide the answer
+    except Exception as exc:  # a broken last_error must not hide the answer
         return [-1, f"last_error failed: {exc!r}"]
 
 
@@ -167,6 +169,8 @@ def server_handshake(sock: socket.socket, secret: bytes, timeout: float = 5.0) -
         client_nonce, proof = reply[:_NONCE], reply[_NONCE:]
         expected = _mac(secret, b"client", server_nonce, client_nonce)
         if not hmac.compare_digest(proof, expected):
+            with contextlib.suppress(OSError):
+                sock.sendall(_NO + bytes(_MAC))
             raise PermissionError("bridge client failed the shared-secret check")
         sock.sendall(_OK + _mac(secret, b"server", client_nonce, server_nonce))
     finally:
@@ -185,9 +189,12 @@ def client_handshake(sock: socket.socket, secret: bytes, timeout: float = 5.0) -
         client_nonce = secrets.token_bytes(_NONCE)
         sock.sendall(client_nonce + _mac(secret, b"client", server_nonce, client_nonce))
         answer = _recv_exact(sock, len(_OK) + _MAC)
+        if answer[: len(_NO)] == _NO:
+            raise PermissionError("the MT5 bridge refused our shared secret "
+                                  "(mt5_bridge_secret differs from the bridge's --secret-file)")
         expected = _mac(secret, b"server", client_nonce, server_nonce)
         if answer[: len(_OK)] != _OK or not hmac.compare_digest(answer[len(_OK):], expected):
-            raise PermissionError("the MT5 bridge failed the shared-secret check")
+            raise PermissionError("the peer failed the shared-secret check: not our MT5 bridge")
     finally:
         sock.settimeout(previous)
 
@@ -226,13 +233,12 @@ class BridgeServer:
         """Cut every client connection (as a crashed or restarted bridge would)."""
         clients = list(self._server.clients)
         for sock in clients:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         return len(clients)
 
     def close(self) -> None:
+        self.drop_connections()
         self._server.close()
         self._thread.join(timeout=5)
 
@@ -282,6 +288,8 @@ def serve(module: Any, host: str = "127.0.0.1", port: int = 18812, secret: bytes
             return "pong"
 
     def authenticator(sock: socket.socket) -> tuple[socket.socket, None]:
+        with contextlib.suppress(OSError):  # small request/response frames: no Nagle delay
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             server_handshake(sock, key, handshake_timeout)
         except Exception as exc:
@@ -289,13 +297,19 @@ def serve(module: Any, host: str = "127.0.0.1", port: int = 18812, secret: bytes
             raise AuthenticationError(str(exc)) from None
         return sock, None
 
-    server = ThreadedServer(Mt5BridgeService, hostname=host, port=port,
-                            authenticator=authenticator, protocol_config=dict(RPYC_CONFIG),
-                            auto_register=False, logger=log)
+    class _Server(ThreadedServer):  # type: ignore[misc]
+        def _handle_connection(self, conn: Any) -> None:
+            # The socket closed under us (shutdown, drop) is a goodbye, not an error.
+            with contextlib.suppress(OSError):
+                conn.serve_all()
+
+    server = _Server(Mt5BridgeService, hostname=host, port=port, authenticator=authenticator,
+                     protocol_config=dict(RPYC_CONFIG), auto_register=False, logger=log)
     log.info("mt5 bridge listening on %s:%s", server.host, server.port)
     if block:
         server.start()
         return None
+    server._listen()  # listening before we return, so a client can connect at once
     thread = threading.Thread(target=server.start, name="mt5-bridge", daemon=True)
     thread.start()
     return BridgeServer(str(server.host), int(server.port), server, thread)

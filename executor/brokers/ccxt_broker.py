@@ -1,0 +1,462 @@
+"""ccxt broker (spot): where an order leaves the process for a crypto exchange.
+
+Synchronous ccxt (the executor is a single-worker threaded daemon), rate limiting on,
+markets loaded once. Our client order id travels as the unified ``clientOrderId`` param
+(ccxt sends it as Binance's ``newClientOrderId``) and comes back through
+``fetch_order(..., {"origClientOrderId": id})``, which is how an order whose outcome we do
+not know is found without sending it again.
+
+Error mapping (the full table is in docs/brokers.md):
+- on submit: ``NetworkError`` (``RequestTimeout``, 5xx ``ExchangeNotAvailable``,
+  ``DDoSProtection``...) -> ``unknown``, settled by lookup, never re-sent; ``InvalidNonce`` /
+  Binance -1021 -> time resynced (``load_time_difference``) and sent once more with the
+  *same* client id (the exchange refused the first, nothing was placed);
+  ``InsufficientFunds``, ``InvalidOrder``, ``BadSymbol``, ``BadRequest``,
+  ``AuthenticationError``, ``OperationRejected`` -> ``rejected`` with the reason, not
+  retried; Binance -2010 "Duplicate order sent." -> ``unknown`` (an open order with our id
+  exists: lookup adopts it); any other ``ExchangeError`` -> ``unknown``.
+- on reads: ``NetworkError`` retried with backoff, then ``BrokerError(retryable=True)``;
+  ``InvalidNonce`` resyncs first; anything else ``BrokerError(retryable=False)``.
+
+Spot has no positions: ``positions()`` is the net of our own fills (orders whose client id
+we sent), rebuilt from the exchange's trade history on first use and updated by every fill
+seen since. Protective SL/TP are not attached on spot (Binance spot has no attached stops);
+the order's journal reason says so.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import structlog
+from pydantic import SecretStr
+
+from executor.brokers.base import BrokerFill, BrokerOrder
+from executor.brokers.config import CcxtSettings
+from executor.errors import BrokerError, ConfigError
+from strategies.domain import (
+    Bar,
+    Fill,
+    Order,
+    OrderIntent,
+    OrderSide,
+    OrderState,
+    OrderType,
+    Position,
+)
+
+log = structlog.get_logger("dta.ccxt")
+
+T = TypeVar("T")
+
+# Client ids the daemon generates (strategies.domain.client_order_id) start with this.
+OUR_ID_PREFIX = "dta"
+
+_CODE = re.compile(r'"code"\s*:\s*(-?\d+)')
+
+
+def exchange_code(exc: BaseException) -> int | None:
+    """The exchange's numeric error code inside a ccxt message (``binance {"code":-1021,..}``)."""
+    m = _CODE.search(str(exc))
+    return int(m.group(1)) if m else None
+
+
+def make_exchange(settings: CcxtSettings, *, api_key: SecretStr | str | None = None,
+                  secret: SecretStr | str | None = None,
+                  api_urls: Mapping[str, str] | None = None) -> Any:
+    """A configured sync ccxt exchange. ``api_urls`` overrides entries of ``urls['api']``
+    (tests point them at a loopback fake; an operator could use it for a proxy)."""
+    import ccxt
+
+    cls = getattr(ccxt, settings.exchange, None)
+    if cls is None or not isinstance(cls, type):
+        raise ConfigError(f"ccxt has no exchange {settings.exchange!r}")
+    options: dict[str, Any] = {"defaultType": "spot", "adjustForTimeDifference": False}
+    if settings.exchange.startswith("binance"):
+        # Spot only: skip the private currencies call, the futures exchangeInfo calls and
+        # the margin-pairs calls that load_markets would otherwise make.
+        options.update({"fetchCurrencies": False, "fetchMargins": False,
+                        "fetchMarkets": {"types": ["spot"]},
+                        "recvWindow": settings.recv_window_ms,
+                        "warnOnFetchOpenOrdersWithoutSymbol": False})
+    options.update(settings.options)
+    config: dict[str, Any] = {"enableRateLimit": settings.enable_rate_limit,
+                              "timeout": settings.timeout_ms, "options": options}
+    if settings.rate_limit_ms is not None:
+        config["rateLimit"] = settings.rate_limit_ms
+    if api_key is not None:
+        config["apiKey"] = (api_key.get_secret_value() if isinstance(api_key, SecretStr)
+                            else api_key)
+    if secret is not None:
+        config["secret"] = (secret.get_secret_value() if isinstance(secret, SecretStr)
+                            else secret)
+    exchange = cls(config)
+    if settings.sandbox:
+        exchange.set_sandbox_mode(True)
+    if api_urls:
+        exchange.urls["api"] = {**exchange.urls["api"], **dict(api_urls)}
+    return exchange
+
+
+def _ccxt() -> Any:
+    import ccxt
+
+    return ccxt
+
+
+def _rejection_types() -> tuple[type[BaseException], ...]:
+    c = _ccxt()
+    return (c.InsufficientFunds, c.InvalidOrder, c.BadSymbol, c.BadRequest,
+            c.AuthenticationError, c.OperationRejected)
+
+
+class CcxtBroker:
+    def __init__(self, exchange: Any, settings: CcxtSettings, *,
+                 sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], datetime] | None = None,
+                 id_prefix: str = OUR_ID_PREFIX) -> None:
+        self.exchange = exchange
+        self.settings = settings
+        self.name = f"ccxt:{exchange.id}"
+        self.id_prefix = id_prefix
+        self._sleep = sleep
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._lock = threading.RLock()
+        self._markets_loaded = False
+        self._intents: dict[str, OrderIntent] = {}
+        self._symbol_of: dict[str, str] = {}
+        self._coid_of: dict[str, str] = {}  # exchange order id -> client order id
+        self._seen_fills: set[str] = set()
+        self._last_price: dict[str, float] = {}
+        self._last_poll: dict[str, datetime] = {}
+        self._book: dict[str, Position] | None = None
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _read(self, what: str, fn: Callable[..., T], *args: Any) -> T:
+        """A read: NetworkError retried with backoff, InvalidNonce after a time resync."""
+        c = _ccxt()
+        last: BaseException | None = None
+        for attempt in range(self.settings.read_retries + 1):
+            if attempt:
+                self._sleep(self.settings.read_backoff_seconds * 2 ** (attempt - 1))
+            try:
+                return fn(*args)
+            except c.InvalidNonce as exc:
+                last = exc
+                self._resync_time()
+            except c.NetworkError as exc:
+                last = exc
+                log.warning("ccxt_read_retry", call=what, error=str(exc)[:200],
+                            attempt=attempt + 1)
+            except c.BaseError as exc:
+                if exchange_code(exc) == -1021:
+                    last = exc
+                    self._resync_time()
+                    continue
+                raise
+        raise BrokerError(f"{self.name} {what} failed after {self.settings.read_retries + 1} "
+                          f"attempts: {last}", retryable=True)
+
+    def _resync_time(self) -> None:
+        try:
+            diff = self.exchange.load_time_difference()
+            log.warning("ccxt_time_resynced", time_difference_ms=diff)
+        except Exception as exc:  # the retry that follows will tell
+            log.warning("ccxt_time_resync_failed", error=str(exc)[:200])
+
+    def ensure_markets(self) -> None:
+        """Markets are loaded once per process (the endpoint is heavy and rate-limited)."""
+        with self._lock:
+            if not self._markets_loaded:
+                self._read("load_markets", self.exchange.load_markets)
+                self._markets_loaded = True
+
+    def _symbols(self) -> list[str]:
+        seen: dict[str, None] = dict.fromkeys(self.settings.symbols)
+        seen.update(dict.fromkeys(self._symbol_of.values()))
+        return list(seen)
+
+    def _is_ours(self, coid: str | None) -> bool:
+        return bool(coid) and (coid in self._intents or str(coid).startswith(self.id_prefix))
+
+    # ------------------------------------------------------------------ submit
+
+    def submit(self, order: Order) -> Order:
+        with self._lock:
+            return self._submit(order)
+
+    def _submit(self, order: Order) -> Order:
+        c = _ccxt()
+        intent = order.intent
+        symbol = intent.symbol
+        self._intents[intent.client_order_id] = intent
+        self._symbol_of[intent.client_order_id] = symbol
+        try:
+            self.ensure_markets()
+            market = self.exchange.market(symbol)
+            amount = float(self.exchange.amount_to_precision(symbol, intent.volume))
+            price = (float(self.exchange.price_to_precision(symbol, intent.price))
+                     if intent.price is not None and intent.order_type is OrderType.LIMIT
+                     else None)
+        except (BrokerError, c.BaseError) as exc:
+            return order.transition(OrderState.REJECTED, reason=f"not sent: {exc}")
+        if intent.order_type is OrderType.STOP:
+            return order.transition(OrderState.REJECTED,
+                                    reason="not sent: stop orders are not supported on spot")
+        if intent.order_type is OrderType.LIMIT and price is None:
+            return order.transition(OrderState.REJECTED, reason="not sent: limit without price")
+        limits = market.get("limits") or {}
+        amount_min = (limits.get("amount") or {}).get("min")
+        cost_min = (limits.get("cost") or {}).get("min")
+        if amount_min is not None and amount < float(amount_min):
+            return order.transition(OrderState.REJECTED,
+                                    reason=f"not sent: amount {amount} below the market "
+                                           f"minimum {amount_min}")
+        ref = price or self._last_price.get(symbol)
+        if cost_min is not None and ref is not None and amount * ref < float(cost_min):
+            return order.transition(OrderState.REJECTED,
+                                    reason=f"not sent: notional {amount * ref:.8g} below the "
+                                           f"market minimum {cost_min}")
+        note = ("protective SL/TP not attached (spot)"
+                if intent.stop_loss is not None or intent.take_profit is not None else "")
+        otype = "market" if intent.order_type is OrderType.MARKET else "limit"
+        params = {"clientOrderId": intent.client_order_id}
+        response: dict[str, Any] | None = None
+        for attempt in range(2):
+            try:
+                response = self.exchange.create_order(symbol, otype, intent.side.value, amount,
+                                                      price, params)
+                break
+            except Exception as exc:  # every outcome is mapped below
+                nonce = isinstance(exc, c.InvalidNonce) or exchange_code(exc) == -1021
+                if nonce and attempt == 0:
+                    # Refused for its timestamp: nothing was placed. Resync, same id again.
+                    self._resync_time()
+                    continue
+                return self._submit_error(order, exc, nonce)
+        assert response is not None
+        seen = self._from_ccxt(intent, response)
+        changes = dict(filled_volume=seen.filled_volume, avg_fill_price=seen.avg_fill_price,
+                       broker_order_id=seen.broker_order_id, reason=_join(seen.reason, note))
+        if seen.state is OrderState.CANCELLED:
+            # Done at once without filling in full (a market order out of liquidity ends
+            # EXPIRED): partially filled then cancelled, or, with no fill, rejected.
+            if seen.filled_volume > 0:
+                result = order.transition(OrderState.PARTIALLY_FILLED, **changes).transition(
+                    OrderState.CANCELLED)
+            else:
+                result = order.transition(OrderState.REJECTED, **changes)
+        else:
+            result = order.transition(seen.state, **changes)
+        log.info("ccxt_order_sent", client_order_id=intent.client_order_id,
+                 state=result.state.value, exchange_order_id=result.broker_order_id)
+        return result
+
+    def _submit_error(self, order: Order, exc: BaseException, nonce: bool) -> Order:
+        c = _ccxt()
+        text = f"{exc.__class__.__name__}: {str(exc)[:300]}"
+        if nonce:
+            return order.transition(OrderState.REJECTED,
+                                    reason=f"timestamp outside recvWindow after a time "
+                                           f"resync: {text}")
+        if "Duplicate order" in str(exc):
+            # An open order with our client id exists: ours. Lookup adopts it.
+            return order.transition(OrderState.UNKNOWN, reason=f"duplicate id: {text}")
+        if isinstance(exc, c.NetworkError):
+            return order.transition(OrderState.UNKNOWN, reason=f"outcome unknown: {text}")
+        if isinstance(exc, _rejection_types()):
+            return order.transition(OrderState.REJECTED, reason=text)
+        return order.transition(OrderState.UNKNOWN, reason=f"outcome unknown: {text}")
+
+    # ------------------------------------------------------------------ lookup
+
+    def lookup(self, client_order_id: str) -> Order | None:
+        c = _ccxt()
+        with self._lock:
+            symbol = self._symbol_of.get(client_order_id)
+            symbols = [symbol] if symbol else list(self.settings.symbols)
+            if not symbols:
+                raise BrokerError(f"cannot look up {client_order_id}: its symbol is unknown",
+                                  retryable=False)
+            self.ensure_markets()
+            for sym in symbols:
+                try:
+                    found = self._read("fetch_order", self.exchange.fetch_order, None, sym,
+                                       {"origClientOrderId": client_order_id})
+                except c.OrderNotFound:
+                    continue
+                except c.BaseError as exc:
+                    raise BrokerError(f"{self.name} fetch_order {client_order_id}: {exc}",
+                                      retryable=False) from None
+                self._symbol_of[client_order_id] = sym
+                return self._from_ccxt(self._intents.get(client_order_id), found,
+                                       client_order_id)
+            return None
+
+    def _from_ccxt(self, intent: OrderIntent | None, o: Mapping[str, Any],
+                   coid: str | None = None) -> Order:
+        coid = coid or str(o.get("clientOrderId") or "")
+        if o.get("id") is not None:
+            self._coid_of[str(o["id"])] = coid
+        if intent is None:
+            intent = OrderIntent(
+                coid, "", str(o.get("symbol") or ""), OrderSide(str(o.get("side") or "buy")),
+                float(o.get("amount") or 0.0),
+                OrderType.LIMIT if o.get("type") == "limit" else OrderType.MARKET,
+                datetime.fromtimestamp((o.get("timestamp") or 0) / 1000, UTC),
+                price=o.get("price"))
+        status = o.get("status")
+        filled = float(o.get("filled") or 0.0)
+        average = o.get("average")
+        avg = float(average) if average else None
+        oid = str(o["id"]) if o.get("id") is not None else None
+        if status == "closed":
+            return Order(intent, OrderState.FILLED, filled_volume=filled, avg_fill_price=avg,
+                         broker_order_id=oid)
+        if status in ("canceled", "expired"):
+            amount = float(o.get("amount") or 0.0)
+            reason = (f"{status} after a partial fill {filled} of {amount}" if filled > 0
+                      else f"{status} at the exchange")
+            return Order(intent, OrderState.CANCELLED, filled_volume=filled,
+                         avg_fill_price=avg, broker_order_id=oid, reason=reason)
+        if status == "rejected":
+            return Order(intent, OrderState.REJECTED, broker_order_id=oid,
+                         reason="rejected by the exchange")
+        state = OrderState.PARTIALLY_FILLED if filled > 0 else OrderState.ACCEPTED
+        return Order(intent, state, filled_volume=filled, avg_fill_price=avg,
+                     broker_order_id=oid)
+
+    # ------------------------------------------------------------------ reconciliation
+
+    def open_orders(self) -> list[BrokerOrder]:
+        self.ensure_markets()
+        out: list[BrokerOrder] = []
+        for sym in self._symbols():
+            for o in self._read("fetch_open_orders", self.exchange.fetch_open_orders, sym):
+                coid = str(o.get("clientOrderId") or "") or None
+                state = self._from_ccxt(self._intents.get(coid or ""), o, coid).state
+                out.append(BrokerOrder(
+                    coid, str(o["id"]), sym, OrderSide(str(o.get("side") or "buy")),
+                    float(o.get("amount") or 0.0), float(o.get("filled") or 0.0), state,
+                    ours=self._is_ours(coid), price=o.get("price"),
+                    time=datetime.fromtimestamp((o.get("timestamp") or 0) / 1000, UTC)))
+        return out
+
+    def recent_fills(self, since: datetime, symbols: Sequence[str] | None = None
+                     ) -> list[BrokerFill]:
+        """Every trade since ``since`` on the scanned symbols, attributed to the client id of
+        its order (foreign orders included: reconciliation tells them apart)."""
+        self.ensure_markets()
+        since_ms = int(since.timestamp() * 1000)
+        out: list[BrokerFill] = []
+        for sym in symbols or self._symbols():
+            trades = self._paged("fetch_my_trades", self.exchange.fetch_my_trades, sym,
+                                 since_ms)
+            unknown = {str(t["order"]) for t in trades if str(t["order"]) not in self._coid_of}
+            if unknown:
+                for o in self._paged("fetch_orders", self.exchange.fetch_orders, sym, since_ms):
+                    if o.get("id") is not None:
+                        self._coid_of[str(o["id"])] = str(o.get("clientOrderId") or "")
+            for t in trades:
+                coid = self._coid_of.get(str(t["order"])) or f"exchange:{t['order']}"
+                fee = t.get("fee") or {}
+                cost = float(fee.get("cost") or 0.0) if fee.get("currency") == (
+                    self.exchange.market(sym).get("quote")) else 0.0
+                fill = Fill(coid, f"{self.exchange.id}:{sym}:{t['id']}", sym,
+                            OrderSide(str(t["side"])),
+                            datetime.fromtimestamp(int(t["timestamp"]) / 1000, UTC),
+                            float(t["price"]), float(t["amount"]), cost)
+                out.append(BrokerFill(fill, "entry", 0.0, None))
+        out.sort(key=lambda f: (f.fill.time, f.fill.fill_id))
+        return out
+
+    def _paged(self, what: str, fn: Callable[..., list[dict[str, Any]]], symbol: str,
+               since_ms: int, limit: int = 500) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        start = since_ms
+        for _ in range(self.settings.max_catchup_pages):
+            page = self._read(what, fn, symbol, start, limit)
+            fresh = [r for r in page if str(r.get("id")) not in seen]
+            for r in fresh:
+                seen.add(str(r.get("id")))
+            rows.extend(fresh)
+            if len(page) < limit or not fresh:
+                break
+            start = int(max(int(r.get("timestamp") or 0) for r in page))
+        return rows
+
+    # ------------------------------------------------------------------ Broker protocol rest
+
+    def on_bar(self, bar: Bar) -> list[BrokerFill]:
+        """Our fills on the bar's symbol not reported yet. A failed poll is logged and
+        retried at the next bar (nothing advances)."""
+        with self._lock:
+            self._last_price[bar.symbol] = bar.close
+            started = self._clock()
+            since = self._last_poll.get(bar.symbol) or (started - timedelta(days=1))
+            try:
+                fills = self.recent_fills(since - timedelta(minutes=5), [bar.symbol])
+            except BrokerError as exc:
+                log.warning("ccxt_fill_poll_failed", symbol=bar.symbol, error=str(exc)[:200])
+                return []
+            new = [f for f in fills if f.fill.fill_id not in self._seen_fills
+                   and self._is_ours(f.fill.client_order_id)]
+            for f in new:
+                self._seen_fills.add(f.fill.fill_id)
+                self._apply(f.fill)
+            self._last_poll[bar.symbol] = started
+            return new
+
+    def position(self, symbol: str) -> Position:
+        return self.positions().get(symbol) or Position(symbol)
+
+    def positions(self) -> dict[str, Position]:
+        """Net of our fills, rebuilt from the exchange's trades on first use."""
+        with self._lock:
+            if self._book is None:
+                self._book = {}
+                since = self._clock() - timedelta(days=self.settings.history_days)
+                for f in self.recent_fills(since):
+                    if self._is_ours(f.fill.client_order_id):
+                        self._seen_fills.add(f.fill.fill_id)
+                        self._apply(f.fill)
+            return {s: p for s, p in self._book.items() if not p.is_flat}
+
+    def _apply(self, fill: Fill) -> None:
+        if self._book is None:
+            return  # built from the exchange in full on first use
+        pos = self._book.get(fill.symbol) or Position(fill.symbol)
+        signed = fill.volume * fill.side.sign
+        new = round(pos.volume + signed, 12)
+        if pos.is_flat or (pos.volume > 0) == (signed > 0):
+            avg = (pos.avg_price * abs(pos.volume) + fill.price * fill.volume) / abs(new)
+        elif abs(new) < 1e-12 or (new > 0) == (pos.volume > 0):
+            avg = pos.avg_price
+        else:
+            avg = fill.price
+        self._book[fill.symbol] = Position(fill.symbol, volume=new, avg_price=avg)
+
+    def restore(self, orders: Sequence[Order], fills: Sequence[Fill],
+                fill_kinds: Sequence[str]) -> None:
+        del fill_kinds
+        with self._lock:
+            for o in orders:
+                self._intents[o.client_order_id] = o.intent
+                self._symbol_of[o.client_order_id] = o.intent.symbol
+                if o.broker_order_id:
+                    self._coid_of[o.broker_order_id] = o.client_order_id
+            for f in fills:
+                self._seen_fills.add(f.fill_id)
+                self._last_poll[f.symbol] = max(self._last_poll.get(f.symbol, f.time), f.time)
+
+
+def _join(a: str, b: str) -> str:
+    return "; ".join(x for x in (a, b) if x)
+

@@ -1,0 +1,155 @@
+"""The crash-safety child: submits live orders through ``OrderRouter`` (journal on a SQLite
+file, ccxt broker against the fake exchange the test runs) until it is SIGKILLed.
+
+One life:
+    python tests/crash_child.py run --port P --journal URL [--account A] [--orders N]
+starts like the daemon does (resolve what the previous life left ``submitting``/``unknown``,
+by lookup only), then submits orders 0..N-1 with deterministic client ids, so a new life
+re-runs the same "cycles" and must find, never re-send, what an earlier life sent. With
+``--settle`` it finally waits out the resolver's grace so nothing stays unknown.
+
+Zygote (to afford 50 kills in a few seconds; importing ccxt and SQLAlchemy takes ~1.7 s):
+    python tests/crash_child.py zygote
+imports everything once, then for every ``spawn <json args>`` line on stdin forks a life
+and prints ``pid <n>``; lives print ``ready <pid>`` and ``exit <pid> <code>``. The test
+kills lives with SIGKILL by pid; the zygote never touches the journal or the network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import ccxt  # noqa: F401 - imported lazily by the broker; preloaded for the zygote
+
+from executor.brokers.ccxt_broker import CcxtBroker, make_exchange
+from executor.brokers.config import CcxtSettings, ResolverSettings
+from executor.journal.store import Journal
+from executor.reconcile import UNRESOLVED, OrderResolver
+from executor.router import OrderRouter
+from strategies.domain import (
+    OrderIntent,
+    OrderSide,
+    OrderType,
+    client_order_id,
+)
+
+BAR0 = datetime(2024, 1, 1, tzinfo=UTC)
+API_KEY = "fake-key"
+SECRET = "fake-secret"
+# Binance refuses a request older than recvWindow; an order not found after longer than
+# that can no longer appear, so the grace is set just above it.
+RECV_WINDOW_MS = 1000
+GRACE = ResolverSettings(grace_lookups=2, grace_seconds=1.5, backoff_seconds=0.1,
+                         max_backoff_seconds=0.5)
+
+
+def intent(account: str, k: int) -> OrderIntent:
+    bar = BAR0 + timedelta(minutes=15 * k)
+    side = OrderSide.BUY if k % 3 else OrderSide.SELL
+    return OrderIntent(client_order_id(account, "BTC/USDT", bar, f"crash:{k}"), account,
+                       "BTC/USDT", side, 0.001 + 0.0001 * (k % 7), OrderType.MARKET, bar)
+
+
+def say(line: str) -> None:
+    os.write(1, (line + "\n").encode())  # one write: atomic on a pipe, no buffering
+
+
+def quiet_logs() -> None:
+    """Logs to stderr: stdout carries the protocol lines the test reads."""
+    import structlog
+
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+
+
+def run(port: int, journal_url: str, account: str, orders: int, settle: bool,
+        migrate: bool = True) -> int:
+    settings = CcxtSettings(symbols=("BTC/USDT",), timeout_ms=2000, rate_limit_ms=1,
+                            recv_window_ms=RECV_WINDOW_MS, read_retries=2,
+                            read_backoff_seconds=0.05)
+    base = f"http://127.0.0.1:{port}"
+    exchange = make_exchange(settings, api_key=API_KEY, secret=SECRET,
+                             api_urls={"public": f"{base}/api/v3", "private": f"{base}/api/v3"})
+    broker = CcxtBroker(exchange, settings)
+    journal = Journal.open(journal_url, migrate_schema=migrate)
+    broker.restore(journal.orders(account), [], [])
+    router = OrderRouter(journal, broker)
+    resolver = OrderResolver(journal, broker, GRACE)
+    resolver.resolve_pending(account)  # start-up: settle what the last life left in doubt
+    journal.commit()
+    say(f"ready {os.getpid()}")
+    # Like the daemon, a new life resumes after the last settled cycle instead of replaying
+    # old ones; an order still in doubt goes through the router again (lookup, no send).
+    settled = {o.client_order_id for o in journal.orders(account)
+               if o.state not in UNRESOLVED}
+    for k in range(orders):
+        i = intent(account, k)
+        if i.client_order_id in settled:
+            continue
+        router.submit(i)  # journal first, then the exchange; an existing id is looked up
+        journal.commit()  # the end of the cycle
+    if settle:
+        left = resolver.settle(account, max_seconds=GRACE.grace_seconds + 5)
+        journal.commit()
+        if left:
+            say(f"unresolved {[o.client_order_id for o in left]}")
+            return 3
+        pending = journal.orders(account, list(UNRESOLVED))
+        assert not pending, pending
+    journal.close()
+    return 0
+
+
+def zygote() -> int:
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # lives are reaped by the kernel
+    say(f"zygote {os.getpid()}")
+    for line in sys.stdin:
+        cmd, _, payload = line.strip().partition(" ")
+        if cmd != "spawn":
+            continue
+        args = json.loads(payload)
+        pid = os.fork()
+        if pid == 0:  # a life
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            code = 1
+            try:
+                code = run(**args)
+            except BaseException as exc:
+                say(f"error {os.getpid()} {exc.__class__.__name__}: {exc}")
+            finally:
+                say(f"exit {os.getpid()} {code}")
+                os._exit(code)
+        say(f"pid {pid}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    life = sub.add_parser("run")
+    life.add_argument("--port", type=int, required=True)
+    life.add_argument("--journal", required=True)
+    life.add_argument("--account", default="crash-acct")
+    life.add_argument("--orders", type=int, default=100)
+    life.add_argument("--settle", action="store_true")
+    sub.add_parser("zygote")
+    ns = parser.parse_args(argv)
+    quiet_logs()
+    if ns.cmd == "zygote":
+        return zygote()
+    started = time.monotonic()
+    code = run(ns.port, ns.journal, ns.account, ns.orders, ns.settle)
+    say(f"exit {os.getpid()} {code} after {time.monotonic() - started:.2f}s")
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

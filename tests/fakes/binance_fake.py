@@ -1,0 +1,501 @@
+"""A small Binance spot REST exchange on 127.0.0.1 that the real ``ccxt.binance`` talks to.
+
+Shapes follow the Binance Spot API documentation
+(https://developers.binance.com/docs/binance-spot-api-docs/rest-api):
+- ``GET /api/v3/time`` -> ``{"serverTime": ms}``; ``GET /api/v3/ping`` -> ``{}``;
+- ``GET /api/v3/exchangeInfo`` -> ``timezone, serverTime, rateLimits, exchangeFilters,
+  symbols[]`` with ``PRICE_FILTER`` (tickSize), ``LOT_SIZE`` (stepSize, minQty),
+  ``NOTIONAL`` (minNotional, applyMinToMarket) filters;
+- ``GET /api/v3/klines`` -> ``[[openTime, "open", "high", "low", "close", "volume",
+  closeTime, "quoteVolume", trades, "takerBase", "takerQuote", "0"], ...]`` oldest first,
+  the last one still forming (startTime/endTime/limit honoured, limit <= 1000);
+- ``POST /api/v3/order`` (signed) -> with ``newOrderRespType=FULL`` the order plus
+  ``fills[]``; ``GET /api/v3/order`` by ``orderId`` or ``origClientOrderId``;
+  ``DELETE /api/v3/order``; ``GET /api/v3/openOrders``; ``GET /api/v3/allOrders``;
+  ``GET /api/v3/myTrades``; ``GET /api/v3/account`` (balances).
+- Errors are HTTP 400 with ``{"code": <negative>, "msg": ...}``: -1021 "Timestamp for this
+  request is outside of the recvWindow.", -1022 "Signature for this request is not
+  valid.", -2010 "Account has insufficient balance for requested action." / "Duplicate
+  order sent.", -2011 "Unknown order sent.", -2013 "Order does not exist.", -1013 "Filter
+  failure: LOT_SIZE" / "Filter failure: NOTIONAL", -1121 "Invalid symbol.".
+- ``newClientOrderId`` must be unique among *open* orders (-2010 "Duplicate order sent.");
+  like Binance, an id of a closed order can be used again, which is exactly why the
+  executor must never re-send: every accepted order is kept, so a duplicate shows.
+- A MARKET order that cannot fill completely ends ``EXPIRED`` with the partial
+  ``executedQty`` (Binance's behaviour when liquidity runs out); a LIMIT order can be left
+  ``PARTIALLY_FILLED``.
+
+Faults (``script(method, path, *steps)``; each step applies to the next matching request):
+``("delay", s)``, ``("drop",)`` (connection closed, request not processed),
+``("accept_then_drop",)`` (processed, connection closed before the answer),
+``("accept_then_sleep", s)`` (processed, answer late: the client times out),
+``("reject", code, msg)``, ``("http", status)`` (e.g. 503 with an HTML body),
+``("partial", fraction)``, ``("timestamp",)`` (-1021). ``on_order`` (a callback run when an
+order is accepted, before the answer) lets a test kill a client at that exact point.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+MINUTE_MS = 60_000
+_INTERVALS = {"1m": 1, "3m": 3, "5m": 5, "15m": 15, "30m": 30, "1h": 60, "2h": 120, "4h": 240,
+              "6h": 360, "8h": 480, "12h": 720, "1d": 1440}
+
+
+def _fmt(x: float, places: int = 8) -> str:
+    return f"{x:.{places}f}"
+
+
+class FakeBinance:
+    def __init__(self, *, api_key: str = "fake-key", secret: str = "fake-secret",
+                 balances: dict[str, float] | None = None) -> None:
+        self.api_key = api_key
+        self.secret = secret
+        self.balances: dict[str, float] = dict(balances or {"USDT": 1_000_000.0, "BTC": 10.0,
+                                                            "ETH": 100.0})
+        self.symbols: dict[str, dict[str, Any]] = {
+            "BTCUSDT": dict(base="BTC", quote="USDT", tick="0.01", step="0.00001",
+                            min_qty="0.00001", min_notional="5.0", price=30_000.0),
+            "ETHUSDT": dict(base="ETH", quote="USDT", tick="0.01", step="0.0001",
+                            min_qty="0.0001", min_notional="5.0", price=2_000.0),
+        }
+        self.time_offset_ms = 0
+        self.clock: Callable[[], float] = time.time
+        self.orders: list[dict[str, Any]] = []  # every accepted order, in order
+        self.trades: list[dict[str, Any]] = []
+        self.requests: list[tuple[str, str]] = []
+        self.faults: dict[tuple[str, str], deque[tuple[Any, ...]]] = {}
+        self.on_order: Callable[[dict[str, Any]], None] | None = None
+        self._lock = threading.RLock()
+        self._next_order = 1000
+        self._next_trade = 5000
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> FakeBinance:
+        fake = self
+
+        class Handler(_Handler):
+            exchange = fake
+
+        self._server = _Server(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
+                                        daemon=True,
+                                        name="fake-binance")
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def __enter__(self) -> FakeBinance:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def api_urls(self) -> dict[str, str]:
+        """The ``urls['api']`` entries the spot code paths of ccxt.binance use."""
+        return {"public": f"{self.base_url}/api/v3", "private": f"{self.base_url}/api/v3",
+                "v1": f"{self.base_url}/api/v1", "sapi": f"{self.base_url}/sapi/v1"}
+
+    # ------------------------------------------------------------------ test helpers
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000) + self.time_offset_ms
+
+    def script(self, method: str, path: str, *steps: tuple[Any, ...]) -> None:
+        self.faults.setdefault((method.upper(), path), deque()).extend(steps)
+
+    def orders_by_client_id(self, client_order_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [o for o in self.orders if o["clientOrderId"] == client_order_id]
+
+    def set_price(self, symbol_id: str, price: float) -> None:
+        self.symbols[symbol_id]["price"] = price
+
+    def fill_resting(self, client_order_id: str, fraction: float = 1.0) -> None:
+        """A resting LIMIT order trades at its price (e.g. while the client is down)."""
+        with self._lock:
+            [o] = [o for o in self.orders if o["clientOrderId"] == client_order_id
+                   and o["status"] in ("NEW", "PARTIALLY_FILLED")]
+            s = self.symbols[o["symbol"]]
+            step = float(s["step"])
+            left = float(o["origQty"]) - float(o["executedQty"])
+            qty = round(int(left * fraction / step + 1e-6) * step, 8)
+            price = float(o["price"])
+            self._next_trade += 1
+            now = self.now_ms()
+            self.trades.append({
+                "symbol": o["symbol"], "id": self._next_trade, "orderId": o["orderId"],
+                "orderListId": -1, "price": _fmt(price), "qty": _fmt(qty),
+                "quoteQty": _fmt(price * qty), "commission": _fmt(price * qty * 0.001),
+                "commissionAsset": s["quote"], "time": now, "isBuyer": o["side"] == "BUY",
+                "isMaker": True, "isBestMatch": True})
+            executed = float(o["executedQty"]) + qty
+            o["executedQty"] = _fmt(executed)
+            o["cummulativeQuoteQty"] = _fmt(float(o["cummulativeQuoteQty"]) + price * qty)
+            o["status"] = ("FILLED" if executed >= float(o["origQty"]) - 1e-12
+                           else "PARTIALLY_FILLED")
+
+    # ------------------------------------------------------------------ market data
+
+    def exchange_info(self) -> dict[str, Any]:
+        symbols = []
+        for sid, s in self.symbols.items():
+            symbols.append({
+                "symbol": sid, "status": "TRADING", "baseAsset": s["base"],
+                "baseAssetPrecision": 8, "quoteAsset": s["quote"], "quotePrecision": 8,
+                "quoteAssetPrecision": 8, "baseCommissionPrecision": 8,
+                "quoteCommissionPrecision": 8,
+                "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT",
+                               "TAKE_PROFIT_LIMIT"],
+                "icebergAllowed": True, "ocoAllowed": True, "otoAllowed": True,
+                "quoteOrderQtyMarketAllowed": True, "allowTrailingStop": True,
+                "cancelReplaceAllowed": True, "isSpotTradingAllowed": True,
+                "isMarginTradingAllowed": False,
+                "filters": [
+                    {"filterType": "PRICE_FILTER", "minPrice": s["tick"],
+                     "maxPrice": "1000000.00000000", "tickSize": s["tick"]},
+                    {"filterType": "LOT_SIZE", "minQty": s["min_qty"], "maxQty": "9000.0",
+                     "stepSize": s["step"]},
+                    {"filterType": "MARKET_LOT_SIZE", "minQty": "0.00000000",
+                     "maxQty": "100.00000000", "stepSize": "0.00000000"},
+                    {"filterType": "NOTIONAL", "minNotional": s["min_notional"],
+                     "applyMinToMarket": True, "maxNotional": "9000000.00000000",
+                     "applyMaxToMarket": False, "avgPriceMins": 5},
+                    {"filterType": "MAX_NUM_ORDERS", "maxNumOrders": 200},
+                ],
+                "permissions": [], "permissionSets": [["SPOT"]],
+                "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
+                "allowedSelfTradePreventionModes": ["EXPIRE_TAKER", "EXPIRE_MAKER",
+                                                    "EXPIRE_BOTH"],
+            })
+        return {"timezone": "UTC", "serverTime": self.now_ms(),
+                "rateLimits": [
+                    {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
+                     "limit": 6000},
+                    {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10,
+                     "limit": 100}],
+                "exchangeFilters": [], "symbols": symbols}
+
+    def kline(self, sid: str, open_ms: int, minutes: int) -> list[Any]:
+        """A deterministic candle for any open time; prices drift around the symbol's."""
+        base = self.symbols[sid]["price"]
+        k = open_ms // (minutes * MINUTE_MS)
+        o = base * (1 + 0.001 * ((k % 11) - 5) / 5)
+        c = base * (1 + 0.001 * (((k + 3) % 11) - 5) / 5)
+        h, lo = max(o, c) * 1.0005, min(o, c) * 0.9995
+        close_ms = open_ms + minutes * MINUTE_MS - 1
+        return [open_ms, _fmt(o, 2), _fmt(h, 2), _fmt(lo, 2), _fmt(c, 2), _fmt(1.5 + k % 7),
+                close_ms, _fmt(o * 1.5, 2), 100 + k % 50, _fmt(0.7), _fmt(o * 0.7, 2), "0"]
+
+    def klines(self, q: dict[str, str]) -> tuple[int, Any]:
+        sid = q.get("symbol", "")
+        if sid not in self.symbols:
+            return 400, {"code": -1121, "msg": "Invalid symbol."}
+        minutes = _INTERVALS.get(q.get("interval", ""))
+        if minutes is None:
+            return 400, {"code": -1120, "msg": "Invalid interval."}
+        limit = min(int(q.get("limit", 500)), 1000)
+        step = minutes * MINUTE_MS
+        now = self.now_ms()
+        current_open = now - now % step  # the forming candle
+        end = min(int(q["endTime"]), now) if "endTime" in q else now
+        if "startTime" in q:
+            start = int(q["startTime"])
+            first = start + (-start) % step
+            opens = [t for t in range(first, end + 1, step)][:limit]
+        else:
+            last = min(current_open, end - end % step)
+            opens = [last - i * step for i in range(limit)][::-1]
+        return 200, [self.kline(sid, t, minutes) for t in opens if t <= current_open]
+
+    # ------------------------------------------------------------------ trading
+
+    def _verify(self, q: dict[str, str], raw: str, headers: Any) -> tuple[int, Any] | None:
+        if headers.get("X-MBX-APIKEY") != self.api_key:
+            return 401, {"code": -2015, "msg": "Invalid API-key, IP, or permissions for action."}
+        signed, _, signature = raw.rpartition("&signature=")
+        expected = hmac.new(self.secret.encode(), signed.encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(signature, expected):
+            return 400, {"code": -1022, "msg": "Signature for this request is not valid."}
+        ts = int(q.get("timestamp", "0"))
+        window = int(q.get("recvWindow", "5000"))
+        now = self.now_ms()
+        if ts > now + 1000 or now - ts > window:
+            return 400, {"code": -1021,
+                         "msg": "Timestamp for this request is outside of the recvWindow."}
+        return None
+
+    def _order_view(self, o: dict[str, Any], full: bool = False) -> dict[str, Any]:
+        view = {k: v for k, v in o.items() if not k.startswith("_")}
+        if not full:
+            view.pop("fills", None)
+        return view
+
+    def new_order(self, q: dict[str, str], partial: float | None) -> tuple[int, Any]:
+        sid = q.get("symbol", "")
+        s = self.symbols.get(sid)
+        if s is None:
+            return 400, {"code": -1121, "msg": "Invalid symbol."}
+        side, otype = q.get("side"), q.get("type")
+        qty = float(q.get("quantity", "0"))
+        step, min_qty = float(s["step"]), float(s["min_qty"])
+        if qty < min_qty or abs(qty / step - round(qty / step)) > 1e-6:
+            return 400, {"code": -1013, "msg": "Filter failure: LOT_SIZE"}
+        price = float(q["price"]) if otype == "LIMIT" else s["price"]
+        if otype == "LIMIT":
+            tick = float(s["tick"])
+            if abs(price / tick - round(price / tick)) > 1e-6:
+                return 400, {"code": -1013, "msg": "Filter failure: PRICE_FILTER"}
+        if qty * price < float(s["min_notional"]):
+            return 400, {"code": -1013, "msg": "Filter failure: NOTIONAL"}
+        coid = q.get("newClientOrderId") or f"web_{self._next_order}"
+        with self._lock:
+            if any(o["clientOrderId"] == coid and o["status"] in ("NEW", "PARTIALLY_FILLED")
+                   for o in self.orders):
+                return 400, {"code": -2010, "msg": "Duplicate order sent."}
+            need_asset, need = ((s["quote"], qty * price) if side == "BUY"
+                                else (s["base"], qty))
+            if self.balances.get(need_asset, 0.0) < need - 1e-12:
+                return 400, {"code": -2010,
+                             "msg": "Account has insufficient balance for requested action."}
+            self._next_order += 1
+            now = self.now_ms()
+            fill_qty = qty if partial is None else round(int(qty * partial / step + 1e-6) * step, 8)
+            marketable = otype == "MARKET" or (side == "BUY" and price >= s["price"]) or (
+                side == "SELL" and price <= s["price"])
+            if not marketable:
+                fill_qty = 0.0
+            fills = []
+            if fill_qty > 0:
+                self._next_trade += 1
+                exec_px = s["price"]
+                fills.append({"price": _fmt(exec_px), "qty": _fmt(fill_qty),
+                              "commission": _fmt(fill_qty * exec_px * 0.001),
+                              "commissionAsset": s["quote"], "tradeId": self._next_trade})
+                sign = 1 if side == "BUY" else -1
+                self.balances[s["base"]] = self.balances.get(s["base"], 0.0) + sign * fill_qty
+                self.balances[s["quote"]] = (self.balances.get(s["quote"], 0.0)
+                                             - sign * fill_qty * exec_px
+                                             - fill_qty * exec_px * 0.001)
+            if fill_qty >= qty - 1e-12:
+                status = "FILLED"
+            elif otype == "MARKET":
+                status = "EXPIRED"
+            else:
+                status = "PARTIALLY_FILLED" if fill_qty > 0 else "NEW"
+            quote = sum(float(f["price"]) * float(f["qty"]) for f in fills)
+            order = {
+                "symbol": sid, "orderId": self._next_order, "orderListId": -1,
+                "clientOrderId": coid, "transactTime": now,
+                "price": _fmt(price if otype == "LIMIT" else 0.0), "origQty": _fmt(qty),
+                "executedQty": _fmt(fill_qty), "origQuoteOrderQty": _fmt(0.0),
+                "cummulativeQuoteQty": _fmt(quote), "status": status,
+                "timeInForce": q.get("timeInForce", "GTC"), "type": otype, "side": side,
+                "workingTime": now, "selfTradePreventionMode": "EXPIRE_MAKER",
+                "fills": fills, "_time": now,
+            }
+            self.orders.append(order)
+            for f in fills:
+                self.trades.append({
+                    "symbol": sid, "id": f["tradeId"], "orderId": order["orderId"],
+                    "orderListId": -1, "price": f["price"], "qty": f["qty"],
+                    "quoteQty": _fmt(float(f["price"]) * float(f["qty"])),
+                    "commission": f["commission"], "commissionAsset": f["commissionAsset"],
+                    "time": now, "isBuyer": side == "BUY", "isMaker": False,
+                    "isBestMatch": True})
+        if self.on_order is not None:
+            self.on_order(order)
+        resp_type = q.get("newOrderRespType", "FULL")
+        if resp_type == "ACK":
+            return 200, {"symbol": sid, "orderId": order["orderId"], "orderListId": -1,
+                         "clientOrderId": coid, "transactTime": now}
+        return 200, self._order_view(order, full=resp_type == "FULL")
+
+    def query_view(self, o: dict[str, Any]) -> dict[str, Any]:
+        view = self._order_view(o)
+        view.pop("transactTime", None)
+        view.update(time=o["_time"], updateTime=o["_time"], stopPrice=_fmt(0.0),
+                    icebergQty=_fmt(0.0), isWorking=o["status"] in ("NEW", "PARTIALLY_FILLED"))
+        return view
+
+    def find(self, q: dict[str, str]) -> dict[str, Any] | None:
+        sid = q.get("symbol")
+        for o in reversed(self.orders):
+            if o["symbol"] != sid:
+                continue
+            if "orderId" in q and str(o["orderId"]) == q["orderId"]:
+                return o
+            if "origClientOrderId" in q and o["clientOrderId"] == q["origClientOrderId"]:
+                return o
+        return None
+
+    def route(self, method: str, path: str, q: dict[str, str], raw: str,
+              headers: Any, step: tuple[Any, ...] | None) -> tuple[int, Any]:
+        if path == "/api/v3/ping":
+            return 200, {}
+        if path == "/api/v3/time":
+            return 200, {"serverTime": self.now_ms()}
+        if path == "/api/v3/exchangeInfo":
+            return 200, self.exchange_info()
+        if path == "/api/v3/klines":
+            return self.klines(q)
+        private = {"/api/v3/order", "/api/v3/openOrders", "/api/v3/allOrders",
+                   "/api/v3/myTrades", "/api/v3/account"}
+        if path not in private:
+            return 404, {"code": -1000, "msg": f"unknown path {path}"}
+        problem = self._verify(q, raw, headers)
+        if problem is not None:
+            return problem
+        if step is not None and step[0] == "timestamp":
+            return 400, {"code": -1021,
+                         "msg": "Timestamp for this request is outside of the recvWindow."}
+        with self._lock:
+            if path == "/api/v3/order" and method == "POST":
+                partial = step[1] if step is not None and step[0] == "partial" else None
+                return self.new_order(q, partial)
+            if path == "/api/v3/order" and method == "GET":
+                o = self.find(q)
+                return (200, self.query_view(o)) if o else (
+                    400, {"code": -2013, "msg": "Order does not exist."})
+            if path == "/api/v3/order" and method == "DELETE":
+                o = self.find(q)
+                if o is None or o["status"] not in ("NEW", "PARTIALLY_FILLED"):
+                    return 400, {"code": -2011, "msg": "Unknown order sent."}
+                o["status"] = "CANCELED"
+                return 200, {**self._order_view(o), "origClientOrderId": o["clientOrderId"]}
+            if path == "/api/v3/openOrders":
+                sid = q.get("symbol")
+                return 200, [self.query_view(o) for o in self.orders
+                             if o["status"] in ("NEW", "PARTIALLY_FILLED")
+                             and (sid is None or o["symbol"] == sid)]
+            if path == "/api/v3/allOrders":
+                start = int(q.get("startTime", 0))
+                rows = [self.query_view(o) for o in self.orders
+                        if o["symbol"] == q.get("symbol") and o["_time"] >= start]
+                return 200, rows[: int(q.get("limit", 500))]
+            if path == "/api/v3/myTrades":
+                start = int(q.get("startTime", 0))
+                rows = [t for t in self.trades
+                        if t["symbol"] == q.get("symbol") and t["time"] >= start
+                        and ("orderId" not in q or str(t["orderId"]) == q["orderId"])]
+                return 200, rows[: int(q.get("limit", 500))]
+            if path == "/api/v3/account":
+                return 200, {
+                    "makerCommission": 10, "takerCommission": 10, "buyerCommission": 0,
+                    "sellerCommission": 0, "canTrade": True, "canWithdraw": True,
+                    "canDeposit": True, "brokered": False, "requireSelfTradePrevention": False,
+                    "preventSor": False, "updateTime": self.now_ms(), "accountType": "SPOT",
+                    "balances": [{"asset": a, "free": _fmt(v), "locked": _fmt(0.0)}
+                                 for a, v in self.balances.items()],
+                    "permissions": ["SPOT"], "uid": 1}
+        return 404, {"code": -1000, "msg": "unreachable"}
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that vanished mid-request (a killed child, a timeout) is routine."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    exchange: FakeBinance
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are separate writes
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def _handle(self, method: str) -> None:
+        ex = self.exchange
+        parts = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length).decode() if length else ""
+        raw = body if method in ("POST", "PUT") and body else parts.query
+        q = dict(parse_qsl(raw, keep_blank_values=True))
+        if parts.query and raw is body:
+            q = {**dict(parse_qsl(parts.query)), **q}
+        ex.requests.append((method, parts.path))
+        queue = ex.faults.get((method, parts.path))
+        step = queue.popleft() if queue else None
+        kind = step[0] if step else None
+        if kind == "delay":
+            time.sleep(step[1])  # type: ignore[index]
+        if kind == "drop":
+            self._drop()
+            return
+        if kind == "http":
+            self._send(step[1], "<html><body>Service Unavailable</body></html>",  # type: ignore[index]
+                       content_type="text/html")
+            return
+        if kind == "reject":
+            self._send(400, json.dumps({"code": step[1], "msg": step[2]}))  # type: ignore[index]
+            return
+        status, payload = ex.route(method, parts.path, q, raw, self.headers, step)
+        if kind == "accept_then_drop":
+            self._drop()
+            return
+        if kind == "accept_then_sleep":
+            time.sleep(step[1])  # type: ignore[index]
+        self._send(status, json.dumps(payload))
+
+    def _drop(self) -> None:
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    def _send(self, status: int, text: str, content_type: str = "application/json") -> None:
+        data = text.encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except OSError:
+            self.close_connection = True
+
+    def do_GET(self) -> None:
+        self._handle("GET")
+
+    def do_POST(self) -> None:
+        self._handle("POST")
+
+    def do_DELETE(self) -> None:
+        self._handle("DELETE")
+
+    def do_PUT(self) -> None:
+        self._handle("PUT")

@@ -1,0 +1,89 @@
+"""One daemon per account: a second one (another process, or the same one by mistake) gets
+a clear LeaseError; the lease is free again once the holder releases it or dies."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from executor.errors import LeaseError
+from executor.lease import AccountLease, acquire_lease, advisory_key
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_URL = os.environ.get("DTA_TEST_DATABASE_URL")
+
+HOLDER = textwrap.dedent("""
+    import sys, time
+    from executor.lease import acquire_lease
+    lease = acquire_lease(sys.argv[1], sys.argv[2])
+    print("held", flush=True)
+    sys.stdin.readline()   # hold until the test says so (or kills us)
+""")
+
+
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Advisory locks need no schema, so unlike ``journal_url`` nothing is dropped here."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'journal.sqlite'}"
+    if not PG_URL:
+        pytest.skip("PostgreSQL lease tests need DTA_TEST_DATABASE_URL")
+    return PG_URL
+
+
+def test_a_second_daemon_on_the_same_account_refuses(url: str) -> None:
+    first = acquire_lease("acct-1", url)
+    try:
+        with pytest.raises(LeaseError, match="leased by another daemon"):
+            acquire_lease("acct-1", url)
+        other = acquire_lease("acct-2", url)  # another account is independent
+        other.release()
+    finally:
+        first.release()
+    again = acquire_lease("acct-1", url)  # released: free again
+    assert again.held and again.check()
+    again.release()
+    assert not again.held
+
+
+def test_a_second_process_refuses_and_the_lease_dies_with_its_holder(url: str) -> None:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, "acct-9", url], env=env,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None
+        while (line := holder.stdout.readline()) and line.strip() != "held":
+            pass  # structlog's lines come first
+        assert line.strip() == "held"
+        with pytest.raises(LeaseError) as info:
+            acquire_lease("acct-9", url)
+        message = str(info.value)
+        assert "acct-9" in message and "refusing to trade it twice" in message
+        if url.startswith("sqlite"):
+            assert f"pid {holder.pid}" in message
+    finally:
+        holder.kill()  # SIGKILL: no clean release
+        holder.wait(timeout=10)
+    with AccountLease("acct-9", url) as lease:  # the kernel / PostgreSQL freed it
+        assert lease.held
+
+
+def test_lock_file_sits_next_to_the_sqlite_journal(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'j.sqlite'}"
+    with AccountLease("acct/with spaces", url) as lease:
+        assert lease.kind == "file"
+        assert lease.path == tmp_path / "j.sqlite.acct_with_spaces.lease"
+        assert f"pid {os.getpid()}" in lease.path.read_text()
+
+
+def test_advisory_key_is_stable_and_signed_64_bit() -> None:
+    key = advisory_key("acct-1")
+    assert key == advisory_key("acct-1") != advisory_key("acct-2")
+    assert -(2**63) <= key < 2**63
