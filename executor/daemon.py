@@ -167,6 +167,9 @@ class RealtimeExecutor:
         self.contract_size = contract_size
         self.metrics = metrics
         self.ea_source = ea_source
+        # Called at the start of every cycle with the cycle's time (live: the unknown-order
+        # resolver). An exception is journaled as an error, never skips the cycle.
+        self.before_cycle: list[Callable[[datetime], object]] = []
         self._ea_since: datetime | None = None
         self.router = OrderRouter(journal, broker)
         self.stats = RunStats()
@@ -274,6 +277,12 @@ class RealtimeExecutor:
             cycle_started = time.perf_counter()
             now = now or self.clock.now()
             self._follow_param_changes()
+            for hook in self.before_cycle:
+                try:
+                    hook(now)
+                except Exception as exc:
+                    self.stats.errors["before_cycle_error"] += 1
+                    log.error("before_cycle_failed", error=repr(exc))
             self._service_approvals(now)
             handled = 0
             for stream in self.streams:

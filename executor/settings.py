@@ -32,6 +32,7 @@ from pydantic_settings import (
 )
 
 from ensemble.config import EnsembleConfig
+from executor.brokers.config import CcxtSettings, Mt5Settings, ResolverSettings
 from executor.errors import ConfigError
 from strategies.domain import ParameterSet, normalize_timeframe, stable_hash
 
@@ -77,9 +78,19 @@ class SchedulerSettings(_Section):
 
 
 class StrategySettings(_Section):
-    name: Literal["smc_ob_retest", "swing_breakout"] = "smc_ob_retest"
+    name: str = "smc_ob_retest"
     params: dict[str, Any] = Field(default_factory=dict)
     snapshot: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from strategies.registry import STRATEGIES
+
+        if v not in STRATEGIES:
+            known = ", ".join(repr(k) for k in sorted(STRATEGIES))
+            raise ValueError(f"Input should be one of {known} (got {v!r})")
+        return v
 
 
 class ConsensusSettings(_Section):
@@ -168,6 +179,25 @@ class PaperSettings(_Section):
     order_volume_lots: float = Field(default=0.1, gt=0)
 
 
+class BrokerSettings(_Section):
+    """The live account. ``paper`` simulates fills; ``mt5`` and ``ccxt`` route real
+    orders in ``live`` mode (and read the account in ``shadow`` mode)."""
+
+    kind: Literal["paper", "mt5", "ccxt"] = "paper"
+    symbols: list[str] = Field(default_factory=list)  # live streams, e.g. ["EURUSD"]
+    timeframe: str = "M15"
+    mt5: Mt5Settings = Field(default_factory=Mt5Settings)
+    ccxt: CcxtSettings = Field(default_factory=CcxtSettings)
+    resolver: ResolverSettings = Field(default_factory=ResolverSettings)
+    # Loopback or proxy overrides of ccxt's urls['api'] entries (name -> URL).
+    ccxt_api_urls: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("timeframe")
+    @classmethod
+    def _tf(cls, v: str) -> str:
+        return normalize_timeframe(v)
+
+
 class ShadowSettings(_Section):
     """Where the desk's EA trades come from in shadow mode, and how they are paired."""
 
@@ -238,6 +268,7 @@ class Settings(BaseSettings):
     paper: PaperSettings = Field(default_factory=PaperSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     shadow: ShadowSettings = Field(default_factory=ShadowSettings)
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
     governance: GovernanceSettings = Field(default_factory=GovernanceSettings)
 
     # Secrets: never logged, never journaled, masked by `dta config show`.

@@ -49,8 +49,9 @@ from strategies.snapshot import SnapshotBuilder
 class Daemon:
     executor: RealtimeExecutor
     journal: Journal
-    feed: ReplayFeed
-    loaded: LoadedBars
+    feed: ReplayFeed | None  # None when live: the broker's feed, on the wall clock
+    loaded: LoadedBars | None
+    live: Any = None  # LiveParts in live mode
 
 
 def build_ensemble(settings: Settings, content: dict[str, Any] | None = None,
@@ -149,12 +150,69 @@ def load_replay_data(settings: Settings, path: Path | None = None) -> LoadedBars
                      server_utc_offset_hours=data.server_utc_offset_hours, point=data.point)
 
 
+@dataclass
+class LiveParts:
+    broker: Any
+    feed: Any
+    streams: list[tuple[str, str]]
+    lease: Any
+
+
+def build_live_parts(settings: Settings, journal: Journal) -> LiveParts:
+    """Lease the account, then connect the configured broker and its feed. The lease comes
+    first: a second daemon on the same account must never reach the broker."""
+    from executor.lease import acquire_lease
+
+    b = settings.broker
+    if b.kind == "paper":
+        raise ConfigError("broker.kind: 'paper' cannot trade live; set broker.kind to 'mt5' "
+                          "or 'ccxt' with its section")
+    if not b.symbols:
+        raise ConfigError("broker.symbols: list the symbols to trade, e.g. [\"EURUSD\"]")
+    lease = acquire_lease(settings.account, settings.journal.url)
+    try:
+        if b.kind == "mt5":
+            from executor.brokers.mt5 import Mt5Broker
+            from executor.brokers.mt5_client import Mt5Client
+            from executor.feeds.mt5 import Mt5Feed
+
+            client = Mt5Client(b.mt5, password=settings.mt5_password,
+                               bridge_secret=settings.mt5_bridge_secret)
+            client.connect()
+            broker: Any = Mt5Broker(client, b.mt5)
+            feed: Any = Mt5Feed(client, server_utc_offset_hours=b.mt5.server_utc_offset_hours,
+                                max_bars=b.mt5.max_bars)
+        else:
+            from executor.brokers.ccxt_broker import CcxtBroker, make_exchange
+            from executor.feeds.ccxt_feed import CcxtFeed
+
+            exchange = make_exchange(b.ccxt, api_key=settings.exchange_api_key,
+                                     secret=settings.exchange_api_secret,
+                                     api_urls=b.ccxt_api_urls or None)
+            broker = CcxtBroker(exchange, b.ccxt)
+            feed = CcxtFeed(exchange, limit=b.ccxt.ohlcv_limit,
+                            max_pages=b.ccxt.max_catchup_pages)
+    except BaseException:
+        lease.release()
+        raise
+    return LiveParts(broker, feed, [(s, b.timeframe) for s in b.symbols], lease)
+
+
 def build_daemon(settings: Settings, journal: Journal, *, data: Path | None = None,
                  notifier: Notifier | None = None, metrics: Metrics | None = None) -> Daemon:
+    """Paper and shadow replays from a bar file; ``live`` with the configured broker."""
+    factory = component_factory(settings, journal)
+    _close_components(factory(0, settings.parameter_set().values))  # fail fast, before I/O
     if settings.mode == "live":
-        raise ConfigError(
-            "mode 'live': no live broker adapter is configured in this build "
-            "(MetaTrader 5 and ccxt adapters are not installed); use --mode paper")
+        parts = build_live_parts(settings, journal)
+        executor = RealtimeExecutor(
+            mode="live", account=settings.account, journal=journal, feed=parts.feed,
+            streams=parts.streams, broker=parts.broker, components=factory,
+            settings_params=settings.parameter_set().values, validator=BarValidator(
+                stale_after=None), settings_hash=settings.content_hash,
+            batch_bars=1, notifier=notifier, metrics=metrics,
+            contract_size=settings.paper.contract_size)
+        return Daemon(executor, journal, None, None, parts)
     ea_source: EaSource | None = None
     if settings.mode == "shadow":
         if settings.shadow.ea_deals_file is None:
@@ -169,8 +227,6 @@ def build_daemon(settings: Settings, journal: Journal, *, data: Path | None = No
     for rej in loaded.rejected if fresh else ():  # journaled once, by the first run
         journal.record_rejection(None, loaded.symbol, loaded.timeframe, "unparseable_row",
                                  f"line {rej.line}: {rej.reason}")
-    factory = component_factory(settings, journal)
-    _close_components(factory(0, settings.parameter_set().values))  # fail fast, before I/O
     broker_cls = ShadowBroker if settings.mode == "shadow" else PaperBroker
     broker = broker_cls(contract_size=settings.paper.contract_size,
                         initial_balance=settings.paper.initial_balance)

@@ -95,7 +95,7 @@ def run(
     data_over = {k: v for k, v in {"symbol": symbol, "timeframe": timeframe}.items() if v}
     settings = _settings(config, mode=mode, journal=_journal_override(journal_url),
                          data=data_over or None)
-    from executor.errors import ConfigError, DataFormatError, DtaError
+    from executor.errors import BrokerError, ConfigError, DataFormatError, DtaError, LeaseError
     from executor.log_setup import configure_logging
     from executor.services import start_services
     from executor.systemd import Notifier
@@ -123,6 +123,14 @@ def run(
         services.close()
         journal.close()
         _fail(str(exc), EXIT_CONFIG)
+    except LeaseError as exc:
+        services.close()
+        journal.close()
+        _fail(str(exc), EXIT_REFUSED)
+    except BrokerError as exc:
+        services.close()
+        journal.close()
+        _fail(f"cannot reach the broker: {exc}", EXIT_FAILURE)
     executor = daemon.executor
 
     def _on_signal(signum: int, _frame: Any) -> None:
@@ -135,10 +143,24 @@ def run(
     status = "completed"
     try:
         executor.start()
-        notifier.ready(f"replaying {daemon.loaded.symbol} {daemon.loaded.timeframe}")
-        executor.run_replay(SimulatedClock(), daemon.feed.next_close_time)
-        if executor.stop_requested.is_set():
+        if daemon.live is not None:
+            _start_live(settings, daemon, journal)
+            notifier.ready(f"live on {settings.broker.kind}: {len(daemon.live.streams)} "
+                           "stream(s)")
+            sched = settings.scheduler
+            executor.run_scheduled(
+                settle_seconds=sched.settle_delay_seconds,
+                misfire_grace_seconds=sched.misfire_grace_seconds,
+                server_utc_offset_hours=settings.broker.mt5.server_utc_offset_hours
+                if settings.broker.kind == "mt5" else 0.0,
+                watchdog_seconds=sched.watchdog_interval_seconds)
             status = "stopped"
+        else:
+            assert daemon.loaded is not None and daemon.feed is not None
+            notifier.ready(f"replaying {daemon.loaded.symbol} {daemon.loaded.timeframe}")
+            executor.run_replay(SimulatedClock(), daemon.feed.next_close_time)
+            if executor.stop_requested.is_set():
+                status = "stopped"
     except DtaError as exc:
         status = "failed"
         notifier.stopping()
@@ -146,10 +168,14 @@ def run(
         try:
             executor.stop(status)
         finally:
+            if daemon.live is not None:
+                daemon.live.lease.release()
             services.close()
             journal.close()
         raise typer.Exit(EXIT_JOURNAL if exc.__class__.__name__ == "JournalError"
                          else EXIT_FAILURE) from None
+    if daemon.live is not None:
+        daemon.live.lease.release()
     notifier.stopping()
     summary = executor.stop(status)
     summary["journal"] = settings.journal.url
@@ -157,6 +183,25 @@ def run(
     services.close()
     journal.close()
     _print(summary, as_json, _format_summary(summary))
+
+
+def _start_live(settings: Any, daemon: Any, journal: Any) -> None:
+    """Start-up reconciliation before READY; a mismatch halts trading with an incident
+    (the daemon keeps journaling bars so an operator can look)."""
+    from executor.reconcile import OrderResolver, reconcile
+    from guardrails.monitors import reconciliation_trigger
+
+    executor = daemon.executor
+    report = reconcile(journal, daemon.live.broker, settings.account,
+                       settings=settings.broker.resolver)
+    journal.commit()
+    trigger = reconciliation_trigger(not report.refuse_to_trade, "; ".join(report.reasons))
+    if trigger is not None:
+        executor._fire(trigger)
+        typer.echo("dta: reconciliation mismatch, trading HALTED: "
+                   + "; ".join(report.reasons), err=True)
+    resolver = OrderResolver(journal, daemon.live.broker, settings.broker.resolver)
+    executor.before_cycle.append(lambda _now: resolver.resolve_pending(settings.account))
 
 
 def _format_summary(s: dict[str, Any]) -> str:
@@ -373,6 +418,59 @@ def _format_trace(t: dict[str, Any]) -> str:
         lines.append(f"  fill      {f['time']} {f['kind']} {f['side']} {f['volume']} @ "
                      f"{f['price']} realised {f['realized_pnl']:+.2f}")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------- reconcile
+
+
+@app.command()
+def reconcile(config: ConfigOpt = None, journal_url: JournalOpt = None,
+              as_json: JsonOpt = False) -> None:
+    """Compare the journal with the live broker now: adopt matches, record fills made while
+    down, flag external orders; a position mismatch halts trading. Needs the account's
+    lease, so it refuses (exit 5) while a daemon runs: the daemon reconciles at start."""
+    from executor.errors import BrokerError, ConfigError, LeaseError
+    from executor.reconcile import reconcile as run_reconcile
+    from executor.wiring import build_live_parts
+    from guardrails.monitors import reconciliation_trigger
+    from guardrails.state import set_state
+    from strategies.domain import Fill, OrderSide
+
+    settings = _settings(config, journal=_journal_override(journal_url))
+    journal = _journal(settings, migrate=False)
+    try:
+        try:
+            parts = build_live_parts(settings, journal)
+        except ConfigError as exc:
+            _fail(str(exc), EXIT_CONFIG)
+        except LeaseError as exc:
+            _fail(f"{exc} (stop the daemon, or let its start-up reconciliation run)",
+                  EXIT_REFUSED)
+        except BrokerError as exc:
+            _fail(f"cannot reach the broker: {exc}", EXIT_FAILURE)
+        try:
+            fills = journal.fills()
+            parts.broker.restore(journal.orders(settings.account),
+                                 [Fill(f.client_order_id, f.fill_id, f.symbol, OrderSide(f.side),
+                                       f.time, f.price, f.volume, f.fee) for f in fills],
+                                 [f.kind for f in fills])
+            report = run_reconcile(journal, parts.broker, settings.account,
+                                   settings=settings.broker.resolver)
+            journal.commit()
+            trigger = reconciliation_trigger(not report.refuse_to_trade,
+                                             "; ".join(report.reasons))
+            if trigger is not None and trigger.state is not None:
+                if set_state(journal, trigger.state, operator="dta reconcile",
+                             reason=trigger.reason, trigger=trigger.name):
+                    journal.open_incident("critical", f"halted:{trigger.name}", trigger.reason)
+        finally:
+            parts.lease.release()
+    finally:
+        journal.close()
+    data = report.summary()
+    _print(data, as_json, json.dumps(data, indent=2, sort_keys=True, default=str))
+    if report.refuse_to_trade:
+        raise typer.Exit(EXIT_REFUSED)
 
 
 # ---------------------------------------------------------------------------------- doctor
