@@ -459,10 +459,10 @@ def reconcile(config: ConfigOpt = None, journal_url: JournalOpt = None,
             journal.commit()
             trigger = reconciliation_trigger(not report.refuse_to_trade,
                                              "; ".join(report.reasons))
-            if trigger is not None and trigger.state is not None:
-                if set_state(journal, trigger.state, operator="dta reconcile",
-                             reason=trigger.reason, trigger=trigger.name):
-                    journal.open_incident("critical", f"halted:{trigger.name}", trigger.reason)
+            if (trigger is not None and trigger.state is not None
+                    and set_state(journal, trigger.state, operator="dta reconcile",
+                                  reason=trigger.reason, trigger=trigger.name)):
+                journal.open_incident("critical", f"halted:{trigger.name}", trigger.reason)
         finally:
             parts.lease.release()
     finally:

@@ -101,10 +101,11 @@ def test_dta_reconcile_against_the_fake_exchange(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'live.sqlite'}"
     with FakeBinance() as fake:
         toml = tmp_path / "live.toml"
+        urls = ", ".join(f'{k} = "{v}"' for k, v in fake.api_urls().items())
         toml.write_text(Path(EXAMPLE).read_text() + (
             '\n[broker]\nkind = "ccxt"\nsymbols = ["BTC/USDT"]\ntimeframe = "1m"\n'
-            f'ccxt_api_urls = {{ {", ".join(f"{k} = {v!r}" for k, v in fake.api_urls().items())} }}\n'
-            '[broker.ccxt]\ntimeout_ms = 2000\nrate_limit_ms = 1\n').replace("'", '"'))
+            f"ccxt_api_urls = {{ {urls} }}\n"
+            '[broker.ccxt]\ntimeout_ms = 2000\nrate_limit_ms = 1\n'))
         env = {"DTA_EXCHANGE_API_KEY": fake.api_key, "DTA_EXCHANGE_API_SECRET": fake.secret}
         runner = CliRunner()
         assert runner.invoke(app, ["db", "upgrade", "--config", str(toml), "--journal-url",
