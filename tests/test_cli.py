@@ -162,7 +162,7 @@ def test_run_refuses_uncleared_modes_then_missing_adapters(config_file: Path,
     shadow = runner.invoke(app, ["run", "--mode", "shadow", *args])
     assert shadow.exit_code == 2 and "shadow.ea_deals_file" in shadow.output
     live = runner.invoke(app, ["run", "--mode", "live", *args])
-    assert live.exit_code == 2 and "mode 'live'" in live.output
+    assert live.exit_code == 2 and "broker.kind: 'paper' cannot trade live" in live.output
 
 
 def test_run_with_data_file_and_explicit_symbol(tmp_path: Path, config_file: Path) -> None:
