@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import tomllib
 from contextvars import ContextVar
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
@@ -229,10 +230,23 @@ def _to_live() -> PromotionThresholds:
                                min_expectancy_r=0.0, max_provider_error_rate=0.05)
 
 
+class ProviderRegisterEntry(_Section):
+    """What the desk declared about one provider's data handling (the data register)."""
+
+    data_fields: list[str] = Field(default_factory=list)  # fields its prompts may send
+    region: str | None = None
+    retention_days: int | None = Field(default=None, ge=0)
+    training_use: bool | None = None  # may the vendor train on our prompts?
+    last_review: date | None = None
+
+
 class GovernanceSettings(_Section):
-    """Who signs a promotion, and the evidence each step needs."""
+    """Who signs a promotion, the evidence each step needs, and the provider data
+    register with its review period."""
 
     roles: list[str] = Field(default_factory=lambda: ["trading", "compliance", "platform"])
+    review_period_days: int = Field(default=180, ge=1)
+    providers: dict[str, ProviderRegisterEntry] = Field(default_factory=dict)
     to_shadow: PromotionThresholds = Field(default_factory=_to_shadow)
     to_live: PromotionThresholds = Field(default_factory=_to_live)
 

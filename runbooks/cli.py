@@ -102,6 +102,10 @@ def run(
     from executor.wiring import build_daemon
 
     configure_logging(settings.log_level, settings.secret_values())
+    from executor.data_register import warnings as register_warnings
+
+    for warning in register_warnings(settings):  # data leaving the VPS, reviewed and declared
+        typer.echo(f"dta: warning: {warning}", err=True)
     notifier = Notifier()
     journal = _journal(settings, migrate=True)
     if settings.mode != "paper":

@@ -162,3 +162,26 @@ def probe(name: str, config: ConfigOpt = None, journal_url: JournalOpt = None,
                  else str(data["abstain_reason"])))
     if not ok:
         raise typer.Exit(EXIT_FAILURE)
+
+
+@app.command("register")
+def register_(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """The provider data register: destination, fields sent, retention, training use, last
+    review, and warnings (overdue review, undeclared fields)."""
+    from dataclasses import asdict
+
+    from executor.data_register import register
+
+    settings = settings_for(config, None)
+    rows = register(settings)
+    lines = []
+    for r in rows:
+        lines.append(f"{r.provider} ({r.kind}) -> {r.destination}"
+                     + (f" [{r.region}]" if r.region else ""))
+        if r.kind not in ("structure", "momentum", "smc_rules"):
+            lines.append(f"  sends: {', '.join(r.sent_fields) or '-'}; declared: "
+                         f"{', '.join(r.declared_fields) or '-'}")
+            lines.append(f"  retention {r.retention_days} days, training use "
+                         f"{r.training_use}, last review {r.last_review}")
+        lines += [f"  WARNING {w}" for w in r.warnings]
+    print_out([asdict(r) for r in rows], as_json, "\n".join(lines))
