@@ -185,3 +185,52 @@ def register_(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
                          f"{r.training_use}, last review {r.last_review}")
         lines += [f"  WARNING {w}" for w in r.warnings]
     print_out([asdict(r) for r in rows], as_json, "\n".join(lines))
+
+
+@app.command("matrix")
+def matrix(config: ConfigOpt = None, journal_url: JournalOpt = None,
+           as_json: JsonOpt = False) -> None:
+    """Capability matrix from the journal: latency p50/p95, cost per 1K tokens, error and
+    abstention rates, agreement with the ensemble, hit rate against trade outcomes."""
+    from executor.reports.journal_data import load_run_data
+    from executor.reports.metrics import reconstruct_trades
+    from executor.reports.providers import provider_stats
+
+    settings = settings_for(config, journal_url)
+    journal = journal_for(settings, migrate=False)
+    try:
+        data = load_run_data(journal)
+    finally:
+        journal.close()
+    book = reconstruct_trades(data.orders, data.fills, settings.paper.contract_size)
+    rows = []
+    for st in provider_stats(data.decisions, data.provider_calls, book.closed):
+        tokens = st.tokens_in + st.tokens_out
+        rows.append({
+            "provider": st.provider, "class": st.provider_class, "model": st.model,
+            "calls": st.calls, "latency_p50_ms": st.latency_p50_ms,
+            "latency_p95_ms": st.latency_p95_ms,
+            "cost_per_1k_tokens": (st.cost / tokens * 1000) if tokens else None,
+            "cost": st.cost,
+            "error_rate": (st.failures / st.calls) if st.calls else None,
+            "invalid_rate": (st.invalid / st.calls) if st.calls else None,
+            "abstention_rate": (st.abstentions / (st.abstentions + st.votes))
+            if (st.abstentions + st.votes) else None,
+            "agreement": st.agreement, "hit_rate": st.hit_rate, "hit_votes": st.hit_votes,
+            "status": st.status})
+
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{v:.0%}"
+
+    def num(v: float | None, unit: str = "") -> str:
+        return "-" if v is None else f"{v:.3g}{unit}"
+
+    header = (f"{'provider':<14}{'status':<10}{'calls':>7}{'p50':>9}{'p95':>9}{'$/1K tok':>10}"
+              f"{'errors':>8}{'abstain':>9}{'agree':>7}{'hit':>7}")
+    lines = [header] + [
+        f"{r['provider']:<14}{r['status']:<10}{r['calls']:>7}"
+        f"{num(r['latency_p50_ms'], 'ms'):>9}{num(r['latency_p95_ms'], 'ms'):>9}"
+        f"{num(r['cost_per_1k_tokens']):>10}{pct(r['error_rate']):>8}"
+        f"{pct(r['abstention_rate']):>9}{pct(r['agreement']):>7}{pct(r['hit_rate']):>7}"
+        for r in rows]
+    print_out(rows, as_json, "\n".join(lines))

@@ -196,3 +196,21 @@ def test_help_is_fast_and_lists_commands() -> None:
          "'sentry_sdk') if m in sys.modules))"], capture_output=True, text=True, check=True)
     assert heavy.stdout.strip() == "[]"
     assert elapsed < 10  # generous: speed is measured in benchmarks/, this guards imports
+
+
+def test_providers_matrix_from_the_journal(journal_url: str, sample_head: Path,
+                                           config_file: Path) -> None:
+    summary = replay(journal_url, sample_head)
+    r = runner.invoke(app, ["providers", "matrix", "--json", "--config", str(config_file),
+                            "--journal-url", journal_url])
+    assert r.exit_code == 0, r.output
+    rows = {row["provider"]: row for row in json.loads(r.stdout)}
+    assert set(rows) == {"structure", "momentum"}
+    for row in rows.values():
+        assert row["calls"] == summary["decisions"]
+        assert row["latency_p50_ms"] is not None and row["latency_p95_ms"] >= row[
+            "latency_p50_ms"]
+        assert row["error_rate"] == 0.0 and 0.0 <= row["agreement"] <= 1.0
+    text = runner.invoke(app, ["providers", "matrix", "--config", str(config_file),
+                               "--journal-url", journal_url])
+    assert "structure" in text.stdout and "hit" in text.stdout
