@@ -9,6 +9,7 @@ close at a time, exactly as the scheduler drives it with the wall clock.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import threading
 import time
@@ -20,10 +21,12 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
 import structlog
+from sqlalchemy.exc import SQLAlchemyError
 
 from executor.brokers.base import Broker
 from executor.brokers.paper import PaperBroker
 from executor.components import ComponentFactory, Components
+from executor.errors import BrokerError, JournalError
 from executor.feeds.base import Feed
 from executor.feeds.validator import BarValidator
 from executor.journal.store import Journal
@@ -167,6 +170,7 @@ class RealtimeExecutor:
         self.contract_size = contract_size
         self.metrics = metrics
         self.ea_source = ea_source
+        self.fatal_error: Exception | None = None
         # Called at the start of every cycle with the cycle's time (live: the unknown-order
         # resolver). An exception is journaled as an error, never skips the cycle.
         self.before_cycle: list[Callable[[datetime], object]] = []
@@ -274,30 +278,63 @@ class RealtimeExecutor:
         if not self._started:
             raise RuntimeError("RealtimeExecutor.start() must run before the first cycle")
         with self._cycle_lock:
-            cycle_started = time.perf_counter()
-            now = now or self.clock.now()
-            self._follow_param_changes()
-            for hook in self.before_cycle:
-                try:
-                    hook(now)
-                except Exception as exc:
-                    self.stats.errors["before_cycle_error"] += 1
-                    log.error("before_cycle_failed", error=repr(exc))
-            self._service_approvals(now)
-            handled = 0
-            for stream in self.streams:
-                bars = self.feed.closed_bars(stream[0], stream[1], self._last_time[stream], now)
-                for bar in bars:
-                    self._process_bar(stream, bar, now)
-                    handled += 1
-            if self.ea_source is not None:
-                self._read_ea(now)
-            self.stats.cycles += 1
-            if self.journal.pending_rows >= self.batch_bars or self.mode != "paper":
-                self.journal.commit()
-            if self.metrics is not None:
-                self.metrics.cycle_seconds.observe(time.perf_counter() - cycle_started)
-            return handled
+            try:
+                return self._cycle(now or self.clock.now())
+            except JournalError as exc:
+                self._journal_failed(exc)
+                raise
+            except SQLAlchemyError as exc:
+                error = JournalError(f"journal write failed: {exc.__class__.__name__}: "
+                                     f"{str(exc).splitlines()[0]}")
+                self._journal_failed(error)
+                raise error from None
+
+    def _journal_failed(self, exc: JournalError) -> None:
+        """The journal cannot be written (disk full, read-only, database gone): stop
+        trading at once. Nothing is sent unjournaled: the order row commits before any
+        broker call, so the failing commit is always before the send. The incident cannot
+        go into the journal, so it goes straight to the escalation listeners and the log."""
+        self.fatal_error = exc
+        self.stop_requested.set()
+        message = f"journal unwritable, trading stopped: {exc}"
+        log.critical("journal_unwritable", error=str(exc))
+        for listener in self.journal.incident_listeners:
+            with contextlib.suppress(Exception):
+                listener(0, "critical", "halted:journal_unwritable", message)
+
+    def _cycle(self, now: datetime) -> int:
+        cycle_started = time.perf_counter()
+        self._follow_param_changes()
+        for hook in self.before_cycle:
+            try:
+                hook(now)
+            except Exception as exc:
+                self.stats.errors["before_cycle_error"] += 1
+                log.error("before_cycle_failed", error=repr(exc))
+        self._service_approvals(now)
+        handled = 0
+        for stream in self.streams:
+            try:
+                bars = self.feed.closed_bars(stream[0], stream[1], self._last_time[stream],
+                                             now)
+            except BrokerError as exc:  # the feed is away: next cycle catches up
+                self.stats.errors["feed_error"] += 1
+                log.error("feed_failed", symbol=stream[0], error=str(exc))
+                trigger = self._broker_errors.error(now)
+                if trigger is not None:
+                    self._fire(trigger)
+                continue
+            for bar in bars:
+                self._process_bar(stream, bar, now)
+                handled += 1
+        if self.ea_source is not None:
+            self._read_ea(now)
+        self.stats.cycles += 1
+        if self.journal.pending_rows >= self.batch_bars or self.mode != "paper":
+            self.journal.commit()
+        if self.metrics is not None:
+            self.metrics.cycle_seconds.observe(time.perf_counter() - cycle_started)
+        return handled
 
     def _read_ea(self, now: datetime) -> None:
         """Shadow mode: journal the EA's deals up to now, for pairing with our intents."""

@@ -8,6 +8,7 @@ Exit codes (stable, documented in the README):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sys
@@ -158,6 +159,8 @@ def run(
                 server_utc_offset_hours=settings.broker.mt5.server_utc_offset_hours
                 if settings.broker.kind == "mt5" else 0.0,
                 watchdog_seconds=sched.watchdog_interval_seconds)
+            if executor.fatal_error is not None:
+                raise executor.fatal_error
             status = "stopped"
         else:
             assert daemon.loaded is not None and daemon.feed is not None
@@ -170,7 +173,8 @@ def run(
         notifier.stopping()
         typer.echo(f"dta: {exc}", err=True)
         try:
-            executor.stop(status)
+            with contextlib.suppress(DtaError):  # the journal may be what failed
+                executor.stop(status)
         finally:
             if daemon.live is not None:
                 daemon.live.lease.release()
