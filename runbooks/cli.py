@@ -258,6 +258,7 @@ def status(config: ConfigOpt = None, journal_url: JournalOpt = None, as_json: Js
     """Mode, kill switch, last bar per symbol and its age, open orders, positions, params."""
     from datetime import UTC, datetime
 
+    from runbooks.providers_cli import provider_rows
     from strategies.domain import OrderState
 
     settings = _settings(config, journal=_journal_override(journal_url))
@@ -292,6 +293,7 @@ def status(config: ConfigOpt = None, journal_url: JournalOpt = None, as_json: Js
             "incidents_open": [{"id": i.id, "severity": i.severity, "kind": i.kind}
                                for i in journal.incidents("open")],
             "approvals_pending": len(journal.approvals("pending")),
+            "providers": provider_rows(journal, settings),
         }
     finally:
         journal.close()
@@ -307,6 +309,9 @@ def status(config: ConfigOpt = None, journal_url: JournalOpt = None, as_json: Js
         lines.append(f"  {stream}: {info['count']} bars, last {info['last']} "
                      f"(age {info['age_s']} s)")
     lines.append(f"open orders: {len(open_orders)}; positions: {data['positions'] or 'flat'}")
+    lines.append("providers: " + ", ".join(
+        f"{p['provider']} {'on' if p['in_rotation'] else 'OFF'} (breaker {p['breaker']})"
+        for p in data["providers"]))
     _print(data, as_json, "\n".join(lines))
 
 

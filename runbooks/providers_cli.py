@@ -34,6 +34,32 @@ def _configured(journal: Any, settings: Any) -> dict[str, dict[str, Any]]:
     return dict(content.get("ensemble", {}).get("providers", {}))
 
 
+def provider_rows(journal: Any, settings: Any) -> list[dict[str, Any]]:
+    """Each configured provider: rotation, weight, recent outcomes, latency, breaker."""
+    configured = _configured(journal, settings)
+    disabled = journal.disabled_providers()
+    rows = []
+    for name, cfg in configured.items():
+        calls = journal.provider_calls(name, limit=100)
+        outcomes: dict[str, int] = {}
+        for c in calls:
+            outcomes[c.outcome] = outcomes.get(c.outcome, 0) + 1
+        latencies = [c.latency_ms for c in calls if c.outcome == "ok"]
+        last = calls[-1] if calls else None
+        rows.append({
+            "provider": name, "kind": cfg.get("kind"), "weight": cfg.get("weight"),
+            "in_rotation": name not in disabled,
+            "disabled_by": disabled[name].operator if name in disabled else None,
+            "disabled_reason": disabled[name].reason if name in disabled else None,
+            "recent_calls": len(calls), "outcomes": outcomes,
+            "latency_p50_ms": round(median(latencies), 3) if latencies else None,
+            "breaker": "open" if last is not None and last.outcome == "breaker_open"
+            else "closed",
+            "last_call": last.at.isoformat() if last else None,
+        })
+    return rows
+
+
 @app.command("status")
 def status(config: ConfigOpt = None, journal_url: JournalOpt = None,
            as_json: JsonOpt = False) -> None:
@@ -41,27 +67,7 @@ def status(config: ConfigOpt = None, journal_url: JournalOpt = None,
     settings = settings_for(config, journal_url)
     journal = journal_for(settings, migrate=False)
     try:
-        configured = _configured(journal, settings)
-        disabled = journal.disabled_providers()
-        rows = []
-        for name, cfg in configured.items():
-            calls = journal.provider_calls(name, limit=100)
-            outcomes: dict[str, int] = {}
-            for c in calls:
-                outcomes[c.outcome] = outcomes.get(c.outcome, 0) + 1
-            latencies = [c.latency_ms for c in calls if c.outcome == "ok"]
-            last = calls[-1] if calls else None
-            rows.append({
-                "provider": name, "kind": cfg.get("kind"), "weight": cfg.get("weight"),
-                "in_rotation": name not in disabled,
-                "disabled_by": disabled[name].operator if name in disabled else None,
-                "disabled_reason": disabled[name].reason if name in disabled else None,
-                "recent_calls": len(calls), "outcomes": outcomes,
-                "latency_p50_ms": round(median(latencies), 3) if latencies else None,
-                "breaker": "open" if last is not None and last.outcome == "breaker_open"
-                else "closed",
-                "last_call": last.at.isoformat() if last else None,
-            })
+        rows = provider_rows(journal, settings)
     finally:
         journal.close()
     text = "\n".join(

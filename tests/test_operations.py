@@ -194,6 +194,8 @@ def test_status_and_doctor_json_against_a_prepared_journal(tmp_path: Path) -> No
     assert status["kill_switch"]["engaged"] is True
     assert status["streams"]["EURUSD/M15"]["count"] == 3000
     assert status["params"]["active_version"] == 1
+    assert {p["provider"]: p["breaker"] for p in status["providers"]} == {
+        "structure": "closed", "momentum": "closed"}
 
     env_file = tmp_path / ".env"
     env_file.write_text("DTA_OPENAI_API_KEY=sk-x\n")
