@@ -89,6 +89,40 @@ def _read_deals(path: Path, magic: int | None, offset: float) -> Iterable[EaDeal
         raise DataFormatError(f"EA deals file {path} does not exist") from None
 
 
+class Mt5EaSource:
+    """The EA's deals straight from the MT5 terminal (``history_deals_get`` over our bridge),
+    by the EA's magic number; never our own (``own_magic``). MT5 stamps deals in broker
+    server time: shifted to UTC here, at the edge."""
+
+    def __init__(self, client: Any, *, ea_magic: int | None, own_magic: int,
+                 server_utc_offset_hours: float = 0.0, lookback_days: int = 7) -> None:
+        self.client = client
+        self.ea_magic = ea_magic
+        self.own_magic = own_magic
+        self.offset = timedelta(hours=server_utc_offset_hours)
+        self.lookback = timedelta(days=lookback_days)
+
+    def ea_deals(self, since: datetime | None, until: datetime) -> list[EaDeal]:
+        start = since if since is not None else until - self.lookback
+        rows = self.client.history_deals_get(start + self.offset, until + self.offset)
+        out = []
+        for d in rows:
+            magic = int(d.get("magic", 0))
+            if magic == self.own_magic or (self.ea_magic is not None and magic != self.ea_magic):
+                continue
+            if int(d.get("type", -1)) not in (0, 1):  # balance, credit...: not trades
+                continue
+            t = datetime.fromtimestamp(int(d["time"]), UTC) - self.offset
+            if since is not None and t <= since:
+                continue
+            out.append(EaDeal(
+                ticket=int(d["ticket"]), symbol=str(d["symbol"]), time=t,
+                side="buy" if int(d["type"]) == 0 else "sell", price=float(d["price"]),
+                volume=float(d["volume"]), entry="in" if int(d.get("entry", 0)) == 0 else "out",
+                magic=magic, comment=str(d.get("comment", ""))))
+        return sorted(out, key=lambda x: (x.time, x.ticket))
+
+
 def _opt(text: str | None) -> float | None:
     return float(text) if text not in (None, "", "0", "0.0") else None
 

@@ -203,6 +203,8 @@ def build_daemon(settings: Settings, journal: Journal, *, data: Path | None = No
     """Paper and shadow replays from a bar file; ``live`` with the configured broker."""
     factory = component_factory(settings, journal)
     _close_components(factory(0, settings.parameter_set().values))  # fail fast, before I/O
+    if settings.mode == "shadow" and settings.broker.kind == "mt5":
+        return _shadow_on_mt5(settings, journal, factory, notifier, metrics)
     if settings.mode == "live":
         parts = build_live_parts(settings, journal)
         executor = RealtimeExecutor(
@@ -238,6 +240,45 @@ def build_daemon(settings: Settings, journal: Journal, *, data: Path | None = No
         notifier=notifier, points={loaded.symbol: loaded.point} if loaded.point else None,
         contract_size=settings.paper.contract_size, metrics=metrics, ea_source=ea_source)
     return Daemon(executor, journal, feed, loaded)
+
+
+def _shadow_on_mt5(settings: Settings, journal: Journal, factory: ComponentFactory,
+                   notifier: Notifier | None, metrics: Metrics | None) -> Daemon:
+    """Shadow beside the EA on the real MT5 account: live bars from the terminal, virtual
+    fills, the EA's deals read by its magic number; nothing is ever sent."""
+    from executor.brokers.mt5_client import Mt5Client
+    from executor.feeds.mt5 import Mt5Feed
+    from executor.shadow import Mt5EaSource
+
+    b = settings.broker
+    if not b.symbols:
+        raise ConfigError("broker.symbols: list the symbols to shadow, e.g. [\"EURUSD\"]")
+    client = Mt5Client(b.mt5, password=settings.mt5_password,
+                       bridge_secret=settings.mt5_bridge_secret)
+    client.connect()
+    feed = Mt5Feed(client, server_utc_offset_hours=b.mt5.server_utc_offset_hours,
+                   max_bars=b.mt5.max_bars)
+    source = Mt5EaSource(client, ea_magic=settings.shadow.ea_magic, own_magic=b.mt5.magic,
+                         server_utc_offset_hours=b.mt5.server_utc_offset_hours,
+                         lookback_days=b.mt5.history_days)
+    executor = RealtimeExecutor(
+        mode="shadow", account=settings.account, journal=journal, feed=feed,
+        streams=[(s, b.timeframe) for s in b.symbols],
+        broker=ShadowBroker(contract_size=settings.paper.contract_size,
+                            initial_balance=settings.paper.initial_balance),
+        components=factory, settings_params=settings.parameter_set().values,
+        validator=BarValidator(), settings_hash=settings.content_hash, batch_bars=1,
+        notifier=notifier, metrics=metrics, contract_size=settings.paper.contract_size,
+        ea_source=source)
+    return Daemon(executor, journal, None, None, LiveParts(client, feed, list(
+        executor.streams), _NoLease()))
+
+
+class _NoLease:
+    """Shadow mode sends nothing, so it needs no trading lease on the account."""
+
+    def release(self) -> None:
+        return None
 
 
 def _close_components(components: Components) -> None:

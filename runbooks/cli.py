@@ -149,9 +149,10 @@ def run(
     try:
         executor.start()
         if daemon.live is not None:
-            _start_live(settings, daemon, journal)
-            notifier.ready(f"live on {settings.broker.kind}: {len(daemon.live.streams)} "
-                           "stream(s)")
+            if settings.mode == "live":
+                _start_live(settings, daemon, journal)
+            notifier.ready(f"{settings.mode} on {settings.broker.kind}: "
+                           f"{len(daemon.live.streams)} stream(s)")
             sched = settings.scheduler
             executor.run_scheduled(
                 settle_seconds=sched.settle_delay_seconds,
