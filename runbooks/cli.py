@@ -52,6 +52,7 @@ def _register_groups() -> None:
         providers_cli,
         replay_cli,
         shadow_cli,
+        tune_cli,
     )
 
     app.add_typer(params_cli.app, name="params")
@@ -59,6 +60,7 @@ def _register_groups() -> None:
     app.add_typer(shadow_cli.app, name="shadow")
     governance_cli.register(app)
     replay_cli.register(app)
+    tune_cli.register(app)
     app.add_typer(approvals_cli.app, name="approvals")
     app.add_typer(approvals_cli.incidents_app, name="incidents")
 

@@ -189,6 +189,7 @@ class ParamVersionRow(SQLModel, table=True):
     reason: str
     created_at: datetime = _ts()
     bad: bool = False  # set when an automatic rollback left this version
+    evidence: dict[str, Any] | None = _json()  # why a tuning job proposed it
 
 
 class ParamEventRow(SQLModel, table=True):

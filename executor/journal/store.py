@@ -481,17 +481,28 @@ class Journal:
                 for r in rows]
 
     def add_param_version(self, content: dict[str, Any], parent: int | None, author: str,
-                          reason: str) -> ParamVersion:
+                          reason: str, evidence: dict[str, Any] | None = None) -> ParamVersion:
         with self._lock:
             params = ParameterSet(content)
             self.save_parameter_set(params)
             now = utcnow()
             version = self._insert(_PARAM_VERSIONS, dict(
                 hash=params.content_hash, content=content, parent=parent, author=author,
-                reason=reason, created_at=now, bad=False))
+                reason=reason, created_at=now, bad=False, evidence=evidence))
             self.commit(durable=True)
             return ParamVersion(version, params.content_hash, content, parent, author, reason,
                                 now)
+
+    def attach_evidence(self, version: int, evidence: dict[str, Any]) -> None:
+        with self._lock:
+            self._conn().execute(update(_PARAM_VERSIONS).where(
+                _PARAM_VERSIONS.c.version == version).values(evidence=evidence))
+            self.commit(durable=True)
+
+    def param_evidence(self, version: int) -> dict[str, Any] | None:
+        row = self._conn().execute(select(_PARAM_VERSIONS.c.evidence).where(
+            _PARAM_VERSIONS.c.version == version)).first()
+        return dict(row.evidence) if row is not None and row.evidence else None
 
     def add_param_event(self, version: int, action: str, operator: str, reason: str,
                         trigger: str | None = None) -> None:

@@ -12,7 +12,6 @@ from alembic import op
 
 import executor.journal.types
 
-
 revision = '0005'
 down_revision = '0004'
 branch_labels = None
