@@ -13,7 +13,6 @@ import contextlib
 import heapq
 import threading
 import time
-from array import array
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -109,7 +108,8 @@ class RunStats:
     rollbacks: int = 0
     ea_deals: int = 0
     cycles: int = 0
-    latencies_us: array[float] = field(default_factory=lambda: array("d"))
+    # The most recent per-bar latencies (a bounded window: a daemon runs for months).
+    latencies_us: deque[float] = field(default_factory=lambda: deque(maxlen=50_000))
     started: float = field(default_factory=time.perf_counter)
 
     def latency_percentiles(self) -> dict[str, float]:

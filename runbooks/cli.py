@@ -33,8 +33,10 @@ from runbooks.common import (
     print_out,
 )
 
+# rich_markup_mode=None: plain help text, without importing rich (keeps `dta --help` fast).
 app = typer.Typer(help="DTA executor: run the trading daemon and operate it.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  rich_markup_mode=None)
 kill_app = typer.Typer(help="Trading state: engage (HALTED), reduce (REDUCING) or release "
                        "(ACTIVE); persists across restarts.", no_args_is_help=True)
 config_app = typer.Typer(help="Inspect settings.", no_args_is_help=True)

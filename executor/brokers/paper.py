@@ -12,6 +12,7 @@ Its "exchange" state lives in the journal, so a restart rebuilds it exactly (``r
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -27,6 +28,7 @@ from strategies.domain import (
     Position,
 )
 
+_KNOWN_MAX = 20_000
 _PENDING_STATES = frozenset({OrderState.SUBMITTING, OrderState.ACCEPTED, OrderState.UNKNOWN})
 
 
@@ -41,7 +43,8 @@ class PaperBroker:
         self._positions: dict[str, Position] = {}
         self._last_price: dict[str, float] = {}
         self.realized_pnl = 0.0
-        self._fills: list[BrokerFill] = []  # every fill, for recent_fills (reconciliation)
+        # Recent fills only, for recent_fills (reconciliation looks back days, not years).
+        self._fills: deque[BrokerFill] = deque(maxlen=10_000)
 
     # ------------------------------------------------------------------ Broker protocol
 
@@ -57,11 +60,20 @@ class PaperBroker:
             result = order.transition(OrderState.ACCEPTED,
                                       broker_order_id=f"{self.name}-{intent.client_order_id}")
             self._pending[intent.client_order_id] = result
-        self._known[intent.client_order_id] = result
+        self._remember(result)
         return result
 
     def lookup(self, client_order_id: str) -> Order | None:
         return self._known.get(client_order_id)
+
+    def _remember(self, order: Order) -> None:
+        """Keep every open order and the most recent finished ones: bounded memory over a
+        long run (a lookup of an old filled order falls back to the journal's record)."""
+        self._known[order.client_order_id] = order
+        if len(self._known) > _KNOWN_MAX:
+            for coid in [c for c, o in self._known.items() if o.state.terminal][
+                    :len(self._known) - _KNOWN_MAX // 2]:
+                del self._known[coid]
 
     def position(self, symbol: str) -> Position:
         return self._positions.get(symbol) or Position(symbol)
@@ -80,7 +92,7 @@ class PaperBroker:
             realized = self._apply(fill, order)
             filled = order.transition(OrderState.FILLED, filled_volume=order.intent.volume,
                                       avg_fill_price=price)
-            self._known[coid] = filled
+            self._remember(filled)
             fills.append(BrokerFill(fill, "entry", realized, filled))
         exit_fill = self._check_protection(bar)
         if exit_fill is not None:

@@ -151,6 +151,8 @@ class Journal:
         self._pending_rejects: list[dict[str, Any]] = []
         self._lock = threading.RLock()
         self.run_id: int | None = None
+        self._in_memory = engine.dialect.name == "sqlite" and engine.url.database in (
+            None, "", ":memory:")
         # Called after an incident is committed: (id, severity, kind, message).
         self.incident_listeners: list[Callable[[int, str, str, str], None]] = []
 
@@ -456,8 +458,11 @@ class Journal:
         another process takes effect at the next decision of a running daemon."""
         t = _KILL_EVENTS
         stmt = select(t).where(t.c.scope == scope).order_by(t.c.id.desc()).limit(1)
-        with self.engine.connect() as fresh:
-            row = fresh.execute(stmt).first()
+        if self._in_memory:  # one shared connection: never close it behind the session
+            row = self._conn().execute(stmt).first()
+        else:
+            with self.engine.connect() as fresh:
+                row = fresh.execute(stmt).first()
         if row is None:
             return KillSwitchState(engaged=False)
         return KillSwitchState(row.action != "release", row.operator, row.reason, row.at,

@@ -1,0 +1,348 @@
+"""Decision latency, live-like: from a bar being available to its order reaching the broker.
+
+The live daemon runs one cycle per bar close (APScheduler tick at close + settle delay);
+each cycle polls the journal for parameter and approval changes (at most once a wall
+second, so on every live cycle), fetches the closed bar, and runs validator -> paper fills
+-> snapshot -> strategy -> ensemble -> guardrails -> router (journal first, durable, then
+broker). This benchmark drives that same ``run_cycle`` back to back, one bar per stream
+per cycle, with ``now`` = the bar's close + the configured settle delay (what the
+scheduler passes), the journal polls forced on every cycle as live, the bundled EURUSD M15
+sample, the example settings (deterministic structure + momentum providers), and a SQLite
+*file* journal (WAL, synchronous=FULL), timing on the wall clock:
+
+- **order latency**: cycle start (the scheduler tick: the bar is available) -> the
+  broker's ``submit`` is called, for bars that produced an order; also measured from the
+  feed's hand-over of the bar, which excludes the per-cycle journal polls;
+- **all-bars latency**: cycle start -> that stream's processing is done (the next stream's
+  fetch, or the cycle's end), for every bar.
+
+The first ``--warmup`` cycles are not counted (first-call imports and caches). Network
+time to fetch a bar from MT5/ccxt is not included: the feed here is in memory.
+
+    .venv/bin/python -m benchmarks.bench_latency [--quick] [--symbols N] [--pause-ms X]
+
+This module also holds the helpers the other live-like benchmarks share (settings, the
+in-memory live feed, derived symbols, executor construction as ``build_daemon`` does it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script from a checkout without an install
+    sys.path.insert(0, str(ROOT))
+
+from executor.brokers.paper import PaperBroker  # noqa: E402
+from executor.daemon import RealtimeExecutor  # noqa: E402
+from executor.feeds.files import LoadedBars, load_bars  # noqa: E402
+from executor.feeds.validator import BarValidator  # noqa: E402
+from executor.journal.store import Journal  # noqa: E402
+from executor.log_setup import configure_logging  # noqa: E402
+from executor.settings import Settings, load_settings  # noqa: E402
+from executor.wiring import component_factory  # noqa: E402
+from strategies.domain import Bar, Order  # noqa: E402
+
+SAMPLE = ROOT / "config" / "samples" / "EURUSD_M15.csv"
+CONFIG = ROOT / "config" / "dta.example.toml"
+GOAL_P99_MS = 5.0
+
+Stream = tuple[str, str]
+
+
+# ---------------------------------------------------------------------------- shared helpers
+
+
+def bench_settings(url: str, **overrides: Any) -> Settings:
+    """The example settings with the journal at ``url``; logging set up as `dta run` does
+    (JSON to stderr at the configured level, warning), so log volume costs what it costs
+    in production and no more."""
+    settings = load_settings(CONFIG, journal={"url": url}, **overrides)
+    configure_logging(settings.log_level, settings.secret_values())
+    return settings
+
+
+# Many streams share one paper account: limits sized for that, so no drawdown halt or
+# exposure cap stops the decisions half-way and the run keeps doing the same work
+# throughout (every check still runs on every decision).
+MANY_SYMBOL_OVERRIDES: dict[str, Any] = {
+    "guardrails": {"max_gross_exposure_lots": 1000.0, "max_orders_per_minute": 10_000,
+                   "max_daily_loss": 1e7},
+    "paper": {"initial_balance": 1e8},
+}
+
+
+def load_sample() -> LoadedBars:
+    return load_bars(SAMPLE)
+
+
+def derived_bars(base: Sequence[Bar], symbol: str, timeframe: str, start: datetime,
+                 count: int, *, row_offset: int = 0, price_offset: float = 0.0,
+                 step: timedelta | None = None) -> list[Bar]:
+    """``count`` bars of a synthetic symbol on a contiguous time grid from ``start``:
+    OHLC of the sample's rows from ``row_offset`` on (wrapping), plus ``price_offset``."""
+    step = step or timedelta(minutes=15)
+    n = len(base)
+    out: list[Bar] = []
+    for i in range(count):
+        b = base[(row_offset + i) % n]
+        out.append(Bar(symbol, timeframe, start + i * step, b.open + price_offset,
+                       b.high + price_offset, b.low + price_offset, b.close + price_offset,
+                       b.volume, b.spread))
+    return out
+
+
+class LiveFeed:
+    """An in-memory ``Feed`` that releases bars the way a live one does: only what the
+    driver has released (the bars that "closed" since the last tick), in order, and only
+    once. Records when each stream's bars were handed over (``perf_counter_ns``)."""
+
+    def __init__(self, streams: dict[Stream, Sequence[Bar]]) -> None:
+        self._bars = {k: list(v) for k, v in streams.items()}
+        self._cursor = dict.fromkeys(self._bars, 0)
+        self.released = 0
+        self.handover_ns: dict[Stream, int] = {}
+
+    def release(self, n: int = 1) -> None:
+        self.released += n
+
+    def closed_bars(self, symbol: str, timeframe: str, since: datetime | None,
+                    now: datetime) -> list[Bar]:
+        key = (symbol, timeframe)
+        bars, i = self._bars[key], self._cursor[key]
+        j = min(self.released, len(bars))
+        while j > i and bars[j - 1].close_time > now:
+            j -= 1
+        if j <= i:
+            return []
+        self._cursor[key] = j
+        self.handover_ns[key] = time.perf_counter_ns()
+        return bars[i:j]
+
+
+class TimedPaperBroker(PaperBroker):
+    """The paper broker, noting when each order is handed to it (``perf_counter_ns``)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.submits: list[tuple[int, str]] = []
+
+    def submit(self, order: Order) -> Order:
+        self.submits.append((time.perf_counter_ns(), order.intent.symbol))
+        return super().submit(order)
+
+
+def build_executor(settings: Settings, journal: Journal, feed: Any, streams: Sequence[Stream],
+                   broker: PaperBroker | None = None, points: dict[str, float] | None = None,
+                   mode: str | None = None) -> RealtimeExecutor:
+    """A ``RealtimeExecutor`` wired exactly as ``executor.wiring.build_daemon`` wires it,
+    with a feed of our choosing (as tests/test_scheduler.py does).
+
+    ``mode="live"`` gives the live daemon's journal cadence (a commit at the end of every
+    cycle) while orders still go to the paper broker: no broker network in the figures.
+    ``paper`` commits per-bar rows only every ``journal.batch_bars`` rows."""
+    mode = mode or settings.mode
+    return RealtimeExecutor(
+        mode=mode, account=settings.account, journal=journal, feed=feed,
+        streams=list(streams),
+        broker=broker or PaperBroker(contract_size=settings.paper.contract_size,
+                                     initial_balance=settings.paper.initial_balance),
+        components=_factory(settings, journal),
+        settings_params=settings.parameter_set().values, validator=BarValidator(),
+        settings_hash=settings.content_hash,
+        batch_bars=1 if mode == "live" else settings.journal.batch_bars,
+        points=points, contract_size=settings.paper.contract_size)
+
+
+def _factory(settings: Settings, journal: Journal) -> Any:
+    """``component_factory`` takes the settings (or, in older trees, the mode string)."""
+    first = next(iter(inspect.signature(component_factory).parameters))
+    return component_factory(settings if first == "settings" else settings.mode, journal)
+
+
+def force_live_polls(executor: RealtimeExecutor) -> None:
+    """Live cycles are at least a bar apart, so the once-a-wall-second journal polls
+    (parameter changes, approvals) run on every one; back-to-back cycles would skip them."""
+    executor._param_checked = 0.0
+    executor._approvals_checked = 0.0
+
+
+def pct(data: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile of sorted ``data`` (the executor's own convention)."""
+    if not data:
+        return float("nan")
+    k = min(len(data) - 1, max(0, round(q / 100 * (len(data) - 1))))
+    return data[k]
+
+
+def dist(values: Sequence[float]) -> dict[str, float]:
+    data = sorted(values)
+    return {"n": len(data), "p50": pct(data, 50), "p90": pct(data, 90), "p99": pct(data, 99),
+            "max": data[-1] if data else float("nan"),
+            "mean": sum(data) / len(data) if data else float("nan")}
+
+
+def rss_bytes() -> int:
+    """Resident set size now, from /proc/self/statm (pages)."""
+    import os
+
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+# ---------------------------------------------------------------------------- the benchmark
+
+
+def run(*, quick: bool = False, symbols: int = 1, warmup: int = 200,
+        pause_ms: float = 0.0, mode: str = "live") -> dict[str, Any]:
+    loaded = load_sample()
+    bars = list(loaded.bars[: 6000 if quick else None])
+    streams: dict[Stream, list[Bar]] = {(loaded.symbol, loaded.timeframe): bars}
+    for k in range(1, symbols):  # extra symbols: the sample shifted in price
+        sym = f"{loaded.symbol}.{k}"
+        streams[(sym, loaded.timeframe)] = [
+            replace(b, symbol=sym, open=b.open + k * 0.01, high=b.high + k * 0.01,
+                    low=b.low + k * 0.01, close=b.close + k * 0.01) for b in bars]
+    order = list(streams)
+    with tempfile.TemporaryDirectory(prefix="dta-bench-latency-") as tmp:
+        settings = bench_settings(f"sqlite:///{Path(tmp) / 'journal.sqlite'}")
+        settle = timedelta(seconds=settings.scheduler.settle_delay_seconds)
+        journal = Journal.open(settings.journal.url)
+        feed = LiveFeed(streams)
+        broker = TimedPaperBroker(contract_size=settings.paper.contract_size,
+                                  initial_balance=settings.paper.initial_balance)
+        points = {s: loaded.point for s, _ in order} if loaded.point else None
+        executor = build_executor(settings, journal, feed, order, broker, points, mode)
+        executor.start()
+        all_from_tick: dict[str, list[float]] = {s: [] for s, _ in order}
+        all_from_feed: dict[str, list[float]] = {s: [] for s, _ in order}
+        orders_from_tick: dict[str, list[float]] = {s: [] for s, _ in order}
+        orders_from_feed: dict[str, list[float]] = {s: [] for s, _ in order}
+        cycles: list[float] = []
+        started = time.perf_counter()
+        for i, bar in enumerate(bars):
+            feed.release(1)
+            feed.handover_ns.clear()
+            force_live_polls(executor)
+            mark = len(broker.submits)
+            t0 = time.perf_counter_ns()
+            executor.run_cycle(bar.close_time + settle)
+            t1 = time.perf_counter_ns()
+            if pause_ms:
+                time.sleep(pause_ms / 1000)
+            if i < warmup:
+                continue
+            cycles.append((t1 - t0) / 1e6)
+            hand = [feed.handover_ns.get(k) for k in order]
+            for n, (sym, _tf) in enumerate(order):
+                h = hand[n]
+                if h is None:
+                    continue
+                done = next((x for x in hand[n + 1:] if x is not None), t1)
+                all_from_tick[sym].append((done - t0) / 1e6)
+                all_from_feed[sym].append((done - h) / 1e6)
+            seen: set[str] = set()
+            for ns, sym in broker.submits[mark:]:
+                if sym in seen:
+                    continue
+                seen.add(sym)
+                orders_from_tick[sym].append((ns - t0) / 1e6)
+                h = feed.handover_ns.get((sym, loaded.timeframe))
+                if h is not None:
+                    orders_from_feed[sym].append((ns - h) / 1e6)
+        elapsed = time.perf_counter() - started
+        summary = executor.stop("completed")
+        journal.close()
+    per_symbol = {
+        sym: {"all_bars_from_tick_ms": dist(all_from_tick[sym]),
+              "all_bars_from_feed_ms": dist(all_from_feed[sym]),
+              "orders_from_tick_ms": dist(orders_from_tick[sym]),
+              "orders_from_feed_ms": dist(orders_from_feed[sym])}
+        for sym, _ in order}
+    return {
+        "bars": len(bars) * len(order), "cycles_measured": len(cycles), "warmup": warmup,
+        "symbols": len(order), "elapsed_s": elapsed, "pause_ms": pause_ms, "mode": mode,
+        "orders": sum(summary["orders"].values()), "proposals": summary["proposals"],
+        "cycle_ms": dist(cycles), "per_symbol": per_symbol,
+        "executor_process_bar_us": executor.stats.latency_percentiles(),
+        "goal_p99_ms": GOAL_P99_MS,
+    }
+
+
+def _ok(value: float, goal: float) -> str:
+    return "MET" if value <= goal else "MISSED"
+
+
+def summary_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(figure, measured, goal, verdict) rows for the combined table."""
+    rows = []
+    for sym, s in r["per_symbol"].items():
+        o, a = s["orders_from_tick_ms"], s["all_bars_from_tick_ms"]
+        rows.append((f"decision latency {sym}, bars with an order: p50 / p99",
+                     f"{o['p50']:.2f} / {o['p99']:.2f} ms (n={o['n']})",
+                     f"p99 <= {GOAL_P99_MS:g} ms", _ok(o["p99"], GOAL_P99_MS)))
+        rows.append((f"decision latency {sym}, all bars: p50 / p99",
+                     f"{a['p50']:.3f} / {a['p99']:.3f} ms (n={a['n']})",
+                     f"p99 <= {GOAL_P99_MS:g} ms", _ok(a["p99"], GOAL_P99_MS)))
+    return rows
+
+
+LAST_RESULTS: dict[str, Any] | None = None
+
+
+def main(argv: list[str] | None = None) -> None:
+    global LAST_RESULTS
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="first 6,000 bars only")
+    parser.add_argument("--symbols", type=int, default=1,
+                        help="streams per cycle (extra ones: the sample shifted in price)")
+    parser.add_argument("--warmup", type=int, default=200, help="cycles not counted")
+    parser.add_argument("--pause-ms", type=float, default=0.0,
+                        help="idle time between cycles (live cycles are 15 min apart)")
+    parser.add_argument("--mode", choices=["live", "paper"], default="live",
+                        help="journal cadence: live commits every cycle (default), paper "
+                             "every journal.batch_bars rows")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv or [])
+    r = run(quick=args.quick, symbols=args.symbols, warmup=args.warmup,
+            pause_ms=args.pause_ms, mode=args.mode)
+    LAST_RESULTS = results = r
+    print(f"decision latency, live-like cycles: {r['bars']:,} bars, {r['symbols']} symbol(s), "
+          f"{r['cycles_measured']:,} cycles measured after {r['warmup']} warm-up, "
+          f"{r['orders']} orders, SQLite file journal (WAL, synchronous=FULL), "
+          f"{r['mode']} commit cadence")
+    print(f"{'symbol':<10}{'measured':<34}{'n':>7}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+          f"   goal")
+    labels = [("orders_from_tick_ms", "bar available -> order at broker"),
+              ("orders_from_feed_ms", "  (from the feed's hand-over)"),
+              ("all_bars_from_tick_ms", "bar available -> bar done, all"),
+              ("all_bars_from_feed_ms", "  (from the feed's hand-over)")]
+    for sym, s in r["per_symbol"].items():
+        for key, label in labels:
+            d = s[key]
+            goal = f"p99 <= {GOAL_P99_MS:g} ms: {_ok(d['p99'], GOAL_P99_MS)}" \
+                if not label.startswith(" ") else ""
+            print(f"{sym:<10}{label:<34}{d['n']:>7}{d['p50']:>9.3f}{d['p99']:>9.3f}"
+                  f"{d['max']:>9.2f}   {goal}")
+    c = r["cycle_ms"]
+    e = r["executor_process_bar_us"]
+    print(f"whole cycle (polls + all streams + batch commits): p50 {c['p50']:.3f} ms, "
+          f"p99 {c['p99']:.3f} ms, max {c['max']:.1f} ms")
+    print(f"executor's own per-bar timer (validator .. after-bar checks): p50 {e['p50_us']:.0f} "
+          f"us, p99 {e['p99_us']:.0f} us, max {e['max_us']:.0f} us")
+    if args.json:
+        print(json.dumps(results, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,180 @@
+"""CLI start-up: `dta --help` and `dta status` wall time in fresh processes, plus what
+`python -X importtime` says `dta --help` spends its imports on.
+
+Each command runs ``--runs`` times as a new process (the installed ``.venv/bin/dta``
+console script, cwd the checkout); the figure is the median wall time. ``dta status``
+reads a SQLite journal this benchmark prepares (a short paper replay of the sample), with
+the example config. The interpreter's own start-up (``python -c pass``) is measured too:
+it is the floor no change to our code can go under.
+
+    .venv/bin/python -m benchmarks.bench_startup [--quick] [--runs 7] [--top 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+GOAL_HELP_MS = 300.0
+BIN = Path(sys.executable).parent
+CONFIG = ROOT / "config" / "dta.example.toml"
+_LINE = re.compile(r"^import time:\s+(\d+)\s+\|\s+(\d+)\s+\|(\s+)(\S.*)$")
+
+
+def _dta() -> list[str]:
+    script = BIN / "dta"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "runbooks.cli"]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("DTA_CONFIG", None)
+    env.update(extra)
+    return env
+
+
+def time_command(cmd: list[str], runs: int, **env: str) -> dict[str, Any]:
+    times: list[float] = []
+    codes: set[int] = set()
+    for _ in range(runs):
+        started = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=ROOT, env=_env(**env), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, check=False)
+        times.append((time.perf_counter() - started) * 1000)
+        codes.add(proc.returncode)
+    return {"median_ms": statistics.median(times), "min_ms": min(times),
+            "max_ms": max(times), "runs": runs, "exit_codes": sorted(codes)}
+
+
+def _prepare_journal(url: str) -> None:
+    """A journal with one short completed paper run, so `status` has something to show."""
+    from benchmarks.bench_latency import bench_settings
+    from benchmarks.bench_vs_backtesting import _sample_file
+    from executor.daemon import SimulatedClock
+    from executor.journal.store import Journal
+    from executor.wiring import build_daemon
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = _sample_file(Path(tmp), 500)
+        settings = bench_settings(url)
+        journal = Journal.open(url)
+        daemon = build_daemon(settings, journal, data=data)
+        daemon.executor.start()
+        daemon.executor.run_replay(SimulatedClock(), daemon.feed.next_close_time)
+        daemon.executor.stop("completed")
+        journal.close()
+
+
+def import_times(args: list[str], top: int) -> dict[str, Any]:
+    """`python -X importtime` of `dta ARGS`: the heaviest imports at the top two levels
+    (cumulative) and the heaviest single modules (self time), in milliseconds."""
+    code = (f"import sys; sys.argv = ['dta', *{args!r}]\n"
+            "from runbooks.cli import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n")
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", code], cwd=ROOT,
+                          env=_env(), capture_output=True, text=True, check=False)
+    rows: list[tuple[int, int, int, str]] = []
+    for line in proc.stderr.splitlines():
+        m = _LINE.match(line)
+        if m:
+            depth = (len(m.group(3)) - 1) // 2
+            rows.append((int(m.group(1)), int(m.group(2)), depth, m.group(4).strip()))
+    total = sum(r[0] for r in rows) / 1000
+    top_level = sorted((r for r in rows if r[2] <= 1), key=lambda r: -r[1])[:top]
+    by_self = sorted(rows, key=lambda r: -r[0])[:top]
+    return {"total_import_ms": total, "modules": len(rows),
+            "top_cumulative": [{"module": r[3], "cumulative_ms": r[1] / 1000,
+                                "self_ms": r[0] / 1000, "depth": r[2]} for r in top_level],
+            "top_self": [{"module": r[3], "self_ms": r[0] / 1000, "depth": r[2]}
+                         for r in by_self]}
+
+
+def status_args(url: str) -> list[str]:
+    return ["status", "--config", str(CONFIG), "--journal-url", url]
+
+
+def run(*, runs: int = 7, top: int = 15) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="dta-bench-startup-") as tmp:
+        url = f"sqlite:///{Path(tmp) / 'journal.sqlite'}"
+        _prepare_journal(url)
+        dta = _dta()
+        out = {
+            "python_floor": time_command([sys.executable, "-c", "pass"], runs),
+            "help": time_command([*dta, "--help"], runs),
+            # The same with typer's rich help formatter off: what `rich_markup_mode=None`
+            # on the Typer apps would save.
+            "help_no_rich": time_command([*dta, "--help"], runs, TYPER_USE_RICH="0"),
+            "status": time_command([*dta, *status_args(url)], runs),
+        }
+        out["importtime_status"] = import_times(status_args(url), top)
+    out["importtime_help"] = import_times(["--help"], top)
+    out["goal_help_ms"] = GOAL_HELP_MS
+    out["loadavg"] = os.getloadavg()
+    return out
+
+
+def summary_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    h, s = r["help"], r["status"]
+    return [
+        ("`dta --help` wall time, fresh process (median)",
+         f"{h['median_ms']:.0f} ms (python floor {r['python_floor']['median_ms']:.0f} ms)",
+         f"< {GOAL_HELP_MS:g} ms", "MET" if h["median_ms"] < GOAL_HELP_MS else "MISSED"),
+        ("`dta status` wall time, fresh process (median)", f"{s['median_ms']:.0f} ms",
+         "(no goal set)", "-"),
+    ]
+
+
+LAST_RESULTS: dict[str, Any] | None = None
+
+
+def main(argv: list[str] | None = None) -> None:
+    global LAST_RESULTS
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3 runs per command")
+    parser.add_argument("--runs", type=int, default=None, help="runs per command (7)")
+    parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv or [])
+    r = run(runs=args.runs or (3 if args.quick else 7), top=args.top)
+    LAST_RESULTS = results = r
+    print(f"fresh processes, median of {r['help']['runs']} runs (load average "
+          f"{r['loadavg'][0]:.1f})")
+    print(f"{'command':<22}{'median ms':>10}{'min ms':>9}{'max ms':>9}  exit   goal")
+    for key, label, goal in (("python_floor", "python -c pass", ""),
+                             ("help", "dta --help",
+                              f"< {GOAL_HELP_MS:g} ms: "
+                              + ("MET" if r["help"]["median_ms"] < GOAL_HELP_MS
+                                 else "MISSED")),
+                             ("help_no_rich", "  TYPER_USE_RICH=0", ""),
+                             ("status", "dta status", "")):
+        t = r[key]
+        print(f"{label:<22}{t['median_ms']:>10.0f}{t['min_ms']:>9.0f}{t['max_ms']:>9.0f}"
+              f"  {','.join(map(str, t['exit_codes'])):<5}  {goal}")
+    for key, label in (("importtime_help", "dta --help"), ("importtime_status", "dta status")):
+        imp = r[key]
+        print(f"\n`python -X importtime` of `{label}`: {imp['modules']} modules, "
+              f"{imp['total_import_ms']:.0f} ms of imports (importtime inflates); heaviest "
+              "imports, top two levels (cumulative):")
+        for row in imp["top_cumulative"]:
+            print(f"  {row['cumulative_ms']:>8.1f} ms  {'  ' * row['depth']}{row['module']}")
+        print("  heaviest single modules (self time): " + ", ".join(
+            f"{row['module']} {row['self_ms']:.1f}" for row in imp["top_self"][:8]))
+    if args.json:
+        print(json.dumps(results, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,260 @@
+"""Replay throughput against backtesting.py: the same SMA 10/30 flip on the same bars.
+
+Ours: the bundled EURUSD M15 sample through ``executor.wiring.build_daemon`` (paper
+broker, validator, incremental snapshot builder, ensemble, every guardrail of the example
+settings, order router) into a SQLite *file* journal (WAL, synchronous=FULL; per-bar rows
+batched, every order row committed durably before the broker sees it), with two
+benchmark substitutions, both in ``benchmarks/sma_flip.py``: the active parameter set's
+strategy is ``sma_flip`` (registered at run time) and its ensemble is one ``SmaFlipVoter``
+(so the ensemble confirms every crossing instead of vetoing half of them). The example
+guardrails stay, with a 1,000,000 balance and a 100,000 daily-loss limit so that no
+drawdown trigger halts a strategy that is not meant to make money.
+
+Theirs: ``backtesting.Backtest(...).run()`` with the same rule (``SmaFlipBT`` below),
+indicators vectorised up front as that library does, no journal. Same bars, same process,
+same run. Figures are bars per second of the replay loop (``run_replay`` for ours,
+``run()`` for theirs; loading the CSV is outside both), and the trades each did, so the
+ratio compares comparable work.
+
+    .venv/bin/python -m benchmarks.bench_vs_backtesting [--quick] [--repeats 3] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.bench_latency import SAMPLE, bench_settings  # noqa: E402
+from benchmarks.sma_flip import FAST, SLOW, register, sma_parameter_set, with_sma_voter  # noqa: E402
+from executor.daemon import SimulatedClock  # noqa: E402
+from executor.feeds.files import load_bars  # noqa: E402
+from executor.journal.store import Journal  # noqa: E402
+from executor.wiring import build_daemon  # noqa: E402
+from strategies.domain import Bar  # noqa: E402
+
+GOAL_RATIO = 1.0
+UNITS = 10_000  # 0.1 lot of EURUSD, the example settings' order volume
+
+
+def _sample_file(tmp: Path, rows: int | None) -> Path:
+    """The sample, or its first ``rows`` bars under the same name (symbol and timeframe
+    come from the file name)."""
+    if rows is None:
+        return SAMPLE
+    out = tmp / SAMPLE.name
+    with SAMPLE.open() as src, out.open("w") as dst:
+        for i, line in enumerate(src):
+            if i > rows:
+                break
+            dst.write(line)
+    return out
+
+
+def round_trips(fills: Iterable[Any]) -> tuple[int, int]:
+    """(closed trades, still open) from journaled fills: a trade closes each time a
+    symbol's net position returns to (or crosses) zero."""
+    net: dict[str, float] = {}
+    closed = 0
+    for f in fills:
+        before = net.get(f.symbol, 0.0)
+        after = before + (f.volume if f.side == "buy" else -f.volume)
+        if abs(before) > 1e-9 and (abs(after) < 1e-9 or (before > 0) != (after > 0)):
+            closed += 1
+        net[f.symbol] = after
+    return closed, sum(1 for v in net.values() if abs(v) > 1e-9)
+
+
+def run_ours(url: str, data: Path, profile: bool = False,
+             strategy: str = "sma_flip") -> dict[str, Any]:
+    register()
+    settings = bench_settings(url, guardrails={"max_daily_loss": 100_000.0},
+                              paper={"initial_balance": 1_000_000.0})
+    journal = Journal.open(url)
+    daemon = build_daemon(settings, journal, data=data)
+    ex = daemon.executor
+    ex.settings_params = sma_parameter_set(settings.parameter_set().values, strategy=strategy)
+    ex.component_factory = with_sma_voter(ex.component_factory)
+    ex.start()
+    profiler = None
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    started = time.perf_counter()
+    ex.run_replay(SimulatedClock(), daemon.feed.next_close_time)
+    elapsed = time.perf_counter() - started
+    if profiler is not None:
+        profiler.disable()
+    summary = ex.stop("completed")
+    closed, still_open = round_trips(journal.fills())
+    journal.close()
+    out = {"bars": summary["bars_processed"], "elapsed_s": elapsed,
+           "bars_per_s": summary["bars_processed"] / elapsed,
+           "orders": sum(summary["orders"].values()), "proposals": summary["proposals"],
+           "vetoes": summary["vetoes"], "trades": closed + still_open,
+           "trades_closed": closed, "pnl": summary.get("pnl", {}).get("realized")}
+    if profiler is not None:
+        import pstats
+
+        buf = io.StringIO()
+        stats = pstats.Stats(profiler, stream=buf)
+        stats.sort_stats("tottime").print_stats(25)
+        stats.sort_stats("cumulative").print_stats(40)
+        out["profile"] = buf.getvalue()
+    return out
+
+
+def _sma(values: Any, n: int) -> Any:
+    import pandas as pd
+
+    return pd.Series(values).rolling(n).mean().to_numpy()
+
+
+def run_theirs(bars: list[Bar], repeats: int) -> dict[str, Any]:
+    import pandas as pd
+    from backtesting import Backtest, Strategy
+
+    class SmaFlipBT(Strategy):  # type: ignore[misc]
+        fast, slow = FAST, SLOW
+
+        def init(self) -> None:
+            self.f = self.I(_sma, self.data.Close, self.fast)
+            self.s = self.I(_sma, self.data.Close, self.slow)
+
+        def next(self) -> None:
+            f, s = self.f[-1], self.s[-1]
+            want = 1 if f > s else -1 if f < s else 0
+            if not want:
+                return
+            size = self.position.size
+            if size == 0:
+                if want > 0:
+                    self.buy(size=UNITS)
+                else:
+                    self.sell(size=UNITS)
+            elif (size > 0) != (want > 0):
+                self.position.close()
+
+    frame = pd.DataFrame(
+        {"Open": [b.open for b in bars], "High": [b.high for b in bars],
+         "Low": [b.low for b in bars], "Close": [b.close for b in bars],
+         "Volume": [b.volume for b in bars]},
+        index=pd.DatetimeIndex([b.time.replace(tzinfo=None) for b in bars]))
+    bt = Backtest(frame, SmaFlipBT, cash=1_000_000, finalize_trades=True)
+    times = []
+    stats: Any = None
+    for _ in range(repeats):
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            started = time.perf_counter()
+            stats = bt.run()
+            times.append(time.perf_counter() - started)
+    best = sorted(times)[len(times) // 2]
+    return {"bars": len(frame), "elapsed_s": best, "elapsed_all_s": times,
+            "bars_per_s": len(frame) / best, "trades": int(stats["# Trades"]),
+            "pnl": float(stats["Equity Final [$]"]) - 1_000_000}
+
+
+def run(*, quick: bool = False, repeats: int = 3, profile: bool = False,
+        memory_journal: bool = False) -> dict[str, Any]:
+    try:
+        import backtesting
+    except ImportError as exc:  # the `bench` extra is not installed
+        raise SystemExit(f"bench_vs_backtesting: skipped, backtesting.py is not installed "
+                         f"({exc}); pip install -e '.[bench]'") from None
+
+    with tempfile.TemporaryDirectory(prefix="dta-bench-vsbt-") as tmp_name:
+        tmp = Path(tmp_name)
+        data = _sample_file(tmp, 8000 if quick else None)
+        bars = list(load_bars(data).bars)
+        theirs = run_theirs(bars, repeats)
+        ours = run_ours(f"sqlite:///{tmp / 'journal.sqlite'}", data, profile=profile)
+        floor = run_ours(f"sqlite:///{tmp / 'floor.sqlite'}", data, strategy="no_trade")
+        ours_mem = run_ours("sqlite://", data) if memory_journal else None
+    out: dict[str, Any] = {
+        "bars": len(bars), "backtesting_version": backtesting.__version__,
+        "ours_sqlite_file": ours, "ours_no_trade_floor": floor, "backtesting_py": theirs,
+        "ratio": ours["bars_per_s"] / theirs["bars_per_s"], "goal_ratio": GOAL_RATIO,
+        "ratio_floor": floor["bars_per_s"] / theirs["bars_per_s"],
+        "loadavg": os.getloadavg()}
+    if ours_mem is not None:
+        out["ours_sqlite_memory"] = ours_mem
+        out["ratio_memory_journal"] = ours_mem["bars_per_s"] / theirs["bars_per_s"]
+    return out
+
+
+def summary_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    o, t = r["ours_sqlite_file"], r["backtesting_py"]
+    return [(f"replay vs backtesting.py, SMA {FAST}/{SLOW} flip ({r['bars']:,} bars)",
+             f"{r['ratio']:.3f}x ({o['bars_per_s']:,.0f} vs {t['bars_per_s']:,.0f} bars/s; "
+             f"trades {o['trades']} vs {t['trades']})",
+             f">= {GOAL_RATIO:g}x", "MET" if r["ratio"] >= GOAL_RATIO else "MISSED")]
+
+
+LAST_RESULTS: dict[str, Any] | None = None
+
+
+def main(argv: list[str] | None = None) -> None:
+    global LAST_RESULTS
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="first 8,000 bars only")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="backtesting.py runs (median taken)")
+    parser.add_argument("--memory", action="store_true",
+                        help="also run ours on an in-memory SQLite journal (NB: that journal "
+                             "currently loses rows, see benchmarks/README.md)")
+    parser.add_argument("--profile", action="store_true",
+                        help="cProfile our replay loop and print the top functions")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv or [])
+    r = run(quick=args.quick, repeats=args.repeats, profile=args.profile,
+            memory_journal=args.memory)
+    LAST_RESULTS = results = r
+    o, t = r["ours_sqlite_file"], r["backtesting_py"]
+    print(f"SMA {FAST}/{SLOW} flip on {r['bars']:,} EURUSD M15 bars, same process "
+          f"(backtesting.py {r['backtesting_version']}; load average "
+          f"{r['loadavg'][0]:.1f})")
+    print(f"{'engine':<38}{'bars/s':>10}{'seconds':>9}{'trades':>8}{'orders':>8}")
+    print(f"{'ours, full pipeline, SQLite file journal':<38}{o['bars_per_s']:>10,.0f}"
+          f"{o['elapsed_s']:>9.2f}{o['trades']:>8}{o['orders']:>8}")
+    if "ours_sqlite_memory" in r:
+        m = r["ours_sqlite_memory"]
+        print(f"{'ours, full pipeline, in-memory SQLite':<38}{m['bars_per_s']:>10,.0f}"
+              f"{m['elapsed_s']:>9.2f}{m['trades']:>8}{m['orders']:>8}")
+    f = r["ours_no_trade_floor"]
+    print(f"{'ours, same, strategy never proposes':<38}{f['bars_per_s']:>10,.0f}"
+          f"{f['elapsed_s']:>9.2f}{f['trades']:>8}{f['orders']:>8}")
+    print(f"{'backtesting.py run(), no journal':<38}{t['bars_per_s']:>10,.0f}"
+          f"{t['elapsed_s']:>9.2f}{t['trades']:>8}{'-':>8}")
+    verdict = "MET" if r["ratio"] >= GOAL_RATIO else "MISSED"
+    print(f"ratio ours/theirs: {r['ratio']:.3f}x   goal >= {GOAL_RATIO:g}x: {verdict}")
+    print(f"ceiling if decisions and orders were free (no-trade floor / theirs): "
+          f"{r['ratio_floor']:.3f}x")
+    if "ratio_memory_journal" in r:
+        print(f"ratio with an in-memory journal: {r['ratio_memory_journal']:.3f}x (that journal "
+              "drops proposals, decisions and fills: less work, not a fair figure)")
+    if o["vetoes"]:
+        print(f"our vetoes: {o['vetoes']}")
+    if args.profile:
+        print(o["profile"])
+    if args.json:
+        print(json.dumps({k: v for k, v in results.items()}, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
