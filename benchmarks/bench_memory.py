@@ -114,8 +114,7 @@ def _internals(ex: RealtimeExecutor) -> dict[str, Any]:
     fills = getattr(broker, "_fills", [])
     known = getattr(broker, "_known", {})
     return {
-        "stats.latencies_us": {"len": len(lat),
-                               "kib": lat.buffer_info()[1] * lat.itemsize / 1024},
+        "stats.latencies_us": {"len": len(lat), "kib": _deep_size(lat) / 1024},
         "PaperBroker._fills": {"len": len(fills), "kib": _deep_size(fills) / 1024},
         "PaperBroker._known": {"len": len(known), "kib": _deep_size(known) / 1024},
         "executor._expiries": {"len": len(ex._expiries), "kib": _deep_size(ex._expiries) / 1024},

@@ -101,4 +101,5 @@ def test_shadow_on_mt5_pairs_the_eas_deals(tmp_path: Path, strategy: object) -> 
     assert (report["our_entries"], report["ea_entries"], report["matched"]) == (1, 2, 1)
     assert report["direction_agreement"] == 1.0
     assert report["structure_agreement"] == 1.0  # "SMS" vs our choch tag
-    assert abs(report["timing_s"]["mean"]) < 15 * 60
+    # The EA traded after our decision on the last closed bar, within the 30-minute window.
+    assert 0 <= report["timing_s"]["mean"] <= 30 * 60
