@@ -41,7 +41,7 @@ def _stage_fields(stage: str) -> list[str]:
     from ensemble.schemas import ExecutionInput, ResearchInput, RiskInput
 
     model = {"research": ResearchInput, "risk": RiskInput, "execution": ExecutionInput}.get(stage)
-    return sorted(model.model_fields) if model is not None else []
+    return sorted(model.model_fields) if model is not None else []  # type: ignore[attr-defined]
 
 
 def _template_fields(settings: Settings, provider: Any) -> tuple[list[str], list[str]]:

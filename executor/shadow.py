@@ -227,9 +227,18 @@ def summarize(pairs: Sequence[Pair]) -> dict[str, Any]:
         "timing_s": stats([p.timing_s for p in matched if p.timing_s is not None]),
         "entry_diff": stats([p.entry_diff for p in matched if p.entry_diff is not None]),
         "slippage": stats([p.slippage for p in matched if p.slippage is not None]),
-        "sl_diff": stats([p.ea.sl - p.ours.sl for p in matched  # type: ignore[union-attr,operator]
-                          if p.ea.sl is not None and p.ours.sl is not None]),  # type: ignore[union-attr]
-        "tp_diff": stats([p.ea.tp - p.ours.tp for p in matched  # type: ignore[union-attr,operator]
-                          if p.ea.tp is not None and p.ours.tp is not None]),  # type: ignore[union-attr]
+        "sl_diff": stats(_level_diffs(matched, "sl")),
+        "tp_diff": stats(_level_diffs(matched, "tp")),
         "structure_agreement": (sum(structure) / len(structure)) if structure else None,
     }
+
+
+def _level_diffs(matched: Sequence[Pair], level: str) -> list[float]:
+    """EA minus ours for the stop (``sl``) or target (``tp``), where both have one."""
+    out = []
+    for p in matched:
+        ea = getattr(p.ea, level, None)
+        ours = getattr(p.ours, level, None)
+        if ea is not None and ours is not None:
+            out.append(float(ea) - float(ours))
+    return out

@@ -225,11 +225,11 @@ def matrix(config: ConfigOpt = None, journal_url: JournalOpt = None,
             "agreement": st.agreement, "hit_rate": st.hit_rate, "hit_votes": st.hit_votes,
             "status": st.status})
 
-    def pct(v: float | None) -> str:
-        return "-" if v is None else f"{v:.0%}"
+    def pct(v: Any) -> str:
+        return "-" if v is None else f"{float(v):.0%}"
 
-    def num(v: float | None, unit: str = "") -> str:
-        return "-" if v is None else f"{v:.3g}{unit}"
+    def num(v: Any, unit: str = "") -> str:
+        return "-" if v is None else f"{float(v):.3g}{unit}"
 
     header = (f"{'provider':<14}{'status':<10}{'calls':>7}{'p50':>9}{'p95':>9}{'$/1K tok':>10}"
               f"{'errors':>8}{'abstain':>9}{'agree':>7}{'hit':>7}")

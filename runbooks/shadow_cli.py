@@ -69,7 +69,7 @@ def report(since: Annotated[str | None, typer.Option(help="ISO date/time (UTC) t
     summary = summarize(pairs)
     rows = [{"ours": p.ours.client_order_id if p.ours else None,
              "ea_ticket": p.ea.ticket if p.ea else None,
-             "symbol": (p.ours or p.ea).symbol if (p.ours or p.ea) else None,  # type: ignore[union-attr]
+             "symbol": p.ours.symbol if p.ours else p.ea.symbol if p.ea else None,
              "our_side": p.ours.side if p.ours else None, "ea_side": p.ea.side if p.ea else None,
              "timing_s": p.timing_s, "entry_diff": p.entry_diff, "slippage": p.slippage,
              "structure_agrees": p.structure_agrees} for p in pairs]

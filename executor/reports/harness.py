@@ -108,15 +108,17 @@ class ReplayHarness:
         self.journal = journal
         self.request = request
         self.daemon: Daemon = build_daemon(settings, journal, data=request.data)
-        self.source = self.daemon.loaded
+        if self.daemon.loaded is None:
+            raise ConfigError("a replay reads a bar file: mode live has none")
+        self.source: LoadedBars = self.daemon.loaded
         loaded = filter_bars(self.source, request.start, request.end)
         if not loaded.bars:
             raise ConfigError(
                 f"no bars of {request.data} in the range "
                 f"[{_iso(request.start) or 'start'}, {_iso(request.end) or 'end'})")
         feed = ReplayFeed(loaded)
-        self.daemon.feed = feed
-        self.daemon.loaded = loaded
+        self.daemon.feed = self.feed = feed
+        self.daemon.loaded = self.loaded = loaded
         self.executor.feed = feed
         self.expected_hash: str | None = None
         if request.params is not None:
@@ -136,7 +138,7 @@ class ReplayHarness:
 
     @property
     def total_bars(self) -> int:
-        return len(self.daemon.loaded.bars)
+        return len(self.loaded.bars)
 
     def run(self, on_progress: Callable[[int], None] | None = None) -> ReplayOutcome:
         ex = self.executor
@@ -149,7 +151,7 @@ class ReplayHarness:
                 f"({self.expected_hash}); replay into a fresh journal")
         status = "completed"
         try:
-            ex.run_replay(SimulatedClock(), self.daemon.feed.next_close_time, on_progress)
+            ex.run_replay(SimulatedClock(), self.feed.next_close_time, on_progress)
             if ex.stop_requested.is_set():
                 status = "stopped"
         except DtaError:
@@ -162,11 +164,11 @@ class ReplayHarness:
         summary["replay"] = info
         self.journal.end_run(status, summary)  # the same run row, now with its replay facts
         log = list(self.assigner.log) if self.assigner is not None else []
-        return ReplayOutcome(status, self.journal.run_id, summary, info, self.daemon.loaded,
+        return ReplayOutcome(status, self.journal.run_id, summary, info, self.loaded,
                              log)
 
     def run_info(self, summary: dict[str, Any]) -> dict[str, Any]:
-        req, src, loaded = self.request, self.source, self.daemon.loaded
+        req, src, loaded = self.request, self.source, self.loaded
         content = self.executor.c.params.values
         providers = content.get("ensemble", {}).get("providers", {})
         configured = {name: {"kind": cfg.get("kind"), "weight": cfg.get("weight")}
