@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO_JOURNAL ?= var/paper-demo.sqlite
 
-.PHONY: run test bench lint clean install
+.PHONY: run test bench soak lint clean install
 
 install: $(STAMP)
 
@@ -27,6 +27,10 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 # The bench extra brings smartmoneyconcepts (numba, pandas) for the SMC comparison only.
+# The crash-safety test with 500 SIGKILLs instead of the suite's 50 (several minutes).
+soak: $(STAMP)
+	DTA_SOAK_KILLS=500 $(BIN)/python -m pytest -q -p no:cacheprovider tests/reliability/test_crash_safety.py -s
+
 bench: $(STAMP)
 	test -f $(VENV)/.bench-stamp || ($(BIN)/python -m pip install --quiet -e '.[dev,bench]' && touch $(VENV)/.bench-stamp)
 	$(BIN)/python -m benchmarks
