@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -92,6 +93,11 @@ _UPDATE_ORDER = (
 _SELECT_ORDER = select(_ORDERS).where(_ORDERS.c.client_order_id == bindparam("coid"))
 
 
+_INSERTS: dict[str, Any] = {}
+# How long a running daemon may act on a cached trading state read from another process.
+STATE_TTL_S = 0.25
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -151,6 +157,7 @@ class Journal:
         self._pending_rejects: list[dict[str, Any]] = []
         self._lock = threading.RLock()
         self.run_id: int | None = None
+        self._state_cache: dict[str, tuple[float, KillSwitchState]] = {}
         self._in_memory = engine.dialect.name == "sqlite" and engine.url.database in (
             None, "", ":memory:")
         # Called after an incident is committed: (id, severity, kind, message).
@@ -214,7 +221,10 @@ class Journal:
         return self._session.connection()
 
     def _insert(self, table: Any, values: dict[str, Any]) -> int:
-        result = self._conn().execute(insert(table), values)
+        stmt = _INSERTS.get(table.name)
+        if stmt is None:
+            stmt = _INSERTS[table.name] = insert(table)
+        result = self._conn().execute(stmt, values)
         key = result.inserted_primary_key
         assert key is not None
         return int(key[0])
@@ -452,10 +462,21 @@ class Journal:
                                                  operator=operator, reason=reason,
                                                  trigger=trigger))
             self.commit(durable=True)
+            self._state_cache.clear()
 
     def kill_switch_state(self, scope: str = "global") -> KillSwitchState:
-        """Read fresh from the database every time, so an operator's `dta kill-switch` in
-        another process takes effect at the next decision of a running daemon."""
+        """Read from the database, so an operator's `dta kill-switch` in another process
+        reaches a running daemon; cached for at most ``STATE_TTL_S`` of wall time (a replay
+        decides thousands of times a second). This process's own changes clear the cache."""
+        cached = self._state_cache.get(scope)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < STATE_TTL_S:
+            return cached[1]
+        state = self._read_state(scope)
+        self._state_cache[scope] = (now, state)
+        return state
+
+    def _read_state(self, scope: str) -> KillSwitchState:
         t = _KILL_EVENTS
         stmt = select(t).where(t.c.scope == scope).order_by(t.c.id.desc()).limit(1)
         if self._in_memory:  # one shared connection: never close it behind the session
