@@ -83,30 +83,11 @@ def reference_events(kind: str) -> set[tuple[int, int]]:
 def match(
     ours: set[tuple[int, int]], reference: set[tuple[int, int]], tolerance: int
 ) -> tuple[int, float, float]:
-    """Greedy one-to-one matching by sign and reference bar within ``tolerance`` bars.
+    """(matched, precision, recall) with the production matcher (greedy one-to-one by sign
+    and reference bar within ``tolerance`` bars), so tests and reports score alike."""
+    from executor.reports.smc_scoring import match_events
 
-    Returns (matched, precision, recall). Each side is sorted and walked in bar order, an
-    event taking the nearest still-unmatched partner of the same sign.
-    """
-    matched = 0
-    for sign in (1, -1):
-        mine = sorted(i for s, i in ours if s == sign)
-        ref = sorted(i for s, i in reference if s == sign)
-        used = [False] * len(ref)
-        lo = 0
-        for i in mine:
-            while lo < len(ref) and ref[lo] < i - tolerance:
-                lo += 1
-            best, best_d = -1, tolerance + 1
-            j = lo
-            while j < len(ref) and ref[j] <= i + tolerance:
-                d = abs(ref[j] - i)
-                if not used[j] and d < best_d:
-                    best, best_d = j, d
-                j += 1
-            if best >= 0:
-                used[best] = True
-                matched += 1
+    matched = match_events(ours, reference, tolerance)
     precision = matched / len(ours) if ours else 1.0
     recall = matched / len(reference) if reference else 1.0
     return matched, precision, recall
