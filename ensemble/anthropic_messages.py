@@ -18,8 +18,8 @@ from typing import Any
 from pydantic import SecretStr
 
 from ensemble.base import Completion, RenderedPrompt
-from ensemble.errors import EnsembleConfigError, ProviderCallError
-from ensemble.openai_chat import scrub
+from ensemble.errors import EnsembleConfigError
+from ensemble.openai_chat import call_sdk
 
 
 class AnthropicMessagesClient:
@@ -66,19 +66,8 @@ class AnthropicMessagesClient:
             kwargs["output_config"] = {"format": {"type": "json_schema",
                                                   "schema": dict(schema)}}
         sdk = self._sdk
-        try:
-            resp = self._client.messages.create(**kwargs)
-        except sdk.APITimeoutError as exc:
-            raise ProviderCallError(scrub(str(exc), self._secret),
-                                    error_class=type(exc).__name__, timeout=True) from None
-        except sdk.APIStatusError as exc:
-            raise ProviderCallError(scrub(f"HTTP {exc.status_code}: {exc.message}",
-                                          self._secret),
-                                    error_class=type(exc).__name__,
-                                    status=exc.status_code) from None
-        except sdk.AnthropicError as exc:
-            raise ProviderCallError(scrub(str(exc), self._secret),
-                                    error_class=type(exc).__name__) from None
+        resp = call_sdk(self._client.messages.create, kwargs, sdk=sdk,
+                        base_error=sdk.AnthropicError, secret=self._secret)
         text = "".join(getattr(block, "text", "") for block in (resp.content or [])
                        if getattr(block, "type", None) == "text")
         usage = resp.usage

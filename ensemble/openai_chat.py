@@ -27,6 +27,24 @@ def scrub(text: str, secret: str | None) -> str:
     return text.replace(secret, "**********") if secret else text
 
 
+def call_sdk(create: Any, kwargs: dict[str, Any], *, sdk: Any, base_error: type[Exception],
+             secret: str | None) -> Any:
+    """Call an official SDK (openai and anthropic share these error classes) and map its
+    errors into ``ProviderCallError`` with the key scrubbed from every message."""
+    try:
+        return create(**kwargs)
+    except sdk.APITimeoutError as exc:
+        raise ProviderCallError(scrub(str(exc), secret), error_class=type(exc).__name__,
+                                timeout=True) from None
+    except sdk.APIStatusError as exc:
+        raise ProviderCallError(scrub(f"HTTP {exc.status_code}: {exc.message}", secret),
+                                error_class=type(exc).__name__,
+                                status=exc.status_code) from None
+    except base_error as exc:
+        raise ProviderCallError(scrub(str(exc), secret),
+                                error_class=type(exc).__name__) from None
+
+
 class OpenAIChatClient:
     kind = "openai"
 
@@ -69,19 +87,8 @@ class OpenAIChatClient:
                 "json_schema": {"name": schema_name, "strict": True, "schema": dict(schema)},
             }
         sdk = self._sdk
-        try:
-            resp = self._client.chat.completions.create(**kwargs)
-        except sdk.APITimeoutError as exc:
-            raise ProviderCallError(scrub(str(exc), self._secret),
-                                    error_class=type(exc).__name__, timeout=True) from None
-        except sdk.APIStatusError as exc:
-            raise ProviderCallError(scrub(f"HTTP {exc.status_code}: {exc.message}",
-                                          self._secret),
-                                    error_class=type(exc).__name__,
-                                    status=exc.status_code) from None
-        except sdk.OpenAIError as exc:
-            raise ProviderCallError(scrub(str(exc), self._secret),
-                                    error_class=type(exc).__name__) from None
+        resp = call_sdk(self._client.chat.completions.create, kwargs, sdk=sdk,
+                        base_error=sdk.OpenAIError, secret=self._secret)
         choices = getattr(resp, "choices", None) or []
         if not choices:
             raise ProviderCallError("response has no choices", error_class="EmptyResponse")
