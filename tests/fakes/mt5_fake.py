@@ -41,6 +41,8 @@ TIMEOUT), ``("accept_then_none", code)`` (executed, ``None`` + last_error),
 ``("accept_then", callback)`` (executed, then ``callback()``: e.g. drop the bridge),
 ``("none", code)`` (not executed, ``None``). ``drop_ipc()`` cuts the terminal link until the
 next ``initialize``; ``connect_after_polls`` delays ``terminal_info().connected``.
+``on_order`` (a callback run with the request each time the server executed or placed one,
+before the answer leaves) lets a test kill a client at that exact point.
 """
 
 from __future__ import annotations
@@ -208,6 +210,8 @@ _RETCODE_TEXT = {
     TRADE_RETCODE_INVALID_FILL: "Invalid order filling type",
     TRADE_RETCODE_CONNECTION: "No connection with the trade server",
 }
+# Retcodes after which the request left an order (and, for a deal, a deal) on the server.
+_EXECUTED = frozenset({TRADE_RETCODE_PLACED, TRADE_RETCODE_DONE, TRADE_RETCODE_DONE_PARTIAL})
 _ERROR_TEXT = {RES_S_OK: "Success", RES_E_NOT_FOUND: "Terminal: Not found",
                RES_E_AUTH_FAILED: "Terminal: Authorization failed",
                RES_E_INTERNAL_FAIL_INIT: "IPC initialize failed",
@@ -314,6 +318,7 @@ class FakeMetaTrader5:
         self.history_orders: dict[int, Any] = {}
         self.deals: dict[int, Any] = {}
         self.sent_requests: list[dict[str, Any]] = []
+        self.on_order: Callable[[dict[str, Any]], None] | None = None
         self._next_ticket = 100_000
         self._next_deal = 500_000
         self._request_id = 0
@@ -677,6 +682,8 @@ class FakeMetaTrader5:
             if kind == "reject":
                 return self._result(req, step[1])
             result = self._execute(req, partial=step[1] if kind == "partial" else None)
+        if self.on_order is not None and result.retcode in _EXECUTED:
+            self.on_order(req)
         if kind == "accept_then_retcode":
             return result._replace(retcode=step[1], deal=0, order=0, volume=0.0, price=0.0,
                                    comment=_RETCODE_TEXT.get(step[1], ""))

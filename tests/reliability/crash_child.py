@@ -1,15 +1,20 @@
-"""The crash-safety child: submits live orders through ``OrderRouter`` (journal on a SQLite
-file, ccxt broker against the fake exchange the test runs) until it is SIGKILLed.
+"""The crash-safety child: submits live orders through ``OrderRouter`` (journal on SQLite or
+PostgreSQL) to a venue the test runs, until it is SIGKILLed. Two venues, both through the
+real client library:
+- ``ccxt``: ``ccxt.binance`` against the fake exchange (tests/fakes/binance_fake.py);
+- ``mt5``: ``Mt5Client`` over rpyc to our bridge serving the fake MetaTrader5 module
+  (tests/fakes/mt5_fake.py); the client order id travels in the order comment.
 
 One life:
-    python tests/crash_child.py run --port P --journal URL [--account A] [--orders N]
+    python tests/reliability/crash_child.py run --venue V --port P --journal URL
+        [--account A] [--orders N] [--settle]
 starts like the daemon does (resolve what the previous life left ``submitting``/``unknown``,
 by lookup only), then submits orders 0..N-1 with deterministic client ids, so a new life
 re-runs the same "cycles" and must find, never re-send, what an earlier life sent. With
 ``--settle`` it finally waits out the resolver's grace so nothing stays unknown.
 
-Zygote (to afford 50 kills in a few seconds; importing ccxt and SQLAlchemy takes ~1.7 s):
-    python tests/crash_child.py zygote
+Zygote (to afford 50 kills in a few seconds; importing ccxt, rpyc and SQLAlchemy takes ~2 s):
+    python tests/reliability/crash_child.py zygote
 imports everything once, then for every ``spawn <json args>`` line on stdin forks a life
 and prints ``pid <n>``; lives print ``ready <pid>`` and ``exit <pid> <code>``. The test
 kills lives with SIGKILL by pid; the zygote never touches the journal or the network.
@@ -18,20 +23,35 @@ kills lives with SIGKILL by pid; the zygote never touches the journal or the net
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # tests/: the fakes' settings
 
-import ccxt  # noqa: F401 - imported lazily by the broker; preloaded for the zygote
+# Imported lazily by the brokers and the journal; preloaded here for the zygote.
+import ccxt  # noqa: F401
+import rpyc  # noqa: F401
 
+with contextlib.suppress(ImportError):  # the PostgreSQL driver, when installed
+    import psycopg  # noqa: F401
+    import sqlalchemy.dialects.postgresql.psycopg  # noqa: F401
+
+from fakes.mt5_fake import SECRET as BRIDGE_SECRET
+from fakes.mt5_fake import FakeMetaTrader5, client_settings
+
+from executor.brokers.base import Broker
 from executor.brokers.ccxt_broker import CcxtBroker, make_exchange
 from executor.brokers.config import CcxtSettings, ResolverSettings
+from executor.brokers.mt5 import Mt5Broker
+from executor.brokers.mt5_client import Mt5Client
 from executor.journal.store import Journal
 from executor.reconcile import UNRESOLVED, OrderResolver
 from executor.router import OrderRouter
@@ -46,17 +66,54 @@ BAR0 = datetime(2024, 1, 1, tzinfo=UTC)
 API_KEY = "fake-key"
 SECRET = "fake-secret"
 # Binance refuses a request older than recvWindow; an order not found after longer than
-# that can no longer appear, so the grace is set just above it.
+# that can no longer appear, so the grace is set just above it. The MT5 bridge has no such
+# window, but the test's terminal executes a request within milliseconds of its arrival
+# (scripted delays stay far below the grace), so the same grace bounds it there too.
 RECV_WINDOW_MS = 1000
 GRACE = ResolverSettings(grace_lookups=2, grace_seconds=1.5, backoff_seconds=0.1,
                          max_backoff_seconds=0.5)
 
 
-def intent(account: str, k: int) -> OrderIntent:
+@dataclass(frozen=True, slots=True)
+class Market:
+    """What a venue trades in the test: symbol, smallest volume, volume step."""
+
+    symbol: str
+    volume: float
+    step: float
+
+
+MARKETS = {"ccxt": Market("BTC/USDT", 0.001, 0.0001), "mt5": Market("EURUSD", 0.01, 0.01)}
+
+
+def intent(venue: str, account: str, k: int) -> OrderIntent:
+    m = MARKETS[venue]
     bar = BAR0 + timedelta(minutes=15 * k)
     side = OrderSide.BUY if k % 3 else OrderSide.SELL
-    return OrderIntent(client_order_id(account, "BTC/USDT", bar, f"crash:{k}"), account,
-                       "BTC/USDT", side, 0.001 + 0.0001 * (k % 7), OrderType.MARKET, bar)
+    return OrderIntent(client_order_id(account, m.symbol, bar, f"crash:{k}"), account,
+                       m.symbol, side, round(m.volume + m.step * (k % 7), 8),
+                       OrderType.MARKET, bar)
+
+
+def make_broker(venue: str, port: int) -> Broker:
+    """The live broker for ``venue``, pointed at the test's loopback server on ``port``."""
+    if venue == "ccxt":
+        settings = CcxtSettings(symbols=(MARKETS[venue].symbol,), timeout_ms=2000,
+                                rate_limit_ms=1, recv_window_ms=RECV_WINDOW_MS,
+                                read_retries=2, read_backoff_seconds=0.05)
+        base = f"http://127.0.0.1:{port}"
+        exchange = make_exchange(settings, api_key=API_KEY, secret=SECRET,
+                                 api_urls={"public": f"{base}/api/v3",
+                                           "private": f"{base}/api/v3"})
+        return CcxtBroker(exchange, settings)
+    if venue == "mt5":
+        terminal = FakeMetaTrader5()  # the account the test's terminal serves (its defaults)
+        mt5 = client_settings(terminal, port, call_timeout_seconds=10.0,
+                              connect_timeout_seconds=5.0, terminal_connect_wait_seconds=5.0)
+        client = Mt5Client(mt5, password=terminal.account_password,
+                           bridge_secret=BRIDGE_SECRET)
+        return Mt5Broker(client, mt5)
+    raise ValueError(f"unknown venue {venue!r}")
 
 
 def say(line: str) -> None:
@@ -70,15 +127,9 @@ def quiet_logs() -> None:
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
 
 
-def run(port: int, journal_url: str, account: str, orders: int, settle: bool,
+def run(venue: str, port: int, journal_url: str, account: str, orders: int, settle: bool,
         migrate: bool = True) -> int:
-    settings = CcxtSettings(symbols=("BTC/USDT",), timeout_ms=2000, rate_limit_ms=1,
-                            recv_window_ms=RECV_WINDOW_MS, read_retries=2,
-                            read_backoff_seconds=0.05)
-    base = f"http://127.0.0.1:{port}"
-    exchange = make_exchange(settings, api_key=API_KEY, secret=SECRET,
-                             api_urls={"public": f"{base}/api/v3", "private": f"{base}/api/v3"})
-    broker = CcxtBroker(exchange, settings)
+    broker = make_broker(venue, port)
     journal = Journal.open(journal_url, migrate_schema=migrate)
     broker.restore(journal.orders(account), [], [])
     router = OrderRouter(journal, broker)
@@ -91,10 +142,10 @@ def run(port: int, journal_url: str, account: str, orders: int, settle: bool,
     settled = {o.client_order_id for o in journal.orders(account)
                if o.state not in UNRESOLVED}
     for k in range(orders):
-        i = intent(account, k)
+        i = intent(venue, account, k)
         if i.client_order_id in settled:
             continue
-        router.submit(i)  # journal first, then the exchange; an existing id is looked up
+        router.submit(i)  # journal first, then the venue; an existing id is looked up
         journal.commit()  # the end of the cycle
     if settle:
         left = resolver.settle(account, max_seconds=GRACE.grace_seconds + 5)
@@ -135,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="cmd", required=True)
     life = sub.add_parser("run")
+    life.add_argument("--venue", choices=sorted(MARKETS), default="ccxt")
     life.add_argument("--port", type=int, required=True)
     life.add_argument("--journal", required=True)
     life.add_argument("--account", default="crash-acct")
@@ -146,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     if ns.cmd == "zygote":
         return zygote()
     started = time.monotonic()
-    code = run(ns.port, ns.journal, ns.account, ns.orders, ns.settle)
+    code = run(ns.venue, ns.port, ns.journal, ns.account, ns.orders, ns.settle)
     say(f"exit {os.getpid()} {code} after {time.monotonic() - started:.2f}s")
     return code
 
