@@ -14,7 +14,7 @@ import heapq
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
@@ -61,6 +61,9 @@ from strategies.logic import StrategyContext
 from strategies.snapshot import SnapshotBuilder
 
 log = structlog.get_logger("dta.executor")
+
+# Between bar closes: journal polls and the WAL checkpoint (``RealtimeExecutor.housekeeping``).
+HOUSEKEEPING_SECONDS = 1.0
 
 Stream = tuple[str, str]  # (symbol, timeframe)
 
@@ -187,6 +190,10 @@ class RealtimeExecutor:
         self._provider_event_id = -1
         self._param_checked = 0.0
         self._approvals_checked = 0.0
+        # How stale the journal polls may be when a cycle starts. 1 s without housekeeping
+        # (replays, tests); with the live scheduler's 1 s housekeeping job the polls run
+        # between bar closes and the cycle itself skips them (``housekeeping``).
+        self.poll_seconds = 1.0
         self._expiries: list[tuple[datetime, int]] = []
         self._order_times: deque[datetime] = deque(maxlen=1000)
         self._day: date | None = None
@@ -243,6 +250,7 @@ class RealtimeExecutor:
         """Run with another parameter version from the next decision on."""
         previous = getattr(self, "c", None)
         self.c = self.component_factory(version, content)
+        self._params_hash = self.c.params.content_hash  # hashed once, not per order
         if previous is not None:
             _close(previous.ensemble)
         if warm and previous is not None and previous.snapshot_params != self.c.snapshot_params:
@@ -260,7 +268,7 @@ class RealtimeExecutor:
         self._broker_errors = ErrorRateMonitor(
             "broker_errors", g.broker_error_halt_count,
             timedelta(seconds=g.broker_error_window_seconds))
-        log.info("parameters_applied", version=version, params_hash=self.c.params.content_hash)
+        log.info("parameters_applied", version=version, params_hash=self._params_hash)
 
     def stop(self, status: str = "stopped") -> dict[str, Any]:
         """Commit what the cycle wrote and close the run with its summary."""
@@ -277,17 +285,44 @@ class RealtimeExecutor:
         """Fetch and process every bar closed by ``now``. Returns bars handed to the cycle."""
         if not self._started:
             raise RuntimeError("RealtimeExecutor.start() must run before the first cycle")
-        with self._cycle_lock:
-            try:
-                return self._cycle(now or self.clock.now())
-            except JournalError as exc:
-                self._journal_failed(exc)
-                raise
-            except SQLAlchemyError as exc:
-                error = JournalError(f"journal write failed: {exc.__class__.__name__}: "
-                                     f"{str(exc).splitlines()[0]}")
-                self._journal_failed(error)
-                raise error from None
+        with self._cycle_lock, self._halt_if_journal_fails():
+            return self._cycle(now or self.clock.now())
+
+    @contextlib.contextmanager
+    def _halt_if_journal_fails(self) -> Iterator[None]:
+        try:
+            yield
+        except JournalError as exc:
+            self._journal_failed(exc)
+            raise
+        except SQLAlchemyError as exc:
+            error = JournalError(f"journal write failed: {exc.__class__.__name__}: "
+                                 f"{str(exc).splitlines()[0]}")
+            self._journal_failed(error)
+            raise error from None
+
+    def housekeeping(self) -> None:
+        """Journal work that need not wait for a bar, run between bar closes by the live
+        scheduler (every second, same single worker as the cycles, offset from them): pick
+        up operator changes (parameter versions, provider toggles, approvals, expiries) and
+        checkpoint the SQLite WAL. The cycle at bar close then finds all of it done and goes
+        straight to the bars: neither the polls nor a checkpoint sit between a bar and its
+        order (benchmarks/bench_latency.py)."""
+        if not self._started or self.stop_requested.is_set():
+            return
+        with self._cycle_lock, self._halt_if_journal_fails():
+            self._param_checked = self._approvals_checked = 0.0
+            self._follow_param_changes()
+            self._service_approvals(self.clock.now())
+            self.journal.commit()
+            self.journal.checkpoint()
+
+    def hand_over_housekeeping(self) -> None:
+        """``housekeeping`` will run between cycles (the live scheduler's job): the cycle
+        polls only if it stalled for a few seconds (a missed second is jitter), and WAL
+        checkpoints wait for housekeeping instead of landing on a commit."""
+        self.poll_seconds = 3 * HOUSEKEEPING_SECONDS
+        self.journal.manual_checkpoints()
 
     def _journal_failed(self, exc: JournalError) -> None:
         """The journal cannot be written (disk full, read-only, database gone): stop
@@ -332,6 +367,8 @@ class RealtimeExecutor:
         self.stats.cycles += 1
         if self.journal.pending_rows >= self.batch_bars or self.mode != "paper":
             self.journal.commit()
+        if self.journal.checkpoint_due():  # no housekeeping ran: bound the WAL here,
+            self.journal.checkpoint()      # after this cycle's orders went out
         if self.metrics is not None:
             self.metrics.cycle_seconds.observe(time.perf_counter() - cycle_started)
         return handled
@@ -353,7 +390,7 @@ class RealtimeExecutor:
         """Pick up an operator's `dta params activate|rollback` or an approval's weight
         update. Checked at most once a second of wall time: cheap in replays, prompt live."""
         mono = time.monotonic()
-        if mono - self._param_checked < 1.0:
+        if mono - self._param_checked < self.poll_seconds:
             return
         self._param_checked = mono
         if self.metrics is not None:
@@ -393,10 +430,10 @@ class RealtimeExecutor:
             self.journal.record_fill(bf.fill, bf.kind, bf.realized_pnl)
             self.stats.fills += 1
             if bf.order is not None:
-                before = self.journal.get_order(bf.fill.client_order_id)
-                if before is not None and before.state is not bf.order.state:
-                    self.journal.update_order(before, bf.order, detail=f"{bf.kind} fill",
-                                              commit=False)
+                before = self.journal.order_state(bf.fill.client_order_id)
+                if before is not None and before is not bf.order.state:
+                    self.journal.set_order_state(before, bf.order, detail=f"{bf.kind} fill",
+                                                 commit=False)
 
         snapshot = self._builders[stream].update(bar)
         self._snapshots[stream] = snapshot
@@ -509,7 +546,7 @@ class RealtimeExecutor:
         return OrderIntent(
             client_order_id=coid, account=self.account, symbol=p.symbol, side=side,
             volume=self.c.order_volume, order_type=OrderType.MARKET, bar_time=p.bar_time,
-            stop_loss=p.stop, take_profit=p.target, params_hash=self.c.params.content_hash,
+            stop_loss=p.stop, take_profit=p.target, params_hash=self._params_hash,
             decision_id=decision_id)
 
     # ------------------------------------------------------------------ approvals
@@ -549,7 +586,7 @@ class RealtimeExecutor:
                                                 decided_at=expires_at):
                 self.stats.approvals_expired += 1
         mono = time.monotonic()
-        if mono - self._approvals_checked < 1.0:
+        if mono - self._approvals_checked < self.poll_seconds:
             return
         self._approvals_checked = mono
         for a in self.journal.approvals("pending"):
@@ -684,13 +721,26 @@ class RealtimeExecutor:
             settle_seconds=settle_seconds, misfire_grace_seconds=misfire_grace_seconds,
             server_utc_offset_hours=server_utc_offset_hours,
             watchdog=self.notifier.watchdog if self.notifier.enabled else None,
-            watchdog_seconds=watchdog_seconds, blocking=False)
+            watchdog_seconds=watchdog_seconds, blocking=False,
+            housekeeping=self._scheduled_housekeeping,
+            housekeeping_seconds=HOUSEKEEPING_SECONDS)
+        self.hand_over_housekeeping()
         scheduler.start()
         try:
             while not self.stop_requested.wait(0.5):
                 pass
         finally:
             scheduler.shutdown(wait=True)
+
+    def _scheduled_housekeeping(self) -> None:
+        try:
+            self.housekeeping()
+        except JournalError:
+            log.exception("housekeeping_failed")
+            self.stop_requested.set()  # the journal is gone: as a failed cycle
+        except Exception:  # anything else is retried in a second; never kills the job
+            self.stats.errors["housekeeping_error"] += 1
+            log.exception("housekeeping_failed")
 
     def _scheduled_cycle(self) -> None:
         if self.stop_requested.is_set():

@@ -25,7 +25,9 @@ class OrderRouter:
         self.broker = broker
 
     def submit(self, intent: OrderIntent) -> Order:
-        existing = self.journal.get_order(intent.client_order_id)
+        # A re-run cycle finds its order journaled; a new one costs one indexed read.
+        existing = (self.journal.get_order(intent.client_order_id)
+                    if self.journal.order_state(intent.client_order_id) is not None else None)
         if existing is not None:
             log.warning("order_already_journaled", client_order_id=intent.client_order_id,
                         state=existing.state.value)

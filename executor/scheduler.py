@@ -47,6 +47,8 @@ def build_scheduler(
     watchdog: Callable[[], Any] | None = None,
     watchdog_seconds: float = 10.0,
     blocking: bool = True,
+    housekeeping: Callable[[], Any] | None = None,
+    housekeeping_seconds: float = 1.0,
 ) -> Any:
     from apscheduler.executors.pool import ThreadPoolExecutor
     from apscheduler.schedulers.background import BackgroundScheduler
@@ -60,6 +62,17 @@ def build_scheduler(
         scheduler.add_job(cycle, bar_close_trigger(tf, settle_seconds, server_utc_offset_hours),
                           id=f"cycle-{tf}", name=f"bar close {tf}", max_instances=1,
                           coalesce=True, misfire_grace_time=misfire_grace_seconds)
+    if housekeeping is not None:
+        # Half a period off the bar-close ticks (which land on whole seconds of the settle
+        # delay): a bar never waits behind housekeeping, which takes milliseconds.
+        from apscheduler.triggers.interval import IntervalTrigger as Every
+
+        phase = (settle_seconds + housekeeping_seconds / 2) % housekeeping_seconds
+        scheduler.add_job(housekeeping, Every(seconds=housekeeping_seconds,
+                                              start_date=_ANCHOR + timedelta(seconds=phase),
+                                              timezone=UTC),
+                          id="housekeeping", name="journal polls and checkpoint",
+                          max_instances=1, coalesce=True, misfire_grace_time=1)
     if watchdog is not None:
         from apscheduler.triggers.interval import IntervalTrigger
 

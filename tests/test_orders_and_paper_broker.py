@@ -103,6 +103,34 @@ def test_market_buy_fills_next_open_plus_half_spread_then_take_profit() -> None:
     assert b.equity() == pytest.approx(10_000 + 99.0)
 
 
+def test_paper_memory_stays_flat_over_a_long_run() -> None:
+    """Finished orders and fills older than a day of market time are forgotten (they are
+    in the journal); open orders and positions never are."""
+    b = PaperBroker(contract_size=100_000, initial_balance=10_000)
+    bars_per_day = 96
+    for i in range(1, 5 * bars_per_day):  # five days, an order every bar
+        t = T0 + timedelta(minutes=15 * i)
+        side = OrderSide.BUY if i % 2 else OrderSide.SELL
+        order = Order(OrderIntent(f"dta-long-{i}", "acct", "EURUSD", side, 0.1,
+                                  OrderType.MARKET, t))
+        b.submit(order.transition(OrderState.SUBMITTING))
+        b.on_bar(bar(i + 1, 1.1, 1.101, 1.099, 1.1))
+    last = T0 + timedelta(minutes=15 * (5 * bars_per_day - 1))
+    assert b.lookup("dta-long-1") is None  # four days old: only in the journal now
+    assert b.lookup(f"dta-long-{5 * bars_per_day - 1}") is not None
+    assert len(b._known) <= 2 * bars_per_day + 256
+    assert all(f.fill.time >= last - timedelta(days=1) for f in b.recent_fills(T0))
+    open_ = Order(OrderIntent("dta-open", "acct", "EURUSD", OrderSide.BUY, 0.1,
+                              OrderType.MARKET, T0))
+    b.submit(open_.transition(OrderState.SUBMITTING))  # accepted, waiting for a bar
+    for k in range(600):
+        b._remember(Order(OrderIntent(f"dta-x-{k}", "acct", "EURUSD", OrderSide.BUY, 0.1,
+                                      OrderType.MARKET, last)).transition(OrderState.SUBMITTING)
+                    .transition(OrderState.REJECTED))
+    assert b.lookup("dta-open") is not None and [o.client_order_id for o in
+                                                 b.open_orders()] == ["dta-open"]
+
+
 def test_sell_stop_first_when_both_levels_in_one_bar_and_gap_fills_at_open() -> None:
     b = PaperBroker()
     b.submit(Order(intent(OrderSide.SELL, sl=1.1050, tp=1.0900)).transition(OrderState.SUBMITTING))

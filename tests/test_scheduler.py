@@ -7,6 +7,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from daemon_helpers import settings_for
 
@@ -106,3 +107,96 @@ def test_scheduled_daemon_runs_each_bar_once_and_stops_cleanly(sqlite_url: str,
     j = Journal.open(sqlite_url)
     assert j.count_duplicate_bars() == 0
     j.close()
+
+
+def test_housekeeping_job_runs_between_bar_closes() -> None:
+    sched = build_scheduler(lambda: None, ["M1"], settle_seconds=2, misfire_grace_seconds=45,
+                            blocking=False, housekeeping=lambda: None)
+    job = {j.id: j for j in sched.get_jobs()}["housekeeping"]
+    assert job.max_instances == 1 and job.coalesce is True
+    now = datetime(2024, 3, 5, 10, 7, 12, tzinfo=UTC)
+    fires = [job.trigger.get_next_fire_time(None, now + timedelta(seconds=k))
+             for k in range(3)]
+    # half a second off the cycles (which fire at whole seconds + the 2 s settle delay)
+    assert [f.microsecond for f in fires] == [500000] * 3
+    assert fires[1] - fires[0] == timedelta(seconds=1)
+
+
+def _paper_executor(url: str, data: Path) -> tuple[RealtimeExecutor, Journal, Any]:
+    from executor.wiring import build_daemon
+
+    settings = settings_for(url)
+    journal = Journal.open(url)
+    daemon = build_daemon(settings, journal, data=data)
+    daemon.executor.start()
+    return daemon.executor, journal, daemon
+
+
+def test_housekeeping_takes_polls_and_checkpoints_off_the_cycle(tmp_path: Path) -> None:
+    from conftest import write_sample_head
+
+    from guardrails.params import activate as activate_version
+    from guardrails.params import propose
+
+    url = f"sqlite:///{tmp_path / 'j.sqlite'}"
+    db = tmp_path / "j.sqlite"
+    executor, journal, daemon = _paper_executor(
+        url, write_sample_head(tmp_path / "EURUSD_M15.csv", 400))
+    try:
+        executor.hand_over_housekeeping()  # as run_scheduled does
+        clock = daemon.feed
+
+        def cycle() -> None:
+            t = clock.next_close_time()
+            assert t is not None
+            executor.run_cycle(t)
+
+        for _ in range(5):
+            cycle()
+        executor.housekeeping()
+        # In WAL mode only a checkpoint writes the database file itself.
+        written = db.stat().st_mtime_ns
+        for k in range(30):  # commits land in the WAL only: SQLite checkpoints nothing,
+            cycle()          # not even past its own 1,000-page threshold (~6 MB here)
+            for _ in range(50):
+                journal.record_rejection(None, "EURUSD", "M15", "test", f"{k}" + "x" * 4000)
+            journal.commit()
+        assert db.stat().st_mtime_ns == written
+
+        # An operator activates another version from another process.
+        other = Journal.open(url)
+        store = other
+        content = dict(executor.c.params.values)
+        content["order_volume"] = 0.07
+        v = propose(store, content, author="ops", reason="test")
+        activate_version(store, v.version, operator="ops", reason="test")
+        other.close()
+        cycle()  # polls were fresh (housekeeping ran < poll_seconds ago): not seen yet
+        assert executor.c.version != v.version
+        executor.housekeeping()  # between bar closes: picked up, and the WAL checkpointed
+        assert executor.c.version == v.version
+        assert db.stat().st_mtime_ns > written
+    finally:
+        executor.stop()
+        journal.close()
+
+
+def test_without_housekeeping_the_cycle_bounds_the_wal(tmp_path: Path) -> None:
+    from conftest import write_sample_head
+
+    url = f"sqlite:///{tmp_path / 'j.sqlite'}"
+    executor, journal, daemon = _paper_executor(
+        url, write_sample_head(tmp_path / "EURUSD_M15.csv", 400))
+    try:
+        journal.manual_checkpoints()
+        written = (tmp_path / "j.sqlite").stat().st_mtime_ns
+        for _ in range(80):
+            t = daemon.feed.next_close_time()
+            assert t is not None
+            executor.run_cycle(t)
+            journal.commit()
+        assert not journal.checkpoint_due()  # the cycle checkpointed after 64 commits
+        assert (tmp_path / "j.sqlite").stat().st_mtime_ns > written
+    finally:
+        executor.stop()
+        journal.close()

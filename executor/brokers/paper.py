@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from executor.brokers.base import BrokerFill, BrokerOrder
 from strategies.domain import (
@@ -28,7 +28,13 @@ from strategies.domain import (
     Position,
 )
 
+# What the simulator remembers besides open orders and positions: finished orders and
+# fills of the last day of market time (reconciliation looks back minutes to hours; older
+# ones are in the journal), and never more than these counts. Memory stays flat over a
+# long run instead of growing with every trade (benchmarks/bench_memory.py).
+_RECENT = timedelta(days=1)
 _KNOWN_MAX = 20_000
+_FILLS_MAX = 10_000
 _PENDING_STATES = frozenset({OrderState.SUBMITTING, OrderState.ACCEPTED, OrderState.UNKNOWN})
 
 
@@ -44,7 +50,8 @@ class PaperBroker:
         self._last_price: dict[str, float] = {}
         self.realized_pnl = 0.0
         # Recent fills only, for recent_fills (reconciliation looks back days, not years).
-        self._fills: deque[BrokerFill] = deque(maxlen=10_000)
+        self._fills: deque[BrokerFill] = deque(maxlen=_FILLS_MAX)
+        self._sweep_at = 256  # finished orders kept before the next sweep by age
 
     # ------------------------------------------------------------------ Broker protocol
 
@@ -70,10 +77,16 @@ class PaperBroker:
         """Keep every open order and the most recent finished ones: bounded memory over a
         long run (a lookup of an old filled order falls back to the journal's record)."""
         self._known[order.client_order_id] = order
-        if len(self._known) > _KNOWN_MAX:
-            for coid in [c for c, o in self._known.items() if o.state.terminal][
-                    :len(self._known) - _KNOWN_MAX // 2]:
+        if len(self._known) > self._sweep_at:
+            horizon = order.intent.bar_time - _RECENT
+            for coid in [c for c, o in self._known.items()
+                         if o.state.terminal and o.intent.bar_time < horizon]:
                 del self._known[coid]
+            if len(self._known) > _KNOWN_MAX:
+                for coid in [c for c, o in self._known.items() if o.state.terminal][
+                        :len(self._known) - _KNOWN_MAX // 2]:
+                    del self._known[coid]
+            self._sweep_at = len(self._known) + 256
 
     def position(self, symbol: str) -> Position:
         return self._positions.get(symbol) or Position(symbol)
@@ -98,7 +111,11 @@ class PaperBroker:
         if exit_fill is not None:
             fills.append(exit_fill)
         self._last_price[bar.symbol] = bar.close
-        self._fills.extend(fills)
+        if fills:
+            self._fills.extend(fills)
+            horizon = bar.time - _RECENT
+            while self._fills[0].fill.time < horizon:
+                self._fills.popleft()
         return fills
 
     def restore(self, orders: Sequence[Order], fills: Sequence[Fill],

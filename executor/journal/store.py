@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import bindparam, event, func, insert, select, update
@@ -47,6 +48,7 @@ from executor.journal.models import (
     RunRow,
     VerdictRow,
 )
+from executor.journal.prepared import Prepared
 from guardrails.params import ParamEvent, ParamVersion
 from strategies.domain import (
     Bar,
@@ -93,7 +95,8 @@ _UPDATE_ORDER = (
 _SELECT_ORDER = select(_ORDERS).where(_ORDERS.c.client_order_id == bindparam("coid"))
 
 
-_INSERTS: dict[str, Any] = {}
+_STATE_COLUMNS = (_KILL_EVENTS.c.action, _KILL_EVENTS.c.operator, _KILL_EVENTS.c.reason,
+                  _KILL_EVENTS.c.at, _KILL_EVENTS.c.trigger)
 # How long a running daemon may act on a cached trading state read from another process.
 STATE_TTL_S = 0.25
 
@@ -158,8 +161,18 @@ class Journal:
         self._lock = threading.RLock()
         self.run_id: int | None = None
         self._state_cache: dict[str, tuple[float, KillSwitchState]] = {}
+        self._prepared: dict[Any, Prepared] = {}
+        self._reader: Any = None  # a DBAPI connection of its own for the trading state
         self._in_memory = engine.dialect.name == "sqlite" and engine.url.database in (
             None, "", ":memory:")
+        # SQLite WAL checkpoints: by SQLite on whichever commit crosses 1,000 WAL pages,
+        # unless the owner takes them over (``manual_checkpoints``) to keep them off the
+        # commit that precedes a broker call.
+        self._manual_checkpoints = False
+        self._commits_since_checkpoint = 0
+        self._file_sqlite = engine.dialect.name == "sqlite" and not self._in_memory
+        if self._file_sqlite:
+            event.listen(engine, "checkout", self._on_checkout)
         # Called after an incident is committed: (id, severity, kind, message).
         self.incident_listeners: list[Callable[[int, str, str, str], None]] = []
 
@@ -185,6 +198,7 @@ class Journal:
             try:
                 self.commit()
             finally:
+                self._close_reader()
                 self._session.close()
                 self.engine.dispose()
 
@@ -201,6 +215,7 @@ class Journal:
             try:
                 self._flush_buffers()
                 self._session.commit()
+                self._commits_since_checkpoint += 1
                 # Detach everything: the journal is the source of truth, not cached rows,
                 # and the identity map must not grow with every proposal of a long replay.
                 self._session.expunge_all()
@@ -208,6 +223,49 @@ class Journal:
                 self._session.rollback()
                 raise JournalError(
                     f"journal commit failed: {exc.__class__.__name__}: {exc}") from None
+            except JournalError:
+                self._session.rollback()
+                raise
+
+    def _on_checkout(self, dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        want = 0 if self._manual_checkpoints else 1000
+        if record.info.get("wal_autocheckpoint") != want:
+            dbapi_conn.execute(f"PRAGMA wal_autocheckpoint={want}")
+            record.info["wal_autocheckpoint"] = want
+
+    def manual_checkpoints(self) -> None:
+        """From now on SQLite does not checkpoint the WAL inside a commit: the owner calls
+        ``checkpoint`` between cycles (the daemon's housekeeping) and ``checkpoint_due``
+        bounds the WAL if it does not. A checkpoint writes and fsyncs the database file; on
+        the durable commit before a broker call it was the order latency's worst tail."""
+        if not self._file_sqlite:
+            return
+        with self._lock:
+            self.commit()
+            self._manual_checkpoints = True
+            self._dbapi().execute("PRAGMA wal_autocheckpoint=0")
+            self.commit()
+
+    def checkpoint_due(self, commits: int = 64) -> bool:
+        return self._manual_checkpoints and self._commits_since_checkpoint >= commits
+
+    def checkpoint(self) -> None:
+        """Copy committed WAL pages into the database file (PASSIVE: never waits for, nor
+        blocks, another connection). Call between transactions."""
+        if not self._file_sqlite or self._commits_since_checkpoint == 0:
+            return
+        with self._lock:
+            self.commit()
+            cur = self._dbapi().cursor()
+            try:
+                cur.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                cur.fetchall()
+            except self.engine.dialect.loaded_dbapi.Error as exc:
+                raise JournalError(f"journal checkpoint failed: {exc}") from None
+            finally:
+                cur.close()
+            self._session.commit()
+            self._commits_since_checkpoint = 0
 
     def rollback(self) -> None:
         with self._lock:
@@ -220,22 +278,46 @@ class Journal:
         ORM unit of work), inside the same transaction the session commits."""
         return self._session.connection()
 
+    def _dbapi(self) -> Any:
+        """The session's DBAPI connection: statements on it belong to the session's
+        transaction."""
+        return self._conn().connection.dbapi_connection
+
+    def _prep(self, key: Any, build: Callable[[], Any], keys: Sequence[str] | None = None,
+              *, returns_id: bool = False) -> Prepared:
+        p = self._prepared.get(key)
+        if p is None:
+            p = self._prepared[key] = Prepared(build(), self.engine.dialect, keys,
+                                               returns_id=returns_id)
+        return p
+
     def _insert(self, table: Any, values: dict[str, Any]) -> int:
-        stmt = _INSERTS.get(table.name)
-        if stmt is None:
-            stmt = _INSERTS[table.name] = insert(table)
-        result = self._conn().execute(stmt, values)
-        key = result.inserted_primary_key
-        assert key is not None
-        return int(key[0])
+        """Insert one row; its primary key."""
+        keys = tuple(values)
+
+        def build() -> Any:
+            stmt = insert(table)
+            if self.dialect != "sqlite":
+                stmt = stmt.returning(*table.primary_key.columns)
+            return stmt
+
+        p = self._prep(("insert", table.name, keys), build, keys, returns_id=True)
+        return p.insert(self._dbapi(), values)
+
+    def _write(self, table: Any, values: dict[str, Any]) -> None:
+        """Insert one row whose key the caller already knows (or does not need)."""
+        keys = tuple(values)
+        p = self._prep(("write", table.name, keys), lambda: insert(table), keys)
+        p.write(self._dbapi(), values)
 
     def _flush_buffers(self) -> None:
-        if self._pending_bars:
-            self._conn().execute(insert(_BARS), self._pending_bars)
-            self._pending_bars = []
-        if self._pending_rejects:
-            self._conn().execute(insert(_REJECTS), self._pending_rejects)
-            self._pending_rejects = []
+        for table, rows in ((_BARS, self._pending_bars), (_REJECTS, self._pending_rejects)):
+            if rows:
+                keys = tuple(rows[0])
+                p = self._prep(("write", table.name, keys), partial(insert, table), keys)
+                p.write_many(self._dbapi(), rows)
+        self._pending_bars = []
+        self._pending_rejects = []
 
     @property
     def pending_rows(self) -> int:
@@ -380,8 +462,7 @@ class Journal:
         with self._lock:
             i = order.intent
             now = utcnow()
-            conn = self._conn()
-            conn.execute(insert(_ORDERS), dict(
+            self._write(_ORDERS, dict(
                 client_order_id=i.client_order_id, run_id=self.run_id, account=i.account,
                 symbol=i.symbol, side=i.side.value, volume=i.volume,
                 order_type=i.order_type.value, price=i.price, stop_loss=i.stop_loss,
@@ -390,7 +471,7 @@ class Journal:
                 avg_fill_price=order.avg_fill_price, broker_order_id=order.broker_order_id,
                 decision_id=i.decision_id, params_hash=i.params_hash,
                 created_at=now, updated_at=now, reason=order.reason))
-            conn.execute(insert(_ORDER_EVENTS), dict(
+            self._write(_ORDER_EVENTS, dict(
                 client_order_id=i.client_order_id, at=now, from_state=None,
                 to_state=order.state.value, detail=detail))
             if commit:
@@ -398,15 +479,20 @@ class Journal:
 
     def update_order(self, before: Order, after: Order, detail: str = "",
                      commit: bool = True) -> None:
+        self.set_order_state(before.state, after, detail, commit=commit)
+
+    def set_order_state(self, before: OrderState, after: Order, detail: str = "",
+                        commit: bool = True) -> None:
+        """Move a journaled order from state ``before`` to ``after`` (the row and an event)."""
         with self._lock:
             now = utcnow()
-            conn = self._conn()
-            conn.execute(_UPDATE_ORDER, dict(
+            p = self._prep("update_order", lambda: _UPDATE_ORDER)
+            p.write(self._dbapi(), dict(
                 coid=after.client_order_id, state=after.state.value,
                 filled_volume=after.filled_volume, avg_fill_price=after.avg_fill_price,
                 broker_order_id=after.broker_order_id, reason=after.reason, updated_at=now))
-            conn.execute(insert(_ORDER_EVENTS), dict(
-                client_order_id=after.client_order_id, at=now, from_state=before.state.value,
+            self._write(_ORDER_EVENTS, dict(
+                client_order_id=after.client_order_id, at=now, from_state=before.value,
                 to_state=after.state.value, detail=detail))
             if commit:
                 self.commit(durable=True)
@@ -414,6 +500,14 @@ class Journal:
     def get_order(self, client_order_id: str) -> Order | None:
         row = self._conn().execute(_SELECT_ORDER, {"coid": client_order_id}).first()
         return None if row is None else _order_from_row(row)
+
+    def order_state(self, client_order_id: str) -> OrderState | None:
+        """The journaled state of one order (one indexed column read: the fill path asks
+        this for every fill)."""
+        p = self._prep("order_state", lambda: select(_ORDERS.c.state).where(
+            _ORDERS.c.client_order_id == bindparam("coid")))
+        value = p.scalar(self._dbapi(), {"coid": client_order_id})
+        return None if value is None else OrderState(value)
 
     def orders(self, account: str | None = None, states: Sequence[OrderState] | None = None,
                ) -> list[Order]:
@@ -432,7 +526,7 @@ class Journal:
     # ------------------------------------------------------------------ fills
 
     def record_fill(self, fill: Fill, kind: str, realized_pnl: float) -> None:
-        self._conn().execute(insert(_FILLS), dict(
+        self._write(_FILLS, dict(
             fill_id=fill.fill_id, client_order_id=fill.client_order_id, symbol=fill.symbol,
             side=fill.side.value, time=fill.time, price=fill.price, volume=fill.volume,
             fee=fill.fee, kind=kind, realized_pnl=realized_pnl))
@@ -478,16 +572,41 @@ class Journal:
 
     def _read_state(self, scope: str) -> KillSwitchState:
         t = _KILL_EVENTS
-        stmt = select(t).where(t.c.scope == scope).order_by(t.c.id.desc()).limit(1)
-        if self._in_memory:  # one shared connection: never close it behind the session
-            row = self._conn().execute(stmt).first()
-        else:
-            with self.engine.connect() as fresh:
-                row = fresh.execute(stmt).first()
-        if row is None:
+        p = self._prep("trading_state", lambda: select(*_STATE_COLUMNS).where(
+            t.c.scope == bindparam("scope")).order_by(t.c.id.desc()).limit(1))
+        with self._lock:
+            if self._in_memory:  # one shared connection, and no other process can write
+                rows = p.rows(self._dbapi(), {"scope": scope})
+            else:
+                rows = self._read_committed(p, {"scope": scope})
+        if not rows:
             return KillSwitchState(engaged=False)
-        return KillSwitchState(row.action != "release", row.operator, row.reason, row.at,
-                               row.trigger, row.action)
+        r = rows[0]
+        return KillSwitchState(r["action"] != "release", r["operator"], r["reason"], r["at"],
+                               r["trigger"], r["action"])
+
+    def _read_committed(self, p: Prepared, values: dict[str, Any]) -> list[dict[str, Any]]:
+        """Rows as committed now, by any process, whatever snapshot the session's open
+        transaction holds: a DBAPI connection of the journal's own whose read transaction
+        ends after every read. Reconnects once if the database dropped it."""
+        for attempt in (1, 2):
+            if self._reader is None:
+                self._reader = self.engine.raw_connection()
+            try:
+                rows = p.rows(self._reader, values)
+                self._reader.rollback()
+                return rows
+            except JournalError:
+                self._close_reader(invalidate=True)
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _close_reader(self, *, invalidate: bool = False) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            with contextlib.suppress(Exception):
+                reader.invalidate() if invalidate else reader.close()
 
     def kill_switch_events(self, limit: int = 20) -> list[KillSwitchEventRow]:
         stmt = select(KillSwitchEventRow).order_by(
@@ -545,7 +664,8 @@ class Journal:
 
     def latest_param_event_id(self) -> int:
         """Cheap change detection for a running daemon: a new event means re-read."""
-        return int(self._conn().execute(select(func.max(_PARAM_EVENTS.c.id))).scalar() or 0)
+        p = self._prep("max_param_event", lambda: select(func.max(_PARAM_EVENTS.c.id)))
+        return int(p.scalar(self._dbapi()) or 0)
 
     # ------------------------------------------------------------------ approvals
 
@@ -558,10 +678,13 @@ class Journal:
             status="pending"))
 
     def approvals(self, status: str | None = None) -> list[ApprovalRow]:
-        stmt = select(_APPROVALS).order_by(_APPROVALS.c.id)
-        if status is not None:
-            stmt = stmt.where(_APPROVALS.c.status == status)
-        return [ApprovalRow(**r._mapping) for r in self._conn().execute(stmt)]
+        if status is None:
+            stmt = select(_APPROVALS).order_by(_APPROVALS.c.id)
+            return [ApprovalRow(**r._mapping) for r in self._conn().execute(stmt)]
+        # Polled by the running daemon every second: prepared.
+        p = self._prep("approvals_by_status", lambda: select(_APPROVALS).where(
+            _APPROVALS.c.status == bindparam("status")).order_by(_APPROVALS.c.id))
+        return [ApprovalRow(**r) for r in p.rows(self._dbapi(), {"status": status})]
 
     def get_approval(self, approval_id: int) -> ApprovalRow | None:
         row = self._conn().execute(select(_APPROVALS).where(_APPROVALS.c.id == approval_id)).first()
@@ -633,7 +756,7 @@ class Journal:
     # ------------------------------------------------------------------ provider telemetry
 
     def record_provider_call(self, values: dict[str, Any]) -> None:
-        self._conn().execute(insert(_PROVIDER_CALLS), {"at": utcnow(), **values})
+        self._write(_PROVIDER_CALLS, {"at": utcnow(), **values})
 
     def provider_calls(self, provider: str | None = None,
                        limit: int = 200) -> list[ProviderCallRow]:
@@ -658,7 +781,8 @@ class Journal:
         return {p: e for p, e in latest.items() if e.action == "disable"}
 
     def latest_provider_event_id(self) -> int:
-        return int(self._conn().execute(select(func.max(_PROVIDER_EVENTS.c.id))).scalar() or 0)
+        p = self._prep("max_provider_event", lambda: select(func.max(_PROVIDER_EVENTS.c.id)))
+        return int(p.scalar(self._dbapi()) or 0)
 
     # ------------------------------------------------------------------ governance
 

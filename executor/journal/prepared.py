@@ -1,0 +1,144 @@
+"""Hot-path journal statements, compiled once per dialect and run on the DBAPI cursor.
+
+Why: SQLAlchemy Core's ``Connection.execute`` costs 40-70 us per call on the VPS class of
+machine (statement cache key, parameter and result set-up, events), about 85 % of a
+journal write's time in the decision-path profile (benchmarks/README.md); the driver call
+itself is ~10 us. A decision writes a dozen rows before its order reaches the broker, so
+that overhead was most of the pipeline's share of the order latency.
+
+What stays SQLAlchemy's: the SQL text is compiled by the engine's own dialect from the
+same Core statement, and values go through the column types' own bind and result
+processors (UTC timestamps, JSON), so a row written here is byte-identical to one written
+through ``Connection.execute`` (tests/test_journal_prepared.py checks both dialects).
+Statements run on the session's DBAPI connection, so they are part of the session's
+transaction and commit (durably) with it. Driver errors become ``JournalError`` (disk
+full, read-only database, lost server), which the daemon turns into a halt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
+
+from executor.errors import JournalError
+
+_Proc = Callable[[Any], Any] | None
+
+
+class Prepared:
+    """One statement for one dialect: SQL text, parameter order and value processors."""
+
+    __slots__ = (
+        "_columns",
+        "_dbapi_error",
+        "_defaults",
+        "_names",
+        "_positional",
+        "_procs",
+        "_results",
+        "returns_id",
+        "sql",
+    )
+
+    def __init__(self, stmt: ClauseElement, dialect: Dialect,
+                 keys: Sequence[str] | None = None, *, returns_id: bool = False) -> None:
+        compiled = stmt.compile(dialect=dialect, column_keys=list(keys) if keys else None)
+        assert isinstance(compiled, SQLCompiler)
+        self.sql = str(compiled)
+        self._positional = bool(compiled.positional)
+        names = list(compiled.positiontup or ()) if self._positional else list(compiled.binds)
+        self._names = tuple(names)
+        # Binds the statement fixes itself (a LIMIT's value) need no caller value.
+        self._defaults = {n: compiled.binds[n].value for n in names
+                          if compiled.binds[n].value is not None}
+        self._procs: tuple[_Proc, ...] = tuple(
+            compiled.binds[n].type.dialect_impl(dialect).bind_processor(dialect)
+            for n in names)
+        # PostgreSQL hands a new id back through RETURNING, SQLite through lastrowid.
+        self.returns_id = returns_id and " RETURNING " in self.sql
+        columns = list(getattr(stmt, "selected_columns", ()))
+        self._columns = tuple(c.key for c in columns)
+        self._results: tuple[_Proc, ...] = tuple(
+            c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns)
+        self._dbapi_error: type[BaseException] = dialect.loaded_dbapi.Error
+
+    def params(self, values: Mapping[str, Any]) -> Any:
+        if self._defaults:
+            values = {**self._defaults, **values}
+        if self._positional:
+            return tuple(v if p is None else p(v)
+                         for p, v in zip(self._procs, map(values.__getitem__, self._names),
+                                         strict=True))
+        return {n: (values[n] if p is None else p(values[n]))
+                for n, p in zip(self._names, self._procs, strict=True)}
+
+    def run(self, dbapi_conn: Any, values: Mapping[str, Any]) -> Any:
+        """Execute once; the cursor (for ``lastrowid`` / RETURNING / rows)."""
+        cur = dbapi_conn.cursor()
+        try:
+            cur.execute(self.sql, self.params(values))
+        except self._dbapi_error as exc:
+            cur.close()
+            raise _journal_error(exc) from None
+        return cur
+
+    def insert(self, dbapi_conn: Any, values: Mapping[str, Any]) -> int:
+        """Execute an INSERT; the new row's id."""
+        cur = self.run(dbapi_conn, values)
+        try:
+            if self.returns_id:
+                return int(cur.fetchone()[0])
+            return int(cur.lastrowid)
+        finally:
+            cur.close()
+
+    def write(self, dbapi_conn: Any, values: Mapping[str, Any]) -> int:
+        """Execute an INSERT/UPDATE whose result is not needed; rows affected."""
+        cur = self.run(dbapi_conn, values)
+        try:
+            return int(cur.rowcount)
+        finally:
+            cur.close()
+
+    def write_many(self, dbapi_conn: Any, rows: Iterable[Mapping[str, Any]]) -> None:
+        cur = dbapi_conn.cursor()
+        try:
+            cur.executemany(self.sql, [self.params(r) for r in rows])
+        except self._dbapi_error as exc:
+            raise _journal_error(exc) from None
+        finally:
+            cur.close()
+
+    def _fetch(self, dbapi_conn: Any, values: Mapping[str, Any] | None,
+               how: Callable[[Any], Any]) -> Any:
+        cur = self.run(dbapi_conn, values or {})
+        try:
+            return how(cur)
+        except self._dbapi_error as exc:
+            raise _journal_error(exc) from None
+        finally:
+            cur.close()
+
+    def rows(self, dbapi_conn: Any, values: Mapping[str, Any] | None = None,
+             ) -> list[dict[str, Any]]:
+        """Execute a SELECT; rows as dicts keyed by column, values processed."""
+        raw = self._fetch(dbapi_conn, values, lambda cur: cur.fetchall())
+        cols, procs = self._columns, self._results
+        return [{k: (v if p is None else p(v)) for k, p, v in zip(cols, procs, r, strict=True)}
+                for r in raw]
+
+    def scalar(self, dbapi_conn: Any, values: Mapping[str, Any] | None = None) -> Any:
+        row = self._fetch(dbapi_conn, values, lambda cur: cur.fetchone())
+        if row is None:
+            return None
+        p = self._results[0] if self._results else None
+        return row[0] if p is None else p(row[0])
+
+
+def _journal_error(exc: BaseException) -> JournalError:
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return JournalError(f"journal statement failed: {exc.__class__.__name__}: {first}")

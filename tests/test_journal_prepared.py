@@ -1,0 +1,124 @@
+"""The journal's prepared hot-path statements write exactly what SQLAlchemy Core writes
+(same SQL dialect, same type processors), read back the same values, join the session's
+transaction, and turn driver errors into JournalError."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import insert, select, text
+
+from executor.errors import JournalError
+from executor.journal.store import (
+    _APPROVALS,
+    _ORDER_EVENTS,
+    _PROPOSALS,
+    Journal,
+)
+from strategies.domain import (
+    Order,
+    OrderIntent,
+    OrderSide,
+    OrderState,
+    OrderType,
+    client_order_id,
+)
+
+T0 = datetime(2024, 3, 1, 12, 15, 0, 123456, tzinfo=UTC)
+
+
+def _proposal_values(n: int) -> dict[str, Any]:
+    return dict(run_id=None, strategy="s", symbol="EURUSD", timeframe="M15",
+                bar_time=T0 + timedelta(minutes=15 * n), direction="long", entry=1.1 + n,
+                stop=1.0, target=1.3, reason=f"why {n}", tags=["a", "b"],
+                snapshot={"trend": "up", "levels": [1.0, 2.5], "n": n, "none": None})
+
+
+def test_prepared_insert_equals_core_insert(journal_url: str) -> None:
+    journal = Journal.open(journal_url)
+    try:
+        core_id = journal._conn().execute(insert(_PROPOSALS), _proposal_values(1)
+                                          ).inserted_primary_key[0]
+        fast_id = journal._insert(_PROPOSALS, _proposal_values(1))
+        journal.commit()
+        assert fast_id == core_id + 1
+        rows = journal._conn().execute(
+            select(_PROPOSALS).where(_PROPOSALS.c.id.in_([core_id, fast_id]))
+            .order_by(_PROPOSALS.c.id)).all()
+        core, fast = (dict(r._mapping) for r in rows)
+        assert {**core, "id": 0} == {**fast, "id": 0}
+        assert fast["bar_time"] == T0 + timedelta(minutes=15)  # aware UTC, microseconds kept
+        if journal.dialect == "sqlite":  # the stored text, not only the parsed value
+            raw = journal._conn().execute(text(
+                "SELECT bar_time, snapshot FROM proposals ORDER BY id")).all()
+            assert raw[0] == raw[1]
+    finally:
+        journal.close()
+
+
+def test_prepared_reads_process_results(journal_url: str) -> None:
+    journal = Journal.open(journal_url)
+    try:
+        intent = OrderIntent(client_order_id("acct", "EURUSD", T0, "entry"), "acct", "EURUSD",
+                             OrderSide.BUY, 0.1, OrderType.MARKET, T0)
+        assert journal.order_state(intent.client_order_id) is None
+        order = Order(intent)
+        journal.insert_order(order, detail="created")
+        sent = order.transition(OrderState.SUBMITTING)
+        journal.set_order_state(order.state, sent, "sending")
+        assert journal.order_state(intent.client_order_id) is OrderState.SUBMITTING
+        got = journal.get_order(intent.client_order_id)
+        assert got is not None and got.intent == intent and got.state is OrderState.SUBMITTING
+        events = journal._conn().execute(select(_ORDER_EVENTS.c.from_state,
+                                                _ORDER_EVENTS.c.to_state)
+                                         .order_by(_ORDER_EVENTS.c.id)).all()
+        assert [tuple(e) for e in events] == [(None, "new"), ("new", "submitting")]
+        journal._insert(_APPROVALS, dict(
+            decision_id=1, account="acct", symbol="EURUSD", direction="long",
+            intent={"side": "buy", "volume": 0.1}, why="conflict", created_at=T0,
+            expires_at=T0 + timedelta(minutes=5), status="pending"))
+        [a] = journal.approvals("pending")
+        assert a.intent == {"side": "buy", "volume": 0.1} and a.expires_at.tzinfo is not None
+    finally:
+        journal.close()
+
+
+def test_prepared_writes_roll_back_with_the_session(journal_url: str) -> None:
+    journal = Journal.open(journal_url)
+    try:
+        journal._insert(_PROPOSALS, _proposal_values(1))
+        journal.rollback()
+        journal._insert(_PROPOSALS, _proposal_values(2))
+        journal.commit()
+        reasons = [r.reason for r in journal._conn().execute(select(_PROPOSALS.c.reason))]
+        assert reasons == ["why 2"]
+    finally:
+        journal.close()
+
+
+def test_trading_state_reads_what_another_process_committed(journal_url: str) -> None:
+    daemon, operator = Journal.open(journal_url), Journal.open(journal_url)
+    try:
+        assert daemon.approvals() == []  # the daemon's session is in use
+        assert not daemon._read_state("global").engaged
+        operator.record_kill_switch("engage", "alice", "news")
+        state = daemon._read_state("global")  # not the cached one: a fresh read
+        assert state.engaged and state.operator == "alice" and state.since is not None
+        assert state.since.tzinfo is not None
+        daemon.commit()
+    finally:
+        daemon.close()
+        operator.close()
+
+
+def test_driver_errors_become_journal_errors(tmp_path: Any) -> None:
+    journal = Journal.open(f"sqlite:///{tmp_path / 'j.sqlite'}")
+    try:
+        journal._dbapi().execute("PRAGMA query_only = 1")
+        with pytest.raises(JournalError, match=r"readonly|read-only|query_only"):
+            journal._insert(_PROPOSALS, _proposal_values(1))
+    finally:
+        journal._dbapi().execute("PRAGMA query_only = 0")
+        journal.close()
