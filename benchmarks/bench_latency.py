@@ -131,7 +131,11 @@ class LiveFeed:
 
 
 class TimedPaperBroker(PaperBroker):
-    """The paper broker, noting when each order is handed to it (``perf_counter_ns``)."""
+    """The paper broker standing in for a real one: noting when each order is handed to
+    it (``perf_counter_ns``), and not ``simulated``, so the router pays the durable
+    journal commit before the call exactly as it does in front of MT5 or an exchange."""
+
+    simulated = False
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

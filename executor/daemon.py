@@ -206,6 +206,8 @@ class RealtimeExecutor:
     def start(self) -> None:
         """Open a run, activate the parameter set, rebuild state from the journal, resolve
         orders left in doubt."""
+        if self.mode == "paper":  # no order leaves the machine: no fsync per order
+            self.journal.paper_durability()
         active = ensure_registered(self.journal, self.settings_params, author="settings",
                                    reason=f"settings file {self.settings_hash}")
         self._param_event_id = self.journal.latest_param_event_id()

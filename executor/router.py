@@ -41,8 +41,11 @@ class OrderRouter:
     def _send(self, order: Order) -> Order:
         submitting = order.transition(OrderState.SUBMITTING)
         # Durable before the broker call: after this commit a crash leaves a row that
-        # start-up resolves by lookup, never by a second send.
-        self.journal.update_order(order, submitting, detail=f"sending to {self.broker.name}")
+        # start-up resolves by lookup, never by a second send. A simulated broker lives and
+        # dies with this process (its state is rebuilt from the journal), so there the row
+        # commits with the cycle's batch, order and simulated fill together or not at all.
+        self.journal.update_order(order, submitting, detail=f"sending to {self.broker.name}",
+                                  commit=not self.broker.simulated)
         try:
             result = self.broker.submit(submitting)
         except BrokerError as exc:

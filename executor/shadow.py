@@ -50,6 +50,7 @@ class ShadowBroker(PaperBroker):
     """Virtual fills only. Named so journal rows and `dta status` say what happened."""
 
     name = "shadow"
+    simulated = True
 
 
 class CsvEaSource:

@@ -176,6 +176,10 @@ def test_paper_rejects_non_market_orders() -> None:
 
 
 class CountingBroker(PaperBroker):
+    """A stand-in for a real broker: not ``simulated``, so journal-first applies."""
+
+    simulated = False
+
     def __init__(self, fail: Exception | None = None) -> None:
         super().__init__()
         self.calls = 0
@@ -207,6 +211,34 @@ def test_router_journals_before_broker_and_never_sends_twice(journal_url: str) -
     assert broker.calls == 1
     assert seen_in_journal == ["submitting"]  # committed before the broker saw it
     assert first.state is again.state is OrderState.ACCEPTED
+    journal.close()
+
+
+def test_router_batches_the_order_row_for_a_simulated_broker(journal_url: str) -> None:
+    """In front of the in-process paper simulator the order row rides the cycle's commit:
+    nothing is committed before the call, and after a rollback (the process died) neither
+    the order nor the simulator's acceptance survives a rebuild from the journal."""
+    journal = Journal.open(journal_url)
+    seen: list[str | None] = []
+
+    class Sim(PaperBroker):
+        def submit(self, order: Order) -> Order:
+            reader = Journal.open(journal_url)
+            row = reader.get_order(order.client_order_id)
+            reader.close()
+            seen.append(row.state.value if row else None)
+            return super().submit(order)
+
+    router = OrderRouter(journal, Sim())
+    assert router.submit(intent()).state is OrderState.ACCEPTED
+    assert seen == [None]  # not committed before the (simulated) send
+    journal.rollback()  # the crash: the uncommitted order is gone ...
+    rebuilt = PaperBroker()
+    rebuilt.restore(journal.orders("acct"), [], [])
+    assert rebuilt.open_orders() == [] and journal.orders("acct") == []  # ... with its fill
+    assert router.submit(intent()).state is OrderState.ACCEPTED  # the re-run sends it anew
+    journal.commit()
+    assert [o.state for o in journal.orders("acct")] == [OrderState.ACCEPTED]
     journal.close()
 
 

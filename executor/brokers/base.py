@@ -27,6 +27,10 @@ class BrokerFill:
 
 class Broker(Protocol):
     name: str
+    # True when "sending" is a call into this process's own simulator (paper, shadow):
+    # nothing leaves the machine, and a crash loses the simulator's state together with
+    # the uncommitted journal rows, so the router need not commit before the call.
+    simulated: bool
 
     def submit(self, order: Order) -> Order:
         """Send a ``submitting`` order; return it accepted, filled, rejected or ``unknown``.

@@ -116,6 +116,8 @@ def _rejection_types() -> tuple[type[BaseException], ...]:
 
 
 class CcxtBroker:
+    simulated = False
+
     def __init__(self, exchange: Any, settings: CcxtSettings, *,
                  sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], datetime] | None = None,

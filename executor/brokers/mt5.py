@@ -141,6 +141,7 @@ def round_price(price: float, info: dict[str, Any]) -> float:
 
 class Mt5Broker:
     name = "mt5"
+    simulated = False
 
     def __init__(self, client: Mt5Client, settings: Mt5Settings, *,
                  clock: Callable[[], datetime] | None = None) -> None:

@@ -40,6 +40,7 @@ _PENDING_STATES = frozenset({OrderState.SUBMITTING, OrderState.ACCEPTED, OrderSt
 
 class PaperBroker:
     name = "paper"
+    simulated = True
 
     def __init__(self, *, contract_size: float = 100_000.0, initial_balance: float = 10_000.0):
         self.contract_size = contract_size

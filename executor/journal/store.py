@@ -5,6 +5,7 @@ Write discipline (see CONVENTIONS "Performance reference points"):
 - an order row is committed *durably* (SQLite ``synchronous=FULL`` for that commit) before
   the broker is called, together with everything buffered before it;
 - kill-switch events commit durably at once.
+(A paper daemon relaxes SQLite to synchronous=NORMAL: ``Journal.paper_durability``.)
 A crash therefore loses at most the un-committed tail of per-bar rows, which a restart
 re-processes, and never an order that may have reached a broker.
 """
@@ -162,6 +163,8 @@ class Journal:
         self.run_id: int | None = None
         self._state_cache: dict[str, tuple[float, KillSwitchState]] = {}
         self._prepared: dict[Any, Prepared] = {}
+        self._dbapi_conn: Any = None
+        event.listen(self._session, "after_transaction_end", self._forget_dbapi)
         self._reader: Any = None  # a DBAPI connection of its own for the trading state
         self._in_memory = engine.dialect.name == "sqlite" and engine.url.database in (
             None, "", ":memory:")
@@ -171,6 +174,7 @@ class Journal:
         self._manual_checkpoints = False
         self._commits_since_checkpoint = 0
         self._file_sqlite = engine.dialect.name == "sqlite" and not self._in_memory
+        self._pragmas: dict[str, Any] = {}  # per-journal settings over make_engine's
         if self._file_sqlite:
             event.listen(engine, "checkout", self._on_checkout)
         # Called after an incident is committed: (id, severity, kind, message).
@@ -208,8 +212,9 @@ class Journal:
 
     def commit(self, *, durable: bool = False) -> None:
         """Flush buffered per-bar rows and commit. Every commit is durable (SQLite WAL with
-        synchronous=FULL, PostgreSQL's default fsync); ``durable`` marks the call sites that
-        rely on it (orders, kill switch, runs) so a later tuning cannot silently drop it."""
+        synchronous=FULL, PostgreSQL's default fsync; a paper daemon's SQLite journal is
+        NORMAL, see ``paper_durability``); ``durable`` marks the call sites that rely on it
+        (orders, kill switch, runs) so a later tuning cannot silently drop it."""
         del durable
         with self._lock:
             try:
@@ -228,10 +233,31 @@ class Journal:
                 raise
 
     def _on_checkout(self, dbapi_conn: Any, record: Any, _proxy: Any) -> None:
-        want = 0 if self._manual_checkpoints else 1000
-        if record.info.get("wal_autocheckpoint") != want:
-            dbapi_conn.execute(f"PRAGMA wal_autocheckpoint={want}")
-            record.info["wal_autocheckpoint"] = want
+        for pragma, want in self._pragmas.items():
+            if record.info.get(pragma) != want:
+                dbapi_conn.execute(f"PRAGMA {pragma}={want}")
+                record.info[pragma] = want
+
+    def _set_pragma(self, pragma: str, value: Any) -> None:
+        """For every connection of this journal, the session's current one at once (between
+        transactions) and each later checkout."""
+        with self._lock:
+            self.commit()
+            self._pragmas[pragma] = value
+            self._dbapi().execute(f"PRAGMA {pragma}={value}")
+            self.commit()
+
+    def paper_durability(self) -> None:
+        """``synchronous=NORMAL`` instead of FULL, for a paper daemon's journal only. In WAL
+        mode NORMAL loses nothing when the process dies (SIGKILL, OOM): committed pages
+        are in the OS's hands. Only an OS crash or power cut can drop the last commits, and
+        then the paper run resumes from its last journaled bar and re-creates the same
+        orders under the same ids: its broker is a simulator rebuilt from the journal, no
+        order left the machine. What it saves is an fsync per order (0.3-10 ms on a VPS
+        disk), the largest cost of a paper replay with many trades. Live and shadow keep
+        FULL: there the order row must be on disk before a real broker sees the order."""
+        if self._file_sqlite:
+            self._set_pragma("synchronous", "NORMAL")
 
     def manual_checkpoints(self) -> None:
         """From now on SQLite does not checkpoint the WAL inside a commit: the owner calls
@@ -240,11 +266,8 @@ class Journal:
         the durable commit before a broker call it was the order latency's worst tail."""
         if not self._file_sqlite:
             return
-        with self._lock:
-            self.commit()
-            self._manual_checkpoints = True
-            self._dbapi().execute("PRAGMA wal_autocheckpoint=0")
-            self.commit()
+        self._manual_checkpoints = True
+        self._set_pragma("wal_autocheckpoint", 0)
 
     def checkpoint_due(self, commits: int = 64) -> bool:
         return self._manual_checkpoints and self._commits_since_checkpoint >= commits
@@ -280,8 +303,15 @@ class Journal:
 
     def _dbapi(self) -> Any:
         """The session's DBAPI connection: statements on it belong to the session's
-        transaction."""
-        return self._conn().connection.dbapi_connection
+        transaction. Looked up once per transaction (``Session.connection()`` costs ~25 us,
+        and a decision writes a dozen rows); the session's transaction-end event forgets it."""
+        conn = self._dbapi_conn
+        if conn is None:
+            conn = self._dbapi_conn = self._conn().connection.dbapi_connection
+        return conn
+
+    def _forget_dbapi(self, *_args: Any) -> None:
+        self._dbapi_conn = None
 
     def _prep(self, key: Any, build: Callable[[], Any], keys: Sequence[str] | None = None,
               *, returns_id: bool = False) -> Prepared:
