@@ -27,7 +27,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 # The bench extra brings smartmoneyconcepts (numba, pandas) for the SMC comparison only.
-# The crash-safety test with 500 SIGKILLs instead of the suite's 50 (several minutes).
+# The crash-safety test with 500 SIGKILLs per variant instead of the suite's 50: ccxt and the
+# MT5 bridge, each on SQLite and (with DTA_TEST_DATABASE_URL) PostgreSQL; ~2 min per variant.
 soak: $(STAMP)
 	DTA_SOAK_KILLS=500 $(BIN)/python -m pytest -q -p no:cacheprovider tests/reliability/test_crash_safety.py -s
 

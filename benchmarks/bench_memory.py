@@ -176,7 +176,8 @@ def simulate(*, symbols: int, days: int, every: int, trace_from_day: int | None 
         "rss_start_mb": samples[0][1] / 2**20, "rss_day1_mb": day1 / 2**20,
         "rss_end_mb": end / 2**20, "growth_pct": (end - day1) / day1 * 100,
         "growth_mb": (end - day1) / 2**20, "journal_file_mb": db_size / 2**20,
-        "marks": marks, "samples": samples, "trace": trace, "goal_pct": GOAL_PCT,
+        "marks": marks, "samples": samples, "every": every, "trace": trace,
+        "goal_pct": GOAL_PCT,
         "loadavg": os.getloadavg(),
     }
 
@@ -192,7 +193,7 @@ def _trace_report(first: Any, last: Any, top: int) -> dict[str, Any]:
     return {"total_diff_kb": total, "top_lines": lines, "top_stacks": stacks}
 
 
-def run(*, quick: bool = False, symbols: int | None = None, days: int = 7, every: int = 60,
+def run(*, quick: bool = False, symbols: int | None = None, days: int = 7, every: int = 37,
         trace: bool | None = None, fresh_process: bool = True) -> dict[str, Any]:
     """Measure in a fresh interpreter by default: in a process that ran other benchmarks
     first (pandas, numba, backtesting.py), freed heap absorbs the growth and the baseline
@@ -227,11 +228,26 @@ def _in_fresh_process(*, quick: bool, symbols: int | None, days: int, every: int
         return result
 
 
+def daily_peaks(r: dict[str, Any]) -> list[float]:
+    """The highest RSS sample of each simulated day (MB): what the machine sees between
+    the daemon's hourly heap trims, not only at the day marks."""
+    peaks: list[float] = []
+    for d in range(1, r["days"] + 1):
+        day = [rss for c, rss in r["samples"] if (d - 1) * DAY < c <= d * DAY]
+        peaks.append(max(day) / 2**20 if day else float("nan"))
+    return peaks
+
+
 def summary_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    peaks = daily_peaks(r)
+    peak_growth = (peaks[-1] - peaks[0]) / peaks[0] * 100
     return [(f"RSS growth, day 1 -> day {r['days']} ({r['symbols']} symbols x M1, "
              f"{r['bars']:,} bars)",
              f"{r['growth_pct']:+.2f} % ({r['rss_day1_mb']:.1f} -> {r['rss_end_mb']:.1f} MB)",
-             f"< {GOAL_PCT:g} %", "MET" if r["growth_pct"] < GOAL_PCT else "MISSED")]
+             f"< {GOAL_PCT:g} %", "MET" if r["growth_pct"] < GOAL_PCT else "MISSED"),
+            ("  same, daily peaks of RSS samples: day 1's -> the last day's",
+             f"{peak_growth:+.2f} % ({peaks[0]:.1f} -> {peaks[-1]:.1f} MB)",
+             f"< {GOAL_PCT:g} %", "MET" if peak_growth < GOAL_PCT else "MISSED")]
 
 
 LAST_RESULTS: dict[str, Any] | None = None
@@ -243,7 +259,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="10 symbols instead of 50")
     parser.add_argument("--symbols", type=int, default=None)
     parser.add_argument("--days", type=int, default=7)
-    parser.add_argument("--every", type=int, default=60, help="RSS sample interval, cycles")
+    parser.add_argument("--every", type=int, default=37,
+                        help="RSS sample interval, cycles (37: never in step with the "
+                             "daemon's hourly heap trim)")
     parser.add_argument("--trace", action="store_true",
                         help="always do the tracemalloc run (default: only if the goal fails)")
     parser.add_argument("--no-trace", action="store_true", help="never do the traced run")
@@ -269,6 +287,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'after gc':<12}{r['rss_start_mb']:>9.1f}" + "".join(f"{x:>9.1f}" for x in days)
           + f"   {r['growth_pct']:+.2f} % ({r['growth_mb']:+.1f} MB); goal < {GOAL_PCT:g} %:"
           f" {verdict}")
+    peaks = daily_peaks(r)
+    print(f"{'daily peak':<12}{'':>9}" + "".join(f"{x:>9.1f}" for x in peaks)
+          + f"   {(peaks[-1] - peaks[0]) / peaks[0] * 100:+.2f} % (day 1's peak -> last day's;"
+            f" RSS sampled every {r.get('every', '?')} cycles, out of step with the daemon's"
+            " hourly heap trim)")
     first, final = r["marks"]["day1"]["internals"], r["marks"][f"day{r['days']}"]["internals"]
     print("what grows, end of day 1 -> end (items; KiB held):")
     for k in first:

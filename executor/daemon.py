@@ -28,6 +28,7 @@ from executor.components import ComponentFactory, Components
 from executor.errors import BrokerError, JournalError
 from executor.feeds.base import Feed
 from executor.feeds.validator import BarValidator
+from executor.heap import release_free_heap
 from executor.journal.store import Journal
 from executor.metrics import Metrics
 from executor.router import OrderRouter
@@ -197,6 +198,8 @@ class RealtimeExecutor:
         self._expiries: list[tuple[datetime, int]] = []
         self._order_times: deque[datetime] = deque(maxlen=1000)
         self._day: date | None = None
+        self._bar_hour: datetime | None = None  # the newest bar close's hour
+        self._heap_hour: datetime | None = None
         self._day_start_equity: float | None = None
         self._cycle_errors = 0
         self.c: Components  # set by _apply
@@ -371,6 +374,10 @@ class RealtimeExecutor:
             self.journal.commit()
         if self.journal.checkpoint_due():  # no housekeeping ran: bound the WAL here,
             self.journal.checkpoint()      # after this cycle's orders went out
+        hour = self._bar_hour
+        if hour != self._heap_hour:  # a new market hour: return the free heap
+            self._heap_hour = hour
+            release_free_heap()
         if self.metrics is not None:
             self.metrics.cycle_seconds.observe(time.perf_counter() - cycle_started)
         return handled
@@ -646,6 +653,7 @@ class RealtimeExecutor:
     def _after_bar(self, bar: Bar, now: datetime, had_error: bool) -> None:
         equity = self._equity()
         closed = bar.close_time
+        self._bar_hour = closed.replace(minute=0, second=0, microsecond=0)
         day = closed.date()
         if day != self._day:
             self._day, self._day_start_equity = day, equity
