@@ -3,7 +3,8 @@
 Structured output is requested with ``output_config={"format": {"type": "json_schema",
 "schema": ...}}`` when ``structured_output`` is on; the text blocks of the answer are
 joined and validated by us like any other model's. Imported lazily, retries and timeouts
-explicit, for the same reasons as ``openai_chat.py``.
+explicit, each call's retries bounded by its budget, for the same reasons as
+``openai_chat.py``.
 
 ``temperature`` is sent only if the installed SDK's ``messages.create`` still takes it
 (anthropic 2.x dropped it; the models it targets choose their own sampling).
@@ -17,9 +18,10 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from ensemble import call_budget
 from ensemble.base import Completion, RenderedPrompt
 from ensemble.errors import EnsembleConfigError
-from ensemble.openai_chat import call_sdk
+from ensemble.openai_chat import budget_hooks, call_sdk
 
 
 class AnthropicMessagesClient:
@@ -44,7 +46,8 @@ class AnthropicMessagesClient:
         self._sdk: Any = anthropic
         self._client: Any = anthropic.Anthropic(
             api_key=self._secret, base_url=base_url, timeout=timeout_s,
-            max_retries=max_retries)
+            max_retries=max_retries, http_client=anthropic.DefaultHttpxClient(
+                event_hooks=budget_hooks(anthropic.AnthropicError)))
         try:
             params = inspect.signature(self._client.messages.create).parameters
             self._takes_temperature = "temperature" in params
@@ -66,8 +69,9 @@ class AnthropicMessagesClient:
             kwargs["output_config"] = {"format": {"type": "json_schema",
                                                   "schema": dict(schema)}}
         sdk = self._sdk
-        resp = call_sdk(self._client.messages.create, kwargs, sdk=sdk,
-                        base_error=sdk.AnthropicError, secret=self._secret)
+        with call_budget.budget(timeout_s):
+            resp = call_sdk(self._client.messages.create, kwargs, sdk=sdk,
+                            base_error=sdk.AnthropicError, secret=self._secret)
         text = "".join(getattr(block, "text", "") for block in (resp.content or [])
                        if getattr(block, "type", None) == "text")
         usage = resp.usage

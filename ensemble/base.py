@@ -69,7 +69,8 @@ class ModelClient(Protocol):
 
     def complete(self, prompt: RenderedPrompt, schema: Mapping[str, Any] | None,
                  schema_name: str, timeout_s: float) -> Completion:
-        """One request, no retries beyond the SDK's configured ``max_retries``.
+        """One request, no retries beyond the SDK's configured ``max_retries``, all of it
+        (attempts and the waits between them) within ``timeout_s``.
 
         Raises ``ProviderCallError`` for API and transport failures (``timeout=True`` for a
         timeout); any other exception is also turned into an abstention by the caller.

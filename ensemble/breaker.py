@@ -2,9 +2,10 @@
 
 closed -> open when, over the last ``window_s`` seconds, at least ``min_calls`` calls were
 made and the share of failures (errors, timeouts, calls slower than ``slow_call_ms``)
-reached ``failure_rate``. open -> half-open once ``cooldown_s`` has passed: one probe call
-at a time is let through. half-open -> closed after ``half_open_probes`` good probes;
-half-open -> open again (a fresh cooldown) on a failed one.
+reached ``failure_rate``; an ensemble resolves an unset ``slow_call_ms`` from its deadline
+(``EnsembleConfig.effective_breaker``). open -> half-open once ``cooldown_s`` has passed:
+one probe call at a time is let through. half-open -> closed after ``half_open_probes``
+good probes; half-open -> open again (a fresh cooldown) on a failed one.
 
 The clock is injectable (``time.monotonic`` by default) so tests can step through the
 cooldown without sleeping. The breaker is the state owner for a provider's availability;
@@ -88,7 +89,8 @@ class CircuitBreaker:
 
     def record(self, ok: bool, latency_ms: float = 0.0) -> None:
         """The outcome of a call that ``allow`` let through."""
-        good = ok and latency_ms <= self.config.slow_call_ms
+        slow = self.config.slow_call_ms  # None: no slow-call rule (see BreakerConfig)
+        good = ok and (slow is None or latency_ms <= slow)
         with self._lock:
             now = self.clock()
             if self._state is BreakerState.HALF_OPEN:

@@ -17,7 +17,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 Stage = Literal["research", "risk", "execution"]
 ProviderKind = Literal["structure", "momentum", "smc_rules", "risk_rules", "execution_rules",
@@ -138,17 +146,32 @@ def _default_routes() -> tuple[RouteRule, ...]:
             RouteRule(request="execution", classes=("deterministic",)))
 
 
+# The slow-call threshold when the file does not set one, as a share of the deadline. An
+# answer slower than ``deadline_ms`` is already a timeout, so a threshold at or above the
+# deadline never fires, and a provider answering just inside it holds every decision for
+# nearly the whole deadline without its breaker ever counting it. 0.8 counts an answer that
+# left less than a fifth of the deadline unused: a deadline is set well above a healthy
+# provider's p95 (else it times out in normal operation), so healthy calls stay below it,
+# while a provider drifting towards the deadline trips its breaker before it times out.
+SLOW_CALL_SHARE_OF_DEADLINE = 0.8
+
+
 class BreakerConfig(_Model):
     """Per-provider circuit breaker: closed -> open when, over the last ``window_s``, at
     least ``min_calls`` calls were made and the share of failures (errors, timeouts, calls
     slower than ``slow_call_ms``) reached ``failure_rate``; open -> half-open after
     ``cooldown_s``; half-open -> closed after ``half_open_probes`` good probes (one in
-    flight at a time), back to open on a failed one."""
+    flight at a time), back to open on a failed one.
+
+    ``slow_call_ms`` unset means ``SLOW_CALL_SHARE_OF_DEADLINE`` of the ensemble's
+    ``deadline_ms`` (``EnsembleConfig.effective_breaker``); set, it must be below the
+    deadline (``EnsembleConfig`` rejects it otherwise). A breaker built on its own, without
+    an ensemble deadline, has no slow-call rule while it is unset."""
 
     window_s: float = Field(default=60.0, gt=0, le=86_400)
     min_calls: int = Field(default=3, ge=1, le=1000)
     failure_rate: float = Field(default=0.5, gt=0, le=1)
-    slow_call_ms: float = Field(default=10_000.0, gt=0)
+    slow_call_ms: float | None = Field(default=None, gt=0)
     cooldown_s: float = Field(default=30.0, gt=0, le=86_400)
     half_open_probes: int = Field(default=1, ge=1, le=10)
 
@@ -191,6 +214,22 @@ class EnsembleConfig(_Model):
     prompts_dir: Path = Path("config/prompts")
     max_workers: int = Field(default=8, ge=1, le=128)
 
+    @field_validator("breaker")
+    @classmethod
+    def _slow_call_below_deadline(cls, breaker: BreakerConfig,
+                                  info: ValidationInfo) -> BreakerConfig:
+        deadline = info.data.get("deadline_ms")  # absent if the deadline itself is invalid
+        slow = breaker.slow_call_ms
+        if deadline is not None and slow is not None and slow >= deadline:
+            raise ValueError(
+                f"breaker.slow_call_ms ({slow:g} ms) must be below deadline_ms "
+                f"({deadline} ms): an answer slower than the deadline is already a timeout, "
+                f"so the slow-call rule would never fire and a provider answering just "
+                f"inside the deadline would hold every decision. Lower slow_call_ms, or "
+                f"leave it unset for {SLOW_CALL_SHARE_OF_DEADLINE:.0%} of deadline_ms "
+                f"({SLOW_CALL_SHARE_OF_DEADLINE * deadline:g} ms)")
+        return breaker
+
     @model_validator(mode="after")
     def _consistent(self) -> EnsembleConfig:
         names = [p.name for p in self.providers]
@@ -213,6 +252,14 @@ class EnsembleConfig(_Model):
     @property
     def weights(self) -> dict[str, float]:
         return {p.name: p.weight for p in self.providers}
+
+    @property
+    def effective_breaker(self) -> BreakerConfig:
+        """``breaker`` with ``slow_call_ms`` resolved (unset: a share of the deadline)."""
+        if self.breaker.slow_call_ms is not None:
+            return self.breaker
+        return self.breaker.model_copy(update={
+            "slow_call_ms": SLOW_CALL_SHARE_OF_DEADLINE * self.deadline_ms})
 
     @property
     def has_llm(self) -> bool:

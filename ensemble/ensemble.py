@@ -11,7 +11,8 @@ decision with the error recorded as a call. A configured review stage without a 
 answer vetoes. A veto makes the decision flat (no trade), keeping the votes and their
 contributions for the journal.
 
-Threads: blocking members (LLMs) run on one thread pool made once per ensemble; pure local
+Threads: blocking members (LLMs) run on one pool of daemon threads (``pool.py``) made once
+per ensemble, so an abandoned call never holds the process at exit; pure local
 members run inline in the calling thread (microseconds; a pool hop would cost more than
 they do). The decision waits for pooled answers at most until its deadline: whatever has
 not answered by then is a ``timeout`` in the decision, and if its answer comes later it is
@@ -21,11 +22,13 @@ sent to telemetry as ``late`` and otherwise ignored.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import partial
 
 from ensemble.base import Provider
@@ -40,6 +43,7 @@ from ensemble.personas import (
     research_input,
     risk_input,
 )
+from ensemble.pool import DaemonThreadPool
 from ensemble.routing import EnsembleHealth, Route, Router
 from ensemble.scoring import Score, score_signals
 from ensemble.telemetry import FAILURE_OUTCOMES, CallOutcome, ProviderCall, TelemetrySink
@@ -52,6 +56,28 @@ def decision_key(proposal: Proposal) -> str:
     """Joins a decision's calls (including late ones) to its proposal and outcome."""
     return (f"{proposal.strategy}:{proposal.symbol}:{proposal.timeframe}:"
             f"{proposal.bar_time.isoformat()}")
+
+
+# A symbol may hold colons (ccxt's "BTC/USDT:USDT"); strategy names and timeframes do not,
+# and the bar time is an ISO timestamp at the end.
+_KEY = re.compile(r"(?P<strategy>[^:]*):(?P<symbol>.+):(?P<timeframe>[^:]+):"
+                  r"(?P<time>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?"
+                  r"(?:[+-]\d{2}:\d{2}|Z)?)")
+
+
+def parse_decision_key(key: str) -> tuple[str, str, str, datetime] | None:
+    """``(strategy, symbol, timeframe, bar_time)`` of a ``decision_key``; None if it is not
+    one (e.g. a hand-made key in a test)."""
+    m = _KEY.fullmatch(key)
+    if m is None:
+        return None
+    try:
+        bar_time = datetime.fromisoformat(m["time"])
+    except ValueError:
+        return None
+    if bar_time.tzinfo is None:
+        bar_time = bar_time.replace(tzinfo=UTC)
+    return m["strategy"], m["symbol"], m["timeframe"], bar_time
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +111,7 @@ class Ensemble:
         wrapped = [LocalVoter(
             name=p.name, kind=str(getattr(p, "kind", type(p).__name__)),
             provider_class="deterministic", stages=frozenset({"research"}),
-            breaker=CircuitBreaker(p.name, self.config.breaker, clock),
+            breaker=CircuitBreaker(p.name, self.config.effective_breaker, clock),
             inline=not bool(getattr(p, "blocking", False)), provider=p) for p in providers]
         all_members: list[Member] = [*wrapped, *members]
         names = [m.name for m in all_members]
@@ -102,7 +128,7 @@ class Ensemble:
         self._review_stages = tuple(st for st in ("risk", "execution")
                                     if self.router.candidates(st))
         self.sink_errors = 0
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: DaemonThreadPool | None = None
         self._pool_lock = threading.Lock()
 
     # ------------------------------------------------------------------ public API
@@ -140,7 +166,8 @@ class Ensemble:
         return self.router.health().classes_down
 
     def close(self) -> None:
-        """Stop the worker pool; calls in flight are abandoned (their answers never count)."""
+        """Stop the worker pool; calls in flight are abandoned (their answers never count,
+        a late one still reaches telemetry) and, on daemon threads, never delay exit."""
         with self._pool_lock:
             if self._pool is not None:
                 self._pool.shutdown(wait=False, cancel_futures=True)
@@ -219,11 +246,11 @@ class Ensemble:
 
     # ------------------------------------------------------------------ fan-out
 
-    def _executor(self) -> ThreadPoolExecutor:
+    def _executor(self) -> DaemonThreadPool:
         with self._pool_lock:
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=self.config.max_workers,
-                                                thread_name_prefix="dta-ensemble")
+                self._pool = DaemonThreadPool(self.config.max_workers,
+                                              thread_name_prefix="dta-ensemble")
             return self._pool
 
     def _run_stage(self, route: Route, request: StageRequest) -> list[MemberResult]:

@@ -77,9 +77,10 @@ def build_ensemble(config: EnsembleConfig, *, secrets: Mapping[str, SecretStr | 
         library = PromptLibrary.load(config.prompts_dir)
     store = (RecordingStore(config.recordings_path)
              if config.mode in ("record", "replay") else None)
+    breaker_config = config.effective_breaker  # slow_call_ms resolved from the deadline
     members: list[Member] = []
     for cfg in config.providers:
-        breaker = CircuitBreaker(cfg.name, config.breaker, clock)
+        breaker = CircuitBreaker(cfg.name, breaker_config, clock)
         common: dict[str, Any] = {
             "name": cfg.name, "kind": cfg.kind, "provider_class": cfg.effective_class,
             "stages": frozenset(cfg.effective_stages), "breaker": breaker}

@@ -9,7 +9,9 @@ may ignore the schema.
 The SDK is imported when the client is built, not when this module is imported, so
 ``dta --help`` stays fast and a missing package is a clear build-time error. Retries are
 explicit (``max_retries``, default 0: the ensemble's deadline governs, and the breaker
-and fallback chain are the retry policy), and so is every timeout.
+and fallback chain are the retry policy), and so is every timeout. A call's ``timeout_s``
+is its whole budget, SDK retries and their ``Retry-After`` waits included
+(``call_budget.py``): a retry that cannot start before it runs out is not made.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from ensemble import call_budget
 from ensemble.base import Completion, RenderedPrompt
 from ensemble.errors import EnsembleConfigError, ProviderCallError
 
@@ -33,6 +36,8 @@ def call_sdk(create: Any, kwargs: dict[str, Any], *, sdk: Any, base_error: type[
     errors into ``ProviderCallError`` with the key scrubbed from every message."""
     try:
         return create(**kwargs)
+    except ProviderCallError:  # ``budget_spent``: already ours, and a timeout
+        raise
     except sdk.APITimeoutError as exc:
         raise ProviderCallError(scrub(str(exc), secret), error_class=type(exc).__name__,
                                 timeout=True) from None
@@ -43,6 +48,23 @@ def call_sdk(create: Any, kwargs: dict[str, Any], *, sdk: Any, base_error: type[
     except base_error as exc:
         raise ProviderCallError(scrub(str(exc), secret),
                                 error_class=type(exc).__name__) from None
+
+
+def budget_hooks(base_error: type[Exception]) -> dict[str, list[Any]]:
+    """``event_hooks`` enforcing each call's budget (``call_budget``). An attempt refused
+    for lack of time raises a ``ProviderCallError`` (a timeout) that is also the SDK's own
+    ``base_error``: the SDK then passes it through untouched and does not retry it (an
+    ``APITimeoutError`` would be retried by the anthropic SDK)."""
+    spent_class = type("CallBudgetSpent", (ProviderCallError, base_error), {})
+
+    def spent(_request: Any) -> BaseException:
+        error: BaseException = spent_class(
+            "timed out: the call's budget (decision deadline + late grace) ran out before "
+            "the SDK's retry",
+            error_class="CallBudgetSpent", timeout=True)
+        return error
+
+    return call_budget.hooks(spent)
 
 
 class OpenAIChatClient:
@@ -68,7 +90,8 @@ class OpenAIChatClient:
         # Keyless local servers (llama.cpp, Ollama) accept any bearer token.
         self._client: Any = openai.OpenAI(
             api_key=self._secret or "sk-no-key", base_url=base_url, timeout=timeout_s,
-            max_retries=max_retries)
+            max_retries=max_retries, http_client=openai.DefaultHttpxClient(
+                event_hooks=budget_hooks(openai.OpenAIError)))
 
     def complete(self, prompt: RenderedPrompt, schema: Mapping[str, Any] | None,
                  schema_name: str, timeout_s: float) -> Completion:
@@ -87,8 +110,9 @@ class OpenAIChatClient:
                 "json_schema": {"name": schema_name, "strict": True, "schema": dict(schema)},
             }
         sdk = self._sdk
-        resp = call_sdk(self._client.chat.completions.create, kwargs, sdk=sdk,
-                        base_error=sdk.OpenAIError, secret=self._secret)
+        with call_budget.budget(timeout_s):
+            resp = call_sdk(self._client.chat.completions.create, kwargs, sdk=sdk,
+                            base_error=sdk.OpenAIError, secret=self._secret)
         choices = getattr(resp, "choices", None) or []
         if not choices:
             raise ProviderCallError("response has no choices", error_class="EmptyResponse")

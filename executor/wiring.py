@@ -4,12 +4,17 @@ plain method call between objects made here."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ensemble.ensemble import Ensemble
+from sqlalchemy import func, select
+
+from ensemble.ensemble import Ensemble, parse_decision_key
 from ensemble.errors import EnsembleConfigError
 from ensemble.factory import build_ensemble as build_ensemble_from_config
+from ensemble.late import LateCalls
+from ensemble.telemetry import MultiSink
 from executor.brokers.paper import PaperBroker
 from executor.components import ComponentFactory, Components
 from executor.daemon import RealtimeExecutor
@@ -18,6 +23,7 @@ from executor.feeds.files import LoadedBars, load_bars
 from executor.feeds.replay import ReplayFeed
 from executor.feeds.validator import BarValidator
 from executor.governance import ClearanceCheck
+from executor.journal.models import DecisionRow, ProposalRow
 from executor.journal.store import Journal
 from executor.metrics import Metrics
 from executor.settings import GuardrailSettings, Settings
@@ -56,9 +62,13 @@ class Daemon:
 
 def build_ensemble(settings: Settings, content: dict[str, Any] | None = None,
                    disabled: frozenset[str] = frozenset(), *,
-                   only: str | None = None) -> Ensemble:
+                   only: str | None = None, late_calls: LateCalls | None = None) -> Ensemble:
     """The ensemble the settings describe, with the provider weights of the parameter-set
-    ``content`` (when given) and without the providers an operator disabled."""
+    ``content`` (when given) and without the providers an operator disabled.
+
+    ``late_calls``: where answers that arrive after their decision's deadline go. They
+    arrive on the ensemble's pool threads, and the journal belongs to the cycle thread, so
+    they only queue there; the daemon journals them at its next cycle (``build_daemon``)."""
     cfg = settings.ensemble
     if content is not None:
         weights = {k: v for k, v in weights_of(content).items()
@@ -74,10 +84,14 @@ def build_ensemble(settings: Settings, content: dict[str, Any] | None = None,
             p.model_dump() for p in keep]})
         params_hash = stable_hash(content) if content is not None else \
             settings.parameter_set().content_hash
-        return build_ensemble_from_config(cfg, secrets=settings.provider_secrets(),
-                                          params_hash=params_hash)
+        ensemble = build_ensemble_from_config(cfg, secrets=settings.provider_secrets(),
+                                              params_hash=params_hash)
     except (EnsembleConfigError, ValueError) as exc:
         raise ConfigError(f"ensemble: {exc}") from None
+    if late_calls is not None:  # beside any sink the builder was given, not instead of it
+        ensemble.telemetry = (late_calls if ensemble.telemetry is None
+                              else MultiSink((late_calls, ensemble.telemetry)))
+    return ensemble
 
 
 def build_guardrails(guard: GuardrailSettings | Settings, journal: Journal,
@@ -115,8 +129,10 @@ def build_guardrails(guard: GuardrailSettings | Settings, journal: Journal,
     return Guardrails(checks)
 
 
-def component_factory(settings: Settings, journal: Journal) -> ComponentFactory:
-    """Turns a parameter-set version's content into the objects the cycle runs with."""
+def component_factory(settings: Settings, journal: Journal, *,
+                      late_calls: LateCalls | None = None) -> ComponentFactory:
+    """Turns a parameter-set version's content into the objects the cycle runs with.
+    ``late_calls``: see ``build_ensemble``."""
     mode, account = settings.mode, settings.account
 
     def build(version: int, content: dict[str, Any]) -> Components:
@@ -133,7 +149,8 @@ def component_factory(settings: Settings, journal: Journal) -> ComponentFactory:
             version=version, params=params, strategy=strategy,
             strategy_params=dict(strategy_cfg.get("params", {})),
             snapshot_params=snapshot_params,
-            ensemble=build_ensemble(settings, content, frozenset(journal.disabled_providers())),
+            ensemble=build_ensemble(settings, content, frozenset(journal.disabled_providers()),
+                                    late_calls=late_calls),
             guardrails=build_guardrails(guard, journal, mode, account=account,
                                         strategy=strategy_cfg["name"]), guard=guard,
             order_volume=float(content.get("paper", {}).get("order_volume_lots", 0.1)))
@@ -201,10 +218,12 @@ def build_live_parts(settings: Settings, journal: Journal) -> LiveParts:
 def build_daemon(settings: Settings, journal: Journal, *, data: Path | None = None,
                  notifier: Notifier | None = None, metrics: Metrics | None = None) -> Daemon:
     """Paper and shadow replays from a bar file; ``live`` with the configured broker."""
-    factory = component_factory(settings, journal)
+    late = LateCalls()
+    factory = component_factory(settings, journal, late_calls=late)
     _close_components(factory(0, settings.parameter_set().values))  # fail fast, before I/O
     if settings.mode == "shadow" and settings.broker.kind == "mt5":
-        return _shadow_on_mt5(settings, journal, factory, notifier, metrics)
+        return _journal_late_calls(_shadow_on_mt5(settings, journal, factory, notifier,
+                                                  metrics), late)
     if settings.mode == "live":
         parts = build_live_parts(settings, journal)
         executor = RealtimeExecutor(
@@ -214,7 +233,7 @@ def build_daemon(settings: Settings, journal: Journal, *, data: Path | None = No
                 stale_after=None), settings_hash=settings.content_hash,
             batch_bars=1, notifier=notifier, metrics=metrics,
             contract_size=settings.paper.contract_size)
-        return Daemon(executor, journal, None, None, parts)
+        return _journal_late_calls(Daemon(executor, journal, None, None, parts), late)
     ea_source: EaSource | None = None
     if settings.mode == "shadow":
         if settings.shadow.ea_deals_file is None:
@@ -239,7 +258,34 @@ def build_daemon(settings: Settings, journal: Journal, *, data: Path | None = No
         settings_hash=settings.content_hash, batch_bars=settings.journal.batch_bars,
         notifier=notifier, points={loaded.symbol: loaded.point} if loaded.point else None,
         contract_size=settings.paper.contract_size, metrics=metrics, ea_source=ea_source)
-    return Daemon(executor, journal, feed, loaded)
+    return _journal_late_calls(Daemon(executor, journal, feed, loaded), late)
+
+
+def _journal_late_calls(daemon: Daemon, late: LateCalls) -> Daemon:
+    """Journal and count the late answers ``late`` queued, at the start of every cycle: on
+    the cycle thread, which owns the journal (it is not thread-safe)."""
+    ex = daemon.executor
+    decision_id = partial(_decision_id, ex.journal)
+    ex.before_cycle.append(lambda _now: late.write(ex.journal, ex.metrics, decision_id))
+    return daemon
+
+
+def _decision_id(journal: Journal, key: str) -> int | None:
+    """The newest journaled decision on the proposal a ``decision_key`` names. A late
+    answer is written at the cycle after its decision's, so that decision is in the journal;
+    should one strategy propose twice on the same bar and symbol (the key is then the
+    same), the newer decision is taken. None for a key that names no journaled decision."""
+    parsed = parse_decision_key(key)
+    if parsed is None:
+        return None
+    strategy, symbol, timeframe, bar_time = parsed
+    p = ProposalRow.__table__  # type: ignore[attr-defined]
+    d = DecisionRow.__table__  # type: ignore[attr-defined]
+    stmt = (select(func.max(d.c.id)).select_from(d.join(p, d.c.proposal_id == p.c.id))
+            .where(p.c.symbol == symbol, p.c.bar_time == bar_time,
+                   p.c.strategy == strategy, p.c.timeframe == timeframe))
+    found = journal._conn().execute(stmt).scalar()  # the cycle's own session
+    return None if found is None else int(found)
 
 
 def _shadow_on_mt5(settings: Settings, journal: Journal, factory: ComponentFactory,

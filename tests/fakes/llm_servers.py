@@ -38,9 +38,9 @@ Anthropic, ``POST /v1/messages`` (https://docs.anthropic.com/en/api/messages,
 
 Behaviour is scripted per request: each server has a queue of one-shot behaviours and a
 default ``responder`` (a function of the decoded request) used when the queue is empty.
-A behaviour can answer, delay, hang until released, fail with any documented error,
-truncate (``finish_reason: length`` / ``stop_reason: max_tokens``), return a body that is
-not JSON, or drop the connection.
+A behaviour can answer, delay, hang until released, fail with any documented error (a 429
+with the ``Retry-After`` it is given), truncate (``finish_reason: length`` /
+``stop_reason: max_tokens``), return a body that is not JSON, or drop the connection.
 """
 
 from __future__ import annotations
@@ -77,6 +77,8 @@ class Fail:
     error_type: str | None = None  # default: the documented type for the status
     message: str | None = None
     delay: float = 0.0
+    # The ``Retry-After`` header of a 429 (seconds, or an HTTP date); default "1".
+    retry_after: str | None = None
 
 
 @dataclass(frozen=True)
@@ -240,7 +242,8 @@ class _FakeServer:
         if behaviour.delay and self.release.wait(behaviour.delay):
             return  # released while delaying: the test is over
         if isinstance(behaviour, Fail):
-            self._send_error(h, behaviour.status, behaviour.error_type, behaviour.message)
+            self._send_error(h, behaviour.status, behaviour.error_type, behaviour.message,
+                             retry_after=behaviour.retry_after)
             return
         self._send(h, 200, json.dumps(self._completion(body, behaviour, n)).encode())
 
@@ -260,7 +263,7 @@ class _FakeServer:
             pass  # the client gave up (timeout): nothing to answer
 
     def _send_error(self, h: BaseHTTPRequestHandler, status: int, error_type: str | None,
-                    message: str | None) -> None:
+                    message: str | None, retry_after: str | None = None) -> None:
         raise NotImplementedError
 
     def _check_request(self, headers: dict[str, str], body: dict[str, Any],
@@ -325,7 +328,7 @@ class FakeOpenAIServer(_FakeServer):
         return None
 
     def _send_error(self, h: BaseHTTPRequestHandler, status: int, error_type: str | None,
-                    message: str | None) -> None:
+                    message: str | None, retry_after: str | None = None) -> None:
         d_type, d_code, d_msg = self._DEFAULT_ERRORS.get(
             status, ("server_error" if status >= 500 else "invalid_request_error", None,
                      "Error."))
@@ -333,7 +336,7 @@ class FakeOpenAIServer(_FakeServer):
                              "param": None, "code": d_code}}
         extra = {"x-request-id": f"req_{status}_{time.monotonic_ns()}"}
         if status == 429:
-            extra["retry-after"] = "1"
+            extra["retry-after"] = retry_after or "1"
         self._send(h, status, json.dumps(payload).encode(), extra=extra)
 
     def _completion(self, body: dict[str, Any], reply: Reply, n: int) -> dict[str, Any]:
@@ -398,7 +401,7 @@ class FakeAnthropicServer(_FakeServer):
         return None
 
     def _send_error(self, h: BaseHTTPRequestHandler, status: int, error_type: str | None,
-                    message: str | None) -> None:
+                    message: str | None, retry_after: str | None = None) -> None:
         d_type, d_msg = self._DEFAULT_ERRORS.get(
             status, ("api_error" if status >= 500 else "invalid_request_error", "Error."))
         if status == 401:
@@ -409,7 +412,7 @@ class FakeAnthropicServer(_FakeServer):
                    "request_id": request_id}
         extra = {"request-id": request_id}
         if status == 429:
-            extra["retry-after"] = "1"
+            extra["retry-after"] = retry_after or "1"
         self._send(h, status, json.dumps(payload).encode(), extra=extra)
 
     def _completion(self, body: dict[str, Any], reply: Reply, n: int) -> dict[str, Any]:

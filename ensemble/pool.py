@@ -1,0 +1,93 @@
+"""The ensemble's worker pool: a small thread pool whose workers are daemon threads.
+
+Why not ``concurrent.futures.ThreadPoolExecutor``: Python joins every one of its worker
+threads at interpreter exit (``concurrent.futures.thread`` registers an exit hook), even
+after ``shutdown(wait=False)``. An LLM call the ensemble has abandoned (its decision
+stopped waiting at the deadline) may still be blocked in its SDK: sleeping out a
+``Retry-After`` (the anthropic SDK sleeps whatever the server asks, the openai SDK up to
+two minutes), or reading a slow socket. With a ``ThreadPoolExecutor`` that call kept the
+daemon process alive after ``stop``; here the process exits at once and the abandoned
+call dies with it. Nothing is lost: an abandoned call's answer never counts, and a late
+one is telemetry only.
+
+Semantics used by ``Ensemble`` are the executor's: ``submit`` returns a
+``concurrent.futures.Future`` (so ``wait``, ``cancel`` of a queued call and done callbacks
+work as before), at most ``max_workers`` threads, started on demand and reused, and
+``shutdown(wait=False, cancel_futures=True)`` cancels what has not started.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_WorkItem = tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]
+
+
+class DaemonThreadPool:
+    def __init__(self, max_workers: int, thread_name_prefix: str = "pool") -> None:
+        if max_workers < 1:
+            raise ValueError("max_workers must be at least 1")
+        self.max_workers = max_workers
+        self._prefix = thread_name_prefix
+        self._queue: queue.SimpleQueue[_WorkItem | None] = queue.SimpleQueue()
+        self._idle = threading.Semaphore(0)  # released by a worker waiting for work
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._shutdown = False
+
+    def submit(self, fn: Callable[..., T], /, *args: Any) -> Future[T]:
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot schedule new calls after shutdown")
+            future: Future[T] = Future()
+            self._queue.put((future, fn, args))
+            if not self._idle.acquire(blocking=False) and len(self._threads) < self.max_workers:
+                t = threading.Thread(target=self._work, daemon=True,
+                                     name=f"{self._prefix}_{len(self._threads)}")
+                t.start()
+                self._threads.append(t)
+            return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop taking calls. ``cancel_futures``: calls not started yet are cancelled (never
+        run). ``wait``: join the workers (calls in flight finish first); without it, calls
+        in flight are abandoned and, being on daemon threads, never delay process exit."""
+        with self._lock:
+            self._shutdown = True
+            if cancel_futures:
+                while True:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is not None:
+                        item[0].cancel()
+            self._queue.put(None)  # each worker passes it on, then exits
+            threads = list(self._threads)
+        if wait:
+            for t in threads:
+                t.join()
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                self._queue.put(None)
+                return
+            future, fn, args = item
+            del item
+            if future.set_running_or_notify_cancel():
+                try:
+                    result = fn(*args)
+                except BaseException as exc:  # handed to the caller through the future
+                    future.set_exception(exc)
+                else:
+                    future.set_result(result)
+            del future, fn, args
+            self._idle.release()
