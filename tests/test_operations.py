@@ -68,8 +68,14 @@ def test_incident_webhook_retries_until_delivered_while_the_cycle_keeps_cadence(
     settings = settings_for(url, guardrails={"daily_drawdown_halt_pct": 0.05})
     journal = Journal.open(url)
     alerter = WebhookAlerter(hook.url, account="paper-1", attempts=5, backoff=0.2)
-    journal.incident_listeners.append(
-        lambda i, sev, kind, msg: alerter.send(Alert(sev, kind, msg, i)))
+    handed_over: list[float] = []  # how long the cycle spent handing each alert over
+
+    def listener(i: int, sev: str, kind: str, msg: str) -> None:
+        t = time.perf_counter()
+        alerter.send(Alert(sev, kind, msg, i))
+        handed_over.append(time.perf_counter() - t)
+
+    journal.incident_listeners.append(listener)
     daemon = build_daemon(settings, journal, data=data)
     daemon.executor.start()
     started = time.perf_counter()
@@ -84,8 +90,11 @@ def test_incident_webhook_retries_until_delivered_while_the_cycle_keeps_cadence(
     assert [i.kind for i in incidents] == ["halted:daily_drawdown"]
     assert summary["bars_processed"] == 3000
     # The cycle never waited for the webhook: 3 slow attempts + backoff take > 1.1 s, the
-    # longest single bar stayed far below one attempt's 0.3 s.
-    assert daemon.executor.stats.latency_percentiles()["max_us"] < 250_000
+    # hand-over stayed far below one attempt's 0.3 s, and so did the cycle's median bar
+    # (a single bar's maximum is left to the machine: a disk stall under a loaded test
+    # run is not the webhook).
+    assert len(handed_over) == 1 and handed_over[0] < 0.1
+    assert daemon.executor.stats.latency_percentiles()["p50_us"] < 100_000
     assert len(hook.bodies) == 3 and alerter.delivered == 1 and alerter.failed == 0
     assert hook.bodies[-1]["kind"] == "halted:daily_drawdown"
     assert "paper-1" in hook.bodies[-1]["text"]
