@@ -416,12 +416,12 @@ class RealtimeExecutor:
 
     def _process_bar(self, stream: Stream, bar: Bar, now: datetime) -> None:
         started = time.perf_counter_ns()
-        check = self.validator.check(bar, now)
+        check = self.validator.check(bar, now, stream)
         if not check.accepted:
             reason = check.reason or "rejected"
             self.stats.bars_rejected[reason] += 1
             self.journal.record_rejection(bar, stream[0], stream[1], reason, check.detail)
-            log.warning("bar_rejected", symbol=bar.symbol, time=bar.time.isoformat(),
+            log.warning("bar_rejected", symbol=stream[0], time=str(bar.time),
                         reason=reason, detail=check.detail)
             if self.metrics is not None:
                 self.metrics.bars_rejected.labels(reason=reason).inc()

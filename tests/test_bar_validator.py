@@ -127,6 +127,27 @@ def test_restore_resumes_ordering_after_restart() -> None:
         v.restore("EURUSD", "M15", datetime(2023, 1, 1))
 
 
+def test_a_bar_of_another_stream_is_rejected_before_it_touches_any_state() -> None:
+    v = BarValidator()
+    stream = ("EURUSD", "M15")
+    assert v.check(bar(0, timeframe="15m"), stream=stream).accepted  # an alias is the same
+    foreign = v.check(bar(1, symbol="GBPUSD"), stream=stream)
+    assert foreign.reason == "wrong_stream" and "EURUSD M15" in foreign.detail
+    assert v.check(bar(1, timeframe="M5"), stream=stream).reason == "wrong_stream"
+    assert v.check(bar(1, timeframe="fortnightly"), stream=stream).reason == "unknown_timeframe"
+    assert v.last_time("GBPUSD", "M15") is None  # the foreign bar left no trace ...
+    assert v.check(bar(1, symbol="GBPUSD"), stream=("GBPUSD", "M15")).accepted  # ... so
+    assert v.check(bar(1), stream=stream).accepted  # neither stream's bar is a duplicate
+
+
+@pytest.mark.parametrize("cast", [str, complex])
+def test_values_of_a_non_real_type_are_rejected_not_raised(cast: Any) -> None:
+    b = bar(0)
+    odd = replace(b, **{f: cast(getattr(b, f)) for f in
+                        ("open", "high", "low", "close", "volume", "spread")})
+    assert BarValidator().check(odd).reason == "non_finite"
+
+
 def test_timeframe_aliases_share_state_and_streams_are_independent() -> None:
     v = BarValidator()
     assert v.check(bar(0)).accepted

@@ -34,6 +34,7 @@ NOT_CLOSED = "not_closed"
 STALE = "stale"
 OUT_OF_ORDER = "out_of_order"
 DUPLICATE = "duplicate"
+WRONG_STREAM = "wrong_stream"
 
 REJECTION_REASONS: tuple[str, ...] = (
     NON_FINITE,
@@ -50,6 +51,7 @@ REJECTION_REASONS: tuple[str, ...] = (
     STALE,
     OUT_OF_ORDER,
     DUPLICATE,
+    WRONG_STREAM,
 )
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -162,38 +164,28 @@ class BarValidator:
 
     # ------------------------------------------------------------------ the check
 
-    def check(self, bar: Bar, now: datetime | None = None) -> BarCheck:
+    def check(self, bar: Bar, now: datetime | None = None,
+              stream: tuple[str, str] | None = None) -> BarCheck:
         """Accept or reject ``bar``; never raises, whatever the bar's values.
 
         ``now`` (aware UTC) enables the ``not_closed`` and ``stale`` checks: live callers
-        pass the clock, a replay passes its simulated clock.
+        pass the clock, a replay passes its simulated clock. ``stream``: the (symbol,
+        timeframe) the feed was asked for; a bar of any other pair is rejected before it
+        can touch a stream's state (it would otherwise be taken for that pair's bar).
         """
-        o = bar.open
-        h = bar.high
-        lo = bar.low
-        c = bar.close
-        v = bar.volume
-        s = bar.spread
-        # One sum tests all six for NaN/inf (x - x is NaN only for non-finite x); the
-        # slow path rules out a false alarm from finite values overflowing the sum.
+        if stream is not None and (bar.symbol, bar.timeframe) != stream \
+                and not self._same_stream(bar, stream):
+            if self._state(bar.symbol, bar.timeframe) is None:
+                return self._reject(
+                    bar, UNKNOWN_TIMEFRAME, f"timeframe {bar.timeframe!r} is not known")
+            return self._reject(bar, WRONG_STREAM,
+                                f"handed over for {stream[0]} {stream[1]}")
         try:
-            total = o + h + lo + c + v + s
-        except TypeError:
-            return self._reject(bar, NON_FINITE, "price, volume or spread is not a number")
-        if total - total != 0.0 and not _all_finite(o, h, lo, c, v, s):
-            return self._reject(bar, NON_FINITE, "price, volume or spread is NaN or infinite")
-        if o <= 0.0 or h <= 0.0 or lo <= 0.0 or c <= 0.0:
-            return self._reject(bar, NON_POSITIVE_PRICE, "a price is zero or negative")
-        if v < 0.0:
-            return self._reject(bar, NEGATIVE_VOLUME, f"volume {v!r} is negative")
-        if s < 0.0:
-            return self._reject(bar, NEGATIVE_SPREAD, f"spread {s!r} is negative")
-        if h < lo:
-            return self._reject(bar, HIGH_BELOW_LOW, f"high {h!r} < low {lo!r}")
-        if o > h or o < lo:
-            return self._reject(bar, OPEN_OUTSIDE_RANGE, f"open {o!r} outside [{lo!r}, {h!r}]")
-        if c > h or c < lo:
-            return self._reject(bar, CLOSE_OUTSIDE_RANGE, f"close {c!r} outside [{lo!r}, {h!r}]")
+            rejected = self._check_values(bar)
+        except TypeError:  # strings, complex, None...: arithmetic or ordering refused them
+            rejected = self._reject(bar, NON_FINITE, "price, volume or spread is not a number")
+        if rejected is not None:
+            return rejected
 
         state = self._streams.get((bar.symbol, bar.timeframe))
         if state is None:
@@ -210,6 +202,41 @@ class BarValidator:
         except OverflowError:
             # Only reachable with times at the very edge of datetime's range.
             return self._reject(bar, INVALID_TIME, f"open time {t!r} is out of range")
+
+    def _same_stream(self, bar: Bar, stream: tuple[str, str]) -> bool:
+        """Same symbol, and the same timeframe under any alias (M15 = 15m)."""
+        if bar.symbol != stream[0]:
+            return False
+        try:
+            return normalize_timeframe(bar.timeframe) == normalize_timeframe(stream[1])
+        except (ValueError, AttributeError, TypeError):
+            return False
+
+    def _check_values(self, bar: Bar) -> BarCheck | None:
+        o = bar.open
+        h = bar.high
+        lo = bar.low
+        c = bar.close
+        v = bar.volume
+        s = bar.spread
+        # One sum tests all six for NaN/inf (x - x is NaN only for non-finite x); the
+        # slow path rules out a false alarm from finite values overflowing the sum.
+        total = o + h + lo + c + v + s
+        if total - total != 0.0 and not _all_finite(o, h, lo, c, v, s):
+            return self._reject(bar, NON_FINITE, "price, volume or spread is NaN or infinite")
+        if o <= 0.0 or h <= 0.0 or lo <= 0.0 or c <= 0.0:
+            return self._reject(bar, NON_POSITIVE_PRICE, "a price is zero or negative")
+        if v < 0.0:
+            return self._reject(bar, NEGATIVE_VOLUME, f"volume {v!r} is negative")
+        if s < 0.0:
+            return self._reject(bar, NEGATIVE_SPREAD, f"spread {s!r} is negative")
+        if h < lo:
+            return self._reject(bar, HIGH_BELOW_LOW, f"high {h!r} < low {lo!r}")
+        if o > h or o < lo:
+            return self._reject(bar, OPEN_OUTSIDE_RANGE, f"open {o!r} outside [{lo!r}, {h!r}]")
+        if c > h or c < lo:
+            return self._reject(bar, CLOSE_OUTSIDE_RANGE, f"close {c!r} outside [{lo!r}, {h!r}]")
+        return None
 
     def _check_time(
         self, bar: Bar, t: datetime, state: _StreamState, now: datetime | None
@@ -275,7 +302,7 @@ class BarValidator:
 
     def _reject(self, bar: Bar, reason: str, detail: str) -> BarCheck:
         self._rejections[reason] += 1
-        return BarCheck(False, reason, 0, f"{bar.symbol} {bar.timeframe}: {detail}")
+        return BarCheck(False, reason, 0, f"{bar.symbol!s} {bar.timeframe!s}: {detail}")
 
 
 def _all_finite(*values: float) -> bool:

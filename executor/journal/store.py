@@ -398,9 +398,18 @@ class Journal:
 
     def record_rejection(self, bar: Bar | None, symbol: str, timeframe: str, reason: str,
                          detail: str) -> None:
+        """A rejected bar's row. Its time is kept only when it is an aware datetime (the
+        column's type): a bar rejected for its time carries it in ``detail`` instead, so
+        bad input can never make the journal's commit fail."""
+        t = bar.time if bar is not None else None
+        try:
+            t = t.astimezone(UTC) if isinstance(t, datetime) and t.utcoffset() is not None \
+                else None
+        except (OverflowError, ValueError):  # at the edge of datetime's range
+            t = None
         self._pending_rejects.append({
             "run_id": self.run_id, "symbol": symbol, "timeframe": timeframe,
-            "time": bar.time if bar is not None else None, "reason": reason, "detail": detail,
+            "time": t, "reason": reason, "detail": _text(detail),
         })
 
     def last_bar_time(self, symbol: str, timeframe: str) -> datetime | None:
@@ -786,7 +795,8 @@ class Journal:
     # ------------------------------------------------------------------ provider telemetry
 
     def record_provider_call(self, values: dict[str, Any]) -> None:
-        self._write(_PROVIDER_CALLS, {"at": utcnow(), **values})
+        self._write(_PROVIDER_CALLS, {"at": utcnow(), **{
+            k: _text(v) if isinstance(v, str) else v for k, v in values.items()}})
 
     def provider_calls(self, provider: str | None = None,
                        limit: int = 200) -> list[ProviderCallRow]:
@@ -940,6 +950,17 @@ class Journal:
                                 "content": params.content if params else None}
         out["fills"] = [f.model_dump(mode="json") for f in self.fills(client_order_id)]
         return out
+
+
+def _text(value: str) -> str:
+    """``value`` as text every driver can encode: a lone surrogate (half an emoji from a
+    model's JSON-escaped answer) becomes its backslash escape instead of failing the
+    commit."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
 
 
 def _iso_utc(t: datetime | None) -> str | None:
