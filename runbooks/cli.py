@@ -152,6 +152,13 @@ def run(
     status = "completed"
     try:
         executor.start()
+        # Imports, settings, the warmed snapshots: alive for the whole run. Frozen out of
+        # the collector, so no full collection of a long run rescans them (a pause that
+        # would land on whichever decision triggers it).
+        import gc
+
+        gc.collect()
+        gc.freeze()
         if daemon.live is not None:
             if settings.mode == "live":
                 _start_live(settings, daemon, journal)

@@ -31,6 +31,7 @@ would wait for it.
 from __future__ import annotations
 
 import functools
+import gc
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -220,8 +221,22 @@ def _assert_orders_backed_by_answered_calls(traces: list[dict[str, Any]],
         assert voters and all(answered.get(p) == "ok" for p in voters), (t["order"], answered)
 
 
+@pytest.fixture
+def daemon_sized_heap() -> Iterator[None]:
+    """The daemon runs in a process of its own (``dta run`` freezes its start-up heap);
+    inside the test suite hundreds of earlier tests' objects would make every full
+    garbage collection scan them, a pause of a good part of a second that is the suite's,
+    not the daemon's. Frozen for this test, unfrozen after."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def test_500_symbols_closing_at_once_through_latency_spikes_and_429_storms(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, daemon_sized_heap: None,
         llm_servers: tuple[RetryAfterOpenAIServer, RetryAfterAnthropicServer]) -> None:
     gpt, claude = llm_servers
     clock = BarApartClock()
