@@ -37,6 +37,7 @@ class Prepared:
         "_dbapi_error",
         "_defaults",
         "_names",
+        "_pairs",
         "_positional",
         "_procs",
         "_results",
@@ -58,6 +59,7 @@ class Prepared:
         self._procs: tuple[_Proc, ...] = tuple(
             compiled.binds[n].type.dialect_impl(dialect).bind_processor(dialect)
             for n in names)
+        self._pairs = tuple(zip(self._names, self._procs, strict=True))
         # PostgreSQL hands a new id back through RETURNING, SQLite through lastrowid.
         self.returns_id = returns_id and " RETURNING " in self.sql
         columns = list(getattr(stmt, "selected_columns", ()))
@@ -69,12 +71,9 @@ class Prepared:
     def params(self, values: Mapping[str, Any]) -> Any:
         if self._defaults:
             values = {**self._defaults, **values}
-        if self._positional:
-            return tuple(v if p is None else p(v)
-                         for p, v in zip(self._procs, map(values.__getitem__, self._names),
-                                         strict=True))
-        return {n: (values[n] if p is None else p(values[n]))
-                for n, p in zip(self._names, self._procs, strict=True)}
+        if self._positional:  # a list comprehension: the cheapest loop on every write
+            return [values[n] if p is None else p(values[n]) for n, p in self._pairs]
+        return {n: (values[n] if p is None else p(values[n])) for n, p in self._pairs}
 
     def run(self, dbapi_conn: Any, values: Mapping[str, Any]) -> Any:
         """Execute once; the cursor (for ``lastrowid`` / RETURNING / rows)."""
