@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
+from ensemble.late import call_row
 from executor.brokers.base import Broker
 from executor.brokers.paper import PaperBroker
 from executor.components import ComponentFactory, Components
@@ -198,7 +199,6 @@ class RealtimeExecutor:
         self._expiries: list[tuple[datetime, int]] = []
         self._order_times: deque[datetime] = deque(maxlen=1000)
         self._day: date | None = None
-        self._bar_hour: datetime | None = None  # the newest bar close's hour
         self._heap_hour: datetime | None = None
         self._day_start_equity: float | None = None
         self._cycle_errors = 0
@@ -374,7 +374,7 @@ class RealtimeExecutor:
             self.journal.commit()
         if self.journal.checkpoint_due():  # no housekeeping ran: bound the WAL here,
             self.journal.checkpoint()      # after this cycle's orders went out
-        hour = self._bar_hour
+        hour = now.replace(minute=0, second=0, microsecond=0)
         if hour != self._heap_hour:  # a new market hour: return the free heap
             self._heap_hour = hour
             release_free_heap()
@@ -512,27 +512,7 @@ class RealtimeExecutor:
         for call in decision.calls:
             if self.metrics is not None:
                 self.metrics.provider_call(call)
-            outcome = getattr(call, "outcome", "unknown")
-            self.journal.record_provider_call({
-                "decision_id": decision_id, "stage": getattr(call, "stage", ""),
-                "provider": getattr(call, "provider", "?"),
-                "provider_class": getattr(call, "provider_class", ""),
-                "model": getattr(call, "model", ""),
-                "template_id": getattr(call, "template_id", None),
-                "template_version": getattr(call, "template_version", None),
-                "latency_ms": float(getattr(call, "latency_ms", 0.0)),
-                "tokens_in": int(getattr(call, "tokens_in", 0)),
-                "tokens_out": int(getattr(call, "tokens_out", 0)),
-                "cost": float(getattr(call, "cost", 0.0)),
-                "outcome": getattr(outcome, "value", str(outcome)),
-                "abstained": bool(getattr(call, "abstained", False)),
-                "error_class": getattr(call, "error_class", None),
-                "error": getattr(call, "reason", None),
-                "request_key": getattr(call, "request_key", None),
-                "raw_text": getattr(call, "raw_text", None),
-                "input_json": getattr(call, "input_json", None),
-                "output_json": getattr(call, "output_json", None),
-            })
+            self.journal.record_provider_call(call_row(call, decision_id))
 
     def _submit(self, intent: OrderIntent, now: datetime) -> Order:
         with structlog.contextvars.bound_contextvars(client_order_id=intent.client_order_id):
@@ -653,7 +633,6 @@ class RealtimeExecutor:
     def _after_bar(self, bar: Bar, now: datetime, had_error: bool) -> None:
         equity = self._equity()
         closed = bar.close_time
-        self._bar_hour = closed.replace(minute=0, second=0, microsecond=0)
         day = closed.date()
         if day != self._day:
             self._day, self._day_start_equity = day, equity
@@ -745,9 +724,8 @@ class RealtimeExecutor:
     def _scheduled_housekeeping(self) -> None:
         try:
             self.housekeeping()
-        except JournalError:
+        except JournalError:  # halted already (``_journal_failed``): as a failed cycle
             log.exception("housekeeping_failed")
-            self.stop_requested.set()  # the journal is gone: as a failed cycle
         except Exception:  # anything else is retried in a second; never kills the job
             self.stats.errors["housekeeping_error"] += 1
             log.exception("housekeeping_failed")

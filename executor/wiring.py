@@ -8,8 +8,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
-
 from ensemble.ensemble import Ensemble, parse_decision_key
 from ensemble.errors import EnsembleConfigError
 from ensemble.factory import build_ensemble as build_ensemble_from_config
@@ -23,7 +21,6 @@ from executor.feeds.files import LoadedBars, load_bars
 from executor.feeds.replay import ReplayFeed
 from executor.feeds.validator import BarValidator
 from executor.governance import ClearanceCheck
-from executor.journal.models import DecisionRow, ProposalRow
 from executor.journal.store import Journal
 from executor.metrics import Metrics
 from executor.settings import GuardrailSettings, Settings
@@ -271,21 +268,10 @@ def _journal_late_calls(daemon: Daemon, late: LateCalls) -> Daemon:
 
 
 def _decision_id(journal: Journal, key: str) -> int | None:
-    """The newest journaled decision on the proposal a ``decision_key`` names. A late
-    answer is written at the cycle after its decision's, so that decision is in the journal;
-    should one strategy propose twice on the same bar and symbol (the key is then the
-    same), the newer decision is taken. None for a key that names no journaled decision."""
+    """The decision a late answer's ``decision_key`` names (see
+    ``Journal.latest_decision_id``); None for a key that names none."""
     parsed = parse_decision_key(key)
-    if parsed is None:
-        return None
-    strategy, symbol, timeframe, bar_time = parsed
-    p = ProposalRow.__table__  # type: ignore[attr-defined]
-    d = DecisionRow.__table__  # type: ignore[attr-defined]
-    stmt = (select(func.max(d.c.id)).select_from(d.join(p, d.c.proposal_id == p.c.id))
-            .where(p.c.symbol == symbol, p.c.bar_time == bar_time,
-                   p.c.strategy == strategy, p.c.timeframe == timeframe))
-    found = journal._conn().execute(stmt).scalar()  # the cycle's own session
-    return None if found is None else int(found)
+    return None if parsed is None else journal.latest_decision_id(*parsed)
 
 
 def _shadow_on_mt5(settings: Settings, journal: Journal, factory: ComponentFactory,

@@ -334,18 +334,18 @@ class Journal:
         p = self._prep(("insert", table.name, keys), build, keys, returns_id=True)
         return p.insert(self._dbapi(), values)
 
+    def _writer(self, table: Any, keys: tuple[str, ...]) -> Prepared:
+        """The INSERT of ``keys`` into ``table``, for rows whose key the caller already
+        knows (or does not need)."""
+        return self._prep(("write", table.name, keys), partial(insert, table), keys)
+
     def _write(self, table: Any, values: dict[str, Any]) -> None:
-        """Insert one row whose key the caller already knows (or does not need)."""
-        keys = tuple(values)
-        p = self._prep(("write", table.name, keys), lambda: insert(table), keys)
-        p.write(self._dbapi(), values)
+        self._writer(table, tuple(values)).write(self._dbapi(), values)
 
     def _flush_buffers(self) -> None:
         for table, rows in ((_BARS, self._pending_bars), (_REJECTS, self._pending_rejects)):
             if rows:
-                keys = tuple(rows[0])
-                p = self._prep(("write", table.name, keys), partial(insert, table), keys)
-                p.write_many(self._dbapi(), rows)
+                self._writer(table, tuple(rows[0])).write_many(self._dbapi(), rows)
         self._pending_bars = []
         self._pending_rejects = []
 
@@ -476,6 +476,18 @@ class Journal:
                       "tags": list(s.tags), "abstain_reason": s.abstain_reason,
                       "latency_ms": round(s.latency_ms, 3)} for s in decision.signals],
             contributions=dict(decision.contributions), params_hash=decision.params_hash))
+
+    def latest_decision_id(self, strategy: str, symbol: str, timeframe: str,
+                           bar_time: datetime) -> int | None:
+        """The newest decision on the proposal of ``strategy`` for that bar (a late
+        provider answer names its decision this way; should one strategy propose twice on
+        one bar, the newer decision is taken)."""
+        p, d = _PROPOSALS, _DECISIONS
+        stmt = (select(func.max(d.c.id)).select_from(d.join(p, d.c.proposal_id == p.c.id))
+                .where(p.c.symbol == symbol, p.c.bar_time == bar_time,
+                       p.c.strategy == strategy, p.c.timeframe == timeframe))
+        found = self._conn().execute(stmt).scalar()
+        return None if found is None else int(found)
 
     def record_verdict(self, verdict: Verdict, decision_id: int) -> int:
         return self._insert(_VERDICTS, dict(
