@@ -122,3 +122,21 @@ def test_driver_errors_become_journal_errors(tmp_path: Any) -> None:
     finally:
         journal._dbapi().execute("PRAGMA query_only = 0")
         journal.close()
+
+
+def test_a_value_the_column_refuses_is_a_journal_error_and_rolls_back(tmp_path: Any) -> None:
+    """Not a bare ValueError escaping a cycle with the transaction half written: the same
+    JournalError a full disk gives, and the commit rolls the transaction back."""
+    journal = Journal.open(f"sqlite:///{tmp_path / 'j.sqlite'}")
+    try:
+        journal._insert(_PROPOSALS, _proposal_values(1))
+        naive = {**_proposal_values(2), "bar_time": T0.replace(tzinfo=None)}
+        with pytest.raises(JournalError, match="naive datetime"):
+            journal._insert(_PROPOSALS, naive)
+        journal.rollback()
+        journal._insert(_PROPOSALS, _proposal_values(3))
+        journal.commit()
+        assert [r.reason for r in journal._conn().execute(select(_PROPOSALS.c.reason))] == [
+            "why 3"]
+    finally:
+        journal.close()

@@ -11,8 +11,10 @@ same Core statement, and values go through the column types' own bind and result
 processors (UTC timestamps, JSON), so a row written here is byte-identical to one written
 through ``Connection.execute`` (tests/test_journal_prepared.py checks both dialects).
 Statements run on the session's DBAPI connection, so they are part of the session's
-transaction and commit (durably) with it. Driver errors become ``JournalError`` (disk
-full, read-only database, lost server), which the daemon turns into a halt.
+transaction and commit (durably) with it. Driver errors (disk full, read-only database,
+lost server) and values the column types refuse become ``JournalError``: the journal's
+commit then rolls back, and the daemon halts. Text from outside (model answers, bar
+details) is made storable before it gets here (``store._text``), so it cannot halt it.
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ class Prepared:
 
     __slots__ = (
         "_columns",
-        "_dbapi_error",
         "_defaults",
+        "_errors",
         "_names",
         "_pairs",
         "_positional",
@@ -66,7 +68,11 @@ class Prepared:
         self._columns = tuple(c.key for c in columns)
         self._results: tuple[_Proc, ...] = tuple(
             c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns)
-        self._dbapi_error: type[BaseException] = dialect.loaded_dbapi.Error
+        # A driver error (disk full, read-only, lost server), or a value the column types
+        # cannot store (a naive timestamp, text the driver cannot encode): either way the
+        # statement did not happen, and the caller's commit must roll back, not carry on.
+        self._errors: tuple[type[BaseException], ...] = (
+            dialect.loaded_dbapi.Error, ValueError, TypeError, OverflowError)
 
     def params(self, values: Mapping[str, Any]) -> Any:
         if self._defaults:
@@ -80,7 +86,7 @@ class Prepared:
         cur = dbapi_conn.cursor()
         try:
             cur.execute(self.sql, self.params(values))
-        except self._dbapi_error as exc:
+        except self._errors as exc:
             cur.close()
             raise _journal_error(exc) from None
         return cur
@@ -107,7 +113,7 @@ class Prepared:
         cur = dbapi_conn.cursor()
         try:
             cur.executemany(self.sql, [self.params(r) for r in rows])
-        except self._dbapi_error as exc:
+        except self._errors as exc:
             raise _journal_error(exc) from None
         finally:
             cur.close()
@@ -117,7 +123,7 @@ class Prepared:
         cur = self.run(dbapi_conn, values or {})
         try:
             return how(cur)
-        except self._dbapi_error as exc:
+        except self._errors as exc:
             raise _journal_error(exc) from None
         finally:
             cur.close()
