@@ -107,6 +107,9 @@ class RunStats:
     orders: Counter[str] = field(default_factory=Counter)
     fills: int = 0
     errors: Counter[str] = field(default_factory=Counter)
+    # Reads the broker could not answer (equity): not the algorithm's errors, so they do
+    # not count toward the error-spike rollback trigger that ``errors`` feeds.
+    broker_read_errors: Counter[str] = field(default_factory=Counter)
     queued_for_approval: int = 0
     approvals_expired: int = 0
     approvals_executed: int = 0
@@ -627,8 +630,24 @@ class RealtimeExecutor:
     # ------------------------------------------------------------------ triggers
 
     def _equity(self) -> float | None:
+        """The broker's account equity; ``None`` when the broker keeps none or cannot tell
+        now. A read error never crashes the cycle: ``None`` fails closed (``max_daily_loss``
+        vetoes entries with "equity unknown") and the drawdown monitors skip the reading.
+        A live broker raises a failed read again for a moment instead of asking again
+        (``EquityCache``), as the same exception object: each failure is counted and
+        logged once."""
         equity = getattr(self.broker, "equity", None)
-        return float(equity()) if callable(equity) else None
+        if not callable(equity):
+            return None
+        try:
+            return float(equity())
+        except BrokerError as exc:
+            if exc is not getattr(self, "_equity_failure", None):
+                self._equity_failure = exc
+                self.stats.broker_read_errors["equity"] += 1
+                log.error("equity_read_failed", broker=getattr(self.broker, "name", "?"),
+                          error=str(exc), retryable=exc.retryable)
+            return None
 
     def _after_bar(self, bar: Bar, now: datetime, had_error: bool) -> None:
         equity = self._equity()
@@ -636,6 +655,11 @@ class RealtimeExecutor:
         day = closed.date()
         if day != self._day:
             self._day, self._day_start_equity = day, equity
+        elif self._day_start_equity is None and equity is not None:
+            # The broker could not tell equity at the day's first bar: the day starts at its
+            # first reading, instead of max_daily_loss vetoing every entry until tomorrow.
+            self._day_start_equity = equity
+            log.warning("day_start_equity_late", day=str(day), equity=equity)
         triggers = [self._regression.cycle(had_error)]
         if equity is not None:
             triggers.append(self._regression.equity(equity))
@@ -762,6 +786,7 @@ class RealtimeExecutor:
             "orders": dict(s.orders),
             "fills": s.fills,
             "errors": dict(s.errors),
+            "broker_read_errors": dict(s.broker_read_errors),
             "approvals": {"queued": s.queued_for_approval, "expired": s.approvals_expired,
                           "executed": s.approvals_executed},
             "rollbacks": s.rollbacks,

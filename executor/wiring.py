@@ -203,7 +203,10 @@ def build_live_parts(settings: Settings, journal: Journal) -> LiveParts:
             exchange = make_exchange(b.ccxt, api_key=settings.exchange_api_key,
                                      secret=settings.exchange_api_secret,
                                      api_urls=b.ccxt_api_urls or None)
-            broker = CcxtBroker(exchange, b.ccxt)
+            # The traded symbols, whether or not [broker.ccxt] lists them: lookups,
+            # start-up reconciliation and equity search the exchange per symbol.
+            traded = tuple(dict.fromkeys([*b.ccxt.symbols, *b.symbols]))
+            broker = CcxtBroker(exchange, b.ccxt.model_copy(update={"symbols": traded}))
             feed = CcxtFeed(exchange, limit=b.ccxt.ohlcv_limit,
                             max_pages=b.ccxt.max_catchup_pages)
     except BaseException:

@@ -26,6 +26,7 @@ the order's journal reason says so.
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import time
@@ -38,6 +39,7 @@ from pydantic import SecretStr
 
 from executor.brokers.base import BrokerFill, BrokerOrder
 from executor.brokers.config import CcxtSettings
+from executor.brokers.equity_cache import EquityCache
 from executor.errors import BrokerError, ConfigError
 from strategies.domain import (
     Bar,
@@ -121,7 +123,10 @@ class CcxtBroker:
     def __init__(self, exchange: Any, settings: CcxtSettings, *,
                  sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], datetime] | None = None,
-                 id_prefix: str = OUR_ID_PREFIX) -> None:
+                 id_prefix: str = OUR_ID_PREFIX,
+                 equity_ttl_seconds: float = 1.0,
+                 mark_max_age_seconds: float = 60.0,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.exchange = exchange
         self.settings = settings
         self.name = f"ccxt:{exchange.id}"
@@ -137,6 +142,10 @@ class CcxtBroker:
         self._last_price: dict[str, float] = {}
         self._last_poll: dict[str, datetime] = {}
         self._book: dict[str, Position] | None = None
+        # symbol -> (price, as of): the newest closed bar's close or ticker, for equity.
+        self._mark: dict[str, tuple[float, datetime]] = {}
+        self._mark_max_age = timedelta(seconds=mark_max_age_seconds)
+        self._equity = EquityCache(self._read_equity, equity_ttl_seconds, monotonic=monotonic)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -191,7 +200,10 @@ class CcxtBroker:
 
     def submit(self, order: Order) -> Order:
         with self._lock:
-            return self._submit(order)
+            try:
+                return self._submit(order)
+            finally:
+                self._equity.invalidate()  # a fill moves balances (and pays a fee)
 
     def _submit(self, order: Order) -> Order:
         c = _ccxt()
@@ -401,6 +413,11 @@ class CcxtBroker:
         retried at the next bar (nothing advances)."""
         with self._lock:
             self._last_price[bar.symbol] = bar.close
+            mark = self._mark.get(bar.symbol)
+            if mark is None and bar.symbol not in self._symbols():
+                self._equity.invalidate()  # equity now covers one more symbol
+            if mark is None or bar.close_time >= mark[1]:  # catch-up bars are older
+                self._mark[bar.symbol] = (bar.close, bar.close_time)
             started = self._clock()
             since = self._last_poll.get(bar.symbol) or (started - timedelta(days=1))
             try:
@@ -413,8 +430,97 @@ class CcxtBroker:
             for f in new:
                 self._seen_fills.add(f.fill.fill_id)
                 self._apply(f.fill)
+            if new:
+                self._equity.invalidate()
             self._last_poll[bar.symbol] = started
             return new
+
+    # ------------------------------------------------------------------ equity
+
+    def equity(self) -> float:
+        """Equity of the traded sleeve of the account, in ``equity_currency()``: the total
+        (free + locked) balance of that currency plus the total balance of each traded
+        symbol's base asset valued at a recent price. Assets no configured symbol trades
+        (another coin, a fee token) are left out: they are not this daemon's risk, and
+        valuing them would need markets we do not load.
+
+        The price is the close of the newest closed bar ``on_bar`` saw when that bar closed
+        less than ``mark_max_age_seconds`` ago: live, the cycle runs seconds after the
+        close, so that close is as fresh as a ticker and costs no request. Otherwise (start
+        up, catch-up bars from hours ago, a symbol on a slower timeframe) one
+        ``fetch_ticker`` gives the last trade price: valuing today's balances at a
+        historical close would show a profit or loss that never happened to the daily loss
+        limit and the drawdown monitors.
+
+        Read at most once per ``equity_ttl_seconds`` unless an order or a fill changed the
+        account since (``EquityCache``). Every failure is a ``BrokerError``."""
+        return self._equity.get()
+
+    def _traded(self) -> list[str]:
+        """The symbols equity covers: configured, ordered, or seen in a bar (the daemon's
+        streams reach ``on_bar`` before any decision, even when ``ccxt.symbols`` is empty)."""
+        return list(dict.fromkeys([*self._symbols(), *self._mark]))
+
+    def equity_currency(self) -> str:
+        """The one currency equity is stated in: the settlement currency of the traded
+        markets, for spot their quote currency (``market['settle']`` or
+        ``market['quote']``). Symbols quoted in different currencies have no common unit
+        without a conversion we do not make: that is refused."""
+        with self._lock:
+            self.ensure_markets()
+            by_currency: dict[str, list[str]] = {}
+            for sym in self._traded():
+                market = self.exchange.market(sym)
+                code = str(market.get("settle") or market["quote"])
+                by_currency.setdefault(code, []).append(sym)
+            if len(by_currency) != 1:
+                detail = ("no symbol known yet (ccxt.symbols is empty and no bar was "
+                          "seen)" if not by_currency else
+                          "; ".join(f"{c}: {', '.join(s)}" for c, s in by_currency.items()))
+                raise BrokerError(f"{self.name}: cannot state equity in one currency: "
+                                  f"{detail}", retryable=False)
+            return next(iter(by_currency))
+
+    def _read_equity(self) -> float:
+        c = _ccxt()
+        with self._lock:
+            try:
+                currency = self.equity_currency()
+                balance = self._read("fetch_balance", self.exchange.fetch_balance)
+                total = balance.get("total") or {}
+                equity = _amount(total.get(currency))
+                bases: dict[str, str] = {}
+                for sym in self._traded():
+                    bases.setdefault(str(self.exchange.market(sym)["base"]), sym)
+                for base, sym in bases.items():
+                    held = _amount(total.get(base))
+                    if held:
+                        equity += held * self._mark_price(sym)
+            except BrokerError:
+                raise
+            except c.BaseError as exc:
+                raise BrokerError(f"{self.name} equity: {exc.__class__.__name__}: "
+                                  f"{str(exc)[:300]}",
+                                  retryable=isinstance(exc, c.NetworkError)) from None
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise BrokerError(f"{self.name} equity: unexpected balance or ticker: "
+                                  f"{exc.__class__.__name__}: {exc}", retryable=False) from None
+            return equity
+
+    def _mark_price(self, symbol: str) -> float:
+        now = self._clock()
+        mark = self._mark.get(symbol)
+        if mark is not None and now - mark[1] <= self._mark_max_age:
+            return mark[0]
+        ticker = self._read("fetch_ticker", self.exchange.fetch_ticker, symbol)
+        price = ticker.get("last") or ticker.get("close")
+        if not price and ticker.get("bid") and ticker.get("ask"):
+            price = (float(ticker["bid"]) + float(ticker["ask"])) / 2
+        if not price or not math.isfinite(float(price)) or float(price) <= 0:
+            raise BrokerError(f"{self.name}: no price for {symbol} in its ticker",
+                              retryable=True)
+        self._mark[symbol] = (float(price), now)
+        return float(price)
 
     def position(self, symbol: str) -> Position:
         return self.positions().get(symbol) or Position(symbol)
@@ -457,6 +563,11 @@ class CcxtBroker:
             for f in fills:
                 self._seen_fills.add(f.fill_id)
                 self._last_poll[f.symbol] = max(self._last_poll.get(f.symbol, f.time), f.time)
+
+
+def _amount(value: Any) -> float:
+    """A balance entry: ccxt leaves a currency the exchange did not list as ``None``."""
+    return 0.0 if value is None else float(value)
 
 
 def _join(a: str, b: str) -> str:

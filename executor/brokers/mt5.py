@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -31,6 +32,7 @@ import structlog
 from executor.brokers import mt5_client as C
 from executor.brokers.base import BrokerFill, BrokerOrder
 from executor.brokers.config import Mt5Settings
+from executor.brokers.equity_cache import EquityCache
 from executor.brokers.mt5_client import Mt5Client
 from executor.errors import BrokerError
 from strategies.domain import (
@@ -144,7 +146,9 @@ class Mt5Broker:
     simulated = False
 
     def __init__(self, client: Mt5Client, settings: Mt5Settings, *,
-                 clock: Callable[[], datetime] | None = None) -> None:
+                 clock: Callable[[], datetime] | None = None,
+                 equity_ttl_seconds: float = 1.0,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.client = client
         self.settings = settings
         self.magic = settings.magic
@@ -155,6 +159,7 @@ class Mt5Broker:
         self._selected: set[str] = set()
         self._last_poll: datetime | None = None
         self._lock = threading.RLock()
+        self._equity = EquityCache(self._read_equity, equity_ttl_seconds, monotonic=monotonic)
 
     # ------------------------------------------------------------------ helpers
 
@@ -198,7 +203,10 @@ class Mt5Broker:
 
     def submit(self, order: Order) -> Order:
         with self._lock:
-            return self._submit(order)
+            try:
+                return self._submit(order)
+            finally:
+                self._equity.invalidate()  # margin, and with a fill the position, moved
 
     def _submit(self, order: Order) -> Order:
         intent = order.intent
@@ -475,8 +483,34 @@ class Mt5Broker:
             fills = [f for f in polled if f.fill.fill_id not in self._seen_fills]
             for f in fills:
                 self._seen_fills.add(f.fill.fill_id)
+            if fills:
+                self._equity.invalidate()
             self._last_poll = poll_started
             return fills
+
+    # ------------------------------------------------------------------ equity
+
+    def equity(self) -> float:
+        """Account equity in the deposit currency, as the terminal reports it
+        (``account_info().equity``: balance + credit + floating profit of the open
+        positions). It is the whole account's: an EA trading the same account moves it too.
+
+        Read at most once per ``equity_ttl_seconds`` unless an order or a fill changed the
+        account since (``EquityCache``). Raises ``BrokerError`` when the terminal cannot
+        answer; the daemon then treats equity as unknown (fail closed)."""
+        return self._equity.get()
+
+    def _read_equity(self) -> float:
+        info = self.client.account_info()  # BrokerError once the client's retries are spent
+        if info is None:
+            raise BrokerError(f"MT5 account_info failed: {self.client.last_error}",
+                              retryable=True)
+        equity: Any = info.get("equity") if isinstance(info, dict) else None
+        try:
+            return float(equity)
+        except (TypeError, ValueError):
+            raise BrokerError(f"MT5 account_info has no usable equity: {equity!r}",
+                              retryable=False) from None
 
     def position(self, symbol: str) -> Position:
         return self.positions().get(symbol) or Position(symbol)

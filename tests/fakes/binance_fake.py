@@ -9,10 +9,17 @@ Shapes follow the Binance Spot API documentation
 - ``GET /api/v3/klines`` -> ``[[openTime, "open", "high", "low", "close", "volume",
   closeTime, "quoteVolume", trades, "takerBase", "takerQuote", "0"], ...]`` oldest first,
   the last one still forming (startTime/endTime/limit honoured, limit <= 1000);
+- ``GET /api/v3/ticker/24hr?symbol=`` (FULL) -> ``symbol, priceChange,
+  priceChangePercent, weightedAvgPrice, prevClosePrice, lastPrice, lastQty, bidPrice,
+  bidQty, askPrice, askQty, openPrice, highPrice, lowPrice, volume, quoteVolume, openTime,
+  closeTime, firstId, lastId, count`` (prices and quantities as strings); ``lastPrice`` is
+  the symbol's current price (``set_price``), bid/ask one tick either side;
 - ``POST /api/v3/order`` (signed) -> with ``newOrderRespType=FULL`` the order plus
   ``fills[]``; ``GET /api/v3/order`` by ``orderId`` or ``origClientOrderId``;
   ``DELETE /api/v3/order``; ``GET /api/v3/openOrders``; ``GET /api/v3/allOrders``;
-  ``GET /api/v3/myTrades``; ``GET /api/v3/account`` (balances).
+  ``GET /api/v3/myTrades``; ``GET /api/v3/account`` (``balances[]`` of ``asset, free,
+  locked``: what ccxt's ``fetch_balance`` reads; the fake locks nothing for resting orders,
+  so ``free`` is the whole balance and ``total`` = free + locked is right either way).
 - Errors are HTTP 400 with ``{"code": <negative>, "msg": ...}``: -1021 "Timestamp for this
   request is outside of the recvWindow.", -1022 "Signature for this request is not
   valid.", -2010 "Account has insufficient balance for requested action." / "Duplicate
@@ -237,6 +244,26 @@ class FakeBinance:
             opens = [last - i * step for i in range(limit)][::-1]
         return 200, [self.kline(sid, t, minutes) for t in opens if t <= current_open]
 
+    def ticker_24hr(self, q: dict[str, str]) -> tuple[int, Any]:
+        sid = q.get("symbol", "")
+        s = self.symbols.get(sid)
+        if s is None:
+            return 400, {"code": -1121, "msg": "Invalid symbol."}
+        price, tick = float(s["price"]), float(s["tick"])
+        now = self.now_ms()
+        with self._lock:
+            trades = [t for t in self.trades if t["symbol"] == sid]
+        return 200, {
+            "symbol": sid, "priceChange": _fmt(0.0), "priceChangePercent": "0.000",
+            "weightedAvgPrice": _fmt(price), "prevClosePrice": _fmt(price),
+            "lastPrice": _fmt(price), "lastQty": _fmt(0.001), "bidPrice": _fmt(price - tick),
+            "bidQty": _fmt(1.0), "askPrice": _fmt(price + tick), "askQty": _fmt(1.0),
+            "openPrice": _fmt(price), "highPrice": _fmt(price * 1.001),
+            "lowPrice": _fmt(price * 0.999), "volume": _fmt(100.0),
+            "quoteVolume": _fmt(price * 100.0), "openTime": now - 86_400_000,
+            "closeTime": now, "firstId": trades[0]["id"] if trades else -1,
+            "lastId": trades[-1]["id"] if trades else -1, "count": len(trades)}
+
     # ------------------------------------------------------------------ trading
 
     def _verify(self, q: dict[str, str], raw: str, headers: Any) -> tuple[int, Any] | None:
@@ -368,6 +395,8 @@ class FakeBinance:
             return 200, self.exchange_info()
         if path == "/api/v3/klines":
             return self.klines(q)
+        if path == "/api/v3/ticker/24hr":
+            return self.ticker_24hr(q)
         private = {"/api/v3/order", "/api/v3/openOrders", "/api/v3/allOrders",
                    "/api/v3/myTrades", "/api/v3/account"}
         if path not in private:

@@ -10,6 +10,12 @@ Shapes and behaviour follow the official MetaTrader5 Python documentation
 - ``terminal_info()``/``account_info()``/``symbol_info()``/``symbol_info_tick()`` return
   named tuples (``_asdict()``) with the documented fields (mt5terminalinfo_py,
   mt5accountinfo_py, mt5symbolinfo_py, mt5symbolinfotick_py); ``None`` on error.
+  ``account_info()`` money fields are in the deposit ``currency``, as the MQL5 account
+  properties define them (ACCOUNT_BALANCE, ACCOUNT_CREDIT, ACCOUNT_PROFIT "current profit
+  of an account", ACCOUNT_EQUITY, ACCOUNT_MARGIN, ACCOUNT_MARGIN_FREE, ACCOUNT_MARGIN_LEVEL
+  "in %"): ``profit`` is the floating profit of the open positions (a buy valued at the
+  bid, a sell at the ask), ``equity = balance + credit + profit``, ``margin_free = equity
+  - margin``, ``margin_level = equity / margin * 100`` (0 without margin in use).
 - ``copy_rates_from_pos(symbol, timeframe, start_pos, count)`` returns a numpy structured
   array with the fields ``time, open, high, low, close, tick_volume, spread, real_volume``
   (mt5copyratesfrompos_py). ``start_pos`` counts from the *present*: 0 is the current,
@@ -297,6 +303,7 @@ class FakeMetaTrader5:
         self.account_server = server
         self.server_offset_hours = server_offset_hours
         self.balance = balance
+        self.credit = 0.0
         self.leverage = leverage
         self.clock: Callable[[], float] = time.time  # UTC epoch seconds
         self._lock = threading.RLock()
@@ -537,13 +544,30 @@ class FakeMetaTrader5:
                 return None
             margin = sum(self._margin(p.symbol, p.volume, p.price_open)
                          for p in self.positions.values())
+            profit = self.floating_profit()
+            equity = round(self.balance + self.credit + profit, 2)
             return _make(AccountInfo, login=self.account_login,
                          trade_mode=ACCOUNT_TRADE_MODE_DEMO, leverage=self.leverage,
                          limit_orders=200, trade_allowed=True, trade_expert=True,
                          margin_mode=ACCOUNT_MARGIN_MODE_RETAIL_HEDGING, currency_digits=2,
-                         balance=self.balance, equity=self.balance, margin=margin,
-                         margin_free=self.balance - margin, name="Demo", server=self.account_server,
-                         currency="USD", company="Fake Ltd")
+                         balance=self.balance, credit=self.credit, profit=profit,
+                         equity=equity, margin=margin, margin_free=equity - margin,
+                         margin_level=equity / margin * 100 if margin else 0.0,
+                         name="Demo", server=self.account_server, currency="USD",
+                         company="Fake Ltd")
+
+    def floating_profit(self) -> float:
+        """Profit of the open positions at the current quotes (test helper, also the
+        ``profit`` of ``account_info``): a buy closes at the bid, a sell at the ask."""
+        with self._lock:
+            total = 0.0
+            for p in self.positions.values():
+                bid, ask = self.ticks[p.symbol]
+                buy = p.type == POSITION_TYPE_BUY
+                close = bid if buy else ask
+                total += ((close - p.price_open) * (1 if buy else -1) * p.volume
+                          * self.symbols[p.symbol]["trade_contract_size"])
+            return round(total, 2)
 
     def symbol_info(self, symbol: str) -> Any:
         with self._lock:
