@@ -179,6 +179,11 @@ class RealtimeExecutor:
         self.metrics = metrics
         self.ea_source = ea_source
         self.fatal_error: Exception | None = None
+        # Live: the account's lease (``executor.lease.AccountLease``). Checked at the start
+        # of every cycle and every housekeeping second: a lease lost (its PostgreSQL session
+        # died, so the advisory lock is gone and another daemon may take the account)
+        # stops trading at once (``_lease_lost``).
+        self.lease: Any = None
         # Called at the start of every cycle with the cycle's time (live: the unknown-order
         # resolver). An exception is journaled as an error, never skips the cycle.
         self.before_cycle: list[Callable[[datetime], object]] = []
@@ -319,6 +324,8 @@ class RealtimeExecutor:
         if not self._started or self.stop_requested.is_set():
             return
         with self._cycle_lock, self._halt_if_journal_fails():
+            if not self._lease_held():
+                return
             self._param_checked = self._approvals_checked = 0.0
             self._follow_param_changes()
             self._service_approvals(self.clock.now())
@@ -345,7 +352,35 @@ class RealtimeExecutor:
             with contextlib.suppress(Exception):
                 listener(0, "critical", "halted:journal_unwritable", message)
 
+    def _lease_held(self) -> bool:
+        if self.lease is None or self.lease.check():
+            return True
+        self._lease_lost()
+        return False
+
+    def _lease_lost(self) -> None:
+        """Another daemon may own the account now: stop before anything else is sent. The
+        process exits non-zero; systemd's restart then either takes the lease again or is
+        refused while the other daemon holds it (exactly one trades)."""
+        from executor.errors import LeaseError
+
+        message = (f"lease on account {self.account!r} lost ({self.lease.kind}): another "
+                   "daemon may hold it now; trading stopped")
+        self.fatal_error = LeaseError(message)
+        self.stop_requested.set()
+        log.critical("lease_lost", account=self.account)
+        try:
+            self.journal.open_incident("critical", "halted:lease_lost", message)
+        except Exception:  # the journal may be what went away: alert directly
+            for listener in self.journal.incident_listeners:
+                with contextlib.suppress(Exception):
+                    listener(0, "critical", "halted:lease_lost", message)
+
     def _cycle(self, now: datetime) -> int:
+        if self.stop_requested.is_set() and self.fatal_error is not None:
+            return 0  # halted (journal unwritable, lease lost): not one more bar
+        if not self._lease_held():
+            return 0
         cycle_started = time.perf_counter()
         self._follow_param_changes()
         for hook in self.before_cycle:

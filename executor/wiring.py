@@ -22,6 +22,7 @@ from executor.feeds.replay import ReplayFeed
 from executor.feeds.validator import BarValidator
 from executor.governance import ClearanceCheck
 from executor.journal.store import Journal
+from executor.lease import AccountLease
 from executor.metrics import Metrics
 from executor.settings import GuardrailSettings, Settings
 from executor.shadow import CsvEaSource, EaSource, ShadowBroker
@@ -172,9 +173,11 @@ class LiveParts:
     lease: Any
 
 
-def build_live_parts(settings: Settings, journal: Journal) -> LiveParts:
-    """Lease the account, then connect the configured broker and its feed. The lease comes
-    first: a second daemon on the same account must never reach the broker."""
+def build_live_parts(settings: Settings, journal: Journal, *,
+                     lease: AccountLease | None = None) -> LiveParts:
+    """Lease the account (or take the caller's ``lease``, already held), then connect the
+    configured broker and its feed. The lease comes first: a second daemon on the same
+    account must never reach the broker."""
     from executor.lease import acquire_lease
 
     b = settings.broker
@@ -183,7 +186,8 @@ def build_live_parts(settings: Settings, journal: Journal) -> LiveParts:
                           "or 'ccxt' with its section")
     if not b.symbols:
         raise ConfigError("broker.symbols: list the symbols to trade, e.g. [\"EURUSD\"]")
-    lease = acquire_lease(settings.account, settings.journal.url)
+    if lease is None:
+        lease = acquire_lease(settings.account, settings.journal.url)
     try:
         if b.kind == "mt5":
             from executor.brokers.mt5 import Mt5Broker
@@ -216,8 +220,10 @@ def build_live_parts(settings: Settings, journal: Journal) -> LiveParts:
 
 
 def build_daemon(settings: Settings, journal: Journal, *, data: Path | None = None,
-                 notifier: Notifier | None = None, metrics: Metrics | None = None) -> Daemon:
-    """Paper and shadow replays from a bar file; ``live`` with the configured broker."""
+                 notifier: Notifier | None = None, metrics: Metrics | None = None,
+                 lease: AccountLease | None = None) -> Daemon:
+    """Paper and shadow replays from a bar file; ``live`` with the configured broker
+    (``lease``: the account's lease when the caller took it first, see ``dta run``)."""
     late = LateCalls()
     factory = component_factory(settings, journal, late_calls=late)
     _close_components(factory(0, settings.parameter_set().values))  # fail fast, before I/O
@@ -225,7 +231,7 @@ def build_daemon(settings: Settings, journal: Journal, *, data: Path | None = No
         return _journal_late_calls(_shadow_on_mt5(settings, journal, factory, notifier,
                                                   metrics), late)
     if settings.mode == "live":
-        parts = build_live_parts(settings, journal)
+        parts = build_live_parts(settings, journal, lease=lease)
         executor = RealtimeExecutor(
             mode="live", account=settings.account, journal=journal, feed=parts.feed,
             streams=parts.streams, broker=parts.broker, components=factory,
@@ -233,6 +239,7 @@ def build_daemon(settings: Settings, journal: Journal, *, data: Path | None = No
                 stale_after=None), settings_hash=settings.content_hash,
             batch_bars=1, notifier=notifier, metrics=metrics,
             contract_size=settings.paper.contract_size)
+        executor.lease = parts.lease  # checked every cycle and every housekeeping second
         return _journal_late_calls(Daemon(executor, journal, None, None, parts), late)
     ea_source: EaSource | None = None
     if settings.mode == "shadow":

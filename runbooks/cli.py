@@ -13,7 +13,7 @@ import json
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -124,22 +124,37 @@ def run(
                   f"not {settings.mode}: `dta promote {settings.account} --to "
                   f"{'shadow' if cleared == 'paper' else 'live'}` with the evidence and "
                   "every sign-off first", EXIT_REFUSED)
+    lease = None
+    if settings.mode == "live":  # before anything binds a port or reaches the broker
+        from executor.lease import acquire_lease
+
+        try:
+            lease = acquire_lease(settings.account, settings.journal.url)
+        except LeaseError as exc:
+            journal.close()
+            _fail(str(exc), EXIT_REFUSED)
     services = start_services(settings, journal)
+
+    def _give_up(message: str, code: int) -> NoReturn:
+        if lease is not None:
+            lease.release()
+        services.close()
+        journal.close()
+        _fail(message, code)
+
     try:
         daemon = build_daemon(settings, journal, data=data, notifier=notifier,
-                              metrics=services.metrics)
+                              metrics=services.metrics, lease=lease)
     except (ConfigError, DataFormatError) as exc:
-        services.close()
-        journal.close()
-        _fail(str(exc), EXIT_CONFIG)
+        _give_up(str(exc), EXIT_CONFIG)
     except LeaseError as exc:
-        services.close()
-        journal.close()
-        _fail(str(exc), EXIT_REFUSED)
+        _give_up(str(exc), EXIT_REFUSED)
     except BrokerError as exc:
-        services.close()
-        journal.close()
-        _fail(f"cannot reach the broker: {exc}", EXIT_FAILURE)
+        _give_up(f"cannot reach the broker: {exc}", EXIT_FAILURE)
+    except BaseException:
+        if lease is not None:
+            lease.release()
+        raise
     executor = daemon.executor
 
     def _on_signal(signum: int, _frame: Any) -> None:
@@ -426,7 +441,9 @@ def _format_trace(t: dict[str, Any]) -> str:
     if t["decision"]:
         d = t["decision"]
         lines.append(f"  decision  {d['direction']} confidence {d['confidence']:.2f}, "
-                     f"{d['agreement']}/{d['voters']} agree, providers {d['provider_mix']}")
+                     f"{d['agreement']}/{d['voters']} agree, providers {d['provider_mix']}"
+                     + (f", sized x{d['size_factor']:g} by risk review"
+                        if d.get("size_factor", 1.0) != 1.0 else ""))
         for sig in d["signals"] or []:
             what = (f"abstained: {sig['abstain_reason']}" if sig["abstain_reason"]
                     else f"{sig['direction']} {sig['confidence']:.2f} — {sig['rationale']}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from daemon_helpers import settings_for
@@ -48,25 +49,29 @@ def always_long() -> object:
     STRATEGIES.pop(AlwaysLong.name, None)
 
 
+def live_settings(url: str, fake: FakeBinance) -> Any:
+    return settings_for(
+        url, mode="live", account="bn-live",
+        exchange_api_key=fake.api_key, exchange_api_secret=fake.secret,
+        strategy={"name": AlwaysLong.name, "params": {}},
+        ensemble={"providers": [{"name": "momentum", "kind": "momentum",
+                                 "params": {"period": 20}}]},
+        paper={"contract_size": 1.0, "order_volume_lots": 0.001},
+        guardrails={"stale_after_bars": 1.5, "max_position_lots": 0.01,
+                    "max_order_notional": 1000.0, "max_spread": None,
+                    "min_stop_atr": None, "max_daily_loss": None,
+                    "consensus": {"rule": "either", "min_agreement": 1,
+                                  "min_confidence": 0.0, "conflict_margin": 1.0}},
+        broker={"kind": "ccxt", "symbols": ["BTC/USDT"], "timeframe": "1m",
+                "ccxt_api_urls": fake.api_urls(),
+                "ccxt": {"timeout_ms": 2000, "rate_limit_ms": 1}})
+
+
 def test_live_mode_with_ccxt(tmp_path: Path, always_long: object,
                              monkeypatch: pytest.MonkeyPatch) -> None:
     url = f"sqlite:///{tmp_path / 'live.sqlite'}"
     with FakeBinance() as fake:
-        settings = settings_for(
-            url, mode="live", account="bn-live",
-            exchange_api_key=fake.api_key, exchange_api_secret=fake.secret,
-            strategy={"name": AlwaysLong.name, "params": {}},
-            ensemble={"providers": [{"name": "momentum", "kind": "momentum",
-                                     "params": {"period": 20}}]},
-            paper={"contract_size": 1.0, "order_volume_lots": 0.001},
-            guardrails={"stale_after_bars": 1.5, "max_position_lots": 0.01,
-                        "max_order_notional": 1000.0, "max_spread": None,
-                        "min_stop_atr": None, "max_daily_loss": None,
-                        "consensus": {"rule": "either", "min_agreement": 1,
-                                      "min_confidence": 0.0, "conflict_margin": 1.0}},
-            broker={"kind": "ccxt", "symbols": ["BTC/USDT"], "timeframe": "1m",
-                    "ccxt_api_urls": fake.api_urls(),
-                    "ccxt": {"timeout_ms": 2000, "rate_limit_ms": 1}})
+        settings = live_settings(url, fake)
         journal = Journal.open(url)
         journal.record_clearance(account="bn-live", strategy=AlwaysLong.name,
                                  action="promote", mode="live", person="desk", note="test")
@@ -90,6 +95,40 @@ def test_live_mode_with_ccxt(tmp_path: Path, always_long: object,
     assert len(orders) == 1 and orders[0].state.value in ("filled", "accepted")
     assert exchange_ids == {orders[0].client_order_id}
     assert summary["journal_orders_by_state"]
+
+
+def test_a_daemon_that_lost_its_lease_stops_before_trading_again(
+        tmp_path: Path, always_long: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lease's PostgreSQL session can die under a running daemon (failover, a DBA,
+    idle_session_timeout): the advisory lock is gone and another daemon may take the
+    account. The next cycle (or housekeeping second) must stop trading, not send."""
+    url = f"sqlite:///{tmp_path / 'live.sqlite'}"
+    with FakeBinance() as fake:
+        settings = live_settings(url, fake)
+        journal = Journal.open(url)
+        journal.record_clearance(account="bn-live", strategy=AlwaysLong.name,
+                                 action="promote", mode="live", person="desk", note="test")
+        alerts: list[str] = []
+        journal.incident_listeners.append(lambda _i, _s, kind, _m: alerts.append(kind))
+        daemon = build_daemon(settings, journal)
+        executor = daemon.executor
+        try:
+            assert executor.lease is daemon.live.lease and executor.lease.check()
+            executor.start()
+            _start_live(settings, daemon, journal)
+            monkeypatch.setattr(executor.lease, "check", lambda: False)  # the session died
+            handled = executor.run_cycle(datetime.now(UTC))
+            executor.housekeeping()  # no second incident, nothing else runs
+        finally:
+            daemon.live.lease.release()
+        incidents = [i.kind for i in journal.incidents()]
+        executor.stop("failed")
+        journal.close()
+        assert handled == 0 and fake.orders == []  # not one bar, not one order
+    assert isinstance(executor.fatal_error, LeaseError)
+    assert "lease on account 'bn-live' lost" in str(executor.fatal_error)
+    assert executor.stop_requested.is_set()
+    assert incidents.count("halted:lease_lost") == 1 and alerts.count("halted:lease_lost") == 1
 
 
 def test_dta_reconcile_against_the_fake_exchange(tmp_path: Path) -> None:

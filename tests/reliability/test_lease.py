@@ -87,3 +87,30 @@ def test_advisory_key_is_stable_and_signed_64_bit() -> None:
     key = advisory_key("acct-1")
     assert key == advisory_key("acct-1") != advisory_key("acct-2")
     assert -(2**63) <= key < 2**63
+
+
+def test_a_lease_whose_postgresql_session_died_reports_itself_lost() -> None:
+    """The daemon checks ``lease.check()`` every cycle (tests/test_live_wiring.py shows
+    what it does then); here the loss is real: the backend holding the advisory lock is
+    terminated, as a failover or a DBA would, and a second daemon can take the account."""
+    if not PG_URL:
+        pytest.skip("PostgreSQL lease tests need DTA_TEST_DATABASE_URL")
+    from sqlalchemy import create_engine, text
+
+    lease = acquire_lease("acct-lost", PG_URL)
+    engine = create_engine(PG_URL)
+    try:
+        assert lease.check()
+        with engine.connect() as conn:
+            killed = conn.execute(text(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+                "AND granted AND ((classid::bigint << 32) | objid::bigint) = :k"),
+                {"k": advisory_key("acct-lost")}).scalars().all()
+            conn.commit()
+        assert killed == [True]
+        assert not lease.check()
+        other = acquire_lease("acct-lost", PG_URL)  # the account is free for another daemon
+        other.release()
+    finally:
+        lease.release()
+        engine.dispose()
