@@ -237,6 +237,7 @@ class RealtimeExecutor:
             [Fill(f.client_order_id, f.fill_id, f.symbol, OrderSide(f.side), f.time, f.price,
                   f.volume, f.fee) for f in fills],
             [f.kind for f in fills])
+        self.router.rebuild(self.account)  # orders sent, not finished: count toward limits
         for order in self.router.resolve_open(self.account):
             log.warning("order_resolved_at_start", client_order_id=order.client_order_id,
                         state=order.state.value)
@@ -481,6 +482,8 @@ class RealtimeExecutor:
                 if before is not None and before is not bf.order.state:
                     self.journal.set_order_state(before, bf.order, detail=f"{bf.kind} fill",
                                                  commit=False)
+            self.router.observe_fill(bf)  # a filled order stops counting as working
+        self.router.refresh()  # states the resolver journaled (no read when none working)
 
         snapshot = self._builders[stream].update(bar)
         self._snapshots[stream] = snapshot
@@ -504,7 +507,7 @@ class RealtimeExecutor:
             snapshot=snapshot, equity=self._equity(), day_start_equity=self._day_start_equity,
             contract_size=self.contract_size, point=self.points.get(snapshot.symbol),
             recent_order_times=tuple(self._order_times),
-            classes_down=self._classes_down())
+            classes_down=self._classes_down(), working=self.router.working_exposure())
 
     def _classes_down(self) -> tuple[str, ...]:
         health = getattr(self.c.ensemble, "classes_down", None)

@@ -3,28 +3,157 @@
 ``submit`` is idempotent on the client order id: a re-run of the same cycle (after a crash
 or a restart) finds the journaled row and resolves it by asking the broker, instead of
 sending again.
+
+It also keeps the account's *working* orders in memory (``working``): every order sent and
+not finished (``submitting``, ``accepted``, ``partially_filled``, ``unknown``; ``new`` too,
+since a re-run would send it), so the guardrails count them toward position limits without
+a journal query per decision (``working_exposure``). The set follows every submit result
+and lookup here, every fill or later state the daemon hands to ``observe``/``observe_fill``,
+and is rebuilt from the journal at start-up (``rebuild``).
 """
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import replace
+from types import MappingProxyType
+
 import structlog
 
-from executor.brokers.base import Broker
+from executor.brokers.base import Broker, BrokerFill
 from executor.errors import BrokerError
 from executor.journal.store import Journal
+from guardrails.base import WorkingExposure
 from strategies.domain import Order, OrderIntent, OrderState
 
 log = structlog.get_logger("dta.router")
 
 _UNRESOLVED = frozenset({OrderState.SUBMITTING, OrderState.UNKNOWN})
+_OPEN = tuple(s for s in OrderState if not s.terminal)
+_EPS = 1e-9
+_FINISHED_MAX = 4096  # finished ids remembered, so a late report cannot revive one
+_NONE: Mapping[str, WorkingExposure] = MappingProxyType({})
 
 
 class OrderRouter:
     def __init__(self, journal: Journal, broker: Broker) -> None:
         self.journal = journal
         self.broker = broker
+        # Orders sent and not finished, by client order id, as last known.
+        self.working: dict[str, Order] = {}
+        # Entry fills seen per working order (fill id -> lots): a live broker reports
+        # fills without the order, and a fill can arrive before the order's new state.
+        self._fills: dict[str, dict[str, float]] = {}
+        self._finished: set[str] = set()
+        self._finished_order: deque[str] = deque()
+        self._exposure: Mapping[str, WorkingExposure] | None = _NONE
+
+    # ------------------------------------------------------------------ working orders
+
+    def remaining(self, client_order_id: str) -> float:
+        """Unfilled lots of a working order (0 when it is not working). The filled part is
+        the larger of what the order says and what its fills add up to: both are lots the
+        broker executed, so neither can overstate the fill."""
+        order = self.working.get(client_order_id)
+        if order is None:
+            return 0.0
+        filled = max(order.filled_volume, sum(self._fills.get(client_order_id, {}).values()))
+        return max(0.0, order.intent.volume - filled)
+
+    def working_exposure(self) -> Mapping[str, WorkingExposure]:
+        """Unfilled working lots per symbol and side, for ``AccountState.working``. Cached
+        between changes: the decision path reads it without touching the journal."""
+        if self._exposure is None:
+            sides: dict[str, list[float]] = {}
+            for coid, order in self.working.items():
+                lots = sides.setdefault(order.intent.symbol, [0.0, 0.0])
+                lots[0 if order.intent.side.sign > 0 else 1] += self.remaining(coid)
+            self._exposure = MappingProxyType(
+                {s: WorkingExposure(b, v) for s, (b, v) in sides.items() if b > 0 or v > 0})
+        return self._exposure
+
+    def observe(self, order: Order) -> None:
+        """Take a later state of an order: a finished one (filled, cancelled, rejected)
+        leaves the working set, an open one enters or replaces it. An order already seen
+        finished stays finished (a finished state has no way back)."""
+        coid = order.client_order_id
+        if coid in self._finished:
+            return
+        if order.state.terminal:
+            self._finish(coid)
+            return
+        known = self.working.get(coid)
+        if known is not None and known.filled_volume > order.filled_volume:
+            order = replace(order, filled_volume=known.filled_volume)  # never un-fill
+        self.working[coid] = order
+        self._exposure = None
+        if self.remaining(coid) <= _EPS:
+            self._finish(coid)
+
+    def observe_fill(self, bf: BrokerFill) -> None:
+        """A fill the broker reported. Only the order's own execution (``entry``) fills it;
+        a protective exit attributed to the opening order does not. With the order
+        attached (the paper broker), its state is taken too."""
+        coid = bf.fill.client_order_id
+        if bf.kind == "entry" and coid in self.working:
+            self._fills.setdefault(coid, {})[bf.fill.fill_id] = bf.fill.volume
+            self._exposure = None
+            if self.remaining(coid) <= _EPS:
+                self._finish(coid)
+        if bf.order is not None:
+            self.observe(bf.order)
+
+    def refresh(self) -> None:
+        """Catch up with state changes other writers journaled (the order-in-doubt resolver,
+        start-up reconciliation): one indexed read per working order, and none at all when
+        nothing is working. Called once per bar, never per decision."""
+        for coid, order in list(self.working.items()):
+            state = self.journal.order_state(coid)
+            if state is None or state is order.state:
+                continue
+            seen = self.journal.get_order(coid)
+            if seen is not None:
+                self.observe(seen)
+
+    def rebuild(self, account: str) -> None:
+        """Start-up: every journaled order of ``account`` that is not finished is working
+        again, less the entry fills journaled for it (a live broker's fills do not move the
+        order row)."""
+        self.working.clear()
+        self._fills.clear()
+        self._finished.clear()
+        self._finished_order.clear()
+        self._exposure = None
+        for order in self.journal.orders(account, list(_OPEN)):
+            coid = order.client_order_id
+            self.working[coid] = order
+            self._fills[coid] = {f.fill_id: f.volume for f in self.journal.fills(coid)
+                                 if f.kind == "entry"}
+            if self.remaining(coid) <= _EPS:
+                self._finish(coid)
+        if self.working:
+            log.info("working_orders_rebuilt", count=len(self.working),
+                     exposure={s: (w.buy, w.sell) for s, w in self.working_exposure().items()})
+
+    def _finish(self, coid: str) -> None:
+        self.working.pop(coid, None)
+        self._fills.pop(coid, None)
+        self._exposure = None
+        if coid not in self._finished:
+            self._finished.add(coid)
+            self._finished_order.append(coid)
+            if len(self._finished_order) > _FINISHED_MAX:
+                self._finished.discard(self._finished_order.popleft())
+
+    # ------------------------------------------------------------------ sending
 
     def submit(self, intent: OrderIntent) -> Order:
+        result = self._submit(intent)
+        self.observe(result)
+        return result
+
+    def _submit(self, intent: OrderIntent) -> Order:
         # A re-run cycle finds its order journaled; a new one costs one indexed read.
         existing = (self.journal.get_order(intent.client_order_id)
                     if self.journal.order_state(intent.client_order_id) is not None else None)
@@ -33,7 +162,7 @@ class OrderRouter:
                         state=existing.state.value)
             if existing.state is OrderState.NEW:
                 return self._send(existing)  # committed but provably never sent
-            return self.resolve(existing)
+            return self._resolve(existing)
         order = Order(intent)
         self.journal.insert_order(order, detail="created", commit=False)
         return self._send(order)
@@ -64,6 +193,11 @@ class OrderRouter:
 
     def resolve(self, order: Order) -> Order:
         """Settle an order whose outcome we do not know by asking the broker for it."""
+        result = self._resolve(order)
+        self.observe(result)
+        return result
+
+    def _resolve(self, order: Order) -> Order:
         if order.state not in _UNRESOLVED:
             return order
         try:

@@ -8,11 +8,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, time, timedelta
 
-from guardrails.base import AccountState
+from guardrails.base import AccountState, WorkingExposure
 from strategies.domain import CheckResult, Decision, timeframe_seconds
 
 
 class MaxPositionCheck:
+    """Net lots per symbol, worst case: the filled position plus every working order on the
+    order's side plus the order itself (``AccountState`` says why working orders on the
+    other side are not netted). Only the end of the range the order moves is judged, so an
+    order that shrinks the position is never vetoed, even past a limit lowered since."""
+
     name = "max_position"
 
     def __init__(self, max_lots: float) -> None:
@@ -21,16 +26,34 @@ class MaxPositionCheck:
         self.max_lots = max_lots
 
     def check(self, decision: Decision, account: AccountState) -> CheckResult:
-        current = account.position(decision.proposal.symbol).volume
-        after = current + account.signed_order(decision)
-        if abs(after) > self.max_lots + 1e-9:
-            return CheckResult(self.name, False,
-                               f"position would be {after:+.4g} lots, limit {self.max_lots:g}")
-        return CheckResult(self.name, True, f"position after order {after:+.4g} lots")
+        symbol = decision.proposal.symbol
+        sign = decision.direction.sign
+        working = account.working_on(symbol)
+        if sign == 0:  # no side to judge (nothing would be sent): the larger end
+            after, counted = _worst(account.position(symbol).volume, working)
+            over = abs(after) > self.max_lots + 1e-9
+        else:
+            after, counted = account.worst_position(decision), working.on_side(sign)
+            over = sign * after > self.max_lots + 1e-9
+        incl = f" incl. {counted:.4g} working" if counted > 1e-12 else ""
+        if over:
+            return CheckResult(self.name, False, f"position would be {after:+.4g} lots{incl}, "
+                                                 f"limit {self.max_lots:g}")
+        return CheckResult(self.name, True, f"position after order {after:+.4g} lots{incl}")
 
 
 class MaxGrossExposureCheck:
-    """Sum of absolute lots over all symbols after the order."""
+    """Sum of absolute lots over all symbols after the order, worst case per symbol: the
+    end of the range the position can reach (any subset of the working orders, and the
+    order, filling) that lies furthest from flat. Worst cases of different symbols can all
+    happen at once, so they add up; the two ends of one symbol cannot, so only the larger
+    counts, and a working order on the other side neither offsets nor hides the order.
+
+    Over the limit, only an order that does not increase exposure passes
+    (``AccountState.increases_exposure``: its own end of the range stays on the reducing
+    side of flat). Not "does not raise the sum": the filled positions and the working set
+    are read a moment apart, so a fill not yet reported to the router counts twice, and an
+    order judged against that inflated sum could still grow the real one."""
 
     name = "max_gross_exposure"
 
@@ -39,12 +62,33 @@ class MaxGrossExposureCheck:
 
     def check(self, decision: Decision, account: AccountState) -> CheckResult:
         symbol = decision.proposal.symbol
-        gross = sum(abs(p.volume) for s, p in account.positions.items() if s != symbol)
-        gross += abs(account.position(symbol).volume + account.signed_order(decision))
-        if gross > self.max_lots + 1e-9:
-            return CheckResult(self.name, False,
-                               f"gross exposure would be {gross:.4g} lots, limit {self.max_lots:g}")
-        return CheckResult(self.name, True, f"gross exposure {gross:.4g} lots")
+        sign = decision.direction.sign
+        gross = counted = 0.0
+        for s in set(account.positions) | set(account.working):
+            if s != symbol:
+                end, lots = _worst(account.position(s).volume, account.working_on(s))
+                gross, counted = gross + abs(end), counted + lots
+        order = account.order_volume
+        after, lots = _worst(account.position(symbol).volume, account.working_on(symbol),
+                             order if sign > 0 else 0.0, order if sign < 0 else 0.0)
+        gross, counted = gross + abs(after), counted + lots
+        incl = f" incl. {counted:.4g} working" if counted > 1e-12 else ""
+        if gross > self.max_lots + 1e-9 and (sign == 0 or account.increases_exposure(decision)):
+            return CheckResult(self.name, False, f"gross exposure would be {gross:.4g} lots"
+                                                 f"{incl}, limit {self.max_lots:g}")
+        return CheckResult(self.name, True, f"gross exposure {gross:.4g} lots{incl}")
+
+
+def _worst(current: float, working: WorkingExposure, buy: float = 0.0,
+           sell: float = 0.0) -> tuple[float, float]:
+    """The end of the reachable range (``WorkingExposure.reach``, extended by a new order's
+    ``buy`` or ``sell`` lots) furthest from flat, and the working lots counted to get
+    there."""
+    low, high = working.reach(current)
+    high, low = high + buy, low - sell
+    if abs(high) >= abs(low):
+        return high, working.buy
+    return low, working.sell
 
 
 class MaxOrderNotionalCheck:

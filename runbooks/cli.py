@@ -231,6 +231,7 @@ def _start_live(settings: Any, daemon: Any, journal: Any) -> None:
     report = reconcile(journal, daemon.live.broker, settings.account,
                        settings=settings.broker.resolver)
     journal.commit()
+    executor.router.rebuild(settings.account)  # the working set as reconciled
     trigger = reconciliation_trigger(not report.refuse_to_trade, "; ".join(report.reasons))
     if trigger is not None:
         executor._fire(trigger)
