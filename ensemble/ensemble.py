@@ -239,7 +239,8 @@ class Ensemble:
         if vetoed_by is not None:
             direction, confidence, agreement, size = Direction.FLAT, 0.0, 0, 0.0
         decision = Decision(proposal, direction, confidence, agreement, score.voters, signals,
-                            score.contributions, self.params_hash, calls=tuple(calls))
+                            score.contributions, self.params_hash, calls=tuple(calls),
+                            size_factor=size if score.voted else 0.0)
         return EnsembleResult(decision, score, tuple(steps), size if score.voted else 0.0,
                               vetoed_by, veto_reason, self.health() if with_health else None,
                               (time.perf_counter() - started) * 1e3)

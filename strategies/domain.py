@@ -297,6 +297,9 @@ class Decision:
     # Per-provider call telemetry (ensemble.telemetry.ProviderCall), journaled by the
     # executor; typed loosely so this module keeps importing nothing of ours.
     calls: tuple[Any, ...] = ()
+    # The fraction of the configured order volume to send: the risk stage may resize (the
+    # smallest factor any reviewer gave); 0 when the decision is flat.
+    size_factor: float = 1.0
 
     @property
     def provider_mix(self) -> tuple[str, ...]:

@@ -120,3 +120,37 @@ def test_each_bad_bar_is_rejected_with_its_reason_and_the_run_goes_on(
     facts = _journal_facts(journal_url)
     assert facts["rejected"] == {**expected, "unparseable_row": 1}
     assert facts["bars"] == len(good) + len(tail)
+
+
+def test_a_risk_reviewer_that_resizes_sends_the_smaller_order(sqlite_url: str,
+                                                              sample_head: Path) -> None:
+    """The risk stage's size factor reaches the order: a reviewer that says "resize to
+    0.6" gets 0.6 of the configured volume, the guardrails judge that volume, and the
+    decision row keeps the factor for `dta trace`."""
+    from executor.journal.models import DecisionRow
+    from runbooks.cli import _format_trace
+
+    providers = [
+        {"name": "structure", "kind": "structure", "weight": 1.0},
+        {"name": "momentum", "kind": "momentum", "weight": 0.5, "params": {"period": 20}},
+        # every consensus below full confidence is resized in proportion
+        {"name": "risk", "kind": "risk_rules",
+         "params": {"min_confidence": 0.0, "full_size_confidence": 1.0}}]
+    summary = replay(sqlite_url, sample_head, ensemble={"providers": providers})
+    assert sum(summary["orders"].values()) > 5
+    j = Journal.open(sqlite_url)
+    try:
+        s = j._session
+        sized = [(o, s.get(DecisionRow, o.decision_id)) for o in s.scalars(select(OrderRow))]
+        assert sized and all(d is not None for _, d in sized)
+        resized = [(o, d) for o, d in sized if d.size_factor < 1.0]
+        assert resized, "the risk reviewer resized nothing: the test proves nothing"
+        for o, d in sized:
+            assert 0 < d.size_factor <= 1.0
+            assert o.volume == round(0.1 * d.size_factor, 8) if d.size_factor < 1 else 0.1
+        order, decision = resized[0]
+        trace = j.trace(order.client_order_id)
+        assert trace is not None
+        assert f"sized x{decision.size_factor:g} by risk review" in _format_trace(trace)
+    finally:
+        j.close()

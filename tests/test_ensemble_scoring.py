@@ -243,6 +243,7 @@ def test_local_chain_vetoes_and_resizes_with_recorded_inputs() -> None:
     s = snap(bos=(brk(Direction.LONG, 99),))
     r = ens.evaluate_detailed(prop(), s)
     assert r.vetoed_by is None and r.size_factor == pytest.approx(0.8 / 0.9, abs=1e-4)
+    assert r.decision.size_factor == r.size_factor  # what the executor sizes the order by
     assert [st.stage for st in r.steps] == ["research", "risk", "execution"]
     assert [st.verdict for st in r.steps] == ["vote", "resize", "approve"]
     risk_call = next(c for c in r.decision.calls if c.stage == "risk")
@@ -251,6 +252,7 @@ def test_local_chain_vetoes_and_resizes_with_recorded_inputs() -> None:
     r = ens.evaluate_detailed(prop(stop=1.0700), s)  # 15 ATR stop: the risk persona vetoes
     assert r.vetoed_by == "risk" and "ATR" in (r.veto_reason or "")
     assert r.decision.direction is Direction.FLAT and r.decision.confidence == 0.0
+    assert r.decision.size_factor == 0.0
     assert r.decision.voters == 1 and len(r.steps) == 2
 
 

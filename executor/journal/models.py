@@ -101,6 +101,7 @@ class DecisionRow(SQLModel, table=True):
     signals: list[dict[str, Any]] | None = _json()
     contributions: dict[str, float] | None = _json()
     params_hash: str
+    size_factor: float = Field(default=1.0, sa_column_kwargs={"server_default": "1.0"})
 
 
 class VerdictRow(SQLModel, table=True):

@@ -475,7 +475,8 @@ class Journal:
                       "confidence": s.confidence, "rationale": s.rationale,
                       "tags": list(s.tags), "abstain_reason": s.abstain_reason,
                       "latency_ms": round(s.latency_ms, 3)} for s in decision.signals],
-            contributions=dict(decision.contributions), params_hash=decision.params_hash))
+            contributions=dict(decision.contributions), params_hash=decision.params_hash,
+            size_factor=decision.size_factor))
 
     def latest_decision_id(self, strategy: str, symbol: str, timeframe: str,
                            bar_time: datetime) -> int | None:
