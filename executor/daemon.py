@@ -482,7 +482,13 @@ class RealtimeExecutor:
                 if before is not None and before is not bf.order.state:
                     self.journal.set_order_state(before, bf.order, detail=f"{bf.kind} fill",
                                                  commit=False)
-            self.router.observe_fill(bf)  # a filled order stops counting as working
+            # A filled order stops counting as working; a live broker's fill (no order
+            # attached) moves the order's row here, from the fills seen.
+            known = self.router.working.get(bf.fill.client_order_id)
+            moved = self.router.observe_fill(bf)
+            if moved is not None and known is not None:
+                self.journal.set_order_state(known.state, moved, detail=f"{bf.kind} fill",
+                                             commit=False)
         self.router.refresh()  # states the resolver journaled (no read when none working)
 
         snapshot = self._builders[stream].update(bar)

@@ -25,7 +25,7 @@ from executor.brokers.base import Broker, BrokerFill
 from executor.errors import BrokerError
 from executor.journal.store import Journal
 from guardrails.base import WorkingExposure
-from strategies.domain import Order, OrderIntent, OrderState
+from strategies.domain import InvalidTransition, Order, OrderIntent, OrderState
 
 log = structlog.get_logger("dta.router")
 
@@ -44,7 +44,7 @@ class OrderRouter:
         self.working: dict[str, Order] = {}
         # Entry fills seen per working order (fill id -> lots): a live broker reports
         # fills without the order, and a fill can arrive before the order's new state.
-        self._fills: dict[str, dict[str, float]] = {}
+        self._fills: dict[str, dict[str, tuple[float, float]]] = {}  # -> (lots, price)
         self._finished: set[str] = set()
         self._finished_order: deque[str] = deque()
         self._exposure: Mapping[str, WorkingExposure] | None = _NONE
@@ -58,7 +58,7 @@ class OrderRouter:
         order = self.working.get(client_order_id)
         if order is None:
             return 0.0
-        filled = max(order.filled_volume, sum(self._fills.get(client_order_id, {}).values()))
+        filled = max(order.filled_volume, self._filled(client_order_id)[0])
         return max(0.0, order.intent.volume - filled)
 
     def working_exposure(self) -> Mapping[str, WorkingExposure]:
@@ -91,18 +91,54 @@ class OrderRouter:
         if self.remaining(coid) <= _EPS:
             self._finish(coid)
 
-    def observe_fill(self, bf: BrokerFill) -> None:
+    def _filled(self, coid: str) -> tuple[float, float | None]:
+        """Lots filled by the entry fills seen for ``coid``, and their average price."""
+        fills = self._fills.get(coid)
+        if not fills:
+            return 0.0, None
+        lots = sum(v for v, _ in fills.values())
+        return lots, (sum(v * p for v, p in fills.values()) / lots if lots > 0 else None)
+
+    def observe_fill(self, bf: BrokerFill) -> Order | None:
         """A fill the broker reported. Only the order's own execution (``entry``) fills it;
         a protective exit attributed to the opening order does not. With the order
-        attached (the paper broker), its state is taken too."""
+        attached (the paper broker), its state is taken too.
+
+        A live broker (MT5, ccxt) reports fills without the order: then the order's new
+        state (``filled``, or ``partially_filled`` with the lots and average price of the
+        fills seen) is returned for the caller to journal, so the order's row does not stay
+        ``accepted`` after it filled. ``None`` when nothing moved."""
         coid = bf.fill.client_order_id
-        if bf.kind == "entry" and coid in self.working:
-            self._fills.setdefault(coid, {})[bf.fill.fill_id] = bf.fill.volume
+        moved: Order | None = None
+        known = self.working.get(coid)
+        if bf.kind == "entry" and known is not None:
+            self._fills.setdefault(coid, {})[bf.fill.fill_id] = (bf.fill.volume, bf.fill.price)
             self._exposure = None
+            if bf.order is None:
+                moved = self._filled_state(known)
             if self.remaining(coid) <= _EPS:
                 self._finish(coid)
+            elif moved is not None:
+                self.working[coid] = moved
         if bf.order is not None:
             self.observe(bf.order)
+        return moved
+
+    def _filled_state(self, order: Order) -> Order | None:
+        lots, price = self._filled(order.client_order_id)
+        lots = max(lots, order.filled_volume)
+        if lots <= order.filled_volume + _EPS and order.state is not OrderState.UNKNOWN:
+            return None  # nothing new (a fill seen again)
+        state = (OrderState.FILLED if order.intent.volume - lots <= _EPS
+                 else OrderState.PARTIALLY_FILLED)
+        try:
+            return order.transition(state, filled_volume=lots,
+                                    avg_fill_price=price if price is not None
+                                    else order.avg_fill_price)
+        except InvalidTransition:  # e.g. a fill reported for an order never sent
+            log.warning("fill_for_order_in_state", client_order_id=order.client_order_id,
+                        state=order.state.value)
+            return None
 
     def refresh(self) -> None:
         """Catch up with state changes other writers journaled (the order-in-doubt resolver,
@@ -128,7 +164,7 @@ class OrderRouter:
         for order in self.journal.orders(account, list(_OPEN)):
             coid = order.client_order_id
             self.working[coid] = order
-            self._fills[coid] = {f.fill_id: f.volume for f in self.journal.fills(coid)
+            self._fills[coid] = {f.fill_id: (f.volume, f.price) for f in self.journal.fills(coid)
                                  if f.kind == "entry"}
             if self.remaining(coid) <= _EPS:
                 self._finish(coid)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,8 @@ from executor.daemon import SimulatedClock
 from executor.journal.store import Journal
 from executor.settings import Settings, load_settings
 from executor.wiring import Daemon, build_daemon
+from strategies.domain import Direction, MarketSnapshot, Proposal
+from strategies.logic import StrategyContext
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config" / "dta.example.toml"
@@ -46,3 +49,26 @@ def drive(daemon: Daemon, stop_after: int | None = None) -> dict[str, Any]:
 
     executor.run_replay(SimulatedClock(), next_close)
     return executor.stop("stopped" if stop_after else "completed")
+
+
+class AlwaysBuy:
+    """Test strategy: a long on every bar, flat or not (each one adds exposure)."""
+
+    name = "test_always_buy"
+
+    def __init__(self, **_params: object) -> None:
+        pass
+
+    def on_bar(self, snapshot: MarketSnapshot, ctx: StrategyContext) -> Sequence[Proposal]:
+        c = snapshot.bar.close
+        return (Proposal(self.name, snapshot.symbol, snapshot.timeframe, snapshot.bar.time,
+                         Direction.LONG, c, c * 0.99, c * 1.02, "test", ("bos_bullish",)),)
+
+
+def registered_always_buy() -> Iterator[type[AlwaysBuy]]:
+    """For a fixture: ``AlwaysBuy`` buildable by name while the test runs."""
+    from strategies.registry import STRATEGIES
+
+    STRATEGIES[AlwaysBuy.name] = AlwaysBuy
+    yield AlwaysBuy
+    STRATEGIES.pop(AlwaysBuy.name, None)

@@ -8,14 +8,14 @@ account lost more than the limit."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from daemon_helpers import settings_for
+from daemon_helpers import AlwaysBuy, registered_always_buy, settings_for
 from fakes import mt5_fake as M
 from fakes.binance_fake import MINUTE_MS, FakeBinance, _fmt
 from fakes.mt5_fake import SECRET, FakeMetaTrader5, client_settings, start_bridge
@@ -32,18 +32,13 @@ from executor.wiring import build_daemon
 from runbooks.cli import _start_live
 from strategies.domain import (
     Bar,
-    Direction,
-    MarketSnapshot,
     Order,
     OrderIntent,
     OrderSide,
     OrderState,
     OrderType,
-    Proposal,
     client_order_id,
 )
-from strategies.logic import StrategyContext
-from strategies.registry import STRATEGIES
 
 NOW = datetime(2024, 3, 4, 10, 0, tzinfo=UTC)
 
@@ -343,25 +338,9 @@ class TrendingBinance(FakeBinance):
                 _fmt(1.5), close_ms, _fmt(o * 1.5, 2), 100, _fmt(0.7), _fmt(o * 0.7, 2), "0"]
 
 
-class AlwaysBuy:
-    """Test strategy: a long on every bar, flat or not (each one adds exposure)."""
-
-    name = "test_always_buy"
-
-    def __init__(self, **_params: object) -> None:
-        pass
-
-    def on_bar(self, snapshot: MarketSnapshot, ctx: StrategyContext) -> Sequence[Proposal]:
-        c = snapshot.bar.close
-        return (Proposal(self.name, snapshot.symbol, snapshot.timeframe, snapshot.bar.time,
-                         Direction.LONG, c, c * 0.99, c * 1.02, "test", ("bos_bullish",)),)
-
-
 @pytest.fixture
 def always_buy() -> Iterator[object]:
-    STRATEGIES[AlwaysBuy.name] = AlwaysBuy
-    yield AlwaysBuy
-    STRATEGIES.pop(AlwaysBuy.name, None)
+    yield from registered_always_buy()
 
 
 def test_live_daemon_with_max_daily_loss_trades_then_vetoes_after_a_loss(

@@ -67,14 +67,20 @@ def live_settings(url: str, fake: FakeBinance) -> Any:
                 "ccxt": {"timeout_ms": 2000, "rate_limit_ms": 1}})
 
 
+def cleared_journal(url: str) -> Journal:
+    """The journal with the desk's clearance of the test strategy for live."""
+    journal = Journal.open(url)
+    journal.record_clearance(account="bn-live", strategy=AlwaysLong.name,
+                             action="promote", mode="live", person="desk", note="test")
+    return journal
+
+
 def test_live_mode_with_ccxt(tmp_path: Path, always_long: object,
                              monkeypatch: pytest.MonkeyPatch) -> None:
     url = f"sqlite:///{tmp_path / 'live.sqlite'}"
     with FakeBinance() as fake:
         settings = live_settings(url, fake)
-        journal = Journal.open(url)
-        journal.record_clearance(account="bn-live", strategy=AlwaysLong.name,
-                                 action="promote", mode="live", person="desk", note="test")
+        journal = cleared_journal(url)
         daemon = build_daemon(settings, journal)
         try:
             with pytest.raises(LeaseError):  # a second daemon on the same account
@@ -105,9 +111,7 @@ def test_a_daemon_that_lost_its_lease_stops_before_trading_again(
     url = f"sqlite:///{tmp_path / 'live.sqlite'}"
     with FakeBinance() as fake:
         settings = live_settings(url, fake)
-        journal = Journal.open(url)
-        journal.record_clearance(account="bn-live", strategy=AlwaysLong.name,
-                                 action="promote", mode="live", person="desk", note="test")
+        journal = cleared_journal(url)
         alerts: list[str] = []
         journal.incident_listeners.append(lambda _i, _s, kind, _m: alerts.append(kind))
         daemon = build_daemon(settings, journal)

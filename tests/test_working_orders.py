@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from conftest import write_sample_head
-from daemon_helpers import settings_for
+from daemon_helpers import AlwaysBuy, registered_always_buy, settings_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -59,8 +59,6 @@ from strategies.domain import (
     Proposal,
     Signal,
 )
-from strategies.logic import StrategyContext
-from strategies.registry import STRATEGIES
 
 T0 = datetime(2023, 3, 1, 10, 0, tzinfo=UTC)
 EPS = 1e-9
@@ -532,20 +530,6 @@ def test_no_interleaving_takes_the_account_past_a_limit(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- the daemon
 
 
-class AlwaysLong:
-    """Test strategy: a long proposal on every bar, whatever it holds."""
-
-    name = "test_working_always_long"
-
-    def __init__(self, **_params: object) -> None:
-        pass
-
-    def on_bar(self, snapshot: MarketSnapshot, ctx: StrategyContext) -> Sequence[Proposal]:
-        c = snapshot.bar.close
-        return (Proposal(self.name, snapshot.symbol, snapshot.timeframe, snapshot.bar.time,
-                         Direction.LONG, c, c - 0.005, c + 0.01, "test"),)
-
-
 class Agree:
     """Ensemble stand-in: agrees with every proposal (consensus is not under test)."""
 
@@ -562,6 +546,7 @@ class HoldingBroker(PaperBroker):
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
         self.hold, self.timeout = True, False
+        self.bare_fills = False  # report fills without the order, as MT5 and ccxt do
 
     def submit(self, order: Order) -> Order:
         result = super().submit(order)
@@ -571,7 +556,8 @@ class HoldingBroker(PaperBroker):
 
     def on_bar(self, bar: Bar) -> list[BrokerFill]:
         if not self.hold:
-            return super().on_bar(bar)
+            fills = super().on_bar(bar)
+            return [replace(f, order=None) for f in fills] if self.bare_fills else fills
         held, self._pending = self._pending, {}
         try:
             return super().on_bar(bar)
@@ -580,15 +566,13 @@ class HoldingBroker(PaperBroker):
 
 
 @pytest.fixture
-def always_long() -> Iterator[None]:
-    STRATEGIES[AlwaysLong.name] = AlwaysLong
-    yield
-    STRATEGIES.pop(AlwaysLong.name, None)
+def always_long() -> Iterator[object]:
+    yield from registered_always_buy()
 
 
 class Run:
     def __init__(self, url: str, data: Path, *, timeout: bool = False) -> None:
-        s = settings_for(url, strategy={"name": AlwaysLong.name, "params": {}},
+        s = settings_for(url, strategy={"name": AlwaysBuy.name, "params": {}},
                          paper={"order_volume_lots": 0.1},
                          guardrails={"max_position_lots": 0.1, "min_stop_atr": None,
                                      "max_spread": None, "max_daily_loss": None,
@@ -634,7 +618,7 @@ class Run:
 
 
 def test_daemon_vetoes_a_second_entry_while_the_first_is_working(
-        tmp_path: Path, always_long: None) -> None:
+        tmp_path: Path, always_long: object) -> None:
     data = write_sample_head(tmp_path / "EURUSD_M15.csv", 40)
     url = f"sqlite:///{tmp_path / 'journal.sqlite'}"
     run = Run(url, data)
@@ -663,7 +647,7 @@ def test_daemon_vetoes_a_second_entry_while_the_first_is_working(
 
 
 def test_daemon_counts_an_order_left_unknown_by_a_timeout(
-        tmp_path: Path, always_long: None) -> None:
+        tmp_path: Path, always_long: object) -> None:
     data = write_sample_head(tmp_path / "EURUSD_M15.csv", 40)
     run = Run(f"sqlite:///{tmp_path / 'journal.sqlite'}", data, timeout=True)
     run.cycles(5)
@@ -680,8 +664,31 @@ def test_daemon_counts_an_order_left_unknown_by_a_timeout(
     run.close()
 
 
+def test_a_live_brokers_fill_without_the_order_moves_the_orders_row(
+        tmp_path: Path, always_long: object) -> None:
+    """MT5 and ccxt report fills with ``order=None``: the order's journal row must still
+    move to ``filled`` (with the fill's price), not stay ``accepted`` until a reconcile."""
+    data = write_sample_head(tmp_path / "EURUSD_M15.csv", 40)
+    run = Run(f"sqlite:///{tmp_path / 'journal.sqlite'}", data)
+    run.broker.bare_fills = True
+    run.cycles(3)
+    [accepted] = run.journal.orders("paper-1")
+    assert accepted.state is OrderState.ACCEPTED
+    run.broker.hold = False
+    run.cycles(1)
+    [filled] = run.journal.orders("paper-1")
+    [fill] = run.journal.fills(filled.client_order_id)
+    assert filled.state is OrderState.FILLED and run.ex.router.working == {}
+    assert filled.filled_volume == pytest.approx(0.1)
+    assert filled.avg_fill_price == pytest.approx(fill.price)
+    history = run.journal.trace(filled.client_order_id)
+    assert history is not None
+    assert [e["to_state"] for e in history["order_events"]][-1] == "filled"
+    run.close()
+
+
 def test_replay_timing_unchanged_fills_come_before_the_next_decision(
-        tmp_path: Path, always_long: None) -> None:
+        tmp_path: Path, always_long: object) -> None:
     """In paper mode a market order fills at the next bar's open, before the strategy runs
     on that bar: by the next decision nothing is working any more."""
     data = write_sample_head(tmp_path / "EURUSD_M15.csv", 40)
