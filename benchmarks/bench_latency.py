@@ -49,7 +49,6 @@ from executor.feeds.files import LoadedBars, load_bars  # noqa: E402
 from executor.feeds.validator import BarValidator  # noqa: E402
 from executor.journal.store import Journal  # noqa: E402
 from executor.log_setup import configure_logging  # noqa: E402
-from executor.scheduler import spin_until  # noqa: E402
 from executor.settings import Settings, load_settings  # noqa: E402
 from executor.wiring import component_factory  # noqa: E402
 from strategies.domain import Bar, Order  # noqa: E402
@@ -283,7 +282,6 @@ def run(*, quick: bool = False, symbols: int = 1, warmup: int = 200,
     with tempfile.TemporaryDirectory(prefix="dta-bench-latency-") as tmp:
         settings = bench_settings(f"sqlite:///{Path(tmp) / 'journal.sqlite'}")
         settle = timedelta(seconds=settings.scheduler.settle_delay_seconds)
-        spin = settings.scheduler.spin_before_close_ms / 1000
         journal = Journal.open(settings.journal.url)
         feed = LiveFeed(streams)
         broker = TimedPaperBroker(contract_size=settings.paper.contract_size,
@@ -308,9 +306,8 @@ def run(*, quick: bool = False, symbols: int = 1, warmup: int = 200,
             feed.handover_ns.clear()
             if mode == "live":
                 between_bar_closes(executor)
-            if i in idle_before:  # idle, then the cycle job's pre-tick spin, as live
-                time.sleep(max(0.0, idle_ms / 1000 - spin))
-                spin_until(time.time() + spin)
+            if i in idle_before:
+                time.sleep(idle_ms / 1000)
             mark = len(broker.submits)
             commits.spans.clear()
             t0 = time.perf_counter_ns()

@@ -779,11 +779,9 @@ class RealtimeExecutor:
 
     def run_scheduled(self, *, settle_seconds: float, misfire_grace_seconds: int,
                       server_utc_offset_hours: float = 0.0,
-                      watchdog_seconds: float = 10.0, spin_seconds: float = 0.0) -> None:
+                      watchdog_seconds: float = 10.0) -> None:
         """Live driver: one APScheduler job per timeframe at bar close + settle delay, until
-        ``stop_requested`` is set (SIGTERM). The cycle in progress finishes before return.
-        ``spin_seconds``: each cycle job wakes that much early and spins up to its tick
-        (``executor.scheduler.spin_until``)."""
+        ``stop_requested`` is set (SIGTERM). The cycle in progress finishes before return."""
         from executor.scheduler import build_scheduler
 
         self.clock = WallClock()
@@ -794,7 +792,7 @@ class RealtimeExecutor:
             watchdog=self.notifier.watchdog if self.notifier.enabled else None,
             watchdog_seconds=watchdog_seconds, blocking=False,
             housekeeping=self._scheduled_housekeeping,
-            housekeeping_seconds=HOUSEKEEPING_SECONDS, spin_seconds=spin_seconds)
+            housekeeping_seconds=HOUSEKEEPING_SECONDS)
         self.hand_over_housekeeping()
         scheduler.start()
         try:

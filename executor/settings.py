@@ -76,9 +76,6 @@ class SchedulerSettings(_Section):
     settle_delay_seconds: float = Field(default=2.0, ge=0, le=300)
     misfire_grace_seconds: int = Field(default=60, ge=1, le=3600)
     watchdog_interval_seconds: float = Field(default=10.0, gt=0, le=600)
-    # Wake this long before each bar-close tick and busy-wait up to it, so the cycle starts
-    # on a running vCPU (see executor.scheduler.spin_until); 0 turns it off.
-    spin_before_close_ms: float = Field(default=20.0, ge=0, le=500)
 
 
 class StrategySettings(_Section):

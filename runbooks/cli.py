@@ -185,8 +185,7 @@ def run(
                 misfire_grace_seconds=sched.misfire_grace_seconds,
                 server_utc_offset_hours=settings.broker.mt5.server_utc_offset_hours
                 if settings.broker.kind == "mt5" else 0.0,
-                watchdog_seconds=sched.watchdog_interval_seconds,
-                spin_seconds=sched.spin_before_close_ms / 1000)
+                watchdog_seconds=sched.watchdog_interval_seconds)
             if executor.fatal_error is not None:
                 raise executor.fatal_error
             status = "stopped"

@@ -15,7 +15,7 @@ from executor.brokers.paper import PaperBroker
 from executor.daemon import RealtimeExecutor
 from executor.feeds.validator import BarValidator
 from executor.journal.store import Journal
-from executor.scheduler import bar_close_trigger, build_scheduler, nearest_tick, spin_to_tick
+from executor.scheduler import bar_close_trigger, build_scheduler
 from executor.systemd import Notifier
 from executor.wiring import component_factory
 from strategies.domain import Bar
@@ -41,37 +41,6 @@ def test_job_options_one_instance_coalesced_with_grace() -> None:
     for job in jobs.values():
         assert job.max_instances == 1 and job.coalesce is True
         assert job.misfire_grace_time == 45
-
-
-def test_spinning_jobs_fire_early_and_spin_up_to_the_tick() -> None:
-    sched = build_scheduler(lambda: "ran", ["M15"], settle_seconds=2, misfire_grace_seconds=45,
-                            blocking=False, spin_seconds=0.02)
-    job = {j.id: j for j in sched.get_jobs()}["cycle-M15"]
-    now = datetime(2024, 3, 5, 10, 7, 12, tzinfo=UTC)
-    assert job.trigger.get_next_fire_time(None, now) == datetime(
-        2024, 3, 5, 10, 15, 1, 980000, tzinfo=UTC)
-    tick = datetime(2024, 3, 5, 10, 15, 2, tzinfo=UTC)
-    assert nearest_tick("M15", 2, tick - timedelta(seconds=100)) == tick
-    assert nearest_tick("M15", 2, tick + timedelta(seconds=100)) == tick
-
-    class Clock:  # each read advances 1 ms, as a busy loop would see time pass
-        def __init__(self, t: float) -> None:
-            self.t, self.reads = t, 0
-
-        def __call__(self) -> float:
-            self.reads += 1
-            self.t += 0.001
-            return self.t
-
-    early = Clock(tick.timestamp() - 0.020)
-    spun = spin_to_tick("M15", 2, 0.02, clock=early)
-    assert 0.015 < spun <= 0.02 and early.t >= tick.timestamp()  # spun up to the tick
-    late = Clock(tick.timestamp() + 0.003)  # fired after the tick: runs at once
-    assert spin_to_tick("M15", 2, 0.02, clock=late) == 0.0 and late.reads == 1
-    misfire = Clock(tick.timestamp() + 40)  # a misfire run far from any tick: no wait
-    assert spin_to_tick("M15", 2, 0.02, clock=misfire) == 0.0 and misfire.reads == 1
-    # with spin on, the job still runs the cycle (after its spin)
-    assert sched.get_jobs()[0].func() == "ran"
 
 
 class ClockFeed:
