@@ -224,7 +224,8 @@ class RealtimeExecutor:
         self._param_event_id = self.journal.latest_param_event_id()
         self._provider_event_id = self.journal.latest_provider_event_id()
         self._apply(active.version, active.content, warm=False)
-        self.journal.start_run(self.mode, self.account, self.settings_hash, self.c.params)
+        self.journal.start_run(self.mode, self.account, self.settings_hash, self.c.params,
+                               sole_daemon=self.lease is not None)
         for stream in self.streams:
             last = self.journal.last_bar_time(*stream)
             self._last_time[stream] = last

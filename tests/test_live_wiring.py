@@ -135,6 +135,31 @@ def test_a_daemon_that_lost_its_lease_stops_before_trading_again(
     assert incidents.count("halted:lease_lost") == 1 and alerts.count("halted:lease_lost") == 1
 
 
+def test_a_live_start_marks_the_run_of_a_daemon_that_died(tmp_path: Path,
+                                                           always_long: object) -> None:
+    """A SIGKILLed daemon never ends its run row. The next live daemon holds the account's
+    lease, so no other daemon of the account is running: the row says ``died``, and
+    another account's running run is left alone."""
+    from strategies.domain import ParameterSet
+
+    url = f"sqlite:///{tmp_path / 'live.sqlite'}"
+    with FakeBinance() as fake:
+        journal = cleared_journal(url)
+        params = ParameterSet({"any": 1})
+        dead = journal.start_run("live", "bn-live", "h", params)
+        other = journal.start_run("live", "another-account", "h", params)
+        daemon = build_daemon(live_settings(url, fake), journal)
+        try:
+            daemon.executor.start()
+            daemon.executor.stop("stopped")
+        finally:
+            daemon.live.lease.release()
+        status = {r.id: r.status for r in journal.runs()}
+        journal.close()
+    assert status[dead] == "died" and status[other] == "running"
+    assert status[max(status)] == "stopped"
+
+
 def test_dta_reconcile_against_the_fake_exchange(tmp_path: Path) -> None:
     from daemon_helpers import EXAMPLE
     from typer.testing import CliRunner

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
+import structlog
 from sqlalchemy import bindparam, event, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -94,6 +95,8 @@ _UPDATE_ORDER = (
             broker_order_id=bindparam("broker_order_id"), reason=bindparam("reason"),
             updated_at=bindparam("updated_at")))
 _SELECT_ORDER = select(_ORDERS).where(_ORDERS.c.client_order_id == bindparam("coid"))
+
+log = structlog.get_logger("dta.journal")
 
 
 _STATE_COLUMNS = (_KILL_EVENTS.c.action, _KILL_EVENTS.c.operator, _KILL_EVENTS.c.reason,
@@ -355,8 +358,21 @@ class Journal:
 
     # ------------------------------------------------------------------ runs
 
-    def start_run(self, mode: str, account: str, settings_hash: str, params: ParameterSet) -> int:
+    def start_run(self, mode: str, account: str, settings_hash: str, params: ParameterSet,
+                  *, sole_daemon: bool = False) -> int:
+        """A new run row. ``sole_daemon``: the caller holds the account's lease, so a run of
+        the account still marked ``running`` belongs to a process that died without
+        ending it (SIGKILL, power loss): it is marked ``died``, so `dta status` does not
+        show a daemon that is not there."""
         with self._lock:
+            if sole_daemon:
+                result: Any = self._session.execute(
+                    update(RunRow).where(RunRow.account == account,  # type: ignore[arg-type]
+                                         RunRow.status == "running")  # type: ignore[arg-type]
+                    .values(status="died"))
+                orphans = int(result.rowcount)
+                if orphans:
+                    log.warning("runs_marked_died", account=account, runs=orphans)
             self.save_parameter_set(params)
             row = RunRow(started_at=utcnow(), mode=mode, account=account,
                          settings_hash=settings_hash, params_hash=params.content_hash)
