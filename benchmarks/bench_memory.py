@@ -45,6 +45,7 @@ from benchmarks.bench_latency import (  # noqa: E402
     rss_bytes,
 )
 from executor.daemon import RealtimeExecutor  # noqa: E402
+from executor.heap import pin_malloc_thresholds  # noqa: E402
 from executor.journal.store import Journal  # noqa: E402
 from strategies.domain import Bar  # noqa: E402
 
@@ -137,6 +138,7 @@ def simulate(*, symbols: int, days: int, every: int, trace_from_day: int | None 
         ex = build_executor(settings, journal, feed, [(s, "M1") for s in names],
                             points={s: loaded.point for s in names} if loaded.point else None)
         ex.start()
+        pin_malloc_thresholds()  # as `dta run` does after start-up
         gc.collect()
         samples: list[tuple[int, int]] = [(0, rss_bytes())]
         marks: dict[str, Any] = {}

@@ -172,8 +172,11 @@ def run(
         # would land on whichever decision triggers it).
         import gc
 
+        from executor.heap import pin_malloc_thresholds
+
         gc.collect()
         gc.freeze()
+        pin_malloc_thresholds()  # no creeping free heap over weeks (executor/heap.py)
         if daemon.live is not None:
             if settings.mode == "live":
                 _start_live(settings, daemon, journal)
