@@ -543,7 +543,12 @@ class RealtimeExecutor:
     def _act(self, decision: Decision, decision_id: int, verdict: Verdict,
              now: datetime) -> None:
         proposal = decision.proposal
-        trigger = self._regression.decision(not verdict.approved)
+        # A veto counts against the parameter set only when a check faulted the decision
+        # itself; one that says the moment is wrong (halted, stale, providers down, equity
+        # unknown) is no evidence for rolling the parameters back.
+        trigger = self._regression.decision(
+            not verdict.approved
+            and any(not c.passed and not c.environmental for c in verdict.checks))
         if verdict.approved:
             self.stats.approved += 1
             self._submit(self._intent(decision, decision_id), now)

@@ -101,5 +101,5 @@ class ClearanceCheck:
         if RANK[cleared] < RANK[self.mode]:
             return CheckResult(self.name, False,
                                f"{self.account}/{self.strategy} is cleared for {cleared}, "
-                               f"not {self.mode}")
+                               f"not {self.mode}", environmental=True)
         return CheckResult(self.name, True, f"cleared for {cleared}")

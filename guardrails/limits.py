@@ -135,7 +135,8 @@ class DailyLossCheck:
 
     def check(self, decision: Decision, account: AccountState) -> CheckResult:
         if account.equity is None or account.day_start_equity is None:
-            return CheckResult(self.name, False, "equity unknown: cannot check daily loss")
+            return CheckResult(self.name, False, "equity unknown: cannot check daily loss",
+                               environmental=True)
         loss = account.day_start_equity - account.equity
         if loss >= self.max_loss and account.increases_exposure(decision):
             return CheckResult(self.name, False,
@@ -205,18 +206,20 @@ class TradingHoursCheck:
 
     def check(self, decision: Decision, account: AccountState) -> CheckResult:
         if account.now is None:
-            return CheckResult(self.name, False, "no clock in context")
+            return CheckResult(self.name, False, "no clock in context", environmental=True)
         now = account.now
         for start, end in self.blackouts:
             if start <= now < end:
                 return CheckResult(self.name, False,
-                                   f"news blackout {start.isoformat()} - {end.isoformat()}")
+                                   f"news blackout {start.isoformat()} - {end.isoformat()}",
+                                   environmental=True)
         if self.windows:
             t = now.time()
             inside = any((s <= t < e) if s <= e else (t >= s or t < e) for s, e in self.windows)
             if not inside:
                 return CheckResult(self.name, False,
-                                   f"{t.isoformat('minutes')} UTC outside trading windows")
+                                   f"{t.isoformat('minutes')} UTC outside trading windows",
+                                   environmental=True)
         return CheckResult(self.name, True, "inside trading hours")
 
 
@@ -231,12 +234,14 @@ class StaleDataCheck:
     def check(self, decision: Decision, account: AccountState) -> CheckResult:
         snap = account.snapshot
         if snap is None or account.now is None:
-            return CheckResult(self.name, False, "no snapshot or clock: data age unknown")
+            return CheckResult(self.name, False, "no snapshot or clock: data age unknown",
+                               environmental=True)
         tf = timeframe_seconds(snap.timeframe)
         age = (account.now - snap.bar.close_time).total_seconds()
         if age > self.max_age_bars * tf:
             return CheckResult(self.name, False,
-                               f"bar closed {age:.0f} s ago, limit {self.max_age_bars:g} bars")
+                               f"bar closed {age:.0f} s ago, limit {self.max_age_bars:g} bars",
+                               environmental=True)
         return CheckResult(self.name, True, f"bar age {age:.0f} s")
 
 
@@ -249,5 +254,6 @@ class ProvidersAvailableCheck:
     def check(self, decision: Decision, account: AccountState) -> CheckResult:
         down = [c for c in self.required if c in account.classes_down]
         if down:
-            return CheckResult(self.name, False, f"every provider of {', '.join(down)} is down")
+            return CheckResult(self.name, False, f"every provider of {', '.join(down)} is down",
+                               environmental=True)
         return CheckResult(self.name, True, "required provider classes available")

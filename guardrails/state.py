@@ -87,7 +87,8 @@ class TradingStateCheck:
         state = STATE_FOR_ACTION.get(view.action, TradingState.ACTIVE)
         why = f"{view.trigger or 'manual'} by {view.operator}: {view.reason}"
         if state is TradingState.HALTED:
-            return CheckResult(self.name, False, f"HALTED ({why})")
+            return CheckResult(self.name, False, f"HALTED ({why})", environmental=True)
         if state is TradingState.REDUCING and account.increases_exposure(decision):
-            return CheckResult(self.name, False, f"REDUCING, order would add exposure ({why})")
+            return CheckResult(self.name, False, f"REDUCING, order would add exposure ({why})",
+                               environmental=True)
         return CheckResult(self.name, True, state.value)

@@ -309,12 +309,17 @@ class Decision:
 @dataclass(frozen=True, slots=True)
 class CheckResult:
     """One guardrail's answer. ``escalate`` marks a failure a human may override through
-    the approval queue (conflict, low confidence); hard limits never escalate."""
+    the approval queue (conflict, low confidence); hard limits never escalate.
+    ``environmental`` marks a failure that says the moment is wrong, not the decision:
+    trading halted, stale data, outside trading hours, providers down, no clearance,
+    equity unknown. Such a veto does not count as evidence against the parameter set (the
+    veto-spike rollback trigger skips it)."""
 
     name: str
     passed: bool
     reason: str
     escalate: bool = False
+    environmental: bool = False
 
 
 @dataclass(frozen=True, slots=True)

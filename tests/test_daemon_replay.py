@@ -154,3 +154,32 @@ def test_a_risk_reviewer_that_resizes_sends_the_smaller_order(sqlite_url: str,
         assert f"sized x{decision.size_factor:g} by risk review" in _format_trace(trace)
     finally:
         j.close()
+
+
+def test_vetoes_while_halted_are_no_evidence_against_the_parameters(
+        tmp_path: Path, sample_head: Path) -> None:
+    """The veto-spike trigger rolls the parameter set back when its decisions keep being
+    vetoed. Vetoes that say the moment is wrong (here: the kill switch) are not held
+    against the parameters; vetoes of the decisions themselves still are."""
+    regression = {"regression": {"veto_rate": 0.5, "veto_window": 5}}
+    halted_url = f"sqlite:///{tmp_path / 'halted.sqlite'}"
+    j = Journal.open(halted_url)
+    j.record_kill_switch("engage", "alice", "broker maintenance")
+    j.close()
+    halted = replay(halted_url, sample_head, stop_after=1500, guardrails=regression)
+    assert halted["proposals"] >= 5
+    assert halted["vetoes"]["trading_state"] == halted["proposals"]
+    j = Journal.open(halted_url)
+    kinds = [i.kind for i in j.incidents()]
+    j.close()
+    assert halted["rollbacks"] == 0 and not any("veto_spike" in k for k in kinds)
+
+    # Every decision's stop too close: a spike of vetoes on merit, held against them.
+    merit_url = f"sqlite:///{tmp_path / 'merit.sqlite'}"
+    merit = replay(merit_url, sample_head, stop_after=1500,
+                   guardrails={**regression, "min_stop_atr": 1000.0})
+    assert merit["vetoes"]["min_stop_distance"] >= 5
+    j = Journal.open(merit_url)
+    kinds = [i.kind for i in j.incidents()]
+    j.close()
+    assert any("veto_spike" in k for k in kinds)
