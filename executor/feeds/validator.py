@@ -219,6 +219,14 @@ class BarValidator:
         c = bar.close
         v = bar.volume
         s = bar.spread
+        # Numbers here are floats (numpy's float64 too) or plain ints. A bool would pass
+        # as 1 or 0; a Decimal or another numpy scalar passes every comparison below, then
+        # breaks the snapshot's arithmetic or the journal's JSON. One identity test per
+        # value on the common path.
+        if not (type(o) is float and type(h) is float and type(lo) is float
+                and type(c) is float and type(v) is float and type(s) is float) \
+                and not _all_real(o, h, lo, c, v, s):
+            return self._reject(bar, NON_FINITE, "price, volume or spread is not a number")
         # One sum tests all six for NaN/inf (x - x is NaN only for non-finite x); the
         # slow path rules out a false alarm from finite values overflowing the sum.
         total = o + h + lo + c + v + s
@@ -303,6 +311,11 @@ class BarValidator:
     def _reject(self, bar: Bar, reason: str, detail: str) -> BarCheck:
         self._rejections[reason] += 1
         return BarCheck(False, reason, 0, f"{bar.symbol!s} {bar.timeframe!s}: {detail}")
+
+
+def _all_real(*values: object) -> bool:
+    return all(isinstance(x, float) or (isinstance(x, int) and not isinstance(x, bool))
+               for x in values)
 
 
 def _all_finite(*values: float) -> bool:
