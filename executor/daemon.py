@@ -184,6 +184,7 @@ class RealtimeExecutor:
         # died, so the advisory lock is gone and another daemon may take the account)
         # stops trading at once (``_lease_lost``).
         self.lease: Any = None
+        self._equity_failure: BrokerError | None = None  # the last failed equity read
         # Called at the start of every cycle with the cycle's time (live: the unknown-order
         # resolver). An exception is journaled as an error, never skips the cycle.
         self.before_cycle: list[Callable[[datetime], object]] = []
@@ -704,7 +705,7 @@ class RealtimeExecutor:
         try:
             return float(equity())
         except BrokerError as exc:
-            if exc is not getattr(self, "_equity_failure", None):
+            if exc is not self._equity_failure:
                 self._equity_failure = exc
                 self.stats.broker_read_errors["equity"] += 1
                 log.error("equity_read_failed", broker=getattr(self.broker, "name", "?"),

@@ -308,7 +308,7 @@ def test_daemon_equity_error_is_unknown_equity_counted_and_logged_once(
         return float(answer)
 
     host = SimpleNamespace(broker=SimpleNamespace(name="ccxt:binance", equity=equity),
-                           stats=RunStats())
+                           stats=RunStats(), _equity_failure=None)
     assert RealtimeExecutor._equity(host) is None  # type: ignore[arg-type]
     assert RealtimeExecutor._equity(host) is None  # type: ignore[arg-type]  # same failure
     assert RealtimeExecutor._equity(host) == 1234.5  # type: ignore[arg-type]
@@ -317,7 +317,7 @@ def test_daemon_equity_error_is_unknown_equity_counted_and_logged_once(
     logged = recorder.events("equity_read_failed")
     assert [e["retryable"] for e in logged] == [True, False]
     assert logged[0]["broker"] == "ccxt:binance"
-    no_equity = SimpleNamespace(broker=SimpleNamespace(), stats=RunStats())
+    no_equity = SimpleNamespace(broker=SimpleNamespace(), stats=RunStats(), _equity_failure=None)
     assert RealtimeExecutor._equity(no_equity) is None  # type: ignore[arg-type]
 
 
