@@ -81,21 +81,31 @@ class AccountLease:
         from sqlalchemy.pool import NullPool
 
         key = advisory_key(self.account)
-        engine = create_engine(self.journal_url, poolclass=NullPool)
+        # The session is the lease: named for operators (pg_stat_activity, and a refused
+        # daemon's message), and with TCP keepalives so a dead network fails the per-cycle
+        # check in seconds instead of hanging the cycle until the watchdog.
+        me = f"dta {self.account} pid {os.getpid()} on {socket.gethostname()}"[:63]
+        engine = create_engine(self.journal_url, poolclass=NullPool, connect_args={
+            "application_name": me, "keepalives": 1, "keepalives_idle": 5,
+            "keepalives_interval": 2, "keepalives_count": 3})
         conn = engine.connect()
         try:
+            conn.execute(text("SET statement_timeout = 5000"))  # check() never hangs long
             got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
             conn.commit()  # the session lock outlives the transaction; do not hold one open
             if not got:
                 holder = conn.execute(text(
-                    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
-                    "AND ((classid::bigint << 32) | objid::bigint) = :k"),
-                    {"k": key}).scalar()
+                    "SELECT l.pid, a.application_name FROM pg_locks l LEFT JOIN "
+                    "pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
+                    "AND l.granted AND ((l.classid::bigint << 32) | l.objid::bigint) = :k"),
+                    {"k": key}).first()
                 conn.commit()
+                who = ""
+                if holder is not None:
+                    who = f", backend pid {holder[0]}" + (f": {holder[1]}" if holder[1] else "")
                 raise LeaseError(
                     f"account {self.account!r} is leased by another daemon (PostgreSQL "
-                    f"advisory lock {key}" + (f", backend pid {holder}" if holder else "")
-                    + "): refusing to trade it twice")
+                    f"advisory lock {key}{who}): refusing to trade it twice")
         except BaseException:
             conn.close()
             engine.dispose()
