@@ -112,7 +112,10 @@ kind = "momentum"
 params = {{ period = 20 }}
 
 [guardrails]
-stale_after_bars = 1.5
+# Only the newest bar of A's first cycle may trade (the one before closed 60 s + settle
+# ago): an order on an older bar would see its own fill on the next bar of the same
+# cycle, and A would settle it itself instead of leaving it in doubt for C and D.
+stale_after_bars = 1.0
 max_position_lots = 0.01
 max_order_notional = 1000.0
 
