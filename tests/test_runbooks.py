@@ -23,6 +23,7 @@ FOREVER = {"approval_ttl_seconds": 4e8}  # requests stay pending past the wall c
 SCENARIO_OF = {
     "kill-switch-recovery.md": "halted",
     "broker-outage.md": "halted",
+    "lease-lost.md": "halted",
     "parameter-rollback.md": "changed",
     "quality-regression.md": "rolled_back",
     "wrong-signals.md": "active",
