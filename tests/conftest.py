@@ -4,12 +4,15 @@ set (CI sets it when PostgreSQL answers on 127.0.0.1:5432), on PostgreSQL too.""
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `benchmarks` (used by reliability tests) is not installed
+    sys.path.insert(0, str(ROOT))
 SAMPLE = ROOT / "config" / "samples" / "EURUSD_M15.csv"
 PG_URL = os.environ.get("DTA_TEST_DATABASE_URL")
 

@@ -72,3 +72,33 @@ def registered_always_buy() -> Iterator[type[AlwaysBuy]]:
     STRATEGIES[AlwaysBuy.name] = AlwaysBuy
     yield AlwaysBuy
     STRATEGIES.pop(AlwaysBuy.name, None)
+
+
+def live_settings(url: str, fake: Any, strategy: str, *, max_daily_loss: float | None = None,
+                  ccxt: dict[str, Any] | None = None) -> Settings:
+    """Live on the loopback ccxt exchange ``fake`` (tests/fakes/binance_fake.py), account
+    ``bn-live``, one BTC/USDT 1m stream, ``strategy`` with the momentum provider, consensus
+    of one, and limits sized for 0.001 BTC orders."""
+    return settings_for(
+        url, mode="live", account="bn-live",
+        exchange_api_key=fake.api_key, exchange_api_secret=fake.secret,
+        strategy={"name": strategy, "params": {}},
+        ensemble={"providers": [{"name": "momentum", "kind": "momentum",
+                                 "params": {"period": 20}}]},
+        paper={"contract_size": 1.0, "order_volume_lots": 0.001},
+        guardrails={"stale_after_bars": 1.5, "max_position_lots": 0.01,
+                    "max_order_notional": 1000.0, "max_spread": None,
+                    "min_stop_atr": None, "max_daily_loss": max_daily_loss,
+                    "consensus": {"rule": "either", "min_agreement": 1,
+                                  "min_confidence": 0.0, "conflict_margin": 1.0}},
+        broker={"kind": "ccxt", "symbols": ["BTC/USDT"], "timeframe": "1m",
+                "ccxt_api_urls": fake.api_urls(),
+                "ccxt": {"timeout_ms": 2000, "rate_limit_ms": 1, **(ccxt or {})}})
+
+
+def cleared_journal(url: str, strategy: str) -> Journal:
+    """The journal with the desk's clearance of ``strategy`` for live on ``bn-live``."""
+    journal = Journal.open(url)
+    journal.record_clearance(account="bn-live", strategy=strategy, action="promote",
+                             mode="live", person="desk", note="test")
+    return journal

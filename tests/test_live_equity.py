@@ -15,7 +15,13 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from daemon_helpers import AlwaysBuy, registered_always_buy, settings_for
+from daemon_helpers import (
+    AlwaysBuy,
+    cleared_journal,
+    live_settings,
+    registered_always_buy,
+    settings_for,
+)
 from fakes import mt5_fake as M
 from fakes.binance_fake import MINUTE_MS, FakeBinance, _fmt
 from fakes.mt5_fake import SECRET, FakeMetaTrader5, client_settings, start_bridge
@@ -349,25 +355,10 @@ def test_live_daemon_with_max_daily_loss_trades_then_vetoes_after_a_loss(
     monkeypatch.setattr(daemon_module, "log", recorder)
     url = f"sqlite:///{tmp_path / 'live.sqlite'}"
     with TrendingBinance(balances={"USDT": 100_000.0, "BTC": 0.0}) as fake:
-        settings = settings_for(
-            url, mode="live", account="bn-live",
-            exchange_api_key=fake.api_key, exchange_api_secret=fake.secret,
-            strategy={"name": AlwaysBuy.name, "params": {}},
-            ensemble={"providers": [{"name": "momentum", "kind": "momentum",
-                                     "params": {"period": 20}}]},
-            paper={"contract_size": 1.0, "order_volume_lots": 0.001},
-            guardrails={"stale_after_bars": 1.5, "max_position_lots": 0.01,
-                        "max_order_notional": 1000.0, "max_spread": None,
-                        "min_stop_atr": None, "max_daily_loss": 500.0,
-                        "consensus": {"rule": "either", "min_agreement": 1,
-                                      "min_confidence": 0.0, "conflict_margin": 1.0}},
-            broker={"kind": "ccxt", "symbols": ["BTC/USDT"], "timeframe": "1m",
-                    "ccxt_api_urls": fake.api_urls(),
-                    "ccxt": {"timeout_ms": 2000, "rate_limit_ms": 1, "read_retries": 0}})
+        settings = live_settings(url, fake, AlwaysBuy.name, max_daily_loss=500.0,
+                                 ccxt={"read_retries": 0})
         assert settings.guardrails.max_daily_loss == 500.0
-        journal = Journal.open(url)
-        journal.record_clearance(account="bn-live", strategy=AlwaysBuy.name,
-                                 action="promote", mode="live", person="desk", note="test")
+        journal = cleared_journal(url, AlwaysBuy.name)
         daemon = build_daemon(settings, journal)
         exchange = daemon.live.broker.exchange
 
@@ -416,10 +407,8 @@ def test_a_day_whose_first_equity_read_failed_starts_at_its_first_reading(
     """Equity unknown at the day's first bar (broker away) must not leave the day without
     a start: max_daily_loss would veto every entry until the next UTC day."""
     from conftest import write_sample_head
-    from daemon_helpers import settings_for
 
     from executor.daemon import SimulatedClock
-    from executor.journal.store import Journal
     from executor.wiring import build_daemon
 
     url = f"sqlite:///{tmp_path / 'j.sqlite'}"

@@ -7,14 +7,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
-from daemon_helpers import settings_for
+from daemon_helpers import cleared_journal, live_settings
 from fakes.binance_fake import FakeBinance
 
 from executor.errors import LeaseError
-from executor.journal.store import Journal
 from executor.wiring import build_daemon, build_live_parts
 from runbooks.cli import _start_live
 from strategies.domain import Direction, MarketSnapshot, Proposal
@@ -49,38 +47,12 @@ def always_long() -> object:
     STRATEGIES.pop(AlwaysLong.name, None)
 
 
-def live_settings(url: str, fake: FakeBinance) -> Any:
-    return settings_for(
-        url, mode="live", account="bn-live",
-        exchange_api_key=fake.api_key, exchange_api_secret=fake.secret,
-        strategy={"name": AlwaysLong.name, "params": {}},
-        ensemble={"providers": [{"name": "momentum", "kind": "momentum",
-                                 "params": {"period": 20}}]},
-        paper={"contract_size": 1.0, "order_volume_lots": 0.001},
-        guardrails={"stale_after_bars": 1.5, "max_position_lots": 0.01,
-                    "max_order_notional": 1000.0, "max_spread": None,
-                    "min_stop_atr": None, "max_daily_loss": None,
-                    "consensus": {"rule": "either", "min_agreement": 1,
-                                  "min_confidence": 0.0, "conflict_margin": 1.0}},
-        broker={"kind": "ccxt", "symbols": ["BTC/USDT"], "timeframe": "1m",
-                "ccxt_api_urls": fake.api_urls(),
-                "ccxt": {"timeout_ms": 2000, "rate_limit_ms": 1}})
-
-
-def cleared_journal(url: str) -> Journal:
-    """The journal with the desk's clearance of the test strategy for live."""
-    journal = Journal.open(url)
-    journal.record_clearance(account="bn-live", strategy=AlwaysLong.name,
-                             action="promote", mode="live", person="desk", note="test")
-    return journal
-
-
 def test_live_mode_with_ccxt(tmp_path: Path, always_long: object,
                              monkeypatch: pytest.MonkeyPatch) -> None:
     url = f"sqlite:///{tmp_path / 'live.sqlite'}"
     with FakeBinance() as fake:
-        settings = live_settings(url, fake)
-        journal = cleared_journal(url)
+        settings = live_settings(url, fake, AlwaysLong.name)
+        journal = cleared_journal(url, AlwaysLong.name)
         daemon = build_daemon(settings, journal)
         try:
             with pytest.raises(LeaseError):  # a second daemon on the same account
@@ -110,8 +82,8 @@ def test_a_daemon_that_lost_its_lease_stops_before_trading_again(
     account. The next cycle (or housekeeping second) must stop trading, not send."""
     url = f"sqlite:///{tmp_path / 'live.sqlite'}"
     with FakeBinance() as fake:
-        settings = live_settings(url, fake)
-        journal = cleared_journal(url)
+        settings = live_settings(url, fake, AlwaysLong.name)
+        journal = cleared_journal(url, AlwaysLong.name)
         alerts: list[str] = []
         journal.incident_listeners.append(lambda _i, _s, kind, _m: alerts.append(kind))
         daemon = build_daemon(settings, journal)
@@ -144,11 +116,11 @@ def test_a_live_start_marks_the_run_of_a_daemon_that_died(tmp_path: Path,
 
     url = f"sqlite:///{tmp_path / 'live.sqlite'}"
     with FakeBinance() as fake:
-        journal = cleared_journal(url)
+        journal = cleared_journal(url, AlwaysLong.name)
         params = ParameterSet({"any": 1})
         dead = journal.start_run("live", "bn-live", "h", params)
         other = journal.start_run("live", "another-account", "h", params)
-        daemon = build_daemon(live_settings(url, fake), journal)
+        daemon = build_daemon(live_settings(url, fake, AlwaysLong.name), journal)
         try:
             daemon.executor.start()
             daemon.executor.stop("stopped")

@@ -10,13 +10,11 @@ and a warm start from the journal (the restart path) instead of a catch-up cycle
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler
-from pathlib import Path
 from typing import Any
 
 from daemon_helpers import settings_for
@@ -30,11 +28,7 @@ from fakes.llm_servers import (
     stage_responder,
 )
 
-ROOT = Path(__file__).resolve().parent.parent.parent
-if str(ROOT) not in sys.path:  # `benchmarks` is not an installed package
-    sys.path.insert(0, str(ROOT))
-
-from benchmarks.bench_latency import (  # noqa: E402
+from benchmarks.bench_latency import (
     MANY_SYMBOL_OVERRIDES,
     LiveFeed,
     Stream,
@@ -44,11 +38,11 @@ from benchmarks.bench_latency import (  # noqa: E402
     force_live_polls,
     load_sample,
 )
-from ensemble.ensemble import Ensemble  # noqa: E402
-from executor.daemon import RealtimeExecutor  # noqa: E402
-from executor.journal.store import Journal  # noqa: E402
-from executor.settings import Settings  # noqa: E402
-from strategies.domain import Bar, Decision, Direction, MarketSnapshot, Proposal  # noqa: E402
+from ensemble.ensemble import Ensemble
+from executor.daemon import RealtimeExecutor
+from executor.journal.store import Journal
+from executor.settings import Settings
+from strategies.domain import Bar, Decision, Direction, MarketSnapshot, Proposal
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 STEP = timedelta(minutes=15)

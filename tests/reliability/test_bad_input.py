@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -67,45 +66,40 @@ from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
 from fractions import Fraction
 from functools import cache, partial
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from daemon_helpers import settings_for
-from hypothesis import HealthCheck, Phase, given, settings
+from daemon_helpers import ROOT, settings_for
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-ROOT = Path(__file__).resolve().parent.parent.parent
-if str(ROOT) not in sys.path:  # `benchmarks` is not an installed package
-    sys.path.insert(0, str(ROOT))
-
-from benchmarks.bench_latency import (  # noqa: E402
+from benchmarks.bench_latency import (
     TimedPaperBroker,
     build_executor,
     load_sample,
 )
-from ensemble.base import Completion  # noqa: E402
-from ensemble.factory import build_ensemble  # noqa: E402
-from executor.daemon import RealtimeExecutor  # noqa: E402
-from executor.journal.models import (  # noqa: E402
+from ensemble.base import Completion
+from ensemble.factory import build_ensemble
+from executor.daemon import RealtimeExecutor
+from executor.journal.models import (
     DecisionRow,
     ProposalRow,
     ProviderCallRow,
     RejectedBarRow,
 )
-from executor.journal.store import Journal  # noqa: E402
-from executor.settings import Settings  # noqa: E402
-from strategies.domain import (  # noqa: E402
+from executor.journal.store import Journal
+from executor.settings import Settings
+from strategies.domain import (
     Bar,
     MarketSnapshot,
     Position,
     normalize_timeframe,
     timeframe_seconds,
 )
-from strategies.logic import StrategyContext  # noqa: E402
-from strategies.snapshot import SnapshotBuilder  # noqa: E402
+from strategies.logic import StrategyContext
+from strategies.snapshot import SnapshotBuilder
 
 Stream = tuple[str, str]
 TF = "M15"
@@ -1037,9 +1031,25 @@ def malformed_outputs(draw: st.DrawFn,  # a surrogate twice as often: it has fou
 
 SEEN_LLM: Counter[str] = Counter()
 
+_HALF = "\ud83d"  # half an emoji
+_FLAT = {**TEMPLATE, "direction": "flat"}
+# Every form of a lone surrogate, always run: how many the generated examples draw
+# depends on hypothesis' choices, which shift with the tests run before this one.
+SURROGATE_FORMS = [
+    Output(json.dumps({**_FLAT, "rationale": "retest" + _HALF}), kind="surrogate"),
+    Output(json.dumps({**_FLAT, "symbol": _HALF + "EURUSD"}, ensure_ascii=True),
+           kind="surrogate"),
+    Output("I think " + _HALF + " long", kind="surrogate"),
+    Output(json.dumps({**_FLAT, "confidence": 2.0})[:40] + _HALF, kind="surrogate"),
+    Output(json.dumps({**_FLAT, "tags": [_HALF + "order_block_bullish"]}),
+           kind="surrogate"),
+]
+
 
 @settings(max_examples=30, **FAST)
 @given(outputs=st.lists(malformed_outputs(), min_size=1, max_size=8))
+@example(outputs=SURROGATE_FORMS)
+@example(outputs=SURROGATE_FORMS[::-1])
 def test_malformed_provider_outputs_through_the_daemon_never_trade(
         outputs: list[Output]) -> None:
     facts, model = run_with_model(outputs)

@@ -39,9 +39,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from daemon_helpers import ROOT
 from fakes.llm_servers import Responder, stage_responder
 from load_helpers import (
-    ROOT,
     BarApartClock,
     CycleRecord,
     LoadDaemon,
