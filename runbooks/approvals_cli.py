@@ -1,6 +1,6 @@
 """`dta approvals` (the human in the loop) and `dta incidents`."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: see runbooks/cli.py.
 
 from datetime import UTC, datetime
 from typing import Annotated, Any

@@ -1,6 +1,6 @@
 """`dta promote` and `dta demote`: the promotion gate, enforced by the daemon."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: see runbooks/cli.py.
 
 from datetime import timedelta
 from typing import Annotated, Any

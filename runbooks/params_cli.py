@@ -1,7 +1,7 @@
 """`dta params`: versioned parameter sets. History is append-only; rollback activates an
 earlier version as a new event."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: see runbooks/cli.py.
 
 import json
 import tomllib

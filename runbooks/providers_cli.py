@@ -1,7 +1,7 @@
 """`dta providers`: health from the journal's call telemetry, and taking a degraded
 provider out of rotation and back (a running daemon follows within a second)."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: see runbooks/cli.py.
 
 import time
 from statistics import median

@@ -11,7 +11,7 @@ that already holds bars is refused (exit 5). ``--params V`` reads version V from
 operator's journal (``--params-journal``, default the settings' ``journal.url``).
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: see runbooks/cli.py.
 
 import json
 import signal
@@ -82,7 +82,7 @@ def _default_journal(report: Path | None) -> str:
     return f"sqlite:///{Path('var/replays').resolve() / f'replay-{stamp}.sqlite'}"
 
 
-def _read_params(url: str, version: int) -> ParamsOverride:
+def _read_params(url: str, version: int) -> "ParamsOverride":
     from executor.errors import JournalError
     from executor.journal.store import Journal
     from executor.reports.harness import ParamsOverride, masked_url
@@ -257,7 +257,7 @@ def _smc_scores(harness: Any, directory: Path) -> Any:
                             builder_params=dict(harness.executor.c.snapshot_params))
 
 
-def _write(report: Path, analysis: RunAnalysis, info: dict[str, Any], scores: Any,
+def _write(report: Path, analysis: "RunAnalysis", info: dict[str, Any], scores: Any,
            result: dict[str, Any], t0: float) -> dict[str, Any]:
     from executor.reports.html import write_report
     from executor.reports.replay_report import build_report
@@ -295,7 +295,7 @@ def _num(v: float | None, fmt: str = "+.2f") -> str:
     return "–" if v is None else format(v, fmt)
 
 
-def _format(r: dict[str, Any], a: RunAnalysis) -> str:
+def _format(r: dict[str, Any], a: "RunAnalysis") -> str:
     d, p, m, e = r["replay"]["data"], r["replay"]["params"], a.metrics, r["engine"]
     params = (f"version {p['source_version']} from {p['source_journal']}"
               if p["source_version"] is not None else "settings file")

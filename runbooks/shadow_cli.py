@@ -1,6 +1,6 @@
 """`dta shadow report`: what we would have done against what the EA did."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: see runbooks/cli.py.
 
 from datetime import datetime, timedelta
 from pathlib import Path

@@ -1,6 +1,6 @@
 """`dta tune` (the closed loop) and `dta audit` (the nightly self-audit)."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: see runbooks/cli.py.
 
 import json
 from datetime import UTC, date, datetime, timedelta
