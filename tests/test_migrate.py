@@ -1,12 +1,9 @@
 """Schema revision checks without alembic: ``executor.journal.migrate`` reads the current
 revision with one SELECT and the head from the scripts' text; both must agree with what
-alembic itself computes, and a read-only command must not import alembic."""
+alembic itself computes (that `dta status` does not import alembic: test_startup_imports)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +16,6 @@ from executor.journal import migrate
 from executor.journal.store import Journal, make_engine
 from runbooks.cli import app
 
-ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()
 
 
@@ -93,24 +89,3 @@ def test_two_rows_in_the_version_table_are_an_error(sqlite_url: str) -> None:
     with pytest.raises(JournalError, match="more than one schema revision"):
         migrate.current_revision(engine)
     engine.dispose()
-
-
-def test_status_does_not_import_alembic(sqlite_url: str, config_file: Path) -> None:
-    """A read-only `dta status` checks the schema revision without alembic (nor the ensemble
-    engine, which only `dta run` wires); `dta db upgrade` still migrates with it."""
-    Journal.open(sqlite_url).close()
-    args = ["--config", str(config_file), "--journal-url", sqlite_url]
-    code = ("import sys\n"
-            f"sys.argv = ['dta', 'status', *{args!r}]\n"
-            "from runbooks.cli import main\n"
-            "try:\n    main()\nexcept SystemExit as exc:\n    code = exc.code\n"
-            "else:\n    code = 0\n"
-            "print(repr(code))\n"
-            "print(sorted(m for m in ('alembic', 'mako', 'ensemble.ensemble', 'openai', "
-            "'anthropic') if m in sys.modules))\n")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                         text=True, timeout=60, check=True)
-    *_, exit_code, loaded = out.stdout.strip().splitlines()
-    assert exit_code in ("0", "None"), out.stdout + out.stderr
-    assert "account paper-1" in out.stdout
-    assert json.loads(loaded.replace("'", '"')) == []

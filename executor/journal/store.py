@@ -21,12 +21,12 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-import structlog
 from sqlalchemy import bindparam, event, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, create_engine
 
+from executor import lazy_log as structlog  # structlog itself on the first log call
 from executor.errors import JournalError
 from executor.journal import migrate
 from executor.journal.models import (
