@@ -34,7 +34,7 @@ from functools import partial
 from ensemble.base import Provider
 from ensemble.breaker import CircuitBreaker
 from ensemble.config import EnsembleConfig
-from ensemble.members import LocalVoter, Member, MemberResult, StageRequest, late_call
+from ensemble.members import LocalVoter, Member, MemberResult, StageRequest, late_call, start_order
 from ensemble.personas import (
     PersonaStep,
     combine_execution,
@@ -163,7 +163,7 @@ class Ensemble:
 
     def classes_down(self) -> tuple[str, ...]:
         """Provider classes whose every member's breaker is open (for guardrails)."""
-        return self.router.health().classes_down
+        return self.router.classes_down()
 
     def close(self) -> None:
         """Stop the worker pool; calls in flight are abandoned (their answers never count,
@@ -258,9 +258,8 @@ class Ensemble:
         stage_started = time.perf_counter()
         results: dict[str, MemberResult] = {}
         pooled: list[tuple[Member, Future[MemberResult]]] = []
-        for m in route.selected:
-            if not m.inline:
-                pooled.append((m, self._executor().submit(m.call, request)))
+        for m in start_order(route.selected, request.stage, self._executor):
+            pooled.append((m, self._executor().submit(m.call, request)))
         for m in route.selected:
             if m.inline:
                 results[m.name] = m.call(request)

@@ -88,6 +88,17 @@ class Router:
                 skipped.append(m)
         return Route(stage, cands, tuple(selected), tuple(skipped))
 
+    def classes_down(self) -> tuple[str, ...]:
+        """``health().classes_down`` without the rest of the report: asked once per
+        decision by the guardrails, so it reads each breaker once and builds nothing else."""
+        up: set[str] = set()
+        classes: set[str] = set()
+        for m in self.members:
+            classes.add(m.provider_class)
+            if m.breaker.state is not BreakerState.OPEN:
+                up.add(m.provider_class)
+        return tuple(sorted(classes - up)) if len(up) < len(classes) else ()
+
     def health(self) -> EnsembleHealth:
         states = {m.name: m.breaker.state for m in self.members}
         providers = tuple((m.name, m.provider_class, states[m.name].value)

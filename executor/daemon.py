@@ -31,11 +31,13 @@ from executor.feeds.base import Feed
 from executor.feeds.validator import BarValidator
 from executor.heap import release_free_heap
 from executor.journal.store import Journal
+from executor.log_context import log_context
 from executor.metrics import Metrics
 from executor.router import OrderRouter
 from executor.shadow import EaSource
 from executor.systemd import Notifier
 from guardrails.base import AccountState
+from guardrails.limits import THROTTLE_WINDOW
 from guardrails.monitors import (
     DailyDrawdownMonitor,
     ErrorRateMonitor,
@@ -206,7 +208,9 @@ class RealtimeExecutor:
         # between bar closes and the cycle itself skips them (``housekeeping``).
         self.poll_seconds = 1.0
         self._expiries: list[tuple[datetime, int]] = []
-        self._order_times: deque[datetime] = deque(maxlen=1000)
+        # Times of the orders sent within the throttle's window (older ones are dropped
+        # at each decision, so the guardrail context stays small however busy the run).
+        self._order_times: deque[datetime] = deque()
         self._day: date | None = None
         self._heap_hour: datetime | None = None
         self._day_start_equity: float | None = None
@@ -515,8 +519,17 @@ class RealtimeExecutor:
             positions=self.broker.positions(), order_volume=volume, now=now,
             snapshot=snapshot, equity=self._equity(), day_start_equity=self._day_start_equity,
             contract_size=self.contract_size, point=self.points.get(snapshot.symbol),
-            recent_order_times=tuple(self._order_times),
+            recent_order_times=self._recent_order_times(now),
             classes_down=self._classes_down(), working=self.router.working_exposure())
+
+    def _recent_order_times(self, now: datetime) -> tuple[datetime, ...]:
+        """The order times the throttle can still count at ``now``; older ones are dropped
+        (times come in order; one out of order only stays a little longer)."""
+        times = self._order_times
+        horizon = now - THROTTLE_WINDOW
+        while times and times[0] <= horizon:
+            times.popleft()
+        return tuple(times)
 
     def _classes_down(self) -> tuple[str, ...]:
         health = getattr(self.c.ensemble, "classes_down", None)
@@ -527,8 +540,7 @@ class RealtimeExecutor:
         proposal_id = self.journal.record_proposal(proposal, snapshot)
         decision = self.c.ensemble.evaluate(proposal, snapshot)
         decision_id = self.journal.record_decision(decision, proposal_id)
-        with structlog.contextvars.bound_contextvars(decision_id=decision_id,
-                                                     symbol=proposal.symbol):
+        with log_context(decision_id=decision_id, symbol=proposal.symbol):
             self._record_calls(decision, decision_id)
             self.stats.decisions += 1
             verdict = self.c.guardrails.check(
@@ -571,7 +583,7 @@ class RealtimeExecutor:
             self.journal.record_provider_call(call_row(call, decision_id))
 
     def _submit(self, intent: OrderIntent, now: datetime) -> Order:
-        with structlog.contextvars.bound_contextvars(client_order_id=intent.client_order_id):
+        with log_context(client_order_id=intent.client_order_id):
             order = self.router.submit(intent)
         self.stats.orders[order.state.value] += 1
         if self.metrics is not None:

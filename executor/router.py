@@ -199,18 +199,21 @@ class OrderRouter:
             if existing.state is OrderState.NEW:
                 return self._send(existing)  # committed but provably never sent
             return self._resolve(existing)
-        order = Order(intent)
-        self.journal.insert_order(order, detail="created", commit=False)
-        return self._send(order)
+        return self._send(Order(intent), new=True)
 
-    def _send(self, order: Order) -> Order:
+    def _send(self, order: Order, *, new: bool = False) -> Order:
+        """Journal ``order`` as submitting, then hand it to the broker. ``new``: the order
+        has no row yet (written here with its created and sending events)."""
         submitting = order.transition(OrderState.SUBMITTING)
         # Durable before the broker call: after this commit a crash leaves a row that
         # start-up resolves by lookup, never by a second send. A simulated broker lives and
         # dies with this process (its state is rebuilt from the journal), so there the row
         # commits with the cycle's batch, order and simulated fill together or not at all.
-        self.journal.update_order(order, submitting, detail=f"sending to {self.broker.name}",
-                                  commit=not self.broker.simulated)
+        detail, durable = f"sending to {self.broker.name}", not self.broker.simulated
+        if new:
+            self.journal.insert_sending(order, submitting, detail, commit=durable)
+        else:
+            self.journal.update_order(order, submitting, detail=detail, commit=durable)
         try:
             result = self.broker.submit(submitting)
         except BrokerError as exc:

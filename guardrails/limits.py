@@ -105,6 +105,11 @@ class MaxOrderNotionalCheck:
         return CheckResult(self.name, True, f"order notional {notional:,.0f}")
 
 
+# The throttle's rolling window. The daemon keeps only the order times inside it
+# (``RealtimeExecutor._recent_order_times``), so the check reads a short tuple.
+THROTTLE_WINDOW = timedelta(minutes=1)
+
+
 class OrderThrottleCheck:
     """At most N orders in any rolling minute (decision time, so replays behave like live)."""
 
@@ -116,7 +121,7 @@ class OrderThrottleCheck:
     def check(self, decision: Decision, account: AccountState) -> CheckResult:
         if account.now is None:
             return CheckResult(self.name, False, "no clock in context: cannot throttle")
-        window = account.now - timedelta(minutes=1)
+        window = account.now - THROTTLE_WINDOW
         recent = sum(1 for t in account.recent_order_times if t > window)
         if recent >= self.max_per_minute:
             return CheckResult(self.name, False,

@@ -28,7 +28,7 @@ from sqlmodel import Session, create_engine
 
 from executor import lazy_log as structlog  # structlog itself on the first log call
 from executor.errors import JournalError
-from executor.journal import migrate
+from executor.journal import jsontext, migrate
 from executor.journal.models import (
     ApprovalRow,
     BarRow,
@@ -127,7 +127,8 @@ def make_engine(url: str) -> Engine:
     CLI and the daemon share one SQLite file) and enforced foreign keys."""
     if url.startswith("sqlite"):
         _ensure_sqlite_dir(url)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
+                               json_serializer=jsontext.dumps)
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -140,7 +141,7 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, json_serializer=jsontext.dumps)
 
 
 def _ensure_sqlite_dir(url: str) -> None:
@@ -528,20 +529,29 @@ class Journal:
         """Write the order row; committed (durably) before the broker sees the order, here
         or by the router's next ``update_order``."""
         with self._lock:
-            i = order.intent
             now = utcnow()
-            self._write(_ORDERS, dict(
-                client_order_id=i.client_order_id, run_id=self.run_id, account=i.account,
-                symbol=i.symbol, side=i.side.value, volume=i.volume,
-                order_type=i.order_type.value, price=i.price, stop_loss=i.stop_loss,
-                take_profit=i.take_profit, reduce_only=i.reduce_only, bar_time=i.bar_time,
-                state=order.state.value, filled_volume=order.filled_volume,
-                avg_fill_price=order.avg_fill_price, broker_order_id=order.broker_order_id,
-                decision_id=i.decision_id, params_hash=i.params_hash,
-                created_at=now, updated_at=now, reason=order.reason))
+            self._write(_ORDERS, _order_row(order, self.run_id, now))
             self._write(_ORDER_EVENTS, dict(
-                client_order_id=i.client_order_id, at=now, from_state=None,
+                client_order_id=order.client_order_id, at=now, from_state=None,
                 to_state=order.state.value, detail=detail))
+            if commit:
+                self.commit(durable=True)
+
+    def insert_sending(self, new: Order, sending: Order, detail: str, *,
+                       commit: bool = True) -> None:
+        """A new order's row already in ``sending``'s state, with both its events (created,
+        then ``detail``): the rows ``insert_order(new)`` and ``set_order_state`` to
+        ``sending`` leave, in one step. Nobody can see the row in between, as both are in
+        one transaction. ``commit``: durably, now (before a real broker's call)."""
+        with self._lock:
+            now = utcnow()
+            self._write(_ORDERS, _order_row(sending, self.run_id, now))
+            coid = sending.client_order_id
+            self._writer(_ORDER_EVENTS, _EVENT_KEYS).write_many(self._dbapi(), (
+                dict(client_order_id=coid, at=now, from_state=None,
+                     to_state=new.state.value, detail="created"),
+                dict(client_order_id=coid, at=now, from_state=new.state.value,
+                     to_state=sending.state.value, detail=detail)))
             if commit:
                 self.commit(durable=True)
 
@@ -996,6 +1006,22 @@ def _iso_utc(t: datetime | None) -> str | None:
     if t is None:
         return None
     return (t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)).isoformat()
+
+
+_EVENT_KEYS = ("client_order_id", "at", "from_state", "to_state", "detail")
+
+
+def _order_row(order: Order, run_id: int | None, now: datetime) -> dict[str, Any]:
+    i = order.intent
+    return dict(
+        client_order_id=i.client_order_id, run_id=run_id, account=i.account,
+        symbol=i.symbol, side=i.side.value, volume=i.volume,
+        order_type=i.order_type.value, price=i.price, stop_loss=i.stop_loss,
+        take_profit=i.take_profit, reduce_only=i.reduce_only, bar_time=i.bar_time,
+        state=order.state.value, filled_volume=order.filled_volume,
+        avg_fill_price=order.avg_fill_price, broker_order_id=order.broker_order_id,
+        decision_id=i.decision_id, params_hash=i.params_hash,
+        created_at=now, updated_at=now, reason=order.reason)
 
 
 def _order_from_row(row: Any) -> Order:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import DateTime
@@ -24,6 +26,16 @@ class UTCDateTime(TypeDecorator[datetime]):
         value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
+    def fast_bind_processor(self, dialect: Dialect) -> Callable[[Any], Any]:
+        """The bind processor the journal's prepared statements use (``prepared.py``): the
+        same value as ``process_bind_param`` followed by the dialect's own DATETIME
+        processor, in one step. On SQLite that is SQLAlchemy's storage text
+        ``YYYY-MM-DD HH:MM:SS.ffffff``; a UTC timestamp (the usual case) skips the time
+        zone conversion. A decision writes about ten timestamps, a replay one per bar."""
+        if dialect.name != "sqlite":
+            return partial(self.process_bind_param, dialect=dialect)
+        return _sqlite_utc_text
+
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
@@ -32,3 +44,16 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+def _sqlite_utc_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise TypeError(f"expected datetime, got {type(value).__name__}")
+    moment: datetime = value
+    if moment.tzinfo is not UTC:
+        if moment.tzinfo is None or moment.utcoffset() is None:
+            raise ValueError(f"naive datetime {moment!r} reached the journal")
+        moment = moment.astimezone(UTC)
+    return moment.replace(tzinfo=None).isoformat(" ", "microseconds")
