@@ -14,6 +14,7 @@ Semantics used by ``Ensemble`` are the executor's: ``submit`` returns a
 ``concurrent.futures.Future`` (so ``wait``, ``cancel`` of a queued call and done callbacks
 work as before), at most ``max_workers`` threads, started on demand and reused, and
 ``shutdown(wait=False, cancel_futures=True)`` cancels what has not started.
+``free_workers`` says how many calls submitted now would all start at once.
 """
 
 from __future__ import annotations
@@ -40,12 +41,21 @@ class DaemonThreadPool:
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._shutdown = False
+        self._pending = 0  # submitted and not finished: queued or running
+
+    def free_workers(self) -> int:
+        """How many calls submitted now would each get a worker at once (an idle one or a
+        new thread) instead of queueing: ``max_workers`` minus the calls queued or running
+        (abandoned calls still running included)."""
+        with self._lock:
+            return max(self.max_workers - self._pending, 0)
 
     def submit(self, fn: Callable[..., T], /, *args: Any) -> Future[T]:
         with self._lock:
             if self._shutdown:
                 raise RuntimeError("cannot schedule new calls after shutdown")
             future: Future[T] = Future()
+            self._pending += 1
             self._queue.put((future, fn, args))
             if not self._idle.acquire(blocking=False) and len(self._threads) < self.max_workers:
                 t = threading.Thread(target=self._work, daemon=True,
@@ -68,6 +78,7 @@ class DaemonThreadPool:
                         break
                     if item is not None:
                         item[0].cancel()
+                        self._pending -= 1
             self._queue.put(None)  # each worker passes it on, then exits
             threads = list(self._threads)
         if wait:
@@ -90,4 +101,6 @@ class DaemonThreadPool:
                 else:
                     future.set_result(result)
             del future, fn, args
+            with self._lock:
+                self._pending -= 1
             self._idle.release()
