@@ -66,6 +66,9 @@ from strategies.snapshot import SnapshotBuilder
 
 log = structlog.get_logger("dta.executor")
 
+_HOUR = timedelta(hours=1)
+_DAY = timedelta(days=1)
+
 # Between bar closes: journal polls and the WAL checkpoint (``RealtimeExecutor.housekeeping``).
 HOUSEKEEPING_SECONDS = 1.0
 
@@ -212,6 +215,7 @@ class RealtimeExecutor:
         # at each decision, so the guardrail context stays small however busy the run).
         self._order_times: deque[datetime] = deque()
         self._day: date | None = None
+        self._day_opened: datetime | None = None  # midnight UTC starting ``_day``
         self._heap_hour: datetime | None = None
         self._day_start_equity: float | None = None
         self._cycle_errors = 0
@@ -305,21 +309,31 @@ class RealtimeExecutor:
         """Fetch and process every bar closed by ``now``. Returns bars handed to the cycle."""
         if not self._started:
             raise RuntimeError("RealtimeExecutor.start() must run before the first cycle")
-        with self._cycle_lock, self._halt_if_journal_fails():
-            return self._cycle(now or self.clock.now())
+        with self._cycle_lock:
+            try:  # as _halt_if_journal_fails, without a generator per cycle
+                return self._cycle(now or self.clock.now())
+            except (JournalError, SQLAlchemyError) as exc:
+                error = self._journal_failed_with(exc)
+                if error is exc:
+                    raise
+                raise error from None
 
     @contextlib.contextmanager
     def _halt_if_journal_fails(self) -> Iterator[None]:
         try:
             yield
-        except JournalError as exc:
-            self._journal_failed(exc)
-            raise
-        except SQLAlchemyError as exc:
-            error = JournalError(f"journal write failed: {exc.__class__.__name__}: "
-                                 f"{str(exc).splitlines()[0]}")
-            self._journal_failed(error)
+        except (JournalError, SQLAlchemyError) as exc:
+            error = self._journal_failed_with(exc)
+            if error is exc:
+                raise
             raise error from None
+
+    def _journal_failed_with(self, exc: JournalError | SQLAlchemyError) -> JournalError:
+        """Halt on a journal failure; the ``JournalError`` to raise for it."""
+        error = exc if isinstance(exc, JournalError) else JournalError(
+            f"journal write failed: {exc.__class__.__name__}: {str(exc).splitlines()[0]}")
+        self._journal_failed(error)
+        return error
 
     def housekeeping(self) -> None:
         """Journal work that need not wait for a bar, run between bar closes by the live
@@ -419,10 +433,10 @@ class RealtimeExecutor:
             self.journal.commit()
         if self.journal.checkpoint_due():  # no housekeeping ran: bound the WAL here,
             self.journal.checkpoint()      # after this cycle's orders went out
-        hour = now.replace(minute=0, second=0, microsecond=0)
-        if hour != self._heap_hour:  # a new market hour: return the free heap
-            self._heap_hour = hour
-            release_free_heap()
+        hour = self._heap_hour
+        if hour is None or not hour <= now < hour + _HOUR:  # a new market hour:
+            self._heap_hour = now.replace(minute=0, second=0, microsecond=0)
+            release_free_heap()                              # return the free heap
         if self.metrics is not None:
             self.metrics.cycle_seconds.observe(time.perf_counter() - cycle_started)
         return handled
@@ -727,14 +741,16 @@ class RealtimeExecutor:
     def _after_bar(self, bar: Bar, now: datetime, had_error: bool) -> None:
         equity = self._equity()
         closed = bar.close_time
-        day = closed.date()
-        if day != self._day:
+        start = self._day_opened
+        if start is None or not start <= closed < start + _DAY:  # another UTC day
+            self._day_opened = closed.replace(hour=0, minute=0, second=0, microsecond=0)
+            day = closed.date()
             self._day, self._day_start_equity = day, equity
         elif self._day_start_equity is None and equity is not None:
             # The broker could not tell equity at the day's first bar: the day starts at its
             # first reading, instead of max_daily_loss vetoing every entry until tomorrow.
             self._day_start_equity = equity
-            log.warning("day_start_equity_late", day=str(day), equity=equity)
+            log.warning("day_start_equity_late", day=str(self._day), equity=equity)
         triggers = [self._regression.cycle(had_error)]
         if equity is not None:
             triggers.append(self._regression.equity(equity))

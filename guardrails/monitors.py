@@ -20,6 +20,8 @@ from datetime import datetime, timedelta
 
 from guardrails.state import TradingState
 
+_DAY = timedelta(days=1)
+
 
 @dataclass(frozen=True, slots=True)
 class Trigger:
@@ -36,9 +38,10 @@ class DailyDrawdownMonitor:
         self.start_equity: float | None = None
 
     def observe(self, now: datetime, equity: float) -> Trigger | None:
-        day = now.replace(hour=0, minute=0, second=0, microsecond=0)
-        if self.day != day:
-            self.day, self.start_equity = day, equity
+        day = self.day
+        if day is None or not day <= now < day + _DAY:  # another UTC day (asked every bar)
+            self.day, self.start_equity = now.replace(hour=0, minute=0, second=0,
+                                                      microsecond=0), equity
         assert self.start_equity is not None
         if self.start_equity <= 0:
             return None

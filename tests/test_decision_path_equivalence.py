@@ -233,3 +233,35 @@ def test_the_daemon_keeps_only_order_times_the_throttle_can_count(tmp_path: Path
     decision: Any = None  # the throttle does not read the decision
     assert check.check(decision, full) == check.check(decision, pruned)
     daemon.journal.close()
+
+
+# --------------------------------------------------------------------------- day boundaries
+
+
+class _DrawdownAsBefore:
+    """The daily drawdown monitor as it was: the day recomputed from every reading."""
+
+    def __init__(self, halt_pct: float) -> None:
+        self.halt_pct, self.day, self.start = halt_pct, None, 0.0
+
+    def observe(self, now: datetime, equity: float) -> bool:
+        day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        if self.day != day:
+            self.day, self.start = day, equity
+        return self.start > 0 and (self.start - equity) / self.start * 100 >= self.halt_pct
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps=st.lists(st.tuples(
+    st.integers(-3 * 86_400, 3 * 86_400).map(lambda s: timedelta(seconds=s)),
+    st.floats(9_000, 11_000)), min_size=1, max_size=40))
+def test_the_daily_drawdown_day_is_the_utc_day_of_each_reading(
+        steps: list[tuple[timedelta, float]]) -> None:
+    from guardrails.monitors import DailyDrawdownMonitor
+
+    new, old = DailyDrawdownMonitor(3.0), _DrawdownAsBefore(3.0)
+    midnight = datetime(2024, 3, 1, tzinfo=UTC)
+    for offset, equity in steps:  # back and forth across midnights, as a clock may go
+        moment = midnight + offset
+        assert (new.observe(moment, equity) is not None) == old.observe(moment, equity)
+        assert new.day == old.day
