@@ -22,8 +22,9 @@ in the overhead (a cost of fanning out on threads in one process, so the ensembl
 minimise). The fake servers run in a child process on the same cores, as a remote API
 would not: their request handling competes with ours for the CPUs (2 here).
 
-Also the local-only path (structure + momentum, inline) for reference. Prints numbers;
-never fails a test run.
+Telemetry is what the daemon wires (``executor.wiring.build_ensemble``): the ``LateCalls``
+queue every call passes through. Also the local-only path (structure + momentum, inline)
+for reference. Prints numbers; never fails a test run.
 
     .venv/bin/python benchmarks/bench_ensemble.py [--decisions 300]
 """
@@ -49,6 +50,7 @@ from ensemble.base import Completion, RenderedPrompt  # noqa: E402
 from ensemble.config import EnsembleConfig, ProviderConfig, RouteRule  # noqa: E402
 from ensemble.ensemble import Ensemble  # noqa: E402
 from ensemble.factory import build_ensemble  # noqa: E402
+from ensemble.late import LateCalls  # noqa: E402
 from ensemble.local import MomentumProvider, StructureProvider  # noqa: E402
 from strategies.domain import Bar, Direction, MarketSnapshot, Proposal, Trend  # noqa: E402
 
@@ -118,7 +120,7 @@ def bench_inproc(decisions: int) -> dict[str, float]:
     from pydantic import SecretStr
 
     with build_ensemble(cfg, secrets={"anthropic_api_key": SecretStr("unused")},
-                        params_hash="bench",
+                        params_hash="bench", telemetry=LateCalls(),
                         client_factory=lambda pc, _k: clients[pc.model]) as ens:
         return _measure(ens, decisions)
 
@@ -165,7 +167,8 @@ def bench_sdk(decisions: int, *, shuffled: bool = False) -> dict[str, float]:
         cfg = _config((urls[0], urls[1], urls[2]))
         secrets = {"openai_api_key": SecretStr("test-key"),
                    "anthropic_api_key": SecretStr("test-key")}
-        with build_ensemble(cfg, secrets=secrets, params_hash="bench") as ens:
+        with build_ensemble(cfg, secrets=secrets, params_hash="bench",
+                            telemetry=LateCalls()) as ens:
             return _measure(ens, decisions)
     finally:
         if child.stdin is not None:
