@@ -265,3 +265,32 @@ def test_the_daily_drawdown_day_is_the_utc_day_of_each_reading(
         moment = midnight + offset
         assert (new.observe(moment, equity) is not None) == old.observe(moment, equity)
         assert new.day == old.day
+
+
+# --------------------------------------------------------------------------- connection between cycles
+
+
+def test_a_cycle_commit_keeps_the_connection_and_locks_nothing(tmp_path: Path) -> None:
+    """After a cycle's closing commit the journal holds its SQLite connection for the next
+    decision, without a transaction: another process can still write. After a durable
+    commit (the one before a broker call) it holds nothing."""
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path / 'j.sqlite'}"
+    journal = Journal.open(url)
+    try:
+        journal.insert_order(Order(_intent(1)), detail="created", commit=False)
+        journal.commit()
+        assert journal._dbapi_conn is not None and not journal._dbapi_conn.in_transaction
+        other = sqlite3.connect(tmp_path / "j.sqlite", timeout=0.1)  # fails fast if locked
+        other.execute("INSERT INTO incidents (at, severity, kind, message, status) "
+                      "VALUES ('2024-01-01 00:00:00.000000', 'low', 'k', 'm', 'open')")
+        other.commit()
+        other.close()
+        journal.insert_order(Order(_intent(2)), detail="created", commit=False)
+        journal.commit(durable=True)
+        assert journal._dbapi_conn is None
+        assert {o.client_order_id for o in journal.orders("acct")} == {
+            _intent(1).client_order_id, _intent(2).client_order_id}
+    finally:
+        journal.close()

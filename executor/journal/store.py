@@ -219,7 +219,6 @@ class Journal:
         synchronous=FULL, PostgreSQL's default fsync; a paper daemon's SQLite journal is
         NORMAL, see ``paper_durability``); ``durable`` marks the call sites that rely on it
         (orders, kill switch, runs) so a later tuning cannot silently drop it."""
-        del durable
         with self._lock:
             try:
                 self._flush_buffers()
@@ -228,6 +227,8 @@ class Journal:
                 # Detach everything: the journal is the source of truth, not cached rows,
                 # and the identity map must not grow with every proposal of a long replay.
                 self._session.expunge_all()
+                if not durable:
+                    self._ready_for_next()
             except SQLAlchemyError as exc:
                 self._session.rollback()
                 raise JournalError(
@@ -293,6 +294,7 @@ class Journal:
                 cur.close()
             self._session.commit()
             self._commits_since_checkpoint = 0
+            self._ready_for_next()
 
     def rollback(self) -> None:
         with self._lock:
@@ -313,6 +315,17 @@ class Journal:
         if conn is None:
             conn = self._dbapi_conn = self._conn().connection.dbapi_connection
         return conn
+
+    def _ready_for_next(self) -> None:
+        """Take the connection for the next transaction now, between bar closes (after a
+        cycle's closing commit or housekeeping's): the next decision's first row then goes
+        straight to SQLite instead of through a pool checkout. Holding it locks nothing:
+        pysqlite begins a transaction only at the first write. Not after a durable commit
+        (it precedes a broker call, which must not wait), and not on PostgreSQL, where a
+        connection taken per transaction is pinged first, so a server restart between bars
+        costs no trading."""
+        if self._file_sqlite:
+            self._dbapi()
 
     def _forget_dbapi(self, *_args: Any) -> None:
         self._dbapi_conn = None
