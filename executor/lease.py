@@ -13,6 +13,7 @@ A second daemon gets ``LeaseError`` naming the holder (pid) where it can be know
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
@@ -162,7 +163,14 @@ class AccountLease:
             except Exception:  # closing the session releases it anyway
                 pass
             finally:
-                self._conn.close()
+                try:
+                    self._conn.close()
+                except Exception as exc:
+                    # The session is already gone (terminated, failover, network): so is
+                    # the lock. Close cannot roll back on it; drop the connection instead.
+                    log.warning("lease_session_gone", account=self.account, error=str(exc))
+                    with contextlib.suppress(Exception):
+                        self._conn.invalidate()
                 self._engine.dispose()
                 self._conn = self._engine = None
         log.info("lease_released", account=self.account, kind=self.kind)

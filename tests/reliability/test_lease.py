@@ -116,3 +116,43 @@ def test_a_lease_whose_postgresql_session_died_reports_itself_lost() -> None:
     finally:
         lease.release()
         engine.dispose()
+
+
+def test_releasing_a_lease_whose_session_died_does_not_raise() -> None:
+    """Once the PostgreSQL session is gone, closing its connection cannot roll back (psycopg
+    raises "terminating connection due to administrator command"): the lock went with the
+    session, so release drops the connection and carries on, never raising into the
+    daemon's shutdown. Deterministic: the dead session is a stand-in that fails as psycopg
+    does (the real one in the test above fails at close only when the client noticed)."""
+    from sqlalchemy.exc import OperationalError
+
+    dead = OperationalError("ROLLBACK", None, Exception("terminating connection due to "
+                                                        "administrator command"))
+
+    class DeadConnection:
+        invalidated = False
+
+        def execute(self, *_a: object, **_k: object) -> None:
+            raise dead
+
+        def commit(self) -> None:
+            raise dead
+
+        def close(self) -> None:
+            raise dead
+
+        def invalidate(self) -> None:
+            self.invalidated = True
+
+    class Engine:
+        disposed = False
+
+        def dispose(self) -> None:
+            self.disposed = True
+
+    lease = AccountLease("acct-dead", "postgresql+psycopg://unused/db")
+    conn, engine = DeadConnection(), Engine()
+    lease._conn, lease._engine = conn, engine
+    lease.release()
+    assert conn.invalidated and engine.disposed
+    assert lease._conn is None and not lease.check()
