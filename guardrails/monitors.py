@@ -118,6 +118,7 @@ class RegressionMonitor:
         self.activation_equity = equity
         self.vetoes: deque[bool] = deque(maxlen=self.veto_window)
         self.errors: deque[bool] = deque(maxlen=self.error_window)
+        self._errors_in_window = 0  # sum(self.errors), kept in step: ``cycle`` runs per bar
 
     def decision(self, vetoed: bool) -> Trigger | None:
         self.vetoes.append(vetoed)
@@ -128,10 +129,14 @@ class RegressionMonitor:
         return None
 
     def cycle(self, had_error: bool) -> Trigger | None:
-        self.errors.append(had_error)
-        if self.error_count is not None and sum(self.errors) >= self.error_count:
-            return Trigger("error_spike", f"{sum(self.errors)} errors in the last "
-                           f"{len(self.errors)} bars (limit {self.error_count})", rollback=True)
+        errors = self.errors
+        if len(errors) == errors.maxlen:
+            self._errors_in_window -= errors[0]  # about to fall out of the window
+        errors.append(had_error)
+        self._errors_in_window += had_error
+        if self.error_count is not None and self._errors_in_window >= self.error_count:
+            return Trigger("error_spike", f"{self._errors_in_window} errors in the last "
+                           f"{len(errors)} bars (limit {self.error_count})", rollback=True)
         return None
 
     def equity(self, equity: float) -> Trigger | None:

@@ -267,7 +267,7 @@ def test_the_daily_drawdown_day_is_the_utc_day_of_each_reading(
         assert new.day == old.day
 
 
-# --------------------------------------------------------------------------- connection between cycles
+# ---------------------------------------------------------------- connection between cycles
 
 
 def test_a_cycle_commit_keeps_the_connection_and_locks_nothing(tmp_path: Path) -> None:
@@ -294,3 +294,68 @@ def test_a_cycle_commit_keeps_the_connection_and_locks_nothing(tmp_path: Path) -
             _intent(1).client_order_id, _intent(2).client_order_id}
     finally:
         journal.close()
+
+
+# --------------------------------------------------------------------------- bar rows
+
+
+def test_buffered_bar_rows_are_what_a_core_insert_writes(journal_url: str) -> None:
+    """Bars are buffered as bound tuples and written by ``Prepared.write_tuples``: the rows
+    equal a Core insert of the same values (an int price stored as REAL all the same), in
+    the statement's own order or rearranged to it."""
+    from sqlalchemy import insert
+
+    from executor.journal.store import _BAR_KEYS, _BARS
+    from strategies.domain import Bar
+
+    journal = Journal.open(journal_url)
+    try:
+        bar = Bar("EURUSD", "M15", T0, 1.08512, 1.0861, 1, 1.0855, 120.0, 0.0002)
+        journal.record_bar(bar, gap_bars=2)
+        journal.commit()
+        core = dict(zip(_BAR_KEYS, (None, "GBPUSD", "M15", T0, 1.08512, 1.0861, 1, 1.0855,
+                                    120.0, 0.0002, 2), strict=True))
+        journal._conn().execute(insert(_BARS), core)
+        bound = journal._bind_time(T0 + timedelta(minutes=15))
+        shuffled = tuple(reversed(_BAR_KEYS))
+        row = dict(zip(_BAR_KEYS, (None, "USDJPY", "M15", bound, 1.08512, 1.0861, 1, 1.0855,
+                                   120.0, 0.0002, 2), strict=True))
+        journal._writer(_BARS, _BAR_KEYS).write_tuples(
+            journal._dbapi(), shuffled, [tuple(row[k] for k in shuffled)])
+        journal.commit()
+        rows = {r.symbol: dict(r._mapping) for r in journal._conn().execute(select(_BARS))}
+        assert {k: v for k, v in rows["EURUSD"].items() if k not in ("id", "symbol")} == {
+            k: v for k, v in rows["GBPUSD"].items() if k not in ("id", "symbol")}
+        assert rows["USDJPY"]["time"] == T0 + timedelta(minutes=15)
+        assert rows["USDJPY"]["low"] == 1.0 and rows["EURUSD"]["time"] == T0
+        if journal.dialect == "sqlite":
+            raw = journal._conn().execute(text(
+                "SELECT symbol, time, typeof(low) FROM bars ORDER BY symbol")).all()
+            assert {s: (t, k) for s, t, k in raw} == {
+                "EURUSD": ("2024-03-01 12:15:00.123456", "real"),
+                "GBPUSD": ("2024-03-01 12:15:00.123456", "real"),
+                "USDJPY": ("2024-03-01 12:30:00.123456", "real")}
+        with pytest.raises(ValueError, match="do not fit"):
+            journal._writer(_BARS, _BAR_KEYS).write_tuples(journal._dbapi(), ("symbol",), [])
+    finally:
+        journal.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(window=st.integers(1, 12), limit=st.integers(1, 6),
+       bars=st.lists(st.booleans(), max_size=60))
+def test_the_error_spike_counts_the_errors_in_its_window(window: int, limit: int,
+                                                         bars: list[bool]) -> None:
+    from guardrails.monitors import RegressionMonitor
+
+    m = RegressionMonitor(error_count=limit, error_window=window)
+    seen: list[bool] = []
+    for had_error in bars:
+        seen.append(had_error)
+        fired = m.cycle(had_error)
+        in_window = sum(seen[-window:])
+        assert (fired is not None) == (in_window >= limit)
+        if fired is not None:
+            assert fired.reason.startswith(f"{in_window} errors in the last")
+    m.reset(None)
+    assert m.cycle(False) is None or limit == 0

@@ -56,8 +56,10 @@ class Prepared:
         names = list(compiled.positiontup or ()) if self._positional else list(compiled.binds)
         self._names = tuple(names)
         # Binds the statement fixes itself (a LIMIT's value) need no caller value.
+        # (An INSERT's binds are all ``required``: their value is a placeholder symbol.)
         self._defaults = {n: compiled.binds[n].value for n in names
-                          if compiled.binds[n].value is not None}
+                          if compiled.binds[n].value is not None
+                          and not compiled.binds[n].required}
         self._procs: tuple[_Proc, ...] = tuple(_bind_processor(compiled.binds[n].type, dialect)
                                                for n in names)
         self._pairs = tuple(zip(self._names, self._procs, strict=True))
@@ -112,6 +114,29 @@ class Prepared:
         cur = dbapi_conn.cursor()
         try:
             cur.executemany(self.sql, [self.params(r) for r in rows])
+        except self._errors as exc:
+            raise _journal_error(exc) from None
+        finally:
+            cur.close()
+
+    def write_tuples(self, dbapi_conn: Any, keys: Sequence[str],
+                     rows: Sequence[Sequence[Any]]) -> None:
+        """``write_many`` for rows given as tuples of ``keys``' values already bound for
+        this dialect (no processor runs on them): where the statement takes exactly those
+        parameters in that order, the tuples go to the driver as they are, with no dict
+        per row (the replay's per-bar rows); otherwise they are rearranged to fit."""
+        keys = tuple(keys)
+        if set(keys) != set(self._names) or self._defaults:
+            raise ValueError(f"rows of {keys} do not fit {self.sql!r}")
+        params: Sequence[Any] = rows
+        if not self._positional:
+            params = [dict(zip(keys, r, strict=True)) for r in rows]
+        elif self._names != keys:
+            at = [keys.index(n) for n in self._names]
+            params = [tuple(r[i] for i in at) for r in rows]
+        cur = dbapi_conn.cursor()
+        try:
+            cur.executemany(self.sql, params)
         except self._errors as exc:
             raise _journal_error(exc) from None
         finally:

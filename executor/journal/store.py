@@ -51,6 +51,7 @@ from executor.journal.models import (
     VerdictRow,
 )
 from executor.journal.prepared import Prepared
+from executor.journal.types import UTCDateTime
 from guardrails.params import ParamEvent, ParamVersion
 from strategies.domain import (
     Bar,
@@ -68,6 +69,8 @@ from strategies.domain import (
 )
 
 _BARS = BarRow.__table__  # type: ignore[attr-defined]
+_BAR_KEYS = ("run_id", "symbol", "timeframe", "time", "open", "high", "low", "close",
+             "volume", "spread", "gap_bars")
 _REJECTS = RejectedBarRow.__table__  # type: ignore[attr-defined]
 _PROPOSALS = ProposalRow.__table__  # type: ignore[attr-defined]
 _DECISIONS = DecisionRow.__table__  # type: ignore[attr-defined]
@@ -161,7 +164,8 @@ class Journal:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._session = Session(engine, expire_on_commit=False)
-        self._pending_bars: list[dict[str, Any]] = []
+        self._pending_bars: list[tuple[Any, ...]] = []  # in _BAR_KEYS order
+        self._bind_time = UTCDateTime().fast_bind_processor(engine.dialect)
         self._pending_rejects: list[dict[str, Any]] = []
         self._lock = threading.RLock()
         self.run_id: int | None = None
@@ -360,9 +364,12 @@ class Journal:
         self._writer(table, tuple(values)).write(self._dbapi(), values)
 
     def _flush_buffers(self) -> None:
-        for table, rows in ((_BARS, self._pending_bars), (_REJECTS, self._pending_rejects)):
-            if rows:
-                self._writer(table, tuple(rows[0])).write_many(self._dbapi(), rows)
+        if self._pending_bars:
+            self._writer(_BARS, _BAR_KEYS).write_tuples(self._dbapi(), _BAR_KEYS,
+                                                        self._pending_bars)
+        if self._pending_rejects:
+            rows = self._pending_rejects
+            self._writer(_REJECTS, tuple(rows[0])).write_many(self._dbapi(), rows)
         self._pending_bars = []
         self._pending_rejects = []
 
@@ -420,11 +427,18 @@ class Journal:
     # ------------------------------------------------------------------ bars
 
     def record_bar(self, bar: Bar, gap_bars: int = 0) -> None:
-        self._pending_bars.append({
-            "run_id": self.run_id, "symbol": bar.symbol, "timeframe": bar.timeframe,
-            "time": bar.time, "open": bar.open, "high": bar.high, "low": bar.low,
-            "close": bar.close, "volume": bar.volume, "spread": bar.spread, "gap_bars": gap_bars,
-        })
+        """Buffer a processed bar's row (written with the next commit). Kept as a tuple in
+        ``_BAR_KEYS`` order with its time already bound: a replay buffers one per bar.
+        Prices go as they are: the validator passed only floats and plain ints, and the
+        FLOAT columns store both as REAL."""
+        try:
+            at = self._bind_time(bar.time)
+        except (ValueError, TypeError, OverflowError) as exc:  # as a refused statement
+            raise JournalError(f"journal statement failed: {exc.__class__.__name__}: "
+                               f"{exc}") from None
+        self._pending_bars.append((
+            self.run_id, bar.symbol, bar.timeframe, at, bar.open, bar.high, bar.low,
+            bar.close, bar.volume, bar.spread, gap_bars))
 
     def record_rejection(self, bar: Bar | None, symbol: str, timeframe: str, reason: str,
                          detail: str) -> None:
