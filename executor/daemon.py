@@ -14,10 +14,10 @@ import heapq
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
@@ -73,6 +73,7 @@ _DAY = timedelta(days=1)
 HOUSEKEEPING_SECONDS = 1.0
 
 Stream = tuple[str, str]  # (symbol, timeframe)
+_T = TypeVar("_T")
 
 
 class Clock(Protocol):
@@ -310,30 +311,22 @@ class RealtimeExecutor:
         if not self._started:
             raise RuntimeError("RealtimeExecutor.start() must run before the first cycle")
         with self._cycle_lock:
-            try:  # as _halt_if_journal_fails, without a generator per cycle
-                return self._cycle(now or self.clock.now())
-            except (JournalError, SQLAlchemyError) as exc:
-                error = self._journal_failed_with(exc)
-                if error is exc:
-                    raise
-                raise error from None
+            return self._halting(self._cycle, now or self.clock.now())
 
-    @contextlib.contextmanager
-    def _halt_if_journal_fails(self) -> Iterator[None]:
+    def _halting(self, step: Callable[..., _T], *args: Any) -> _T:
+        """Run ``step``; a journal failure in it halts trading (``_journal_failed``) and is
+        raised as a ``JournalError``. (A plain call: a context manager would be a generator
+        per cycle.)"""
         try:
-            yield
-        except (JournalError, SQLAlchemyError) as exc:
-            error = self._journal_failed_with(exc)
-            if error is exc:
-                raise
+            return step(*args)
+        except JournalError as exc:
+            self._journal_failed(exc)
+            raise
+        except SQLAlchemyError as exc:
+            error = JournalError(f"journal write failed: {exc.__class__.__name__}: "
+                                 f"{str(exc).splitlines()[0]}")
+            self._journal_failed(error)
             raise error from None
-
-    def _journal_failed_with(self, exc: JournalError | SQLAlchemyError) -> JournalError:
-        """Halt on a journal failure; the ``JournalError`` to raise for it."""
-        error = exc if isinstance(exc, JournalError) else JournalError(
-            f"journal write failed: {exc.__class__.__name__}: {str(exc).splitlines()[0]}")
-        self._journal_failed(error)
-        return error
 
     def housekeeping(self) -> None:
         """Journal work that need not wait for a bar, run between bar closes by the live
@@ -344,14 +337,17 @@ class RealtimeExecutor:
         order (benchmarks/bench_latency.py)."""
         if not self._started or self.stop_requested.is_set():
             return
-        with self._cycle_lock, self._halt_if_journal_fails():
-            if not self._lease_held():
-                return
-            self._param_checked = self._approvals_checked = 0.0
-            self._follow_param_changes()
-            self._service_approvals(self.clock.now())
-            self.journal.commit()
-            self.journal.checkpoint()
+        with self._cycle_lock:
+            self._halting(self._housekeep)
+
+    def _housekeep(self) -> None:
+        if not self._lease_held():
+            return
+        self._param_checked = self._approvals_checked = 0.0
+        self._follow_param_changes()
+        self._service_approvals(self.clock.now())
+        self.journal.commit()
+        self.journal.checkpoint()
 
     def hand_over_housekeeping(self) -> None:
         """``housekeeping`` will run between cycles (the live scheduler's job): the cycle

@@ -222,7 +222,9 @@ class Journal:
         """Flush buffered per-bar rows and commit. Every commit is durable (SQLite WAL with
         synchronous=FULL, PostgreSQL's default fsync; a paper daemon's SQLite journal is
         NORMAL, see ``paper_durability``); ``durable`` marks the call sites that rely on it
-        (orders, kill switch, runs) so a later tuning cannot silently drop it."""
+        (orders, kill switch, runs) so a later tuning cannot silently drop it, and a commit
+        that is not durable (a cycle's or housekeeping's) readies the next transaction's
+        connection (``_ready_for_next``)."""
         with self._lock:
             try:
                 self._flush_buffers()
