@@ -17,6 +17,7 @@ commit; the feed is in memory, so network time is excluded, as the goal says.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -35,6 +36,7 @@ from benchmarks.bench_latency import (  # noqa: E402
     LiveFeed,
     Stream,
     TimedPaperBroker,
+    as_dta_run,
     bench_settings,
     build_executor,
     derived_bars,
@@ -61,7 +63,8 @@ def run(*, symbols: int = 500, warmup: int = 150, cycles: int = 20,
                                              row_offset=37 * k, price_offset=0.01 * k)
     order = list(streams)
     step = timedelta(minutes=15)
-    with tempfile.TemporaryDirectory(prefix="dta-bench-many-") as tmp:
+    with (tempfile.TemporaryDirectory(prefix="dta-bench-many-") as tmp,
+          contextlib.ExitStack() as started_up):
         settings = bench_settings(f"sqlite:///{Path(tmp) / 'journal.sqlite'}",
                                   **MANY_SYMBOL_OVERRIDES)
         settle = timedelta(seconds=settings.scheduler.settle_delay_seconds)
@@ -75,6 +78,7 @@ def run(*, symbols: int = 500, warmup: int = 150, cycles: int = 20,
         t = time.perf_counter()
         executor.start()
         start_s = time.perf_counter() - t
+        started_up.enter_context(as_dta_run())
         # Warm-up: the backlog of `warmup` closed bars per stream, caught up in one cycle.
         feed.release(warmup)
         t = time.perf_counter()

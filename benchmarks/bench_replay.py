@@ -1,8 +1,8 @@
 """Replay throughput (bars/s, full pipeline, journal on) and per-bar decision latency.
 
 Runs the same wiring as `dta run --mode paper` on the bundled EURUSD M15 sample into a
-fresh SQLite journal (WAL, synchronous=FULL), and once more with an in-memory SQLite
-journal to show what the disk costs.
+fresh SQLite journal (WAL; a paper daemon's is synchronous=NORMAL), and once more with
+an in-memory SQLite journal to show what the disk costs.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ CONFIG = ROOT / "config" / "dta.example.toml"
 
 
 def _run(url: str) -> dict[str, Any]:
+    from benchmarks.bench_latency import as_dta_run
     from executor.daemon import SimulatedClock
     from executor.journal.store import Journal
     from executor.settings import load_settings
@@ -29,9 +30,10 @@ def _run(url: str) -> dict[str, Any]:
     journal = Journal.open(url)
     daemon = build_daemon(settings, journal, data=SAMPLE)
     daemon.executor.start()
-    started = time.perf_counter()
-    daemon.executor.run_replay(SimulatedClock(), daemon.feed.next_close_time)
-    elapsed = time.perf_counter() - started
+    with as_dta_run():
+        started = time.perf_counter()
+        daemon.executor.run_replay(SimulatedClock(), daemon.feed.next_close_time)
+        elapsed = time.perf_counter() - started
     summary = daemon.executor.stop("completed")
     journal.close()
     lat = daemon.executor.stats.latency_percentiles()
