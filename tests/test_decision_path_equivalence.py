@@ -88,6 +88,21 @@ def test_journal_json_reads_back_as_the_standard_library_wrote_it(value: Any) ->
     assert json.loads(jsontext.dumps(value)) == json.loads(json.dumps(value))
 
 
+def test_journal_json_writes_subclasses_as_the_standard_library_does() -> None:
+    from collections import OrderedDict
+    from enum import IntEnum
+
+    from strategies.domain import Direction
+
+    class Level(IntEnum):
+        HIGH = 3
+
+    value = {"tags": [Direction.LONG], "level": Level.HIGH, Direction.SHORT: 1,
+             "ordered": OrderedDict(b=1, a=2), "pair": (1, 2)}
+    assert json.loads(jsontext.dumps(value)) == json.loads(json.dumps(value))
+    assert jsontext.dumps(value).startswith('{"tags":["long"]')  # orjson's, not the fallback
+
+
 def test_journal_json_falls_back_to_the_standard_library() -> None:
     half = json.loads('"half an emoji: \\ud83d"')  # a lone surrogate: orjson refuses it
     assert jsontext.dumps({"rationale": half}) == json.dumps({"rationale": half})

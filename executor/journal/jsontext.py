@@ -20,8 +20,10 @@ from typing import Any
 
 import orjson
 
+# Subclasses of str, int, dict and list (the SMC tags are a StrEnum) are written as their
+# base type, as the standard library writes them.
 _OPTIONS = (orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
-            | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS)
+            | orjson.OPT_PASSTHROUGH_DATACLASS)
 
 
 def dumps(value: Any) -> str:
