@@ -49,7 +49,7 @@ from executor.brokers.paper import PaperBroker  # noqa: E402
 from executor.daemon import RealtimeExecutor  # noqa: E402
 from executor.feeds.files import LoadedBars, load_bars  # noqa: E402
 from executor.feeds.validator import BarValidator  # noqa: E402
-from executor.heap import pin_malloc_thresholds  # noqa: E402
+from executor.heap import settle_after_start_up  # noqa: E402
 from executor.journal.store import Journal  # noqa: E402
 from executor.log_setup import configure_logging  # noqa: E402
 from executor.settings import Settings, load_settings  # noqa: E402
@@ -181,14 +181,12 @@ def _factory(settings: Settings, journal: Journal) -> Any:
 @contextlib.contextmanager
 def as_dta_run() -> Iterator[None]:
     """The process as `dta run` leaves it once the executor has started
-    (``runbooks/cli.py``): a full collection, the start-up heap frozen out of the
-    collector, glibc's malloc thresholds pinned. Measured without it, every full
+    (``executor.heap.settle_after_start_up``): a full collection, the start-up heap frozen
+    out of the collector, glibc's malloc thresholds pinned. Measured without it, every full
     collection rescans everything the benchmark process imported and built before (other
     benchmarks' objects included), which the daemon never pays for. Unfrozen afterwards,
     so the next measurement in this process starts alike."""
-    gc.collect()
-    gc.freeze()
-    pin_malloc_thresholds()
+    settle_after_start_up()
     try:
         yield
     finally:

@@ -171,16 +171,9 @@ def run(
     status = "completed"
     try:
         executor.start()
-        # Imports, settings, the warmed snapshots: alive for the whole run. Frozen out of
-        # the collector, so no full collection of a long run rescans them (a pause that
-        # would land on whichever decision triggers it).
-        import gc
+        from executor.heap import settle_after_start_up
 
-        from executor.heap import pin_malloc_thresholds
-
-        gc.collect()
-        gc.freeze()
-        pin_malloc_thresholds()  # no creeping free heap over weeks (executor/heap.py)
+        settle_after_start_up()  # start-up heap frozen out of the collector, malloc pinned
         if daemon.live is not None:
             if settings.mode == "live":
                 _start_live(settings, daemon, journal)

@@ -62,3 +62,18 @@ def test_pinned_thresholds_hand_freed_large_blocks_back_at_once() -> None:
 
     assert returned_mib("pin") >= 60  # all 64 MiB back
     assert returned_mib("default") < 8  # glibc's dynamic thresholds kept them
+
+
+def test_settling_after_start_up_freezes_the_heap_out_of_the_collector() -> None:
+    """What `dta run` (and the benchmarks, to measure the same process) does once the
+    daemon has started: everything alive is frozen out of the collector."""
+    import gc
+
+    before = gc.get_freeze_count()  # 0 unless something in this process froze already
+    alive = [object() for _ in range(1000)]
+    try:
+        heap.settle_after_start_up()
+        assert gc.get_freeze_count() >= before + len(alive)
+    finally:
+        if before == 0:
+            gc.unfreeze()
