@@ -16,7 +16,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
 import structlog
@@ -215,8 +215,7 @@ class RealtimeExecutor:
         # Times of the orders sent within the throttle's window (older ones are dropped
         # at each decision, so the guardrail context stays small however busy the run).
         self._order_times: deque[datetime] = deque()
-        self._day: date | None = None
-        self._day_opened: datetime | None = None  # midnight UTC starting ``_day``
+        self._day_opened: datetime | None = None  # midnight UTC starting the equity day
         self._heap_hour: datetime | None = None
         self._day_start_equity: float | None = None
         self._cycle_errors = 0
@@ -740,13 +739,12 @@ class RealtimeExecutor:
         start = self._day_opened
         if start is None or not start <= closed < start + _DAY:  # another UTC day
             self._day_opened = closed.replace(hour=0, minute=0, second=0, microsecond=0)
-            day = closed.date()
-            self._day, self._day_start_equity = day, equity
+            self._day_start_equity = equity
         elif self._day_start_equity is None and equity is not None:
             # The broker could not tell equity at the day's first bar: the day starts at its
             # first reading, instead of max_daily_loss vetoing every entry until tomorrow.
             self._day_start_equity = equity
-            log.warning("day_start_equity_late", day=str(self._day), equity=equity)
+            log.warning("day_start_equity_late", day=str(start.date()), equity=equity)
         triggers = [self._regression.cycle(had_error)]
         if equity is not None:
             triggers.append(self._regression.equity(equity))

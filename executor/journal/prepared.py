@@ -170,8 +170,8 @@ class Prepared:
 
 def _bind_processor(type_: Any, dialect: Dialect) -> _Proc:
     """The column type's own bind processing; a type may offer a faster equivalent
-    (``UTCDateTime.fast_bind_processor``), which tests/test_journal_prepared.py holds to
-    writing the same stored values."""
+    (``UTCDateTime.fast_bind_processor``), which tests/test_decision_path_equivalence.py
+    holds to writing the same stored values."""
     fast = getattr(type_, "fast_bind_processor", None)
     if fast is not None:
         return cast(_Proc, fast(dialect))

@@ -21,10 +21,8 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r} reached the journal")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+        moment = _as_utc(value)
+        return moment.replace(tzinfo=None) if dialect.name == "sqlite" else moment
 
     def fast_bind_processor(self, dialect: Dialect) -> Callable[[Any], Any]:
         """The bind processor the journal's prepared statements use (``prepared.py``): the
@@ -46,14 +44,18 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+def _as_utc(value: Any) -> datetime:
+    """``value`` as an aware UTC datetime; a naive one (or not a datetime) is refused."""
+    if not isinstance(value, datetime):
+        raise TypeError(f"expected datetime, got {type(value).__name__}")
+    if value.tzinfo is UTC:  # the usual case: no conversion
+        return value
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value!r} reached the journal")
+    return value.astimezone(UTC)
+
+
 def _sqlite_utc_text(value: Any) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, datetime):
-        raise TypeError(f"expected datetime, got {type(value).__name__}")
-    moment: datetime = value
-    if moment.tzinfo is not UTC:
-        if moment.tzinfo is None or moment.utcoffset() is None:
-            raise ValueError(f"naive datetime {moment!r} reached the journal")
-        moment = moment.astimezone(UTC)
-    return moment.replace(tzinfo=None).isoformat(" ", "microseconds")
+    return _as_utc(value).replace(tzinfo=None).isoformat(" ", "microseconds")
