@@ -4,6 +4,7 @@ set (CI sets it when PostgreSQL answers on 127.0.0.1:5432), on PostgreSQL too.""
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,49 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `benchmarks` (used by reliability tests) is not installed
     sys.path.insert(0, str(ROOT))
 SAMPLE = ROOT / "config" / "samples" / "EURUSD_M15.csv"
-PG_URL = os.environ.get("DTA_TEST_DATABASE_URL")
+# The server's URL as CI gives it; each test run works in a database of its own on that
+# server (``pytest_configure``), so two runs at once never reset each other's schema.
+_PG_SERVER_URL = os.environ.get("DTA_TEST_DATABASE_URL")
+PG_URL: str | None = None
+_RUN_DATABASE: str | None = None
+
+
+def _run_database_name() -> str:
+    return f"dta_test_{os.getpid()}_{secrets.token_hex(4)}"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Create this run's own PostgreSQL database and point ``DTA_TEST_DATABASE_URL`` at it
+    (for the modules that read it and the child processes tests start)."""
+    global PG_URL, _RUN_DATABASE
+    if not _PG_SERVER_URL or os.environ.get("DTA_TEST_DATABASE_OWNED") == "1":
+        PG_URL = _PG_SERVER_URL
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    server = make_url(_PG_SERVER_URL)
+    name = _run_database_name()
+    engine = create_engine(server, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    _RUN_DATABASE = name
+    PG_URL = server.set(database=name).render_as_string(hide_password=False)
+    os.environ["DTA_TEST_DATABASE_URL"] = PG_URL
+    os.environ["DTA_TEST_DATABASE_OWNED"] = "1"  # a nested pytest reuses this database
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _RUN_DATABASE is None or not _PG_SERVER_URL:
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    engine = create_engine(make_url(_PG_SERVER_URL), isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{_RUN_DATABASE}" WITH (FORCE)'))
+    engine.dispose()
 
 
 def _reset_postgres(url: str) -> None:
