@@ -23,6 +23,7 @@ import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
 from ensemble.late import call_row
+from executor.approval_request import ApprovalRequest, MalformedApproval
 from executor.brokers.base import Broker
 from executor.brokers.paper import PaperBroker
 from executor.components import ComponentFactory, Components
@@ -247,6 +248,7 @@ class RealtimeExecutor:
             [Fill(f.client_order_id, f.fill_id, f.symbol, OrderSide(f.side), f.time, f.price,
                   f.volume, f.fee) for f in fills],
             [f.kind for f in fills])
+        self._recover_approvals()
         self.router.rebuild(self.account)  # orders sent, not finished: count toward limits
         for order in self.router.resolve_open(self.account):
             log.warning("order_resolved_at_start", client_order_id=order.client_order_id,
@@ -314,8 +316,10 @@ class RealtimeExecutor:
 
     def _halting(self, step: Callable[..., _T], *args: Any) -> _T:
         """Run ``step``; a journal failure in it halts trading (``_journal_failed``) and is
-        raised as a ``JournalError``. (A plain call: a context manager would be a generator
-        per cycle.)"""
+        raised as a ``JournalError``. What the failed step wrote and did not commit is
+        rolled back, as a crash would lose it: nothing half-done (an approval marked
+        executed without its order) commits later when the journal is closed. (A plain
+        call: a context manager would be a generator per cycle.)"""
         try:
             return step(*args)
         except JournalError as exc:
@@ -362,6 +366,8 @@ class RealtimeExecutor:
         go into the journal, so it goes straight to the escalation listeners and the log."""
         self.fatal_error = exc
         self.stop_requested.set()
+        with contextlib.suppress(Exception):
+            self.journal.rollback()
         message = f"journal unwritable, trading stopped: {exc}"
         log.critical("journal_unwritable", error=str(exc))
         for listener in self.journal.incident_listeners:
@@ -613,9 +619,12 @@ class RealtimeExecutor:
             return self.c.order_volume
         return round(self.c.order_volume * max(factor, 0.0), 8)
 
-    def _intent(self, decision: Decision, decision_id: int) -> OrderIntent:
+    def _intent(self, decision: Decision, decision_id: int,
+                direction: Direction | None = None) -> OrderIntent:
+        """The order for ``decision`` (in ``direction``: the decision's own by default)."""
         p = decision.proposal
-        side = OrderSide.BUY if decision.direction is Direction.LONG else OrderSide.SELL
+        side = OrderSide.BUY if (direction or decision.direction) is Direction.LONG \
+            else OrderSide.SELL
         coid = client_order_id(self.account, p.symbol, p.bar_time,
                                f"entry:{p.strategy}:{side.value}")
         return OrderIntent(
@@ -628,21 +637,20 @@ class RealtimeExecutor:
 
     def _queue_for_approval(self, decision: Decision, decision_id: int, verdict: Verdict,
                             now: datetime) -> None:
-        intent = self._intent(decision, decision_id)
+        """Queue the strategy's own trade for a human: on a conflict the ensemble opposed
+        it, and the person approving overrides that opposition (``ApprovalRequest``)."""
+        intent = self._intent(decision, decision_id, decision.proposal.direction)
+        try:
+            request = ApprovalRequest.of(intent, decision)
+        except MalformedApproval as exc:
+            self.stats.vetoes["approval_malformed"] += 1
+            log.error("approval_not_queued", decision_id=decision_id, error=str(exc))
+            return
         p = decision.proposal
-        payload = {
-            "client_order_id": intent.client_order_id, "side": intent.side.value,
-            "volume": intent.volume, "stop_loss": intent.stop_loss,
-            "take_profit": intent.take_profit, "bar_time": p.bar_time.isoformat(),
-            "params_hash": intent.params_hash, "strategy": p.strategy,
-            "timeframe": p.timeframe, "entry": p.entry, "reason": p.reason,
-            "confidence": decision.confidence, "agreement": decision.agreement,
-            "voters": decision.voters,
-        }
         ttl = timedelta(seconds=self.c.guard.approval_ttl_seconds)
         approval_id = self.journal.create_approval(
             decision_id=decision_id, account=self.account, symbol=p.symbol,
-            direction=decision.proposal.direction.value, intent=payload,
+            direction=request.direction.value, intent=request.payload(),
             why="; ".join(verdict.reasons), created_at=now, expires_at=now + ttl)
         self.stats.queued_for_approval += 1
         heapq.heappush(self._expiries, (now + ttl, approval_id))
@@ -673,43 +681,58 @@ class RealtimeExecutor:
                 self._execute_approved(a, now)
 
     def _execute_approved(self, a: Any, now: datetime) -> None:
-        info = a.intent or {}
+        """Send exactly the order the request showed, re-checked as exactly that order.
+        The request's ``executed`` mark and the order's row commit in one transaction: a
+        failure or a crash between them cannot leave an approval marked executed with no
+        order behind it."""
         late = a.decided_at is None or a.decided_at > a.expires_at or now > a.expires_at
         if late:
             self.journal.set_approval_status(a.id, "expired", expected="approved",
                                              note="approved after its time-to-live")
             self.stats.approvals_expired += 1
             return
-        stream = (a.symbol, info.get("timeframe", ""))
+        try:
+            request = ApprovalRequest.from_payload(a.intent)
+        except MalformedApproval as exc:
+            self.journal.set_approval_status(a.id, "rejected", expected="approved",
+                                             note=f"not executed: {exc}")
+            self.journal.open_incident("high", "approval_malformed",
+                                       f"approval #{a.id}: {exc}")
+            return
+        stream = (a.symbol, request.timeframe)
         if stream not in self._snapshots:
             return  # no bar of that stream yet in this process: wait for the next one
-        direction = Direction(a.direction)
-        proposal = Proposal(info.get("strategy", "?"), a.symbol, info.get("timeframe", ""),
-                            datetime.fromisoformat(info["bar_time"]), direction,
-                            float(info["entry"]), float(info["stop_loss"]),
-                            float(info["take_profit"]), info.get("reason", ""))
-        decision = Decision(proposal, direction, float(info.get("confidence", 0.0)),
-                            int(info.get("agreement", 0)), int(info.get("voters", 0)), (), (),
-                            str(info.get("params_hash", "")))
-        snapshot = self._snapshots[stream]
         verdict = self.c.guardrails.hard_checks_pass(
-            decision, self._context(snapshot, now, float(info["volume"])))
+            request.decision(a.symbol),
+            self._context(self._snapshots[stream], now, request.volume))
         if not verdict.approved:
             self.journal.set_approval_status(a.id, "rejected", expected="approved",
                                              note="hard limits failed at execution: "
                                                   + "; ".join(verdict.reasons))
             return
-        intent = OrderIntent(
-            client_order_id=info["client_order_id"], account=self.account, symbol=a.symbol,
-            side=OrderSide(info["side"]), volume=float(info["volume"]),
-            order_type=OrderType.MARKET, bar_time=proposal.bar_time,
-            stop_loss=proposal.stop, take_profit=proposal.target,
-            params_hash=str(info.get("params_hash", "")), decision_id=a.decision_id)
+        intent = request.intent(self.account, a.symbol, a.decision_id)
         if self.journal.set_approval_status(a.id, "executed", expected="approved",
-                                            client_order_id=intent.client_order_id):
-            self._submit(intent, now)
+                                            client_order_id=intent.client_order_id,
+                                            commit=False):
+            self._submit(intent, now)  # commits the mark with the order's row
             self.stats.approvals_executed += 1
 
+    def _recover_approvals(self) -> None:
+        """Start-up: a request marked ``executed`` whose order row never committed (a
+        journal written before the mark and the row shared one transaction) is approved
+        again, so the next cycle sends it or expires it; never silently forgotten."""
+        for a in self.journal.approvals("executed"):
+            if a.account != self.account or (
+                    a.client_order_id and self.journal.order_state(a.client_order_id)):
+                continue
+            if self.journal.set_approval_status(
+                    a.id or 0, "approved", expected="executed",
+                    note="marked executed without an order: approved again at start-up"):
+                self.journal.open_incident(
+                    "high", "approval_without_order",
+                    f"approval #{a.id} was marked executed but its order "
+                    f"{a.client_order_id} was never journaled; it is approved again and "
+                    "will be sent if still in time")
 
     # ------------------------------------------------------------------ triggers
 

@@ -800,8 +800,10 @@ class Journal:
     def set_approval_status(self, approval_id: int, status: str, *, expected: str,
                             operator: str | None = None, note: str | None = None,
                             decided_at: datetime | None = None,
-                            client_order_id: str | None = None) -> bool:
-        """Compare-and-set on the status, so an approval and its expiry cannot both win."""
+                            client_order_id: str | None = None, commit: bool = True) -> bool:
+        """Compare-and-set on the status, so an approval and its expiry cannot both win.
+        ``commit=False``: the change commits with the caller's next (durable) commit, as
+        the ``executed`` mark does with its order's row."""
         with self._lock:
             values: dict[str, Any] = {"status": status}
             if operator is not None:
@@ -814,7 +816,8 @@ class Journal:
                 values["client_order_id"] = client_order_id
             result = self._conn().execute(update(_APPROVALS).where(
                 _APPROVALS.c.id == approval_id, _APPROVALS.c.status == expected).values(**values))
-            self.commit(durable=True)
+            if commit:
+                self.commit(durable=True)
             return bool(result.rowcount)
 
     def decision_signals(self, decision_id: int) -> list[dict[str, Any]]:
