@@ -408,6 +408,8 @@ class RealtimeExecutor:
         for hook in self.before_cycle:
             try:
                 hook(now)
+            except (JournalError, SQLAlchemyError):
+                raise  # a journal error stops the daemon (``_halting``), hook or not
             except Exception as exc:
                 self.stats.errors["before_cycle_error"] += 1
                 log.error("before_cycle_failed", error=repr(exc))
@@ -424,7 +426,14 @@ class RealtimeExecutor:
                 if trigger is not None:
                     self._fire(trigger)
                 continue
-            for bar in bars:
+            for i, bar in enumerate(bars):
+                if self.stop_requested.is_set():
+                    # SIGTERM during a catch-up: stop between bars, not after hundreds
+                    # more (systemd kills a stop that outlasts TimeoutStopSec). The rest
+                    # is fetched again after the restart, from the last journaled bar.
+                    log.info("cycle_stopped_between_bars", symbol=stream[0],
+                             remaining=len(bars) - i)
+                    break
                 self._process_bar(stream, bar, now)
                 handled += 1
         if self.ea_source is not None:
