@@ -242,7 +242,7 @@ class RealtimeExecutor:
             if last is not None:
                 self.validator.restore(stream[0], stream[1], last)
         self._warm_builders()
-        fills = self.journal.fills()
+        fills = self.journal.fills(account=self.account)  # another account's are not ours
         self.broker.restore(
             self.journal.orders(self.account),
             [Fill(f.client_order_id, f.fill_id, f.symbol, OrderSide(f.side), f.time, f.price,

@@ -188,12 +188,9 @@ class OrderResolver:
 
 def journal_net_positions(journal: Journal, account: str) -> dict[str, float]:
     """Net volume per symbol from the journaled fills of ``account``'s orders."""
-    ours = {o.client_order_id for o in journal.orders(account)}
     out: dict[str, float] = {}
-    for f in journal.fills():
-        if f.client_order_id in ours:
-            out[f.symbol] = out.get(f.symbol, 0.0) + (f.volume if f.side == "buy"
-                                                      else -f.volume)
+    for f in journal.fills(account=account):
+        out[f.symbol] = out.get(f.symbol, 0.0) + (f.volume if f.side == "buy" else -f.volume)
     return {s: round(v, 10) for s, v in out.items()}
 
 

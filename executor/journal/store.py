@@ -638,10 +638,15 @@ class Journal:
             side=fill.side.value, time=fill.time, price=fill.price, volume=fill.volume,
             fee=fill.fee, kind=kind, realized_pnl=realized_pnl))
 
-    def fills(self, client_order_id: str | None = None) -> list[FillRow]:
+    def fills(self, client_order_id: str | None = None, *,
+              account: str | None = None) -> list[FillRow]:
+        """Fills in time order: of one order, of one account's orders, or all."""
         stmt = select(FillRow).order_by(FillRow.time, FillRow.fill_id)  # type: ignore[arg-type]
         if client_order_id is not None:
             stmt = stmt.where(_FILLS.c.client_order_id == client_order_id)
+        if account is not None:
+            stmt = stmt.where(_FILLS.c.client_order_id.in_(
+                select(_ORDERS.c.client_order_id).where(_ORDERS.c.account == account)))
         return list(self._session.scalars(stmt))
 
     def net_positions(self) -> dict[str, float]:
