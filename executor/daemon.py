@@ -221,6 +221,8 @@ class RealtimeExecutor:
         self._day_start_equity: float | None = None
         self._cycle_errors = 0
         self.c: Components  # set by _apply
+        self._broker_errors: ErrorRateMonitor  # set by _apply
+        self._drawdown: DailyDrawdownMonitor | None
 
     # ------------------------------------------------------------------ start-up
 
@@ -253,10 +255,19 @@ class RealtimeExecutor:
         for order in self.router.resolve_open(self.account):
             log.warning("order_resolved_at_start", client_order_id=order.client_order_id,
                         state=order.state.value)
-        # Baselines from the restored account: the day's start and the active version's
-        # activation are measured from here after a restart (documented approximation).
-        self._day_start_equity = self._equity()
-        self._regression.reset(self._day_start_equity)
+        # The day's baseline and the broker-error window continue from the journal: a
+        # restart never starts the day's loss limits over. The active version's activation
+        # is measured from here after a restart (documented approximation).
+        baseline = self.journal.day_start(self.account)
+        if baseline is not None:
+            self._day_opened, self._day_start_equity = baseline
+            if self._drawdown is not None:
+                self._drawdown.seed(*baseline)
+        else:
+            self._day_start_equity = self._equity()
+        self._broker_errors.seed(self.journal.broker_error_times(
+            self.account, self.c.guard.broker_error_halt_count))
+        self._regression.reset(self._equity())
         self.journal.commit()
         self._ea_since = self.journal.last_ea_deal_time()
         self._started = True
@@ -289,11 +300,19 @@ class RealtimeExecutor:
             veto_window=g.regression.veto_window, error_count=g.regression.error_count,
             error_window=g.regression.error_window)
         self._regression.reset(self._equity())
+        # New thresholds, same day and same error window (``seed``): a version change
+        # (every approval verdict makes one) must not reset the daily halts.
         self._drawdown = (DailyDrawdownMonitor(g.daily_drawdown_halt_pct)
                           if g.daily_drawdown_halt_pct else None)
-        self._broker_errors = ErrorRateMonitor(
+        if (self._drawdown is not None and self._day_opened is not None
+                and self._day_start_equity is not None):
+            self._drawdown.seed(self._day_opened, self._day_start_equity)
+        errors = ErrorRateMonitor(
             "broker_errors", g.broker_error_halt_count,
             timedelta(seconds=g.broker_error_window_seconds))
+        if previous is not None:
+            errors.seed(self._broker_errors.times)
+        self._broker_errors = errors
         log.info("parameters_applied", version=version, params_hash=self._params_hash)
 
     def stop(self, status: str = "stopped") -> dict[str, Any]:
@@ -422,9 +441,7 @@ class RealtimeExecutor:
             except BrokerError as exc:  # the feed is away: next cycle catches up
                 self.stats.errors["feed_error"] += 1
                 log.error("feed_failed", symbol=stream[0], error=str(exc))
-                trigger = self._broker_errors.error(now)
-                if trigger is not None:
-                    self._fire(trigger)
+                self._broker_error(now, "feed", f"{stream[0]}: {exc}")
                 continue
             for i, bar in enumerate(bars):
                 if self.stop_requested.is_set():
@@ -614,9 +631,8 @@ class RealtimeExecutor:
             self.metrics.orders.labels(state=order.state.value).inc()
         self._order_times.append(now)
         if order.state in (OrderState.UNKNOWN, OrderState.REJECTED):
-            trigger = self._broker_errors.error(now)
-            if trigger is not None:
-                self._fire(trigger)
+            self._broker_error(now, f"order_{order.state.value}",
+                               f"{order.client_order_id}: {order.reason}")
         return order
 
     def _volume(self, decision: Decision) -> float:
@@ -770,12 +786,11 @@ class RealtimeExecutor:
         closed = bar.close_time
         start = self._day_opened
         if start is None or not start <= closed < start + _DAY:  # another UTC day
-            self._day_opened = closed.replace(hour=0, minute=0, second=0, microsecond=0)
-            self._day_start_equity = equity
+            self._open_day(closed.replace(hour=0, minute=0, second=0, microsecond=0), equity)
         elif self._day_start_equity is None and equity is not None:
             # The broker could not tell equity at the day's first bar: the day starts at its
             # first reading, instead of max_daily_loss vetoing every entry until tomorrow.
-            self._day_start_equity = equity
+            self._open_day(start, equity)
             log.warning("day_start_equity_late", day=str(start.date()), equity=equity)
         triggers = [self._regression.cycle(had_error)]
         if equity is not None:
@@ -785,6 +800,21 @@ class RealtimeExecutor:
         for trigger in triggers:
             if trigger is not None:
                 self._fire(trigger)
+
+    def _open_day(self, day: datetime, equity: float | None) -> None:
+        """The day's baseline (journaled once per day: the first reading stands)."""
+        self._day_opened, self._day_start_equity = day, equity
+        if equity is not None:
+            self.journal.record_day_start(self.account, day, equity)
+            if self._drawdown is not None:
+                self._drawdown.seed(day, equity)
+
+    def _broker_error(self, now: datetime, kind: str, detail: str) -> None:
+        """Count a broker error toward the halt, journaled so the window survives."""
+        self.journal.record_broker_error(self.account, now, kind, detail)
+        trigger = self._broker_errors.error(now)
+        if trigger is not None:
+            self._fire(trigger)
 
     def _fire(self, trigger: Trigger) -> None:
         """Apply an automatic trigger: journal it, change state or roll back, open an

@@ -15,6 +15,7 @@ applies it, so the rules stay pure and table-testable.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -36,6 +37,12 @@ class DailyDrawdownMonitor:
         self.halt_pct = halt_pct
         self.day: datetime | None = None
         self.start_equity: float | None = None
+
+    def seed(self, day: datetime, start_equity: float) -> None:
+        """Continue a day begun elsewhere: before a restart, or under another parameter
+        version. A new threshold applies to the same day's baseline; it never starts the
+        day over (a loss already past the limit stays past it)."""
+        self.day, self.start_equity = day, start_equity
 
     def observe(self, now: datetime, equity: float) -> Trigger | None:
         day = self.day
@@ -61,6 +68,11 @@ class ErrorRateMonitor:
         self.window = window
         self.state = state
         self.times: deque[datetime] = deque()
+
+    def seed(self, times: Sequence[datetime]) -> None:
+        """Errors seen before a restart or under another parameter version still count
+        within the window."""
+        self.times = deque(times)
 
     def error(self, now: datetime) -> Trigger | None:
         self.times.append(now)

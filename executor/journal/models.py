@@ -309,3 +309,27 @@ class ClearanceRow(SQLModel, table=True):
     person: str
     note: str
     evidence: dict[str, Any] | None = _json()
+
+
+class DayBaselineRow(SQLModel, table=True):
+    """The account's equity at the start of a UTC trading day: the baseline of
+    ``max_daily_loss`` and the daily drawdown halt. Journaled so neither a parameter
+    version nor a restart starts the day over (a loss past the limit stays past it)."""
+
+    __tablename__ = "day_baselines"
+    account: str = Field(primary_key=True)
+    day: datetime = Field(sa_column=Column(UTCDateTime(), primary_key=True))
+    start_equity: float
+    at: datetime = _ts()
+
+
+class BrokerErrorRow(SQLModel, table=True):
+    """One broker error (a rejected or unanswered order, a failed feed read): the window of
+    the broker-error halt, rebuilt from here after a restart or a new parameter version."""
+
+    __tablename__ = "broker_errors"
+    id: int | None = Field(default=None, primary_key=True)
+    account: str = Field(index=True)
+    at: datetime = _ts()
+    kind: str
+    detail: str = ""

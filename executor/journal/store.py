@@ -32,7 +32,9 @@ from executor.journal import jsontext, migrate
 from executor.journal.models import (
     ApprovalRow,
     BarRow,
+    BrokerErrorRow,
     ClearanceRow,
+    DayBaselineRow,
     DecisionRow,
     EaDealRow,
     FillRow,
@@ -88,6 +90,8 @@ _PROVIDER_EVENTS = ProviderEventRow.__table__  # type: ignore[attr-defined]
 _EA_DEALS = EaDealRow.__table__  # type: ignore[attr-defined]
 _CLEARANCES = ClearanceRow.__table__  # type: ignore[attr-defined]
 _RUNS = RunRow.__table__  # type: ignore[attr-defined]
+_DAY_BASELINES = DayBaselineRow.__table__  # type: ignore[attr-defined]
+_BROKER_ERRORS = BrokerErrorRow.__table__  # type: ignore[attr-defined]
 
 # Statements built once: parameters travel separately, so SQLAlchemy's compiled cache hits
 # and a journal write costs one driver call, not a statement construction.
@@ -950,6 +954,40 @@ class Journal:
         rows = self._conn().execute(select(_PROVIDER_CALLS.c.outcome, func.count())
                                     .group_by(_PROVIDER_CALLS.c.outcome))
         return {outcome: n for outcome, n in rows}
+
+    # ------------------------------------------------------------------ daily limits
+
+    def record_day_start(self, account: str, day: datetime, equity: float) -> None:
+        """The day's baseline, written once: the first reading of the day stands, whatever
+        restarts or parameter versions follow (commits with the cycle)."""
+        with self._lock:
+            exists = self._conn().execute(select(_DAY_BASELINES.c.day).where(
+                _DAY_BASELINES.c.account == account, _DAY_BASELINES.c.day == day)).first()
+            if exists is None:
+                self._conn().execute(insert(_DAY_BASELINES).values(
+                    account=account, day=day, start_equity=equity, at=utcnow()))
+
+    def day_start(self, account: str) -> tuple[datetime, float] | None:
+        """The newest day baseline of ``account``: (midnight UTC, start equity)."""
+        row = self._conn().execute(
+            select(_DAY_BASELINES.c.day, _DAY_BASELINES.c.start_equity)
+            .where(_DAY_BASELINES.c.account == account)
+            .order_by(_DAY_BASELINES.c.day.desc()).limit(1)).first()
+        return None if row is None else (row.day, row.start_equity)
+
+    def record_broker_error(self, account: str, at: datetime, kind: str,
+                            detail: str = "") -> None:
+        with self._lock:
+            self._conn().execute(insert(_BROKER_ERRORS).values(
+                account=account, at=at, kind=kind, detail=detail[:500]))
+
+    def broker_error_times(self, account: str, limit: int) -> list[datetime]:
+        """The times of ``account``'s newest ``limit`` broker errors, oldest first."""
+        rows = self._conn().execute(
+            select(_BROKER_ERRORS.c.at).where(_BROKER_ERRORS.c.account == account)
+            .order_by(_BROKER_ERRORS.c.at.desc(), _BROKER_ERRORS.c.id.desc())
+            .limit(limit)).all()
+        return [r.at for r in reversed(rows)]
 
     # ------------------------------------------------------------------ shadow mode
 
