@@ -161,9 +161,10 @@ class Ensemble:
     def health(self) -> EnsembleHealth:
         return self.router.health()
 
-    def classes_down(self) -> tuple[str, ...]:
-        """Provider classes whose every member's breaker is open (for guardrails)."""
-        return self.router.classes_down()
+    def classes_down(self, required: Sequence[str] = ()) -> tuple[str, ...]:
+        """Provider classes whose every member's breaker is open, and ``required`` classes
+        with no member at all (for guardrails)."""
+        return self.router.classes_down(required)
 
     def close(self) -> None:
         """Stop the worker pool; calls in flight are abandoned (their answers never count,

@@ -88,16 +88,21 @@ class Router:
                 skipped.append(m)
         return Route(stage, cands, tuple(selected), tuple(skipped))
 
-    def classes_down(self) -> tuple[str, ...]:
+    def classes_down(self, required: Sequence[str] = ()) -> tuple[str, ...]:
         """``health().classes_down`` without the rest of the report: asked once per
-        decision by the guardrails, so it reads each breaker once and builds nothing else."""
+        decision by the guardrails, so it reads each breaker once and builds nothing else.
+        A ``required`` class no member belongs to (its only providers disabled or never
+        configured) is down too: nothing can answer for it."""
         up: set[str] = set()
         classes: set[str] = set()
         for m in self.members:
             classes.add(m.provider_class)
             if m.breaker.state is not BreakerState.OPEN:
                 up.add(m.provider_class)
-        return tuple(sorted(classes - up)) if len(up) < len(classes) else ()
+        missing = [c for c in required if c not in classes]
+        if len(up) == len(classes) and not missing:
+            return ()
+        return tuple(sorted((classes - up) | set(missing)))
 
     def health(self) -> EnsembleHealth:
         states = {m.name: m.breaker.state for m in self.members}

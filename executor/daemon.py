@@ -15,7 +15,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
@@ -43,7 +43,9 @@ from guardrails.monitors import (
     DailyDrawdownMonitor,
     ErrorRateMonitor,
     RegressionMonitor,
+    StaleFeedMonitor,
     Trigger,
+    providers_down_trigger,
 )
 from guardrails.params import ParamError, active_version, ensure_registered, rollback
 from guardrails.state import TradingState, set_state
@@ -61,6 +63,7 @@ from strategies.domain import (
     Proposal,
     Verdict,
     client_order_id,
+    timeframe_seconds,
 )
 from strategies.logic import StrategyContext
 from strategies.snapshot import SnapshotBuilder
@@ -167,6 +170,7 @@ class RealtimeExecutor:
         contract_size: float = 100_000.0,
         metrics: Metrics | None = None,
         ea_source: EaSource | None = None,
+        watch_feed: bool = False,
     ) -> None:
         self.mode = mode
         self.account = account
@@ -185,6 +189,9 @@ class RealtimeExecutor:
         self.contract_size = contract_size
         self.metrics = metrics
         self.ea_source = ea_source
+        # A live feed is watched for silence (``_watch``); a replay's clock only moves to
+        # the next bar, so its feed cannot fall silent.
+        self.watch_feed = watch_feed
         self.fatal_error: Exception | None = None
         # Live: the account's lease (``executor.lease.AccountLease``). Checked at the start
         # of every cycle and every housekeeping second: a lease lost (its PostgreSQL session
@@ -453,6 +460,7 @@ class RealtimeExecutor:
                     break
                 self._process_bar(stream, bar, now)
                 handled += 1
+        self._watch(now)
         if self.ea_source is not None:
             self._read_ea(now)
         self.stats.cycles += 1
@@ -467,6 +475,30 @@ class RealtimeExecutor:
         if self.metrics is not None:
             self.metrics.cycle_seconds.observe(time.perf_counter() - cycle_started)
         return handled
+
+    def _watch(self, now: datetime) -> None:
+        """The automatic triggers a cycle itself can see: a required provider class with
+        every provider down, and (a live feed only) a stream whose feed went silent, with
+        no error and no bar for ``stale_after_bars`` bar lengths. Each sets REDUCING with
+        an incident (``_fire``: once, while the state holds)."""
+        g = self.c.guard
+        if g.required_provider_classes:
+            trigger = providers_down_trigger(self._classes_down(),
+                                             tuple(g.required_provider_classes))
+            if trigger is not None:
+                self._fire(trigger)
+        if not self.watch_feed or g.stale_after_bars is None:
+            return
+        for stream in self.streams:
+            last = self._last_time[stream]
+            if last is None:
+                continue
+            tf = timeframe_seconds(stream[1])
+            trigger = StaleFeedMonitor(g.stale_after_bars, tf).observe(
+                now, last + timedelta(seconds=tf))
+            if trigger is not None:
+                self._fire(replace(trigger, reason=f"{stream[0]} {stream[1]}: "
+                                                   f"{trigger.reason}"))
 
     def _read_ea(self, now: datetime) -> None:
         """Shadow mode: journal the EA's deals up to now, for pairing with our intents."""
@@ -574,7 +606,9 @@ class RealtimeExecutor:
 
     def _classes_down(self) -> tuple[str, ...]:
         health = getattr(self.c.ensemble, "classes_down", None)
-        return tuple(health()) if callable(health) else ()
+        if not callable(health):
+            return ()
+        return tuple(health(self.c.guard.required_provider_classes))
 
     def _decide(self, proposal: Proposal, snapshot: MarketSnapshot, now: datetime) -> None:
         self.stats.proposals += 1

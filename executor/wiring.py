@@ -238,7 +238,7 @@ def build_daemon(settings: Settings, journal: Journal, *, data: Path | None = No
             settings_params=settings.parameter_set().values, validator=BarValidator(
                 stale_after=None), settings_hash=settings.content_hash,
             batch_bars=1, notifier=notifier, metrics=metrics,
-            contract_size=settings.paper.contract_size)
+            contract_size=settings.paper.contract_size, watch_feed=True)
         executor.lease = parts.lease  # checked every cycle and every housekeeping second
         return _journal_late_calls(Daemon(executor, journal, None, None, parts), late)
     ea_source: EaSource | None = None
@@ -311,7 +311,7 @@ def _shadow_on_mt5(settings: Settings, journal: Journal, factory: ComponentFacto
         components=factory, settings_params=settings.parameter_set().values,
         validator=BarValidator(), settings_hash=settings.content_hash, batch_bars=1,
         notifier=notifier, metrics=metrics, contract_size=settings.paper.contract_size,
-        ea_source=source)
+        ea_source=source, watch_feed=True)
     return Daemon(executor, journal, None, None, LiveParts(client, feed, list(
         executor.streams), _NoLease()))
 

@@ -163,9 +163,9 @@ class ABEnsemble:
             return pass_through_decision(proposal, self.params_hash)
         return self.enhanced.evaluate(proposal, snapshot)
 
-    def classes_down(self) -> tuple[str, ...]:
+    def classes_down(self, required: Sequence[str] = ()) -> tuple[str, ...]:
         health = getattr(self.enhanced, "classes_down", None)
-        return tuple(health()) if callable(health) else ()
+        return tuple(health(required)) if callable(health) else ()
 
     def close(self) -> None:
         close = getattr(self.enhanced, "close", None)

@@ -1,0 +1,87 @@
+"""The automatic triggers the README promises, through the running daemon (issue 15,
+defect 7): a live feed that falls silent (no error, no bars) and a required provider class
+with nobody to answer for it each set REDUCING with an incident, once.
+
+Binance's klines endpoint simply returns no newer candle when the market data stops (a
+halted symbol, a stuck gateway): no error to count, only silence. The fake's clock is
+frozen to model that while the daemon's wall clock moves on."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from conftest import write_sample_head
+from daemon_helpers import cleared_journal, live_settings, replay
+from fakes.binance_fake import FakeBinance
+
+from executor.journal.store import Journal
+from executor.wiring import build_daemon
+from guardrails.state import TradingState, current_state
+from runbooks.cli import _start_live
+from strategies.domain import MarketSnapshot, Proposal
+from strategies.logic import StrategyContext
+from strategies.registry import STRATEGIES
+
+
+class Quiet:
+    name = "test_quiet"
+
+    def __init__(self, **_params: object) -> None:
+        pass
+
+    def on_bar(self, snapshot: MarketSnapshot, ctx: StrategyContext) -> Sequence[Proposal]:
+        return ()
+
+
+@pytest.fixture
+def quiet() -> Iterator[None]:
+    STRATEGIES[Quiet.name] = Quiet
+    yield
+    STRATEGIES.pop(Quiet.name, None)
+
+
+def test_a_silent_live_feed_reduces_trading_with_one_incident(tmp_path: Path,
+                                                              quiet: None) -> None:
+    url = f"sqlite:///{tmp_path / 'live.sqlite'}"
+    with FakeBinance() as fake:
+        settings = live_settings(url, fake, Quiet.name)  # stale_after_bars = 1.5 (90 s)
+        journal = cleared_journal(url, Quiet.name)
+        daemon = build_daemon(settings, journal)
+        ex = daemon.executor
+        try:
+            ex.start()
+            _start_live(settings, daemon, journal)
+            now = datetime.now(UTC)
+            assert ex.run_cycle(now) > 0
+            assert current_state(journal) is TradingState.ACTIVE
+            frozen = now.timestamp()
+            fake.clock = lambda: frozen  # the venue's data stops; no error
+            for minutes in (1, 3, 4):
+                ex.run_cycle(now + timedelta(minutes=minutes, seconds=2))
+            state = current_state(journal)
+            kinds = [i.kind for i in journal.incidents()]
+            ex.stop("stopped")
+        finally:
+            daemon.live.lease.release()
+        journal.close()
+    assert state is TradingState.REDUCING
+    assert kinds.count("reducing:stale_bars") == 1, kinds
+
+
+def test_a_required_provider_class_with_nobody_up_reduces_trading(journal_url: str,
+                                                                   tmp_path: Path) -> None:
+    """Every LLM provider disabled (or never configured) while the desk requires a
+    reasoning vote: the deterministic providers alone must not keep trading at full."""
+    data = write_sample_head(tmp_path / "EURUSD_M15.csv", 50)
+    summary = replay(journal_url, data, stop_after=5,
+                     guardrails={"required_provider_classes": ["reasoning"]})
+    assert summary["trading_state"] == "reduce"
+    j = Journal.open(journal_url)
+    try:
+        kinds = [i.kind for i in j.incidents()]
+    finally:
+        j.close()
+    assert kinds.count("reducing:providers_down") == 1, kinds
