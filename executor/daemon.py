@@ -591,7 +591,7 @@ class RealtimeExecutor:
         return AccountState(
             positions=self.broker.positions(), order_volume=volume, now=now,
             snapshot=snapshot, equity=self._equity(), day_start_equity=self._day_start_equity,
-            contract_size=self.contract_size, point=self.points.get(snapshot.symbol),
+            contract_size=self.contract_size, point=self._point(snapshot.symbol),
             recent_order_times=self._recent_order_times(now),
             classes_down=self._classes_down(), working=self.router.working_exposure())
 
@@ -603,6 +603,26 @@ class RealtimeExecutor:
         while times and times[0] <= horizon:
             times.popleft()
         return tuple(times)
+
+    def _point(self, symbol: str) -> float | None:
+        """The symbol's point (price tick): from the bar file in a replay, else asked once
+        of the venue (MT5 ``symbol_info().point``, the ccxt market's price precision).
+        Unknown stays ``None``, and a configured ``min_stop_points`` then fails closed."""
+        point = self.points.get(symbol)
+        if point is not None:
+            return point
+        ask = getattr(self.broker, "point", None)
+        if not callable(ask):
+            return None
+        try:
+            point = ask(symbol)
+        except BrokerError as exc:
+            log.error("point_read_failed", symbol=symbol, error=str(exc))
+            return None
+        if point is not None and point > 0:
+            self.points[symbol] = float(point)
+            return float(point)
+        return None
 
     def _classes_down(self) -> tuple[str, ...]:
         health = getattr(self.c.ensemble, "classes_down", None)

@@ -169,11 +169,14 @@ class MinStopDistanceCheck:
             if distance < self.min_atr * atr:
                 return CheckResult(self.name, False, f"stop {distance:.5g} away, below "
                                    f"{self.min_atr:g} ATR ({self.min_atr * atr:.5g})")
-        if (self.min_points is not None and account.point
-                and distance < self.min_points * account.point):
-            return CheckResult(self.name, False,
-                               f"stop {distance / account.point:.1f} points away, below "
-                               f"{self.min_points:g}")
+        if self.min_points is not None:
+            if not account.point or account.point <= 0:  # configured, so never skipped
+                return CheckResult(self.name, False, f"point size of {p.symbol} unknown: "
+                                   "cannot check min_stop_points")
+            if distance < self.min_points * account.point:
+                return CheckResult(self.name, False,
+                                   f"stop {distance / account.point:.1f} points away, below "
+                                   f"{self.min_points:g}")
         return CheckResult(self.name, True, f"stop {distance:.5g} away")
 
 

@@ -104,6 +104,13 @@ CASES = [
     ("stop too close (ATR)", MinStopDistanceCheck(min_atr=3.0), decision(), ctx(), False, False),
     ("stop too close (points)", MinStopDistanceCheck(min_points=300), decision(), ctx(), False,
      False),
+    ("stop far enough (points)", MinStopDistanceCheck(min_points=5), decision(), ctx(), True,
+     False),
+    # A configured limit with the venue's point unknown fails closed (issue 15, defect 4).
+    ("stop points, point unknown", MinStopDistanceCheck(min_points=5), decision(),
+     ctx(point=None), False, False),
+    ("stop points, point zero", MinStopDistanceCheck(min_points=5), decision(),
+     ctx(point=0.0), False, False),
     ("stop wrong side", MinStopDistanceCheck(min_atr=0.1), decision(stop=1.1020), ctx(), False,
      False),
     ("spread ok", MaxSpreadCheck(0.0002), decision(), ctx(), True, False),
