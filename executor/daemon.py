@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ensemble.late import call_row
 from executor.approval_request import ApprovalRequest, MalformedApproval
-from executor.brokers.base import Broker
+from executor.brokers.base import Broker, BrokerFill
 from executor.brokers.paper import PaperBroker
 from executor.components import ComponentFactory, Components
 from executor.errors import BrokerError, JournalError
@@ -554,6 +554,8 @@ class RealtimeExecutor:
         errors_before = sum(self.stats.errors.values())
 
         for bf in self.broker.on_bar(bar):
+            if self._surplus_fill(bf):
+                continue
             self.journal.record_fill(bf.fill, bf.kind, bf.realized_pnl)
             self.stats.fills += 1
             if bf.order is not None:
@@ -585,6 +587,26 @@ class RealtimeExecutor:
             self._decide(proposal, snapshot, now)
         self._after_bar(bar, now, sum(self.stats.errors.values()) > errors_before)
         self.stats.latencies_us.append((time.perf_counter_ns() - started) / 1e3)
+
+    def _surplus_fill(self, bf: BrokerFill) -> bool:
+        """A fill beyond its order's volume is never booked as ours: it is an incident and
+        trading halts until a person has looked (``OrderRouter.surplus``)."""
+        extra = self.router.surplus(bf)
+        if extra <= 0:
+            return False
+        f = bf.fill
+        message = (f"fill {f.fill_id} of {f.volume:g} {f.symbol} under our client id "
+                   f"{f.client_order_id} exceeds what we sent by {extra:g}: another "
+                   "sender used the id (a second daemon or journal on this account?); not "
+                   "booked, trading halted")
+        log.critical("fill_surplus", client_order_id=f.client_order_id, fill_id=f.fill_id,
+                     volume=f.volume, surplus=extra)
+        self.journal.open_incident("critical", "fill_surplus", message, {
+            "client_order_id": f.client_order_id, "fill_id": f.fill_id,
+            "volume": f.volume, "surplus": extra, "side": f.side.value})
+        set_state(self.journal, TradingState.HALTED, operator="system", reason=message,
+                  trigger="fill_surplus")
+        return True
 
     def _context(self, snapshot: MarketSnapshot, now: datetime,
                  volume: float) -> AccountState:

@@ -124,6 +124,32 @@ class OrderRouter:
             self.observe(bf.order)
         return moved
 
+    def surplus(self, bf: BrokerFill) -> float:
+        """Lots of a live entry fill beyond what its order asked for: the venue executed
+        more under our client id than we ever sent (another daemon's send under the same
+        id, an operator's manual order reusing it). Such a fill cannot be matched to
+        exactly one of our sends, so it must never be adopted as ours. A fill seen again
+        (same fill id) is no surplus; 0 for a fill the broker attached its order to
+        (paper, which cannot over-fill)."""
+        if bf.kind != "entry" or bf.order is not None:
+            return 0.0
+        coid, fill = bf.fill.client_order_id, bf.fill
+        known = self.working.get(coid)
+        if known is not None:
+            volume = known.intent.volume
+            seen = self._fills.get(coid, {})
+            before = max(known.filled_volume if fill.fill_id not in seen else 0.0,
+                         sum(v for fid, (v, _) in seen.items() if fid != fill.fill_id))
+        else:
+            order = self.journal.get_order(coid)
+            if order is None:
+                return fill.volume  # a fill for an order we never journaled
+            volume = order.intent.volume
+            before = sum(f.volume for f in self.journal.fills(coid)
+                         if f.kind == "entry" and f.fill_id != fill.fill_id)
+        extra = before + fill.volume - volume
+        return extra if extra > _EPS + 1e-6 * volume else 0.0
+
     def _filled_state(self, order: Order) -> Order | None:
         lots, price = self._filled(order.client_order_id)
         lots = max(lots, order.filled_volume)

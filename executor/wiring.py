@@ -178,7 +178,7 @@ def build_live_parts(settings: Settings, journal: Journal, *,
     """Lease the account (or take the caller's ``lease``, already held), then connect the
     configured broker and its feed. The lease comes first: a second daemon on the same
     account must never reach the broker."""
-    from executor.lease import acquire_lease
+    from executor.lease import acquire_lease, venue_account
 
     b = settings.broker
     if b.kind == "paper":
@@ -187,7 +187,8 @@ def build_live_parts(settings: Settings, journal: Journal, *,
     if not b.symbols:
         raise ConfigError("broker.symbols: list the symbols to trade, e.g. [\"EURUSD\"]")
     if lease is None:
-        lease = acquire_lease(settings.account, settings.journal.url)
+        lease = acquire_lease(settings.account, settings.journal.url,
+                              venue=venue_account(settings))
     try:
         if b.kind == "mt5":
             from executor.brokers.mt5 import Mt5Broker

@@ -130,10 +130,11 @@ def run(
                   "every sign-off first", EXIT_REFUSED)
     lease = None
     if settings.mode == "live":  # before anything binds a port or reaches the broker
-        from executor.lease import acquire_lease
+        from executor.lease import acquire_lease, venue_account
 
         try:
-            lease = acquire_lease(settings.account, settings.journal.url)
+            lease = acquire_lease(settings.account, settings.journal.url,
+                                  venue=venue_account(settings))
         except LeaseError as exc:
             journal.close()
             _fail(str(exc), EXIT_REFUSED)

@@ -28,8 +28,13 @@ def _run_database_name() -> str:
 
 def pytest_configure(config: pytest.Config) -> None:
     """Create this run's own PostgreSQL database and point ``DTA_TEST_DATABASE_URL`` at it
-    (for the modules that read it and the child processes tests start)."""
+    (for the modules that read it and the child processes tests start); give the run its
+    own directory of account lease files (``DTA_LEASE_DIR``), machine-wide otherwise."""
     global PG_URL, _RUN_DATABASE
+    if "DTA_LEASE_DIR" not in os.environ:
+        import tempfile
+
+        os.environ["DTA_LEASE_DIR"] = tempfile.mkdtemp(prefix="dta-test-leases-")
     if not _PG_SERVER_URL or os.environ.get("DTA_TEST_DATABASE_OWNED") == "1":
         PG_URL = _PG_SERVER_URL
         return

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from executor.errors import LeaseError
-from executor.lease import AccountLease, acquire_lease, advisory_key
+from executor.lease import AccountLease, acquire_lease, advisory_key, lease_dir, venue_account
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("DTA_TEST_DATABASE_URL")
@@ -77,12 +77,43 @@ def test_a_second_process_refuses_and_the_lease_dies_with_its_holder(url: str) -
         assert lease.held
 
 
-def test_lock_file_sits_next_to_the_sqlite_journal(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'j.sqlite'}"
-    with AccountLease("acct/with spaces", url) as lease:
-        assert lease.kind == "file"
-        assert lease.path == tmp_path / "j.sqlite.acct_with_spaces.lease"
+def test_lock_file_is_keyed_on_the_broker_account_not_the_journal(tmp_path: Path) -> None:
+    """Issue 15, defect 11: two journals (a restored copy, a second config) on one broker
+    account both got the lease, as the lock file sat next to each journal."""
+    first_url = f"sqlite:///{tmp_path / 'a.sqlite'}"
+    second_url = f"sqlite:///{tmp_path / 'b' / 'restored-copy.sqlite'}"
+    venue = "ccxt:binance:live:0123456789abcdef"
+    with AccountLease("acct/with spaces", first_url, venue=venue) as lease:
+        assert lease.kind == "file" and lease.path is not None
+        assert lease.path.parent == lease_dir()
         assert f"pid {os.getpid()}" in lease.path.read_text()
+        with pytest.raises(LeaseError, match="refusing to trade it twice"):
+            acquire_lease("acct/with spaces", second_url, venue=venue)
+        with pytest.raises(LeaseError):  # another label for the same broker account
+            acquire_lease("desk-2", second_url, venue=venue)
+        with pytest.raises(LeaseError):  # the same label, whatever its API key
+            acquire_lease("acct/with spaces", second_url, venue="ccxt:binance:live:ff")
+        other = acquire_lease("desk-3", second_url, venue="ccxt:binance:live:ff")
+        other.release()
+
+
+def test_venue_account_names_the_broker_account() -> None:
+    from executor.settings import load_settings
+
+    example = ROOT.parent / "config" / "dta.example.toml"
+    ccxt = load_settings(example, account="label-1", exchange_api_key="key-A",
+                         broker={"kind": "ccxt"})
+    same = load_settings(example, account="label-2", exchange_api_key="key-A",
+                         broker={"kind": "ccxt"})
+    other = load_settings(example, account="label-1", exchange_api_key="key-B",
+                          broker={"kind": "ccxt"})
+    assert venue_account(ccxt) == venue_account(same) != venue_account(other)
+    assert "key-A" not in venue_account(ccxt)  # a hash, never the key
+    mt5 = load_settings(example, broker={"kind": "mt5", "mt5": {"login": 51234567,
+                                                                "server": "Broker-Live"}})
+    assert venue_account(mt5) == "mt5:Broker-Live:51234567"
+    paper = load_settings(example, account="paper-1")
+    assert venue_account(paper) == "paper-1"
 
 
 def test_advisory_key_is_stable_and_signed_64_bit() -> None:
@@ -91,7 +122,7 @@ def test_advisory_key_is_stable_and_signed_64_bit() -> None:
     assert -(2**63) <= key < 2**63
 
 
-def test_a_lease_whose_postgresql_session_died_reports_itself_lost() -> None:
+def test_a_lease_whose_postgresql_session_died_reports_itself_lost(tmp_path: Path) -> None:
     """The daemon checks ``lease.check()`` every cycle (tests/test_live_wiring.py shows
     what it does then); here the loss is real: the backend holding the advisory lock is
     terminated, as a failover or a DBA would, and a second daemon can take the account."""
@@ -111,7 +142,9 @@ def test_a_lease_whose_postgresql_session_died_reports_itself_lost() -> None:
             conn.commit()
         assert killed == [True]
         assert not lease.check()
-        other = acquire_lease("acct-lost", PG_URL)  # the account is free for another daemon
+        # The account is free for a daemon on another machine (this process still holds
+        # its machine's lock file until it exits, as a stopping daemon would).
+        other = acquire_lease("acct-lost", PG_URL, lock_dir=tmp_path / "other-host")
         other.release()
     finally:
         lease.release()

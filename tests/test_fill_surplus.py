@@ -1,0 +1,68 @@
+"""A fill the daemon cannot match to exactly one of its own sends is never adopted
+(issue 15, defect 19).
+
+Binance checks ``newClientOrderId`` for uniqueness among *open* orders only ("A unique id
+among open orders", POST /api/v3/order): once our market order has filled, another
+sender (a second daemon on a restored copy of the journal, or a person) can send a new
+order under the same client id, and ``myTrades`` then reports two fills for it. Booking
+both as ours would double the position in our book with no incident."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from daemon_helpers import cleared_journal, live_settings
+from fakes.binance_fake import FakeBinance
+from test_live_wiring import AlwaysLong
+
+from executor.wiring import build_daemon
+from guardrails.state import TradingState, current_state
+from runbooks.cli import _start_live
+from strategies.registry import STRATEGIES
+
+
+@pytest.fixture
+def always_long() -> Iterator[None]:
+    STRATEGIES[AlwaysLong.name] = AlwaysLong
+    yield
+    STRATEGIES.pop(AlwaysLong.name, None)
+
+
+def test_a_second_fill_under_our_client_id_is_an_incident_not_ours(
+        tmp_path: Path, always_long: None) -> None:
+    url = f"sqlite:///{tmp_path / 'live.sqlite'}"
+    with FakeBinance() as fake:
+        settings = live_settings(url, fake, AlwaysLong.name)
+        journal = cleared_journal(url, AlwaysLong.name)
+        daemon = build_daemon(settings, journal)
+        ex = daemon.executor
+        try:
+            ex.start()
+            _start_live(settings, daemon, journal)
+            now = datetime.now(UTC)
+            ex.run_cycle(now)
+            [order] = journal.orders("bn-live")
+            coid = order.client_order_id
+            sent = fake.orders_by_client_id(coid)
+            assert len(sent) == 1 and sent[0]["status"] == "FILLED"
+            # Another sender reuses the id once ours is no longer open.
+            status, _ = fake.new_order({"symbol": "BTCUSDT", "side": sent[0]["side"],
+                                        "type": "MARKET", "quantity": sent[0]["origQty"],
+                                        "newClientOrderId": coid}, None)
+            assert status == 200
+            fake.time_offset_ms = 61_000  # the next minute's bar has closed
+            ex.run_cycle(now + timedelta(seconds=61))
+            fills = journal.fills(coid)
+            incidents = [(i.kind, i.severity) for i in journal.incidents()]
+            state = current_state(journal)
+            ex.stop("stopped")
+        finally:
+            daemon.live.lease.release()
+        journal.close()
+    assert sum(f.volume for f in fills) <= order.intent.volume + 1e-12, fills
+    assert ("fill_surplus", "critical") in incidents
+    assert state is TradingState.HALTED
