@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-
 from daemon_helpers import cleared_journal, live_settings
 from fakes.binance_fake import FakeBinance
 from test_live_wiring import AlwaysLong
