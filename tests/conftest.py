@@ -89,6 +89,17 @@ def journal_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]
 
 
 @pytest.fixture
+def pg_journal_url() -> Iterator[str]:
+    """A PostgreSQL journal only (for what exists only there: the lease's session)."""
+    if not PG_URL:
+        pytest.skip("PostgreSQL journal tests need DTA_TEST_DATABASE_URL "
+                    "(e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)")
+    _reset_postgres(PG_URL)
+    yield PG_URL
+    _reset_postgres(PG_URL)
+
+
+@pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'journal.sqlite'}"
 

@@ -76,11 +76,16 @@ def test_live_mode_with_ccxt(tmp_path: Path, always_long: object,
 
 
 def test_a_daemon_that_lost_its_lease_stops_before_trading_again(
-        tmp_path: Path, always_long: object, monkeypatch: pytest.MonkeyPatch) -> None:
+        always_long: object, pg_journal_url: str) -> None:
     """The lease's PostgreSQL session can die under a running daemon (failover, a DBA,
     idle_session_timeout): the advisory lock is gone and another daemon may take the
-    account. The next cycle (or housekeeping second) must stop trading, not send."""
-    url = f"sqlite:///{tmp_path / 'live.sqlite'}"
+    account. The next cycle (or housekeeping second) must stop trading, not send. The
+    session is really terminated here (pg_terminate_backend), as a DBA would."""
+    from sqlalchemy import create_engine, text
+
+    from executor.lease import advisory_key
+
+    url = pg_journal_url
     with FakeBinance() as fake:
         settings = live_settings(url, fake, AlwaysLong.name)
         journal = cleared_journal(url, AlwaysLong.name)
@@ -88,15 +93,23 @@ def test_a_daemon_that_lost_its_lease_stops_before_trading_again(
         journal.incident_listeners.append(lambda _i, _s, kind, _m: alerts.append(kind))
         daemon = build_daemon(settings, journal)
         executor = daemon.executor
+        admin = create_engine(url)
         try:
             assert executor.lease is daemon.live.lease and executor.lease.check()
             executor.start()
             _start_live(settings, daemon, journal)
-            monkeypatch.setattr(executor.lease, "check", lambda: False)  # the session died
+            with admin.connect() as conn:
+                killed = conn.execute(text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = "
+                    "'advisory' AND granted AND ((classid::bigint << 32) | objid::bigint)"
+                    " = :k"), {"k": advisory_key(settings.account)}).scalars().all()
+                conn.commit()
+            assert killed == [True]
             handled = executor.run_cycle(datetime.now(UTC))
             executor.housekeeping()  # no second incident, nothing else runs
         finally:
             daemon.live.lease.release()
+            admin.dispose()
         incidents = [i.kind for i in journal.incidents()]
         executor.stop("failed")
         journal.close()
