@@ -122,6 +122,11 @@ def test_approved_in_time_executes_once_and_late_never(journal_url: str,
         assert done.operator == "analyst" and done.note == "structure is clean"
         order = j.get_order(done.client_order_id or "")
         assert order is not None and order.intent.decision_id == request.decision_id
+        shown = request.intent or {}  # what the analyst approved is what was sent
+        sent = order.intent
+        assert (sent.side.value, sent.volume, sent.stop_loss, sent.take_profit) == (
+            shown["side"], shown["volume"], shown["stop_loss"], shown["take_profit"])
+        assert request.direction == ("long" if sent.side.value == "buy" else "short")
         assert sum(1 for o in j.orders() if o.client_order_id == done.client_order_id) == 1
         # The verdict fed the weights: a new, active version within the bounds.
         active = active_version(j)
