@@ -1,0 +1,125 @@
+"""Venue conformance: one table of scenarios, run against every venue model the product
+trades (issue 15). After every step, and after a restart between any two steps, the
+daemon's position and working orders equal the venue's own, and the journal's position
+equals the daemon's. Paper agrees with the live venues on where each scenario ends.
+
+Scenarios are written in lots of each venue's unit (``VenueModel.lot``). A step sends one
+market order through the daemon's router (the path after the guardrails) and lets the
+next bar close, so the daemon's cycle sees the fills.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from strategies.domain import MarketSnapshot, OrderSide, Proposal
+from strategies.logic import StrategyContext
+from strategies.registry import STRATEGIES
+
+from .venues import VenueModel, daemon_view, in_lots, journal_position, make
+
+BUY, SELL = OrderSide.BUY, OrderSide.SELL
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    side: OrderSide
+    lots: float
+    partial: float | None = None  # the venue fills this fraction and cancels the rest
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    name: str
+    steps: tuple[Step, ...]
+    ends_at: float  # net lots at the end (a partial fill: what the venue filled)
+    needs_shorts: bool = False
+    needs_partial: bool = False
+
+
+SCENARIOS = (
+    Scenario("open", (Step(BUY, 2),), 2),
+    Scenario("add", (Step(BUY, 2), Step(BUY, 1)), 3),
+    Scenario("partial close", (Step(BUY, 3), Step(SELL, 1)), 2),
+    Scenario("close", (Step(BUY, 2), Step(SELL, 2)), 0),
+    Scenario("reverse", (Step(BUY, 2), Step(SELL, 4)), -2, needs_shorts=True),
+    Scenario("partial fill, rest cancelled", (Step(BUY, 4, partial=0.5),), 2,
+             needs_partial=True),
+)
+VENUES = ("paper", "ccxt-spot")
+
+
+class Quiet:
+    """The strategy proposes nothing: every order in these scenarios is the script's."""
+
+    name = "test_conformance_quiet"
+
+    def __init__(self, **_params: object) -> None:
+        pass
+
+    def on_bar(self, snapshot: MarketSnapshot, ctx: StrategyContext) -> Sequence[Proposal]:
+        return ()
+
+
+@pytest.fixture
+def quiet() -> Iterator[str]:
+    STRATEGIES[Quiet.name] = Quiet
+    yield Quiet.name
+    STRATEGIES.pop(Quiet.name, None)
+
+
+def _check(venue: VenueModel, where: str) -> float:
+    """The invariants after a step; returns the position in lots."""
+    mine = daemon_view(venue)
+    theirs_position, theirs_open = venue.venue_position(), venue.venue_open_orders()
+    assert mine.position == pytest.approx(theirs_position, abs=1e-9), (
+        f"{venue.name} {where}: daemon holds {mine.position}, venue {theirs_position}")
+    assert mine.working == theirs_open, (
+        f"{venue.name} {where}: daemon has {mine.working} working order(s), venue "
+        f"{theirs_open} open")
+    journaled = journal_position(venue)
+    assert journaled == pytest.approx(mine.position, abs=1e-9), (
+        f"{venue.name} {where}: journal says {journaled}, daemon {mine.position}")
+    return in_lots(venue, mine.position)
+
+
+def _run(venue: VenueModel, scenario: Scenario, restart_after: int | None) -> float:
+    venue.start()
+    _check(venue, "at start")
+    lots = 0.0
+    for i, step in enumerate(scenario.steps):
+        venue.send(step.side, step.lots, partial=step.partial)
+        lots = _check(venue, f"after step {i + 1} ({step.side.value} {step.lots})")
+        if restart_after == i:
+            venue.restart()
+            assert _check(venue, f"after a restart after step {i + 1}") == lots
+    return lots
+
+
+def _cases() -> Iterator[object]:
+    for venue in VENUES:
+        for s in SCENARIOS:
+            for restart in (None, *range(len(s.steps))):
+                label = "" if restart is None else f"-restart-after-{restart + 1}"
+                yield pytest.param(venue, s, restart, id=f"{venue}-{s.name}{label}")
+
+
+@pytest.mark.parametrize(("venue_name", "scenario", "restart_after"), list(_cases()))
+def test_scenario(venue_name: str, scenario: Scenario, restart_after: int | None,
+                  tmp_path: Path, quiet: str) -> None:
+    venue = make(venue_name, tmp_path, quiet)
+    if scenario.needs_shorts and not venue.shorts:
+        venue.close()
+        pytest.skip(f"{venue.name} holds no shorts (spot): 'reverse' is for margin venues")
+    if scenario.needs_partial and not venue.partial_fills:
+        venue.close()
+        pytest.skip(f"{venue.name} fills every market order in full")
+    try:
+        lots = _run(venue, scenario, restart_after)
+    finally:
+        venue.close()
+    assert lots == pytest.approx(scenario.ends_at, abs=1e-6)

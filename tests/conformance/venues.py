@@ -1,0 +1,263 @@
+"""Venue models for the conformance suite: one driver per account model the product trades,
+each wrapping the real daemon (as `dta run` wires it) and the venue's own view of the
+account, so a scenario can compare the two after every step.
+
+A step is "send an order through the daemon's router, then let the next bar close": the
+daemon learns of fills at its cycle (live brokers poll them per bar), so the next cycle is
+part of the step. A restart is a process death (nothing uncommitted survives, the kernel
+frees the lease) followed by a fresh start with start-up reconciliation, as systemd's
+restart does.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from executor.daemon import RealtimeExecutor
+from executor.journal.store import Journal
+from executor.reconcile import journal_net_positions
+from executor.wiring import Daemon, build_daemon
+from strategies.domain import OrderIntent, OrderSide, OrderType, client_order_id
+
+
+class VenueModel(Protocol):
+    name: str
+    symbol: str
+    lot: float  # the volume unit scenarios are written in
+    shorts: bool  # can the account hold a short (spot cannot)
+    partial_fills: bool  # can the venue fill part of a market order and cancel the rest
+
+    def start(self) -> None: ...
+
+    def send(self, side: OrderSide, lots: float, *, partial: float | None = None) -> None: ...
+
+    def restart(self) -> None: ...
+
+    def venue_position(self) -> float: ...
+
+    def venue_open_orders(self) -> int: ...
+
+    def close(self) -> None: ...
+
+    @property
+    def executor(self) -> RealtimeExecutor: ...
+
+    @property
+    def journal(self) -> Journal: ...
+
+    @property
+    def account(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """What one side believes after a step: net signed volume and orders still working."""
+
+    position: float
+    working: int
+
+
+def daemon_view(venue: VenueModel) -> View:
+    ex = venue.executor
+    return View(round(ex.broker.position(venue.symbol).volume, 10), len(ex.router.working))
+
+
+def journal_position(venue: VenueModel) -> float:
+    return round(journal_net_positions(venue.journal, venue.account).get(venue.symbol, 0.0),
+                 10)
+
+
+# --------------------------------------------------------------------------- ccxt spot
+
+
+class CcxtSpot:
+    """Binance spot through the real ccxt client against the loopback fake: an account
+    that starts with quote currency only (no base asset), fees as the fake charges them."""
+
+    name = "ccxt-spot"
+    symbol = "BTC/USDT"
+    lot = 0.001
+    shorts = False
+    partial_fills = True
+
+    def __init__(self, tmp_path: Path, strategy: str) -> None:
+        from fakes.binance_fake import FakeBinance
+
+        self.url = f"sqlite:///{tmp_path / f'{self.name}.sqlite'}"
+        self.fake = FakeBinance(balances={"USDT": 1_000_000.0})
+        self.fake.start()
+        self.strategy = strategy
+        self._daemon: Daemon | None = None
+        self._n = itertools.count(1)
+        self._t0 = datetime.now(UTC).replace(second=0, microsecond=0)
+        self._minutes = 0
+
+    @property
+    def account(self) -> str:
+        return "bn-live"
+
+    @property
+    def executor(self) -> RealtimeExecutor:
+        assert self._daemon is not None
+        return self._daemon.executor
+
+    @property
+    def journal(self) -> Journal:
+        assert self._daemon is not None
+        return self._daemon.journal
+
+    def _now(self) -> datetime:
+        return self._t0 + timedelta(minutes=self._minutes, seconds=2)
+
+    def start(self) -> None:
+        from daemon_helpers import cleared_journal, live_settings
+
+        from runbooks.cli import _start_live
+
+        settings = live_settings(self.url, self.fake, self.strategy,
+                                 ccxt={"history_days": 30})
+        journal = cleared_journal(self.url, self.strategy)
+        self._daemon = build_daemon(settings, journal)
+        self.executor.start()
+        _start_live(settings, self._daemon, journal)
+        self.executor.run_cycle(self._now())
+
+    def _bar(self) -> None:
+        self._minutes += 1
+        self.fake.time_offset_ms = int((self._now() - datetime.now(UTC)).total_seconds()
+                                       * 1000)
+        self.executor.run_cycle(self._now())
+
+    def send(self, side: OrderSide, lots: float, *, partial: float | None = None) -> None:
+        if partial is not None:
+            self.fake.script("POST", "/api/v3/order", ("partial", partial))
+        n = next(self._n)
+        intent = OrderIntent(
+            client_order_id(self.account, self.symbol, self._now(), f"conformance:{n}"),
+            self.account, self.symbol, side, round(lots * self.lot, 8), OrderType.MARKET,
+            self._now())
+        self.executor._submit(intent, self._now())
+        self.executor.journal.commit()
+        self._bar()
+
+    def _die(self) -> None:
+        assert self._daemon is not None
+        self._daemon.journal.rollback()  # what the process had not committed is gone
+        self._daemon.live.lease.release()  # the kernel frees it with the process
+        self._daemon.journal.close()
+        self._daemon = None
+
+    def restart(self) -> None:
+        self._die()
+        self.start()
+
+    def venue_position(self) -> float:
+        return round(self.fake.balances.get("BTC", 0.0), 10)
+
+    def venue_open_orders(self) -> int:
+        return sum(1 for o in self.fake.orders if o["status"] in ("NEW", "PARTIALLY_FILLED"))
+
+    def close(self) -> None:
+        if self._daemon is not None:
+            self.executor.stop("stopped")
+            self._daemon.live.lease.release()
+            self._daemon.journal.close()
+            self._daemon = None
+        self.fake.stop()
+
+
+# --------------------------------------------------------------------------- paper
+
+
+class Paper:
+    """The paper simulator over a bar file: its own venue (fills at the next bar's open
+    +/- half the spread). Scenarios compare its end state with the live venues'."""
+
+    name = "paper"
+    symbol = "EURUSD"
+    lot = 0.01
+    shorts = True
+    partial_fills = False
+
+    def __init__(self, tmp_path: Path, strategy: str) -> None:
+        from conftest import write_sample_head
+
+        self.url = f"sqlite:///{tmp_path / f'{self.name}.sqlite'}"
+        self.data = write_sample_head(tmp_path / "EURUSD_M15.csv", 400)
+        self.strategy = strategy
+        self._daemon: Daemon | None = None
+        self._n = itertools.count(1)
+        self._now: datetime | None = None
+
+    @property
+    def account(self) -> str:
+        return "paper-1"
+
+    @property
+    def executor(self) -> RealtimeExecutor:
+        assert self._daemon is not None
+        return self._daemon.executor
+
+    @property
+    def journal(self) -> Journal:
+        assert self._daemon is not None
+        return self._daemon.journal
+
+    def start(self) -> None:
+        from daemon_helpers import settings_for
+
+        settings = settings_for(self.url, account=self.account,
+                                strategy={"name": self.strategy, "params": {}})
+        journal = Journal.open(self.url)
+        self._daemon = build_daemon(settings, journal, data=self.data)
+        self.executor.start()
+        self._bar()
+
+    def _bar(self) -> None:
+        assert self._daemon is not None and self._daemon.feed is not None
+        t = self._daemon.feed.next_close_time()
+        assert t is not None
+        self._now = t
+        self.executor.run_cycle(t)
+        self.executor.journal.commit()
+
+    def send(self, side: OrderSide, lots: float, *, partial: float | None = None) -> None:
+        assert self._now is not None and partial is None
+        n = next(self._n)
+        intent = OrderIntent(
+            client_order_id(self.account, self.symbol, self._now, f"conformance:{n}"),
+            self.account, self.symbol, side, round(lots * self.lot, 8), OrderType.MARKET,
+            self._now)
+        self.executor._submit(intent, self._now)
+        self._bar()
+
+    def restart(self) -> None:
+        assert self._daemon is not None
+        self.executor.stop("stopped")  # paper commits per batch: a clean stop
+        self._daemon.journal.close()
+        self._daemon = None
+        self.start()
+
+    def venue_position(self) -> float:
+        return round(self.executor.broker.position(self.symbol).volume, 10)
+
+    def venue_open_orders(self) -> int:
+        return len(getattr(self.executor.broker, "_pending", {}))
+
+    def close(self) -> None:
+        if self._daemon is not None:
+            self.executor.stop("stopped")
+            self._daemon.journal.close()
+            self._daemon = None
+
+
+def in_lots(venue: VenueModel, volume: float) -> float:
+    return round(volume / venue.lot, 6)
+
+
+def make(name: str, tmp_path: Path, strategy: str) -> Any:
+    return {"paper": Paper, "ccxt-spot": CcxtSpot}[name](tmp_path, strategy)
