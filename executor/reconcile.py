@@ -21,9 +21,10 @@ n/N"), so the count survives restarts and the audit trail shows every attempt.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol, runtime_checkable
 
 import structlog
 from sqlalchemy import func, select
@@ -33,7 +34,7 @@ from executor.brokers.config import ResolverSettings
 from executor.errors import BrokerError
 from executor.journal.models import OrderEventRow
 from executor.journal.store import Journal
-from strategies.domain import ORDER_TRANSITIONS, Order, OrderState
+from strategies.domain import ORDER_TRANSITIONS, Fill, Order, OrderState
 
 log = structlog.get_logger("dta.reconcile")
 
@@ -41,6 +42,15 @@ UNRESOLVED = (OrderState.SUBMITTING, OrderState.UNKNOWN)
 WORKING = (OrderState.ACCEPTED, OrderState.PARTIALLY_FILLED)
 _MISS = "lookup miss"
 _EVENTS = OrderEventRow.__table__  # type: ignore[attr-defined]
+
+
+@runtime_checkable
+class KnowsJournaledFills(Protocol):
+    """A broker whose ``on_bar`` reports each fill once by remembering what it reported.
+    Reconciliation journals fills behind its back, so it hands them over here: otherwise
+    the first poll after start-up reports them again."""
+
+    def mark_journaled(self, fills: Sequence[Fill]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,15 +262,18 @@ def reconcile(journal: Journal, broker: ReconcilableBroker, account: str, *,
     # 2. fills made while we were down
     recorded: list[str] = []
     external_fills: list[str] = []
+    journaled: list[Fill] = []
     for bf in broker.recent_fills(since):
         fill = bf.fill
         if fill.client_order_id not in orders:
             external_fills.append(fill.fill_id)
             continue
-        if journal.fill_id_exists(fill.fill_id) or fill.fill_id in recorded:
-            continue
-        journal.record_fill(fill, bf.kind, bf.realized_pnl)
-        recorded.append(fill.fill_id)
+        journaled.append(fill)
+        if journal.record_fill(fill, bf.kind, bf.realized_pnl):
+            recorded.append(fill.fill_id)
+    if isinstance(broker, KnowsJournaledFills):
+        # The adapter's next poll would report these again (defect 5 of issue 15).
+        broker.mark_journaled(journaled)
 
     # 3. working orders at the broker
     external: list[BrokerOrder] = []

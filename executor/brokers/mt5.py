@@ -545,6 +545,12 @@ class Mt5Broker:
             if fills:
                 self._last_poll = max(f.time for f in fills)
 
+    def mark_journaled(self, fills: Sequence[Fill]) -> None:
+        """Fills start-up reconciliation found in (or wrote to) the journal: never reported
+        by ``on_bar`` again (``reconcile.KnowsJournaledFills``)."""
+        with self._lock:
+            self._seen_fills.update(f.fill_id for f in fills)
+
     # ------------------------------------------------------------------ shadow mode
 
     def foreign_positions(self) -> list[dict[str, Any]]:
