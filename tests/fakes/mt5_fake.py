@@ -34,6 +34,16 @@ Shapes and behaviour follow the official MetaTrader5 Python documentation
 - ``symbol_info().filling_mode`` is the SYMBOL_FILLING_FOK(1)/IOC(2) bitmask; orders use
   ORDER_FILLING_FOK(0)/IOC(1)/RETURN(2).
 
+Filling policies (MQL5 docs, ENUM_ORDER_TYPE_FILLING, and the MetaTrader 5 help "Fill
+Policy", https://www.metatrader5.com/en/mobile-trading/iphone/help/trade/general_concept/
+fill_policy): ORDER_FILLING_FOK "an order can be executed in the specified volume only. If
+the necessary amount of a financial instrument is currently unavailable in the market, the
+order will not be executed"; ORDER_FILLING_IOC "a trader agrees to execute a deal with the
+volume maximally available in the market within that indicated in the order. In case the
+order cannot be filled completely, the available volume of the order will be filled, and
+the remaining volume will be canceled"; ORDER_FILLING_RETURN keeps the remainder working
+(not modelled here: a scripted partial fill on it raises).
+
 Deliberate strictness: ``symbol_info_tick`` and ``copy_rates_from_pos`` answer ``None``
 (RES_E_NOT_FOUND) for a symbol not selected in Market Watch, so a missing ``symbol_select``
 shows up in tests. The account is a hedging account. An "EA" (another magic number) can
@@ -41,7 +51,10 @@ hold orders, positions and deals alongside ours.
 
 Scripting (``script_order_send``): each queued step applies to the next ``order_send``:
 ``("delay", s)``, ``("requote",)``, ``("price_off",)``, ``("reject", retcode)``,
-``("partial", fraction)``, ``("accept_then_retcode", retcode)`` (executed, answered e.g.
+``("partial", fraction)`` (only that share of the market is there: an IOC order fills it
+and its remainder is cancelled, answered DONE_PARTIAL with the history order in
+ORDER_STATE_PARTIAL; a FOK order is not executed at all; see "Filling policies" below),
+``("accept_then_retcode", retcode)`` (executed, answered e.g.
 TIMEOUT), ``("accept_then_none", code)`` (executed, ``None`` + last_error),
 ``("accept_then_sleep", s)`` (executed, then the answer is late, so the caller times out),
 ``("accept_then", callback)`` (executed, then ``callback()``: e.g. drop the bridge),
@@ -809,6 +822,14 @@ class FakeMetaTrader5:
             return self._result(req, TRADE_RETCODE_REQUOTE)
         volume = float(req["volume"])
         if partial is not None:
+            filling = req.get("type_filling", ORDER_FILLING_FOK)
+            if filling == ORDER_FILLING_FOK:
+                # All or nothing: "the order will not be executed" (the retcode for this
+                # case is not documented; the request is refused).
+                return self._result(req, TRADE_RETCODE_REJECT)
+            if filling != ORDER_FILLING_IOC:
+                raise ValueError("fake: a partial fill is modelled for IOC (remainder "
+                                 "cancelled) and FOK (not executed) only")
             step = info["volume_step"]
             volume = max(step, round(int(volume * partial / step + 1e-6) * step, 8))
         if req.get("position"):
