@@ -34,7 +34,8 @@ from executor.brokers.base import BrokerFill, BrokerOrder
 from executor.brokers.config import Mt5Settings
 from executor.brokers.equity_cache import EquityCache
 from executor.brokers.mt5_client import Mt5Client
-from executor.errors import BrokerError
+from executor.brokers.server_time import ServerClock
+from executor.errors import BrokerError, ConfigError
 from strategies.domain import (
     Bar,
     Fill,
@@ -155,7 +156,7 @@ class Mt5Broker:
         self.settings = settings
         self.magic = settings.magic
         self._clock = clock or (lambda: datetime.now(UTC))
-        self._offset = timedelta(hours=settings.server_utc_offset_hours)
+        self.server_clock = ServerClock.from_settings(settings)
         self._intents: dict[str, OrderIntent] = {}
         self._seen_fills: set[str] = set()
         self._selected: set[str] = set()
@@ -193,14 +194,44 @@ class Mt5Broker:
 
     def to_utc(self, server_epoch: float) -> datetime:
         """Broker server time (epoch seconds on the server's wall clock) to aware UTC."""
-        return datetime.fromtimestamp(server_epoch, UTC) - self._offset
+        return self.server_clock.to_utc(server_epoch)
 
     def _window(self, since: datetime | None = None) -> tuple[int, int]:
         now = self._clock()
         start = since if since is not None else now - timedelta(days=self.settings.history_days)
         # History is stamped in server time; pad a day each side for offset/DST slack.
-        return (int((start + self._offset - timedelta(days=1)).timestamp()),
-                int((now + self._offset + timedelta(days=1)).timestamp()))
+        clock = self.server_clock
+        return (int(clock.to_server_epoch(start - timedelta(days=1))),
+                int(clock.to_server_epoch(now + timedelta(days=1))))
+
+    def check_server_time(self, symbols: Sequence[str]) -> str:
+        """Start-up check of the configured server clock against the terminal: the newest
+        tick of ``symbols`` against our UTC clock. Raises ``ConfigError`` (refuse to trade)
+        when they disagree; returns what was compared, for the log."""
+        newest = 0.0
+        for symbol in symbols:
+            self._symbol(symbol)
+            tick = self.client.symbol_info_tick(symbol)
+            if tick is not None:
+                newest = max(newest, float(tick.get("time_msc") or 0) / 1000.0
+                             or float(tick.get("time") or 0))
+        now = self._clock()
+        if newest <= 0:
+            return f"server clock {self.server_clock.describe()}: no tick to check it against"
+        problem = self.server_clock.check_offset(
+            newest, now, self.settings.server_time_tolerance_seconds)
+        if problem is not None:
+            raise ConfigError(problem)
+        return (f"server clock {self.server_clock.describe()} agrees with the terminal "
+                f"(newest tick {self.to_utc(newest):%Y-%m-%d %H:%M:%S} UTC)")
+
+    def check_terminal(self, symbols: Sequence[str]) -> str:
+        """Everything to confirm before trading: the account's margin mode is one we handle
+        and the server clock matches the configuration. Raises on either."""
+        mode = {C.ACCOUNT_MARGIN_MODE_RETAIL_NETTING: "netting",
+                C.ACCOUNT_MARGIN_MODE_EXCHANGE: "exchange (netting)",
+                C.ACCOUNT_MARGIN_MODE_RETAIL_HEDGING: "hedging"}[self.margin_mode()]
+        return f"MT5 account {mode}; {self.check_server_time(symbols)}"
 
     # ------------------------------------------------------------------ submit
 

@@ -55,6 +55,14 @@ https://www.mql5.com/en/articles/2299):
 Note the netting consequence for magic numbers: the EA's trades and ours share the one
 position of a symbol (tests that need them apart use the hedging default).
 
+Server time: every ``time`` field is epoch seconds on the trade server's wall clock, which
+the broker chooses; the usual retail server runs at UTC+2 in winter and UTC+3 in summer,
+switching with the US daylight-saving calendar so that the New York close (17:00 New York)
+is server midnight. ``server_timezone`` (IANA, with daylight saving) plus
+``server_timezone_shift_hours`` models that ("America/New_York" + 7); otherwise the fixed
+``server_offset_hours``. ``symbol_info_tick().time`` is the server time of the last quote,
+here always now (a live market).
+
 Filling policies (MQL5 docs, ENUM_ORDER_TYPE_FILLING, and the MetaTrader 5 help "Fill
 Policy", https://www.metatrader5.com/en/mobile-trading/iphone/help/trade/general_concept/
 fill_policy): ORDER_FILLING_FOK "an order can be executed in the specified volume only. If
@@ -92,8 +100,9 @@ import time
 from collections import deque
 from collections import namedtuple as _nt
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 
@@ -331,7 +340,9 @@ class FakeMetaTrader5:
     def __init__(self, *, login: int = 5_001_234, password: str = "demo-pass",
                  server: str = "FakeBroker-Demo", server_offset_hours: float = 2.0,
                  balance: float = 10_000.0, leverage: int = 100,
-                 margin_mode: int = ACCOUNT_MARGIN_MODE_RETAIL_HEDGING) -> None:
+                 margin_mode: int = ACCOUNT_MARGIN_MODE_RETAIL_HEDGING,
+                 server_timezone: str | None = None,
+                 server_timezone_shift_hours: float = 0.0) -> None:
         for name, value in list(globals().items()):
             if name.isupper() and isinstance(value, int):
                 setattr(self, name, value)
@@ -340,6 +351,8 @@ class FakeMetaTrader5:
         self.account_server = server
         self.server_offset_hours = server_offset_hours
         self.margin_mode = margin_mode
+        self.server_zone = ZoneInfo(server_timezone) if server_timezone else None
+        self.server_shift_hours = server_timezone_shift_hours
         self.balance = balance
         self.credit = 0.0
         self.leverage = leverage
@@ -395,8 +408,20 @@ class FakeMetaTrader5:
         bid, ask = self.ticks[symbol]
         self.ticks[symbol] = (round(bid + delta, 8), round(ask + delta, 8))
 
+    def server_offset_seconds(self, utc_epoch: float) -> float:
+        """The server's offset from UTC at ``utc_epoch``: fixed, or its zone's (with
+        daylight saving) plus the shift (see "Server time" in the module docstring)."""
+        if self.server_zone is None:
+            return self.server_offset_hours * 3600
+        local = datetime.fromtimestamp(utc_epoch, UTC).astimezone(self.server_zone)
+        return (local.utcoffset() or timedelta(0)).total_seconds() + \
+            self.server_shift_hours * 3600
+
+    def to_server(self, utc_epoch: float) -> int:
+        return int(utc_epoch + self.server_offset_seconds(utc_epoch))
+
     def server_now(self) -> int:
-        return int(self.clock() + self.server_offset_hours * 3600)
+        return self.to_server(self.clock())
 
     def script_order_send(self, *steps: tuple[Any, ...]) -> None:
         self.order_script.extend(steps)
@@ -417,8 +442,7 @@ class FakeMetaTrader5:
                        now_utc: float | None = None, base: float = 1.1) -> None:
         """``count`` bars ending with the one forming at ``now_utc`` (server-time stamps)."""
         step = _TF_SECONDS[timeframe]
-        now_server = int((now_utc if now_utc is not None else self.clock())
-                         + self.server_offset_hours * 3600)
+        now_server = self.to_server(now_utc if now_utc is not None else self.clock())
         last_open = now_server - now_server % step
         bars = []
         for i in range(count):
@@ -1045,5 +1069,8 @@ def client_settings(fake: FakeMetaTrader5, port: int, **overrides: Any) -> Any:
         server_utc_offset_hours=fake.server_offset_hours, call_timeout_seconds=5.0,
         connect_timeout_seconds=2.0, reconnect_backoff_seconds=0.01,
         terminal_connect_wait_seconds=2.0)
+    if fake.server_zone is not None:
+        values.update(server_utc_offset_hours=0.0, server_timezone=fake.server_zone.key,
+                      server_timezone_shift_hours=fake.server_shift_hours)
     values.update(overrides)
     return Mt5Settings(**values)
