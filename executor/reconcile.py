@@ -21,9 +21,10 @@ n/N"), so the count survives restarts and the audit trail shows every attempt.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol, runtime_checkable
 
 import structlog
 from sqlalchemy import func, select
@@ -33,7 +34,7 @@ from executor.brokers.config import ResolverSettings
 from executor.errors import BrokerError
 from executor.journal.models import OrderEventRow
 from executor.journal.store import Journal
-from strategies.domain import ORDER_TRANSITIONS, Order, OrderState
+from strategies.domain import ORDER_TRANSITIONS, Fill, Order, OrderState, OrderType
 
 log = structlog.get_logger("dta.reconcile")
 
@@ -41,6 +42,15 @@ UNRESOLVED = (OrderState.SUBMITTING, OrderState.UNKNOWN)
 WORKING = (OrderState.ACCEPTED, OrderState.PARTIALLY_FILLED)
 _MISS = "lookup miss"
 _EVENTS = OrderEventRow.__table__  # type: ignore[attr-defined]
+
+
+@runtime_checkable
+class KnowsJournaledFills(Protocol):
+    """A broker whose ``on_bar`` reports each fill once by remembering what it reported.
+    Reconciliation journals fills behind its back, so it hands them over here: otherwise
+    the first poll after start-up reports them again."""
+
+    def mark_journaled(self, fills: Sequence[Fill]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,8 +175,41 @@ class OrderResolver:
         return current
 
     def resolve_pending(self, account: str) -> list[Order]:
-        """One pass over every unresolved order of ``account``."""
-        return [self.resolve(o) for o in self.journal.orders(account, list(UNRESOLVED))]
+        """One pass over every unresolved order of ``account``, then over its working
+        market orders (``settle_market``). Returns the unresolved ones as journaled after."""
+        out = [self.resolve(o) for o in self.journal.orders(account, list(UNRESOLVED))]
+        for order in self.journal.orders(account, list(WORKING)):
+            if order.intent.order_type is OrderType.MARKET:
+                self.settle_market(order)
+        return out
+
+    def settle_market(self, order: Order) -> Order:
+        """A market order left ``accepted``/``partially_filled`` is usually finished at the
+        broker: a FOK/IOC order that filled in part had its remainder cancelled in the same
+        instant (MT5 DONE_PARTIAL: "In case the entire volume of an order cannot be filled,
+        the available volume of it will be filled, and the remaining volume will be
+        canceled", ORDER_FILLING_IOC). Left working, it would count against the limits and
+        show in `dta status` for the rest of the run. One lookup adopts the broker's state
+        when it moved on; a RETURN order still working at the broker stays as it is."""
+        try:
+            seen = self.broker.lookup(order.client_order_id)
+        except BrokerError as exc:
+            log.warning("resolver_lookup_failed", client_order_id=order.client_order_id,
+                        error=str(exc))
+            return order
+        if (seen is None or seen.state in UNRESOLVED
+                or seen.state not in ORDER_TRANSITIONS[order.state]
+                or (seen.state is order.state
+                    and abs(seen.filled_volume - order.filled_volume) < 1e-12)):
+            return order
+        settled = order.transition(seen.state, filled_volume=seen.filled_volume,
+                                   avg_fill_price=seen.avg_fill_price or order.avg_fill_price,
+                                   broker_order_id=seen.broker_order_id or
+                                   order.broker_order_id, reason=seen.reason)
+        self.journal.update_order(order, settled, detail="settled by broker lookup")
+        log.info("order_settled", client_order_id=order.client_order_id,
+                 state=settled.state.value, filled=settled.filled_volume)
+        return settled
 
     def settle(self, account: str, *, max_seconds: float | None = None) -> list[Order]:
         """Passes with exponential backoff until nothing is unresolved (or ``max_seconds``,
@@ -249,15 +292,18 @@ def reconcile(journal: Journal, broker: ReconcilableBroker, account: str, *,
     # 2. fills made while we were down
     recorded: list[str] = []
     external_fills: list[str] = []
+    journaled: list[Fill] = []
     for bf in broker.recent_fills(since):
         fill = bf.fill
         if fill.client_order_id not in orders:
             external_fills.append(fill.fill_id)
             continue
-        if journal.fill_id_exists(fill.fill_id) or fill.fill_id in recorded:
-            continue
-        journal.record_fill(fill, bf.kind, bf.realized_pnl)
-        recorded.append(fill.fill_id)
+        journaled.append(fill)
+        if journal.record_fill(fill, bf.kind, bf.realized_pnl):
+            recorded.append(fill.fill_id)
+    if isinstance(broker, KnowsJournaledFills):
+        # The adapter's next poll would report these again (defect 5 of issue 15).
+        broker.mark_journaled(journaled)
 
     # 3. working orders at the broker
     external: list[BrokerOrder] = []

@@ -197,9 +197,14 @@ def build_live_parts(settings: Settings, journal: Journal, *,
 
             client = Mt5Client(b.mt5, password=settings.mt5_password,
                                bridge_secret=settings.mt5_bridge_secret)
+            from executor.brokers.server_time import ServerClock
+
             client.connect()
             broker: Any = Mt5Broker(client, b.mt5)
-            feed: Any = Mt5Feed(client, server_utc_offset_hours=b.mt5.server_utc_offset_hours,
+            # Margin mode and server clock confirmed before anything trades: a mode we do
+            # not handle, or a clock that disagrees with the terminal, refuses to start.
+            broker.check_terminal(b.symbols)
+            feed: Any = Mt5Feed(client, server_clock=ServerClock.from_settings(b.mt5),
                                 max_bars=b.mt5.max_bars)
         else:
             from executor.brokers.ccxt_broker import CcxtBroker, make_exchange
@@ -299,7 +304,9 @@ def _shadow_on_mt5(settings: Settings, journal: Journal, factory: ComponentFacto
     client = Mt5Client(b.mt5, password=settings.mt5_password,
                        bridge_secret=settings.mt5_bridge_secret)
     client.connect()
-    feed = Mt5Feed(client, server_utc_offset_hours=b.mt5.server_utc_offset_hours,
+    from executor.brokers.server_time import ServerClock
+
+    feed = Mt5Feed(client, server_clock=ServerClock.from_settings(b.mt5),
                    max_bars=b.mt5.max_bars)
     source = Mt5EaSource(client, ea_magic=settings.shadow.ea_magic, own_magic=b.mt5.magic,
                          server_utc_offset_hours=b.mt5.server_utc_offset_hours,

@@ -53,7 +53,10 @@ class MaxGrossExposureCheck:
     (``AccountState.increases_exposure``: its own end of the range stays on the reducing
     side of flat). Not "does not raise the sum": the filled positions and the working set
     are read a moment apart, so a fill not yet reported to the router counts twice, and an
-    order judged against that inflated sum could still grow the real one."""
+    order judged against that inflated sum could still grow the real one.
+
+    Lots held long and short at once on a hedging account (``Position.hedged_volume``) are
+    open at the broker though the net hides them: they count in full on top."""
 
     name = "max_gross_exposure"
 
@@ -67,11 +70,13 @@ class MaxGrossExposureCheck:
         for s in set(account.positions) | set(account.working):
             if s != symbol:
                 end, lots = _worst(account.position(s).volume, account.working_on(s))
-                gross, counted = gross + abs(end), counted + lots
+                gross += abs(end) + account.position(s).hedged_volume
+                counted += lots
         order = account.order_volume
         after, lots = _worst(account.position(symbol).volume, account.working_on(symbol),
                              order if sign > 0 else 0.0, order if sign < 0 else 0.0)
-        gross, counted = gross + abs(after), counted + lots
+        gross += abs(after) + account.position(symbol).hedged_volume
+        counted += lots
         incl = f" incl. {counted:.4g} working" if counted > 1e-12 else ""
         if gross > self.max_lots + 1e-9 and (sign == 0 or account.increases_exposure(decision)):
             return CheckResult(self.name, False, f"gross exposure would be {gross:.4g} lots"

@@ -484,6 +484,17 @@ class Position:
     stop_loss: float | None = None
     take_profit: float | None = None
     opened_by: str | None = None  # client order id of the opening order
+    # Lots over every open ticket, long and short, on an account that holds positions
+    # apart (MT5 hedging); None where one net position per symbol is all there is.
+    gross_volume: float | None = None
+
+    @property
+    def hedged_volume(self) -> float:
+        """Lots held long and short at once (both tickets open at the broker), which the
+        net ``volume`` hides: 0.3 long and 0.1 short is net 0.2 with 0.2 hedged."""
+        if self.gross_volume is None:
+            return 0.0
+        return max(0.0, round(self.gross_volume - abs(self.volume), 10))
 
     @property
     def is_flat(self) -> bool:

@@ -253,6 +253,8 @@ def test_mt5_account_info_crosses_the_bridge_in_the_documented_shape(mt5: Mt5Env
 
 def test_mt5_equity_follows_the_floating_profit_after_the_cache(mt5: Mt5Env,
                                                                 mono: Mono) -> None:
+    mt5.broker.margin_mode()  # read once, before trading (check_terminal at start)
+    mt5.reads = 0  # equity reads from here
     assert mt5.broker.equity() == pytest.approx(10_000.0)
     order = mt5.broker.submit(submitting(mt5_intent()))
     assert order.state is OrderState.FILLED

@@ -203,7 +203,13 @@ def test_requotes_beyond_the_bound_reject() -> None:
         e.close()
 
 
+def ioc_only(env: Env) -> None:
+    """EURUSD accepts IOC only (SYMBOL_FILLING_IOC): a partial fill is possible."""
+    env.fake.symbols["EURUSD"]["filling_mode"] = M.SYMBOL_FILLING_IOC
+
+
 def test_partial_fill(env: Env) -> None:
+    ioc_only(env)
     i = intent(volume=0.1)
     env.fake.script_order_send(("partial", 0.6))
     result = env.broker.submit(submitting(i))
@@ -213,6 +219,34 @@ def test_partial_fill(env: Env) -> None:
     assert seen is not None and seen.state is OrderState.CANCELLED  # IOC remainder
     assert seen.filled_volume == pytest.approx(0.06) and "remainder" in seen.reason
     assert result.transition(seen.state).state is OrderState.CANCELLED
+
+
+def test_fok_with_too_little_liquidity_is_not_executed(env: Env) -> None:
+    env.fake.script_order_send(("partial", 0.6))
+    result = env.broker.submit(submitting(intent(volume=0.1)))
+    assert result.state is OrderState.REJECTED and env.broker.positions() == {}
+
+
+def test_ioc_partial_fill_is_settled_by_the_per_cycle_resolver(env: Env,
+                                                               journal: Journal) -> None:
+    """DONE_PARTIAL on an IOC market order: the remainder is cancelled at the broker, so
+    the resolver the daemon runs before every cycle settles the order (issue 15, defect 8)
+    and it stops counting as working."""
+    ioc_only(env)
+    router = OrderRouter(journal, env.broker)
+    i = intent(volume=0.1)
+    env.fake.script_order_send(("partial", 0.6))
+    sent = router.submit(i)
+    assert sent.state is OrderState.PARTIALLY_FILLED
+    assert i.client_order_id in router.working
+    resolver = OrderResolver(journal, env.broker, ResolverSettings())
+    resolver.resolve_pending("mt5-acct")  # what `dta run` hooks before each cycle
+    router.refresh()  # what the daemon does on each bar
+    settled = journal.get_order(i.client_order_id)
+    assert settled is not None and settled.state is OrderState.CANCELLED
+    assert settled.filled_volume == pytest.approx(0.06) and "remainder" in settled.reason
+    assert router.working == {} and router.working_exposure() == {}
+    assert env.sends() == 1
 
 
 def test_pending_orders_and_lookup_across_orders_and_history(env: Env) -> None:

@@ -94,7 +94,10 @@ def test_fills_made_while_down_are_journaled_and_states_adopted(mt5: Mt5Env,
     mt5.fake.fill_pending(int(pending.broker_order_id or 0))
     mt5.fake.hit_protection(int(market.broker_order_id or 0), "sl")
 
-    report = reconcile(journal, mt5.broker(journal), "mt5-acct", since=SINCE)
+    # --- restart, as `dta run` does it: the broker restored from the journal, then the
+    # same broker reconciled, then the first bar polls its fills.
+    restarted = mt5.broker(journal)
+    report = reconcile(journal, restarted, "mt5-acct", since=SINCE)
     assert report.refuse_to_trade is False, report.reasons
     assert report.adopted == (pending.client_order_id,)
     assert journal.get_order(pending.client_order_id).state is OrderState.FILLED  # type: ignore[union-attr]
@@ -106,9 +109,28 @@ def test_fills_made_while_down_are_journaled_and_states_adopted(mt5: Mt5Env,
     # The EA's order is reported, never adopted, and is no reason to stop.
     assert [o.broker_order_id for o in report.external_orders] == [str(ea_ticket)]
     assert report.external_orders[0].ours is False
+    # The first bar after the restart reports nothing reconciliation already journaled,
+    # and journaling what it reports (as the daemon does) never trips on a duplicate.
+    first_poll = restarted.on_bar(Bar("EURUSD", "M15", BAR, 1.1, 1.1, 1.1, 1.1))
+    assert [f.fill.fill_id for f in first_poll] == []
+    for bf in first_poll:
+        journal.record_fill(bf.fill, bf.kind, bf.realized_pnl)
+    assert len(journal.fills()) == 3
     # Idempotent: a second start records nothing twice.
     again = reconcile(journal, mt5.broker(journal), "mt5-acct", since=SINCE)
     assert again.fills_recorded == () and again.adopted == () and not again.refuse_to_trade
+
+
+def test_recording_a_fill_twice_is_a_no_op(journal: Journal) -> None:
+    """The same deal seen by reconciliation and by the next poll is one fill, not a
+    JournalError that stops the daemon (issue 15, defect 5)."""
+    i = mt5_intent(1)
+    journal.insert_order(Order(i), "created")
+    fill = Fill(i.client_order_id, "mt5:500001", "EURUSD", OrderSide.BUY, BAR, 1.1, 0.1)
+    assert journal.record_fill(fill, "entry", 0.0) is True
+    assert journal.record_fill(fill, "entry", 0.0) is False
+    journal.commit()
+    assert [f.fill_id for f in journal.fills()] == ["mt5:500001"]
 
 
 def test_an_order_left_submitting_by_a_crash_is_adopted(mt5: Mt5Env, journal: Journal) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Section(BaseModel):
@@ -39,7 +39,13 @@ class Mt5Settings(_Section):
     comment_prefix: str = Field(default="", max_length=7)
     filling_preference: tuple[Literal["fok", "ioc", "return"], ...] = ("fok", "ioc", "return")
     requote_retries: int = Field(default=3, ge=0, le=20)
+    # The trade server's clock (see executor/brokers/server_time.py): an IANA zone, plus a
+    # shift of whole hours ("America/New_York" + 7 for the usual UTC+2/+3 New York close
+    # server), or else a fixed offset. Checked against the terminal's ticks at start.
     server_utc_offset_hours: float = Field(default=0.0, ge=-14, le=14)
+    server_timezone: str | None = None
+    server_timezone_shift_hours: float = Field(default=0.0, ge=-24, le=24)
+    server_time_tolerance_seconds: float = Field(default=120.0, gt=0, le=1800)
     # Timeouts and reconnection.
     connect_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     call_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
@@ -50,6 +56,24 @@ class Mt5Settings(_Section):
     # How far back lookups and start-up reconciliation search the terminal's history.
     history_days: int = Field(default=14, ge=1, le=3650)
     max_bars: int = Field(default=5000, ge=10, le=100_000)
+
+
+    @field_validator("server_timezone")
+    @classmethod
+    def _zone(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        from executor.brokers.server_time import load_zone
+
+        return load_zone(v.strip()).key
+
+    @model_validator(mode="after")
+    def _one_clock(self) -> Mt5Settings:
+        if self.server_timezone is not None and self.server_utc_offset_hours != 0.0:
+            raise ValueError("mt5: set server_timezone or server_utc_offset_hours, not both")
+        if self.server_timezone is None and self.server_timezone_shift_hours != 0.0:
+            raise ValueError("mt5: server_timezone_shift_hours needs server_timezone")
+        return self
 
 
 class CcxtSettings(_Section):

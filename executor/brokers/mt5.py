@@ -34,7 +34,8 @@ from executor.brokers.base import BrokerFill, BrokerOrder
 from executor.brokers.config import Mt5Settings
 from executor.brokers.equity_cache import EquityCache
 from executor.brokers.mt5_client import Mt5Client
-from executor.errors import BrokerError
+from executor.brokers.server_time import ServerClock
+from executor.errors import BrokerError, ConfigError
 from strategies.domain import (
     Bar,
     Fill,
@@ -95,6 +96,8 @@ _ACTIVE_STATES = {C.ORDER_STATE_STARTED: OrderState.ACCEPTED,
                   C.ORDER_STATE_REQUEST_CANCEL: OrderState.ACCEPTED,
                   C.ORDER_STATE_PARTIAL: OrderState.PARTIALLY_FILLED}
 _BUY_TYPES = frozenset({C.ORDER_TYPE_BUY, C.ORDER_TYPE_BUY_LIMIT, C.ORDER_TYPE_BUY_STOP})
+_MARGIN_MODES = frozenset({C.ACCOUNT_MARGIN_MODE_RETAIL_NETTING, C.ACCOUNT_MARGIN_MODE_EXCHANGE,
+                           C.ACCOUNT_MARGIN_MODE_RETAIL_HEDGING})
 
 
 def comment_token(client_order_id: str, prefix: str = "") -> str:
@@ -153,11 +156,12 @@ class Mt5Broker:
         self.settings = settings
         self.magic = settings.magic
         self._clock = clock or (lambda: datetime.now(UTC))
-        self._offset = timedelta(hours=settings.server_utc_offset_hours)
+        self.server_clock = ServerClock.from_settings(settings)
         self._intents: dict[str, OrderIntent] = {}
         self._seen_fills: set[str] = set()
         self._selected: set[str] = set()
         self._last_poll: datetime | None = None
+        self._margin_mode: int | None = None
         self._lock = threading.RLock()
         self._equity = EquityCache(self._read_equity, equity_ttl_seconds, monotonic=monotonic)
 
@@ -190,14 +194,44 @@ class Mt5Broker:
 
     def to_utc(self, server_epoch: float) -> datetime:
         """Broker server time (epoch seconds on the server's wall clock) to aware UTC."""
-        return datetime.fromtimestamp(server_epoch, UTC) - self._offset
+        return self.server_clock.to_utc(server_epoch)
 
     def _window(self, since: datetime | None = None) -> tuple[int, int]:
         now = self._clock()
         start = since if since is not None else now - timedelta(days=self.settings.history_days)
         # History is stamped in server time; pad a day each side for offset/DST slack.
-        return (int((start + self._offset - timedelta(days=1)).timestamp()),
-                int((now + self._offset + timedelta(days=1)).timestamp()))
+        clock = self.server_clock
+        return (int(clock.to_server_epoch(start - timedelta(days=1))),
+                int(clock.to_server_epoch(now + timedelta(days=1))))
+
+    def check_server_time(self, symbols: Sequence[str]) -> str:
+        """Start-up check of the configured server clock against the terminal: the newest
+        tick of ``symbols`` against our UTC clock. Raises ``ConfigError`` (refuse to trade)
+        when they disagree; returns what was compared, for the log."""
+        newest = 0.0
+        for symbol in symbols:
+            self._symbol(symbol)
+            tick = self.client.symbol_info_tick(symbol)
+            if tick is not None:
+                newest = max(newest, float(tick.get("time_msc") or 0) / 1000.0
+                             or float(tick.get("time") or 0))
+        now = self._clock()
+        if newest <= 0:
+            return f"server clock {self.server_clock.describe()}: no tick to check it against"
+        problem = self.server_clock.check_offset(
+            newest, now, self.settings.server_time_tolerance_seconds)
+        if problem is not None:
+            raise ConfigError(problem)
+        return (f"server clock {self.server_clock.describe()} agrees with the terminal "
+                f"(newest tick {self.to_utc(newest):%Y-%m-%d %H:%M:%S} UTC)")
+
+    def check_terminal(self, symbols: Sequence[str]) -> str:
+        """Everything to confirm before trading: the account's margin mode is one we handle
+        and the server clock matches the configuration. Raises on either."""
+        mode = {C.ACCOUNT_MARGIN_MODE_RETAIL_NETTING: "netting",
+                C.ACCOUNT_MARGIN_MODE_EXCHANGE: "exchange (netting)",
+                C.ACCOUNT_MARGIN_MODE_RETAIL_HEDGING: "hedging"}[self.margin_mode()]
+        return f"MT5 account {mode}; {self.check_server_time(symbols)}"
 
     # ------------------------------------------------------------------ submit
 
@@ -215,11 +249,25 @@ class Mt5Broker:
             token = self.token(intent.client_order_id)
             info = self._symbol(intent.symbol)
             request, note = self._request(intent, info, token)
+            closes = (self._hedge_closes(intent, float(request["volume"]))
+                      if request is not None and request["action"] == C.TRADE_ACTION_DEAL
+                      and not intent.reduce_only and self.hedging() else [])
         except (BrokerError, ValueError) as exc:
             # Nothing was sent: a clear rejection, not an unknown.
             return order.transition(OrderState.REJECTED, reason=f"not sent: {exc}")
         if request is None:
             return order.transition(OrderState.REJECTED, reason=note)
+        if closes:
+            return self._submit_legs(order, request, closes, note)
+        mapped = self._send(order, request)
+        if note and mapped.state is not OrderState.REJECTED:
+            mapped = _with_reason(mapped, note)
+        return mapped
+
+    def _send(self, order: Order, request: dict[str, Any]) -> Order:
+        """One request to the terminal, re-priced and retried on requotes; the answer as
+        the order's next state."""
+        intent = order.intent
         market = request["action"] == C.TRADE_ACTION_DEAL
         result: dict[str, Any] | None = None
         for attempt in range(self.settings.requote_retries + 1):
@@ -248,12 +296,93 @@ class Mt5Broker:
             break
         assert result is not None
         mapped = self._map_result(order, result, float(request["volume"]), market)
-        if note and mapped.state is not OrderState.REJECTED:
-            mapped = _with_reason(mapped, note)
         log.info("mt5_order_sent", client_order_id=intent.client_order_id,
                  retcode=result.get("retcode"), state=mapped.state.value,
-                 ticket=result.get("order"))
+                 ticket=result.get("order"), position=request.get("position"))
         return mapped
+
+    # ------------------------------------------------------------------ hedging
+
+    def margin_mode(self) -> int:
+        """``account_info().margin_mode``, read once: it is fixed per account (MQL5
+        ENUM_ACCOUNT_MARGIN_MODE). Raises ``BrokerError`` for a mode we do not know."""
+        if self._margin_mode is None:
+            info = self.client.account_info()
+            if not isinstance(info, dict) or info.get("margin_mode") is None:
+                raise BrokerError(f"MT5 account_info has no margin_mode: "
+                                  f"{self.client.last_error}", retryable=True)
+            mode = int(info["margin_mode"])
+            if mode not in _MARGIN_MODES:
+                raise BrokerError(f"MT5 account margin_mode {mode} is not supported (netting "
+                                  f"0, exchange 1, hedging 2): refusing to trade",
+                                  retryable=False)
+            self._margin_mode = mode
+        return self._margin_mode
+
+    def hedging(self) -> bool:
+        """A hedging account holds every deal as its own ticket: an opposite order opens a
+        second position instead of closing the first (netting and exchange accounts net)."""
+        return self.margin_mode() == C.ACCOUNT_MARGIN_MODE_RETAIL_HEDGING
+
+    def _hedge_closes(self, intent: OrderIntent, volume: float) -> list[tuple[int, float]]:
+        """On a hedging account, the tickets of ours an order must close first, oldest first,
+        with the lots to take off each, so the account ends where a netting account would:
+        reduced, closed or reversed, never long and short at once."""
+        want = C.POSITION_TYPE_SELL if intent.side is OrderSide.BUY else C.POSITION_TYPE_BUY
+        tickets = sorted((p for p in self.client.positions_get(symbol=intent.symbol)
+                          if self._ours(p) and int(p.get("type", -1)) == want),
+                         key=lambda p: (int(p.get("time_msc") or 0), int(p["ticket"])))
+        out: list[tuple[int, float]] = []
+        left = volume
+        for p in tickets:
+            if left <= 1e-9:
+                break
+            take = round(min(left, float(p["volume"])), 8)
+            out.append((int(p["ticket"]), take))
+            left = round(left - take, 8)
+        return out
+
+    def _submit_legs(self, order: Order, request: dict[str, Any],
+                     closes: list[tuple[int, float]], note: str) -> Order:
+        """Close (or reduce) each opposite ticket by naming it in ``position`` ("On a
+        hedging account, the position to be closed must be specified using a ticket in the
+        position field", MQL5 book), then open what is left. Every leg carries the order's
+        comment, so lookup and fills see one order. A leg that does not fill stops the rest:
+        nothing is ever sent twice, and the resolver settles what did happen."""
+        total = float(request["volume"])
+        legs: list[dict[str, Any]] = []
+        for ticket, lots in closes:
+            leg = {k: v for k, v in request.items() if k not in ("sl", "tp")}
+            legs.append(dict(leg, position=ticket, volume=lots))
+        rest = round(total - sum(lots for _, lots in closes), 8)
+        if rest > 1e-9:
+            legs.append(dict(request, volume=rest))
+        filled = cost = 0.0
+        last: Order = order
+        for leg in legs:
+            last = self._send(order, leg)
+            got = last.filled_volume if last.state in (OrderState.FILLED,
+                                                       OrderState.PARTIALLY_FILLED) else 0.0
+            filled += got
+            cost += got * (last.avg_fill_price or 0.0)
+            if last.state is not OrderState.FILLED:
+                break
+        if filled <= 1e-9:
+            return last  # the first leg's own answer: rejected, unknown, ...
+        avg = cost / filled if filled else None
+        last_ticket = last.broker_order_id
+        if last.state is OrderState.UNKNOWN:
+            return order.transition(OrderState.UNKNOWN,
+                                    reason=f"hedging legs: {filled:g} of {total:g} lots done, "
+                                           f"then {last.reason}")
+        state = OrderState.FILLED if filled >= total - 1e-9 else OrderState.PARTIALLY_FILLED
+        reason = (f"hedging account: closed ticket(s) "
+                  f"{', '.join(str(t) for t, _ in closes)} first")
+        if state is OrderState.PARTIALLY_FILLED:
+            reason += f"; {filled:g} of {total:g} lots done, then: {last.reason}"
+        done = order.transition(state, filled_volume=round(filled, 8), avg_fill_price=avg,
+                                broker_order_id=last_ticket, reason=reason)
+        return _with_reason(done, note) if note else done
 
     def _request(self, intent: OrderIntent, info: dict[str, Any],
                  token: str) -> tuple[dict[str, Any] | None, str]:
@@ -342,11 +471,14 @@ class Mt5Broker:
             history = [o for o in self.client.history_orders_get(lo, hi) if self._ours(o)
                        and self.client_id_from_comment(str(o.get("comment", ""))) ==
                        client_order_id]
+            history.sort(key=lambda o: (int(o.get("time_setup_msc") or 0),
+                                        int(o.get("ticket") or 0)))
+            if len(history) > 1 and self.hedging():
+                return self._order_from_legs(client_order_id, history)
             if len(history) > 1:
                 log.error("mt5_duplicate_comment", client_order_id=client_order_id,
                           tickets=[o.get("ticket") for o in history])
             if history:
-                history.sort(key=lambda o: int(o.get("time_setup") or 0))
                 return self._order_from_mt5(client_order_id, history[0], active=False)
             for p in self.client.positions_get():
                 if self._ours(p) and str(p.get("comment", "")).startswith(token):
@@ -357,6 +489,25 @@ class Mt5Broker:
                                  broker_order_id=str(p["ticket"]),
                                  reason="found as an open position")
             return None
+
+    def _order_from_legs(self, coid: str, legs: list[dict[str, Any]]) -> Order:
+        """One order of ours sent as several requests on a hedging account (closes by
+        ticket, then the rest: ``_submit_legs``): the sum of their deals."""
+        parts = [self._order_from_mt5(coid, o, active=False) for o in legs]
+        intent = self._intent_for(coid, legs[0])
+        filled = round(sum(p.filled_volume for p in parts), 8)
+        cost = sum(p.filled_volume * (p.avg_fill_price or 0.0) for p in parts)
+        avg = cost / filled if filled > 0 else None
+        wanted = intent.volume if coid in self._intents else sum(
+            float(o.get("volume_initial") or 0.0) for o in legs)
+        ticket = parts[-1].broker_order_id
+        if filled >= wanted - 1e-9 or all(p.state is OrderState.FILLED for p in parts):
+            return Order(intent, OrderState.FILLED, filled_volume=filled, avg_fill_price=avg,
+                         broker_order_id=ticket)
+        return Order(intent, OrderState.CANCELLED, filled_volume=filled, avg_fill_price=avg,
+                     broker_order_id=ticket,
+                     reason=f"partially filled {filled:g} of {wanted:g}, remainder not sent "
+                            "or cancelled")
 
     def _ours(self, item: dict[str, Any]) -> bool:
         return int(item.get("magic") or 0) == self.magic
@@ -516,9 +667,27 @@ class Mt5Broker:
         return self.positions().get(symbol) or Position(symbol)
 
     def positions(self) -> dict[str, Position]:
-        """Our net position per symbol (our magic only; hedged tickets are netted)."""
+        """Our net position per symbol (our magic only). On a hedging account tickets on
+        both sides may be open at once (ours are only if someone else opened or closed
+        them): the net is ``volume`` and every ticket's lots are ``gross_volume``, so a
+        hedged book shows, even when it nets to flat."""
         return _net((p for p in self.client.positions_get() if self._ours(p)),
                     self.client_id_from_comment)
+
+    def point(self, symbol: str) -> float | None:
+        """The symbol's point (``symbol_info().point``, the smallest price change), for
+        stop distances given in points; None when the terminal cannot tell."""
+        try:
+            info = self._symbol(symbol)
+        except BrokerError as exc:
+            log.warning("mt5_point_unknown", symbol=symbol, error=str(exc))
+            return None
+        point = info.get("point")
+        try:
+            value = float(point) if point is not None else 0.0
+        except (TypeError, ValueError):
+            return None
+        return value if math.isfinite(value) and value > 0 else None
 
     def open_orders(self) -> list[BrokerOrder]:
         out: list[BrokerOrder] = []
@@ -545,6 +714,12 @@ class Mt5Broker:
             if fills:
                 self._last_poll = max(f.time for f in fills)
 
+    def mark_journaled(self, fills: Sequence[Fill]) -> None:
+        """Fills start-up reconciliation found in (or wrote to) the journal: never reported
+        by ``on_bar`` again (``reconcile.KnowsJournaledFills``)."""
+        with self._lock:
+            self._seen_fills.update(f.fill_id for f in fills)
+
     # ------------------------------------------------------------------ shadow mode
 
     def foreign_positions(self) -> list[dict[str, Any]]:
@@ -567,15 +742,18 @@ def _net(items: Any, opener: Callable[[str], str | None]) -> dict[str, Position]
     out: dict[str, Position] = {}
     for symbol, rows in acc.items():
         net = round(sum(v for v, _, _ in rows), 8)
-        if abs(net) < 1e-12:
+        gross = round(sum(abs(v) for v, _, _ in rows), 8)
+        if gross < 1e-12:
             continue
         same = [(v, px) for v, px, _ in rows if (v > 0) == (net > 0)]
-        avg = sum(abs(v) * px for v, px in same) / sum(abs(v) for v, _ in same)
+        avg = (sum(abs(v) * px for v, px in same) / sum(abs(v) for v, _ in same)
+               if abs(net) >= 1e-12 else 0.0)
         first = rows[0][2]
-        out[symbol] = Position(symbol, volume=net, avg_price=avg,
+        out[symbol] = Position(symbol, volume=0.0 if abs(net) < 1e-12 else net, avg_price=avg,
                                stop_loss=float(first.get("sl") or 0.0) or None,
                                take_profit=float(first.get("tp") or 0.0) or None,
-                               opened_by=opener(str(first.get("comment", ""))))
+                               opened_by=opener(str(first.get("comment", ""))),
+                               gross_volume=gross if len(rows) > 1 else None)
     return out
 
 

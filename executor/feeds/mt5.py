@@ -9,19 +9,21 @@ located at the start"). That row is dropped unconditionally, and every other row
 be closed at ``now`` by its timestamp: a closed bar whose successor has no tick yet stays
 at position 0 and waits for the next poll.
 
-Times: ``time`` is epoch seconds on the broker *server's* wall clock (typically UTC+2/+3).
-They become aware UTC here, at the edge, by subtracting ``server_utc_offset_hours``.
+Times: ``time`` is epoch seconds on the broker *server's* wall clock (typically UTC+2 in
+winter, UTC+3 in summer). They become aware UTC here, at the edge, through the configured
+``ServerClock`` (a zone with its daylight-saving calendar, or a fixed offset).
 Spread comes in points and is multiplied by the symbol's ``point``.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 
 from executor.brokers.mt5_client import TIMEFRAMES, Mt5Client
+from executor.brokers.server_time import ServerClock
 from executor.errors import BrokerError
 from strategies.domain import Bar, normalize_timeframe, timeframe_seconds
 
@@ -33,9 +35,10 @@ class Mt5Feed:
 
     def __init__(self, client: Mt5Client, *, server_utc_offset_hours: float = 0.0,
                  max_bars: int = 5000, initial_bars: int = 500,
-                 max_catchup_bars: int = 100_000) -> None:
+                 max_catchup_bars: int = 100_000,
+                 server_clock: ServerClock | None = None) -> None:
         self.client = client
-        self.offset = timedelta(hours=server_utc_offset_hours)
+        self.clock = server_clock or ServerClock(fixed_offset_hours=server_utc_offset_hours)
         self.max_bars = max_bars
         self.initial_bars = initial_bars
         self.max_catchup_bars = max_catchup_bars
@@ -85,7 +88,7 @@ class Mt5Feed:
         length = timedelta(seconds=seconds)
         out: list[Bar] = []
         for r in rows:
-            t = datetime.fromtimestamp(int(r["time"]), UTC) - self.offset
+            t = self.clock.to_utc(int(r["time"]))
             if since is not None and t <= since:
                 continue
             if t + length > now:

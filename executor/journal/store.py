@@ -636,11 +636,19 @@ class Journal:
 
     # ------------------------------------------------------------------ fills
 
-    def record_fill(self, fill: Fill, kind: str, realized_pnl: float) -> None:
+    def record_fill(self, fill: Fill, kind: str, realized_pnl: float) -> bool:
+        """Journal ``fill`` once; True when it was new. A fill id already journaled is a
+        no-op, not an error: start-up reconciliation and the first poll after it can both
+        see a deal made while the daemon was down (issue 15, defect 5)."""
+        known = self._prep("fill_exists", lambda: select(_FILLS.c.fill_id).where(
+            _FILLS.c.fill_id == bindparam("fill_id")))
+        if known.rows(self._dbapi(), {"fill_id": fill.fill_id}):
+            return False
         self._write(_FILLS, dict(
             fill_id=fill.fill_id, client_order_id=fill.client_order_id, symbol=fill.symbol,
             side=fill.side.value, time=fill.time, price=fill.price, volume=fill.volume,
             fee=fill.fee, kind=kind, realized_pnl=realized_pnl))
+        return True
 
     def fills(self, client_order_id: str | None = None, *,
               account: str | None = None) -> list[FillRow]:

@@ -34,14 +34,56 @@ Shapes and behaviour follow the official MetaTrader5 Python documentation
 - ``symbol_info().filling_mode`` is the SYMBOL_FILLING_FOK(1)/IOC(2) bitmask; orders use
   ORDER_FILLING_FOK(0)/IOC(1)/RETURN(2).
 
+Position accounting, by ``margin_mode`` (``account_info().margin_mode``; MQL5
+ENUM_ACCOUNT_MARGIN_MODE, https://www.mql5.com/en/book/automation/account/
+account_netting_hedge, and "MetaTrader 5 features hedging position accounting system",
+https://www.mql5.com/en/articles/2299):
+- ACCOUNT_MARGIN_MODE_RETAIL_HEDGING (2, the default here): "you can open several positions
+  for a symbol, including multidirectional ones". A deal without ``position`` always opens a
+  new position (ticket = the order's ticket); an opposite order does not close anything. A
+  position is closed or reduced only by naming it: "On a hedging account, the position to
+  be closed must be specified using a ticket in the position field" (MQL5 book, "Closing a
+  position: full and partial"). "Position reversal is not provided in hedging mode"
+  (POSITION_IDENTIFIER, ENUM_POSITION_PROPERTY_INTEGER).
+- ACCOUNT_MARGIN_MODE_RETAIL_NETTING (0) and ACCOUNT_MARGIN_MODE_EXCHANGE (1, "Exchange
+  market, considering positions in the netting mode"): "only one common position for a
+  symbol": a deal in the same direction increases it (DEAL_ENTRY_IN), an opposite one
+  decreases or closes it (DEAL_ENTRY_OUT) or reverses it when larger (DEAL_ENTRY_INOUT).
+  "During the reversal of a position in the netting mode ... POSITION_IDENTIFIER does not
+  change. However, POSITION_TICKET is replaced by the ticket of the order that led to the
+  reversal." Naming the position by ticket is allowed there too.
+Note the netting consequence for magic numbers: the EA's trades and ours share the one
+position of a symbol (tests that need them apart use the hedging default).
+
+Server time: every ``time`` field is epoch seconds on the trade server's wall clock, which
+the broker chooses; the usual retail server runs at UTC+2 in winter and UTC+3 in summer,
+switching with the US daylight-saving calendar so that the New York close (17:00 New York)
+is server midnight. ``server_timezone`` (IANA, with daylight saving) plus
+``server_timezone_shift_hours`` models that ("America/New_York" + 7); otherwise the fixed
+``server_offset_hours``. ``symbol_info_tick().time`` is the server time of the last quote,
+here always now (a live market).
+
+Filling policies (MQL5 docs, ENUM_ORDER_TYPE_FILLING, and the MetaTrader 5 help "Fill
+Policy", https://www.metatrader5.com/en/mobile-trading/iphone/help/trade/general_concept/
+fill_policy): ORDER_FILLING_FOK "an order can be executed in the specified volume only. If
+the necessary amount of a financial instrument is currently unavailable in the market, the
+order will not be executed"; ORDER_FILLING_IOC "a trader agrees to execute a deal with the
+volume maximally available in the market within that indicated in the order. In case the
+order cannot be filled completely, the available volume of the order will be filled, and
+the remaining volume will be canceled"; ORDER_FILLING_RETURN keeps the remainder working
+(not modelled here: a scripted partial fill on it raises).
+
 Deliberate strictness: ``symbol_info_tick`` and ``copy_rates_from_pos`` answer ``None``
 (RES_E_NOT_FOUND) for a symbol not selected in Market Watch, so a missing ``symbol_select``
-shows up in tests. The account is a hedging account. An "EA" (another magic number) can
+shows up in tests. An "EA" (another magic number) can
 hold orders, positions and deals alongside ours.
 
 Scripting (``script_order_send``): each queued step applies to the next ``order_send``:
 ``("delay", s)``, ``("requote",)``, ``("price_off",)``, ``("reject", retcode)``,
-``("partial", fraction)``, ``("accept_then_retcode", retcode)`` (executed, answered e.g.
+``("partial", fraction)`` (only that share of the market is there: an IOC order fills it
+and its remainder is cancelled, answered DONE_PARTIAL with the history order in
+ORDER_STATE_PARTIAL; a FOK order is not executed at all; see "Filling policies" below),
+``("accept_then_retcode", retcode)`` (executed, answered e.g.
 TIMEOUT), ``("accept_then_none", code)`` (executed, ``None`` + last_error),
 ``("accept_then_sleep", s)`` (executed, then the answer is late, so the caller times out),
 ``("accept_then", callback)`` (executed, then ``callback()``: e.g. drop the bridge),
@@ -58,8 +100,9 @@ import time
 from collections import deque
 from collections import namedtuple as _nt
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 
@@ -143,6 +186,8 @@ DEAL_REASON_TP = 5
 DEAL_REASON_SO = 6
 
 ACCOUNT_TRADE_MODE_DEMO = 0
+ACCOUNT_MARGIN_MODE_RETAIL_NETTING = 0
+ACCOUNT_MARGIN_MODE_EXCHANGE = 1
 ACCOUNT_MARGIN_MODE_RETAIL_HEDGING = 2
 
 TRADE_RETCODE_REQUOTE = 10004
@@ -294,7 +339,10 @@ class FakeMetaTrader5:
 
     def __init__(self, *, login: int = 5_001_234, password: str = "demo-pass",
                  server: str = "FakeBroker-Demo", server_offset_hours: float = 2.0,
-                 balance: float = 10_000.0, leverage: int = 100) -> None:
+                 balance: float = 10_000.0, leverage: int = 100,
+                 margin_mode: int = ACCOUNT_MARGIN_MODE_RETAIL_HEDGING,
+                 server_timezone: str | None = None,
+                 server_timezone_shift_hours: float = 0.0) -> None:
         for name, value in list(globals().items()):
             if name.isupper() and isinstance(value, int):
                 setattr(self, name, value)
@@ -302,6 +350,9 @@ class FakeMetaTrader5:
         self.account_password = password
         self.account_server = server
         self.server_offset_hours = server_offset_hours
+        self.margin_mode = margin_mode
+        self.server_zone = ZoneInfo(server_timezone) if server_timezone else None
+        self.server_shift_hours = server_timezone_shift_hours
         self.balance = balance
         self.credit = 0.0
         self.leverage = leverage
@@ -357,8 +408,20 @@ class FakeMetaTrader5:
         bid, ask = self.ticks[symbol]
         self.ticks[symbol] = (round(bid + delta, 8), round(ask + delta, 8))
 
+    def server_offset_seconds(self, utc_epoch: float) -> float:
+        """The server's offset from UTC at ``utc_epoch``: fixed, or its zone's (with
+        daylight saving) plus the shift (see "Server time" in the module docstring)."""
+        if self.server_zone is None:
+            return self.server_offset_hours * 3600
+        local = datetime.fromtimestamp(utc_epoch, UTC).astimezone(self.server_zone)
+        return (local.utcoffset() or timedelta(0)).total_seconds() + \
+            self.server_shift_hours * 3600
+
+    def to_server(self, utc_epoch: float) -> int:
+        return int(utc_epoch + self.server_offset_seconds(utc_epoch))
+
     def server_now(self) -> int:
-        return int(self.clock() + self.server_offset_hours * 3600)
+        return self.to_server(self.clock())
 
     def script_order_send(self, *steps: tuple[Any, ...]) -> None:
         self.order_script.extend(steps)
@@ -379,8 +442,7 @@ class FakeMetaTrader5:
                        now_utc: float | None = None, base: float = 1.1) -> None:
         """``count`` bars ending with the one forming at ``now_utc`` (server-time stamps)."""
         step = _TF_SECONDS[timeframe]
-        now_server = int((now_utc if now_utc is not None else self.clock())
-                         + self.server_offset_hours * 3600)
+        now_server = self.to_server(now_utc if now_utc is not None else self.clock())
         last_open = now_server - now_server % step
         bars = []
         for i in range(count):
@@ -446,12 +508,12 @@ class FakeMetaTrader5:
                 TradeOrder, ticket=order, time_setup=now, time_setup_msc=now * 1000,
                 time_done=now, time_done_msc=now * 1000,
                 type=ORDER_TYPE_SELL if sign > 0 else ORDER_TYPE_BUY,
-                state=ORDER_STATE_FILLED, magic=pos.magic, position_id=pos.ticket,
+                state=ORDER_STATE_FILLED, magic=pos.magic, position_id=pos.identifier,
                 reason=ORDER_REASON_SL if kind == "sl" else ORDER_REASON_TP,
                 volume_initial=pos.volume, volume_current=0.0, price_open=price,
                 price_current=price, symbol=pos.symbol,
                 comment=f"[{kind} {price:.{info['digits']}f}]", external_id="")
-            return self._add_deal(order, deal_type, DEAL_ENTRY_OUT, pos.magic, pos.ticket,
+            return self._add_deal(order, deal_type, DEAL_ENTRY_OUT, pos.magic, pos.identifier,
                                   DEAL_REASON_SL if kind == "sl" else DEAL_REASON_TP,
                                   pos.volume, price, profit, pos.symbol,
                                   f"[{kind} {price:.{info['digits']}f}]")
@@ -549,7 +611,7 @@ class FakeMetaTrader5:
             return _make(AccountInfo, login=self.account_login,
                          trade_mode=ACCOUNT_TRADE_MODE_DEMO, leverage=self.leverage,
                          limit_orders=200, trade_allowed=True, trade_expert=True,
-                         margin_mode=ACCOUNT_MARGIN_MODE_RETAIL_HEDGING, currency_digits=2,
+                         margin_mode=self.margin_mode, currency_digits=2,
                          balance=self.balance, credit=self.credit, profit=profit,
                          equity=equity, margin=margin, margin_free=equity - margin,
                          margin_level=equity / margin * 100 if margin else 0.0,
@@ -771,6 +833,8 @@ class FakeMetaTrader5:
                 return TRADE_RETCODE_INVALID_FILL
             price = ask if otype == ORDER_TYPE_BUY else bid
             if req.get("position"):
+                if int(req["position"]) not in self.positions:
+                    return TRADE_RETCODE_POSITION_CLOSED
                 return None
         elif action == TRADE_ACTION_PENDING:
             price = float(req.get("price", 0))
@@ -809,10 +873,22 @@ class FakeMetaTrader5:
             return self._result(req, TRADE_RETCODE_REQUOTE)
         volume = float(req["volume"])
         if partial is not None:
+            filling = req.get("type_filling", ORDER_FILLING_FOK)
+            if filling == ORDER_FILLING_FOK:
+                # All or nothing: "the order will not be executed" (the retcode for this
+                # case is not documented; the request is refused).
+                return self._result(req, TRADE_RETCODE_REJECT)
+            if filling != ORDER_FILLING_IOC:
+                raise ValueError("fake: a partial fill is modelled for IOC (remainder "
+                                 "cancelled) and FOK (not executed) only")
             step = info["volume_step"]
             volume = max(step, round(int(volume * partial / step + 1e-6) * step, 8))
+        netted = (self._netting_position(symbol)
+                  if self.margin_mode != ACCOUNT_MARGIN_MODE_RETAIL_HEDGING else None)
         if req.get("position"):
             order, deal = self._close(req, volume, market)
+        elif netted is not None:
+            order, deal = self._net_deal(req, netted, volume, market)
         else:
             order, deal = self._fill_market(req, volume, market,
                                             partial=partial is not None)
@@ -849,6 +925,57 @@ class FakeMetaTrader5:
                               DEAL_REASON_EXPERT, volume, price, 0.0, req["symbol"], comment)
         return ticket, deal
 
+    def _netting_position(self, symbol: str) -> Any:
+        return next((p for p in self.positions.values() if p.symbol == symbol), None)
+
+    def _net_deal(self, req: dict[str, Any], pos: Any, volume: float,
+                  price: float) -> tuple[int, int]:
+        """A deal on a netting/exchange account whose symbol already has its one position:
+        added to, reduced, closed or reversed (see the module docstring)."""
+        buy = int(req["type"]) == ORDER_TYPE_BUY
+        same = (pos.type == POSITION_TYPE_BUY) == buy
+        if not same and volume <= pos.volume + 1e-12:
+            return self._close(dict(req, position=pos.ticket), volume, price)
+        ticket = self._new_ticket()
+        now = self.server_now()
+        magic = int(req.get("magic") or 0)
+        comment = str(req.get("comment") or "")
+        self.history_orders[ticket] = _make(
+            TradeOrder, ticket=ticket, time_setup=now, time_setup_msc=now * 1000,
+            time_done=now, time_done_msc=now * 1000, type=int(req["type"]),
+            type_filling=int(req.get("type_filling") or 0), type_time=ORDER_TIME_GTC,
+            state=ORDER_STATE_FILLED, magic=magic, position_id=pos.identifier,
+            reason=ORDER_REASON_EXPERT, volume_initial=float(req["volume"]),
+            volume_current=0.0, price_open=price, sl=float(req.get("sl") or 0),
+            tp=float(req.get("tp") or 0), price_current=price, symbol=pos.symbol,
+            comment=comment, external_id="")
+        deal_type = DEAL_TYPE_BUY if buy else DEAL_TYPE_SELL
+        if same:
+            total = round(pos.volume + volume, 8)
+            avg = (pos.price_open * pos.volume + price * volume) / total
+            self.positions[pos.ticket] = pos._replace(
+                volume=total, price_open=avg, time_update=now, time_update_msc=now * 1000,
+                sl=float(req.get("sl") or pos.sl), tp=float(req.get("tp") or pos.tp))
+            deal = self._add_deal(ticket, deal_type, DEAL_ENTRY_IN, magic, pos.identifier,
+                                  DEAL_REASON_EXPERT, volume, price, 0.0, pos.symbol, comment)
+            return ticket, deal
+        # Reversal: the old volume closes at a profit, the rest opens the other way under
+        # the same identifier and the reversing order's ticket.
+        sign = 1 if pos.type == POSITION_TYPE_BUY else -1
+        profit = round((price - pos.price_open) * sign * pos.volume
+                       * self.symbols[pos.symbol]["trade_contract_size"], 2)
+        self.balance += profit
+        rest = round(volume - pos.volume, 8)
+        del self.positions[pos.ticket]
+        self.positions[ticket] = pos._replace(
+            ticket=ticket, type=POSITION_TYPE_BUY if buy else POSITION_TYPE_SELL, volume=rest,
+            price_open=price, price_current=price, time_update=now,
+            time_update_msc=now * 1000, sl=float(req.get("sl") or 0),
+            tp=float(req.get("tp") or 0), magic=magic, comment=comment)
+        deal = self._add_deal(ticket, deal_type, DEAL_ENTRY_INOUT, magic, pos.identifier,
+                              DEAL_REASON_EXPERT, volume, price, profit, pos.symbol, comment)
+        return ticket, deal
+
     def _close(self, req: dict[str, Any], volume: float, price: float) -> tuple[int, int]:
         pos = self.positions[int(req["position"])]
         ticket = self._new_ticket()
@@ -862,7 +989,8 @@ class FakeMetaTrader5:
         self.history_orders[ticket] = _make(
             TradeOrder, ticket=ticket, time_setup=now, time_setup_msc=now * 1000,
             time_done=now, time_done_msc=now * 1000, type=int(req["type"]),
-            state=ORDER_STATE_FILLED, magic=int(req.get("magic") or 0), position_id=pos.ticket,
+            state=ORDER_STATE_FILLED, magic=int(req.get("magic") or 0),
+            position_id=pos.identifier,
             reason=ORDER_REASON_EXPERT, volume_initial=volume, volume_current=0.0,
             price_open=price, price_current=price, symbol=pos.symbol, comment=comment,
             external_id="")
@@ -872,7 +1000,7 @@ class FakeMetaTrader5:
         else:
             self.positions[pos.ticket] = pos._replace(volume=remaining)
         deal = self._add_deal(ticket, DEAL_TYPE_SELL if sign > 0 else DEAL_TYPE_BUY,
-                              DEAL_ENTRY_OUT, int(req.get("magic") or 0), pos.ticket,
+                              DEAL_ENTRY_OUT, int(req.get("magic") or 0), pos.identifier,
                               DEAL_REASON_EXPERT, volume, price, profit, pos.symbol, comment)
         return ticket, deal
 
@@ -941,5 +1069,8 @@ def client_settings(fake: FakeMetaTrader5, port: int, **overrides: Any) -> Any:
         server_utc_offset_hours=fake.server_offset_hours, call_timeout_seconds=5.0,
         connect_timeout_seconds=2.0, reconnect_backoff_seconds=0.01,
         terminal_connect_wait_seconds=2.0)
+    if fake.server_zone is not None:
+        values.update(server_utc_offset_hours=0.0, server_timezone=fake.server_zone.key,
+                      server_timezone_shift_hours=fake.server_shift_hours)
     values.update(overrides)
     return Mt5Settings(**values)
