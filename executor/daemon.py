@@ -946,6 +946,7 @@ class RealtimeExecutor:
 
     def run_scheduled(self, *, settle_seconds: float, misfire_grace_seconds: int,
                       server_utc_offset_hours: float = 0.0,
+                      server_clock: Any = None,
                       watchdog_seconds: float = 10.0) -> None:
         """Live driver: one APScheduler job per timeframe at bar close + settle delay, until
         ``stop_requested`` is set (SIGTERM). The cycle in progress finishes before return."""
@@ -955,7 +956,7 @@ class RealtimeExecutor:
         scheduler = build_scheduler(
             self._scheduled_cycle, [tf for _, tf in self.streams],
             settle_seconds=settle_seconds, misfire_grace_seconds=misfire_grace_seconds,
-            server_utc_offset_hours=server_utc_offset_hours,
+            server_utc_offset_hours=server_utc_offset_hours, server_clock=server_clock,
             watchdog=self.notifier.watchdog if self.notifier.enabled else None,
             watchdog_seconds=watchdog_seconds, blocking=False,
             housekeeping=self._scheduled_housekeeping,

@@ -304,8 +304,15 @@ def _shadow_on_mt5(settings: Settings, journal: Journal, factory: ComponentFacto
     client = Mt5Client(b.mt5, password=settings.mt5_password,
                        bridge_secret=settings.mt5_bridge_secret)
     client.connect()
+    from executor.brokers.mt5 import Mt5Broker
     from executor.brokers.server_time import ServerClock
 
+    # Bars stamped an hour off would pair badly with the EA's deals: the same refusal as
+    # live when the terminal's clock disagrees with the configured server time.
+    from executor.lazy_log import get_logger
+
+    get_logger("dta.wiring").info(
+        "mt5_shadow_clock", check=Mt5Broker(client, b.mt5).check_server_time(b.symbols))
     feed = Mt5Feed(client, server_clock=ServerClock.from_settings(b.mt5),
                    max_bars=b.mt5.max_bars)
     source = Mt5EaSource(client, ea_magic=settings.shadow.ea_magic, own_magic=b.mt5.magic,

@@ -186,6 +186,7 @@ def run(
                 misfire_grace_seconds=sched.misfire_grace_seconds,
                 server_utc_offset_hours=settings.broker.mt5.server_utc_offset_hours
                 if settings.broker.kind == "mt5" else 0.0,
+                server_clock=_server_clock(settings),
                 watchdog_seconds=sched.watchdog_interval_seconds)
             if executor.fatal_error is not None:
                 raise executor.fatal_error
@@ -219,6 +220,16 @@ def run(
     services.close()
     journal.close()
     _print(summary, as_json, _format_summary(summary))
+
+
+def _server_clock(settings: Any) -> Any:
+    """MT5's trade-server clock (a zone with daylight saving, or a fixed offset) for the
+    bar-close schedule; ``None`` elsewhere (ccxt venues run on UTC)."""
+    if settings.broker.kind != "mt5":
+        return None
+    from executor.brokers.server_time import ServerClock
+
+    return ServerClock.from_settings(settings.broker.mt5)
 
 
 def _start_live(settings: Any, daemon: Any, journal: Any) -> None:
