@@ -1,7 +1,7 @@
 """Venue conformance: one table of scenarios, run against every venue model the product
 trades (issue 15). After every step, and after a restart between any two steps, the
-daemon's position and working orders equal the venue's own, and the journal's position
-equals the daemon's. Paper agrees with the live venues on where each scenario ends.
+daemon's position (net, and gross over every ticket a hedging account holds) and working
+orders equal the venue's own, and the journal's position equals the daemon's. Paper agrees with the live venues on where each scenario ends.
 
 Scenarios are written in lots of each venue's unit (``VenueModel.lot``). A step sends one
 market order through the daemon's router (the path after the guardrails) and lets the
@@ -50,7 +50,7 @@ SCENARIOS = (
     Scenario("partial fill, rest cancelled", (Step(BUY, 4, partial=0.5),), 2,
              needs_partial=True),
 )
-VENUES = ("paper", "ccxt-spot")
+VENUES = ("paper", "ccxt-spot", "mt5-netting", "mt5-hedging")
 
 
 class Quiet:
@@ -78,6 +78,9 @@ def _check(venue: VenueModel, where: str) -> float:
     theirs_position, theirs_open = venue.venue_position(), venue.venue_open_orders()
     assert mine.position == pytest.approx(theirs_position, abs=1e-9), (
         f"{venue.name} {where}: daemon holds {mine.position}, venue {theirs_position}")
+    assert mine.gross == pytest.approx(venue.venue_gross(), abs=1e-9), (
+        f"{venue.name} {where}: daemon sees {mine.gross} lots gross, venue holds "
+        f"{venue.venue_gross()}")
     assert mine.working == theirs_open, (
         f"{venue.name} {where}: daemon has {mine.working} working order(s), venue "
         f"{theirs_open} open")

@@ -39,6 +39,8 @@ class VenueModel(Protocol):
 
     def venue_position(self) -> float: ...
 
+    def venue_gross(self) -> float: ...
+
     def venue_open_orders(self) -> int: ...
 
     def close(self) -> None: ...
@@ -55,15 +57,19 @@ class VenueModel(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class View:
-    """What one side believes after a step: net signed volume and orders still working."""
+    """What one side believes after a step: net signed volume, gross lots over every open
+    ticket (MT5 hedging holds long and short tickets at once) and orders still working."""
 
     position: float
+    gross: float
     working: int
 
 
 def daemon_view(venue: VenueModel) -> View:
     ex = venue.executor
-    return View(round(ex.broker.position(venue.symbol).volume, 10), len(ex.router.working))
+    p = ex.broker.position(venue.symbol)
+    gross = p.gross_volume if p.gross_volume is not None else abs(p.volume)
+    return View(round(p.volume, 10), round(gross, 10), len(ex.router.working))
 
 
 def journal_position(venue: VenueModel) -> float:
@@ -158,6 +164,9 @@ class CcxtSpot:
     def venue_position(self) -> float:
         return round(self.fake.balances.get("BTC", 0.0), 10)
 
+    def venue_gross(self) -> float:
+        return abs(self.venue_position())
+
     def venue_open_orders(self) -> int:
         return sum(1 for o in self.fake.orders if o["status"] in ("NEW", "PARTIALLY_FILLED"))
 
@@ -168,6 +177,140 @@ class CcxtSpot:
             self._daemon.journal.close()
             self._daemon = None
         self.fake.stop()
+
+
+# --------------------------------------------------------------------------- MT5
+
+
+class Mt5Account:
+    """MetaTrader 5 through the real rpyc client and our bridge serving the fake terminal,
+    in one of the account modes of ``account_info().margin_mode``: netting (one position
+    per symbol) or hedging (a ticket per opening deal; an opposite deal closes nothing
+    unless it names the position). The venue's truth is ``positions_get`` (net and gross
+    lots of our magic number) and ``orders_get``."""
+
+    symbol = "EURUSD"
+    lot = 0.01
+    shorts = True
+    partial_fills = True
+
+    def __init__(self, tmp_path: Path, strategy: str, margin_mode: str) -> None:
+        from fakes import mt5_fake as M
+
+        self.M = M
+        self.name = f"mt5-{margin_mode}"
+        self.url = f"sqlite:///{tmp_path / f'{self.name}.sqlite'}"
+        mode = {"netting": M.ACCOUNT_MARGIN_MODE_RETAIL_NETTING,
+                "hedging": M.ACCOUNT_MARGIN_MODE_RETAIL_HEDGING}[margin_mode]
+        self.fake = M.FakeMetaTrader5(margin_mode=mode)
+        self.bridge = M.start_bridge(self.fake)
+        self.strategy = strategy
+        self._daemon: Daemon | None = None
+        self._n = itertools.count(1)
+        self._t0 = datetime.now(UTC).replace(second=0, microsecond=0)
+        self._minutes = 0
+        self.fake.clock = lambda: self._now().timestamp()
+        self._rates()
+
+    @property
+    def account(self) -> str:
+        return "mt5-live"
+
+    @property
+    def executor(self) -> RealtimeExecutor:
+        assert self._daemon is not None
+        return self._daemon.executor
+
+    @property
+    def journal(self) -> Journal:
+        assert self._daemon is not None
+        return self._daemon.journal
+
+    def _now(self) -> datetime:
+        return self._t0 + timedelta(minutes=self._minutes, seconds=2)
+
+    def _rates(self) -> None:
+        self.fake.generate_rates(self.symbol, self.M.TIMEFRAME_M1, 60,
+                                 now_utc=self._now().timestamp())
+
+    def _settings(self) -> Any:
+        from daemon_helpers import settings_for
+
+        # IOC first: a market order fills what the market has and the rest is cancelled
+        # (ORDER_FILLING_IOC); under FOK a partial market is simply not executed.
+        mt5 = self.M.client_settings(self.fake, self.bridge.port,
+                                     server_time_tolerance_seconds=900.0,
+                                     filling_preference=("ioc", "fok", "return"))
+        return settings_for(
+            self.url, mode="live", account=self.account,
+            mt5_password=self.fake.account_password,
+            mt5_bridge_secret=self.M.SECRET.decode(),
+            strategy={"name": self.strategy, "params": {}},
+            paper={"order_volume_lots": 0.01},
+            guardrails={"stale_after_bars": 1.5, "max_spread": None, "min_stop_atr": None},
+            broker={"kind": "mt5", "symbols": [self.symbol], "timeframe": "M1",
+                    "mt5": mt5.model_dump(mode="json")})
+
+    def start(self) -> None:
+        from runbooks.cli import _start_live
+
+        journal = Journal.open(self.url)
+        journal.record_clearance(account=self.account, strategy=self.strategy,
+                                 action="promote", mode="live", person="desk", note="test")
+        settings = self._settings()
+        self._daemon = build_daemon(settings, journal)
+        self.executor.start()
+        _start_live(settings, self._daemon, journal)
+        self.executor.run_cycle(self._now())
+
+    def _bar(self) -> None:
+        self._minutes += 1
+        self._rates()
+        self.executor.run_cycle(self._now())
+
+    def send(self, side: OrderSide, lots: float, *, partial: float | None = None) -> None:
+        if partial is not None:
+            self.fake.script_order_send(("partial", partial))
+        n = next(self._n)
+        intent = OrderIntent(
+            client_order_id(self.account, self.symbol, self._now(), f"conformance:{n}"),
+            self.account, self.symbol, side, round(lots * self.lot, 8), OrderType.MARKET,
+            self._now())
+        self.executor._submit(intent, self._now())
+        self.executor.journal.commit()
+        self._bar()
+
+    def restart(self) -> None:
+        assert self._daemon is not None
+        self._daemon.journal.rollback()
+        self._daemon.live.lease.release()
+        self._daemon.live.broker.client.close()
+        self._daemon.journal.close()
+        self._daemon = None
+        self.start()
+
+    def _ours(self) -> list[Any]:
+        magic = self._settings().broker.mt5.magic
+        return [p for p in self.fake.positions_get() or () if p.magic == magic]
+
+    def venue_position(self) -> float:
+        return round(sum(p.volume if p.type == self.M.ORDER_TYPE_BUY else -p.volume
+                         for p in self._ours()), 10)
+
+    def venue_gross(self) -> float:
+        return round(sum(p.volume for p in self._ours()), 10)
+
+    def venue_open_orders(self) -> int:
+        return len(self.fake.orders_get() or ())
+
+    def close(self) -> None:
+        if self._daemon is not None:
+            self.executor.stop("stopped")
+            self._daemon.live.lease.release()
+            self._daemon.live.broker.client.close()
+            self._daemon.journal.close()
+            self._daemon = None
+        self.bridge.close()
 
 
 # --------------------------------------------------------------------------- paper
@@ -245,6 +388,9 @@ class Paper:
     def venue_position(self) -> float:
         return round(self.executor.broker.position(self.symbol).volume, 10)
 
+    def venue_gross(self) -> float:
+        return abs(self.venue_position())
+
     def venue_open_orders(self) -> int:
         return len(getattr(self.executor.broker, "_pending", {}))
 
@@ -260,4 +406,6 @@ def in_lots(venue: VenueModel, volume: float) -> float:
 
 
 def make(name: str, tmp_path: Path, strategy: str) -> Any:
+    if name.startswith("mt5-"):
+        return Mt5Account(tmp_path, strategy, name.removeprefix("mt5-"))
     return {"paper": Paper, "ccxt-spot": CcxtSpot}[name](tmp_path, strategy)
