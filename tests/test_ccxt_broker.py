@@ -281,3 +281,24 @@ def test_fake_answers_cancel_and_account_in_binance_shapes(fake: FakeBinance,
     balance = ex.fetch_balance()
     assert balance["USDT"]["free"] == pytest.approx(1_000_000.0)
     assert balance["BTC"]["total"] == pytest.approx(10.0)
+
+
+# --------------------------------------------------------------------------- point
+
+
+def test_point_is_the_markets_price_tick(fake: FakeBinance) -> None:
+    """``min_stop_points`` needs the venue's point: Binance's PRICE_FILTER tickSize, which
+    ccxt (precisionMode TICK_SIZE) gives as ``precision['price']``."""
+    import ccxt
+
+    fake.symbols["ETHUSDT"]["tick"] = "0.05"
+    broker = make_broker(fake)
+    assert broker.point("BTC/USDT") == pytest.approx(0.01)
+    assert broker.point("ETH/USDT") == pytest.approx(0.05)
+    assert broker.point("NOPE/USDT") is None
+    # An exchange class that counts decimals: 2 decimals is a tick of 0.01.
+    broker.exchange.precisionMode = ccxt.DECIMAL_PLACES
+    broker.exchange.markets["BTC/USDT"]["precision"]["price"] = 2
+    assert broker.point("BTC/USDT") == pytest.approx(0.01)
+    broker.exchange.precisionMode = ccxt.SIGNIFICANT_DIGITS  # tick depends on the price
+    assert broker.point("BTC/USDT") is None

@@ -481,6 +481,32 @@ class CcxtBroker:
                                   f"{detail}", retryable=False)
             return next(iter(by_currency))
 
+    def point(self, symbol: str) -> float | None:
+        """The market's price tick, for ``min_stop_points`` (the MT5 ``point`` of a ccxt
+        market). ``precision['price']`` is the tick itself when the exchange class counts
+        precision in ``TICK_SIZE`` (binance), a number of decimals under ``DECIMAL_PLACES``
+        (tick ``10**-n``); under ``SIGNIFICANT_DIGITS`` the tick depends on the price, so
+        it is unknown: ``None``, and a configured stop distance fails closed."""
+        c = _ccxt()
+        with self._lock:
+            self.ensure_markets()
+            try:
+                market = self.exchange.market(symbol)
+            except c.BaseError:
+                return None
+            raw = (market.get("precision") or {}).get("price")
+            if raw is None:
+                return None
+            value = float(raw)
+            mode = getattr(self.exchange, "precisionMode", None)
+            if mode == c.TICK_SIZE:
+                tick = value
+            elif mode == c.DECIMAL_PLACES:
+                tick = 10.0 ** -value
+            else:
+                return None
+            return tick if math.isfinite(tick) and tick > 0 else None
+
     def _read_equity(self) -> float:
         c = _ccxt()
         with self._lock:
