@@ -6,17 +6,22 @@ markets loaded once. Our client order id travels as the unified ``clientOrderId`
 ``fetch_order(..., {"origClientOrderId": id})``, which is how an order whose outcome we do
 not know is found without sending it again.
 
-Error mapping (the full table is in docs/brokers.md):
-- on submit: ``NetworkError`` (``RequestTimeout``, 5xx ``ExchangeNotAvailable``,
-  ``DDoSProtection``...) -> ``unknown``, settled by lookup, never re-sent; ``InvalidNonce`` /
-  Binance -1021 -> time resynced (``load_time_difference``) and sent once more with the
-  *same* client id (the exchange refused the first, nothing was placed);
-  ``InsufficientFunds``, ``InvalidOrder``, ``BadSymbol``, ``BadRequest``,
-  ``AuthenticationError``, ``OperationRejected`` -> ``rejected`` with the reason, not
-  retried; Binance -2010 "Duplicate order sent." -> ``unknown`` (an open order with our id
-  exists: lookup adopts it); any other ``ExchangeError`` -> ``unknown``.
-- on reads: ``NetworkError`` retried with backoff, then ``BrokerError(retryable=True)``;
-  ``InvalidNonce`` resyncs first; anything else ``BrokerError(retryable=False)``.
+Error mapping (``executor.brokers.ccxt_errors``: by Binance's error code, which does not
+depend on the request URL as ccxt's exception classes do; the table is in docs/brokers.md):
+- on submit: network or server-side (``RequestTimeout``, 5xx, -1007 ...) -> ``unknown``,
+  settled by lookup, never re-sent; -1021 (timestamp) -> time resynced
+  (``load_time_difference``) and sent once more with the *same* client id (the exchange
+  refused the first, nothing was placed); a refusal (-1013 filters, 11xx parameters and
+  precision, -2010 insufficient balance, key and signature errors) -> ``rejected`` with
+  the reason, not retried; a rate limit (HTTP 429 / 418, -1003, -1015: refused, per
+  Binance's "HTTP Return Codes") -> ``rejected``; -2010 "Duplicate order sent." ->
+  ``unknown`` (an open order with our id exists: lookup adopts it); anything else
+  ``unknown``.
+- on reads: network or server-side errors retried with backoff, then
+  ``BrokerError(retryable=True)``; a rate limit is not retried at once (the venue asks us
+  to back off) but raised as ``BrokerError(retryable=True)``; -1021 resyncs first;
+  -2013/-2011 (no such order) reach the caller as ``ccxt.OrderNotFound``; anything else
+  ``BrokerError(retryable=False)``.
 
 Spot has no positions: ``positions()`` is the net of our own fills (orders whose client id
 we sent), rebuilt from the exchange's trade history on first use and updated by every fill
@@ -27,7 +32,6 @@ the order's journal reason says so.
 from __future__ import annotations
 
 import math
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -38,6 +42,7 @@ import structlog
 from pydantic import SecretStr
 
 from executor.brokers.base import BrokerFill, BrokerOrder
+from executor.brokers.ccxt_errors import Outcome, classify, exchange_code
 from executor.brokers.config import CcxtSettings
 from executor.brokers.equity_cache import EquityCache
 from executor.errors import BrokerError, ConfigError
@@ -59,13 +64,7 @@ T = TypeVar("T")
 # Client ids the daemon generates (strategies.domain.client_order_id) start with this.
 OUR_ID_PREFIX = "dta"
 
-_CODE = re.compile(r'"code"\s*:\s*(-?\d+)')
-
-
-def exchange_code(exc: BaseException) -> int | None:
-    """The exchange's numeric error code inside a ccxt message (``binance {"code":-1021,..}``)."""
-    m = _CODE.search(str(exc))
-    return int(m.group(1)) if m else None
+__all__ = ["OUR_ID_PREFIX", "CcxtBroker", "exchange_code", "make_exchange"]
 
 
 def make_exchange(settings: CcxtSettings, *, api_key: SecretStr | str | None = None,
@@ -111,12 +110,6 @@ def _ccxt() -> Any:
     return ccxt
 
 
-def _rejection_types() -> tuple[type[BaseException], ...]:
-    c = _ccxt()
-    return (c.InsufficientFunds, c.InvalidOrder, c.BadSymbol, c.BadRequest,
-            c.AuthenticationError, c.OperationRejected)
-
-
 class CcxtBroker:
     simulated = False
 
@@ -150,7 +143,10 @@ class CcxtBroker:
     # ------------------------------------------------------------------ plumbing
 
     def _read(self, what: str, fn: Callable[..., T], *args: Any) -> T:
-        """A read: NetworkError retried with backoff, InvalidNonce after a time resync."""
+        """A read: network and server-side errors retried with backoff, a timestamp refusal
+        after a time resync. A rate limit is raised at once (retryable): retrying it
+        within the cycle is what turns a 429 into a 418 ban. No such order reaches the
+        caller as ``ccxt.OrderNotFound``, whatever class ccxt chose for the URL."""
         c = _ccxt()
         last: BaseException | None = None
         for attempt in range(self.settings.read_retries + 1):
@@ -158,19 +154,24 @@ class CcxtBroker:
                 self._sleep(self.settings.read_backoff_seconds * 2 ** (attempt - 1))
             try:
                 return fn(*args)
-            except c.InvalidNonce as exc:
-                last = exc
-                self._resync_time()
-            except c.NetworkError as exc:
-                last = exc
-                log.warning("ccxt_read_retry", call=what, error=str(exc)[:200],
-                            attempt=attempt + 1)
             except c.BaseError as exc:
-                if exchange_code(exc) == -1021:
-                    last = exc
+                seen = classify(exc)
+                last = exc
+                if seen.outcome is Outcome.TIMESTAMP:
                     self._resync_time()
-                    continue
-                raise
+                elif seen.outcome is Outcome.TRANSIENT:
+                    log.warning("ccxt_read_retry", call=what, error=str(exc)[:200],
+                                attempt=attempt + 1)
+                elif seen.outcome is Outcome.RATE_LIMITED:
+                    log.warning("ccxt_rate_limited", call=what, error=str(exc)[:200])
+                    raise BrokerError(f"{self.name} {what}: rate limited by the exchange, "
+                                      f"backing off: {str(exc)[:200]}",
+                                      retryable=True) from None
+                elif seen.outcome is Outcome.NOT_FOUND and not isinstance(
+                        exc, c.OrderNotFound):
+                    raise c.OrderNotFound(str(exc)) from exc
+                else:
+                    raise
         raise BrokerError(f"{self.name} {what} failed after {self.settings.read_retries + 1} "
                           f"attempts: {last}", retryable=True)
 
@@ -248,7 +249,8 @@ class CcxtBroker:
                                                       price, params)
                 break
             except Exception as exc:  # every outcome is mapped below
-                nonce = isinstance(exc, c.InvalidNonce) or exchange_code(exc) == -1021
+                nonce = (isinstance(exc, c.BaseError)
+                         and classify(exc).outcome is Outcome.TIMESTAMP)
                 if nonce and attempt == 0:
                     # Refused for its timestamp: nothing was placed. Resync, same id again.
                     self._resync_time()
@@ -279,13 +281,18 @@ class CcxtBroker:
             return order.transition(OrderState.REJECTED,
                                     reason=f"timestamp outside recvWindow after a time "
                                            f"resync: {text}")
-        if "Duplicate order" in str(exc):
+        if not isinstance(exc, c.BaseError):
+            return order.transition(OrderState.UNKNOWN, reason=f"outcome unknown: {text}")
+        outcome = classify(exc).outcome
+        if outcome is Outcome.DUPLICATE:
             # An open order with our client id exists: ours. Lookup adopts it.
             return order.transition(OrderState.UNKNOWN, reason=f"duplicate id: {text}")
-        if isinstance(exc, c.NetworkError):
-            return order.transition(OrderState.UNKNOWN, reason=f"outcome unknown: {text}")
-        if isinstance(exc, _rejection_types()):
+        if outcome is Outcome.REJECTED:
             return order.transition(OrderState.REJECTED, reason=text)
+        if outcome is Outcome.RATE_LIMITED:
+            # A 4XX answer: refused before it was placed ("HTTP Return Codes").
+            return order.transition(OrderState.REJECTED,
+                                    reason=f"rate limited by the exchange, not placed: {text}")
         return order.transition(OrderState.UNKNOWN, reason=f"outcome unknown: {text}")
 
     # ------------------------------------------------------------------ lookup

@@ -36,7 +36,9 @@ Faults (``script(method, path, *steps)``; each step applies to the next matching
 ``("delay", s)``, ``("drop",)`` (connection closed, request not processed),
 ``("accept_then_drop",)`` (processed, connection closed before the answer),
 ``("accept_then_sleep", s)`` (processed, answer late: the client times out),
-``("reject", code, msg)``, ``("http", status)`` (e.g. 503 with an HTML body),
+``("reject", code, msg[, status])`` (Binance's JSON error body with HTTP ``status``, 400 unless
+given; 429 and 418 carry ``Retry-After`` as the "LIMITS" section documents),
+``("http", status)`` (e.g. 503 with an HTML body),
 ``("partial", fraction)``, ``("timestamp",)`` (-1021). ``on_order`` (a callback run when an
 order is accepted, before the answer) lets a test kill a client at that exact point.
 """
@@ -491,7 +493,10 @@ class _Handler(BaseHTTPRequestHandler):
                        content_type="text/html")
             return
         if kind == "reject":
-            self._send(400, json.dumps({"code": step[1], "msg": step[2]}))  # type: ignore[index]
+            status = step[3] if len(step) > 3 else 400  # type: ignore[arg-type]
+            headers = {"Retry-After": "1"} if status in (418, 429) else {}
+            self._send(status, json.dumps({"code": step[1], "msg": step[2]}),  # type: ignore[index]
+                       headers=headers)
             return
         status, payload = ex.route(method, parts.path, q, raw, self.headers, step)
         if kind == "accept_then_drop":
@@ -506,11 +511,14 @@ class _Handler(BaseHTTPRequestHandler):
         with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
 
-    def _send(self, status: int, text: str, content_type: str = "application/json") -> None:
+    def _send(self, status: int, text: str, content_type: str = "application/json",
+              headers: dict[str, str] | None = None) -> None:
         data = text.encode()
         try:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
