@@ -302,3 +302,55 @@ def test_point_is_the_markets_price_tick(fake: FakeBinance) -> None:
     assert broker.point("BTC/USDT") == pytest.approx(0.01)
     broker.exchange.precisionMode = ccxt.SIGNIFICANT_DIGITS  # tick depends on the price
     assert broker.point("BTC/USDT") is None
+
+
+# --------------------------------------------------------------------------- catch-up
+
+
+class Mono:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_catch_up_polls_fills_once_per_interval_not_once_per_bar(fake: FakeBinance) -> None:
+    """Issue 15 #21: a catch-up of many closed bars in one cycle must not spend one
+    rate-limited myTrades request per bar."""
+    s = settings()  # catchup_poll_seconds: 10 by default
+    mono = Mono()
+    broker = CcxtBroker(make_exchange(s, api_key=fake.api_key, secret=fake.secret,
+                                      api_urls=fake.api_urls()), s, sleep=lambda _s: None,
+                        monotonic=mono)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    bars = [Bar("BTC/USDT", "M1", now - timedelta(minutes=1000 - k), 30_000, 30_000,
+                30_000, 30_000) for k in range(990)]  # all closed before the first poll
+
+    def trades_requests() -> int:
+        return fake.requests.count(("GET", "/api/v3/myTrades"))
+
+    for bar in bars[:400]:
+        assert broker.on_bar(bar) == []
+    assert trades_requests() == 1
+    # An order sent mid catch-up: its fill shows at the very next bar.
+    i = intent(1)
+    assert broker.submit(submitting(i)).state is OrderState.FILLED
+    assert [f.fill.client_order_id for f in broker.on_bar(bars[400])] == [i.client_order_id]
+    for bar in bars[401:800]:
+        broker.on_bar(bar)
+    assert trades_requests() == 2
+    # A resting order that fills while the catch-up goes on shows after the interval.
+    resting = intent(2, order_type=OrderType.LIMIT, price=29_000.0)
+    broker.submit(submitting(resting))
+    broker.on_bar(bars[800])
+    fake.fill_resting(resting.client_order_id)
+    assert broker.on_bar(bars[801]) == []
+    mono.t += 10.0
+    assert [f.fill.client_order_id for f in broker.on_bar(bars[802])] == [
+        resting.client_order_id]
+    assert trades_requests() == 4
+    # Live: a bar that closed after the last poll is polled at once.
+    live = Bar("BTC/USDT", "M1", datetime.now(UTC), 30_000, 30_000, 30_000, 30_000)
+    broker.on_bar(live)
+    assert trades_requests() == 5

@@ -133,7 +133,11 @@ class CcxtBroker:
         self._coid_of: dict[str, str] = {}  # exchange order id -> client order id
         self._seen_fills: set[str] = set()
         self._last_price: dict[str, float] = {}
-        self._last_poll: dict[str, datetime] = {}
+        self._last_poll: dict[str, datetime] = {}  # newest fill time seen: polls start here
+        # symbol -> (wall clock, monotonic) of the last fill poll; symbols ordered since.
+        self._polled_at: dict[str, tuple[datetime, float]] = {}
+        self._sent_since_poll: set[str] = set()
+        self._monotonic = monotonic
         self._book: dict[str, Position] | None = None
         # symbol -> (price, as of): the newest closed bar's close or ticker, for equity.
         self._mark: dict[str, tuple[float, datetime]] = {}
@@ -210,6 +214,7 @@ class CcxtBroker:
         c = _ccxt()
         intent = order.intent
         symbol = intent.symbol
+        self._sent_since_poll.add(symbol)  # its fills must show at the next bar
         self._intents[intent.client_order_id] = intent
         self._symbol_of[intent.client_order_id] = symbol
         try:
@@ -417,7 +422,13 @@ class CcxtBroker:
 
     def on_bar(self, bar: Bar) -> list[BrokerFill]:
         """Our fills on the bar's symbol not reported yet. A failed poll is logged and
-        retried at the next bar (nothing advances)."""
+        retried at the next bar (nothing advances).
+
+        The poll (``myTrades``, rate-limited and heavy) runs for a bar that closed after
+        the last poll (live: every new bar) or after an order we sent since; bars a
+        catch-up replays closed before it and share one poll per
+        ``catchup_poll_seconds``, so a long catch-up does not spend one request per bar
+        and miss the bar closes behind it."""
         with self._lock:
             self._last_price[bar.symbol] = bar.close
             mark = self._mark.get(bar.symbol)
@@ -425,13 +436,18 @@ class CcxtBroker:
                 self._equity.invalidate()  # equity now covers one more symbol
             if mark is None or bar.close_time >= mark[1]:  # catch-up bars are older
                 self._mark[bar.symbol] = (bar.close, bar.close_time)
+            if not self._poll_due(bar):
+                return []
             started = self._clock()
+            polled_at = (started, self._monotonic())
             since = self._last_poll.get(bar.symbol) or (started - timedelta(days=1))
             try:
                 fills = self.recent_fills(since - timedelta(minutes=5), [bar.symbol])
             except BrokerError as exc:
                 log.warning("ccxt_fill_poll_failed", symbol=bar.symbol, error=str(exc)[:200])
                 return []
+            self._sent_since_poll.discard(bar.symbol)
+            self._polled_at[bar.symbol] = polled_at
             new = [f for f in fills if f.fill.fill_id not in self._seen_fills
                    and self._is_ours(f.fill.client_order_id)]
             for f in new:
@@ -441,6 +457,14 @@ class CcxtBroker:
                 self._equity.invalidate()
             self._last_poll[bar.symbol] = started
             return new
+
+    def _poll_due(self, bar: Bar) -> bool:
+        last = self._polled_at.get(bar.symbol)
+        if last is None or bar.symbol in self._sent_since_poll:
+            return True
+        at, mono = last
+        return (bar.close_time > at
+                or self._monotonic() - mono >= self.settings.catchup_poll_seconds)
 
     # ------------------------------------------------------------------ equity
 
