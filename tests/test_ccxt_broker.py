@@ -253,16 +253,23 @@ def test_fills_positions_and_foreign_orders(fake: FakeBinance, broker: CcxtBroke
     # Someone trades the same account by hand (no client id of ours).
     fake.new_order({"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET",
                     "quantity": "0.1", "newClientOrderId": "web_manual_1"}, None)
+    broker.on_bar(Bar("BTC/USDT", "M15", BAR, 1, 1, 1, 1))  # the book follows polled fills
     fills = broker.recent_fills(datetime.now(UTC) - timedelta(minutes=5))
-    assert [f.fill.client_order_id for f in fills] == [a.client_order_id, b.client_order_id,
-                                                       "web_manual_1"]
+    # Buys pay their fee in BTC: each has a "fee" fill after its entry.
+    assert [(f.fill.client_order_id, f.kind) for f in fills] == [
+        (a.client_order_id, "entry"), (a.client_order_id, "fee"),
+        (b.client_order_id, "entry"), ("web_manual_1", "entry"), ("web_manual_1", "fee")]
     assert fills[0].fill.fill_id.startswith("binance:BTC/USDT:")
-    assert fills[0].fill.fee == pytest.approx(0.02 * 30_000 * 0.001)
-    assert broker.positions()["BTC/USDT"].volume == pytest.approx(0.015)  # ours only
+    assert fills[0].fill.fee == pytest.approx(0.02 * 30_000 * 0.001)  # its quote value
+    assert fills[1].fill.volume == pytest.approx(0.02 * 0.001)  # the BTC it took
+    assert fills[2].fill.fee == pytest.approx(0.005 * 30_000 * 0.001)  # a sell pays USDT
+    ours = 0.02 * 0.999 - 0.005
+    assert broker.positions()["BTC/USDT"].volume == pytest.approx(ours)  # ours only
+    assert fake.balances["BTC"] == pytest.approx(ours + 0.1 * 0.999)
     bar = Bar("BTC/USDT", "M15", BAR, 1, 1, 1, 1)
     fresh = CcxtBroker(broker.exchange, broker.settings)
-    assert [f.fill.client_order_id for f in fresh.on_bar(bar)] == [a.client_order_id,
-                                                                 b.client_order_id]
+    assert [f.fill.client_order_id for f in fresh.on_bar(bar)] == [
+        a.client_order_id, a.client_order_id, b.client_order_id]
     assert fresh.on_bar(bar) == []
 
 
@@ -280,7 +287,7 @@ def test_fake_answers_cancel_and_account_in_binance_shapes(fake: FakeBinance,
         ex.cancel_order(placed.broker_order_id, "BTC/USDT")
     balance = ex.fetch_balance()
     assert balance["USDT"]["free"] == pytest.approx(1_000_000.0)
-    assert balance["BTC"]["total"] == pytest.approx(10.0)
+    assert "BTC" not in balance  # a new account: no base asset
 
 
 # --------------------------------------------------------------------------- point
@@ -336,7 +343,8 @@ def test_catch_up_polls_fills_once_per_interval_not_once_per_bar(fake: FakeBinan
     # An order sent mid catch-up: its fill shows at the very next bar.
     i = intent(1)
     assert broker.submit(submitting(i)).state is OrderState.FILLED
-    assert [f.fill.client_order_id for f in broker.on_bar(bars[400])] == [i.client_order_id]
+    assert [(f.fill.client_order_id, f.kind) for f in broker.on_bar(bars[400])] == [
+        (i.client_order_id, "entry"), (i.client_order_id, "fee")]
     for bar in bars[401:800]:
         broker.on_bar(bar)
     assert trades_requests() == 2
@@ -347,8 +355,8 @@ def test_catch_up_polls_fills_once_per_interval_not_once_per_bar(fake: FakeBinan
     fake.fill_resting(resting.client_order_id)
     assert broker.on_bar(bars[801]) == []
     mono.t += 10.0
-    assert [f.fill.client_order_id for f in broker.on_bar(bars[802])] == [
-        resting.client_order_id]
+    assert {f.fill.client_order_id for f in broker.on_bar(bars[802])} == {
+        resting.client_order_id}
     assert trades_requests() == 4
     # Live: a bar that closed after the last poll is polled at once.
     live = Bar("BTC/USDT", "M1", datetime.now(UTC), 30_000, 30_000, 30_000, 30_000)

@@ -24,9 +24,19 @@ depend on the request URL as ccxt's exception classes do; the table is in docs/b
   ``BrokerError(retryable=False)``.
 
 Spot has no positions: ``positions()`` is the net of our own fills (orders whose client id
-we sent), rebuilt from the exchange's trade history on first use and updated by every fill
-seen since. Protective SL/TP are not attached on spot (Binance spot has no attached stops);
-the order's journal reason says so.
+we sent), with a commission paid in the base asset netted out (Binance charges the fee "in
+the asset you receive": a buy of 0.001 BTC credits 0.000999), and capped by what the
+account's balance holds of that asset (``fetch_balance``): the balance is the venue's
+truth, so a journal that believes in more than the account holds shows as a mismatch at
+reconciliation instead of agreeing with itself. The book is restored from the journal's
+fills (``restore``; a position older than the exchange's trade history survives a
+restart), then brought up to date from the trade history; without a journal it is built
+from ``history_days`` of trades. A base-asset fee is reported as a fill of kind ``fee``
+(a sale of that much of the base asset at the trade price, no proceeds: the entry fill
+carries the fee's quote value), so the journal's positions net it the same way. A sell
+that would exceed our long is cut to what we hold (a closing sell must neither fail for
+the fee's dust nor sell inventory that is not ours). Protective SL/TP are not attached on
+spot (Binance spot has no attached stops); the order's journal reason says so.
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -139,6 +150,12 @@ class CcxtBroker:
         self._sent_since_poll: set[str] = set()
         self._monotonic = monotonic
         self._book: dict[str, Position] | None = None
+        self._book_pending = False  # restored from the journal, not yet brought up to date
+        # (monotonic, generation, totals) of the last balance read; shared by equity and
+        # positions, dropped whenever the account changes under us.
+        self._balances: tuple[float, int, dict[str, float]] | None = None
+        self._generation = 0
+        self._balance_ttl = equity_ttl_seconds
         # symbol -> (price, as of): the newest closed bar's close or ticker, for equity.
         self._mark: dict[str, tuple[float, datetime]] = {}
         self._mark_max_age = timedelta(seconds=mark_max_age_seconds)
@@ -208,7 +225,7 @@ class CcxtBroker:
             try:
                 return self._submit(order)
             finally:
-                self._equity.invalidate()  # a fill moves balances (and pays a fee)
+                self._account_changed()  # a fill moves balances (and pays a fee)
 
     def _submit(self, order: Order) -> Order:
         c = _ccxt()
@@ -231,6 +248,9 @@ class CcxtBroker:
                                     reason="not sent: stop orders are not supported on spot")
         if intent.order_type is OrderType.LIMIT and price is None:
             return order.transition(OrderState.REJECTED, reason="not sent: limit without price")
+        cut = ""
+        if intent.side is OrderSide.SELL:
+            amount, cut = self._sell_amount(symbol, amount)
         limits = market.get("limits") or {}
         amount_min = (limits.get("amount") or {}).get("min")
         cost_min = (limits.get("cost") or {}).get("min")
@@ -245,6 +265,7 @@ class CcxtBroker:
                                            f"market minimum {cost_min}")
         note = ("protective SL/TP not attached (spot)"
                 if intent.stop_loss is not None or intent.take_profit is not None else "")
+        note = _join(cut, note)
         otype = "market" if intent.order_type is OrderType.MARKET else "limit"
         params = {"clientOrderId": intent.client_order_id}
         response: dict[str, Any] | None = None
@@ -278,6 +299,22 @@ class CcxtBroker:
         log.info("ccxt_order_sent", client_order_id=intent.client_order_id,
                  state=result.state.value, exchange_order_id=result.broker_order_id)
         return result
+
+    def _sell_amount(self, symbol: str, amount: float) -> tuple[float, str]:
+        """A sell cut to our long when we hold less than it asks: after a buy whose fee was
+        paid in the base asset we hold a little less than we bought, and the rest of the
+        account's base asset is not ours to sell. With no long of ours the order goes as
+        asked (the exchange judges the balance); when our holding cannot be read it goes
+        as asked too, and the exchange refuses what the account cannot cover."""
+        try:
+            held = self.position(symbol).volume
+        except BrokerError as exc:
+            log.warning("ccxt_holding_unknown", symbol=symbol, error=str(exc)[:200])
+            return amount, ""
+        if held <= 0 or amount <= held + 1e-12:
+            return amount, ""
+        cut = float(self.exchange.amount_to_precision(symbol, held))
+        return cut, f"sell cut from {amount:.8g} to our holding {held:.8g}"
 
     def _submit_error(self, order: Order, exc: BaseException, nonce: bool) -> Order:
         c = _ccxt()
@@ -389,17 +426,32 @@ class CcxtBroker:
                 for o in self._paged("fetch_orders", self.exchange.fetch_orders, sym, since_ms):
                     if o.get("id") is not None:
                         self._coid_of[str(o["id"])] = str(o.get("clientOrderId") or "")
+            market = self.exchange.market(sym)
             for t in trades:
-                coid = self._coid_of.get(str(t["order"])) or f"exchange:{t['order']}"
-                fee = t.get("fee") or {}
-                cost = float(fee.get("cost") or 0.0) if fee.get("currency") == (
-                    self.exchange.market(sym).get("quote")) else 0.0
-                fill = Fill(coid, f"{self.exchange.id}:{sym}:{t['id']}", sym,
-                            OrderSide(str(t["side"])),
-                            datetime.fromtimestamp(int(t["timestamp"]) / 1000, UTC),
-                            float(t["price"]), float(t["amount"]), cost)
-                out.append(BrokerFill(fill, "entry", 0.0, None))
+                out.extend(self._trade_fills(sym, market, t))
         out.sort(key=lambda f: (f.fill.time, f.fill.fill_id))
+        return out
+
+    def _trade_fills(self, sym: str, market: Mapping[str, Any],
+                     t: Mapping[str, Any]) -> list[BrokerFill]:
+        """One trade: the entry fill, and a ``fee`` fill when the commission was paid in
+        the base asset (the inventory it took). The entry's ``fee`` is the commission's
+        value in the quote currency; one paid in a third asset (BNB) is not valued (no
+        market for it is loaded) and moves no position."""
+        coid = self._coid_of.get(str(t["order"])) or f"exchange:{t['order']}"
+        fee = t.get("fee") or {}
+        fee_cost = float(fee.get("cost") or 0.0)
+        price = float(t["price"])
+        fill_id = f"{self.exchange.id}:{sym}:{t['id']}"
+        when = datetime.fromtimestamp(int(t["timestamp"]) / 1000, UTC)
+        currency = fee.get("currency")
+        quote_fee = (fee_cost if currency == market.get("quote")
+                     else fee_cost * price if currency == market.get("base") else 0.0)
+        out = [BrokerFill(Fill(coid, fill_id, sym, OrderSide(str(t["side"])), when, price,
+                               float(t["amount"]), quote_fee), "entry", 0.0, None)]
+        if currency == market.get("base") and fee_cost > 0:
+            out.append(BrokerFill(Fill(coid, f"{fill_id}:fee", sym, OrderSide.SELL, when,
+                                       price, fee_cost, 0.0), "fee", 0.0, None))
         return out
 
     def _paged(self, what: str, fn: Callable[..., list[dict[str, Any]]], symbol: str,
@@ -454,7 +506,7 @@ class CcxtBroker:
                 self._seen_fills.add(f.fill.fill_id)
                 self._apply(f.fill)
             if new:
-                self._equity.invalidate()
+                self._account_changed()
             self._last_poll[bar.symbol] = started
             return new
 
@@ -543,8 +595,7 @@ class CcxtBroker:
         with self._lock:
             try:
                 currency = self.equity_currency()
-                balance = self._read("fetch_balance", self.exchange.fetch_balance)
-                total = balance.get("total") or {}
+                total = self._totals()
                 equity = _amount(total.get(currency))
                 bases: dict[str, str] = {}
                 for sym in self._traded():
@@ -583,16 +634,89 @@ class CcxtBroker:
         return self.positions().get(symbol) or Position(symbol)
 
     def positions(self) -> dict[str, Position]:
-        """Net of our fills, rebuilt from the exchange's trades on first use."""
+        """Our fills net of base-asset fees, capped by the account's balance of each base
+        asset (one balance read per ``equity_ttl_seconds``, shared with equity). The cap
+        is logged: it means the account holds less than our fills say (a withdrawal, a
+        fee we did not see), and reconciliation reports the difference. When the balance
+        cannot be read the book is returned uncapped (logged): the decision path must not
+        fail on it, and equity, read from the same balance, is then unknown, which vetoes
+        new exposure anyway."""
+        c = _ccxt()
         with self._lock:
-            if self._book is None:
-                self._book = {}
-                since = self._clock() - timedelta(days=self.settings.history_days)
-                for f in self.recent_fills(since):
-                    if self._is_ours(f.fill.client_order_id):
-                        self._seen_fills.add(f.fill.fill_id)
-                        self._apply(f.fill)
-            return {s: p for s, p in self._book.items() if not p.is_flat}
+            book = self._current_book()
+            out: dict[str, Position] = {}
+            if not any(not p.is_flat for p in book.values()):
+                return out
+            try:
+                total = self._totals()
+            except BrokerError as exc:
+                log.warning("ccxt_balance_unavailable", error=str(exc)[:200])
+                return {s: p for s, p in book.items() if not p.is_flat}
+            try:
+                left: dict[str, float] = {}
+                for sym, pos in book.items():
+                    if pos.is_flat:
+                        continue
+                    base = str(self.exchange.market(sym)["base"])
+                    have = left.setdefault(base, _amount(total.get(base)))
+                    if pos.volume > have + 1e-12:
+                        log.error("ccxt_position_exceeds_balance", symbol=sym,
+                                  ours=pos.volume, balance=have, asset=base)
+                        pos = replace(pos, volume=round(max(have, 0.0), 12))
+                    if pos.volume > 0:
+                        left[base] = have - pos.volume
+                    if not pos.is_flat:
+                        out[sym] = pos
+            except c.BaseError as exc:
+                raise BrokerError(f"{self.name} positions: {exc.__class__.__name__}: "
+                                  f"{str(exc)[:300]}",
+                                  retryable=isinstance(exc, c.NetworkError)) from None
+            return out
+
+    def _current_book(self) -> dict[str, Position]:
+        """The book, built on first use: from the exchange's trades of ``history_days``
+        without a journal; after ``restore``, the journal's fills plus the trades since
+        the newest of them (fills made while we were down; reconciliation journals them)."""
+        if self._book is None:
+            self._book = {}
+            since = self._clock() - timedelta(days=self.settings.history_days)
+            # All of it, fills on_bar already reported included (they were not applied).
+            self._take_fills(self.recent_fills(since), fresh_only=False)
+        elif self._book_pending:
+            default = self._clock() - timedelta(days=self.settings.history_days)
+            for sym in self._symbols():
+                last = self._last_poll.get(sym)
+                since = last - timedelta(minutes=5) if last is not None else default
+                self._take_fills(self.recent_fills(since, [sym]))
+            self._book_pending = False
+        return self._book
+
+    def _take_fills(self, fills: Sequence[BrokerFill], *, fresh_only: bool = True) -> None:
+        for f in fills:
+            if self._is_ours(f.fill.client_order_id) and (
+                    not fresh_only or f.fill.fill_id not in self._seen_fills):
+                self._seen_fills.add(f.fill.fill_id)
+                self._apply(f.fill)
+
+    def _totals(self) -> dict[str, float]:
+        """The account's total (free + locked) balance per asset, read at most once per
+        ``equity_ttl_seconds`` unless the account changed since."""
+        now = self._monotonic()
+        cached = self._balances
+        if (cached is not None and cached[1] == self._generation
+                and now - cached[0] < self._balance_ttl):
+            return cached[2]
+        generation = self._generation
+        balance = self._read("fetch_balance", self.exchange.fetch_balance)
+        totals = {str(k): _amount(v) for k, v in (balance.get("total") or {}).items()}
+        if generation == self._generation:
+            self._balances = (now, generation, totals)
+        return totals
+
+    def _account_changed(self) -> None:
+        self._generation += 1
+        self._balances = None
+        self._equity.invalidate()
 
     def _apply(self, fill: Fill) -> None:
         if self._book is None:
@@ -610,16 +734,26 @@ class CcxtBroker:
 
     def restore(self, orders: Sequence[Order], fills: Sequence[Fill],
                 fill_kinds: Sequence[str]) -> None:
+        """The book from the journal's fills of this account's orders (all kinds: a
+        ``fee`` fill took base asset), so a position older than the exchange's trade
+        history is not lost; the trades since the newest of them are added on first use."""
         del fill_kinds
         with self._lock:
+            ours: set[str] = set()
             for o in orders:
+                ours.add(o.client_order_id)
                 self._intents[o.client_order_id] = o.intent
                 self._symbol_of[o.client_order_id] = o.intent.symbol
                 if o.broker_order_id:
                     self._coid_of[o.broker_order_id] = o.client_order_id
+            self._book = {}
             for f in fills:
+                if f.client_order_id not in ours:
+                    continue  # another account's fill in the same journal
                 self._seen_fills.add(f.fill_id)
+                self._apply(f)
                 self._last_poll[f.symbol] = max(self._last_poll.get(f.symbol, f.time), f.time)
+            self._book_pending = True
 
 
 def _amount(value: Any) -> float:
