@@ -253,16 +253,23 @@ def test_fills_positions_and_foreign_orders(fake: FakeBinance, broker: CcxtBroke
     # Someone trades the same account by hand (no client id of ours).
     fake.new_order({"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET",
                     "quantity": "0.1", "newClientOrderId": "web_manual_1"}, None)
+    broker.on_bar(Bar("BTC/USDT", "M15", BAR, 1, 1, 1, 1))  # the book follows polled fills
     fills = broker.recent_fills(datetime.now(UTC) - timedelta(minutes=5))
-    assert [f.fill.client_order_id for f in fills] == [a.client_order_id, b.client_order_id,
-                                                       "web_manual_1"]
+    # Buys pay their fee in BTC: each has a "fee" fill after its entry.
+    assert [(f.fill.client_order_id, f.kind) for f in fills] == [
+        (a.client_order_id, "entry"), (a.client_order_id, "fee"),
+        (b.client_order_id, "entry"), ("web_manual_1", "entry"), ("web_manual_1", "fee")]
     assert fills[0].fill.fill_id.startswith("binance:BTC/USDT:")
-    assert fills[0].fill.fee == pytest.approx(0.02 * 30_000 * 0.001)
-    assert broker.positions()["BTC/USDT"].volume == pytest.approx(0.015)  # ours only
+    assert fills[0].fill.fee == pytest.approx(0.02 * 30_000 * 0.001)  # its quote value
+    assert fills[1].fill.volume == pytest.approx(0.02 * 0.001)  # the BTC it took
+    assert fills[2].fill.fee == pytest.approx(0.005 * 30_000 * 0.001)  # a sell pays USDT
+    ours = 0.02 * 0.999 - 0.005
+    assert broker.positions()["BTC/USDT"].volume == pytest.approx(ours)  # ours only
+    assert fake.balances["BTC"] == pytest.approx(ours + 0.1 * 0.999)
     bar = Bar("BTC/USDT", "M15", BAR, 1, 1, 1, 1)
     fresh = CcxtBroker(broker.exchange, broker.settings)
-    assert [f.fill.client_order_id for f in fresh.on_bar(bar)] == [a.client_order_id,
-                                                                 b.client_order_id]
+    assert [f.fill.client_order_id for f in fresh.on_bar(bar)] == [
+        a.client_order_id, a.client_order_id, b.client_order_id]
     assert fresh.on_bar(bar) == []
 
 
@@ -280,4 +287,78 @@ def test_fake_answers_cancel_and_account_in_binance_shapes(fake: FakeBinance,
         ex.cancel_order(placed.broker_order_id, "BTC/USDT")
     balance = ex.fetch_balance()
     assert balance["USDT"]["free"] == pytest.approx(1_000_000.0)
-    assert balance["BTC"]["total"] == pytest.approx(10.0)
+    assert "BTC" not in balance  # a new account: no base asset
+
+
+# --------------------------------------------------------------------------- point
+
+
+def test_point_is_the_markets_price_tick(fake: FakeBinance) -> None:
+    """``min_stop_points`` needs the venue's point: Binance's PRICE_FILTER tickSize, which
+    ccxt (precisionMode TICK_SIZE) gives as ``precision['price']``."""
+    import ccxt
+
+    fake.symbols["ETHUSDT"]["tick"] = "0.05"
+    broker = make_broker(fake)
+    assert broker.point("BTC/USDT") == pytest.approx(0.01)
+    assert broker.point("ETH/USDT") == pytest.approx(0.05)
+    assert broker.point("NOPE/USDT") is None
+    # An exchange class that counts decimals: 2 decimals is a tick of 0.01.
+    broker.exchange.precisionMode = ccxt.DECIMAL_PLACES
+    broker.exchange.markets["BTC/USDT"]["precision"]["price"] = 2
+    assert broker.point("BTC/USDT") == pytest.approx(0.01)
+    broker.exchange.precisionMode = ccxt.SIGNIFICANT_DIGITS  # tick depends on the price
+    assert broker.point("BTC/USDT") is None
+
+
+# --------------------------------------------------------------------------- catch-up
+
+
+class Mono:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_catch_up_polls_fills_once_per_interval_not_once_per_bar(fake: FakeBinance) -> None:
+    """Issue 15 #21: a catch-up of many closed bars in one cycle must not spend one
+    rate-limited myTrades request per bar."""
+    s = settings()  # catchup_poll_seconds: 10 by default
+    mono = Mono()
+    broker = CcxtBroker(make_exchange(s, api_key=fake.api_key, secret=fake.secret,
+                                      api_urls=fake.api_urls()), s, sleep=lambda _s: None,
+                        monotonic=mono)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    bars = [Bar("BTC/USDT", "M1", now - timedelta(minutes=1000 - k), 30_000, 30_000,
+                30_000, 30_000) for k in range(990)]  # all closed before the first poll
+
+    def trades_requests() -> int:
+        return fake.requests.count(("GET", "/api/v3/myTrades"))
+
+    for bar in bars[:400]:
+        assert broker.on_bar(bar) == []
+    assert trades_requests() == 1
+    # An order sent mid catch-up: its fill shows at the very next bar.
+    i = intent(1)
+    assert broker.submit(submitting(i)).state is OrderState.FILLED
+    assert [(f.fill.client_order_id, f.kind) for f in broker.on_bar(bars[400])] == [
+        (i.client_order_id, "entry"), (i.client_order_id, "fee")]
+    for bar in bars[401:800]:
+        broker.on_bar(bar)
+    assert trades_requests() == 2
+    # A resting order that fills while the catch-up goes on shows after the interval.
+    resting = intent(2, order_type=OrderType.LIMIT, price=29_000.0)
+    broker.submit(submitting(resting))
+    broker.on_bar(bars[800])
+    fake.fill_resting(resting.client_order_id)
+    assert broker.on_bar(bars[801]) == []
+    mono.t += 10.0
+    assert {f.fill.client_order_id for f in broker.on_bar(bars[802])} == {
+        resting.client_order_id}
+    assert trades_requests() == 4
+    # Live: a bar that closed after the last poll is polled at once.
+    live = Bar("BTC/USDT", "M1", datetime.now(UTC), 30_000, 30_000, 30_000, 30_000)
+    broker.on_bar(live)
+    assert trades_requests() == 5

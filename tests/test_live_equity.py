@@ -389,7 +389,7 @@ def test_live_daemon_with_max_daily_loss_trades_then_vetoes_after_a_loss(
             # The exchange stops answering balance reads: the cycle goes on, entries are
             # vetoed as "equity unknown", the failure is counted.
             fake.script("GET", "/api/v3/account", *[("http", 503)] * 30)
-            daemon.live.broker._equity.invalidate()  # as a second later: no cached reading
+            daemon.live.broker._account_changed()  # as a second later: no cached reading
             errors, failures = (executor.stats.broker_read_errors["equity"],
                                 len(recorder.events("equity_read_failed")))
             assert executor.run_cycle(next_minute(2)) >= 1

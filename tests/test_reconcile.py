@@ -239,8 +239,9 @@ def test_ccxt_reconcile_adopts_fills_and_flags_manual_orders(journal: Journal) -
         assert report.refuse_to_trade is False, report.reasons
         assert set(report.adopted) == {resting.client_order_id, bn(2).client_order_id}
         assert [o.client_order_id for o in report.external_orders] == ["web_hand_placed"]
-        assert len(report.fills_recorded) == 2
-        assert journal_net_positions(journal, "bn") == {"BTC/USDT": pytest.approx(0.02)}
+        # Two buys, each with its fee paid in BTC (a "fee" fill): 0.02 bought, 0.01998 held.
+        assert len(report.fills_recorded) == 4
+        assert journal_net_positions(journal, "bn") == {"BTC/USDT": pytest.approx(0.01998)}
         assert {o.state for o in journal.orders("bn")} == {OrderState.FILLED}
         assert len(fake.orders_by_client_id(bn(2).client_order_id)) == 1
 

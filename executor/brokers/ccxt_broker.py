@@ -6,31 +6,46 @@ markets loaded once. Our client order id travels as the unified ``clientOrderId`
 ``fetch_order(..., {"origClientOrderId": id})``, which is how an order whose outcome we do
 not know is found without sending it again.
 
-Error mapping (the full table is in docs/brokers.md):
-- on submit: ``NetworkError`` (``RequestTimeout``, 5xx ``ExchangeNotAvailable``,
-  ``DDoSProtection``...) -> ``unknown``, settled by lookup, never re-sent; ``InvalidNonce`` /
-  Binance -1021 -> time resynced (``load_time_difference``) and sent once more with the
-  *same* client id (the exchange refused the first, nothing was placed);
-  ``InsufficientFunds``, ``InvalidOrder``, ``BadSymbol``, ``BadRequest``,
-  ``AuthenticationError``, ``OperationRejected`` -> ``rejected`` with the reason, not
-  retried; Binance -2010 "Duplicate order sent." -> ``unknown`` (an open order with our id
-  exists: lookup adopts it); any other ``ExchangeError`` -> ``unknown``.
-- on reads: ``NetworkError`` retried with backoff, then ``BrokerError(retryable=True)``;
-  ``InvalidNonce`` resyncs first; anything else ``BrokerError(retryable=False)``.
+Error mapping (``executor.brokers.ccxt_errors``: by Binance's error code, which does not
+depend on the request URL as ccxt's exception classes do; the table is in docs/brokers.md):
+- on submit: network or server-side (``RequestTimeout``, 5xx, -1007 ...) -> ``unknown``,
+  settled by lookup, never re-sent; -1021 (timestamp) -> time resynced
+  (``load_time_difference``) and sent once more with the *same* client id (the exchange
+  refused the first, nothing was placed); a refusal (-1013 filters, 11xx parameters and
+  precision, -2010 insufficient balance, key and signature errors) -> ``rejected`` with
+  the reason, not retried; a rate limit (HTTP 429 / 418, -1003, -1015: refused, per
+  Binance's "HTTP Return Codes") -> ``rejected``; -2010 "Duplicate order sent." ->
+  ``unknown`` (an open order with our id exists: lookup adopts it); anything else
+  ``unknown``.
+- on reads: network or server-side errors retried with backoff, then
+  ``BrokerError(retryable=True)``; a rate limit is not retried at once (the venue asks us
+  to back off) but raised as ``BrokerError(retryable=True)``; -1021 resyncs first;
+  -2013/-2011 (no such order) reach the caller as ``ccxt.OrderNotFound``; anything else
+  ``BrokerError(retryable=False)``.
 
 Spot has no positions: ``positions()`` is the net of our own fills (orders whose client id
-we sent), rebuilt from the exchange's trade history on first use and updated by every fill
-seen since. Protective SL/TP are not attached on spot (Binance spot has no attached stops);
-the order's journal reason says so.
+we sent), with a commission paid in the base asset netted out (Binance charges the fee "in
+the asset you receive": a buy of 0.001 BTC credits 0.000999), and capped by what the
+account's balance holds of that asset (``fetch_balance``): the balance is the venue's
+truth, so a journal that believes in more than the account holds shows as a mismatch at
+reconciliation instead of agreeing with itself. The book is restored from the journal's
+fills (``restore``; a position older than the exchange's trade history survives a
+restart), then brought up to date from the trade history; without a journal it is built
+from ``history_days`` of trades. A base-asset fee is reported as a fill of kind ``fee``
+(a sale of that much of the base asset at the trade price, no proceeds: the entry fill
+carries the fee's quote value), so the journal's positions net it the same way. A sell
+that would exceed our long is cut to what we hold (a closing sell must neither fail for
+the fee's dust nor sell inventory that is not ours). Protective SL/TP are not attached on
+spot (Binance spot has no attached stops); the order's journal reason says so.
 """
 
 from __future__ import annotations
 
 import math
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -38,6 +53,7 @@ import structlog
 from pydantic import SecretStr
 
 from executor.brokers.base import BrokerFill, BrokerOrder
+from executor.brokers.ccxt_errors import Outcome, classify, exchange_code
 from executor.brokers.config import CcxtSettings
 from executor.brokers.equity_cache import EquityCache
 from executor.errors import BrokerError, ConfigError
@@ -59,13 +75,7 @@ T = TypeVar("T")
 # Client ids the daemon generates (strategies.domain.client_order_id) start with this.
 OUR_ID_PREFIX = "dta"
 
-_CODE = re.compile(r'"code"\s*:\s*(-?\d+)')
-
-
-def exchange_code(exc: BaseException) -> int | None:
-    """The exchange's numeric error code inside a ccxt message (``binance {"code":-1021,..}``)."""
-    m = _CODE.search(str(exc))
-    return int(m.group(1)) if m else None
+__all__ = ["OUR_ID_PREFIX", "CcxtBroker", "exchange_code", "make_exchange"]
 
 
 def make_exchange(settings: CcxtSettings, *, api_key: SecretStr | str | None = None,
@@ -111,12 +121,6 @@ def _ccxt() -> Any:
     return ccxt
 
 
-def _rejection_types() -> tuple[type[BaseException], ...]:
-    c = _ccxt()
-    return (c.InsufficientFunds, c.InvalidOrder, c.BadSymbol, c.BadRequest,
-            c.AuthenticationError, c.OperationRejected)
-
-
 class CcxtBroker:
     simulated = False
 
@@ -140,8 +144,18 @@ class CcxtBroker:
         self._coid_of: dict[str, str] = {}  # exchange order id -> client order id
         self._seen_fills: set[str] = set()
         self._last_price: dict[str, float] = {}
-        self._last_poll: dict[str, datetime] = {}
+        self._last_poll: dict[str, datetime] = {}  # newest fill time seen: polls start here
+        # symbol -> (wall clock, monotonic) of the last fill poll; symbols ordered since.
+        self._polled_at: dict[str, tuple[datetime, float]] = {}
+        self._sent_since_poll: set[str] = set()
+        self._monotonic = monotonic
         self._book: dict[str, Position] | None = None
+        self._book_pending = False  # restored from the journal, not yet brought up to date
+        # (monotonic, generation, totals) of the last balance read; shared by equity and
+        # positions, dropped whenever the account changes under us.
+        self._balances: tuple[float, int, dict[str, float]] | None = None
+        self._generation = 0
+        self._balance_ttl = equity_ttl_seconds
         # symbol -> (price, as of): the newest closed bar's close or ticker, for equity.
         self._mark: dict[str, tuple[float, datetime]] = {}
         self._mark_max_age = timedelta(seconds=mark_max_age_seconds)
@@ -150,7 +164,10 @@ class CcxtBroker:
     # ------------------------------------------------------------------ plumbing
 
     def _read(self, what: str, fn: Callable[..., T], *args: Any) -> T:
-        """A read: NetworkError retried with backoff, InvalidNonce after a time resync."""
+        """A read: network and server-side errors retried with backoff, a timestamp refusal
+        after a time resync. A rate limit is raised at once (retryable): retrying it
+        within the cycle is what turns a 429 into a 418 ban. No such order reaches the
+        caller as ``ccxt.OrderNotFound``, whatever class ccxt chose for the URL."""
         c = _ccxt()
         last: BaseException | None = None
         for attempt in range(self.settings.read_retries + 1):
@@ -158,19 +175,24 @@ class CcxtBroker:
                 self._sleep(self.settings.read_backoff_seconds * 2 ** (attempt - 1))
             try:
                 return fn(*args)
-            except c.InvalidNonce as exc:
-                last = exc
-                self._resync_time()
-            except c.NetworkError as exc:
-                last = exc
-                log.warning("ccxt_read_retry", call=what, error=str(exc)[:200],
-                            attempt=attempt + 1)
             except c.BaseError as exc:
-                if exchange_code(exc) == -1021:
-                    last = exc
+                seen = classify(exc)
+                last = exc
+                if seen.outcome is Outcome.TIMESTAMP:
                     self._resync_time()
-                    continue
-                raise
+                elif seen.outcome is Outcome.TRANSIENT:
+                    log.warning("ccxt_read_retry", call=what, error=str(exc)[:200],
+                                attempt=attempt + 1)
+                elif seen.outcome is Outcome.RATE_LIMITED:
+                    log.warning("ccxt_rate_limited", call=what, error=str(exc)[:200])
+                    raise BrokerError(f"{self.name} {what}: rate limited by the exchange, "
+                                      f"backing off: {str(exc)[:200]}",
+                                      retryable=True) from None
+                elif seen.outcome is Outcome.NOT_FOUND and not isinstance(
+                        exc, c.OrderNotFound):
+                    raise c.OrderNotFound(str(exc)) from exc
+                else:
+                    raise
         raise BrokerError(f"{self.name} {what} failed after {self.settings.read_retries + 1} "
                           f"attempts: {last}", retryable=True)
 
@@ -203,12 +225,13 @@ class CcxtBroker:
             try:
                 return self._submit(order)
             finally:
-                self._equity.invalidate()  # a fill moves balances (and pays a fee)
+                self._account_changed()  # a fill moves balances (and pays a fee)
 
     def _submit(self, order: Order) -> Order:
         c = _ccxt()
         intent = order.intent
         symbol = intent.symbol
+        self._sent_since_poll.add(symbol)  # its fills must show at the next bar
         self._intents[intent.client_order_id] = intent
         self._symbol_of[intent.client_order_id] = symbol
         try:
@@ -225,6 +248,9 @@ class CcxtBroker:
                                     reason="not sent: stop orders are not supported on spot")
         if intent.order_type is OrderType.LIMIT and price is None:
             return order.transition(OrderState.REJECTED, reason="not sent: limit without price")
+        cut = ""
+        if intent.side is OrderSide.SELL:
+            amount, cut = self._sell_amount(symbol, amount)
         limits = market.get("limits") or {}
         amount_min = (limits.get("amount") or {}).get("min")
         cost_min = (limits.get("cost") or {}).get("min")
@@ -239,6 +265,7 @@ class CcxtBroker:
                                            f"market minimum {cost_min}")
         note = ("protective SL/TP not attached (spot)"
                 if intent.stop_loss is not None or intent.take_profit is not None else "")
+        note = _join(cut, note)
         otype = "market" if intent.order_type is OrderType.MARKET else "limit"
         params = {"clientOrderId": intent.client_order_id}
         response: dict[str, Any] | None = None
@@ -248,7 +275,8 @@ class CcxtBroker:
                                                       price, params)
                 break
             except Exception as exc:  # every outcome is mapped below
-                nonce = isinstance(exc, c.InvalidNonce) or exchange_code(exc) == -1021
+                nonce = (isinstance(exc, c.BaseError)
+                         and classify(exc).outcome is Outcome.TIMESTAMP)
                 if nonce and attempt == 0:
                     # Refused for its timestamp: nothing was placed. Resync, same id again.
                     self._resync_time()
@@ -272,6 +300,22 @@ class CcxtBroker:
                  state=result.state.value, exchange_order_id=result.broker_order_id)
         return result
 
+    def _sell_amount(self, symbol: str, amount: float) -> tuple[float, str]:
+        """A sell cut to our long when we hold less than it asks: after a buy whose fee was
+        paid in the base asset we hold a little less than we bought, and the rest of the
+        account's base asset is not ours to sell. With no long of ours the order goes as
+        asked (the exchange judges the balance); when our holding cannot be read it goes
+        as asked too, and the exchange refuses what the account cannot cover."""
+        try:
+            held = self.position(symbol).volume
+        except BrokerError as exc:
+            log.warning("ccxt_holding_unknown", symbol=symbol, error=str(exc)[:200])
+            return amount, ""
+        if held <= 0 or amount <= held + 1e-12:
+            return amount, ""
+        cut = float(self.exchange.amount_to_precision(symbol, held))
+        return cut, f"sell cut from {amount:.8g} to our holding {held:.8g}"
+
     def _submit_error(self, order: Order, exc: BaseException, nonce: bool) -> Order:
         c = _ccxt()
         text = f"{exc.__class__.__name__}: {str(exc)[:300]}"
@@ -279,13 +323,18 @@ class CcxtBroker:
             return order.transition(OrderState.REJECTED,
                                     reason=f"timestamp outside recvWindow after a time "
                                            f"resync: {text}")
-        if "Duplicate order" in str(exc):
+        if not isinstance(exc, c.BaseError):
+            return order.transition(OrderState.UNKNOWN, reason=f"outcome unknown: {text}")
+        outcome = classify(exc).outcome
+        if outcome is Outcome.DUPLICATE:
             # An open order with our client id exists: ours. Lookup adopts it.
             return order.transition(OrderState.UNKNOWN, reason=f"duplicate id: {text}")
-        if isinstance(exc, c.NetworkError):
-            return order.transition(OrderState.UNKNOWN, reason=f"outcome unknown: {text}")
-        if isinstance(exc, _rejection_types()):
+        if outcome is Outcome.REJECTED:
             return order.transition(OrderState.REJECTED, reason=text)
+        if outcome is Outcome.RATE_LIMITED:
+            # A 4XX answer: refused before it was placed ("HTTP Return Codes").
+            return order.transition(OrderState.REJECTED,
+                                    reason=f"rate limited by the exchange, not placed: {text}")
         return order.transition(OrderState.UNKNOWN, reason=f"outcome unknown: {text}")
 
     # ------------------------------------------------------------------ lookup
@@ -377,17 +426,32 @@ class CcxtBroker:
                 for o in self._paged("fetch_orders", self.exchange.fetch_orders, sym, since_ms):
                     if o.get("id") is not None:
                         self._coid_of[str(o["id"])] = str(o.get("clientOrderId") or "")
+            market = self.exchange.market(sym)
             for t in trades:
-                coid = self._coid_of.get(str(t["order"])) or f"exchange:{t['order']}"
-                fee = t.get("fee") or {}
-                cost = float(fee.get("cost") or 0.0) if fee.get("currency") == (
-                    self.exchange.market(sym).get("quote")) else 0.0
-                fill = Fill(coid, f"{self.exchange.id}:{sym}:{t['id']}", sym,
-                            OrderSide(str(t["side"])),
-                            datetime.fromtimestamp(int(t["timestamp"]) / 1000, UTC),
-                            float(t["price"]), float(t["amount"]), cost)
-                out.append(BrokerFill(fill, "entry", 0.0, None))
+                out.extend(self._trade_fills(sym, market, t))
         out.sort(key=lambda f: (f.fill.time, f.fill.fill_id))
+        return out
+
+    def _trade_fills(self, sym: str, market: Mapping[str, Any],
+                     t: Mapping[str, Any]) -> list[BrokerFill]:
+        """One trade: the entry fill, and a ``fee`` fill when the commission was paid in
+        the base asset (the inventory it took). The entry's ``fee`` is the commission's
+        value in the quote currency; one paid in a third asset (BNB) is not valued (no
+        market for it is loaded) and moves no position."""
+        coid = self._coid_of.get(str(t["order"])) or f"exchange:{t['order']}"
+        fee = t.get("fee") or {}
+        fee_cost = float(fee.get("cost") or 0.0)
+        price = float(t["price"])
+        fill_id = f"{self.exchange.id}:{sym}:{t['id']}"
+        when = datetime.fromtimestamp(int(t["timestamp"]) / 1000, UTC)
+        currency = fee.get("currency")
+        quote_fee = (fee_cost if currency == market.get("quote")
+                     else fee_cost * price if currency == market.get("base") else 0.0)
+        out = [BrokerFill(Fill(coid, fill_id, sym, OrderSide(str(t["side"])), when, price,
+                               float(t["amount"]), quote_fee), "entry", 0.0, None)]
+        if currency == market.get("base") and fee_cost > 0:
+            out.append(BrokerFill(Fill(coid, f"{fill_id}:fee", sym, OrderSide.SELL, when,
+                                       price, fee_cost, 0.0), "fee", 0.0, None))
         return out
 
     def _paged(self, what: str, fn: Callable[..., list[dict[str, Any]]], symbol: str,
@@ -410,7 +474,13 @@ class CcxtBroker:
 
     def on_bar(self, bar: Bar) -> list[BrokerFill]:
         """Our fills on the bar's symbol not reported yet. A failed poll is logged and
-        retried at the next bar (nothing advances)."""
+        retried at the next bar (nothing advances).
+
+        The poll (``myTrades``, rate-limited and heavy) runs for a bar that closed after
+        the last poll (live: every new bar) or after an order we sent since; bars a
+        catch-up replays closed before it and share one poll per
+        ``catchup_poll_seconds``, so a long catch-up does not spend one request per bar
+        and miss the bar closes behind it."""
         with self._lock:
             self._last_price[bar.symbol] = bar.close
             mark = self._mark.get(bar.symbol)
@@ -418,22 +488,35 @@ class CcxtBroker:
                 self._equity.invalidate()  # equity now covers one more symbol
             if mark is None or bar.close_time >= mark[1]:  # catch-up bars are older
                 self._mark[bar.symbol] = (bar.close, bar.close_time)
+            if not self._poll_due(bar):
+                return []
             started = self._clock()
+            polled_at = (started, self._monotonic())
             since = self._last_poll.get(bar.symbol) or (started - timedelta(days=1))
             try:
                 fills = self.recent_fills(since - timedelta(minutes=5), [bar.symbol])
             except BrokerError as exc:
                 log.warning("ccxt_fill_poll_failed", symbol=bar.symbol, error=str(exc)[:200])
                 return []
+            self._sent_since_poll.discard(bar.symbol)
+            self._polled_at[bar.symbol] = polled_at
             new = [f for f in fills if f.fill.fill_id not in self._seen_fills
                    and self._is_ours(f.fill.client_order_id)]
             for f in new:
                 self._seen_fills.add(f.fill.fill_id)
                 self._apply(f.fill)
             if new:
-                self._equity.invalidate()
+                self._account_changed()
             self._last_poll[bar.symbol] = started
             return new
+
+    def _poll_due(self, bar: Bar) -> bool:
+        last = self._polled_at.get(bar.symbol)
+        if last is None or bar.symbol in self._sent_since_poll:
+            return True
+        at, mono = last
+        return (bar.close_time > at
+                or self._monotonic() - mono >= self.settings.catchup_poll_seconds)
 
     # ------------------------------------------------------------------ equity
 
@@ -481,13 +564,38 @@ class CcxtBroker:
                                   f"{detail}", retryable=False)
             return next(iter(by_currency))
 
+    def point(self, symbol: str) -> float | None:
+        """The market's price tick, for ``min_stop_points`` (the MT5 ``point`` of a ccxt
+        market). ``precision['price']`` is the tick itself when the exchange class counts
+        precision in ``TICK_SIZE`` (binance), a number of decimals under ``DECIMAL_PLACES``
+        (tick ``10**-n``); under ``SIGNIFICANT_DIGITS`` the tick depends on the price, so
+        it is unknown: ``None``, and a configured stop distance fails closed."""
+        c = _ccxt()
+        with self._lock:
+            self.ensure_markets()
+            try:
+                market = self.exchange.market(symbol)
+            except c.BaseError:
+                return None
+            raw = (market.get("precision") or {}).get("price")
+            if raw is None:
+                return None
+            value = float(raw)
+            mode = getattr(self.exchange, "precisionMode", None)
+            if mode == c.TICK_SIZE:
+                tick = value
+            elif mode == c.DECIMAL_PLACES:
+                tick = 10.0 ** -value
+            else:
+                return None
+            return tick if math.isfinite(tick) and tick > 0 else None
+
     def _read_equity(self) -> float:
         c = _ccxt()
         with self._lock:
             try:
                 currency = self.equity_currency()
-                balance = self._read("fetch_balance", self.exchange.fetch_balance)
-                total = balance.get("total") or {}
+                total = self._totals()
                 equity = _amount(total.get(currency))
                 bases: dict[str, str] = {}
                 for sym in self._traded():
@@ -526,16 +634,89 @@ class CcxtBroker:
         return self.positions().get(symbol) or Position(symbol)
 
     def positions(self) -> dict[str, Position]:
-        """Net of our fills, rebuilt from the exchange's trades on first use."""
+        """Our fills net of base-asset fees, capped by the account's balance of each base
+        asset (one balance read per ``equity_ttl_seconds``, shared with equity). The cap
+        is logged: it means the account holds less than our fills say (a withdrawal, a
+        fee we did not see), and reconciliation reports the difference. When the balance
+        cannot be read the book is returned uncapped (logged): the decision path must not
+        fail on it, and equity, read from the same balance, is then unknown, which vetoes
+        new exposure anyway."""
+        c = _ccxt()
         with self._lock:
-            if self._book is None:
-                self._book = {}
-                since = self._clock() - timedelta(days=self.settings.history_days)
-                for f in self.recent_fills(since):
-                    if self._is_ours(f.fill.client_order_id):
-                        self._seen_fills.add(f.fill.fill_id)
-                        self._apply(f.fill)
-            return {s: p for s, p in self._book.items() if not p.is_flat}
+            book = self._current_book()
+            out: dict[str, Position] = {}
+            if not any(not p.is_flat for p in book.values()):
+                return out
+            try:
+                total = self._totals()
+            except BrokerError as exc:
+                log.warning("ccxt_balance_unavailable", error=str(exc)[:200])
+                return {s: p for s, p in book.items() if not p.is_flat}
+            try:
+                left: dict[str, float] = {}
+                for sym, pos in book.items():
+                    if pos.is_flat:
+                        continue
+                    base = str(self.exchange.market(sym)["base"])
+                    have = left.setdefault(base, _amount(total.get(base)))
+                    if pos.volume > have + 1e-12:
+                        log.error("ccxt_position_exceeds_balance", symbol=sym,
+                                  ours=pos.volume, balance=have, asset=base)
+                        pos = replace(pos, volume=round(max(have, 0.0), 12))
+                    if pos.volume > 0:
+                        left[base] = have - pos.volume
+                    if not pos.is_flat:
+                        out[sym] = pos
+            except c.BaseError as exc:
+                raise BrokerError(f"{self.name} positions: {exc.__class__.__name__}: "
+                                  f"{str(exc)[:300]}",
+                                  retryable=isinstance(exc, c.NetworkError)) from None
+            return out
+
+    def _current_book(self) -> dict[str, Position]:
+        """The book, built on first use: from the exchange's trades of ``history_days``
+        without a journal; after ``restore``, the journal's fills plus the trades since
+        the newest of them (fills made while we were down; reconciliation journals them)."""
+        if self._book is None:
+            self._book = {}
+            since = self._clock() - timedelta(days=self.settings.history_days)
+            # All of it, fills on_bar already reported included (they were not applied).
+            self._take_fills(self.recent_fills(since), fresh_only=False)
+        elif self._book_pending:
+            default = self._clock() - timedelta(days=self.settings.history_days)
+            for sym in self._symbols():
+                last = self._last_poll.get(sym)
+                since = last - timedelta(minutes=5) if last is not None else default
+                self._take_fills(self.recent_fills(since, [sym]))
+            self._book_pending = False
+        return self._book
+
+    def _take_fills(self, fills: Sequence[BrokerFill], *, fresh_only: bool = True) -> None:
+        for f in fills:
+            if self._is_ours(f.fill.client_order_id) and (
+                    not fresh_only or f.fill.fill_id not in self._seen_fills):
+                self._seen_fills.add(f.fill.fill_id)
+                self._apply(f.fill)
+
+    def _totals(self) -> dict[str, float]:
+        """The account's total (free + locked) balance per asset, read at most once per
+        ``equity_ttl_seconds`` unless the account changed since."""
+        now = self._monotonic()
+        cached = self._balances
+        if (cached is not None and cached[1] == self._generation
+                and now - cached[0] < self._balance_ttl):
+            return cached[2]
+        generation = self._generation
+        balance = self._read("fetch_balance", self.exchange.fetch_balance)
+        totals = {str(k): _amount(v) for k, v in (balance.get("total") or {}).items()}
+        if generation == self._generation:
+            self._balances = (now, generation, totals)
+        return totals
+
+    def _account_changed(self) -> None:
+        self._generation += 1
+        self._balances = None
+        self._equity.invalidate()
 
     def _apply(self, fill: Fill) -> None:
         if self._book is None:
@@ -553,16 +734,26 @@ class CcxtBroker:
 
     def restore(self, orders: Sequence[Order], fills: Sequence[Fill],
                 fill_kinds: Sequence[str]) -> None:
+        """The book from the journal's fills of this account's orders (all kinds: a
+        ``fee`` fill took base asset), so a position older than the exchange's trade
+        history is not lost; the trades since the newest of them are added on first use."""
         del fill_kinds
         with self._lock:
+            ours: set[str] = set()
             for o in orders:
+                ours.add(o.client_order_id)
                 self._intents[o.client_order_id] = o.intent
                 self._symbol_of[o.client_order_id] = o.intent.symbol
                 if o.broker_order_id:
                     self._coid_of[o.broker_order_id] = o.client_order_id
+            self._book = {}
             for f in fills:
+                if f.client_order_id not in ours:
+                    continue  # another account's fill in the same journal
                 self._seen_fills.add(f.fill_id)
+                self._apply(f)
                 self._last_poll[f.symbol] = max(self._last_poll.get(f.symbol, f.time), f.time)
+            self._book_pending = True
 
 
 def _amount(value: Any) -> float:

@@ -94,6 +94,10 @@ class CcxtSettings(_Section):
     ohlcv_limit: int = Field(default=1000, ge=1, le=5000)
     max_catchup_pages: int = Field(default=50, ge=1, le=10_000)
     history_days: int = Field(default=7, ge=1, le=365)
+    # Fills are polled (myTrades, a heavy request) once for each bar that closed after the
+    # last poll or after an order we sent; bars replayed in a catch-up closed before it,
+    # and share one poll per this many seconds.
+    catchup_poll_seconds: float = Field(default=10.0, ge=0, le=3600)
 
     @field_validator("exchange")
     @classmethod

@@ -25,6 +25,24 @@ Shapes follow the Binance Spot API documentation
   valid.", -2010 "Account has insufficient balance for requested action." / "Duplicate
   order sent.", -2011 "Unknown order sent.", -2013 "Order does not exist.", -1013 "Filter
   failure: LOT_SIZE" / "Filter failure: NOTIONAL", -1121 "Invalid symbol.".
+- Commissions (Binance FAQ "What is Binance Spot Trading Fee and How to Calculate",
+  binance.com/en/support/faq/e85d6e703b874674840122196b89780a: "Trading fees are always
+  charged in the asset you receive"; 25 % off when paid in BNB): a BUY pays 0.1 % of the
+  quantity in the *base* asset, so 0.001 BTC bought credits 0.000999; a SELL pays 0.1 % of
+  the notional in the quote asset; with ``fees_in_bnb`` (and BNB on the account) 0.075 %
+  of the notional in BNB at ``bnb_price``. Each trade reports it as ``commission`` /
+  ``commissionAsset``, in the FULL order response's ``fills[]`` (REST API "New order
+  (TRADE)", ``POST /api/v3/order``, response FULL) and in ``GET /api/v3/myTrades``
+  ("Account trade list (USER_DATA)": ``commission``, ``commissionAsset``, ``isBuyer``,
+  ``isMaker``); the balances of ``GET /api/v3/account`` ("Account information
+  (USER_DATA)") move by exactly that, for market fills and for resting orders filled
+  later (``fill_resting``).
+- A new account holds the quote currency only (``balances`` defaults to 1,000,000 USDT,
+  no base asset): a sell needs base asset we bought, and -2010 "Account has insufficient
+  balance for requested action." answers one that is not covered.
+- Error codes ("Error codes for Binance", developers.binance.com/docs/binance-spot-api-
+  docs/errors) and HTTP statuses ("HTTP Return Codes": 429 rate limit, 418 IP ban, both
+  with ``Retry-After`` per "LIMITS") as listed above and in ``script`` below.
 - ``newClientOrderId`` must be unique among *open* orders (-2010 "Duplicate order sent.");
   like Binance, an id of a closed order can be used again, which is exactly why the
   executor must never re-send: every accepted order is kept, so a duplicate shows.
@@ -36,7 +54,9 @@ Faults (``script(method, path, *steps)``; each step applies to the next matching
 ``("delay", s)``, ``("drop",)`` (connection closed, request not processed),
 ``("accept_then_drop",)`` (processed, connection closed before the answer),
 ``("accept_then_sleep", s)`` (processed, answer late: the client times out),
-``("reject", code, msg)``, ``("http", status)`` (e.g. 503 with an HTML body),
+``("reject", code, msg[, status])`` (Binance's JSON error body with HTTP ``status``, 400 unless
+given; 429 and 418 carry ``Retry-After`` as the "LIMITS" section documents),
+``("http", status)`` (e.g. 503 with an HTML body),
 ``("partial", fraction)``, ``("timestamp",)`` (-1021). ``on_order`` (a callback run when an
 order is accepted, before the answer) lets a test kill a client at that exact point.
 """
@@ -66,12 +86,18 @@ def _fmt(x: float, places: int = 8) -> str:
 
 
 class FakeBinance:
+    COMMISSION = 0.001  # 0.1 %, Binance's regular spot rate
+    BNB_DISCOUNT = 0.75  # paying in BNB: 25 % off
+
     def __init__(self, *, api_key: str = "fake-key", secret: str = "fake-secret",
-                 balances: dict[str, float] | None = None) -> None:
+                 balances: dict[str, float] | None = None, fees_in_bnb: bool = False,
+                 bnb_price: float = 300.0) -> None:
         self.api_key = api_key
         self.secret = secret
-        self.balances: dict[str, float] = dict(balances or {"USDT": 1_000_000.0, "BTC": 10.0,
-                                                            "ETH": 100.0})
+        # Like a new account funded in the quote currency: no base asset at all.
+        self.balances: dict[str, float] = dict(balances or {"USDT": 1_000_000.0})
+        self.fees_in_bnb = fees_in_bnb
+        self.bnb_price = bnb_price  # quote per BNB, to charge a fee in BNB
         self.symbols: dict[str, dict[str, Any]] = {
             "BTCUSDT": dict(base="BTC", quote="USDT", tick="0.01", step="0.00001",
                             min_qty="0.00001", min_notional="5.0", price=30_000.0),
@@ -159,17 +185,47 @@ class FakeBinance:
             price = float(o["price"])
             self._next_trade += 1
             now = self.now_ms()
+            commission, asset = self._settle(s, o["side"], qty, price)
             self.trades.append({
                 "symbol": o["symbol"], "id": self._next_trade, "orderId": o["orderId"],
                 "orderListId": -1, "price": _fmt(price), "qty": _fmt(qty),
-                "quoteQty": _fmt(price * qty), "commission": _fmt(price * qty * 0.001),
-                "commissionAsset": s["quote"], "time": now, "isBuyer": o["side"] == "BUY",
+                "quoteQty": _fmt(price * qty), "commission": _fmt(commission),
+                "commissionAsset": asset, "time": now, "isBuyer": o["side"] == "BUY",
                 "isMaker": True, "isBestMatch": True})
             executed = float(o["executedQty"]) + qty
             o["executedQty"] = _fmt(executed)
             o["cummulativeQuoteQty"] = _fmt(float(o["cummulativeQuoteQty"]) + price * qty)
             o["status"] = ("FILLED" if executed >= float(o["origQty"]) - 1e-12
                            else "PARTIALLY_FILLED")
+
+    def _settle(self, s: dict[str, Any], side: str, qty: float, price: float
+                ) -> tuple[float, str]:
+        """Move the balances for one trade and charge its commission: in the asset
+        received (the base on a buy, the quote on a sell), or in BNB when the account pays
+        fees in BNB and holds enough of it. Returns (commission, commissionAsset)."""
+        notional = qty * price
+        if self.fees_in_bnb:
+            bnb = notional * self.COMMISSION * self.BNB_DISCOUNT / self.bnb_price
+            if self.balances.get("BNB", 0.0) >= bnb:
+                self.balances["BNB"] -= bnb
+                commission, asset = round(bnb, 8), "BNB"
+            else:
+                commission, asset = self._received_fee(s, side, qty, notional)
+        else:
+            commission, asset = self._received_fee(s, side, qty, notional)
+        base, quote = s["base"], s["quote"]
+        sign = 1 if side == "BUY" else -1
+        self.balances[base] = round(self.balances.get(base, 0.0) + sign * qty, 12)
+        self.balances[quote] = round(self.balances.get(quote, 0.0) - sign * notional, 12)
+        if asset != "BNB":
+            self.balances[asset] = round(self.balances[asset] - commission, 12)
+        return commission, asset
+
+    def _received_fee(self, s: dict[str, Any], side: str, qty: float,
+                      notional: float) -> tuple[float, str]:
+        if side == "BUY":
+            return round(qty * self.COMMISSION, 8), s["base"]
+        return round(notional * self.COMMISSION, 8), s["quote"]
 
     # ------------------------------------------------------------------ market data
 
@@ -325,14 +381,10 @@ class FakeBinance:
             if fill_qty > 0:
                 self._next_trade += 1
                 exec_px = s["price"]
+                commission, asset = self._settle(s, str(side), fill_qty, exec_px)
                 fills.append({"price": _fmt(exec_px), "qty": _fmt(fill_qty),
-                              "commission": _fmt(fill_qty * exec_px * 0.001),
-                              "commissionAsset": s["quote"], "tradeId": self._next_trade})
-                sign = 1 if side == "BUY" else -1
-                self.balances[s["base"]] = self.balances.get(s["base"], 0.0) + sign * fill_qty
-                self.balances[s["quote"]] = (self.balances.get(s["quote"], 0.0)
-                                             - sign * fill_qty * exec_px
-                                             - fill_qty * exec_px * 0.001)
+                              "commission": _fmt(commission), "commissionAsset": asset,
+                              "tradeId": self._next_trade})
             if fill_qty >= qty - 1e-12:
                 status = "FILLED"
             elif otype == "MARKET":
@@ -491,7 +543,10 @@ class _Handler(BaseHTTPRequestHandler):
                        content_type="text/html")
             return
         if kind == "reject":
-            self._send(400, json.dumps({"code": step[1], "msg": step[2]}))  # type: ignore[index]
+            status = step[3] if len(step) > 3 else 400  # type: ignore[arg-type]
+            headers = {"Retry-After": "1"} if status in (418, 429) else {}
+            self._send(status, json.dumps({"code": step[1], "msg": step[2]}),  # type: ignore[index]
+                       headers=headers)
             return
         status, payload = ex.route(method, parts.path, q, raw, self.headers, step)
         if kind == "accept_then_drop":
@@ -506,11 +561,14 @@ class _Handler(BaseHTTPRequestHandler):
         with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
 
-    def _send(self, status: int, text: str, content_type: str = "application/json") -> None:
+    def _send(self, status: int, text: str, content_type: str = "application/json",
+              headers: dict[str, str] | None = None) -> None:
         data = text.encode()
         try:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)

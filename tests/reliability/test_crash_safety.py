@@ -83,7 +83,9 @@ class Venue(Protocol):
 
 class BinanceVenue:
     def __init__(self) -> None:
-        self.fake = FakeBinance().start()
+        # BTC the daemon did not buy: the scenario's first order is a sell, and this test
+        # judges duplicates and losses, not balances (tests/test_ccxt_spot_book.py does).
+        self.fake = FakeBinance(balances={"USDT": 1_000_000.0, "BTC": 10.0}).start()
         self.port = self.fake.port
 
     def set_on_order(self, hook: Callable[[], None] | None) -> None:

@@ -67,7 +67,9 @@ class KeyedExchange(FakeBinance):
     secret): every signed request is recorded with the key that signed it."""
 
     def __init__(self, keys: list[str]) -> None:
-        super().__init__(api_key=keys[0], secret=SECRET)
+        # BTC neither daemon bought: the strategy sells, and this test judges who sends.
+        super().__init__(api_key=keys[0], secret=SECRET,
+                         balances={"USDT": 1_000_000.0, "BTC": 10.0})
         self.keys = frozenset(keys)
         self.signed: list[tuple[str, str, str, str]] = []  # key, method, path, client id
         # Run on each signed request, before it is processed.
