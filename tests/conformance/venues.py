@@ -30,6 +30,8 @@ class VenueModel(Protocol):
     lot: float  # the volume unit scenarios are written in
     shorts: bool  # can the account hold a short (spot cannot)
     partial_fills: bool  # can the venue fill part of a market order and cancel the rest
+    fee_rate: float  # commission taken out of the traded quantity (spot: base-asset fees)
+    dust: float  # lots a close may leave behind: what the venue's amount step cannot sell
 
     def start(self) -> None: ...
 
@@ -89,6 +91,8 @@ class CcxtSpot:
     lot = 0.001
     shorts = False
     partial_fills = True
+    fee_rate = 0.001  # Binance's standard spot commission, in the asset received
+    dust = 0.01  # LOT_SIZE stepSize 0.00001 BTC: a fee-shaved holding sells in whole steps
 
     def __init__(self, tmp_path: Path, strategy: str) -> None:
         from fakes.binance_fake import FakeBinance
@@ -193,6 +197,8 @@ class Mt5Account:
     lot = 0.01
     shorts = True
     partial_fills = True
+    fee_rate = 0.0  # commission is money on the account, never taken from the lots
+    dust = 0.0
 
     def __init__(self, tmp_path: Path, strategy: str, margin_mode: str) -> None:
         from fakes import mt5_fake as M
@@ -325,6 +331,8 @@ class Paper:
     lot = 0.01
     shorts = True
     partial_fills = False
+    fee_rate = 0.0
+    dust = 0.0
 
     def __init__(self, tmp_path: Path, strategy: str) -> None:
         from conftest import write_sample_head
