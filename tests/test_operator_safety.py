@@ -1,0 +1,55 @@
+"""Operator safety (issue 15, items 14-18, 22, 23): what a new operator's mistakes and a
+broken VPS must not be able to do: re-activate a bad parameter version, hide an unwritable
+journal, relax trading anonymously, create an empty journal by looking at it, promote to
+live on thresholds a partial table dropped, or blank a character out of every log line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from daemon_helpers import EXAMPLE
+from typer.testing import CliRunner
+
+from executor.journal.store import Journal
+from runbooks.cli import app
+
+runner = CliRunner()
+
+
+def _dta(url: str, *args: str, config: Path = EXAMPLE) -> object:
+    return runner.invoke(app, [*args, "--config", str(config), "--journal-url", url])
+
+
+# ------------------------------------------------------------------ 14: params rollback
+
+
+def test_repeated_rollback_walks_back_and_never_reactivates_the_version_it_left(
+        journal_url: str) -> None:
+    j = Journal.open(journal_url)
+    try:
+        for lots in (0.1, 0.2, 0.3):  # v1, v2, v3, each activated in turn
+            v = j.add_param_version({"guardrails": {"max_position_lots": lots}},
+                                    None, "quant", f"size {lots}")
+            j.add_param_event(v.version, "activate", "quant", f"size {lots}")
+    finally:
+        j.close()
+    first = _dta(journal_url, "params", "rollback", "--reason", "v3 misbehaves",
+                 "--operator", "ann")
+    assert first.exit_code == 0, first.output  # type: ignore[attr-defined]
+    assert "rolled back to v2" in first.output  # type: ignore[attr-defined]
+    second = _dta(journal_url, "params", "rollback", "--reason", "v2 too",
+                  "--operator", "ann")
+    assert second.exit_code == 0, second.output  # type: ignore[attr-defined]
+    # Before the fix this re-activated v3, the version the first rollback had left.
+    assert "rolled back to v1" in second.output  # type: ignore[attr-defined]
+    j = Journal.open(journal_url, migrate_schema=False)
+    try:
+        bad = {v.version for v in j.param_versions() if v.bad}
+    finally:
+        j.close()
+    assert bad == {2, 3}
+    third = _dta(journal_url, "params", "rollback", "--reason", "again", "--operator", "ann")
+    assert third.exit_code == 5 and "known-good" in third.output  # type: ignore[attr-defined]
+    to_bad = _dta(journal_url, "params", "rollback", "--to", "3", "--reason", "x",
+                  "--operator", "ann")
+    assert to_bad.exit_code == 5 and "marked bad" in to_bad.output  # type: ignore[attr-defined]
