@@ -23,6 +23,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -38,6 +39,12 @@ from executor.errors import ConfigError
 from strategies.domain import ParameterSet, normalize_timeframe, stable_hash
 
 DEFAULT_CONFIG_PATHS = (Path("config/dta.toml"), Path("/etc/dta/dta.toml"))
+# Log lines and Sentry events are scrubbed of every secret value by substring: a secret of
+# a few characters would blank those characters out of every line (and is no secret).
+MIN_SECRET_LENGTH = 8
+_SECRET_FIELDS = ("sentry_dsn", "openai_api_key", "anthropic_api_key", "mt5_password",
+                  "mt5_bridge_secret", "exchange_api_key", "exchange_api_secret",
+                  "alert_webhook_url")
 
 Mode = Literal["paper", "shadow", "live"]
 
@@ -295,6 +302,22 @@ class Settings(BaseSettings):
     exchange_api_secret: SecretStr | None = None
     alert_webhook_url: SecretStr | None = None  # its path usually carries a token
 
+    @field_validator(*_SECRET_FIELDS)
+    @classmethod
+    def _long_enough(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and 0 < len(v.get_secret_value()) < MIN_SECRET_LENGTH:
+            raise ValueError(_too_short(len(v.get_secret_value())))
+        return v
+
+    @model_validator(mode="after")
+    def _provider_keys_long_enough(self) -> Settings:
+        for provider in self.ensemble.providers:
+            key = provider.api_key.get_secret_value() if provider.api_key else ""
+            if 0 < len(key) < MIN_SECRET_LENGTH:
+                raise ValueError(f"ensemble provider {provider.name!r} api_key: "
+                                 + _too_short(len(key)))
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -358,6 +381,11 @@ class Settings(BaseSettings):
         )
 
 
+def _too_short(length: int) -> str:
+    return (f"too short to be a real secret ({length} character(s); at least "
+            f"{MIN_SECRET_LENGTH}): log lines are scrubbed of every secret value")
+
+
 def resolve_config_path(explicit: Path | None) -> Path | None:
     if explicit is not None:
         return explicit
@@ -399,7 +427,7 @@ def format_validation_error(exc: ValidationError, path: Path | None) -> str:
             msg = "unknown setting (check the spelling; see config/dta.example.toml)"
         got = err.get("input")
         shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
-        if "secret" in field or "key" in field or "password" in field or "dsn" in field:
+        if any(w in field for w in ("secret", "key", "password", "dsn", "webhook")):
             shown = ""
         lines.append(f"  {field}: {msg}{shown}")
     return "\n".join(lines)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from daemon_helpers import EXAMPLE
 from typer.testing import CliRunner
 
@@ -53,3 +54,33 @@ def test_repeated_rollback_walks_back_and_never_reactivates_the_version_it_left(
     to_bad = _dta(journal_url, "params", "rollback", "--to", "3", "--reason", "x",
                   "--operator", "ann")
     assert to_bad.exit_code == 5 and "marked bad" in to_bad.output  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------------------ 23: secret scrubbing
+
+
+@pytest.mark.parametrize("env", ["DTA_MT5_PASSWORD", "DTA_EXCHANGE_API_SECRET",
+                                 "DTA_ALERT_WEBHOOK_URL"])
+def test_a_secret_too_short_to_be_real_is_refused_without_echoing_it(
+        env: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(env, "e")
+    result = runner.invoke(app, ["config", "show", "--config", str(EXAMPLE)])
+    assert result.exit_code == 2, result.output
+    field = env.removeprefix("DTA_").lower()
+    assert f"{field}: Value error, too short to be a real secret" in result.output
+    assert "'e'" not in result.output
+
+
+def test_log_lines_keep_their_letters_and_lose_whole_secrets(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import structlog
+
+    from executor.log_setup import SecretScrubber, configure_logging
+
+    with pytest.raises(ValueError, match="too short to be real"):
+        SecretScrubber(["e", "a-long-enough-secret"])
+    configure_logging("info", ["a-long-enough-secret"])
+    structlog.get_logger("t").info("event seen", detail="key=a-long-enough-secret end")
+    line = capsys.readouterr().err
+    assert "event seen" in line and "key=********** end" in line
+    assert "a-long-enough-secret" not in line
