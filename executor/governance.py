@@ -76,7 +76,11 @@ def assess(journal: Journal, *, account: str, strategy: str, target: str,
     source = "paper" if target == "shadow" else "shadow"
     evidence = gather_evidence(journal, account, source, contract_size=contract_size,
                                initial_balance=initial_balance, pairing_window=pairing_window)
-    results = evaluate(evidence, thresholds)
+    # Not a threshold: no configuration can waive the source mode's own record.
+    record = ThresholdResult(f"{source}_record", evidence.days > 0 and evidence.decisions > 0,
+                             f"{evidence.days} day(s), {evidence.decisions} decision(s) of "
+                             f"{source} runs on {account} (need some)")
+    results = [record, *evaluate(evidence, thresholds)]
     missing = missing_signoffs(roles, signoffs_for(journal, account, strategy, target))
     return evidence, results, missing
 

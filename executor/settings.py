@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -256,6 +257,16 @@ class GovernanceSettings(_Section):
     providers: dict[str, ProviderRegisterEntry] = Field(default_factory=dict)
     to_shadow: PromotionThresholds = Field(default_factory=_to_shadow)
     to_live: PromotionThresholds = Field(default_factory=_to_live)
+
+    @field_validator("to_shadow", "to_live", mode="before")
+    @classmethod
+    def _over_defaults(cls, v: Any, info: ValidationInfo) -> Any:
+        """A partial table changes the keys it names; the others keep their defaults
+        (without this, a one-key ``[governance.to_live]`` dropped every other threshold)."""
+        if isinstance(v, dict):
+            default = _to_shadow() if info.field_name == "to_shadow" else _to_live()
+            return {**default.model_dump(), **v}
+        return v
 
 
 class ObservabilitySettings(_Section):

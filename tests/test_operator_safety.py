@@ -5,6 +5,7 @@ live on thresholds a partial table dropped, or blank a character out of every lo
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,56 @@ def test_log_lines_keep_their_letters_and_lose_whole_secrets(
     line = capsys.readouterr().err
     assert "event seen" in line and "key=********** end" in line
     assert "a-long-enough-secret" not in line
+
+
+# ------------------------------------------------------------------ 22: promotion thresholds
+
+
+def _config(tmp_path: Path, extra: str, name: str = "dta.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(EXAMPLE.read_text() + "\n" + extra)
+    return path
+
+
+def test_a_partial_to_live_table_keeps_the_other_default_thresholds(tmp_path: Path) -> None:
+    from executor.settings import load_settings
+
+    gov = load_settings(_config(tmp_path, "[governance.to_live]\nmin_trades = 5\n")).governance
+    assert gov.to_live.min_trades == 5
+    assert gov.to_live.min_direction_agreement == 0.6 and gov.to_live.min_days == 20
+    assert gov.to_live.max_drawdown_pct == 10.0 and gov.to_live.min_expectancy_r == 0.0
+    assert gov.to_live.max_provider_error_rate == 0.05
+    assert gov.to_shadow.min_days == 5  # the table not named keeps its defaults too
+
+
+def test_promotion_to_live_without_a_shadow_record_is_refused(sqlite_url: str,
+                                                               tmp_path: Path) -> None:
+    cfg = _config(tmp_path, "[governance.to_live]\nmin_trades = 0\n")
+    j = Journal.open(sqlite_url)
+    j.record_clearance(account="paper-1", strategy="smc_ob_retest", action="promote",
+                       mode="shadow", person="desk", note="cleared for shadow")
+    j.close()
+    for role, person in (("trading", "tina"), ("compliance", "carl"), ("platform", "pia")):
+        r = _dta(sqlite_url, "promote", "--to", "live", "--sign-off", role, "--person", person,
+                 "--note", "signed", "--json", config=cfg)
+    # Before the fix the partial table left only min_trades = 0: promoted, exit 0.
+    assert r.exit_code == 5, r.output  # type: ignore[attr-defined]
+    out = json.loads(r.stdout)  # type: ignore[attr-defined]
+    assert out["promoted"] is False and out["missing_signoffs"] == []
+    failing = {t["name"] for t in out["thresholds"] if not t["passed"]}
+    assert {"shadow_record", "days", "decisions", "direction_agreement"} <= failing
+
+
+def test_no_threshold_setting_waives_the_source_record(sqlite_url: str) -> None:
+    from datetime import timedelta
+
+    from executor.governance import assess
+
+    j = Journal.open(sqlite_url)
+    try:
+        _, results, _ = assess(j, account="paper-1", strategy="smc_ob_retest", target="live",
+                               thresholds={}, roles=[], contract_size=1.0,
+                               initial_balance=1.0, pairing_window=timedelta(hours=1))
+    finally:
+        j.close()
+    assert [r.name for r in results if not r.passed] == ["shadow_record"]
