@@ -6,9 +6,14 @@ live on thresholds a partial table dropped, or blank a character out of every lo
 from __future__ import annotations
 
 import json
+import os
+import sqlite3
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import write_sample_head
 from daemon_helpers import EXAMPLE
 from typer.testing import CliRunner
 
@@ -138,3 +143,138 @@ def test_no_threshold_setting_waives_the_source_record(sqlite_url: str) -> None:
     finally:
         j.close()
     assert [r.name for r in results if not r.passed] == ["shadow_record"]
+
+
+# ------------------------------------------------------------------ 15, 16: unwritable journal
+
+
+@pytest.fixture
+def unwritable_url(tmp_path: Path) -> Iterator[str]:
+    """A migrated SQLite journal that cannot be written, as the issue found it. As root (the
+    test machine), mode 0444 does not stop a write, so the file is made immutable (``chattr
+    +i``, which stops root too); another user gets mode 0444. The fixture first checks
+    with the sqlite3 module itself that a write really fails."""
+    path = tmp_path / "journal.sqlite"
+    url = f"sqlite:///{path}"
+    Journal.open(url).close()
+    if os.geteuid() == 0:
+        made = subprocess.run(["chattr", "+i", str(path)], capture_output=True, check=False)
+        if made.returncode != 0:
+            pytest.skip(f"chattr +i refused (needs CAP_LINUX_IMMUTABLE): {made.stderr!r}")
+    else:
+        path.chmod(0o444)
+    try:
+        conn = sqlite3.connect(path)
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            conn.execute("UPDATE alembic_version SET version_num = version_num")
+            conn.commit()
+        conn.close()
+        yield url
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+        else:
+            path.chmod(0o644)
+
+
+def test_doctor_finds_a_journal_it_cannot_write(unwritable_url: str) -> None:
+    r = _dta(unwritable_url, "doctor", "--json")
+    checks = {c["check"]: c for c in json.loads(r.stdout)["checks"]}  # type: ignore[attr-defined]
+    # Before the fix: ok, "write lock taken and released" (a lock is not a write).
+    assert checks["journal_writable"]["status"] == "fail"
+    assert "readonly" in checks["journal_writable"]["detail"]
+    assert checks["journal_schema"]["status"] == "ok"
+    assert r.exit_code == 9  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("command", [
+    ["run", "--data", "{data}"],
+    ["kill-switch", "engage", "--reason", "stop", "--operator", "ann"],
+    ["params", "propose", "--reason", "smaller", "--set", "guardrails.max_position_lots=0.2",
+     "--operator", "ann"],
+])
+def test_an_unwritable_journal_is_one_line_and_exit_3(command: list[str], unwritable_url: str,
+                                                      tmp_path: Path) -> None:
+    data = write_sample_head(tmp_path / "EURUSD_M15.csv", 200)
+    r = _dta(unwritable_url, *[str(data) if a == "{data}" else a for a in command])
+    # Before the fix: exit 1 and a SQLAlchemy traceback.
+    assert r.exit_code == 3, r.output  # type: ignore[attr-defined]
+    lines = r.output.strip().splitlines()  # type: ignore[attr-defined]
+    assert len(lines) == 1 and lines[0].startswith("dta: ") and "readonly" in lines[0], lines
+
+
+def test_exit_codes_follow_the_error_type() -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from executor.errors import BrokerError, ConfigError, JournalError, LeaseError
+    from runbooks.common import exit_code_for
+
+    assert exit_code_for(OperationalError("INSERT", {}, sqlite3.OperationalError("ro"))) == 3
+    assert exit_code_for(sqlite3.OperationalError("disk I/O error")) == 3
+    assert exit_code_for(JournalError("x")) == 3
+    assert exit_code_for(ConfigError("x")) == 2
+    assert exit_code_for(LeaseError("x")) == 5
+    assert exit_code_for(BrokerError("x")) == 1
+    assert exit_code_for(KeyError("a bug")) is None  # a bug keeps its traceback
+
+
+# ------------------------------------------------------------------ 18: no journal by accident
+
+READS = [["status"], ["trace", "dta-none"], ["params", "list"], ["params", "show"],
+         ["params", "diff", "1", "2"], ["approvals", "list"], ["approvals", "show", "1"],
+         ["incidents", "list"], ["incidents", "show", "1"], ["providers", "status"],
+         ["promote", "--history"], ["shadow", "report"], ["kill-switch", "engage",
+                                                          "--reason", "x"]]
+
+
+@pytest.mark.parametrize("command", READS, ids=lambda c: " ".join(c[:2]))
+def test_commands_never_create_a_journal_in_a_missing_directory(command: list[str],
+                                                                 tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-dir"
+    r = _dta(f"sqlite:///{missing / 'journal.sqlite'}", *command)
+    assert r.exit_code == 3, r.output  # type: ignore[attr-defined]
+    assert "does not exist" in r.output and "dta db upgrade" in r.output  # type: ignore[attr-defined]
+    # Before the fix the directory and an empty journal file were created.
+    assert not missing.exists()
+
+
+def test_doctor_reports_a_missing_journal_without_creating_it(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-dir"
+    r = _dta(f"sqlite:///{missing / 'journal.sqlite'}", "doctor", "--json")
+    assert r.exit_code == 9  # type: ignore[attr-defined]
+    journal = next(c for c in json.loads(r.stdout)["checks"]  # type: ignore[attr-defined]
+                   if c["check"] == "journal")
+    assert journal["status"] == "fail" and "dta db upgrade" in journal["detail"]
+    assert not missing.exists()
+
+
+def test_reads_add_no_schema_to_an_empty_journal(tmp_path: Path) -> None:
+    empty = tmp_path / "journal.sqlite"
+    empty.touch()
+    for command in [["status"], ["params", "list"], ["doctor"]]:
+        r = _dta(f"sqlite:///{empty}", *command)
+        assert r.exit_code in (3, 9), r.output  # type: ignore[attr-defined]
+    assert empty.stat().st_size == 0
+
+
+@pytest.mark.parametrize("mode", ["live", "shadow"])
+def test_live_and_shadow_refuse_a_journal_db_upgrade_did_not_create(
+        mode: str, journal_url: str) -> None:
+    from sqlalchemy import create_engine, inspect
+
+    r = _dta(journal_url, "run", "--mode", mode)
+    # Before the fix: a fresh journal was migrated, then "cleared for paper" (exit 5).
+    assert r.exit_code == 3, r.output  # type: ignore[attr-defined]
+    assert "dta db upgrade" in r.output  # type: ignore[attr-defined]
+    if journal_url.startswith("sqlite"):
+        assert not Path(journal_url.removeprefix("sqlite:///")).exists()
+    else:
+        engine = create_engine(journal_url)
+        try:
+            with engine.connect() as conn:
+                assert inspect(conn).get_table_names() == []
+        finally:
+            engine.dispose()
+    assert _dta(journal_url, "db", "upgrade").exit_code == 0  # type: ignore[attr-defined]
+    cleared = _dta(journal_url, "run", "--mode", mode)
+    assert cleared.exit_code == 5 and "cleared for paper" in cleared.output  # type: ignore[attr-defined]
