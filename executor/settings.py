@@ -43,6 +43,7 @@ DEFAULT_CONFIG_PATHS = (Path("config/dta.toml"), Path("/etc/dta/dta.toml"))
 # Log lines and Sentry events are scrubbed of every secret value by substring: a secret of
 # a few characters would blank those characters out of every line (and is no secret).
 MIN_SECRET_LENGTH = 8
+OPERATOR_ROLE = "operator"  # may relax trading: see GovernanceSettings.people
 _SECRET_FIELDS = ("sentry_dsn", "openai_api_key", "anthropic_api_key", "mt5_password",
                   "mt5_bridge_secret", "exchange_api_key", "exchange_api_secret",
                   "alert_webhook_url")
@@ -253,10 +254,32 @@ class GovernanceSettings(_Section):
     register with its review period."""
 
     roles: list[str] = Field(default_factory=lambda: ["trading", "compliance", "platform"])
+    # Named people and the roles each may exercise: the gate's roles above, and "operator"
+    # (release the kill switch, activate or roll back parameters, decide approvals,
+    # promote). Empty: no binding, but each role still needs a different named person.
+    people: dict[str, list[str]] = Field(default_factory=dict)
     review_period_days: int = Field(default=180, ge=1)
     providers: dict[str, ProviderRegisterEntry] = Field(default_factory=dict)
     to_shadow: PromotionThresholds = Field(default_factory=_to_shadow)
     to_live: PromotionThresholds = Field(default_factory=_to_live)
+
+    @model_validator(mode="after")
+    def _people_hold_known_roles(self) -> GovernanceSettings:
+        known = {*self.roles, OPERATOR_ROLE}
+        for person, held in self.people.items():
+            if not person.strip():
+                raise ValueError("governance.people: a person needs a name")
+            unknown = sorted(set(held) - known)
+            if unknown:
+                raise ValueError(f"governance.people.{person}: unknown role(s) "
+                                 f"{', '.join(map(repr, unknown))} (roles: "
+                                 f"{', '.join(sorted(known))})")
+        if self.people:
+            nobody = [r for r in [*self.roles, OPERATOR_ROLE]
+                      if not any(r in held for held in self.people.values())]
+            if nobody:
+                raise ValueError(f"governance.people: nobody holds {', '.join(nobody)}")
+        return self
 
     @field_validator("to_shadow", "to_live", mode="before")
     @classmethod

@@ -32,6 +32,7 @@ from runbooks.common import (
     JsonOpt,
     exit_code_for,
     fail,
+    identified,
     journal_for,
     load,
     one_line,
@@ -369,10 +370,12 @@ def _kill_switch(action: str, reason: str, operator: str | None, config: Path | 
     if not reason.strip():
         _fail("--reason must not be empty", EXIT_CONFIG)
     settings = _settings(config, journal=_journal_override(journal_url))
+    # Making trading safer is never refused (who is still recorded); relaxing it needs an
+    # identified operator.
+    who = identified(settings, operator) if action == "release" else _operator(operator)
     journal = _journal(settings, migrate=True)
     target = STATE_FOR_ACTION[action]
     try:
-        who = _operator(operator)
         if not set_state(journal, target, operator=who, reason=reason.strip()):
             _fail(f"trading state is already {current_state(journal).value}", EXIT_REFUSED)
     finally:
@@ -403,10 +406,11 @@ def kill_reduce(
 @kill_app.command("release")
 def kill_release(
     reason: Annotated[str, typer.Option(help="Why (journaled).")],
-    operator: Annotated[str | None, typer.Option(help="Who (default: $SUDO_USER/$USER).")] = None,
+    operator: Annotated[str | None, typer.Option(help="Who (required; with [governance."
+                        "people], a person holding the 'operator' role).")] = None,
     config: ConfigOpt = None, journal_url: JournalOpt = None,
 ) -> None:
-    """ACTIVE again; needs an operator and a reason."""
+    """ACTIVE again; needs an identified operator and a reason."""
     _kill_switch("release", reason, operator, config, journal_url)
 
 

@@ -21,6 +21,8 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Settings
 JournalOpt = Annotated[str | None, typer.Option("--journal-url",
                        help="Journal database URL (overrides journal.url).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+OperatorOpt = Annotated[str | None, typer.Option(help="Who (required; with [governance.people], "
+                        "a person holding the 'operator' role).")]
 
 
 def fail(message: str, code: int) -> NoReturn:
@@ -121,7 +123,22 @@ class DtaGroup(TyperGroup):
 
 
 def operator_name(operator: str | None) -> str:
+    """Who made a change that makes trading safer (engage, reduce, demote): recorded,
+    falling back to the login name, because such a change must never be refused."""
     return operator or os.environ.get("SUDO_USER") or os.environ.get("USER") or "unknown"
+
+
+def identified(settings: Settings, operator: str | None, role: str = "operator") -> str:
+    """Who relaxes trading (release, parameter activation and rollback, approvals,
+    promotion): named explicitly, and with ``[governance.people]`` a person holding
+    ``role``. Missing: exit 2; not entitled: exit 5."""
+    from executor.governance import refusal
+
+    why = refusal(settings.governance, operator, role)
+    if why is not None:
+        fail(why, EXIT_CONFIG if not (operator or "").strip() else EXIT_REFUSED)
+    assert operator is not None
+    return operator.strip()
 
 
 def print_out(data: Any, as_json: bool, text: str) -> None:

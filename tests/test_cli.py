@@ -85,8 +85,9 @@ def test_kill_switch_engage_release_and_status(journal_url: str, config_file: Pa
     assert ks["engaged"] and ks["operator"] == "ann" and ks["reason"] == "news"
     no_reason = runner.invoke(app, ["kill-switch", "release", "--reason", " ", *args])
     assert no_reason.exit_code == 2
-    r = runner.invoke(app, ["kill-switch", "release", "--reason", "done", *args])
-    assert r.exit_code == 0
+    r = runner.invoke(app, ["kill-switch", "release", "--reason", "done", "--operator", "ann",
+                            *args])
+    assert r.exit_code == 0, r.output
     status = runner.invoke(app, ["status", "--json", *args])
     assert json.loads(status.stdout)["kill_switch"]["engaged"] is False
 

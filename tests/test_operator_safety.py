@@ -278,3 +278,107 @@ def test_live_and_shadow_refuse_a_journal_db_upgrade_did_not_create(
     assert _dta(journal_url, "db", "upgrade").exit_code == 0  # type: ignore[attr-defined]
     cleared = _dta(journal_url, "run", "--mode", mode)
     assert cleared.exit_code == 5 and "cleared for paper" in cleared.output  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------------------ 17: identified operators
+
+PEOPLE = ('[governance.people]\nann = ["operator", "trading"]\nbob = ["compliance"]\n'
+          'pia = ["platform"]\n')
+
+
+def _halted(url: str) -> None:
+    assert _dta(url, "db", "upgrade").exit_code == 0  # type: ignore[attr-defined]
+    r = _dta(url, "kill-switch", "engage", "--reason", "news", "--operator", "ann")
+    assert r.exit_code == 0, r.output  # type: ignore[attr-defined]
+
+
+def _state(url: str) -> tuple[str, str | None]:
+    j = Journal.open(url, migrate_schema=False, create=False)
+    try:
+        ks = j.kill_switch_state()
+    finally:
+        j.close()
+    return ks.action, ks.operator
+
+
+def test_relaxing_needs_a_named_operator_making_safer_does_not(
+        sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _halted(sqlite_url)
+    monkeypatch.setenv("USER", "night-shift")
+    anonymous = _dta(sqlite_url, "kill-switch", "release", "--reason", "looks fine")
+    # Before the fix: released by $USER, exit 0.
+    assert anonymous.exit_code == 2 and "--operator" in anonymous.output  # type: ignore[attr-defined]
+    assert _state(sqlite_url) == ("engage", "ann")
+    for command in (["params", "rollback", "--reason", "x"],
+                    ["params", "activate", "1", "--reason", "x"],
+                    ["params", "propose", "--reason", "x", "--set",
+                     "guardrails.max_position_lots=0.2", "--activate"],
+                    ["approvals", "approve", "1", "--note", "x"],
+                    ["approvals", "reject", "1", "--note", "x"]):
+        r = _dta(sqlite_url, *command)
+        assert r.exit_code == 2 and "--operator" in r.output, (command, r.output)  # type: ignore[attr-defined]
+    released = _dta(sqlite_url, "kill-switch", "release", "--reason", "checked",
+                    "--operator", "ann")
+    assert released.exit_code == 0, released.output  # type: ignore[attr-defined]
+    reduced = _dta(sqlite_url, "kill-switch", "reduce", "--reason", "exits only")
+    assert reduced.exit_code == 0  # type: ignore[attr-defined]
+    assert _state(sqlite_url) == ("reduce", "night-shift")  # recorded, not refused
+
+
+def test_with_people_configured_only_a_holder_of_the_role_relaxes(
+        sqlite_url: str, tmp_path: Path) -> None:
+    cfg = _config(tmp_path, PEOPLE)
+    _halted(sqlite_url)
+    for who in ("mallory", "bob"):  # unknown; known without the operator role
+        r = _dta(sqlite_url, "kill-switch", "release", "--reason", "x", "--operator", who,
+                 config=cfg)
+        assert r.exit_code == 5, r.output  # type: ignore[attr-defined]
+        assert who in r.output  # type: ignore[attr-defined]
+    assert _state(sqlite_url)[0] == "engage"
+    ok = _dta(sqlite_url, "kill-switch", "release", "--reason", "x", "--operator", "ann",
+              config=cfg)
+    assert ok.exit_code == 0, ok.output  # type: ignore[attr-defined]
+
+
+def test_one_person_cannot_sign_two_roles(sqlite_url: str, tmp_path: Path) -> None:
+    assert _dta(sqlite_url, "db", "upgrade").exit_code == 0  # type: ignore[attr-defined]
+
+    def sign(role: str, person: str, cfg: Path = EXAMPLE) -> object:
+        return _dta(sqlite_url, "promote", "--to", "shadow", "--sign-off", role, "--person",
+                    person, "--note", "ok", "--json", config=cfg)
+
+    first = sign("trading", "ann")
+    assert json.loads(first.stdout)["missing_signoffs"] == ["compliance", "platform"]  # type: ignore[attr-defined]
+    # Before the fix ann could sign compliance and platform too.
+    twice = sign("compliance", "ann")
+    assert twice.exit_code == 5 and "different person" in twice.output  # type: ignore[attr-defined]
+    nameless = _dta(sqlite_url, "promote", "--to", "shadow", "--sign-off", "compliance",
+                    "--note", "ok")
+    assert nameless.exit_code == 2  # type: ignore[attr-defined]
+    bound = _config(tmp_path, PEOPLE)
+    not_theirs = sign("compliance", "pia", bound)
+    assert not_theirs.exit_code == 5 and "does not hold" in not_theirs.output  # type: ignore[attr-defined]
+    theirs = sign("compliance", "bob", bound)
+    assert json.loads(theirs.stdout)["missing_signoffs"] == ["platform"]  # type: ignore[attr-defined]
+
+
+def test_signoffs_recorded_by_one_person_count_once() -> None:
+    from guardrails.promotion import missing_signoffs
+
+    roles = ["trading", "compliance", "platform"]
+    same = [("trading", "unknown"), ("compliance", "unknown"), ("platform", "unknown")]
+    assert missing_signoffs(roles, same) == ["compliance", "platform"]
+    assert missing_signoffs(roles, [("trading", "a"), ("compliance", "b"),
+                                    ("platform", "c")]) == []
+
+
+@pytest.mark.parametrize(("people", "message"), [
+    ('ann = ["operator", "risk"]\nbob = ["trading", "compliance", "platform"]\n',
+     "unknown role(s) 'risk'"),
+    ('ann = ["operator", "trading"]\nbob = ["compliance"]\n', "nobody holds platform"),
+])
+def test_people_must_hold_known_roles_and_cover_every_role(people: str, message: str,
+                                                           tmp_path: Path) -> None:
+    cfg = _config(tmp_path, "[governance.people]\n" + people)
+    r = runner.invoke(app, ["config", "show", "--config", str(cfg)])
+    assert r.exit_code == 2 and message in r.output, r.output
