@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import make_url
 
 from executor.journal import migrate
@@ -63,19 +63,21 @@ def _journal_schema(journal: Journal) -> Finding:
 
 
 def _journal_writable(journal: Journal) -> Finding:
+    """A real, committed write (the schema's version row rewritten with its own value):
+    a write lock alone is granted on a file that cannot be written (immutable, read-only
+    mount, a role without UPDATE), and only a commit reaches the storage."""
     try:
         with journal.engine.connect() as conn:
-            if journal.dialect == "sqlite":
-                conn.exec_driver_sql("BEGIN IMMEDIATE")  # takes the write lock
-                conn.exec_driver_sql("ROLLBACK")
-            else:
-                trans = conn.begin()
-                conn.execute(text("CREATE TEMPORARY TABLE dta_doctor_probe (x int)"))
-                trans.rollback()
+            if not inspect(conn).has_table(migrate.VERSION_TABLE):
+                return Finding("journal_writable", FAIL, "no schema to write to: run "
+                               "`dta db upgrade`")
+        with journal.engine.begin() as conn:
+            conn.execute(text(f"UPDATE {migrate.VERSION_TABLE} SET version_num = version_num"))
     except Exception as exc:
-        return Finding("journal_writable", FAIL, f"cannot write: {exc.__class__.__name__}: "
-                       f"{str(exc).splitlines()[0]}")
-    return Finding("journal_writable", OK, "write lock taken and released")
+        orig = getattr(exc, "orig", None) or exc
+        return Finding("journal_writable", FAIL, f"cannot write: {orig.__class__.__name__}: "
+                       f"{(str(orig).splitlines() or [''])[0]}")
+    return Finding("journal_writable", OK, "a write committed")
 
 
 def _disk_space(settings: Settings, min_free: int) -> Finding:

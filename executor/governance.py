@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from executor.journal.store import Journal
+from executor.settings import GovernanceSettings
 from executor.shadow import EaDeal, OurEntry, pair, summarize
 from guardrails.promotion import RANK, Evidence, ThresholdResult, evaluate, missing_signoffs
 from strategies.domain import CheckResult, Decision, timeframe_seconds
@@ -24,15 +25,32 @@ def cleared_mode(journal: Journal, account: str, strategy: str) -> str:
     return events[-1].mode if events else "paper"
 
 
-def signoffs_for(journal: Journal, account: str, strategy: str, mode: str) -> list[str]:
-    """Roles that signed for ``mode`` since the last promotion or demotion."""
-    signed: list[str] = []
+def signoffs_for(journal: Journal, account: str, strategy: str,
+                 mode: str) -> list[tuple[str, str]]:
+    """(role, person) sign-offs for ``mode`` since the last promotion or demotion."""
+    signed: list[tuple[str, str]] = []
     for c in journal.clearances(account, strategy):
         if c.action in ("promote", "demote"):
             signed = []
         elif c.action == "signoff" and c.mode == mode and c.role:
-            signed.append(c.role)
+            signed.append((c.role, c.person))
     return signed
+
+
+def refusal(gov: GovernanceSettings, person: str | None, role: str) -> str | None:
+    """Why ``person`` may not act in ``role`` (None: they may). Acting needs a name given
+    explicitly (never a login name guessed from the environment); with
+    ``[governance.people]`` configured, a listed person who holds the role."""
+    name = (person or "").strip()
+    if not name:
+        return "needs an identified person: give --operator NAME"
+    if gov.people:
+        if name not in gov.people:
+            return f"{name!r} is not listed in [governance.people]"
+        if role not in gov.people[name]:
+            held = ", ".join(gov.people[name]) or "none"
+            return f"{name!r} does not hold the {role!r} role (holds: {held})"
+    return None
 
 
 def gather_evidence(journal: Journal, account: str, source_mode: str, *,
@@ -76,7 +94,11 @@ def assess(journal: Journal, *, account: str, strategy: str, target: str,
     source = "paper" if target == "shadow" else "shadow"
     evidence = gather_evidence(journal, account, source, contract_size=contract_size,
                                initial_balance=initial_balance, pairing_window=pairing_window)
-    results = evaluate(evidence, thresholds)
+    # Not a threshold: no configuration can waive the source mode's own record.
+    record = ThresholdResult(f"{source}_record", evidence.days > 0 and evidence.decisions > 0,
+                             f"{evidence.days} day(s), {evidence.decisions} decision(s) of "
+                             f"{source} runs on {account} (need some)")
+    results = [record, *evaluate(evidence, thresholds)]
     missing = missing_signoffs(roles, signoffs_for(journal, account, strategy, target))
     return evidence, results, missing
 

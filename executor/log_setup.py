@@ -10,15 +10,22 @@ from typing import Any
 
 import structlog
 
+from executor.settings import MIN_SECRET_LENGTH
+
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
            "error": logging.ERROR}
 
 
 class SecretScrubber:
-    """Replaces any configured secret value wherever it appears in an event's values."""
+    """Replaces every whole configured secret value wherever it appears in an event's
+    values. A value shorter than ``MIN_SECRET_LENGTH`` is refused, not scrubbed: replacing
+    it would blank its characters out of every line (settings refuse it first)."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        if self.secrets and len(self.secrets[-1]) < MIN_SECRET_LENGTH:
+            raise ValueError(f"a configured secret has {len(self.secrets[-1])} character(s), "
+                             f"too short to be real (at least {MIN_SECRET_LENGTH})")
 
     def scrub(self, text: str) -> str:
         for s in self.secrets:

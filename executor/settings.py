@@ -22,7 +22,9 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -38,6 +40,13 @@ from executor.errors import ConfigError
 from strategies.domain import ParameterSet, normalize_timeframe, stable_hash
 
 DEFAULT_CONFIG_PATHS = (Path("config/dta.toml"), Path("/etc/dta/dta.toml"))
+# Log lines and Sentry events are scrubbed of every secret value by substring: a secret of
+# a few characters would blank those characters out of every line (and is no secret).
+MIN_SECRET_LENGTH = 8
+OPERATOR_ROLE = "operator"  # may relax trading: see GovernanceSettings.people
+_SECRET_FIELDS = ("sentry_dsn", "openai_api_key", "anthropic_api_key", "mt5_password",
+                  "mt5_bridge_secret", "exchange_api_key", "exchange_api_secret",
+                  "alert_webhook_url")
 
 Mode = Literal["paper", "shadow", "live"]
 
@@ -245,10 +254,42 @@ class GovernanceSettings(_Section):
     register with its review period."""
 
     roles: list[str] = Field(default_factory=lambda: ["trading", "compliance", "platform"])
+    # Named people and the roles each may exercise: the gate's roles above, and "operator"
+    # (release the kill switch, activate or roll back parameters, decide approvals,
+    # promote). Empty: no binding, but each role still needs a different named person.
+    people: dict[str, list[str]] = Field(default_factory=dict)
     review_period_days: int = Field(default=180, ge=1)
     providers: dict[str, ProviderRegisterEntry] = Field(default_factory=dict)
     to_shadow: PromotionThresholds = Field(default_factory=_to_shadow)
     to_live: PromotionThresholds = Field(default_factory=_to_live)
+
+    @model_validator(mode="after")
+    def _people_hold_known_roles(self) -> GovernanceSettings:
+        known = {*self.roles, OPERATOR_ROLE}
+        for person, held in self.people.items():
+            if not person.strip():
+                raise ValueError("governance.people: a person needs a name")
+            unknown = sorted(set(held) - known)
+            if unknown:
+                raise ValueError(f"governance.people.{person}: unknown role(s) "
+                                 f"{', '.join(map(repr, unknown))} (roles: "
+                                 f"{', '.join(sorted(known))})")
+        if self.people:
+            nobody = [r for r in [*self.roles, OPERATOR_ROLE]
+                      if not any(r in held for held in self.people.values())]
+            if nobody:
+                raise ValueError(f"governance.people: nobody holds {', '.join(nobody)}")
+        return self
+
+    @field_validator("to_shadow", "to_live", mode="before")
+    @classmethod
+    def _over_defaults(cls, v: Any, info: ValidationInfo) -> Any:
+        """A partial table changes the keys it names; the others keep their defaults
+        (without this, a one-key ``[governance.to_live]`` dropped every other threshold)."""
+        if isinstance(v, dict):
+            default = _to_shadow() if info.field_name == "to_shadow" else _to_live()
+            return {**default.model_dump(), **v}
+        return v
 
 
 class ObservabilitySettings(_Section):
@@ -294,6 +335,22 @@ class Settings(BaseSettings):
     exchange_api_key: SecretStr | None = None
     exchange_api_secret: SecretStr | None = None
     alert_webhook_url: SecretStr | None = None  # its path usually carries a token
+
+    @field_validator(*_SECRET_FIELDS)
+    @classmethod
+    def _long_enough(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and 0 < len(v.get_secret_value()) < MIN_SECRET_LENGTH:
+            raise ValueError(_too_short(len(v.get_secret_value())))
+        return v
+
+    @model_validator(mode="after")
+    def _provider_keys_long_enough(self) -> Settings:
+        for provider in self.ensemble.providers:
+            key = provider.api_key.get_secret_value() if provider.api_key else ""
+            if 0 < len(key) < MIN_SECRET_LENGTH:
+                raise ValueError(f"ensemble provider {provider.name!r} api_key: "
+                                 + _too_short(len(key)))
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -358,6 +415,11 @@ class Settings(BaseSettings):
         )
 
 
+def _too_short(length: int) -> str:
+    return (f"too short to be a real secret ({length} character(s); at least "
+            f"{MIN_SECRET_LENGTH}): log lines are scrubbed of every secret value")
+
+
 def resolve_config_path(explicit: Path | None) -> Path | None:
     if explicit is not None:
         return explicit
@@ -399,7 +461,7 @@ def format_validation_error(exc: ValidationError, path: Path | None) -> str:
             msg = "unknown setting (check the spelling; see config/dta.example.toml)"
         got = err.get("input")
         shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
-        if "secret" in field or "key" in field or "password" in field or "dsn" in field:
+        if any(w in field for w in ("secret", "key", "password", "dsn", "webhook")):
             shown = ""
         lines.append(f"  {field}: {msg}{shown}")
     return "\n".join(lines)

@@ -122,15 +122,22 @@ def last_known_good(store: ParamStore) -> ParamVersion | None:
 
 def rollback(store: ParamStore, *, operator: str, reason: str, to: int | None = None,
              automatic: bool = False, trigger: str | None = None) -> ParamVersion:
+    """Leave the active version for the last known-good one (or ``to``), marking the one
+    left bad, automatic or not: a rollback is a judgement on that version, and without
+    the mark a second rollback would walk forward to it again."""
     _need(operator, reason)
     target = get_version(store, to) if to is not None else last_known_good(store)
     if target is None:
         raise ParamError("no earlier known-good parameter version to roll back to")
+    if target.bad:
+        raise ParamError(f"version {target.version} is marked bad; a rollback only returns "
+                         "to a known-good version (`dta params activate` re-activates it "
+                         "deliberately)")
     active = active_version(store)
     if active is not None and target.version == active.version:
         raise ParamError(f"version {target.version} is already active")
-    if automatic and active is not None:
-        store.mark_param_bad(active.version)
+    if active is not None:
+        store.mark_param_bad(active.version)  # first: a crash here leaves it bad, not active
     store.add_param_event(target.version, "auto_rollback" if automatic else "rollback",
                           operator, reason, trigger)
     return target

@@ -68,8 +68,19 @@ def evaluate(evidence: Evidence, thresholds: Mapping[str, Any]) -> list[Threshol
     return out
 
 
-def missing_signoffs(required: Sequence[str], signed: Sequence[str]) -> list[str]:
-    return [r for r in required if r not in set(signed)]
+def missing_signoffs(required: Sequence[str],
+                     signed: Sequence[tuple[str, str]]) -> list[str]:
+    """Roles without a sign-off, given (role, person) sign-offs in order. Each person
+    counts for one role only: one person signing every role is one sign-off, not all."""
+    used: set[str] = set()
+    missing = []
+    for role in required:
+        person = next((p for r, p in signed if r == role and p not in used), None)
+        if person is None:
+            missing.append(role)
+        else:
+            used.add(person)
+    return missing
 
 
 def next_mode(mode: str) -> str | None:

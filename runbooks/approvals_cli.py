@@ -13,7 +13,9 @@ from runbooks.common import (
     ConfigOpt,
     JournalOpt,
     JsonOpt,
+    OperatorOpt,
     fail,
+    identified,
     journal_for,
     operator_name,
     print_out,
@@ -74,10 +76,11 @@ def _decide(approval_id: int, approve: bool, note: str, operator: str | None,
     from executor.approvals import ApprovalError, decide
 
     settings = settings_for(config, journal_url)
+    who = identified(settings, operator)
     journal = journal_for(settings, migrate=False)
     try:
         outcome = decide(journal, approval_id, approve=approve,
-                         operator=operator_name(operator), note=note, now=datetime.now(UTC),
+                         operator=who, note=note, now=datetime.now(UTC),
                          feedback=settings.guardrails.weight_feedback)
     except ApprovalError as exc:
         fail(str(exc), EXIT_NOT_FOUND if "no approval" in str(exc) else EXIT_REFUSED)
@@ -90,16 +93,16 @@ def _decide(approval_id: int, approve: bool, note: str, operator: str | None,
 
 @app.command("approve")
 def approve(approval_id: int, note: Annotated[str, typer.Option(help="Why (journaled).")],
-            operator: Annotated[str | None, typer.Option()] = None, config: ConfigOpt = None,
-            journal_url: JournalOpt = None) -> None:
+            operator: OperatorOpt = None,
+            config: ConfigOpt = None, journal_url: JournalOpt = None) -> None:
     """Approve before the request expires; the daemon re-checks hard limits and sends it."""
     _decide(approval_id, True, note, operator, config, journal_url)
 
 
 @app.command("reject")
 def reject(approval_id: int, note: Annotated[str, typer.Option(help="Why (journaled).")],
-           operator: Annotated[str | None, typer.Option()] = None, config: ConfigOpt = None,
-           journal_url: JournalOpt = None) -> None:
+           operator: OperatorOpt = None,
+           config: ConfigOpt = None, journal_url: JournalOpt = None) -> None:
     """Reject; nothing is sent."""
     _decide(approval_id, False, note, operator, config, journal_url)
 

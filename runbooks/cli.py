@@ -24,15 +24,18 @@ import typer
 from runbooks.common import (
     EXIT_CONFIG,
     EXIT_FAILURE,
-    EXIT_JOURNAL,
     EXIT_NOT_FOUND,
     EXIT_REFUSED,
     ConfigOpt,
+    DtaGroup,
     JournalOpt,
     JsonOpt,
+    exit_code_for,
     fail,
+    identified,
     journal_for,
     load,
+    one_line,
     operator_name,
     print_out,
 )
@@ -40,7 +43,7 @@ from runbooks.common import (
 # rich_markup_mode=None: plain help text, without importing rich (keeps `dta --help` fast).
 app = typer.Typer(help="DTA executor: run the trading daemon and operate it.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  rich_markup_mode=None)
+                  rich_markup_mode=None, cls=DtaGroup)
 kill_app = typer.Typer(help="Trading state: engage (HALTED), reduce (REDUCING) or release "
                        "(ACTIVE); persists across restarts.", no_args_is_help=True)
 config_app = typer.Typer(help="Inspect settings.", no_args_is_help=True)
@@ -104,7 +107,7 @@ def run(
     data_over = {k: v for k, v in {"symbol": symbol, "timeframe": timeframe}.items() if v}
     settings = _settings(config, mode=mode, journal=_journal_override(journal_url),
                          data=data_over or None)
-    from executor.errors import BrokerError, ConfigError, DataFormatError, DtaError, LeaseError
+    from executor.errors import BrokerError, ConfigError, DataFormatError, LeaseError
     from executor.log_setup import configure_logging
     from executor.services import start_services
     from executor.systemd import Notifier
@@ -116,7 +119,9 @@ def run(
     for warning in register_warnings(settings):  # data leaving the VPS, reviewed and declared
         typer.echo(f"dta: warning: {warning}", err=True)
     notifier = Notifier()
-    journal = _journal(settings, migrate=True)
+    # Paper may start a fresh journal (the demo does); shadow and live only on one that
+    # `dta db upgrade` created: a mistyped URL must not trade on an empty journal.
+    journal = _journal(settings, migrate=True, create=settings.mode == "paper")
     if settings.mode != "paper":
         from executor.governance import cleared_mode
         from guardrails.promotion import RANK
@@ -197,20 +202,23 @@ def run(
             executor.run_replay(SimulatedClock(), daemon.feed.next_close_time)
             if executor.stop_requested.is_set():
                 status = "stopped"
-    except DtaError as exc:
+    except Exception as exc:
+        code = exit_code_for(exc)  # by type: a journal that cannot be written exits 3
+        if code is None:
+            raise
         status = "failed"
         notifier.stopping()
-        typer.echo(f"dta: {exc}", err=True)
+        typer.echo(f"dta: {one_line(exc)}", err=True)
         try:
-            with contextlib.suppress(DtaError):  # the journal may be what failed
+            with contextlib.suppress(Exception):  # the journal may be what failed
                 executor.stop(status)
         finally:
             if daemon.live is not None:
                 daemon.live.lease.release()
             services.close()
-            journal.close()
-        raise typer.Exit(EXIT_JOURNAL if exc.__class__.__name__ == "JournalError"
-                         else EXIT_FAILURE) from None
+            with contextlib.suppress(Exception):
+                journal.close()
+        raise typer.Exit(code) from None
     if daemon.live is not None:
         daemon.live.lease.release()
     notifier.stopping()
@@ -374,10 +382,12 @@ def _kill_switch(action: str, reason: str, operator: str | None, config: Path | 
     if not reason.strip():
         _fail("--reason must not be empty", EXIT_CONFIG)
     settings = _settings(config, journal=_journal_override(journal_url))
+    # Making trading safer is never refused (who is still recorded); relaxing it needs an
+    # identified operator.
+    who = identified(settings, operator) if action == "release" else _operator(operator)
     journal = _journal(settings, migrate=True)
     target = STATE_FOR_ACTION[action]
     try:
-        who = _operator(operator)
         if not set_state(journal, target, operator=who, reason=reason.strip()):
             _fail(f"trading state is already {current_state(journal).value}", EXIT_REFUSED)
     finally:
@@ -408,10 +418,11 @@ def kill_reduce(
 @kill_app.command("release")
 def kill_release(
     reason: Annotated[str, typer.Option(help="Why (journaled).")],
-    operator: Annotated[str | None, typer.Option(help="Who (default: $SUDO_USER/$USER).")] = None,
+    operator: Annotated[str | None, typer.Option(help="Who (required; with [governance."
+                        "people], a person holding the 'operator' role).")] = None,
     config: ConfigOpt = None, journal_url: JournalOpt = None,
 ) -> None:
-    """ACTIVE again; needs an operator and a reason."""
+    """ACTIVE again; needs an identified operator and a reason."""
     _kill_switch("release", reason, operator, config, journal_url)
 
 
@@ -543,14 +554,14 @@ def doctor(config: ConfigOpt = None, journal_url: JournalOpt = None,
     settings = _settings(config, journal=_journal_override(journal_url))
     journal = None
     error = None
-    try:
-        journal = Journal.open(settings.journal.url, migrate_schema=False)
+    try:  # never creates a file or a schema: a missing journal is a finding
+        journal = Journal.open(settings.journal.url, migrate_schema=False, create=False)
     except JournalError as exc:
         error = str(exc)
         try:  # an unmigrated journal is still worth inspecting
             from executor.journal.store import make_engine
 
-            journal = Journal(make_engine(settings.journal.url))
+            journal = Journal(make_engine(settings.journal.url, create=False))
         except Exception:
             journal = None
     try:
@@ -587,7 +598,7 @@ def db_upgrade(config: ConfigOpt = None, journal_url: JournalOpt = None) -> None
     settings = _settings(config, journal=_journal_override(journal_url))
     from executor.journal import migrate
 
-    journal = _journal(settings, migrate=True)
+    journal = _journal(settings, migrate=True, create=True)
     try:
         rev = migrate.current_revision(journal.engine)
     finally:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
+from typer.core import TyperGroup
 
 if TYPE_CHECKING:
     from executor.journal.store import Journal
@@ -20,6 +21,8 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Settings
 JournalOpt = Annotated[str | None, typer.Option("--journal-url",
                        help="Journal database URL (overrides journal.url).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+OperatorOpt = Annotated[str | None, typer.Option(help="Who (required; with [governance.people], "
+                        "a person holding the 'operator' role).")]
 
 
 def fail(message: str, code: int) -> NoReturn:
@@ -41,18 +44,101 @@ def settings_for(config: Path | None, journal_url: str | None) -> Settings:
     return load(config, journal={"url": journal_url} if journal_url else None)
 
 
-def journal_for(settings: Settings, *, migrate: bool) -> Journal:
+def journal_for(settings: Settings, *, migrate: bool, create: bool = False) -> Journal:
+    """The settings' journal. Only ``dta db upgrade`` and a paper run pass ``create``: any
+    other command on a journal that does not exist, or has no schema, exits 3 instead of
+    acting on (or showing) an empty one."""
     from executor.errors import JournalError
     from executor.journal.store import Journal
 
     try:
-        return Journal.open(settings.journal.url, migrate_schema=migrate)
+        return Journal.open(settings.journal.url, migrate_schema=migrate, create=create)
     except JournalError as exc:
         fail(str(exc), EXIT_JOURNAL)
 
 
+def exit_code_for(exc: BaseException) -> int | None:
+    """The documented exit code for an error, by its type; None for a programming error
+    (whose traceback is the useful report)."""
+    import sqlite3
+    import sys
+
+    from executor.errors import ConfigError, DtaError, JournalError, LeaseError
+
+    if isinstance(exc, ConfigError):
+        return EXIT_CONFIG
+    if isinstance(exc, LeaseError):
+        return EXIT_REFUSED
+    if isinstance(exc, JournalError | sqlite3.Error):
+        return EXIT_JOURNAL
+    sa_exc = sys.modules.get("sqlalchemy.exc")  # imported by whatever raised one
+    if sa_exc is not None and isinstance(exc, sa_exc.SQLAlchemyError):
+        return EXIT_JOURNAL
+    if isinstance(exc, DtaError):
+        return EXIT_FAILURE
+    return None
+
+
+def one_line(exc: BaseException) -> str:
+    """What the operator reads: a database error's first line (the driver's own message,
+    not the SQL and parameters SQLAlchemy appends), any other error as written."""
+    code = exit_code_for(exc)
+    if code != EXIT_JOURNAL:
+        return str(exc)
+    exc = _masked_original(exc)
+    if exc.__class__.__name__ == "JournalError":  # ours: already says what and where
+        return (str(exc).splitlines() or [""])[0]
+    orig = getattr(exc, "orig", None)
+    cause = orig if isinstance(orig, BaseException) else exc
+    return f"journal unavailable: {cause.__class__.__name__}: " + (
+        str(cause).splitlines() or [""])[0]
+
+
+def _masked_original(exc: BaseException) -> BaseException:
+    """A failed transaction's follow-up (SQLAlchemy's PendingRollbackError, from the
+    ``finally: journal.close()`` of a command) hides the error that failed it: that one
+    is what the operator needs to read."""
+    for _ in range(8):
+        head = f"{exc.__class__.__name__} {(str(exc).splitlines() or [''])[0]}"
+        ctx = exc.__context__
+        if ctx is None or "PendingRollbackError" not in head:
+            break
+        exc = ctx
+    return exc
+
+
+class DtaGroup(TyperGroup):
+    """The top-level command group: an error escaping any command becomes one line and the
+    exit code its type documents (README), not a traceback and exit 1."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            code = exit_code_for(exc)
+            if code is None:
+                raise
+            typer.echo(f"dta: {one_line(exc)}", err=True)
+            raise typer.Exit(code) from None
+
+
 def operator_name(operator: str | None) -> str:
+    """Who made a change that makes trading safer (engage, reduce, demote): recorded,
+    falling back to the login name, because such a change must never be refused."""
     return operator or os.environ.get("SUDO_USER") or os.environ.get("USER") or "unknown"
+
+
+def identified(settings: Settings, operator: str | None, role: str = "operator") -> str:
+    """Who relaxes trading (release, parameter activation and rollback, approvals,
+    promotion): named explicitly, and with ``[governance.people]`` a person holding
+    ``role``. Missing: exit 2; not entitled: exit 5."""
+    from executor.governance import refusal
+
+    why = refusal(settings.governance, operator, role)
+    if why is not None:
+        fail(why, EXIT_CONFIG if not (operator or "").strip() else EXIT_REFUSED)
+    assert operator is not None
+    return operator.strip()
 
 
 def print_out(data: Any, as_json: bool, text: str) -> None:

@@ -14,6 +14,7 @@ from runbooks.common import (
     JournalOpt,
     JsonOpt,
     fail,
+    identified,
     journal_for,
     operator_name,
     print_out,
@@ -32,7 +33,10 @@ def promote(
     to: Annotated[str | None, typer.Option(help="shadow | live")] = None,
     sign_off: Annotated[str | None, typer.Option("--sign-off", help="Your role, to record "
                         "your sign-off (e.g. trading, compliance, platform).")] = None,
-    person: Annotated[str | None, typer.Option(help="Who signs (default: $USER).")] = None,
+    person: Annotated[str | None, typer.Option("--person", "--operator", help="Who signs, "
+                      "or promotes once every role has signed (required for either; with "
+                      "[governance.people], a person holding that role, or 'operator' to "
+                      "promote).")] = None,
     note: Annotated[str | None, typer.Option(help="Sign-off note (journaled).")] = None,
     history: Annotated[bool, typer.Option("--history", help="Show the append-only history.")]
     = False,
@@ -40,7 +44,8 @@ def promote(
 ) -> None:
     """Check the evidence for a promotion, record a sign-off, and promote only when every
     configured role has signed and every threshold passes."""
-    from executor.governance import assess, cleared_mode, evidence_dict
+    from executor.governance import assess, cleared_mode, evidence_dict, refusal, signoffs_for
+    from executor.settings import OPERATOR_ROLE
 
     settings = settings_for(config, journal_url)
     acct = account or settings.account
@@ -67,9 +72,14 @@ def promote(
                 fail(f"--sign-off {sign_off!r}: roles are {', '.join(gov.roles)}", EXIT_CONFIG)
             if not (note or "").strip():
                 fail("a sign-off needs --note", EXIT_CONFIG)
+            signer = identified(settings, person, sign_off)
+            other = [r for r, p in signoffs_for(journal, acct, strategy, to)
+                     if p == signer and r != sign_off]
+            if other:
+                fail(f"{signer} already signed as {other[0]} for {to}: each role needs a "
+                     "different person", EXIT_REFUSED)
             journal.record_clearance(account=acct, strategy=strategy, action="signoff",
-                                     mode=to, role=sign_off, person=operator_name(person),
-                                     note=note or "")
+                                     mode=to, role=sign_off, person=signer, note=note or "")
         thresholds = (gov.to_shadow if to == "shadow" else gov.to_live).model_dump()
         evidence, results, missing = assess(
             journal, account=acct, strategy=strategy, target=to, thresholds=thresholds,
@@ -77,12 +87,16 @@ def promote(
             initial_balance=settings.paper.initial_balance,
             pairing_window=timedelta(minutes=settings.shadow.pairing_window_minutes))
         failing = [r for r in results if not r.passed]
-        promoted = not failing and not missing
+        # The promotion itself is an operator's act: without one, the gate only reports.
+        promoter = refusal(gov, person, OPERATOR_ROLE)
+        promoted = not failing and not missing and promoter is None
         if promoted:
+            signers = {r: p for r, p in reversed(signoffs_for(journal, acct, strategy, to))}
             journal.record_clearance(
                 account=acct, strategy=strategy, action="promote", mode=to,
-                person=operator_name(person), note="all thresholds passed; signed by "
-                + ", ".join(gov.roles), evidence=evidence_dict(evidence))
+                person=(person or "").strip(), note="all thresholds passed; signed by "
+                + ", ".join(f"{r} ({signers.get(r, '?')})" for r in gov.roles),
+                evidence=evidence_dict(evidence))
     finally:
         journal.close()
     data: dict[str, Any] = {
@@ -95,6 +109,9 @@ def promote(
     lines += [f"  {'ok  ' if r.passed else 'FAIL'} {r.name}: {r.detail}" for r in results]
     if missing:
         lines.append(f"  missing sign-offs: {', '.join(missing)}")
+    if not failing and not missing and promoter is not None:
+        lines.append(f"  ready to promote, but the promotion {promoter}")
+        data["promoter"] = promoter
     print_out(data, as_json, "\n".join(lines))
     if not promoted:
         raise typer.Exit(EXIT_REFUSED)

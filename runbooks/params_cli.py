@@ -17,7 +17,9 @@ from runbooks.common import (
     ConfigOpt,
     JournalOpt,
     JsonOpt,
+    OperatorOpt,
     fail,
+    identified,
     journal_for,
     operator_name,
     print_out,
@@ -120,7 +122,8 @@ def propose_(
     file: Annotated[Path | None, typer.Option(help="JSON or TOML patch merged over the "
                     "active version.")] = None,
     activate_now: Annotated[bool, typer.Option("--activate", help="Activate it at once.")] = False,
-    operator: Annotated[str | None, typer.Option()] = None,
+    operator: Annotated[str | None, typer.Option(help="Who (required with --activate; with "
+                        "[governance.people], a person holding the 'operator' role).")] = None,
     config: ConfigOpt = None, journal_url: JournalOpt = None,
 ) -> None:
     """A new version from the active one plus changes; validated before it is stored."""
@@ -129,6 +132,7 @@ def propose_(
     from guardrails.params import activate, active_version, propose
 
     settings = settings_for(config, journal_url)
+    who = identified(settings, operator) if activate_now else operator_name(operator)
     journal = journal_for(settings, migrate=True)
     try:
         active = active_version(journal)
@@ -158,7 +162,6 @@ def propose_(
             component_factory(settings, journal)(0, content)
         except ConfigError as exc:
             fail(f"invalid parameter set: {exc}", EXIT_CONFIG)
-        who = operator_name(operator)
         created = propose(journal, content, author=who, reason=reason)
         if activate_now:
             activate(journal, created.version, operator=who, reason=reason)
@@ -171,17 +174,19 @@ def propose_(
 
 @app.command("activate")
 def activate_(version: int, reason: Annotated[str, typer.Option(help="Why (journaled).")],
-              operator: Annotated[str | None, typer.Option()] = None,
+              operator: OperatorOpt = None,
               config: ConfigOpt = None, journal_url: JournalOpt = None) -> None:
     """Make VERSION active; a running daemon picks it up within a second."""
     from guardrails.params import ParamError, activate, active_version
 
-    journal = journal_for(settings_for(config, journal_url), migrate=False)
+    settings = settings_for(config, journal_url)
+    who = identified(settings, operator)
+    journal = journal_for(settings, migrate=False)
     try:
         current = active_version(journal)
         if current is not None and current.version == version:
             fail(f"v{version} is already active", EXIT_REFUSED)
-        activate(journal, version, operator=operator_name(operator), reason=reason)
+        activate(journal, version, operator=who, reason=reason)
     except ParamError as exc:
         fail(str(exc), EXIT_NOT_FOUND if "no parameter" in str(exc) else EXIT_CONFIG)
     finally:
@@ -193,14 +198,17 @@ def activate_(version: int, reason: Annotated[str, typer.Option(help="Why (journ
 def rollback_(reason: Annotated[str, typer.Option(help="Why (journaled).")],
               to: Annotated[int | None, typer.Option(help="Version (default: last "
                             "known-good).")] = None,
-              operator: Annotated[str | None, typer.Option()] = None,
+              operator: OperatorOpt = None,
               config: ConfigOpt = None, journal_url: JournalOpt = None) -> None:
-    """Activate an earlier version again, as a new event; history is never rewritten."""
+    """Leave the active version for the last known-good one (or --to), marking the one
+    left bad, as a new event; history is never rewritten."""
     from guardrails.params import ParamError, rollback
 
-    journal = journal_for(settings_for(config, journal_url), migrate=False)
+    settings = settings_for(config, journal_url)
+    who = identified(settings, operator)
+    journal = journal_for(settings, migrate=False)
     try:
-        target = rollback(journal, operator=operator_name(operator), reason=reason, to=to)
+        target = rollback(journal, operator=who, reason=reason, to=to)
     except ParamError as exc:
         fail(str(exc), EXIT_REFUSED)
     finally:

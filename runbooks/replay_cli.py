@@ -88,7 +88,7 @@ def _read_params(url: str, version: int) -> "ParamsOverride":
     from executor.reports.harness import ParamsOverride, masked_url
 
     try:
-        source = Journal.open(url, migrate_schema=False)
+        source = Journal.open(url, migrate_schema=False, create=False)
     except JournalError as exc:
         fail(f"--params-journal: {exc}", EXIT_JOURNAL)
     try:
@@ -190,7 +190,7 @@ def replay(
         if params is not None else None
     design = ABDesign(seed=seed, batch=batch, resamples=resamples) if ab else None
     configure_logging(settings.log_level, settings.secret_values())
-    journal = journal_for(settings, migrate=True)
+    journal = journal_for(settings, migrate=True, create=True)  # the replay's own
     request = ReplayRequest(data, start, end, override, design)
     try:
         harness = ReplayHarness(settings, journal, request)

@@ -73,6 +73,7 @@ def test_config_show_masks_every_secret(config_file: Path) -> None:
 
 def test_kill_switch_engage_release_and_status(journal_url: str, config_file: Path) -> None:
     args = ["--config", str(config_file), "--journal-url", journal_url]
+    assert runner.invoke(app, ["db", "upgrade", *args]).exit_code == 0
     r = runner.invoke(app, ["kill-switch", "engage", "--reason", "news", "--operator", "ann",
                             *args])
     assert r.exit_code == 0, r.output
@@ -84,8 +85,9 @@ def test_kill_switch_engage_release_and_status(journal_url: str, config_file: Pa
     assert ks["engaged"] and ks["operator"] == "ann" and ks["reason"] == "news"
     no_reason = runner.invoke(app, ["kill-switch", "release", "--reason", " ", *args])
     assert no_reason.exit_code == 2
-    r = runner.invoke(app, ["kill-switch", "release", "--reason", "done", *args])
-    assert r.exit_code == 0
+    r = runner.invoke(app, ["kill-switch", "release", "--reason", "done", "--operator", "ann",
+                            *args])
+    assert r.exit_code == 0, r.output
     status = runner.invoke(app, ["status", "--json", *args])
     assert json.loads(status.stdout)["kill_switch"]["engaged"] is False
 
@@ -152,6 +154,7 @@ def test_run_refuses_uncleared_modes_then_missing_adapters(config_file: Path,
                                                           tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'j.sqlite'}"
     args = ["--config", str(config_file), "--journal-url", url]
+    assert runner.invoke(app, ["db", "upgrade", *args]).exit_code == 0
     for mode in ("live", "shadow"):
         r = runner.invoke(app, ["run", "--mode", mode, *args])
         assert r.exit_code == 5 and "cleared for paper" in r.output, r.output

@@ -82,6 +82,6 @@ def test_daemon_warns_at_start(tmp_path: Path) -> None:
     data = write_sample_head(tmp_path / "EURUSD_M15.csv", 400)
     r = CliRunner().invoke(app, ["run", "--config", str(cfg), "--data", str(data),
                                  "--journal-url", f"sqlite:///{tmp_path / 'j.sqlite'}"],
-                           env={"DTA_OPENAI_API_KEY": "sk-test"})
+                           env={"DTA_OPENAI_API_KEY": "sk-test-0123456789"})
     assert r.exit_code == 0, r.output
     assert "warning: provider gpt: templates send undeclared field(s): account_number" in r.output

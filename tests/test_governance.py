@@ -88,7 +88,9 @@ def test_promotion_needs_every_signoff_and_every_threshold(journal_url: str,
     assert out["missing_signoffs"] == [] and not out["promoted"]
     assert [t["name"] for t in out["thresholds"] if not t["passed"]] == ["days"]
 
-    r = _promote(cfg, journal_url)
+    r = _promote(cfg, journal_url)  # all signed, all passed: still nobody promoting
+    assert r.exit_code == 5 and "needs an identified person" in r.output  # type: ignore[attr-defined]
+    r = _promote(cfg, journal_url, "--operator", "head-of-desk")
     assert r.exit_code == 0, r.output  # type: ignore[attr-defined]
     assert json.loads(r.stdout)["promoted"] is True  # type: ignore[attr-defined]
     hist = runner.invoke(app, ["promote", "--history", "--config", str(cfg), "--journal-url",

@@ -110,7 +110,8 @@ def test_approved_in_time_executes_once_and_late_never(journal_url: str,
                  "structure is clean", "--operator", "analyst")
     assert r.exit_code == 0, r.output  # type: ignore[attr-defined]
     assert "approved" in r.stdout  # type: ignore[attr-defined]
-    again = _cli(journal_url, "approvals", "approve", str(request.id), "--note", "x")
+    again = _cli(journal_url, "approvals", "approve", str(request.id), "--note", "x",
+                 "--operator", "analyst")
     assert again.exit_code == 5  # type: ignore[attr-defined]
 
     summary = replay(journal_url, data, guardrails=LONG_TTL)
@@ -144,7 +145,8 @@ def test_approved_in_time_executes_once_and_late_never(journal_url: str,
     late_url = f"sqlite:///{tmp_path / 'late.sqlite'}"
     replay(late_url, data, stop_after=index + 3, guardrails=LONG_TTL)
     with freeze_time(request.expires_at + timedelta(seconds=1)):
-        r = _cli(late_url, "approvals", "approve", str(request.id), "--note", "too late")
+        r = _cli(late_url, "approvals", "approve", str(request.id), "--note", "too late",
+                 "--operator", "analyst")
     assert r.exit_code == 5 and "expired" in r.output  # type: ignore[attr-defined]
     resumed = replay(late_url, data, guardrails=LONG_TTL)
     assert resumed["approvals"]["executed"] == 0

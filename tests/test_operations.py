@@ -207,7 +207,7 @@ def test_status_and_doctor_json_against_a_prepared_journal(tmp_path: Path) -> No
         "structure": "closed", "momentum": "closed"}
 
     env_file = tmp_path / ".env"
-    env_file.write_text("DTA_OPENAI_API_KEY=sk-x\n")
+    env_file.write_text("DTA_OPENAI_API_KEY=sk-x-0123456789\n")
     env_file.chmod(0o644)
     import os
 

@@ -59,14 +59,14 @@ def scenarios(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     url = f"sqlite:///{changed}"
     replay(url, data, stop_after=2000)
     _cli(url, "params", "propose", "--reason", "wider target", "--set",
-         "strategy.params.risk_reward=3.0", "--activate")
+         "strategy.params.risk_reward=3.0", "--activate", "--operator", "quant")
     replay(url, data, stop_after=500)
     out["changed"] = changed
 
     rolled = base / "rolled_back.sqlite"  # an automatic rollback fired
     url = f"sqlite:///{rolled}"
     replay(url, data, stop_after=2000, guardrails=FOREVER)
-    _cli(url, "params", "propose", "--reason", "try 20x size", "--activate",
+    _cli(url, "params", "propose", "--reason", "try 20x size", "--activate", "--operator", "quant",
          "--set", "paper.order_volume_lots=2.0", "--set", "guardrails.max_position_lots=2.0",
          "--set", "guardrails.max_gross_exposure_lots=5",
          "--set", "guardrails.max_order_notional=1000000",

@@ -59,9 +59,9 @@ def test_content_hash_is_stable_and_ignores_secret_values(tmp_path: Path,
     b.write_text('account = "x"\n[guardrails]\nmax_position_lots = 1.0\nmax_spread = 0.001\n')
     ha, hb = load_settings(a).content_hash, load_settings(b).content_hash
     assert ha == hb and len(ha) == 16
-    monkeypatch.setenv("DTA_OPENAI_API_KEY", "one")
+    monkeypatch.setenv("DTA_OPENAI_API_KEY", "sk-one-0123456789")
     h1 = load_settings(a).content_hash
-    monkeypatch.setenv("DTA_OPENAI_API_KEY", "two")
+    monkeypatch.setenv("DTA_OPENAI_API_KEY", "sk-two-0123456789")
     assert load_settings(a).content_hash == h1  # value does not enter, presence does
     assert h1 != ha
     assert load_settings(a, account="y").content_hash != ha

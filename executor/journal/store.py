@@ -22,7 +22,7 @@ from functools import partial
 from typing import Any
 
 from sqlalchemy import bindparam, event, func, insert, select, update
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, create_engine
 
@@ -129,12 +129,14 @@ class KillSwitchState:
     action: str = "release"
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, create: bool = True) -> Engine:
     """Engine with the pragmas the daemon relies on: WAL, FULL sync, a busy timeout (the
-    CLI and the daemon share one SQLite file) and enforced foreign keys."""
+    CLI and the daemon share one SQLite file) and enforced foreign keys. ``create=False``
+    opens an existing SQLite file only (URI ``mode=rw``): never a directory or a file."""
     if url.startswith("sqlite"):
-        _ensure_sqlite_dir(url)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
+        target: Any = _ensure_sqlite_dir(url) if create else _existing_sqlite(url)
+        engine = create_engine(target, connect_args={"timeout": 30,
+                                                     "check_same_thread": False},
                                json_serializer=jsontext.dumps)
 
         @event.listens_for(engine, "connect")
@@ -151,7 +153,7 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, json_serializer=jsontext.dumps)
 
 
-def _ensure_sqlite_dir(url: str) -> None:
+def _ensure_sqlite_dir(url: str) -> str:
     from pathlib import Path
 
     from sqlalchemy.engine import make_url
@@ -159,6 +161,25 @@ def _ensure_sqlite_dir(url: str) -> None:
     db = make_url(url).database
     if db and db != ":memory:":
         Path(db).parent.mkdir(parents=True, exist_ok=True)
+    return url
+
+
+def _existing_sqlite(url: str) -> Any:
+    """The URL as a SQLite URI with ``mode=rw``: opening fails instead of creating."""
+    from pathlib import Path
+    from urllib.parse import quote
+
+    parsed = make_url(url)
+    db = parsed.database
+    if not db or db == ":memory:" or db.startswith("file:"):
+        return parsed
+    shown = parsed.render_as_string(hide_password=True)
+    if not Path(db).is_file():
+        raise JournalError(f"journal {shown} does not exist: `dta db upgrade` creates it")
+    if Path(db).stat().st_size == 0:  # connecting would write a header (WAL mode) into it
+        raise JournalError(f"journal {shown} has no schema: `dta db upgrade` creates it")
+    return parsed.set(database="file:" + quote(str(Path(db).resolve())),
+                      query={**parsed.query, "mode": "rw", "uri": "true"})
 
 
 class Journal:
@@ -195,18 +216,33 @@ class Journal:
     # ------------------------------------------------------------------ lifecycle
 
     @classmethod
-    def open(cls, url: str, *, migrate_schema: bool = True) -> Journal:
+    def open(cls, url: str, *, migrate_schema: bool = True, create: bool = True) -> Journal:
+        """``create=False`` (every `dta` command but ``db upgrade`` and a paper run): only a
+        journal that already has a schema; never a new file, directory or schema, so a
+        mistyped URL cannot yield an empty journal with the kill switch released."""
+        engine = None
         try:
-            engine = make_engine(url)
+            engine = make_engine(url, create=create)
+            shown = make_url(url).render_as_string(hide_password=True)
+            if not create and migrate.current_revision(engine) is None:
+                raise JournalError(f"journal {shown} has no schema: `dta db upgrade` creates "
+                                   "it (only it, and a paper run, start a fresh journal)")
             if migrate_schema:
                 migrate.upgrade(engine)
             elif migrate.current_revision(engine) != migrate.head_revision(engine):
                 raise JournalError(
-                    f"journal {engine.url.render_as_string(hide_password=True)} is not migrated "
-                    "to the current schema: run `dta db upgrade`"
+                    f"journal {shown} is not migrated to the current schema: run "
+                    "`dta db upgrade`"
                 )
         except SQLAlchemyError as exc:
-            raise JournalError(f"cannot open journal: {exc.__class__.__name__}: {exc}") from None
+            if engine is not None:
+                engine.dispose()
+            raise JournalError(f"cannot open journal: {exc.__class__.__name__}: "
+                               f"{str(exc).splitlines()[0]}") from None
+        except JournalError:
+            if engine is not None:
+                engine.dispose()
+            raise
         return cls(engine)
 
     def close(self) -> None:

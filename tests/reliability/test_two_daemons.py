@@ -156,7 +156,7 @@ class DtaProcess:
 
     @property
     def key(self) -> str:
-        return f"key-{self.name}"
+        return f"twin-key-{self.name}"
 
     def stderr(self) -> str:
         return self.err.read_text(errors="replace")
@@ -201,7 +201,7 @@ def start(name: str, url: str, config: Path, tmp_path: Path, first_tick_in: floa
     notify = NotifySocket(tmp_path / f"{name}.sock")
     env = {k: v for k, v in os.environ.items() if not k.startswith("DTA_")}
     env.update(PYTHONPATH=os.pathsep.join([str(TESTS), str(ROOT)]),
-               NOTIFY_SOCKET=str(notify.path), DTA_EXCHANGE_API_KEY=f"key-{name}",
+               NOTIFY_SOCKET=str(notify.path), DTA_EXCHANGE_API_KEY=f"twin-key-{name}",
                DTA_EXCHANGE_API_SECRET=SECRET,
                DTA_SCHEDULER__SETTLE_DELAY_SECONDS=f"{first_tick % 60:.3f}")
     out, err = tmp_path / f"{name}.out", tmp_path / f"{name}.err"
@@ -250,7 +250,7 @@ def test_two_daemons_on_one_account_exactly_one_trades(
     url = journal_url
     t0 = time.monotonic()
     names = ["A", "B", "C", "D"]
-    with KeyedExchange([f"key-{n}" for n in names]) as exchange:
+    with KeyedExchange([f"twin-key-{n}" for n in names]) as exchange:
         prepare_journal(url, exchange)
         accepted = threading.Event()
         exchange.on_order = lambda _order: accepted.set()
@@ -287,7 +287,7 @@ def test_two_daemons_on_one_account_exactly_one_trades(
         victim: list[DtaProcess] = []
 
         def kill_c_at_lookup(key: str, method: str, path: str) -> None:
-            if key == "key-C" and (method, path) == ("GET", "/api/v3/order"):
+            if key == "twin-key-C" and (method, path) == ("GET", "/api/v3/order"):
                 c_started.wait(10)
                 victim[0].proc.kill()  # SIGKILL, and dead before the answer leaves
                 victim[0].proc.wait(timeout=10)
@@ -313,7 +313,7 @@ def test_two_daemons_on_one_account_exactly_one_trades(
         order_id]
     lookups = [k for k, m, p, coid in signed
                if (m, p, coid) == ("GET", "/api/v3/order", order_id)]
-    assert lookups[0] == "key-C" and set(lookups) == {"key-C", "key-D"}
+    assert lookups[0] == "twin-key-C" and set(lookups) == {"twin-key-C", "twin-key-D"}
     journal = Journal.open(url, migrate_schema=False)
     try:
         [order] = journal.orders(ACCOUNT)
