@@ -227,6 +227,7 @@ class RealtimeExecutor:
         self._heap_hour: datetime | None = None
         self._day_start_equity: float | None = None
         self._cycle_errors = 0
+        self._refused_fills: set[str] = set()  # surplus fills never booked (rare)
         self.c: Components  # set by _apply
         self._broker_errors: ErrorRateMonitor  # set by _apply
         self._drawdown: DailyDrawdownMonitor | None
@@ -591,10 +592,13 @@ class RealtimeExecutor:
     def _surplus_fill(self, bf: BrokerFill) -> bool:
         """A fill beyond its order's volume is never booked as ours: it is an incident and
         trading halts until a person has looked (``OrderRouter.surplus``)."""
+        f = bf.fill
+        if bf.kind == "fee" and f.fill_id.removesuffix(":fee") in self._refused_fills:
+            return True  # the commission of a refused trade is not ours either
         extra = self.router.surplus(bf)
         if extra <= 0:
             return False
-        f = bf.fill
+        self._refused_fills.add(f.fill_id)
         message = (f"fill {f.fill_id} of {f.volume:g} {f.symbol} under our client id "
                    f"{f.client_order_id} exceeds what we sent by {extra:g}: another "
                    "sender used the id (a second daemon or journal on this account?); not "

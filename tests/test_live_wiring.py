@@ -19,6 +19,9 @@ from strategies.domain import Direction, MarketSnapshot, Proposal
 from strategies.logic import StrategyContext
 from strategies.registry import STRATEGIES
 
+# AlwaysLong also proposes shorts; spot sells need base asset the account already holds
+# (a new Binance account holds only its quote currency), so these accounts start with some.
+FUNDED = {"USDT": 1_000_000.0, "BTC": 10.0}
 
 class AlwaysLong:
     """Test strategy: a proposal on every bar while flat, with the bar's momentum."""
@@ -50,7 +53,7 @@ def always_long() -> object:
 def test_live_mode_with_ccxt(tmp_path: Path, always_long: object,
                              monkeypatch: pytest.MonkeyPatch) -> None:
     url = f"sqlite:///{tmp_path / 'live.sqlite'}"
-    with FakeBinance() as fake:
+    with FakeBinance(balances=FUNDED) as fake:
         settings = live_settings(url, fake, AlwaysLong.name)
         journal = cleared_journal(url, AlwaysLong.name)
         daemon = build_daemon(settings, journal)
@@ -86,7 +89,7 @@ def test_a_daemon_that_lost_its_lease_stops_before_trading_again(
     from executor.lease import advisory_key
 
     url = pg_journal_url
-    with FakeBinance() as fake:
+    with FakeBinance(balances=FUNDED) as fake:
         settings = live_settings(url, fake, AlwaysLong.name)
         journal = cleared_journal(url, AlwaysLong.name)
         alerts: list[str] = []
@@ -128,7 +131,7 @@ def test_a_live_start_marks_the_run_of_a_daemon_that_died(tmp_path: Path,
     from strategies.domain import ParameterSet
 
     url = f"sqlite:///{tmp_path / 'live.sqlite'}"
-    with FakeBinance() as fake:
+    with FakeBinance(balances=FUNDED) as fake:
         journal = cleared_journal(url, AlwaysLong.name)
         params = ParameterSet({"any": 1})
         dead = journal.start_run("live", "bn-live", "h", params)
@@ -152,7 +155,7 @@ def test_dta_reconcile_against_the_fake_exchange(tmp_path: Path) -> None:
     from runbooks.cli import app
 
     url = f"sqlite:///{tmp_path / 'live.sqlite'}"
-    with FakeBinance() as fake:
+    with FakeBinance(balances=FUNDED) as fake:
         toml = tmp_path / "live.toml"
         urls = ", ".join(f'{k} = "{v}"' for k, v in fake.api_urls().items())
         toml.write_text(Path(EXAMPLE).read_text() + (

@@ -101,14 +101,14 @@ def test_venue_account_names_the_broker_account() -> None:
     from executor.settings import load_settings
 
     example = ROOT.parent / "config" / "dta.example.toml"
-    ccxt = load_settings(example, account="label-1", exchange_api_key="key-A",
+    ccxt = load_settings(example, account="label-1", exchange_api_key="lease-key-A",
                          broker={"kind": "ccxt"})
-    same = load_settings(example, account="label-2", exchange_api_key="key-A",
+    same = load_settings(example, account="label-2", exchange_api_key="lease-key-A",
                          broker={"kind": "ccxt"})
-    other = load_settings(example, account="label-1", exchange_api_key="key-B",
+    other = load_settings(example, account="label-1", exchange_api_key="lease-key-B",
                           broker={"kind": "ccxt"})
     assert venue_account(ccxt) == venue_account(same) != venue_account(other)
-    assert "key-A" not in venue_account(ccxt)  # a hash, never the key
+    assert "lease-key-A" not in venue_account(ccxt)  # a hash, never the key
     mt5 = load_settings(example, broker={"kind": "mt5", "mt5": {"login": 51234567,
                                                                 "server": "Broker-Live"}})
     assert venue_account(mt5) == "mt5:Broker-Live:51234567"
