@@ -1,0 +1,61 @@
+"""``min_stop_points`` in live mode, with the point from the venue (issue 15, defect 4).
+
+The live executor used to get no point size, and the check passed whenever the point was
+unknown: the limit was silently off exactly where money moves. Binance's exchangeInfo gives
+the price tick (PRICE_FILTER tickSize, 0.01 for BTCUSDT on the fake), which ccxt exposes as
+the market's price precision; the daemon asks the broker for it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from daemon_helpers import cleared_journal, live_settings
+from fakes.binance_fake import FakeBinance
+from test_live_wiring import AlwaysLong
+
+from executor.wiring import build_daemon
+from runbooks.cli import _start_live
+from strategies.registry import STRATEGIES
+
+FUNDED = {"USDT": 1_000_000.0, "BTC": 10.0}
+
+
+@pytest.fixture
+def always_long() -> Iterator[None]:
+    STRATEGIES[AlwaysLong.name] = AlwaysLong
+    yield
+    STRATEGIES.pop(AlwaysLong.name, None)
+
+
+def _first_cycle(tmp_path: Path, min_points: float) -> tuple[dict[str, int], float | None]:
+    url = f"sqlite:///{tmp_path / f'live-{min_points:g}.sqlite'}"
+    with FakeBinance(balances=FUNDED) as fake:
+        settings = live_settings(url, fake, AlwaysLong.name)
+        settings = settings.model_copy(update={"guardrails": settings.guardrails.model_copy(
+            update={"min_stop_points": min_points})})
+        journal = cleared_journal(url, AlwaysLong.name)
+        daemon = build_daemon(settings, journal)
+        ex = daemon.executor
+        try:
+            ex.start()
+            _start_live(settings, daemon, journal)
+            ex.run_cycle(datetime.now(UTC))
+            vetoes = dict(ex.stats.vetoes)
+            point = ex.points.get("BTC/USDT")
+            ex.stop("stopped")
+        finally:
+            daemon.live.lease.release()
+        journal.close()
+    return vetoes, point
+
+
+def test_min_stop_points_uses_the_venue_tick(tmp_path: Path, always_long: None) -> None:
+    # The strategy's stop is 1 % of ~30,000 away: ~30,000 ticks of 0.01.
+    vetoes, point = _first_cycle(tmp_path, 5.0)
+    assert point == pytest.approx(0.01)
+    assert "min_stop_distance" not in vetoes
+    vetoes, _ = _first_cycle(tmp_path, 10_000_000.0)  # a limit no stop here can meet
+    assert vetoes.get("min_stop_distance", 0) >= 1, vetoes
