@@ -31,6 +31,8 @@ class Step:
     side: OrderSide
     lots: float
     partial: float | None = None  # the venue fills this fraction and cancels the rest
+    die_before_poll: bool = False  # the daemon dies after the send, before it sees the fill
+    exit_by: str | None = None  # opened with a stop and target; the venue closes it at one
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +42,8 @@ class Scenario:
     ends_at: float  # net lots at the end (a partial fill: what the venue filled)
     needs_shorts: bool = False
     needs_partial: bool = False
+    needs_fills_while_down: bool = False
+    needs_protective_exits: bool = False
 
 
 SCENARIOS = (
@@ -50,6 +54,12 @@ SCENARIOS = (
     Scenario("reverse", (Step(BUY, 2), Step(SELL, 4)), -2, needs_shorts=True),
     Scenario("partial fill, rest cancelled", (Step(BUY, 4, partial=0.5),), 2,
              needs_partial=True),
+    Scenario("SL hit", (Step(BUY, 2, exit_by="sl"),), 0, needs_protective_exits=True),
+    Scenario("TP hit", (Step(SELL, 2, exit_by="tp"),), 0, needs_shorts=True,
+             needs_protective_exits=True),
+    Scenario("fill while the daemon is down",
+             (Step(BUY, 2), Step(SELL, 1, die_before_poll=True), Step(BUY, 2)), 3,
+             needs_fills_while_down=True),
 )
 VENUES = ("paper", "ccxt-spot", "mt5-netting", "mt5-hedging")
 
@@ -96,7 +106,11 @@ def _run(venue: VenueModel, scenario: Scenario, restart_after: int | None) -> fl
     _check(venue, "at start")
     lots = 0.0
     for i, step in enumerate(scenario.steps):
-        venue.send(step.side, step.lots, partial=step.partial)
+        if step.exit_by is not None:
+            venue.protected(step.side, step.lots, step.exit_by)
+        else:
+            venue.send(step.side, step.lots, partial=step.partial,
+                       die_before_poll=step.die_before_poll)
         lots = _check(venue, f"after step {i + 1} ({step.side.value} {step.lots})")
         if restart_after == i:
             venue.restart()
@@ -122,6 +136,12 @@ def test_scenario(venue_name: str, scenario: Scenario, restart_after: int | None
     if scenario.needs_partial and not venue.partial_fills:
         venue.close()
         pytest.skip(f"{venue.name} fills every market order in full")
+    if scenario.needs_protective_exits and not venue.protective_exits:
+        venue.close()
+        pytest.skip(f"{venue.name} places no protective orders (spot; issue 19)")
+    if scenario.needs_fills_while_down and not venue.fills_while_down:
+        venue.close()
+        pytest.skip(f"{venue.name}: the simulator dies with the daemon, nothing fills then")
     try:
         lots = _run(venue, scenario, restart_after)
     finally:

@@ -30,12 +30,20 @@ class VenueModel(Protocol):
     lot: float  # the volume unit scenarios are written in
     shorts: bool  # can the account hold a short (spot cannot)
     partial_fills: bool  # can the venue fill part of a market order and cancel the rest
+    fills_while_down: bool  # can an order fill at the venue while the daemon is down
+    protective_exits: bool  # does the venue hold our stop and target (spot: not yet, #19)
     fee_rate: float  # commission taken out of the traded quantity (spot: base-asset fees)
     dust: float  # lots a close may leave behind: what the venue's amount step cannot sell
 
     def start(self) -> None: ...
 
-    def send(self, side: OrderSide, lots: float, *, partial: float | None = None) -> None: ...
+    def send(self, side: OrderSide, lots: float, *, partial: float | None = None,
+             die_before_poll: bool = False) -> None: ...
+
+    def protected(self, side: OrderSide, lots: float, exit_by: str) -> None:
+        """Open with a stop and a target, then let the venue close it at ``exit_by``
+        ("sl" or "tp")."""
+        ...
 
     def restart(self) -> None: ...
 
@@ -91,6 +99,8 @@ class CcxtSpot:
     lot = 0.001
     shorts = False
     partial_fills = True
+    fills_while_down = True
+    protective_exits = False
     fee_rate = 0.001  # Binance's standard spot commission, in the asset received
     dust = 0.01  # LOT_SIZE stepSize 0.00001 BTC: a fee-shaved holding sells in whole steps
 
@@ -142,7 +152,8 @@ class CcxtSpot:
                                        * 1000)
         self.executor.run_cycle(self._now())
 
-    def send(self, side: OrderSide, lots: float, *, partial: float | None = None) -> None:
+    def send(self, side: OrderSide, lots: float, *, partial: float | None = None,
+             die_before_poll: bool = False) -> None:
         if partial is not None:
             self.fake.script("POST", "/api/v3/order", ("partial", partial))
         n = next(self._n)
@@ -152,6 +163,8 @@ class CcxtSpot:
             self._now())
         self.executor._submit(intent, self._now())
         self.executor.journal.commit()
+        if die_before_poll:  # the venue filled it; the daemon dies before it hears so
+            self.restart()
         self._bar()
 
     def _die(self) -> None:
@@ -197,6 +210,8 @@ class Mt5Account:
     lot = 0.01
     shorts = True
     partial_fills = True
+    fills_while_down = True
+    protective_exits = True
     fee_rate = 0.0  # commission is money on the account, never taken from the lots
     dust = 0.0
 
@@ -274,16 +289,32 @@ class Mt5Account:
         self._rates()
         self.executor.run_cycle(self._now())
 
-    def send(self, side: OrderSide, lots: float, *, partial: float | None = None) -> None:
+    def send(self, side: OrderSide, lots: float, *, partial: float | None = None,
+             die_before_poll: bool = False, stops: tuple[float, float] | None = None,
+             ) -> None:
         if partial is not None:
             self.fake.script_order_send(("partial", partial))
         n = next(self._n)
         intent = OrderIntent(
             client_order_id(self.account, self.symbol, self._now(), f"conformance:{n}"),
             self.account, self.symbol, side, round(lots * self.lot, 8), OrderType.MARKET,
-            self._now())
+            self._now(), stop_loss=stops[0] if stops else None,
+            take_profit=stops[1] if stops else None)
         self.executor._submit(intent, self._now())
         self.executor.journal.commit()
+        if die_before_poll:  # the venue filled it; the daemon dies before it hears so
+            self.restart()
+        self._bar()
+
+    def protected(self, side: OrderSide, lots: float, exit_by: str) -> None:
+        """The server holds the SL/TP on the position and closes it there
+        (``hit_protection``: the deal's comment is ``[sl price]`` / ``[tp price]``)."""
+        bid, ask = self.fake.ticks[self.symbol]
+        price, sign = (ask, 1) if side is OrderSide.BUY else (bid, -1)
+        self.send(side, lots, stops=(round(price - sign * 0.005, 5),
+                                     round(price + sign * 0.005, 5)))
+        for ticket in [p.ticket for p in self._ours()]:
+            self.fake.hit_protection(ticket, exit_by)
         self._bar()
 
     def restart(self) -> None:
@@ -331,6 +362,8 @@ class Paper:
     lot = 0.01
     shorts = True
     partial_fills = False
+    fills_while_down = False  # the simulator dies with the process: nothing fills then
+    protective_exits = True
     fee_rate = 0.0
     dust = 0.0
 
@@ -376,15 +409,33 @@ class Paper:
         self.executor.run_cycle(t)
         self.executor.journal.commit()
 
-    def send(self, side: OrderSide, lots: float, *, partial: float | None = None) -> None:
-        assert self._now is not None and partial is None
+    def send(self, side: OrderSide, lots: float, *, partial: float | None = None,
+             die_before_poll: bool = False, stops: tuple[float, float] | None = None,
+             ) -> None:
+        assert self._now is not None and partial is None and not die_before_poll
         n = next(self._n)
         intent = OrderIntent(
             client_order_id(self.account, self.symbol, self._now, f"conformance:{n}"),
             self.account, self.symbol, side, round(lots * self.lot, 8), OrderType.MARKET,
-            self._now)
+            self._now, stop_loss=stops[0] if stops else None,
+            take_profit=stops[1] if stops else None)
         self.executor._submit(intent, self._now)
         self._bar()
+
+    def protected(self, side: OrderSide, lots: float, exit_by: str) -> None:
+        """The simulator closes at a stop or target the bars cross: the one to hit sits
+        a pip from the price, the other far away, and bars run until it is hit."""
+        snapshot = next(iter(self.executor._snapshots.values()))
+        price, sign = snapshot.bar.close, (1 if side is OrderSide.BUY else -1)
+        near, far = 0.0001, 0.05
+        stop, target = ((price - sign * near, price + sign * far) if exit_by == "sl"
+                        else (price - sign * far, price + sign * near))
+        self.send(side, lots, stops=(stop, target))
+        for _ in range(200):
+            if self.executor.broker.position(self.symbol).is_flat:
+                return
+            self._bar()
+        raise AssertionError(f"the paper {exit_by} was never hit")
 
     def restart(self) -> None:
         assert self._daemon is not None
