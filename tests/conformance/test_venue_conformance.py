@@ -1,7 +1,8 @@
 """Venue conformance: one table of scenarios, run against every venue model the product
 trades (issue 15). After every step, and after a restart between any two steps, the
-daemon's position (net, and gross over every ticket a hedging account holds) and working
-orders equal the venue's own, and the journal's position equals the daemon's. Paper agrees
+daemon's position (net, and gross over every ticket a hedging account holds), working
+orders and realised PnL (where the venue reports one) equal the venue's own, and the
+journal's position equals the daemon's. Paper agrees
 with the live venues on where each scenario ends.
 
 Scenarios are written in lots of each venue's unit (``VenueModel.lot``). A step sends one
@@ -21,7 +22,14 @@ from strategies.domain import MarketSnapshot, OrderSide, Proposal
 from strategies.logic import StrategyContext
 from strategies.registry import STRATEGIES
 
-from .venues import VenueModel, daemon_view, in_lots, journal_position, make
+from .venues import (
+    VenueModel,
+    daemon_view,
+    in_lots,
+    journal_position,
+    journal_realized,
+    make,
+)
 
 BUY, SELL = OrderSide.BUY, OrderSide.SELL
 
@@ -95,6 +103,11 @@ def _check(venue: VenueModel, where: str) -> float:
     assert mine.working == theirs_open, (
         f"{venue.name} {where}: daemon has {mine.working} working order(s), venue "
         f"{theirs_open} open")
+    realized = venue.venue_realized()
+    if realized is not None:
+        assert journal_realized(venue) == pytest.approx(realized, abs=0.01), (
+            f"{venue.name} {where}: journal's realised PnL {journal_realized(venue)}, "
+            f"venue's {realized}")
     journaled = journal_position(venue)
     assert journaled == pytest.approx(mine.position, abs=1e-9), (
         f"{venue.name} {where}: journal says {journaled}, daemon {mine.position}")

@@ -53,6 +53,10 @@ class VenueModel(Protocol):
 
     def venue_open_orders(self) -> int: ...
 
+    def venue_realized(self) -> float | None:
+        """Realised PnL as the venue reports it; None where it reports none (spot)."""
+        ...
+
     def close(self) -> None: ...
 
     @property
@@ -80,6 +84,11 @@ def daemon_view(venue: VenueModel) -> View:
     p = ex.broker.position(venue.symbol)
     gross = p.gross_volume if p.gross_volume is not None else abs(p.volume)
     return View(round(p.volume, 10), round(gross, 10), len(ex.router.working))
+
+
+def journal_realized(venue: VenueModel) -> float:
+    """The daemon's realised PnL: what it journaled with each fill."""
+    return round(sum(f.realized_pnl for f in venue.journal.fills(account=venue.account)), 2)
 
 
 def journal_position(venue: VenueModel) -> float:
@@ -187,6 +196,9 @@ class CcxtSpot:
     def venue_open_orders(self) -> int:
         return sum(1 for o in self.fake.orders if o["status"] in ("NEW", "PARTIALLY_FILLED"))
 
+    def venue_realized(self) -> float | None:
+        return None  # Binance spot reports trades and balances, no realised PnL
+
     def close(self) -> None:
         if self._daemon is not None:
             self.executor.stop("stopped")
@@ -286,6 +298,7 @@ class Mt5Account:
 
     def _bar(self) -> None:
         self._minutes += 1
+        self.fake.move_price(self.symbol, 0.0003 * (1 if self._minutes % 3 else -1))
         self._rates()
         self.executor.run_cycle(self._now())
 
@@ -339,6 +352,13 @@ class Mt5Account:
 
     def venue_open_orders(self) -> int:
         return len(self.fake.orders_get() or ())
+
+    def venue_realized(self) -> float | None:
+        """DEAL_PROFIT summed over our deals: the server's realised PnL (an opening deal
+        has none; a closing one carries the position's profit for its volume)."""
+        magic = self._settings().broker.mt5.magic
+        deals = self.fake.history_deals_get(0, 2**31 - 1) or ()
+        return round(sum(d.profit for d in deals if d.magic == magic), 2)
 
     def close(self) -> None:
         if self._daemon is not None:
@@ -452,6 +472,9 @@ class Paper:
 
     def venue_open_orders(self) -> int:
         return len(getattr(self.executor.broker, "_pending", {}))
+
+    def venue_realized(self) -> float | None:
+        return round(float(getattr(self.executor.broker, "realized_pnl", 0.0)), 2)
 
     def close(self) -> None:
         if self._daemon is not None:
