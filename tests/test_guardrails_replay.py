@@ -38,7 +38,7 @@ def test_harmful_parameter_change_is_rolled_back_automatically(journal_url: str,
              "--set", "guardrails.max_order_notional=1000000",
              "--set", "guardrails.max_gross_exposure_lots=5",
              "--set", "guardrails.regression.drawdown_pct=2.0",
-             "--set", "guardrails.daily_drawdown_halt_pct=50", "--activate",
+             "--activate",
              "--operator", "quant")
     assert r.exit_code == 0, r.output  # type: ignore[attr-defined]
     diff = _cli(journal_url, "params", "diff", "1", "2", "--json")
