@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +103,36 @@ def cleared_journal(url: str, strategy: str) -> Journal:
     journal.record_clearance(account="bn-live", strategy=strategy, action="promote",
                              mode="live", person="desk", note="test")
     return journal
+
+
+def registered(strategy: type[Any]) -> Iterator[type[Any]]:
+    """For a fixture: ``strategy`` buildable by its ``name`` while the test runs."""
+    from strategies.registry import STRATEGIES
+
+    STRATEGIES[strategy.name] = strategy
+    yield strategy
+    STRATEGIES.pop(strategy.name, None)
+
+
+# A new Binance account holds only its quote currency; strategies that also sell need base
+# asset the account already holds, so their accounts start with some.
+FUNDED = {"USDT": 1_000_000.0, "BTC": 10.0}
+
+
+@contextmanager
+def live_daemon(url: str, fake: Any, strategy: str, *,
+                settings: Settings | None = None) -> Iterator[Daemon]:
+    """The live daemon on the loopback exchange ``fake`` as `dta run` starts it: cleared
+    for live, started, reconciled; the lease released and the journal closed after."""
+    from runbooks.cli import _start_live
+
+    settings = settings or live_settings(url, fake, strategy)
+    journal = cleared_journal(url, strategy)
+    daemon = build_daemon(settings, journal)
+    try:
+        daemon.executor.start()
+        _start_live(settings, daemon, journal)
+        yield daemon
+    finally:
+        daemon.live.lease.release()
+        journal.close()

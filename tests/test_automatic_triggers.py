@@ -14,16 +14,13 @@ from pathlib import Path
 
 import pytest
 from conftest import write_sample_head
-from daemon_helpers import cleared_journal, live_settings, replay
+from daemon_helpers import live_daemon, registered, replay
 from fakes.binance_fake import FakeBinance
 
 from executor.journal.store import Journal
-from executor.wiring import build_daemon
 from guardrails.state import TradingState, current_state
-from runbooks.cli import _start_live
 from strategies.domain import MarketSnapshot, Proposal
 from strategies.logic import StrategyContext
-from strategies.registry import STRATEGIES
 
 
 class Quiet:
@@ -37,36 +34,26 @@ class Quiet:
 
 
 @pytest.fixture
-def quiet() -> Iterator[None]:
-    STRATEGIES[Quiet.name] = Quiet
-    yield
-    STRATEGIES.pop(Quiet.name, None)
+def quiet() -> Iterator[type[Quiet]]:
+    yield from registered(Quiet)
 
 
-def test_a_silent_live_feed_reduces_trading_with_one_incident(tmp_path: Path,
-                                                              quiet: None) -> None:
+def test_a_silent_live_feed_reduces_trading_with_one_incident(
+        tmp_path: Path, quiet: type[Quiet]) -> None:
     url = f"sqlite:///{tmp_path / 'live.sqlite'}"
-    with FakeBinance() as fake:
-        settings = live_settings(url, fake, Quiet.name)  # stale_after_bars = 1.5 (90 s)
-        journal = cleared_journal(url, Quiet.name)
-        daemon = build_daemon(settings, journal)
-        ex = daemon.executor
-        try:
-            ex.start()
-            _start_live(settings, daemon, journal)
-            now = datetime.now(UTC)
-            assert ex.run_cycle(now) > 0
-            assert current_state(journal) is TradingState.ACTIVE
-            frozen = now.timestamp()
-            fake.clock = lambda: frozen  # the venue's data stops; no error
-            for minutes in (1, 3, 4):
-                ex.run_cycle(now + timedelta(minutes=minutes, seconds=2))
-            state = current_state(journal)
-            kinds = [i.kind for i in journal.incidents()]
-            ex.stop("stopped")
-        finally:
-            daemon.live.lease.release()
-        journal.close()
+    # live_settings: stale_after_bars = 1.5 on 1m bars (90 s)
+    with FakeBinance() as fake, live_daemon(url, fake, Quiet.name) as daemon:
+        ex, journal = daemon.executor, daemon.journal
+        now = datetime.now(UTC)
+        assert ex.run_cycle(now) > 0
+        assert current_state(journal) is TradingState.ACTIVE
+        frozen = now.timestamp()
+        fake.clock = lambda: frozen  # the venue's data stops; no error
+        for minutes in (1, 3, 4):
+            ex.run_cycle(now + timedelta(minutes=minutes, seconds=2))
+        state = current_state(journal)
+        kinds = [i.kind for i in journal.incidents()]
+        ex.stop("stopped")
     assert state is TradingState.REDUCING
     assert kinds.count("reducing:stale_bars") == 1, kinds
 

@@ -11,15 +11,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from daemon_helpers import cleared_journal, live_settings
+from daemon_helpers import live_daemon, registered
 from fakes.binance_fake import FakeBinance
 
 from executor.errors import JournalError
-from executor.wiring import build_daemon
-from runbooks.cli import _start_live
 from strategies.domain import MarketSnapshot, Proposal
 from strategies.logic import StrategyContext
-from strategies.registry import STRATEGIES
 
 
 class CountingStrategy:
@@ -43,30 +40,19 @@ class CountingStrategy:
 
 @pytest.fixture
 def counting() -> Iterator[type[CountingStrategy]]:
-    STRATEGIES[CountingStrategy.name] = CountingStrategy
     CountingStrategy.seen = 0
-    yield CountingStrategy
-    STRATEGIES.pop(CountingStrategy.name, None)
+    yield from registered(CountingStrategy)
 
 
 def test_sigterm_during_catch_up_stops_between_bars(
         tmp_path: Path, counting: type[CountingStrategy]) -> None:
     url = f"sqlite:///{tmp_path / 'live.sqlite'}"
-    with FakeBinance() as fake:
-        settings = live_settings(url, fake, CountingStrategy.name)
-        journal = cleared_journal(url, CountingStrategy.name)
-        daemon = build_daemon(settings, journal)
+    with FakeBinance() as fake, live_daemon(url, fake, CountingStrategy.name) as daemon:
         executor = daemon.executor
         counting.on_nth = staticmethod(executor.stop_requested.set)  # as dta run's handler
-        try:
-            executor.start()
-            _start_live(settings, daemon, journal)
-            handled = executor.run_cycle(datetime.now(UTC))
-            executor.stop("stopped")
-        finally:
-            daemon.live.lease.release()
-        journaled = journal.bar_counts()
-        journal.close()
+        handled = executor.run_cycle(datetime.now(UTC))
+        executor.stop("stopped")
+        journaled = daemon.journal.bar_counts()
     assert handled == counting.n  # the bar in progress finished, not one more
     assert counting.seen == counting.n
     assert [v["count"] for v in journaled["processed"].values()] == [counting.n], journaled
@@ -75,24 +61,16 @@ def test_sigterm_during_catch_up_stops_between_bars(
 def test_a_journal_error_in_a_hook_before_the_cycle_stops_the_daemon(
         tmp_path: Path, counting: type[CountingStrategy]) -> None:
     url = f"sqlite:///{tmp_path / 'live.sqlite'}"
+
+    def hook(_now: datetime) -> None:
+        raise JournalError("journal write failed: OperationalError: disk I/O error")
+
     with FakeBinance() as fake:
-        settings = live_settings(url, fake, CountingStrategy.name)
-        journal = cleared_journal(url, CountingStrategy.name)
-        daemon = build_daemon(settings, journal)
-        executor = daemon.executor
-
-        def hook(_now: datetime) -> None:
-            raise JournalError("journal write failed: OperationalError: disk I/O error")
-
-        try:
-            executor.start()
-            _start_live(settings, daemon, journal)
+        with live_daemon(url, fake, CountingStrategy.name) as daemon:
+            executor = daemon.executor
             executor.before_cycle.insert(0, hook)
             with pytest.raises(JournalError):
                 executor.run_cycle(datetime.now(UTC))
-        finally:
-            daemon.live.lease.release()
-        journal.close()
         assert fake.orders == []
     assert isinstance(executor.fatal_error, JournalError)
     assert executor.stop_requested.is_set()

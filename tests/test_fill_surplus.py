@@ -14,57 +14,41 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from daemon_helpers import cleared_journal, live_settings
+from daemon_helpers import FUNDED, live_daemon, registered
 from fakes.binance_fake import FakeBinance
 from test_live_wiring import AlwaysLong
 
-from executor.wiring import build_daemon
 from guardrails.state import TradingState, current_state
-from runbooks.cli import _start_live
-from strategies.registry import STRATEGIES
 
-# AlwaysLong also proposes shorts; spot sells need base asset the account already holds
-# (a new Binance account holds only its quote currency), so these accounts start with some.
-FUNDED = {"USDT": 1_000_000.0, "BTC": 10.0}
 
 @pytest.fixture
-def always_long() -> Iterator[None]:
-    STRATEGIES[AlwaysLong.name] = AlwaysLong
-    yield
-    STRATEGIES.pop(AlwaysLong.name, None)
+def always_long() -> Iterator[type[AlwaysLong]]:
+    yield from registered(AlwaysLong)
 
 
 def test_a_second_fill_under_our_client_id_is_an_incident_not_ours(
-        tmp_path: Path, always_long: None) -> None:
+        tmp_path: Path, always_long: type[AlwaysLong]) -> None:
     url = f"sqlite:///{tmp_path / 'live.sqlite'}"
-    with FakeBinance(balances=FUNDED) as fake:
-        settings = live_settings(url, fake, AlwaysLong.name)
-        journal = cleared_journal(url, AlwaysLong.name)
-        daemon = build_daemon(settings, journal)
-        ex = daemon.executor
-        try:
-            ex.start()
-            _start_live(settings, daemon, journal)
-            now = datetime.now(UTC)
-            ex.run_cycle(now)
-            [order] = journal.orders("bn-live")
-            coid = order.client_order_id
-            sent = fake.orders_by_client_id(coid)
-            assert len(sent) == 1 and sent[0]["status"] == "FILLED"
-            # Another sender reuses the id once ours is no longer open.
-            status, _ = fake.new_order({"symbol": "BTCUSDT", "side": sent[0]["side"],
-                                        "type": "MARKET", "quantity": sent[0]["origQty"],
-                                        "newClientOrderId": coid}, None)
-            assert status == 200
-            fake.time_offset_ms = 61_000  # the next minute's bar has closed
-            ex.run_cycle(now + timedelta(seconds=61))
-            fills = journal.fills(coid)
-            incidents = [(i.kind, i.severity) for i in journal.incidents()]
-            state = current_state(journal)
-            ex.stop("stopped")
-        finally:
-            daemon.live.lease.release()
-        journal.close()
+    with FakeBinance(balances=FUNDED) as fake, \
+            live_daemon(url, fake, AlwaysLong.name) as daemon:
+        ex, journal = daemon.executor, daemon.journal
+        now = datetime.now(UTC)
+        ex.run_cycle(now)
+        [order] = journal.orders("bn-live")
+        coid = order.client_order_id
+        sent = fake.orders_by_client_id(coid)
+        assert len(sent) == 1 and sent[0]["status"] == "FILLED"
+        # Another sender reuses the id once ours is no longer open.
+        status, _ = fake.new_order({"symbol": "BTCUSDT", "side": sent[0]["side"],
+                                    "type": "MARKET", "quantity": sent[0]["origQty"],
+                                    "newClientOrderId": coid}, None)
+        assert status == 200
+        fake.time_offset_ms = 61_000  # the next minute's bar has closed
+        ex.run_cycle(now + timedelta(seconds=61))
+        fills = journal.fills(coid)
+        incidents = [(i.kind, i.severity) for i in journal.incidents()]
+        state = current_state(journal)
+        ex.stop("stopped")
     # Our order's trade and its commission (paid in BTC), nothing of the other sender's.
     assert sum(f.volume for f in fills if f.kind == "entry") <= order.intent.volume + 1e-12
     assert len([f for f in fills if f.kind == "fee"]) <= 1, fills

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from daemon_helpers import cleared_journal, live_settings
+from daemon_helpers import FUNDED, cleared_journal, live_settings
 from fakes.binance_fake import FakeBinance
 
 from executor.errors import LeaseError
@@ -19,9 +19,6 @@ from strategies.domain import Direction, MarketSnapshot, Proposal
 from strategies.logic import StrategyContext
 from strategies.registry import STRATEGIES
 
-# AlwaysLong also proposes shorts; spot sells need base asset the account already holds
-# (a new Binance account holds only its quote currency), so these accounts start with some.
-FUNDED = {"USDT": 1_000_000.0, "BTC": 10.0}
 
 class AlwaysLong:
     """Test strategy: a proposal on every bar while flat, with the bar's momentum."""

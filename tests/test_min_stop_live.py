@@ -12,22 +12,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from daemon_helpers import cleared_journal, live_settings
+from daemon_helpers import FUNDED, live_daemon, live_settings, registered
 from fakes.binance_fake import FakeBinance
 from test_live_wiring import AlwaysLong
 
-from executor.wiring import build_daemon
-from runbooks.cli import _start_live
-from strategies.registry import STRATEGIES
-
-FUNDED = {"USDT": 1_000_000.0, "BTC": 10.0}
-
 
 @pytest.fixture
-def always_long() -> Iterator[None]:
-    STRATEGIES[AlwaysLong.name] = AlwaysLong
-    yield
-    STRATEGIES.pop(AlwaysLong.name, None)
+def always_long() -> Iterator[type[AlwaysLong]]:
+    yield from registered(AlwaysLong)
 
 
 def _first_cycle(tmp_path: Path, min_points: float) -> tuple[dict[str, int], float | None]:
@@ -36,23 +28,17 @@ def _first_cycle(tmp_path: Path, min_points: float) -> tuple[dict[str, int], flo
         settings = live_settings(url, fake, AlwaysLong.name)
         settings = settings.model_copy(update={"guardrails": settings.guardrails.model_copy(
             update={"min_stop_points": min_points})})
-        journal = cleared_journal(url, AlwaysLong.name)
-        daemon = build_daemon(settings, journal)
-        ex = daemon.executor
-        try:
-            ex.start()
-            _start_live(settings, daemon, journal)
+        with live_daemon(url, fake, AlwaysLong.name, settings=settings) as daemon:
+            ex = daemon.executor
             ex.run_cycle(datetime.now(UTC))
             vetoes = dict(ex.stats.vetoes)
             point = ex.points.get("BTC/USDT")
             ex.stop("stopped")
-        finally:
-            daemon.live.lease.release()
-        journal.close()
     return vetoes, point
 
 
-def test_min_stop_points_uses_the_venue_tick(tmp_path: Path, always_long: None) -> None:
+def test_min_stop_points_uses_the_venue_tick(tmp_path: Path,
+                                            always_long: type[AlwaysLong]) -> None:
     # The strategy's stop is 1 % of ~30,000 away: ~30,000 ticks of 0.01.
     vetoes, point = _first_cycle(tmp_path, 5.0)
     assert point == pytest.approx(0.01)

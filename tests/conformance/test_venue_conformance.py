@@ -143,18 +143,16 @@ def _cases() -> Iterator[object]:
 def test_scenario(venue_name: str, scenario: Scenario, restart_after: int | None,
                   tmp_path: Path, quiet: str) -> None:
     venue = make(venue_name, tmp_path, quiet)
-    if scenario.needs_shorts and not venue.shorts:
-        venue.close()
-        pytest.skip(f"{venue.name} holds no shorts (spot): 'reverse' is for margin venues")
-    if scenario.needs_partial and not venue.partial_fills:
-        venue.close()
-        pytest.skip(f"{venue.name} fills every market order in full")
-    if scenario.needs_protective_exits and not venue.protective_exits:
-        venue.close()
-        pytest.skip(f"{venue.name} places no protective orders (spot; issue 19)")
-    if scenario.needs_fills_while_down and not venue.fills_while_down:
-        venue.close()
-        pytest.skip(f"{venue.name}: the simulator dies with the daemon, nothing fills then")
+    for needed, capability, why in (
+            (scenario.needs_shorts, "shorts", "holds no shorts (spot)"),
+            (scenario.needs_partial, "partial_fills", "fills every market order in full"),
+            (scenario.needs_protective_exits, "protective_exits",
+             "places no protective orders (spot; issue 19)"),
+            (scenario.needs_fills_while_down, "fills_while_down",
+             "dies with the daemon: nothing fills while it is down")):
+        if needed and not getattr(venue, capability):
+            venue.close()
+            pytest.skip(f"{venue.name} {why}")
     try:
         lots = _run(venue, scenario, restart_after)
     finally:

@@ -96,14 +96,127 @@ def journal_position(venue: VenueModel) -> float:
                  10)
 
 
-# --------------------------------------------------------------------------- ccxt spot
+# --------------------------------------------------------------------------- live venues
 
 
-class CcxtSpot:
+class _Venue:
+    """What every venue model shares: the daemon it drives, the clock of its bars, and
+    how one scripted order goes through the daemon's router."""
+
+    name: str
+    symbol: str
+    lot: float
+    account: str
+
+    def __init__(self, tmp_path: Path, strategy: str) -> None:
+        self.url = f"sqlite:///{tmp_path / f'{self.name}.sqlite'}"
+        self.strategy = strategy
+        self._daemon: Daemon | None = None
+        self._n = itertools.count(1)
+
+    @property
+    def executor(self) -> RealtimeExecutor:
+        assert self._daemon is not None
+        return self._daemon.executor
+
+    @property
+    def journal(self) -> Journal:
+        assert self._daemon is not None
+        return self._daemon.journal
+
+    def _intent(self, side: OrderSide, lots: float, now: datetime,
+                stops: tuple[float, float] | None) -> OrderIntent:
+        n = next(self._n)
+        return OrderIntent(
+            client_order_id(self.account, self.symbol, now, f"conformance:{n}"),
+            self.account, self.symbol, side, round(lots * self.lot, 8), OrderType.MARKET,
+            now, stop_loss=stops[0] if stops else None,
+            take_profit=stops[1] if stops else None)
+
+
+class _LiveVenue(_Venue):
+    """A live adapter against a loopback venue: bars one minute apart on a clock the
+    venue shares, start-up reconciliation at every start."""
+
+    def __init__(self, tmp_path: Path, strategy: str) -> None:
+        super().__init__(tmp_path, strategy)
+        self._t0 = datetime.now(UTC).replace(second=0, microsecond=0)
+        self._minutes = 0
+
+    def _now(self) -> datetime:
+        return self._t0 + timedelta(minutes=self._minutes, seconds=2)
+
+    def _settings(self) -> Any:
+        raise NotImplementedError
+
+    def _journal(self) -> Journal:
+        journal = Journal.open(self.url)
+        journal.record_clearance(account=self.account, strategy=self.strategy,
+                                 action="promote", mode="live", person="desk", note="test")
+        return journal
+
+    def start(self) -> None:
+        from runbooks.cli import _start_live
+
+        settings = self._settings()
+        journal = self._journal()
+        self._daemon = build_daemon(settings, journal)
+        self.executor.start()
+        _start_live(settings, self._daemon, journal)
+        self.executor.run_cycle(self._now())
+
+    def _next_bar(self) -> None:
+        """Move the venue to the next minute (its bar has closed)."""
+        raise NotImplementedError
+
+    def _bar(self) -> None:
+        self._minutes += 1
+        self._next_bar()
+        self.executor.run_cycle(self._now())
+
+    def _script_partial(self, fraction: float) -> None:
+        raise NotImplementedError
+
+    def send(self, side: OrderSide, lots: float, *, partial: float | None = None,
+             die_before_poll: bool = False, stops: tuple[float, float] | None = None,
+             ) -> None:
+        if partial is not None:
+            self._script_partial(partial)
+        self.executor._submit(self._intent(side, lots, self._now(), stops), self._now())
+        self.executor.journal.commit()
+        if die_before_poll:  # the venue filled it; the daemon dies before it hears so
+            self.restart()
+        self._bar()
+
+    def _disconnect(self) -> None:
+        """Close what the adapter holds open (the MT5 bridge connection)."""
+
+    def restart(self) -> None:
+        """The process dies (what it had not committed is gone, the kernel frees its
+        lease) and systemd starts it again."""
+        assert self._daemon is not None
+        self._daemon.journal.rollback()
+        self._daemon.live.lease.release()
+        self._disconnect()
+        self._daemon.journal.close()
+        self._daemon = None
+        self.start()
+
+    def close(self) -> None:
+        if self._daemon is not None:
+            self.executor.stop("stopped")
+            self._daemon.live.lease.release()
+            self._disconnect()
+            self._daemon.journal.close()
+            self._daemon = None
+
+
+class CcxtSpot(_LiveVenue):
     """Binance spot through the real ccxt client against the loopback fake: an account
     that starts with quote currency only (no base asset), fees as the fake charges them."""
 
     name = "ccxt-spot"
+    account = "bn-live"
     symbol = "BTC/USDT"
     lot = 0.001
     shorts = False
@@ -116,76 +229,24 @@ class CcxtSpot:
     def __init__(self, tmp_path: Path, strategy: str) -> None:
         from fakes.binance_fake import FakeBinance
 
-        self.url = f"sqlite:///{tmp_path / f'{self.name}.sqlite'}"
+        super().__init__(tmp_path, strategy)
         self.fake = FakeBinance(balances={"USDT": 1_000_000.0})
         self.fake.start()
-        self.strategy = strategy
-        self._daemon: Daemon | None = None
-        self._n = itertools.count(1)
-        self._t0 = datetime.now(UTC).replace(second=0, microsecond=0)
-        self._minutes = 0
 
-    @property
-    def account(self) -> str:
-        return "bn-live"
+    def _settings(self) -> Any:
+        from daemon_helpers import live_settings
 
-    @property
-    def executor(self) -> RealtimeExecutor:
-        assert self._daemon is not None
-        return self._daemon.executor
+        return live_settings(self.url, self.fake, self.strategy, ccxt={"history_days": 30})
 
-    @property
-    def journal(self) -> Journal:
-        assert self._daemon is not None
-        return self._daemon.journal
-
-    def _now(self) -> datetime:
-        return self._t0 + timedelta(minutes=self._minutes, seconds=2)
-
-    def start(self) -> None:
-        from daemon_helpers import cleared_journal, live_settings
-
-        from runbooks.cli import _start_live
-
-        settings = live_settings(self.url, self.fake, self.strategy,
-                                 ccxt={"history_days": 30})
-        journal = cleared_journal(self.url, self.strategy)
-        self._daemon = build_daemon(settings, journal)
-        self.executor.start()
-        _start_live(settings, self._daemon, journal)
-        self.executor.run_cycle(self._now())
-
-    def _bar(self) -> None:
-        self._minutes += 1
+    def _next_bar(self) -> None:
         self.fake.time_offset_ms = int((self._now() - datetime.now(UTC)).total_seconds()
                                        * 1000)
-        self.executor.run_cycle(self._now())
 
-    def send(self, side: OrderSide, lots: float, *, partial: float | None = None,
-             die_before_poll: bool = False) -> None:
-        if partial is not None:
-            self.fake.script("POST", "/api/v3/order", ("partial", partial))
-        n = next(self._n)
-        intent = OrderIntent(
-            client_order_id(self.account, self.symbol, self._now(), f"conformance:{n}"),
-            self.account, self.symbol, side, round(lots * self.lot, 8), OrderType.MARKET,
-            self._now())
-        self.executor._submit(intent, self._now())
-        self.executor.journal.commit()
-        if die_before_poll:  # the venue filled it; the daemon dies before it hears so
-            self.restart()
-        self._bar()
+    def _script_partial(self, fraction: float) -> None:
+        self.fake.script("POST", "/api/v3/order", ("partial", fraction))
 
-    def _die(self) -> None:
-        assert self._daemon is not None
-        self._daemon.journal.rollback()  # what the process had not committed is gone
-        self._daemon.live.lease.release()  # the kernel frees it with the process
-        self._daemon.journal.close()
-        self._daemon = None
-
-    def restart(self) -> None:
-        self._die()
-        self.start()
+    def protected(self, side: OrderSide, lots: float, exit_by: str) -> None:
+        raise AssertionError("spot places no protective orders (issue 19)")
 
     def venue_position(self) -> float:
         return round(self.fake.balances.get("BTC", 0.0), 10)
@@ -200,24 +261,18 @@ class CcxtSpot:
         return None  # Binance spot reports trades and balances, no realised PnL
 
     def close(self) -> None:
-        if self._daemon is not None:
-            self.executor.stop("stopped")
-            self._daemon.live.lease.release()
-            self._daemon.journal.close()
-            self._daemon = None
+        super().close()
         self.fake.stop()
 
 
-# --------------------------------------------------------------------------- MT5
-
-
-class Mt5Account:
+class Mt5Account(_LiveVenue):
     """MetaTrader 5 through the real rpyc client and our bridge serving the fake terminal,
     in one of the account modes of ``account_info().margin_mode``: netting (one position
     per symbol) or hedging (a ticket per opening deal; an opposite deal closes nothing
     unless it names the position). The venue's truth is ``positions_get`` (net and gross
-    lots of our magic number) and ``orders_get``."""
+    lots of our magic number), ``orders_get`` and the deals' ``profit``."""
 
+    account = "mt5-live"
     symbol = "EURUSD"
     lot = 0.01
     shorts = True
@@ -232,35 +287,13 @@ class Mt5Account:
 
         self.M = M
         self.name = f"mt5-{margin_mode}"
-        self.url = f"sqlite:///{tmp_path / f'{self.name}.sqlite'}"
+        super().__init__(tmp_path, strategy)
         mode = {"netting": M.ACCOUNT_MARGIN_MODE_RETAIL_NETTING,
                 "hedging": M.ACCOUNT_MARGIN_MODE_RETAIL_HEDGING}[margin_mode]
         self.fake = M.FakeMetaTrader5(margin_mode=mode)
         self.bridge = M.start_bridge(self.fake)
-        self.strategy = strategy
-        self._daemon: Daemon | None = None
-        self._n = itertools.count(1)
-        self._t0 = datetime.now(UTC).replace(second=0, microsecond=0)
-        self._minutes = 0
         self.fake.clock = lambda: self._now().timestamp()
         self._rates()
-
-    @property
-    def account(self) -> str:
-        return "mt5-live"
-
-    @property
-    def executor(self) -> RealtimeExecutor:
-        assert self._daemon is not None
-        return self._daemon.executor
-
-    @property
-    def journal(self) -> Journal:
-        assert self._daemon is not None
-        return self._daemon.journal
-
-    def _now(self) -> datetime:
-        return self._t0 + timedelta(minutes=self._minutes, seconds=2)
 
     def _rates(self) -> None:
         self.fake.generate_rates(self.symbol, self.M.TIMEFRAME_M1, 60,
@@ -284,40 +317,16 @@ class Mt5Account:
             broker={"kind": "mt5", "symbols": [self.symbol], "timeframe": "M1",
                     "mt5": mt5.model_dump(mode="json")})
 
-    def start(self) -> None:
-        from runbooks.cli import _start_live
-
-        journal = Journal.open(self.url)
-        journal.record_clearance(account=self.account, strategy=self.strategy,
-                                 action="promote", mode="live", person="desk", note="test")
-        settings = self._settings()
-        self._daemon = build_daemon(settings, journal)
-        self.executor.start()
-        _start_live(settings, self._daemon, journal)
-        self.executor.run_cycle(self._now())
-
-    def _bar(self) -> None:
-        self._minutes += 1
+    def _next_bar(self) -> None:
         self.fake.move_price(self.symbol, 0.0003 * (1 if self._minutes % 3 else -1))
         self._rates()
-        self.executor.run_cycle(self._now())
 
-    def send(self, side: OrderSide, lots: float, *, partial: float | None = None,
-             die_before_poll: bool = False, stops: tuple[float, float] | None = None,
-             ) -> None:
-        if partial is not None:
-            self.fake.script_order_send(("partial", partial))
-        n = next(self._n)
-        intent = OrderIntent(
-            client_order_id(self.account, self.symbol, self._now(), f"conformance:{n}"),
-            self.account, self.symbol, side, round(lots * self.lot, 8), OrderType.MARKET,
-            self._now(), stop_loss=stops[0] if stops else None,
-            take_profit=stops[1] if stops else None)
-        self.executor._submit(intent, self._now())
-        self.executor.journal.commit()
-        if die_before_poll:  # the venue filled it; the daemon dies before it hears so
-            self.restart()
-        self._bar()
+    def _script_partial(self, fraction: float) -> None:
+        self.fake.script_order_send(("partial", fraction))
+
+    def _disconnect(self) -> None:
+        assert self._daemon is not None
+        self._daemon.live.broker.client.close()
 
     def protected(self, side: OrderSide, lots: float, exit_by: str) -> None:
         """The server holds the SL/TP on the position and closes it there
@@ -329,15 +338,6 @@ class Mt5Account:
         for ticket in [p.ticket for p in self._ours()]:
             self.fake.hit_protection(ticket, exit_by)
         self._bar()
-
-    def restart(self) -> None:
-        assert self._daemon is not None
-        self._daemon.journal.rollback()
-        self._daemon.live.lease.release()
-        self._daemon.live.broker.client.close()
-        self._daemon.journal.close()
-        self._daemon = None
-        self.start()
 
     def _ours(self) -> list[Any]:
         magic = self._settings().broker.mt5.magic
@@ -361,23 +361,19 @@ class Mt5Account:
         return round(sum(d.profit for d in deals if d.magic == magic), 2)
 
     def close(self) -> None:
-        if self._daemon is not None:
-            self.executor.stop("stopped")
-            self._daemon.live.lease.release()
-            self._daemon.live.broker.client.close()
-            self._daemon.journal.close()
-            self._daemon = None
+        super().close()
         self.bridge.close()
 
 
 # --------------------------------------------------------------------------- paper
 
 
-class Paper:
+class Paper(_Venue):
     """The paper simulator over a bar file: its own venue (fills at the next bar's open
     +/- half the spread). Scenarios compare its end state with the live venues'."""
 
     name = "paper"
+    account = "paper-1"
     symbol = "EURUSD"
     lot = 0.01
     shorts = True
@@ -390,26 +386,9 @@ class Paper:
     def __init__(self, tmp_path: Path, strategy: str) -> None:
         from conftest import write_sample_head
 
-        self.url = f"sqlite:///{tmp_path / f'{self.name}.sqlite'}"
+        super().__init__(tmp_path, strategy)
         self.data = write_sample_head(tmp_path / "EURUSD_M15.csv", 400)
-        self.strategy = strategy
-        self._daemon: Daemon | None = None
-        self._n = itertools.count(1)
         self._now: datetime | None = None
-
-    @property
-    def account(self) -> str:
-        return "paper-1"
-
-    @property
-    def executor(self) -> RealtimeExecutor:
-        assert self._daemon is not None
-        return self._daemon.executor
-
-    @property
-    def journal(self) -> Journal:
-        assert self._daemon is not None
-        return self._daemon.journal
 
     def start(self) -> None:
         from daemon_helpers import settings_for
@@ -433,13 +412,7 @@ class Paper:
              die_before_poll: bool = False, stops: tuple[float, float] | None = None,
              ) -> None:
         assert self._now is not None and partial is None and not die_before_poll
-        n = next(self._n)
-        intent = OrderIntent(
-            client_order_id(self.account, self.symbol, self._now, f"conformance:{n}"),
-            self.account, self.symbol, side, round(lots * self.lot, 8), OrderType.MARKET,
-            self._now, stop_loss=stops[0] if stops else None,
-            take_profit=stops[1] if stops else None)
-        self.executor._submit(intent, self._now)
+        self.executor._submit(self._intent(side, lots, self._now, stops), self._now)
         self._bar()
 
     def protected(self, side: OrderSide, lots: float, exit_by: str) -> None:
