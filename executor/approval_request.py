@@ -48,8 +48,14 @@ class ApprovalRequest:
     confidence: float
     agreement: int
     voters: int
+    # The clock the request was made on, and so the one its expiry is judged on: "wall"
+    # (a live daemon) or "replay" (a replay's simulated clock: bar closes).
+    clock: str = "wall"
 
     def __post_init__(self) -> None:
+        if self.clock not in ("wall", "replay"):
+            raise MalformedApproval(f"request {self.client_order_id}: unknown clock "
+                                    f"{self.clock!r}")
         if not self.volume > 0:
             raise MalformedApproval(f"request {self.client_order_id}: volume {self.volume!r} "
                                     "is not positive")
@@ -65,7 +71,8 @@ class ApprovalRequest:
         return Direction.LONG if self.side is OrderSide.BUY else Direction.SHORT
 
     @classmethod
-    def of(cls, intent: OrderIntent, decision: Decision) -> ApprovalRequest:
+    def of(cls, intent: OrderIntent, decision: Decision, *,
+           clock: str = "wall") -> ApprovalRequest:
         """The request for ``intent`` (built from ``decision``'s proposal)."""
         p = decision.proposal
         if intent.stop_loss is None or intent.take_profit is None:
@@ -75,7 +82,7 @@ class ApprovalRequest:
                    take_profit=intent.take_profit, entry=p.entry, bar_time=p.bar_time,
                    strategy=p.strategy, timeframe=p.timeframe, params_hash=intent.params_hash,
                    reason=p.reason, confidence=decision.confidence,
-                   agreement=decision.agreement, voters=decision.voters)
+                   agreement=decision.agreement, voters=decision.voters, clock=clock)
 
     def payload(self) -> dict[str, Any]:
         """The journal's JSON form (``approvals.intent``)."""
@@ -97,7 +104,7 @@ class ApprovalRequest:
                 strategy=str(data["strategy"]), timeframe=str(data["timeframe"]),
                 params_hash=str(data["params_hash"]), reason=str(data.get("reason", "")),
                 confidence=float(data["confidence"]), agreement=int(data["agreement"]),
-                voters=int(data["voters"]))
+                voters=int(data["voters"]), clock=str(data.get("clock", "wall")))
         except MalformedApproval:
             raise
         except (KeyError, TypeError, ValueError) as exc:

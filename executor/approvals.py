@@ -6,12 +6,14 @@ Thin over the journal so `dta approvals approve|reject` and tests share one code
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 from executor.journal.store import Journal
 from executor.settings import WeightFeedbackSettings
 from guardrails.approvals import Vote, updated_weights
 from guardrails.params import active_version, first_weights, weights_of, with_weights
+from strategies.domain import timeframe_seconds
 
 
 class ApprovalError(ValueError):
@@ -35,11 +37,13 @@ def decide(journal: Journal, approval_id: int, *, approve: bool, operator: str, 
         raise ApprovalError(f"no approval request #{approval_id}")
     if request.status != "pending":
         raise ApprovalError(f"request #{approval_id} is {request.status}, not pending")
+    clock, now = request_clock(journal, request, now)
     if now >= request.expires_at:
         journal.set_approval_status(approval_id, "expired", expected="pending",
                                     decided_at=request.expires_at)
         raise ApprovalError(f"request #{approval_id} expired at "
-                            f"{request.expires_at.isoformat()}: it will never execute")
+                            f"{request.expires_at.isoformat()} on the {clock} clock (now "
+                            f"{now.isoformat()}): it will never execute")
     status = "approved" if approve else "rejected"
     if not journal.set_approval_status(approval_id, status, expected="pending",
                                        operator=operator, note=note, decided_at=now):
@@ -47,6 +51,26 @@ def decide(journal: Journal, approval_id: int, *, approve: bool, operator: str, 
     version, weights = _feed_weights(journal, request.decision_id, request.direction, approve,
                                       operator, approval_id, feedback)
     return ApprovalOutcome(approval_id, status, version, weights)
+
+
+def request_clock(journal: Journal, request: Any, wall_now: datetime) -> tuple[str, datetime]:
+    """Which clock a request's expiry is judged on, and that clock's time now. A request a
+    replay made lives on the replay's clock: its "now" is the close of the newest bar the
+    replay journaled for the request's stream (the replay stands there until it runs
+    again), not the wall clock, which is always days past a replay's bars. A live
+    daemon's request lives on the wall clock."""
+    from executor.approval_request import ApprovalRequest, MalformedApproval
+
+    try:
+        shown = ApprovalRequest.from_payload(request.intent)
+    except MalformedApproval:
+        return "wall", wall_now
+    if shown.clock != "replay":
+        return "wall", wall_now
+    last = journal.last_bar_time(request.symbol, shown.timeframe)
+    if last is None:
+        return "replay", request.created_at
+    return "replay", last + timedelta(seconds=timeframe_seconds(shown.timeframe))
 
 
 def _feed_weights(journal: Journal, decision_id: int, direction: str, approve: bool,

@@ -745,8 +745,9 @@ class RealtimeExecutor:
         """Queue the strategy's own trade for a human: on a conflict the ensemble opposed
         it, and the person approving overrides that opposition (``ApprovalRequest``)."""
         intent = self._intent(decision, decision_id, decision.proposal.direction)
+        clock = "replay" if isinstance(self.clock, SimulatedClock) else "wall"
         try:
-            request = ApprovalRequest.of(intent, decision)
+            request = ApprovalRequest.of(intent, decision, clock=clock)
         except MalformedApproval as exc:
             self.stats.vetoes["approval_malformed"] += 1
             log.error("approval_not_queued", decision_id=decision_id, error=str(exc))

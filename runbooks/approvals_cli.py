@@ -35,7 +35,8 @@ def _row(a: Any) -> dict[str, Any]:
             "created_at": a.created_at.isoformat(), "expires_at": a.expires_at.isoformat(),
             "operator": a.operator, "note": a.note,
             "decided_at": a.decided_at.isoformat() if a.decided_at else None,
-            "client_order_id": a.client_order_id, "intent": a.intent}
+            "client_order_id": a.client_order_id, "intent": a.intent,
+            "clock": (a.intent or {}).get("clock", "wall")}
 
 
 @app.command("list")

@@ -4,12 +4,10 @@ approval queue end to end (approve in time -> executed once; late -> never execu
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from pathlib import Path
 
 from conftest import write_sample_head
 from daemon_helpers import replay
-from freezegun import freeze_time
 from typer.testing import CliRunner
 
 from executor.feeds.files import load_bars
@@ -94,7 +92,7 @@ def _first_request_bar(data: Path, tmp_path: Path) -> tuple[int, object]:
 def test_approved_in_time_executes_once_and_late_never(journal_url: str,
                                                        tmp_path: Path) -> None:
     data = write_sample_head(tmp_path / "EURUSD_M15.csv", 6000)
-    index, created_at = _first_request_bar(data, tmp_path)
+    index, _created_at = _first_request_bar(data, tmp_path)
     replay(journal_url, data, stop_after=index + 3, guardrails=LONG_TTL)
     j = Journal.open(journal_url)
     pending = j.approvals("pending")
@@ -105,9 +103,10 @@ def test_approved_in_time_executes_once_and_late_never(journal_url: str,
 
     shown = _cli(journal_url, "approvals", "show", str(request.id))
     assert shown.exit_code == 0 and '"signals"' in shown.stdout  # type: ignore[attr-defined]
-    with freeze_time(created_at + timedelta(hours=1)):  # type: ignore[operator]
-        r = _cli(journal_url, "approvals", "approve", str(request.id), "--note",
-                 "structure is clean", "--operator", "analyst")
+    # Approved on today's wall clock, years after the replay's bars: the request lives on
+    # the replay's clock (issue 16, defect 8), where it has days left.
+    r = _cli(journal_url, "approvals", "approve", str(request.id), "--note",
+             "structure is clean", "--operator", "analyst")
     assert r.exit_code == 0, r.output  # type: ignore[attr-defined]
     assert "approved" in r.stdout  # type: ignore[attr-defined]
     again = _cli(journal_url, "approvals", "approve", str(request.id), "--note", "x",
@@ -140,13 +139,18 @@ def test_approved_in_time_executes_once_and_late_never(journal_url: str,
     finally:
         j.close()
 
-    # The same request in another journal, approved only after its time-to-live: refused,
-    # marked expired, and the resumed daemon never sends it.
+    # The same request in another journal whose replay ran past its time-to-live (on the
+    # replay's clock) before anyone looked: refused, expired, and never sent.
     late_url = f"sqlite:///{tmp_path / 'late.sqlite'}"
     replay(late_url, data, stop_after=index + 3, guardrails=LONG_TTL)
-    with freeze_time(request.expires_at + timedelta(seconds=1)):
-        r = _cli(late_url, "approvals", "approve", str(request.id), "--note", "too late",
-                 "--operator", "analyst")
+    j = Journal.open(late_url)
+    try:
+        assert j.get_approval(request.id or 0).status == "pending"  # type: ignore[union-attr]
+    finally:
+        j.close()
+    replay(late_url, data, stop_after=700, guardrails=LONG_TTL)  # 700 bars > 5 days
+    r = _cli(late_url, "approvals", "approve", str(request.id), "--note", "too late",
+             "--operator", "analyst")
     assert r.exit_code == 5 and "expired" in r.output  # type: ignore[attr-defined]
     resumed = replay(late_url, data, guardrails=LONG_TTL)
     assert resumed["approvals"]["executed"] == 0
