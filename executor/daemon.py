@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ensemble.late import call_row
 from executor.approval_request import ApprovalRequest, MalformedApproval
-from executor.brokers.base import Broker, BrokerFill
+from executor.brokers.base import Broker, BrokerFill, VolumeRules
 from executor.brokers.paper import PaperBroker
 from executor.components import ComponentFactory, Components
 from executor.errors import BrokerError, JournalError
@@ -228,6 +228,7 @@ class RealtimeExecutor:
         self._day_start_equity: float | None = None
         self._cycle_errors = 0
         self._refused_fills: set[str] = set()  # surplus fills never booked (rare)
+        self._sizes: dict[str, VolumeRules | None] = {}  # the venue's order sizes
         self.c: Components  # set by _apply
         self._broker_errors: ErrorRateMonitor  # set by _apply
         self._drawdown: DailyDrawdownMonitor | None
@@ -619,7 +620,8 @@ class RealtimeExecutor:
             snapshot=snapshot, equity=self._equity(), day_start_equity=self._day_start_equity,
             contract_size=self.contract_size, point=self._point(snapshot.symbol),
             recent_order_times=self._recent_order_times(now),
-            classes_down=self._classes_down(), working=self.router.working_exposure())
+            classes_down=self._classes_down(), working=self.router.working_exposure(),
+            volume_min=rules.min if (rules := self._volume_rules(snapshot.symbol)) else None)
 
     def _recent_order_times(self, now: datetime) -> tuple[datetime, ...]:
         """The order times the throttle can still count at ``now``; older ones are dropped
@@ -717,12 +719,29 @@ class RealtimeExecutor:
 
     def _volume(self, decision: Decision) -> float:
         """The configured volume, scaled down by the risk stage's size factor (a reviewer
-        that said "resize to 0.5" gets half); the guardrails judge this volume, and the
-        broker adapter rounds it to the market's step (down: MT5, ccxt precision)."""
+        that said "resize to 0.5" gets half) and rounded down to the venue's step: the
+        guardrails judge the volume the venue would take (``OrderVolumeCheck`` vetoes one
+        that rounds to nothing or below the venue's minimum)."""
         factor = decision.size_factor
-        if factor >= 1.0:
-            return self.c.order_volume
-        return round(self.c.order_volume * max(factor, 0.0), 8)
+        volume = (self.c.order_volume if factor >= 1.0
+                  else round(self.c.order_volume * max(factor, 0.0), 8))
+        rules = self._volume_rules(decision.proposal.symbol)
+        return rules.round_down(volume) if rules is not None else volume
+
+    def _volume_rules(self, symbol: str) -> VolumeRules | None:
+        """The venue's step and minimum for ``symbol``, asked once (None: unknown)."""
+        if symbol in self._sizes:
+            return self._sizes[symbol]
+        ask = getattr(self.broker, "volume_rules", None)
+        rules: VolumeRules | None = None
+        if callable(ask):
+            try:
+                rules = ask(symbol)
+            except BrokerError as exc:
+                log.error("volume_rules_read_failed", symbol=symbol, error=str(exc))
+                return None  # asked again next time
+        self._sizes[symbol] = rules
+        return rules
 
     def _intent(self, decision: Decision, decision_id: int,
                 direction: Direction | None = None) -> OrderIntent:

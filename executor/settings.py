@@ -187,6 +187,11 @@ class PaperSettings(_Section):
     initial_balance: float = Field(default=10_000.0, gt=0)
     contract_size: float = Field(default=100_000.0, gt=0)
     order_volume_lots: float = Field(default=0.1, gt=0)
+    # The simulated venue's order sizes (as MT5's volume_step / volume_min): volumes are
+    # rounded down to the step before the guardrails, and one below the minimum is vetoed.
+    # Unset: sizes are not rounded (a volume of zero is still vetoed).
+    volume_step: float | None = Field(default=None, gt=0)
+    volume_min: float | None = Field(default=None, gt=0)
 
 
 class BrokerSettings(_Section):

@@ -13,6 +13,7 @@ from ensemble.errors import EnsembleConfigError
 from ensemble.factory import build_ensemble as build_ensemble_from_config
 from ensemble.late import LateCalls
 from ensemble.telemetry import MultiSink
+from executor.brokers.base import VolumeRules
 from executor.brokers.paper import PaperBroker
 from executor.components import ComponentFactory, Components
 from executor.daemon import RealtimeExecutor
@@ -38,6 +39,7 @@ from guardrails.limits import (
     MaxSpreadCheck,
     MinStopDistanceCheck,
     OrderThrottleCheck,
+    OrderVolumeCheck,
     ProvidersAvailableCheck,
     StaleDataCheck,
     TradingHoursCheck,
@@ -99,6 +101,7 @@ def build_guardrails(guard: GuardrailSettings | Settings, journal: Journal,
     g = guard.guardrails if isinstance(guard, Settings) else guard
     cons = g.consensus_for(mode)
     checks: list[Check] = [
+        OrderVolumeCheck(),
         TradingStateCheck(journal),
         ClearanceCheck(journal, account, strategy, mode),
         MaxPositionCheck(g.max_position_lots),
@@ -263,7 +266,8 @@ def build_daemon(settings: Settings, journal: Journal, *, data: Path | None = No
                                  f"line {rej.line}: {rej.reason}")
     broker_cls = ShadowBroker if settings.mode == "shadow" else PaperBroker
     broker = broker_cls(contract_size=settings.paper.contract_size,
-                        initial_balance=settings.paper.initial_balance)
+                        initial_balance=settings.paper.initial_balance,
+                        volume_rules=paper_volume_rules(settings))
     executor = RealtimeExecutor(
         mode=settings.mode, account=settings.account, journal=journal, feed=feed,
         streams=[(loaded.symbol, loaded.timeframe)], broker=broker, components=factory,
@@ -272,6 +276,14 @@ def build_daemon(settings: Settings, journal: Journal, *, data: Path | None = No
         notifier=notifier, points={loaded.symbol: loaded.point} if loaded.point else None,
         contract_size=settings.paper.contract_size, metrics=metrics, ea_source=ea_source)
     return _journal_late_calls(Daemon(executor, journal, feed, loaded), late)
+
+
+def paper_volume_rules(settings: Settings) -> VolumeRules | None:
+    """The simulated venue's order sizes, when ``[paper] volume_step`` is set."""
+    p = settings.paper
+    if p.volume_step is None:
+        return None
+    return VolumeRules(p.volume_step, p.volume_min or p.volume_step)
 
 
 def _journal_late_calls(daemon: Daemon, late: LateCalls) -> Daemon:

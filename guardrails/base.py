@@ -61,6 +61,7 @@ class AccountState:
     recent_order_times: tuple[datetime, ...] = ()
     classes_down: tuple[str, ...] = ()  # provider classes with every provider unavailable
     working: Mapping[str, WorkingExposure] = field(default_factory=dict)  # by symbol
+    volume_min: float | None = None  # the venue's smallest order (None: unknown)
 
     def position(self, symbol: str) -> Position:
         return self.positions.get(symbol) or Position(symbol)

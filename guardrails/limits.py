@@ -12,6 +12,25 @@ from guardrails.base import AccountState, WorkingExposure
 from strategies.domain import CheckResult, Decision, timeframe_seconds
 
 
+class OrderVolumeCheck:
+    """The order must be one the venue takes: the volume, already rounded down to the
+    venue's step, is positive and at least its minimum. A risk reviewer's resize to a
+    sliver (a size factor of 1e-9 rounds to 0 lots) is a veto with its reason here, not a
+    rejection by the broker that would feed the broker-error halt."""
+
+    name = "order_volume"
+
+    def check(self, decision: Decision, account: AccountState) -> CheckResult:
+        volume = account.order_volume
+        if not volume > 0:
+            return CheckResult(self.name, False, f"order volume {volume:g} lots: the size "
+                               f"factor {decision.size_factor:g} leaves nothing to send")
+        if account.volume_min is not None and volume < account.volume_min - 1e-12:
+            return CheckResult(self.name, False, f"order volume {volume:g} lots is below "
+                               f"the venue's minimum {account.volume_min:g}")
+        return CheckResult(self.name, True, f"{volume:g} lots")
+
+
 class MaxPositionCheck:
     """Net lots per symbol, worst case: the filled position plus every working order on the
     order's side plus the order itself (``AccountState`` says why working orders on the

@@ -7,7 +7,7 @@ from pathlib import Path
 from daemon_helpers import replay
 from sqlalchemy import func, select
 
-from executor.journal.models import BarRow, OrderRow, ProposalRow, RejectedBarRow
+from executor.journal.models import BarRow, OrderRow, ProposalRow, RejectedBarRow, VerdictRow
 from executor.journal.store import Journal
 
 
@@ -183,3 +183,31 @@ def test_vetoes_while_halted_are_no_evidence_against_the_parameters(
     kinds = [i.kind for i in j.incidents()]
     j.close()
     assert any("veto_spike" in k for k in kinds)
+
+
+def test_a_resize_below_the_venue_minimum_is_a_veto_not_an_order(
+        sqlite_url: str, sample_head: Path) -> None:
+    """Issue 16, defect 4: a risk reviewer's resize to a sliver rounded to an order the
+    venue cannot take (0.0 lots, or under its minimum), passed every guardrail and reached
+    the broker, whose rejections fed the error-rate halt. Volumes are rounded down to the
+    venue's step before the checks; below its minimum the decision is vetoed, with why."""
+    providers = [
+        {"name": "structure", "kind": "structure", "weight": 1.0},
+        {"name": "momentum", "kind": "momentum", "weight": 0.5, "params": {"period": 20}},
+        {"name": "risk", "kind": "risk_rules",
+         "params": {"min_confidence": 0.0, "full_size_confidence": 1.0}}]
+    summary = replay(sqlite_url, sample_head, ensemble={"providers": providers},
+                     paper={"order_volume_lots": 0.03, "volume_step": 0.01,
+                            "volume_min": 0.02})
+    assert summary["vetoes"].get("order_volume", 0) > 0, summary["vetoes"]
+    j = Journal.open(sqlite_url)
+    try:
+        volumes = [o.volume for o in j._session.scalars(select(OrderRow))]
+        reasons = [c["reason"] for v in j._session.scalars(select(VerdictRow))
+                   for c in (v.checks or []) if c.get("name") == "order_volume"
+                   and not c.get("passed")]
+    finally:
+        j.close()
+    assert volumes, "no order at all: the test proves nothing"
+    assert all(v >= 0.02 - 1e-12 and abs(v / 0.01 - round(v / 0.01)) < 1e-9 for v in volumes)
+    assert reasons and "below the venue's minimum 0.02" in reasons[0]

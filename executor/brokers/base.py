@@ -3,6 +3,7 @@ the router is the only caller, and only after the order row is journaled."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,6 +24,24 @@ class BrokerFill:
     kind: str
     realized_pnl: float
     order: Order | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeRules:
+    """What the venue accepts as an order's size: multiples of ``step``, at least ``min``
+    (MT5 ``volume_step``/``volume_min``; a ccxt market's amount precision and minimum).
+    The daemon rounds a decision's volume down to the step *before* the guardrails judge
+    it, and a volume below the minimum is a veto, never an order the venue will refuse."""
+
+    step: float
+    min: float
+
+    def round_down(self, volume: float) -> float:
+        if self.step <= 0:
+            return volume
+        steps = math.floor(volume / self.step + 1e-9)
+        decimals = max(0, -math.floor(math.log10(self.step))) + 2 if self.step < 1 else 2
+        return round(steps * self.step, decimals)
 
 
 class Broker(Protocol):

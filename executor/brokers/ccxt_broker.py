@@ -52,7 +52,7 @@ from typing import Any, TypeVar
 import structlog
 from pydantic import SecretStr
 
-from executor.brokers.base import BrokerFill, BrokerOrder
+from executor.brokers.base import BrokerFill, BrokerOrder, VolumeRules
 from executor.brokers.ccxt_errors import Outcome, classify, exchange_code
 from executor.brokers.config import CcxtSettings
 from executor.brokers.equity_cache import EquityCache
@@ -563,6 +563,33 @@ class CcxtBroker:
                 raise BrokerError(f"{self.name}: cannot state equity in one currency: "
                                   f"{detail}", retryable=False)
             return next(iter(by_currency))
+
+    def volume_rules(self, symbol: str) -> VolumeRules | None:
+        """The market's amount step (``precision['amount']``: the step itself under
+        ``TICK_SIZE``, decimals under ``DECIMAL_PLACES``) and minimum
+        (``limits['amount']['min']``: Binance's LOT_SIZE minQty). None when unknown."""
+        c = _ccxt()
+        with self._lock:
+            self.ensure_markets()
+            try:
+                market = self.exchange.market(symbol)
+            except c.BaseError:
+                return None
+            raw = (market.get("precision") or {}).get("amount")
+            if raw is None:
+                return None
+            mode = getattr(self.exchange, "precisionMode", None)
+            if mode == c.TICK_SIZE:
+                step = float(raw)
+            elif mode == c.DECIMAL_PLACES:
+                step = 10.0 ** -float(raw)
+            else:
+                return None
+            vmin = ((market.get("limits") or {}).get("amount") or {}).get("min")
+            minimum = float(vmin) if vmin is not None else step
+            if not (math.isfinite(step) and step > 0 and math.isfinite(minimum)):
+                return None
+            return VolumeRules(step, max(minimum, step))
 
     def point(self, symbol: str) -> float | None:
         """The market's price tick, for ``min_stop_points`` (the MT5 ``point`` of a ccxt

@@ -30,7 +30,7 @@ from typing import Any
 import structlog
 
 from executor.brokers import mt5_client as C
-from executor.brokers.base import BrokerFill, BrokerOrder
+from executor.brokers.base import BrokerFill, BrokerOrder, VolumeRules
 from executor.brokers.config import Mt5Settings
 from executor.brokers.equity_cache import EquityCache
 from executor.brokers.mt5_client import Mt5Client
@@ -673,6 +673,23 @@ class Mt5Broker:
         hedged book shows, even when it nets to flat."""
         return _net((p for p in self.client.positions_get() if self._ours(p)),
                     self.client_id_from_comment)
+
+    def volume_rules(self, symbol: str) -> VolumeRules | None:
+        """``symbol_info().volume_step`` and ``volume_min``; None when the terminal cannot
+        tell (the daemon then rounds nothing and lets ``round_volume`` refuse at send)."""
+        try:
+            info = self._symbol(symbol)
+        except BrokerError as exc:
+            log.warning("mt5_volume_rules_unknown", symbol=symbol, error=str(exc))
+            return None
+        try:
+            step = float(info.get("volume_step") or 0.0)
+            vmin = float(info.get("volume_min") or step)
+        except (TypeError, ValueError):
+            return None
+        if not (math.isfinite(step) and step > 0 and math.isfinite(vmin)):
+            return None
+        return VolumeRules(step, vmin)
 
     def point(self, symbol: str) -> float | None:
         """The symbol's point (``symbol_info().point``, the smallest price change), for

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from executor.brokers.base import BrokerFill, BrokerOrder
+from executor.brokers.base import BrokerFill, BrokerOrder, VolumeRules
 from strategies.domain import (
     Bar,
     Fill,
@@ -42,9 +42,11 @@ class PaperBroker:
     name = "paper"
     simulated = True
 
-    def __init__(self, *, contract_size: float = 100_000.0, initial_balance: float = 10_000.0):
+    def __init__(self, *, contract_size: float = 100_000.0, initial_balance: float = 10_000.0,
+                 volume_rules: VolumeRules | None = None):
         self.contract_size = contract_size
         self.initial_balance = initial_balance
+        self._volume_rules = volume_rules
         self._pending: dict[str, Order] = {}
         self._known: dict[str, Order] = {}
         self._positions: dict[str, Position] = {}
@@ -88,6 +90,11 @@ class PaperBroker:
                         :len(self._known) - _KNOWN_MAX // 2]:
                     del self._known[coid]
             self._sweep_at = len(self._known) + 256
+
+    def volume_rules(self, symbol: str) -> VolumeRules | None:
+        """The simulated venue's sizes (``[paper] volume_step``/``volume_min``)."""
+        del symbol
+        return self._volume_rules
 
     def position(self, symbol: str) -> Position:
         return self._positions.get(symbol) or Position(symbol)
