@@ -36,6 +36,7 @@ def call_row(call: ProviderCall, decision_id: int | None) -> dict[str, Any]:
         "decision_id": decision_id, "stage": call.stage, "provider": call.provider,
         "provider_class": call.provider_class, "model": call.model,
         "template_id": call.template_id, "template_version": call.template_version,
+        "template_hash": call.template_hash, "replayed": bool(call.replayed),
         "latency_ms": float(call.latency_ms), "tokens_in": int(call.tokens_in),
         "tokens_out": int(call.tokens_out), "cost": float(call.cost),
         "outcome": call.outcome.value, "abstained": bool(call.abstained),

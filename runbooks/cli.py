@@ -471,6 +471,15 @@ def _format_trace(t: dict[str, Any]) -> str:
             what = (f"abstained: {sig['abstain_reason']}" if sig["abstain_reason"]
                     else f"{sig['direction']} {sig['confidence']:.2f} — {sig['rationale']}")
             lines.append(f"            {sig['provider']}: {what}")
+    for c in t.get("provider_calls") or []:
+        prompt = (f"{c['template_id']} v{c['template_version']} #{(c['template_hash'] or '')[:12]}"
+                  if c.get("template_id") else "no prompt (local)")
+        lines.append(
+            f"  call      {c['stage']} {c['provider']} ({c['model'] or c['provider_class']}): "
+            f"{c['outcome']}{' (replayed)' if c.get('replayed') else ''}, "
+            f"{c['latency_ms']:.0f} ms, tokens {c['tokens_in']}/{c['tokens_out']}, "
+            f"cost {c['cost']:.6f}, {prompt}"
+            + (f" — {c['error']}" if c.get("error") else ""))
     if t["verdict"]:
         v = t["verdict"]
         lines.append(f"  verdict   {'approved' if v['approved'] else 'vetoed'}")

@@ -1107,6 +1107,11 @@ class Journal:
         out["parameter_set"] = {"hash": order.params_hash, "versions": versions,
                                 "content": params.content if params else None}
         out["fills"] = [f.model_dump(mode="json") for f in self.fills(client_order_id)]
+        out["provider_calls"] = [
+            c.model_dump(mode="json", exclude={"raw_text", "input_json", "output_json"})
+            for c in self._session.scalars(select(ProviderCallRow).where(
+                _PROVIDER_CALLS.c.decision_id == order.decision_id)
+                .order_by(ProviderCallRow.id))] if order.decision_id else []  # type: ignore[arg-type]
         return out
 
 
