@@ -393,3 +393,22 @@ def test_a_secret_reflected_in_an_answer_is_masked_everywhere(servers) -> None:
         assert "your key is **********" in (c.raw_text or "") and c.output_json
         assert "**********" in json.loads(c.output_json)["rationale"]
     assert all(s.rationale.startswith("your key is **********") for s in d.signals)
+
+
+def test_an_answer_with_nul_and_megabytes_is_journaled_bounded(journal_url: str) -> None:
+    """PostgreSQL text refuses NUL: a model's "\\u0000" used to fail the commit."""
+    raw = "{\"rationale\": \"a\x00b\"}" + "y" * 300_000
+    call = ProviderCall(decision_key="k", stage="research", provider="gpt",
+                        provider_class="reasoning", kind="openai", model="m",
+                        outcome=CallOutcome.INVALID, abstained=True, reason="invalid: x",
+                        raw_text=raw)
+    journal = Journal.open(journal_url)
+    try:
+        journal.record_provider_call(call_row(call, None))
+        journal.commit()
+        (row,) = journal.provider_calls()
+    finally:
+        journal.close()
+    assert row.raw_text is not None and "\x00" not in row.raw_text
+    assert row.raw_text.startswith('{"rationale": "a\\u0000b"}')
+    assert len(row.raw_text) < 110_000 and "more characters not stored" in row.raw_text
