@@ -8,6 +8,11 @@ explicit, each call's retries bounded by its budget, for the same reasons as
 
 ``temperature`` is sent only if the installed SDK's ``messages.create`` still takes it
 (anthropic 2.x dropped it; the models it targets choose their own sampling).
+
+The answer is untrusted as in ``openai_chat.py``: key masked, usage validated, and the
+message's ``stop_reason`` and content blocks can make it no vote
+(``validation.anthropic_unusable``: a refusal, a context-window cut, a paused turn, a
+``tool_use`` block beside the text).
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ from pydantic import SecretStr
 from ensemble import call_budget
 from ensemble.base import Completion, RenderedPrompt
 from ensemble.errors import EnsembleConfigError
-from ensemble.openai_chat import budget_hooks, call_sdk
+from ensemble.openai_chat import budget_hooks, call_sdk, usage_counts
+from ensemble.provider_text import mask
+from ensemble.validation import anthropic_unusable
 
 
 class AnthropicMessagesClient:
@@ -72,12 +79,16 @@ class AnthropicMessagesClient:
         with call_budget.budget(timeout_s):
             resp = call_sdk(self._client.messages.create, kwargs, sdk=sdk,
                             base_error=sdk.AnthropicError, secret=self._secret)
-        text = "".join(getattr(block, "text", "") for block in (resp.content or [])
+        blocks = list(getattr(resp, "content", None) or [])
+        text = "".join(str(getattr(block, "text", "")) for block in blocks
                        if getattr(block, "type", None) == "text")
-        usage = resp.usage
+        stop = getattr(resp, "stop_reason", None)
+        tokens_in, tokens_out = usage_counts(
+            getattr(resp, "usage", None), ("input_tokens", "output_tokens"), self.model)
         return Completion(
-            text=text,
-            tokens_in=int(getattr(usage, "input_tokens", 0) or 0),
-            tokens_out=int(getattr(usage, "output_tokens", 0) or 0),
-            truncated=resp.stop_reason == "max_tokens",
-            finish_reason=resp.stop_reason)
+            text=mask(text, (self._secret,)),
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            truncated=stop == "max_tokens",
+            finish_reason=stop if isinstance(stop, str) else None,
+            unusable=anthropic_unusable(stop, [getattr(b, "type", None) for b in blocks]))

@@ -54,13 +54,17 @@ class RenderedPrompt:
 
 @dataclass(frozen=True, slots=True)
 class Completion:
-    """A model's raw answer. ``truncated``: it stopped on its token limit."""
+    """A model's raw answer. ``truncated``: it stopped on its token limit. ``unusable``:
+    why the API itself says this answer is no vote whatever its text (a refusal, a
+    filtered answer, a tool call, a finish reason we do not know); None for a finished
+    answer, which validation then judges."""
 
     text: str
     tokens_in: int = 0
     tokens_out: int = 0
     truncated: bool = False
     finish_reason: str | None = None
+    unusable: str | None = None
 
 
 class ModelClient(Protocol):

@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from ensemble.provider_text import stored
 from ensemble.telemetry import CallOutcome, ProviderCall
 
 
@@ -41,7 +42,10 @@ def call_row(call: ProviderCall, decision_id: int | None) -> dict[str, Any]:
         "tokens_out": int(call.tokens_out), "cost": float(call.cost),
         "outcome": call.outcome.value, "abstained": bool(call.abstained),
         "error_class": call.error_class, "error": call.reason,
-        "request_key": call.request_key, "raw_text": call.raw_text,
+        "request_key": call.request_key,
+        # Provider text, bounded and storable (``provider_text.stored``): an oversized
+        # answer or a NUL must not fail the commit, nor grow a row per call without bound.
+        "raw_text": None if call.raw_text is None else stored(call.raw_text),
         "input_json": call.input_json, "output_json": call.output_json,
     }
 

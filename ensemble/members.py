@@ -250,6 +250,7 @@ class ModelMember(_MemberBase):
                                                                rec.latency_ms))
             text, tokens_in, tokens_out = rec.raw_text, rec.tokens_in, rec.tokens_out
             truncated, latency, replayed = rec.truncated, rec.latency_ms, True
+            unusable = rec.unusable
         else:
             assert self.client is not None
             sent = time.perf_counter()  # latency is the provider's: the request alone
@@ -271,16 +272,17 @@ class ModelMember(_MemberBase):
             self.note_latency(request.stage, latency)
             text, tokens_in, tokens_out = (completion.text, completion.tokens_in,
                                            completion.tokens_out)
-            truncated = completion.truncated
+            truncated, unusable = completion.truncated, completion.unusable
             if self.mode == "record" and self.store is not None:
                 self._record(key, template, prompt.text, text, tokens_in, tokens_out,
-                             latency, truncated, time.perf_counter() > request.deadline)
+                             latency, truncated, time.perf_counter() > request.deadline,
+                             unusable)
         cost = call_cost(tokens_in, tokens_out, self.price_in_per_1k, self.price_out_per_1k)
         common: dict[str, Any] = {"latency_ms": latency, "tokens_in": tokens_in,
                                   "tokens_out": tokens_out, "cost": cost, "raw_text": text,
                                   "replayed": replayed, **ids}
-        if truncated:
-            reason = "invalid: truncated at the token limit"
+        if truncated or unusable:
+            reason = f"invalid: {unusable or 'truncated at the token limit'}"
             call = self._call(request, CallOutcome.INVALID, abstained=True, reason=reason,
                               **common)
             return MemberResult(call, self._abstain_signal(request, reason, latency))
@@ -302,12 +304,12 @@ class ModelMember(_MemberBase):
 
     def _record(self, key: str, template: PromptTemplate, prompt: str, text: str,
                 tokens_in: int, tokens_out: int, latency: float, truncated: bool,
-                late: bool) -> None:
+                late: bool, unusable: str | None = None) -> None:
         assert self.store is not None
         try:
             self.store.put(Recording(key, self.name, self.model, template.ref,
                                      template.short_hash, prompt, text, tokens_in, tokens_out,
-                                     round(latency, 3), truncated, late))
+                                     round(latency, 3), truncated, late, unusable))
         except OSError as exc:  # a full disk must not fail the decision
             log.error("recording_failed provider=%s key=%s error=%r", self.name, key, exc)
 

@@ -22,10 +22,16 @@ types and the JSON schema node by node to produce an identical dict (our body ha
 aliased or formatted fields): ~0.6 ms of CPU per call, held under the GIL while the
 ensemble's other calls wait to go out (``tests/test_ensemble_sdk_requests.py`` checks
 both paths put the same body on the wire).
+
+What comes back is untrusted: the key is masked in the answer's text as in error text
+(a proxy may echo the request's headers), token counts are validated before they are
+billed or counted, and the choice's own metadata (``finish_reason``, ``refusal``,
+``tool_calls``) can make it no vote whatever its text (``validation.openai_unusable``).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from functools import partial
 from typing import Any
@@ -35,6 +41,11 @@ from pydantic import SecretStr
 from ensemble import call_budget
 from ensemble.base import Completion, RenderedPrompt
 from ensemble.errors import EnsembleConfigError, ProviderCallError
+from ensemble.provider_text import mask
+from ensemble.telemetry import token_count
+from ensemble.validation import openai_unusable
+
+log = logging.getLogger(__name__)
 
 
 def scrub(text: str, secret: str | None) -> str:
@@ -134,11 +145,36 @@ class OpenAIChatClient:
             raise ProviderCallError("response has no choices", error_class="EmptyResponse")
         choice = choices[0]
         message = choice.message
-        text = message.content if message.content is not None else (message.refusal or "")
-        usage = resp.usage
+        finish = getattr(choice, "finish_reason", None)
+        refusal = getattr(message, "refusal", None)
+        content = getattr(message, "content", None)
+        # A refusal's explanation is kept as the raw text (the record of what was said);
+        # it is never parsed as the answer (``unusable``).
+        text = content if isinstance(content, str) else (
+            refusal if isinstance(refusal, str) else "")
+        tokens_in, tokens_out = usage_counts(
+            getattr(resp, "usage", None), ("prompt_tokens", "completion_tokens"), self.model)
         return Completion(
-            text=text,
-            tokens_in=int(getattr(usage, "prompt_tokens", 0) or 0),
-            tokens_out=int(getattr(usage, "completion_tokens", 0) or 0),
-            truncated=choice.finish_reason == "length",
-            finish_reason=choice.finish_reason)
+            text=mask(text, (self._secret,)),
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            truncated=finish == "length",
+            finish_reason=finish if isinstance(finish, str) else None,
+            unusable=openai_unusable(finish, refusal, getattr(message, "tool_calls", None)
+                                     or getattr(message, "function_call", None)))
+
+
+def usage_counts(usage: Any, fields: tuple[str, str], model: str) -> tuple[int, int]:
+    """(tokens in, tokens out) from a response's ``usage``, each validated
+    (``telemetry.token_count``): a provider's numbers are untrusted input. A bad count is
+    logged and counts as 0; the call and its answer are kept. No ``usage`` at all (some
+    local servers) is 0 and 0, silently."""
+    if usage is None:
+        return 0, 0
+    counts = []
+    for name in fields:
+        count, problem = token_count(getattr(usage, name, None), name)
+        if problem is not None:
+            log.warning("provider_usage_rejected model=%s problem=%s", model, problem)
+        counts.append(count)
+    return counts[0], counts[1]

@@ -47,6 +47,7 @@ class Recording:
     latency_ms: float
     truncated: bool = False
     late: bool = False  # arrived after its decision's deadline: replayed as a timeout
+    unusable: str | None = None  # the API said it is no vote (``Completion.unusable``)
 
 
 class RecordingStore:

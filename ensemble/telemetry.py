@@ -71,10 +71,36 @@ class ProviderCall:
         return out
 
 
+# No single call consumes more tokens than the largest context windows offered (about 2M):
+# a count above this is a broken or hostile server, not a bill.
+MAX_TOKENS_PER_CALL = 4_000_000
+
+
+def token_count(value: object, name: str, *, limit: int = MAX_TOKENS_PER_CALL,
+                ) -> tuple[int, str | None]:
+    """A provider-reported token count as ``(count, problem)``: an int in ``[0, limit]``
+    is taken as is; anything else (negative, absurd, a float, a string, a bool, missing)
+    is untrusted input we cannot bill, so it counts as 0 and ``problem`` says why. A
+    bad count never fails the call: the answer is judged on its own."""
+    if value is None:
+        return 0, f"{name} missing"
+    if isinstance(value, bool) or not isinstance(value, int):
+        return 0, f"{name} {str(value)[:40]!r} is not an integer"
+    if value < 0:
+        return 0, f"{name} {value} is negative"
+    if value > limit:
+        return 0, f"{name} {value} is above any possible call ({limit})"
+    return value, None
+
+
 def call_cost(tokens_in: int, tokens_out: int, price_in_per_1k: float,
               price_out_per_1k: float) -> float:
-    """Cost from pinned per-1K-token prices (never from a price the provider reports)."""
-    return tokens_in / 1000.0 * price_in_per_1k + tokens_out / 1000.0 * price_out_per_1k
+    """Cost from pinned per-1K-token prices (never from a price the provider reports).
+    Counts are validated at the adapter (``token_count``); one that still is negative
+    (a recording made before that) costs nothing rather than a negative amount, which
+    a Prometheus counter refuses."""
+    return (max(tokens_in, 0) / 1000.0 * price_in_per_1k
+            + max(tokens_out, 0) / 1000.0 * price_out_per_1k)
 
 
 class TelemetrySink(Protocol):

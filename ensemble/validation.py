@@ -124,5 +124,50 @@ def validate_answer(stage: str, text: str | None, proposal: Proposal,
     return checked if problem is None else _reject(problem)
 
 
+# --------------------------------------------------------------------------- the API's verdict
+# Before its text is read, an answer's own metadata can say it is no answer. Documented
+# values: https://platform.openai.com/docs/api-reference/chat/object (finish_reason),
+# https://platform.openai.com/docs/guides/structured-outputs ("Refusals"),
+# https://platform.claude.com/docs/en/build-with-claude/handling-stop-reasons (stop_reason).
+# Anything not known to be a finished answer is an abstention: a new value is no vote
+# until someone has read what it means.
+
+OPENAI_FINISHED = frozenset({"stop", "length"})  # "length": truncated, judged apart
+ANTHROPIC_FINISHED = frozenset({"end_turn", "stop_sequence", "max_tokens"})
+
+
+def openai_unusable(finish_reason: object, refusal: object, tool_calls: object) -> str | None:
+    """Why an OpenAI chat completion choice is no vote, from its metadata; None if it is
+    a finished answer (or one truncated at the token limit)."""
+    if refusal:
+        return "refused: the answer's refusal field is set"
+    if finish_reason == "content_filter":
+        return "filtered: finish_reason content_filter (content omitted by the provider)"
+    if tool_calls or finish_reason in ("tool_calls", "function_call"):
+        return f"a tool call, not an answer (finish_reason {finish_reason})"
+    if finish_reason not in OPENAI_FINISHED:
+        return f"unknown finish_reason {str(finish_reason)[:40]!r}"
+    return None
+
+
+def anthropic_unusable(stop_reason: object, block_types: list[object]) -> str | None:
+    """Why an Anthropic message is no vote, from its metadata; None if it is a finished
+    answer (or one truncated at ``max_tokens``)."""
+    if stop_reason == "refusal":
+        return "refused: stop_reason refusal"
+    if stop_reason == "model_context_window_exceeded":
+        return "cut short: stop_reason model_context_window_exceeded"
+    if stop_reason == "pause_turn":
+        return "incomplete: stop_reason pause_turn"
+    if stop_reason == "tool_use":
+        return "a tool call, not an answer (stop_reason tool_use)"
+    if stop_reason not in ANTHROPIC_FINISHED:
+        return f"unknown stop_reason {str(stop_reason)[:40]!r}"
+    others = sorted({str(t)[:40] for t in block_types if t != "text"})
+    if others:
+        return f"a {', '.join(others)} block beside the text"
+    return None
+
+
 def output_json(output: BaseModel | Any) -> str | None:
     return output.model_dump_json() if isinstance(output, BaseModel) else None

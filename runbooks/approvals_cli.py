@@ -60,13 +60,16 @@ def show(approval_id: int, config: ConfigOpt = None, journal_url: JournalOpt = N
     """One request with the decision behind it (each provider's signal)."""
     import json
 
+    from ensemble.provider_text import marked
+
     journal = journal_for(settings_for(config, journal_url), migrate=False)
     try:
         a = journal.get_approval(approval_id)
         if a is None:
             fail(f"no approval request #{approval_id}", EXIT_NOT_FOUND)
         data = _row(a)
-        data["signals"] = journal.decision_signals(a.decision_id)
+        # Each rationale is the provider's text: marked, with its instruction flags.
+        data["signals"] = [marked(s) for s in journal.decision_signals(a.decision_id)]
     finally:
         journal.close()
     typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))

@@ -446,6 +446,8 @@ def trace(order_id: Annotated[str, typer.Argument(help="Client order id (dta...)
 
 
 def _format_trace(t: dict[str, Any]) -> str:
+    from ensemble.provider_text import shown  # a rationale is untrusted provider text
+
     o = t["order"]
     lines = [f"order {o['client_order_id']}: {o['side']} {o['volume']} {o['symbol']} "
              f"{o['order_type']} state {o['state']} (SL {o['stop_loss']}, TP {o['take_profit']})"]
@@ -469,7 +471,8 @@ def _format_trace(t: dict[str, Any]) -> str:
                         if d.get("size_factor", 1.0) != 1.0 else ""))
         for sig in d["signals"] or []:
             what = (f"abstained: {sig['abstain_reason']}" if sig["abstain_reason"]
-                    else f"{sig['direction']} {sig['confidence']:.2f} — {sig['rationale']}")
+                    else f"{sig['direction']} {sig['confidence']:.2f} — "
+                         f"{shown(sig['rationale'])}")
             lines.append(f"            {sig['provider']}: {what}")
     for c in t.get("provider_calls") or []:
         prompt = (f"{c['template_id']} v{c['template_version']} #{(c['template_hash'] or '')[:12]}"

@@ -36,11 +36,36 @@ Anthropic, ``POST /v1/messages`` (https://docs.anthropic.com/en/api/messages,
     header: 429 ``rate_limit_error``, 500 ``api_error``, 529 ``overloaded_error`` (the API
     is temporarily overloaded for everyone), 401 ``authentication_error``.
 
+Answers a voter must not count (documented, and the inconvenient part of each API):
+
+    OpenAI ``finish_reason`` is one of "stop", "length", "content_filter" ("content was
+    omitted due to a flag from our content filters"), "tool_calls" (and the deprecated
+    "function_call") (https://platform.openai.com/docs/api-reference/chat/object,
+    ``openai/types/chat/chat_completion.py``). With structured output a model that
+    declines answers ``content: null`` and puts its explanation in the assistant
+    message's ``refusal`` field (https://platform.openai.com/docs/guides/structured-outputs
+    section "Refusals"); a tool call comes as ``message.tool_calls``.
+
+    Anthropic ``stop_reason`` is one of "end_turn", "max_tokens", "stop_sequence",
+    "tool_use", "pause_turn", "refusal" (the model declined for safety reasons), and
+    "model_context_window_exceeded" (the answer stopped at the context window, not at
+    ``max_tokens``) (https://docs.anthropic.com/en/api/messages,
+    https://platform.claude.com/docs/en/build-with-claude/handling-stop-reasons,
+    ``anthropic/types/stop_reason.py``); ``content`` is a list of blocks, where a
+    ``tool_use`` block (``{"type": "tool_use", "id", "name", "input"}``) may sit beside the
+    text. Usage is ``input_tokens`` / ``output_tokens`` (plus the cache counts), and
+    OpenAI's ``prompt_tokens`` / ``completion_tokens`` / ``total_tokens``: plain integers
+    the provider reports, which a broken or hostile server may send negative or absurd.
+
 Behaviour is scripted per request: each server has a queue of one-shot behaviours and a
 default ``responder`` (a function of the decoded request) used when the queue is empty.
 A behaviour can answer, delay, hang until released, fail with any documented error (a 429
-with the ``Retry-After`` it is given), truncate (``finish_reason: length`` /
-``stop_reason: max_tokens``), return a body that is not JSON, or drop the connection.
+with the ``Retry-After`` it is given, a 529 ``overloaded_error``), truncate
+(``finish_reason: length`` / ``stop_reason: max_tokens``), return a body that is not JSON,
+drop the connection, or (``Shaped``, see "answers that must not vote") answer in one of
+the shapes above: a refusal, a filtered answer, a tool call beside the text, any finish or
+stop reason (an unknown one too), an empty ``choices`` list; ``oversized`` builds an
+answer far beyond any token limit and ``Reply``'s token counts can be anything.
 """
 
 from __future__ import annotations
@@ -342,7 +367,7 @@ class FakeOpenAIServer(_FakeServer):
     def _completion(self, body: dict[str, Any], reply: Reply, n: int) -> dict[str, Any]:
         prompt_tokens = reply.prompt_tokens or _estimate_tokens(_prompt_text(body))
         completion_tokens = reply.completion_tokens or _estimate_tokens(reply.text)
-        return {
+        payload = {
             "id": f"chatcmpl-fake{n}",
             "object": "chat.completion",
             "created": 1_700_000_000 + n,
@@ -357,6 +382,7 @@ class FakeOpenAIServer(_FakeServer):
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens},
         }
+        return shape_openai(payload, reply) if isinstance(reply, Shaped) else payload
 
 
 # --------------------------------------------------------------------------- Anthropic
@@ -418,7 +444,7 @@ class FakeAnthropicServer(_FakeServer):
     def _completion(self, body: dict[str, Any], reply: Reply, n: int) -> dict[str, Any]:
         input_tokens = reply.prompt_tokens or _estimate_tokens(_prompt_text(body))
         output_tokens = reply.completion_tokens or _estimate_tokens(reply.text)
-        return {
+        payload = {
             "id": f"msg_fake{n:06d}",
             "type": "message",
             "role": "assistant",
@@ -429,6 +455,65 @@ class FakeAnthropicServer(_FakeServer):
             "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens,
                       "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
         }
+        return shape_anthropic(payload, reply) if isinstance(reply, Shaped) else payload
+
+
+# ----------------------------------------------------------- answers that must not vote
+
+
+@dataclass(frozen=True)
+class Shaped(Reply):
+    """A 200 answer in a documented shape that is not a usable vote (module docstring).
+
+    ``finish`` is sent as the OpenAI ``finish_reason`` / Anthropic ``stop_reason`` (any
+    string, an undocumented one too); ``refusal`` puts that text in OpenAI's
+    ``message.refusal`` with ``content: null`` (``text`` is ignored there; on Anthropic it
+    becomes the text block, as the API returns the model's explanation as text);
+    ``tool_call`` adds a tool call beside the text (OpenAI ``message.tool_calls``,
+    Anthropic a ``tool_use`` content block); ``no_choices`` answers ``"choices": []``.
+    """
+
+    finish: str | None = None
+    refusal: str | None = None
+    tool_call: bool = False
+    no_choices: bool = False
+
+
+_TOOL_INPUT = {"symbol": "EURUSD", "side": "buy", "lots": 100}
+
+
+def shape_openai(payload: dict[str, Any], reply: Shaped) -> dict[str, Any]:
+    if reply.no_choices:
+        payload["choices"] = []
+        return payload
+    choice = payload["choices"][0]
+    message = choice["message"]
+    if reply.refusal is not None:
+        message["content"] = None
+        message["refusal"] = reply.refusal
+    if reply.tool_call:
+        message["tool_calls"] = [{"id": "call_fake1", "type": "function", "function": {
+            "name": "place_order", "arguments": json.dumps(_TOOL_INPUT)}}]
+    if reply.finish is not None:
+        choice["finish_reason"] = reply.finish
+    return payload
+
+
+def shape_anthropic(payload: dict[str, Any], reply: Shaped) -> dict[str, Any]:
+    if reply.refusal is not None:
+        payload["content"] = [{"type": "text", "text": reply.refusal}]
+    if reply.tool_call:
+        payload["content"].append({"type": "tool_use", "id": "toolu_fake1",
+                                   "name": "place_order", "input": dict(_TOOL_INPUT)})
+    if reply.finish is not None:
+        payload["stop_reason"] = reply.finish
+    return payload
+
+
+def oversized(chars: int = 2_000_000) -> Reply:
+    """An answer far beyond any ``max_tokens`` the client asked for: a broken or hostile
+    server, since a real API stops at the limit (``finish_reason: length``)."""
+    return Reply('{"rationale": "' + "x" * chars + '"}', completion_tokens=chars // 4)
 
 
 # --------------------------------------------------------------------------- responders
