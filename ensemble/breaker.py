@@ -87,6 +87,14 @@ class CircuitBreaker:
                 return True
             return False
 
+    def release(self) -> None:
+        """A call ``allow`` let through was not made after all (it never left the queue):
+        nothing to judge the provider by, so nothing is counted, and a half-open probe
+        slot it held is free again."""
+        with self._lock:
+            if self._state is BreakerState.HALF_OPEN:
+                self._probe_in_flight = False
+
     def record(self, ok: bool, latency_ms: float = 0.0) -> None:
         """The outcome of a call that ``allow`` let through."""
         slow = self.config.slow_call_ms  # None: no slow-call rule (see BreakerConfig)

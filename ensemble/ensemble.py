@@ -264,6 +264,7 @@ class Ensemble:
         for m in route.selected:
             if m.inline:
                 results[m.name] = m.call(request)
+        not_sent: set[str] = set()
         if pooled:
             wait([f for _, f in pooled],
                  timeout=max(0.0, request.deadline - time.perf_counter()))
@@ -275,11 +276,18 @@ class Ensemble:
                     reason = f"timeout: no answer within the {self.config.deadline_ms} ms deadline"
                     if f.cancel():  # still queued behind busy workers: never sent at all
                         reason += " (not started: every worker busy)"
+                        not_sent.add(m.name)
                     else:
+                        # Its worker is free for the next decision; the call itself ends
+                        # at its budget (deadline + late grace) and may still be late.
+                        self._executor().abandon(f)
                         f.add_done_callback(partial(self._late, m, request))
                     results[m.name] = m.abstain(request, CallOutcome.TIMEOUT, reason, elapsed)
         if self.use_breakers:
             for m in route.selected:
+                if m.name in not_sent:  # no call was made: nothing to hold against it
+                    m.breaker.release()
+                    continue
                 call = results[m.name].call
                 m.breaker.record(call.outcome not in FAILURE_OUTCOMES, call.latency_ms)
         for m in route.skipped:
