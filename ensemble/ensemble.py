@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from functools import partial
 
 from ensemble.base import Provider
-from ensemble.breaker import CircuitBreaker
+from ensemble.breaker import BreakerTransition, CircuitBreaker
 from ensemble.config import EnsembleConfig
 from ensemble.members import LocalVoter, Member, MemberResult, StageRequest, late_call, start_order
 from ensemble.personas import (
@@ -165,6 +165,14 @@ class Ensemble:
         """Provider classes whose every member's breaker is open, and ``required`` classes
         with no member at all (for guardrails)."""
         return self.router.classes_down(required)
+
+    def watch_breakers(self, listener: Callable[[BreakerTransition], None]) -> None:
+        """Send every breaker transition to ``listener`` (which must only queue: it runs
+        under the breaker's lock, on whichever thread made the transition), starting with
+        each breaker's state now, so a journal reader knows the breakers were rebuilt."""
+        for m in self.members:
+            m.breaker.listener = listener
+            m.breaker.announce("ensemble built")
 
     def close(self) -> None:
         """Stop the worker pool; calls in flight are abandoned (their answers never count,
