@@ -216,7 +216,15 @@ class Ensemble:
         size = 1.0
         vetoed_by: str | None = None
         veto_reason: str | None = None
-        if score.voted:
+        short = self._quorum_shortfall(results) if self.config.quorum else None
+        if short is not None:
+            vetoed_by, veto_reason = "quorum", short
+            calls.append(ProviderCall(decision_key=key, stage="research", provider="ensemble",
+                                      provider_class="ensemble", kind="quorum", model="",
+                                      outcome=CallOutcome.INVALID, abstained=True,
+                                      reason=short))
+            steps.append(PersonaStep("quorum", None, (), "veto", 0.0, short))
+        elif score.voted:
             for stage in self._review_stages:
                 route = self.router.route(stage, use_breakers=self.use_breakers)
                 stage_payload = (
@@ -253,6 +261,20 @@ class Ensemble:
         return EnsembleResult(decision, score, tuple(steps), size if score.voted else 0.0,
                               vetoed_by, veto_reason, self.health() if with_health else None,
                               (time.perf_counter() - started) * 1e3)
+
+    def _quorum_shortfall(self, results: Sequence[MemberResult]) -> str | None:
+        """Why the research answers fall short of ``config.quorum``, or None if they
+        meet it. A valid answer is a call that answered (``ok``) without abstaining."""
+        classes = {m.name: m.provider_class for m in self.members}
+        valid: dict[str, int] = {}
+        for r in results:
+            if r.call.outcome is CallOutcome.OK and not r.call.abstained:
+                cls = classes.get(r.call.provider, r.call.provider_class)
+                valid[cls] = valid.get(cls, 0) + 1
+        short = [f"{valid.get(cls, 0)} valid {cls} answer(s), at least {need} required"
+                 for cls, need in sorted(self.config.quorum.items())
+                 if valid.get(cls, 0) < need]
+        return "quorum not met: " + "; ".join(short) if short else None
 
     # ------------------------------------------------------------------ fan-out
 
