@@ -130,6 +130,7 @@ class Ensemble:
         self.sink_errors = 0
         self._pool: DaemonThreadPool | None = None
         self._pool_lock = threading.Lock()
+        self._replayed_late: list[ProviderCall] = []  # evaluating thread only
 
     # ------------------------------------------------------------------ public API
 
@@ -156,6 +157,8 @@ class Ensemble:
                                     self.health(), (time.perf_counter() - started) * 1e3)
         for call in result.decision.calls:
             self._emit(call)
+        while self._replayed_late:  # after the decision, as the recorded run got them
+            self._emit(self._replayed_late.pop(0))
         return result
 
     def health(self) -> EnsembleHealth:
@@ -322,6 +325,7 @@ class Ensemble:
                 m.breaker.record(call.outcome not in FAILURE_OUTCOMES, call.latency_ms)
         for m in route.skipped:
             results[m.name] = m.abstain(request, CallOutcome.BREAKER_OPEN, "breaker open")
+        self._replayed_late.extend(r.late for r in results.values() if r.late is not None)
         return [results[m.name] for m in route.ordered()]
 
     def _late(self, member: Member, request: StageRequest,
