@@ -213,6 +213,20 @@ class EnsembleConfig(_Model):
     recordings_path: Path = Path("var/recordings")
     prompts_dir: Path = Path("config/prompts")
     max_workers: int = Field(default=8, ge=1, le=128)
+    # The fewest valid research answers each provider class must give before a decision
+    # can pass, e.g. {"reasoning": 2}: when the LLMs abstain, the local voters must not
+    # trade alone. Below it the ensemble vetoes, with the count in its reason. Empty: none.
+    quorum: dict[ProviderClass, int] = Field(default_factory=dict)
+
+    @field_validator("quorum")
+    @classmethod
+    def _quorum_positive(cls, quorum: dict[str, int]) -> dict[str, int]:
+        bad = {c: n for c, n in quorum.items() if n < 1}
+        if bad:
+            raise ValueError(f"quorum: each class needs at least 1 valid answer, got "
+                             f"{', '.join(f'{c} = {n}' for c, n in sorted(bad.items()))} "
+                             "(leave a class out for no quorum)")
+        return quorum
 
     @field_validator("breaker")
     @classmethod
@@ -283,6 +297,7 @@ class EnsembleConfig(_Model):
             "scoring": self.scoring.model_dump(mode="json"),
             "validation": self.validation.model_dump(mode="json"),
             "deadline_ms": self.deadline_ms,
+            **({"quorum": dict(sorted(self.quorum.items()))} if self.quorum else {}),
         }
 
     def with_weights(self, weights: dict[str, float]) -> EnsembleConfig:

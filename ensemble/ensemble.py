@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from functools import partial
 
 from ensemble.base import Provider
-from ensemble.breaker import CircuitBreaker
+from ensemble.breaker import BreakerTransition, CircuitBreaker
 from ensemble.config import EnsembleConfig
 from ensemble.members import LocalVoter, Member, MemberResult, StageRequest, late_call, start_order
 from ensemble.personas import (
@@ -130,6 +130,7 @@ class Ensemble:
         self.sink_errors = 0
         self._pool: DaemonThreadPool | None = None
         self._pool_lock = threading.Lock()
+        self._replayed_late: list[ProviderCall] = []  # evaluating thread only
 
     # ------------------------------------------------------------------ public API
 
@@ -156,6 +157,8 @@ class Ensemble:
                                     self.health(), (time.perf_counter() - started) * 1e3)
         for call in result.decision.calls:
             self._emit(call)
+        while self._replayed_late:  # after the decision, as the recorded run got them
+            self._emit(self._replayed_late.pop(0))
         return result
 
     def health(self) -> EnsembleHealth:
@@ -165,6 +168,14 @@ class Ensemble:
         """Provider classes whose every member's breaker is open, and ``required`` classes
         with no member at all (for guardrails)."""
         return self.router.classes_down(required)
+
+    def watch_breakers(self, listener: Callable[[BreakerTransition], None]) -> None:
+        """Send every breaker transition to ``listener`` (which must only queue: it runs
+        under the breaker's lock, on whichever thread made the transition), starting with
+        each breaker's state now, so a journal reader knows the breakers were rebuilt."""
+        for m in self.members:
+            m.breaker.listener = listener
+            m.breaker.announce("ensemble built")
 
     def close(self) -> None:
         """Stop the worker pool; calls in flight are abandoned (their answers never count,
@@ -208,7 +219,15 @@ class Ensemble:
         size = 1.0
         vetoed_by: str | None = None
         veto_reason: str | None = None
-        if score.voted:
+        short = self._quorum_shortfall(results) if self.config.quorum else None
+        if short is not None:
+            vetoed_by, veto_reason = "quorum", short
+            calls.append(ProviderCall(decision_key=key, stage="research", provider="ensemble",
+                                      provider_class="ensemble", kind="quorum", model="",
+                                      outcome=CallOutcome.INVALID, abstained=True,
+                                      reason=short))
+            steps.append(PersonaStep("quorum", None, (), "veto", 0.0, short))
+        elif score.voted:
             for stage in self._review_stages:
                 route = self.router.route(stage, use_breakers=self.use_breakers)
                 stage_payload = (
@@ -246,6 +265,20 @@ class Ensemble:
                               vetoed_by, veto_reason, self.health() if with_health else None,
                               (time.perf_counter() - started) * 1e3)
 
+    def _quorum_shortfall(self, results: Sequence[MemberResult]) -> str | None:
+        """Why the research answers fall short of ``config.quorum``, or None if they
+        meet it. A valid answer is a call that answered (``ok``) without abstaining."""
+        classes = {m.name: m.provider_class for m in self.members}
+        valid: dict[str, int] = {}
+        for r in results:
+            if r.call.outcome is CallOutcome.OK and not r.call.abstained:
+                cls = classes.get(r.call.provider, r.call.provider_class)
+                valid[cls] = valid.get(cls, 0) + 1
+        short = [f"{valid.get(cls, 0)} valid {cls} answer(s), at least {need} required"
+                 for cls, need in sorted(self.config.quorum.items())
+                 if valid.get(cls, 0) < need]
+        return "quorum not met: " + "; ".join(short) if short else None
+
     # ------------------------------------------------------------------ fan-out
 
     def _executor(self) -> DaemonThreadPool:
@@ -264,6 +297,7 @@ class Ensemble:
         for m in route.selected:
             if m.inline:
                 results[m.name] = m.call(request)
+        not_sent: set[str] = set()
         if pooled:
             wait([f for _, f in pooled],
                  timeout=max(0.0, request.deadline - time.perf_counter()))
@@ -275,15 +309,23 @@ class Ensemble:
                     reason = f"timeout: no answer within the {self.config.deadline_ms} ms deadline"
                     if f.cancel():  # still queued behind busy workers: never sent at all
                         reason += " (not started: every worker busy)"
+                        not_sent.add(m.name)
                     else:
+                        # Its worker is free for the next decision; the call itself ends
+                        # at its budget (deadline + late grace) and may still be late.
+                        self._executor().abandon(f)
                         f.add_done_callback(partial(self._late, m, request))
                     results[m.name] = m.abstain(request, CallOutcome.TIMEOUT, reason, elapsed)
         if self.use_breakers:
             for m in route.selected:
+                if m.name in not_sent:  # no call was made: nothing to hold against it
+                    m.breaker.release()
+                    continue
                 call = results[m.name].call
                 m.breaker.record(call.outcome not in FAILURE_OUTCOMES, call.latency_ms)
         for m in route.skipped:
             results[m.name] = m.abstain(request, CallOutcome.BREAKER_OPEN, "breaker open")
+        self._replayed_late.extend(r.late for r in results.values() if r.late is not None)
         return [results[m.name] for m in route.ordered()]
 
     def _late(self, member: Member, request: StageRequest,

@@ -10,6 +10,12 @@ every cycle), which journals each as a ``provider_calls`` row, joined to its dec
 
 The rows have the columns the daemon writes for a decision's own calls
 (``RealtimeExecutor._record_calls``), so reports and ``dta trace`` read them alike.
+
+Breaker transitions take the same road (``breaker_transition``, given to
+``Ensemble.watch_breakers``): a transition happens under a breaker's lock on whichever
+thread asked it, and is journaled by ``write`` as a provider event whose action is
+``breaker_<state>`` (operator ``system``), which ``dta providers status`` reads: the
+breakers live in the daemon's process, the command runs in another.
 """
 
 from __future__ import annotations
@@ -19,12 +25,18 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from ensemble.breaker import BreakerTransition
 from ensemble.provider_text import stored
 from ensemble.telemetry import CallOutcome, ProviderCall
+
+BREAKER_ACTION_PREFIX = "breaker_"  # provider event actions: breaker_open, breaker_closed...
 
 
 class CallJournal(Protocol):
     def record_provider_call(self, values: dict[str, Any]) -> None: ...
+
+    def record_provider_event(self, provider: str, action: str, operator: str,
+                              reason: str) -> None: ...
 
 
 class CallCounter(Protocol):
@@ -57,9 +69,14 @@ class LateCalls:
 
     def __init__(self, maxlen: int = 10_000) -> None:
         self._calls: deque[ProviderCall] = deque()
+        self._transitions: deque[BreakerTransition] = deque(maxlen=maxlen)
         self._maxlen = maxlen
         self._lock = threading.Lock()
         self.dropped = 0
+
+    def breaker_transition(self, transition: BreakerTransition) -> None:
+        """Queue a breaker transition (any thread; called under the breaker's lock)."""
+        self._transitions.append(transition)  # deque.append is atomic
 
     def record_call(self, call: ProviderCall) -> None:
         if call.outcome is not CallOutcome.LATE:
@@ -84,6 +101,12 @@ class LateCalls:
               decision_id: Callable[[str], int | None]) -> int:
         """Journal and count every queued late call; on the journal's thread only.
         ``decision_id(decision_key)`` names the decision a call answered, or None."""
+        while self._transitions:
+            t = self._transitions.popleft()
+            previous = "new" if t.previous is None else t.previous.value
+            journal.record_provider_event(t.provider, BREAKER_ACTION_PREFIX + t.state.value,
+                                          "system", f"{previous} -> {t.state.value}: "
+                                                    f"{t.reason}")
         if not self._calls:  # the usual case, every cycle: no lock, nothing to do
             return 0
         calls = self.drain()

@@ -59,6 +59,9 @@ class MemberResult:
     call: ProviderCall
     signal: Signal | None = None
     output: BaseModel | None = None
+    # Replay of an answer recorded as late: the ``late`` record the recorded run's
+    # telemetry got after the decision (the ensemble emits it likewise).
+    late: ProviderCall | None = None
 
 
 def _ms(since: float) -> float:
@@ -242,9 +245,24 @@ class ModelMember(_MemberBase):
                                   reason="no recording", **ids)
                 return MemberResult(call, self._abstain_signal(request, "no recording", 0.0))
             if rec.late:
+                # The recorded decision stopped waiting: a timeout; an answer that came
+                # later was also a ``late`` record, replayed as the live run made it.
+                late = None
+                if rec.outcome == "ok":
+                    late = late_call(self._answer(request, rec.raw_text, rec.tokens_in,
+                                                  rec.tokens_out, rec.truncated,
+                                                  rec.latency_ms, True, ids, rec.unusable))
                 reason = "recorded answer arrived after its deadline"
                 call = self._call(request, CallOutcome.TIMEOUT, abstained=True, reason=reason,
-                                  latency_ms=rec.latency_ms, raw_text=rec.raw_text,
+                                  latency_ms=rec.latency_ms, replayed=True, **ids)
+                return MemberResult(call, self._abstain_signal(request, reason,
+                                                               rec.latency_ms), late=late)
+            if rec.outcome != "ok":  # the recorded call failed: the same failure
+                outcome = (CallOutcome.TIMEOUT if rec.outcome == "timeout"
+                           else CallOutcome.ERROR)
+                reason = rec.error or rec.outcome
+                call = self._call(request, outcome, abstained=True, reason=reason,
+                                  error_class=rec.error_class, latency_ms=rec.latency_ms,
                                   replayed=True, **ids)
                 return MemberResult(call, self._abstain_signal(request, reason,
                                                                rec.latency_ms))
@@ -265,6 +283,11 @@ class ModelMember(_MemberBase):
                 self.note_latency(request.stage, latency)
                 outcome = CallOutcome.TIMEOUT if exc.timeout else CallOutcome.ERROR
                 reason = f"{exc.error_class}: {exc}"[:500]
+                if self.mode == "record" and self.store is not None:
+                    self._record(key, template, prompt.text, "", 0, 0, latency, False,
+                                 time.perf_counter() > request.deadline,
+                                 outcome=outcome.value, error_class=exc.error_class,
+                                 error=reason)
                 call = self._call(request, outcome, abstained=True, reason=reason,
                                   error_class=exc.error_class, latency_ms=latency, **ids)
                 return MemberResult(call, self._abstain_signal(request, reason, latency))
@@ -276,7 +299,15 @@ class ModelMember(_MemberBase):
             if self.mode == "record" and self.store is not None:
                 self._record(key, template, prompt.text, text, tokens_in, tokens_out,
                              latency, truncated, time.perf_counter() > request.deadline,
-                             unusable)
+                             unusable=unusable)
+        return self._answer(request, text, tokens_in, tokens_out, truncated, latency,
+                            replayed, ids, unusable)
+
+    def _answer(self, request: StageRequest, text: str, tokens_in: int, tokens_out: int,
+                truncated: bool, latency: float, replayed: bool,
+                ids: dict[str, Any], unusable: str | None = None) -> MemberResult:
+        """Validate an answer (live, or replayed from a recording) into its result;
+        ``unusable``: the API itself said the answer is no vote (a refusal, a filter)."""
         cost = call_cost(tokens_in, tokens_out, self.price_in_per_1k, self.price_out_per_1k)
         common: dict[str, Any] = {"latency_ms": latency, "tokens_in": tokens_in,
                                   "tokens_out": tokens_out, "cost": cost, "raw_text": text,
@@ -304,12 +335,14 @@ class ModelMember(_MemberBase):
 
     def _record(self, key: str, template: PromptTemplate, prompt: str, text: str,
                 tokens_in: int, tokens_out: int, latency: float, truncated: bool,
-                late: bool, unusable: str | None = None) -> None:
+                late: bool, *, unusable: str | None = None, outcome: str = "ok",
+                error_class: str | None = None, error: str | None = None) -> None:
         assert self.store is not None
         try:
             self.store.put(Recording(key, self.name, self.model, template.ref,
                                      template.short_hash, prompt, text, tokens_in, tokens_out,
-                                     round(latency, 3), truncated, late, unusable))
+                                     round(latency, 3), truncated, late, unusable=unusable,
+                                     outcome=outcome, error_class=error_class, error=error))
         except OSError as exc:  # a full disk must not fail the decision
             log.error("recording_failed provider=%s key=%s error=%r", self.name, key, exc)
 

@@ -15,6 +15,15 @@ Semantics used by ``Ensemble`` are the executor's: ``submit`` returns a
 work as before), at most ``max_workers`` threads, started on demand and reused, and
 ``shutdown(wait=False, cancel_futures=True)`` cancels what has not started.
 ``free_workers`` says how many calls submitted now would all start at once.
+
+``abandon``: a call its decision stopped waiting for gives up its place. Its thread runs
+it to the end (a Python thread cannot be stopped from outside; the call's own budget,
+``call_budget.py``, ends it at the decision's deadline plus the late grace) and then
+exits, and a new thread may start in its place at once: calls abandoned by one decision
+never leave the next one without workers for its healthy providers, which used to queue
+behind them and time out without ever being sent. At most ``max_abandoned`` run at once
+(beyond that a call keeps its place), so a bug that left calls unbounded could not grow
+threads without end.
 """
 
 from __future__ import annotations
@@ -31,17 +40,28 @@ _WorkItem = tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]
 
 
 class DaemonThreadPool:
-    def __init__(self, max_workers: int, thread_name_prefix: str = "pool") -> None:
+    def __init__(self, max_workers: int, thread_name_prefix: str = "pool",
+                 max_abandoned: int | None = None) -> None:
         if max_workers < 1:
             raise ValueError("max_workers must be at least 1")
         self.max_workers = max_workers
+        self.max_abandoned = 4 * max_workers if max_abandoned is None else max_abandoned
         self._prefix = thread_name_prefix
         self._queue: queue.SimpleQueue[_WorkItem | None] = queue.SimpleQueue()
         self._idle = threading.Semaphore(0)  # released by a worker waiting for work
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._shutdown = False
-        self._pending = 0  # submitted and not finished: queued or running
+        self._pending = 0  # submitted and not finished: queued or running (not abandoned)
+        self._workers = 0  # threads serving the queue (abandoned ones not counted)
+        self._running: dict[Future[Any], bool] = {}  # started, not finished: abandoned?
+        self._started = 0  # threads ever started (names)
+
+    @property
+    def abandoned(self) -> int:
+        """Abandoned calls still running."""
+        with self._lock:
+            return sum(self._running.values())
 
     def free_workers(self) -> int:
         """How many calls submitted now would each get a worker at once (an idle one or a
@@ -57,12 +77,29 @@ class DaemonThreadPool:
             future: Future[T] = Future()
             self._pending += 1
             self._queue.put((future, fn, args))
-            if not self._idle.acquire(blocking=False) and len(self._threads) < self.max_workers:
+            if not self._idle.acquire(blocking=False) and self._workers < self.max_workers:
                 t = threading.Thread(target=self._work, daemon=True,
-                                     name=f"{self._prefix}_{len(self._threads)}")
+                                     name=f"{self._prefix}_{self._started}")
+                self._started += 1
+                self._workers += 1
                 t.start()
+                self._threads = [x for x in self._threads if x.is_alive()]
                 self._threads.append(t)
             return future
+
+    def abandon(self, future: Future[Any]) -> bool:
+        """Nobody waits for ``future`` any more: if it is running, its thread leaves the
+        pool once it is done and its place is free now. False if it is not running (never
+        started, or already finished) or ``max_abandoned`` calls already are."""
+        with self._lock:
+            if self._running.get(future) is not False:
+                return False
+            if sum(self._running.values()) >= self.max_abandoned:
+                return False
+            self._running[future] = True
+            self._pending -= 1
+            self._workers -= 1
+            return True
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop taking calls. ``cancel_futures``: calls not started yet are cancelled (never
@@ -94,13 +131,17 @@ class DaemonThreadPool:
             future, fn, args = item
             del item
             if future.set_running_or_notify_cancel():
+                with self._lock:
+                    self._running[future] = False
                 try:
                     result = fn(*args)
                 except BaseException as exc:  # handed to the caller through the future
                     future.set_exception(exc)
                 else:
                     future.set_result(result)
-            del future, fn, args
             with self._lock:
+                if self._running.pop(future, False):
+                    return  # abandoned: another thread has taken this one's place
                 self._pending -= 1
+            del future, fn, args
             self._idle.release()

@@ -9,6 +9,12 @@ Storage is a directory of small JSON files, ``<root>/<key[:2]>/<key>.json``, wri
 atomically (temp file + rename) so a crash mid-write leaves no half record, readable with
 any tool, and easy to diff or commit as a fixture. No timestamps are stored: recording
 the same answers twice produces identical files.
+
+A call that failed is recorded too (``outcome`` ``error`` or ``timeout``, with its error
+class and message), and so is an answer that arrived after its decision's deadline
+(``late``): a replay then journals the same ``provider_calls`` rows as the recorded run
+(the error, the timeout and its ``late`` row), not only the same decisions. Recordings
+made before these fields existed read as answers (``outcome`` ``ok``).
 """
 
 from __future__ import annotations
@@ -48,6 +54,9 @@ class Recording:
     truncated: bool = False
     late: bool = False  # arrived after its decision's deadline: replayed as a timeout
     unusable: str | None = None  # the API said it is no vote (``Completion.unusable``)
+    outcome: str = "ok"  # ok | error | timeout (the call failed: no answer)
+    error_class: str | None = None
+    error: str | None = None
 
 
 class RecordingStore:

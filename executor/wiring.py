@@ -91,6 +91,7 @@ def build_ensemble(settings: Settings, content: dict[str, Any] | None = None,
     if late_calls is not None:  # beside any sink the builder was given, not instead of it
         ensemble.telemetry = (late_calls if ensemble.telemetry is None
                               else MultiSink((late_calls, ensemble.telemetry)))
+        ensemble.watch_breakers(late_calls.breaker_transition)  # journaled the same way
     return ensemble
 
 

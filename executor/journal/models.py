@@ -267,13 +267,14 @@ class ProviderCallRow(SQLModel, table=True):
 
 
 class ProviderEventRow(SQLModel, table=True):
-    """An operator taking a provider out of rotation (disable) or back (enable)."""
+    """An operator taking a provider out of rotation (disable) or back (enable), or the
+    daemon journaling a breaker transition (``breaker_<state>``, operator ``system``)."""
 
     __tablename__ = "provider_events"
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = _ts()
     provider: str = Field(index=True)
-    action: str  # disable | enable
+    action: str  # disable | enable | breaker_closed | breaker_open | breaker_half_open
     operator: str
     reason: str
 

@@ -87,6 +87,7 @@ _APPROVALS = ApprovalRow.__table__  # type: ignore[attr-defined]
 _INCIDENTS = IncidentRow.__table__  # type: ignore[attr-defined]
 _PROVIDER_CALLS = ProviderCallRow.__table__  # type: ignore[attr-defined]
 _PROVIDER_EVENTS = ProviderEventRow.__table__  # type: ignore[attr-defined]
+_OPERATOR_ACTIONS = ("disable", "enable")  # other provider events: breaker transitions
 _EA_DEALS = EaDealRow.__table__  # type: ignore[attr-defined]
 _CLEARANCES = ClearanceRow.__table__  # type: ignore[attr-defined]
 _RUNS = RunRow.__table__  # type: ignore[attr-defined]
@@ -938,14 +939,30 @@ class Journal:
             self.commit(durable=True)
 
     def disabled_providers(self) -> dict[str, ProviderEventRow]:
-        """Providers whose newest event is ``disable``, with that event."""
+        """Providers whose newest operator event is ``disable``, with that event."""
+        t = _PROVIDER_EVENTS
         latest: dict[str, ProviderEventRow] = {}
-        for r in self._conn().execute(select(_PROVIDER_EVENTS).order_by(_PROVIDER_EVENTS.c.id)):
+        for r in self._conn().execute(select(t).where(t.c.action.in_(_OPERATOR_ACTIONS))
+                                      .order_by(t.c.id)):
             latest[r.provider] = ProviderEventRow(**r._mapping)
         return {p: e for p, e in latest.items() if e.action == "disable"}
 
+    def breaker_events(self) -> dict[str, ProviderEventRow]:
+        """Each provider's newest breaker transition (action ``breaker_<state>``, journaled
+        by the daemon: ``ensemble.late``)."""
+        t = _PROVIDER_EVENTS
+        newest = (select(func.max(t.c.id))
+                  .where(t.c.action.startswith("breaker_", autoescape=True))
+                  .group_by(t.c.provider))
+        return {r.provider: ProviderEventRow(**r._mapping)
+                for r in self._conn().execute(select(t).where(t.c.id.in_(newest)))}
+
     def latest_provider_event_id(self) -> int:
-        p = self._prep("max_provider_event", lambda: select(func.max(_PROVIDER_EVENTS.c.id)))
+        """The newest operator (dis|en)able event: a breaker transition is no reason for
+        the daemon to rebuild its ensemble (which would reset every breaker)."""
+        t = _PROVIDER_EVENTS
+        p = self._prep("max_provider_event", lambda: select(func.max(t.c.id)).where(
+            (t.c.action == _OPERATOR_ACTIONS[0]) | (t.c.action == _OPERATOR_ACTIONS[1])))
         return int(p.scalar(self._dbapi()) or 0)
 
     # ------------------------------------------------------------------ governance

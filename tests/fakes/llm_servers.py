@@ -573,3 +573,128 @@ def stage_responder(*, agree: bool = True, confidence: float = 0.7) -> Responder
 
 def iter_requests(server: _FakeServer) -> Iterator[SeenRequest]:
     yield from list(server.requests)
+
+
+# --------------------------------------------------------------------------- connection level
+#
+# Behaviours of the connection rather than of the answer, as real networks and overloaded
+# servers produce them. Each is a ``Reply`` (so the scripted flow above answers it like
+# one) whose bytes go out differently: ``_next`` notes it for the handler thread, ``_send``
+# then writes the response its way.
+#
+# - ``Trickle``: the status line and headers at once, then the body a few bytes at a time
+#   with a pause between, as a slow or congested stream does. httpx's timeouts are per
+#   operation ("the read timeout is the maximum duration to wait for a chunk of data to be
+#   received", https://www.python-httpx.org/advanced/timeouts/), so a chunk arriving
+#   within each read timeout never times out however long the whole body takes.
+# - ``Reset``: a TCP reset (RST, via ``SO_LINGER`` with a zero timeout, as in
+#   https://man7.org/linux/man-pages/man7/socket.7.html) after the headers and part of the
+#   body, or before any response: the client sees "connection reset by peer", never an
+#   HTTP status.
+
+import io as _io  # noqa: E402  (this section stays at the end of the file)
+import os as _os  # noqa: E402
+import socket as _socket  # noqa: E402
+import struct as _struct  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Trickle(Reply):
+    """A valid completion whose body arrives ``chunk`` bytes every ``pause`` seconds."""
+
+    chunk: int = 4
+    pause: float = 0.1
+
+
+@dataclass(frozen=True)
+class Reset(Reply):
+    """A TCP reset: after the headers and ``after_bytes`` of the body when ``headers``,
+    else before any response."""
+
+    headers: bool = True
+    after_bytes: int = 16
+
+
+_connection = threading.local()
+_plain_next = _FakeServer._next
+_plain_send = _FakeServer._send
+
+
+def _next_noting_connection(self: _FakeServer, body: dict[str, Any]) -> Behaviour:
+    behaviour = _plain_next(self, body)
+    _connection.behaviour = behaviour if isinstance(behaviour, (Trickle, Reset)) else None
+    if isinstance(behaviour, Reset) and not behaviour.headers:
+        _connection.behaviour = None
+        _reset_now(_connection_of(self))
+        return Disconnect()
+    return behaviour
+
+
+def _connection_of(_server: _FakeServer) -> Any:
+    return getattr(_connection, "handler", None)
+
+
+def _reset_now(h: Any) -> None:
+    """Close the handler's socket with a zero linger (an RST, not a FIN) now: ``detach``
+    then ``os.close``, since the handler's buffered files would otherwise keep the socket
+    open until the handler returns."""
+    if h is None:
+        return
+    try:
+        h.connection.setsockopt(_socket.SOL_SOCKET, _socket.SO_LINGER,
+                                _struct.pack("ii", 1, 0))
+        _os.close(h.connection.detach())
+    except OSError:
+        pass
+    _drop(h)
+
+
+def _drop(h: Any) -> None:
+    """The connection is gone: the handler's last flush and close go nowhere."""
+    h.close_connection = True
+    h.wfile = _io.BytesIO()
+    h.rfile = _io.BytesIO()
+
+
+def _send_by_connection(self: _FakeServer, h: BaseHTTPRequestHandler, status: int,
+                        payload: bytes, content_type: str = "application/json",
+                        extra: dict[str, str] | None = None) -> None:
+    behaviour = getattr(_connection, "behaviour", None)
+    _connection.behaviour = None
+    if behaviour is None or status != 200:
+        _plain_send(self, h, status, payload, content_type, extra)
+        return
+    try:
+        h.send_response(status)
+        h.send_header("content-type", content_type)
+        h.send_header("content-length", str(len(payload)))
+        h.end_headers()
+        h.wfile.flush()
+        if isinstance(behaviour, Reset):
+            h.wfile.write(payload[:behaviour.after_bytes])
+            h.wfile.flush()
+            _reset_now(h)
+            return
+        for i in range(0, len(payload), behaviour.chunk):
+            if self.release.wait(behaviour.pause):
+                h.close_connection = True
+                return  # released: the test is over
+            h.wfile.write(payload[i:i + behaviour.chunk])
+            h.wfile.flush()
+    except OSError:
+        _drop(h)  # the client gave up on the stream
+
+
+def _handle_noting_handler(self: _FakeServer, h: BaseHTTPRequestHandler) -> None:
+    _connection.handler = h
+    try:
+        _plain_handle(self, h)
+    finally:
+        _connection.handler = None
+        _connection.behaviour = None
+
+
+_plain_handle = _FakeServer._handle
+_FakeServer._next = _next_noting_connection  # type: ignore[method-assign]
+_FakeServer._send = _send_by_connection  # type: ignore[method-assign]
+_FakeServer._handle = _handle_noting_handler  # type: ignore[method-assign]
