@@ -260,7 +260,8 @@ class Ensemble:
             direction, confidence, agreement, size = Direction.FLAT, 0.0, 0, 0.0
         decision = Decision(proposal, direction, confidence, agreement, score.voters, signals,
                             score.contributions, self.params_hash, calls=tuple(calls),
-                            size_factor=size if score.voted else 0.0)
+                            size_factor=size if score.voted else 0.0,
+                            veto_reason=_veto_reason(vetoed_by, veto_reason))
         return EnsembleResult(decision, score, tuple(steps), size if score.voted else 0.0,
                               vetoed_by, veto_reason, self.health() if with_health else None,
                               (time.perf_counter() - started) * 1e3)
@@ -357,3 +358,11 @@ def _result_of(member: Member, future: Future[MemberResult],
 
 def _answers(results: Sequence[MemberResult]) -> tuple[tuple[str, str, str | None], ...]:
     return tuple((r.call.provider, r.call.outcome.value, r.call.output_json) for r in results)
+
+
+def _veto_reason(vetoed_by: str | None, reason: str | None) -> str | None:
+    """The ensemble's own veto as the verdict shows it: who vetoed, and why."""
+    if vetoed_by is None:
+        return None
+    text = reason or "no reason given"
+    return text if text.startswith(vetoed_by) else f"{vetoed_by}: {text}"

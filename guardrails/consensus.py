@@ -31,6 +31,8 @@ class ConsensusCheck:
 
     def check(self, decision: Decision, account: AccountState) -> CheckResult:
         wanted = decision.proposal.direction
+        if decision.veto_reason is not None:  # the ensemble's own (quorum, a reviewer)
+            return CheckResult(self.name, False, f"ensemble veto: {decision.veto_reason}")
         if decision.direction is Direction.FLAT or decision.voters == 0:
             return CheckResult(self.name, False,
                                f"no consensus: {decision.voters} voter(s), "

@@ -300,6 +300,10 @@ class Decision:
     # The fraction of the configured order volume to send: the risk stage may resize (the
     # smallest factor any reviewer gave); 0 when the decision is flat.
     size_factor: float = 1.0
+    # Why the ensemble itself vetoed (a quorum not met, a risk or execution reviewer's
+    # veto): the decision is flat, and the consensus check shows this reason, not "no
+    # consensus".
+    veto_reason: str | None = None
 
     @property
     def provider_mix(self) -> tuple[str, ...]:

@@ -111,3 +111,29 @@ def test_the_quorum_is_part_of_the_parameter_set() -> None:
     assert "quorum" not in EnsembleConfig().parameter_values()  # unchanged hashes
     assert EnsembleConfig.model_validate({"quorum": {"reasoning": 2}}).parameter_values()[
         "quorum"] == {"reasoning": 2}
+
+
+def test_the_daemon_vetoes_below_the_quorum_with_its_reason(
+        sqlite_url: str, tmp_path: Path) -> None:
+    """Through the daemon: every LLM abstains or is missing, the local providers alone
+    would trade; below the quorum each decision is vetoed, and the verdict says why (not
+    "no consensus")."""
+    from conftest import write_sample_head
+    from daemon_helpers import replay
+    from sqlalchemy import select
+
+    from executor.journal.models import VerdictRow
+    from executor.journal.store import Journal
+
+    data = write_sample_head(tmp_path / "EURUSD_M15.csv", 800)
+    summary = replay(sqlite_url, data, ensemble={"quorum": {"reasoning": 1}})
+    assert summary["decisions"] > 0 and not summary["orders"], summary
+    j = Journal.open(sqlite_url)
+    try:
+        reasons = [c["reason"] for v in j._session.scalars(select(VerdictRow))
+                   for c in (v.checks or []) if c["name"] == "consensus"]
+    finally:
+        j.close()
+    assert reasons and all(r.startswith("ensemble veto: quorum not met: 0 valid "
+                                        "reasoning answer(s), at least 1 required")
+                           for r in reasons), reasons[:3]
