@@ -31,6 +31,7 @@ Anthropic as 529 ``overloaded_error`` (https://docs.anthropic.com/en/api/errors)
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -212,6 +213,7 @@ class Run:
     decisions: list[dict[str, Any]]
     orders: list[dict[str, Any]]
     hostile_requests: int
+    lingering: list[str]  # ensemble threads still in a call after every budget ran out
 
 
 def _run(url: str, data: Path, sdk: str, case: Case) -> Run:
@@ -223,7 +225,7 @@ def _run(url: str, data: Path, sdk: str, case: Case) -> Run:
             url, openai_api_key=KEY, anthropic_api_key=KEY,
             strategy={"name": Probe.name, "params": {}},
             ensemble={
-                "deadline_ms": DEADLINE_MS, "late_grace_ms": GRACE_MS,
+                "deadline_ms": DEADLINE_MS, "late_grace_ms": GRACE_MS, "max_workers": 2,
                 "prompts_dir": str(ROOT / "config" / "prompts"),
                 "breaker": {"min_calls": MIN_CALLS, "failure_rate": 0.5,
                             "cooldown_s": 600, "slow_call_ms": DEADLINE_MS - 1},
@@ -238,6 +240,7 @@ def _run(url: str, data: Path, sdk: str, case: Case) -> Run:
                 "approval_floor": None}})
         journal = Journal.open(url)
         seconds: list[float] = []
+        before = set(_ensemble_threads())
         try:
             daemon = build_daemon(settings, journal, data=data, metrics=Metrics())
             executor = daemon.executor
@@ -257,6 +260,7 @@ def _run(url: str, data: Path, sdk: str, case: Case) -> Run:
             summary = executor.stop("completed")
         finally:
             journal.close()
+        lingering = _calls_still_running(before)
         requests = len(hostile.requests)
 
     reader = Journal.open(url, migrate_schema=False)
@@ -277,7 +281,24 @@ def _run(url: str, data: Path, sdk: str, case: Case) -> Run:
                 OrderRow.__table__)).mappings()]  # type: ignore[attr-defined]
     finally:
         engine.dispose()
-    return Run(summary, status, seconds, calls, events, decisions, orders, requests)
+    return Run(summary, status, seconds, calls, events, decisions, orders, requests,
+               lingering)
+
+
+def _ensemble_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("dta-ensemble")]
+
+
+def _calls_still_running(before: set[threading.Thread]) -> list[str]:
+    """The run's ensemble threads still alive once every call's budget (deadline + late
+    grace) has passed: a call the budget did not end (the pool's idle workers leave at
+    ``stop``, an abandoned call's thread when its call ends)."""
+    until = time.monotonic() + (DEADLINE_MS + GRACE_MS) / 1000 + SLACK_S
+    while True:
+        left = [t.name for t in _ensemble_threads() if t not in before and t.is_alive()]
+        if not left or time.monotonic() > until:
+            return left
+        time.sleep(0.02)
 
 
 PARAMS = [(sdk, c) for c in CASES for sdk in sorted(SERVERS)]
@@ -294,6 +315,8 @@ def test_a_hostile_provider(sqlite_url: str, tmp_path: Path, probe: type[Probe],
     assert run.status == "completed", where
     assert run.summary["decisions"] == DECISIONS, (where, run.summary)
     assert not run.summary["errors"], (where, run.summary["errors"])
+    # No call outlives its budget (deadline + late grace), whatever the server does.
+    assert not run.lingering, (where, run.lingering)
 
     # Every decision within the deadline plus the late grace.
     assert len(run.seconds) == DECISIONS, where
