@@ -110,6 +110,11 @@ def _with_key(r: Reply) -> Reply:
     return replace(r, text=r.text.replace('"rationale": "', f'"rationale": "key {KEY}; '))
 
 
+def _half_emoji(r: Reply) -> Reply:
+    """A rationale cut in the middle of an emoji: a lone surrogate once parsed."""
+    return replace(r, text=r.text.replace('"rationale": "', '"rationale": "\ud83d'))
+
+
 _ANTHROPIC_EMPTY = json.dumps({
     "id": "msg_empty", "type": "message", "role": "assistant", "model": "claude-hostile",
     "content": [], "stop_reason": "end_turn", "stop_sequence": None,
@@ -165,6 +170,8 @@ CASES = [
     Case("empty choices", {"openai": lambda r: Shaped(r.text, no_choices=True),
                            "anthropic": lambda r: RawBody(_ANTHROPIC_EMPTY)},
          _r("error", "invalid"), _r("EmptyResponse: response has no choices", "invalid: ")),
+    Case("half a surrogate pair in the text", _same(_half_emoji), _r("invalid"),
+         _r("invalid: schema: (root): Input should be a valid string")),
     Case("oversized answer", _same(lambda r: oversized()), _r("invalid"),
          _r("invalid: output too long")),
     # HTTP errors, with the SDK's own retries where they could hold the call.
