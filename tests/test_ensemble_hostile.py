@@ -383,3 +383,65 @@ def test_a_hostile_provider(sqlite_url: str, tmp_path: Path, probe: type[Probe],
     stored = json.dumps([[c.raw_text, c.output_json, c.error] for c in run.calls]
                         + [d["signals"] for d in run.decisions])
     assert KEY not in stored, where
+
+
+# --------------------------------------------------------------------------- queued rows
+#
+# Breaker transitions (and late answers) happen on ensemble threads and wait in a queue
+# for the cycle thread, which owns the journal. They used to be written only at the start
+# of the next cycle: one that happened in a run's last cycle was never journaled, and in
+# live mode `dta providers status` showed the breaker closed until the next bar closed.
+
+
+def test_a_breaker_that_opens_on_the_last_decision_is_journaled(
+        sqlite_url: str, tmp_path: Path, probe: type[Probe]) -> None:
+    case = next(c for c in CASES if c.name == "500")
+    # Two proposals, the second (which opens the breaker) on the file's last bar.
+    data = write_sample_head(tmp_path / "EURUSD_M15.csv", Probe.WARMUP + Probe.STEP)
+    run = _run(sqlite_url, data, "openai", case)
+    assert run.summary["decisions"] == MIN_CALLS
+    assert [c.outcome for c in run.calls if c.provider == "hostile"] == ["error"] * MIN_CALLS
+    # Before: only the "new -> closed" announcements; the run ended with it open.
+    assert [(e.action, e.reason.split(":")[0]) for e in run.events
+            if e.provider == "hostile" and not e.reason.startswith("new ")] == [
+        ("breaker_open", "closed -> open")]
+
+
+def test_housekeeping_journals_a_breaker_transition_before_the_next_bar(
+        sqlite_url: str, tmp_path: Path, probe: type[Probe]) -> None:
+    data = write_sample_head(tmp_path / "EURUSD_M15.csv", Probe.WARMUP + Probe.STEP * 3)
+    with FakeOpenAIServer(lambda _b: Fail(500), api_key=KEY) as hostile, \
+            FakeOpenAIServer(stage_responder(), api_key=KEY) as healthy:
+        settings = settings_for(
+            sqlite_url, openai_api_key=KEY, strategy={"name": Probe.name, "params": {}},
+            ensemble={
+                "deadline_ms": DEADLINE_MS, "late_grace_ms": GRACE_MS,
+                "prompts_dir": str(ROOT / "config" / "prompts"),
+                "breaker": {"min_calls": MIN_CALLS, "failure_rate": 0.5, "cooldown_s": 600},
+                "providers": [
+                    {"name": "healthy", "kind": "openai", "model": "m",
+                     "base_url": healthy.base_url},
+                    {"name": "hostile", "kind": "openai", "model": "m",
+                     "base_url": hostile.base_url}]})
+        journal = Journal.open(sqlite_url)
+        try:
+            daemon = build_daemon(settings, journal, data=data)
+            executor = daemon.executor
+            assert daemon.feed is not None
+            executor.start()
+            while len(hostile.requests) < MIN_CALLS:  # the cycle that opens the breaker
+                t = daemon.feed.next_close_time()
+                assert t is not None
+                executor.run_cycle(t)
+            executor.housekeeping()  # the live scheduler's, every second between bars
+            reader = Journal.open(sqlite_url, migrate_schema=False)
+            try:
+                newest = reader.breaker_events()
+            finally:
+                reader.close()
+            executor.stop("completed")
+        finally:
+            journal.close()
+    # Before: still "breaker_closed" (the announcement) until the next bar's cycle.
+    assert newest["hostile"].action == "breaker_open", newest["hostile"]
+    assert newest["healthy"].action == "breaker_closed"
