@@ -67,7 +67,7 @@ from strategies.logic import StrategyContext
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "sk-hostile-suite-0123456789"
-DEADLINE_MS = 400
+DEADLINE_MS = 500
 GRACE_MS = 200
 SLACK_S = 0.3  # scheduling slack on a loaded 2-core machine
 DECISIONS = 4  # proposals per run
