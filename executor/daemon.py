@@ -202,6 +202,10 @@ class RealtimeExecutor:
         # Called at the start of every cycle with the cycle's time (live: the unknown-order
         # resolver). An exception is journaled as an error, never skips the cycle.
         self.before_cycle: list[Callable[[datetime], object]] = []
+        # Journal rows other threads queued (late answers, breaker transitions): written
+        # by housekeeping between bars and by ``stop``, as well as at the next cycle, so
+        # none waits for the next bar close or is lost with a run's last cycle.
+        self.queued_rows: list[Callable[[], object]] = []
         self._ea_since: datetime | None = None
         self.router = OrderRouter(journal, broker)
         self.stats = RunStats()
@@ -327,6 +331,8 @@ class RealtimeExecutor:
     def stop(self, status: str = "stopped") -> dict[str, Any]:
         """Commit what the cycle wrote and close the run with its summary."""
         with self._cycle_lock:
+            if self.fatal_error is None:  # not when the journal or the lease is gone
+                self._write_queued_rows()
             self.journal.commit()
             summary = self.summary()
             self.journal.end_run(status, summary)
@@ -377,8 +383,19 @@ class RealtimeExecutor:
         self._param_checked = self._approvals_checked = 0.0
         self._follow_param_changes()
         self._service_approvals(self.clock.now())
+        self._write_queued_rows()
         self.journal.commit()
         self.journal.checkpoint()
+
+    def _write_queued_rows(self) -> None:
+        for write in self.queued_rows:
+            try:
+                write()
+            except (JournalError, SQLAlchemyError):
+                raise  # a journal error stops the daemon, as in a cycle
+            except Exception as exc:
+                self.stats.errors["queued_rows_error"] += 1
+                log.error("queued_rows_failed", error=repr(exc))
 
     def hand_over_housekeeping(self) -> None:
         """``housekeeping`` will run between cycles (the live scheduler's job): the cycle

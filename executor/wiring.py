@@ -288,11 +288,13 @@ def paper_volume_rules(settings: Settings) -> VolumeRules | None:
 
 
 def _journal_late_calls(daemon: Daemon, late: LateCalls) -> Daemon:
-    """Journal and count the late answers ``late`` queued, at the start of every cycle: on
-    the cycle thread, which owns the journal (it is not thread-safe)."""
+    """Journal and count the late answers and breaker transitions ``late`` queued, at the
+    start of every cycle, in housekeeping between bars and at ``stop``: on the cycle's
+    thread, which owns the journal (it is not thread-safe)."""
     ex = daemon.executor
     decision_id = partial(_decision_id, ex.journal)
     ex.before_cycle.append(lambda _now: late.write(ex.journal, ex.metrics, decision_id))
+    ex.queued_rows.append(lambda: late.write(ex.journal, ex.metrics, decision_id))
     return daemon
 
 
