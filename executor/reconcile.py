@@ -34,6 +34,7 @@ from executor.brokers.config import ResolverSettings
 from executor.errors import BrokerError
 from executor.journal.models import OrderEventRow
 from executor.journal.store import Journal
+from executor.router import adopt
 from strategies.domain import ORDER_TRANSITIONS, Fill, Order, OrderState, OrderType
 
 log = structlog.get_logger("dta.reconcile")
@@ -145,10 +146,7 @@ class OrderResolver:
                         error=str(exc))
             return order  # not a miss: the broker could not be asked
         if seen is not None and seen.state not in UNRESOLVED:
-            resolved = order.transition(seen.state, filled_volume=seen.filled_volume,
-                                        avg_fill_price=seen.avg_fill_price,
-                                        broker_order_id=seen.broker_order_id,
-                                        reason=seen.reason)
+            resolved = adopt(order, seen)
             self.journal.update_order(order, resolved, detail="resolved by broker lookup")
             log.info("order_resolved", client_order_id=order.client_order_id,
                      state=resolved.state.value)

@@ -25,7 +25,13 @@ from executor.brokers.base import Broker, BrokerFill
 from executor.errors import BrokerError
 from executor.journal.store import Journal
 from guardrails.base import WorkingExposure
-from strategies.domain import InvalidTransition, Order, OrderIntent, OrderState
+from strategies.domain import (
+    ORDER_TRANSITIONS,
+    InvalidTransition,
+    Order,
+    OrderIntent,
+    OrderState,
+)
 
 log = structlog.get_logger("dta.router")
 
@@ -34,6 +40,20 @@ _OPEN = tuple(s for s in OrderState if not s.terminal)
 _EPS = 1e-9
 _FINISHED_MAX = 4096  # finished ids remembered, so a late report cannot revive one
 _NONE: Mapping[str, WorkingExposure] = MappingProxyType({})
+
+
+def adopt(order: Order, seen: Order) -> Order:
+    """``order``, left ``submitting`` or ``unknown``, in the state the broker reports for
+    it. From ``submitting`` (the process died before the send's answer was journaled) the
+    order passes through ``unknown`` when the broker's state is no direct step: a market
+    order that filled in part and had the rest expired is ``cancelled`` at the broker."""
+    current = order
+    if (order.state is OrderState.SUBMITTING
+            and seen.state not in ORDER_TRANSITIONS[OrderState.SUBMITTING]):
+        current = order.transition(OrderState.UNKNOWN)
+    return current.transition(seen.state, filled_volume=seen.filled_volume,
+                              avg_fill_price=seen.avg_fill_price,
+                              broker_order_id=seen.broker_order_id, reason=seen.reason)
 
 
 class OrderRouter:
@@ -284,9 +304,7 @@ class OrderRouter:
                 self.journal.update_order(order, unknown, detail=unknown.reason)
                 return unknown
             return order
-        resolved = order.transition(seen.state, filled_volume=seen.filled_volume,
-                                    avg_fill_price=seen.avg_fill_price,
-                                    broker_order_id=seen.broker_order_id, reason=seen.reason)
+        resolved = adopt(order, seen)
         self.journal.update_order(order, resolved, detail="resolved by broker lookup")
         return resolved
 

@@ -58,6 +58,15 @@ def current_state(store: StateStore) -> TradingState:
     return STATE_FOR_ACTION.get(store.kill_switch_state().action, TradingState.ACTIVE)
 
 
+_STRICTNESS = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
+
+
+def relaxes(before: TradingState, after: TradingState) -> bool:
+    """Whether moving from ``before`` to ``after`` lets more orders through (to ACTIVE, or
+    HALTED -> REDUCING): an identified operator's act, never a trigger's."""
+    return _STRICTNESS[after] < _STRICTNESS[before]
+
+
 def set_state(store: StateStore, state: TradingState, *, operator: str, reason: str,
               trigger: str = "manual") -> bool:
     """Move to ``state``; returns False when already there. A system trigger may only make
@@ -67,8 +76,7 @@ def set_state(store: StateStore, state: TradingState, *, operator: str, reason: 
     now = current_state(store)
     if now is state:
         return False
-    strictness = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
-    if trigger != "manual" and strictness[state] < strictness[now]:
+    if trigger != "manual" and relaxes(now, state):
         return False
     store.record_kill_switch(ACTION_FOR_STATE[state], operator, reason, trigger=trigger)
     return True

@@ -377,17 +377,20 @@ def _params_status(journal: Any) -> dict[str, Any]:
 
 def _kill_switch(action: str, reason: str, operator: str | None, config: Path | None,
                  journal_url: str | None) -> None:
-    from guardrails.state import STATE_FOR_ACTION, current_state, set_state
+    from guardrails.state import STATE_FOR_ACTION, current_state, relaxes, set_state
 
     if not reason.strip():
         _fail("--reason must not be empty", EXIT_CONFIG)
     settings = _settings(config, journal=_journal_override(journal_url))
     # Making trading safer is never refused (who is still recorded); relaxing it needs an
-    # identified operator.
-    who = identified(settings, operator) if action == "release" else _operator(operator)
+    # identified operator: a release always, a reduce when it leaves HALTED.
+    who = identified(settings, operator) if action == "release" else None
     journal = _journal(settings, migrate=True)
     target = STATE_FOR_ACTION[action]
     try:
+        if who is None:
+            who = (identified(settings, operator) if relaxes(current_state(journal), target)
+                   else _operator(operator))
         if not set_state(journal, target, operator=who, reason=reason.strip()):
             _fail(f"trading state is already {current_state(journal).value}", EXIT_REFUSED)
     finally:

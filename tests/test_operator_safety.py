@@ -325,6 +325,24 @@ def test_relaxing_needs_a_named_operator_making_safer_does_not(
     assert _state(sqlite_url) == ("reduce", "night-shift")  # recorded, not refused
 
 
+def test_reduce_while_halted_needs_a_named_operator(
+        sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by the daemon state machine: HALTED -> REDUCING lets exits through, so it
+    relaxes trading; `dta kill-switch reduce` recorded it under ``$USER`` when nobody was
+    named. From ACTIVE, reduce makes trading safer and still needs no name."""
+    _halted(sqlite_url)
+    monkeypatch.setenv("USER", "night-shift")
+    monkeypatch.delenv("SUDO_USER", raising=False)
+    anonymous = _dta(sqlite_url, "kill-switch", "reduce", "--reason", "let exits out")
+    # Before the fix: reduced by night-shift, exit 0.
+    assert anonymous.exit_code == 2 and "--operator" in anonymous.output  # type: ignore[attr-defined]
+    assert _state(sqlite_url) == ("engage", "ann")
+    named = _dta(sqlite_url, "kill-switch", "reduce", "--reason", "let exits out",
+                 "--operator", "bob")
+    assert named.exit_code == 0, named.output  # type: ignore[attr-defined]
+    assert _state(sqlite_url) == ("reduce", "bob")
+
+
 def test_with_people_configured_only_a_holder_of_the_role_relaxes(
         sqlite_url: str, tmp_path: Path) -> None:
     cfg = _config(tmp_path, PEOPLE)
