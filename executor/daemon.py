@@ -233,6 +233,8 @@ class RealtimeExecutor:
         self._cycle_errors = 0
         self._refused_fills: set[str] = set()  # surplus fills never booked (rare)
         self._sizes: dict[str, VolumeRules | None] = {}  # the venue's order sizes
+        # Can the account hold a short? A spot account cannot (``holds_shorts = False``).
+        self._shorts = bool(getattr(broker, "holds_shorts", True))
         self.c: Components  # set by _apply
         self._broker_errors: ErrorRateMonitor  # set by _apply
         self._drawdown: DailyDrawdownMonitor | None
@@ -638,7 +640,8 @@ class RealtimeExecutor:
             contract_size=self.contract_size, point=self._point(snapshot.symbol),
             recent_order_times=self._recent_order_times(now),
             classes_down=self._classes_down(), working=self.router.working_exposure(),
-            volume_min=rules.min if (rules := self._volume_rules(snapshot.symbol)) else None)
+            volume_min=rules.min if (rules := self._volume_rules(snapshot.symbol)) else None,
+            shorts=self._shorts)
 
     def _recent_order_times(self, now: datetime) -> tuple[datetime, ...]:
         """The order times the throttle can still count at ``now``; older ones are dropped

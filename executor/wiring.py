@@ -38,6 +38,7 @@ from guardrails.limits import (
     MaxPositionCheck,
     MaxSpreadCheck,
     MinStopDistanceCheck,
+    NoShortsCheck,
     OrderThrottleCheck,
     OrderVolumeCheck,
     ProvidersAvailableCheck,
@@ -103,6 +104,7 @@ def build_guardrails(guard: GuardrailSettings | Settings, journal: Journal,
     cons = g.consensus_for(mode)
     checks: list[Check] = [
         OrderVolumeCheck(),
+        NoShortsCheck(),
         TradingStateCheck(journal),
         ClearanceCheck(journal, account, strategy, mode),
         MaxPositionCheck(g.max_position_lots),

@@ -62,6 +62,7 @@ class AccountState:
     classes_down: tuple[str, ...] = ()  # provider classes with every provider unavailable
     working: Mapping[str, WorkingExposure] = field(default_factory=dict)  # by symbol
     volume_min: float | None = None  # the venue's smallest order (None: unknown)
+    shorts: bool = True  # can the account hold a short (a spot account cannot)
 
     def position(self, symbol: str) -> Position:
         return self.positions.get(symbol) or Position(symbol)

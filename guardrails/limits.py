@@ -31,6 +31,27 @@ class OrderVolumeCheck:
         return CheckResult(self.name, True, f"{volume:g} lots")
 
 
+class NoShortsCheck:
+    """On an account that cannot hold a short (spot), a sell needs a holding of ours to
+    sell, net of the sells already working. Without one it would sell inventory the
+    daemon never bought (or be refused for balance, feeding the broker-error halt). A sell
+    larger than our holding is left to the adapter, which cuts it to the holding (a close,
+    fee-shaved on spot). The venue, not the decision, is what is wrong: environmental."""
+
+    name = "no_shorts"
+
+    def check(self, decision: Decision, account: AccountState) -> CheckResult:
+        if account.shorts or decision.direction.sign >= 0:
+            return CheckResult(self.name, True, "shorts allowed or not a sell")
+        symbol = decision.proposal.symbol
+        ours = account.position(symbol).volume - account.working_on(symbol).sell
+        if ours <= 1e-12:
+            return CheckResult(self.name, False, f"this account holds no shorts and none of "
+                               f"{symbol} is ours to sell (net of working sells: {ours:g})",
+                               environmental=True)
+        return CheckResult(self.name, True, f"{ours:g} of ours to sell")
+
+
 class MaxPositionCheck:
     """Net lots per symbol, worst case: the filled position plus every working order on the
     order's side plus the order itself (``AccountState`` says why working orders on the

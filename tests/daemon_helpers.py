@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -136,3 +137,21 @@ def live_daemon(url: str, fake: Any, strategy: str, *,
     finally:
         daemon.live.lease.release()
         journal.close()
+
+
+def a_rising_minute(fake: Any, symbol_id: str = "BTCUSDT") -> datetime:
+    """A moment, at most ten minutes ahead, whose newest closed 1m bar on ``fake`` closes
+    above the mean of the last 20 closes (the fake's candles follow an 11-minute cycle), with
+    the fake's clock moved there. Tests whose strategy follows momentum get a long there: a
+    spot account holds no shorts, so a falling minute would give them no order at all."""
+    from datetime import UTC, timedelta
+
+    now = datetime.now(UTC)
+    for minutes in range(11):
+        t = now + timedelta(minutes=minutes)
+        newest = int(t.timestamp() // 60) * 60_000 - 60_000
+        closes = [float(fake.kline(symbol_id, newest - i * 60_000, 1)[4]) for i in range(20)]
+        if closes[0] > sum(closes) / len(closes):
+            fake.time_offset_ms = minutes * 60_000
+            return t
+    raise AssertionError("no rising minute in the fake's 11-minute cycle")

@@ -10,11 +10,11 @@ both as ours would double the position in our book with no incident."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from daemon_helpers import FUNDED, live_daemon, registered
+from daemon_helpers import FUNDED, a_rising_minute, live_daemon, registered
 from fakes.binance_fake import FakeBinance
 from test_live_wiring import AlwaysLong
 
@@ -32,7 +32,7 @@ def test_a_second_fill_under_our_client_id_is_an_incident_not_ours(
     with FakeBinance(balances=FUNDED) as fake, \
             live_daemon(url, fake, AlwaysLong.name) as daemon:
         ex, journal = daemon.executor, daemon.journal
-        now = datetime.now(UTC)
+        now = a_rising_minute(fake)  # momentum says long: spot can only buy
         ex.run_cycle(now)
         [order] = journal.orders("bn-live")
         coid = order.client_order_id
@@ -43,7 +43,7 @@ def test_a_second_fill_under_our_client_id_is_an_incident_not_ours(
                                     "type": "MARKET", "quantity": sent[0]["origQty"],
                                     "newClientOrderId": coid}, None)
         assert status == 200
-        fake.time_offset_ms = 61_000  # the next minute's bar has closed
+        fake.time_offset_ms += 61_000  # the next minute's bar has closed
         ex.run_cycle(now + timedelta(seconds=61))
         fills = journal.fills(coid)
         incidents = [(i.kind, i.severity) for i in journal.incidents()]

@@ -10,7 +10,7 @@ from freezegun import freeze_time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guardrails.base import AccountState
+from guardrails.base import AccountState, WorkingExposure
 from guardrails.consensus import ConsensusCheck
 from guardrails.guardrails import Guardrails
 from guardrails.limits import (
@@ -20,6 +20,7 @@ from guardrails.limits import (
     MaxPositionCheck,
     MaxSpreadCheck,
     MinStopDistanceCheck,
+    NoShortsCheck,
     OrderThrottleCheck,
     ProvidersAvailableCheck,
     StaleDataCheck,
@@ -99,6 +100,17 @@ CASES = [
     ("daily loss lets a reduce through", DailyLossCheck(100), decision(Direction.SHORT),
      ctx(equity=9_890.0, positions=LONG_POS), True, False),
     ("daily loss unknown equity", DailyLossCheck(100), decision(), ctx(equity=None), False,
+     False),
+    # A spot account holds no shorts: a sell needs a holding of ours (issue 15, defect 9).
+    ("spot sell with nothing of ours", NoShortsCheck(), decision(Direction.SHORT),
+     ctx(shorts=False), False, False),
+    ("spot sell of our holding", NoShortsCheck(), decision(Direction.SHORT),
+     ctx(shorts=False, positions=LONG_POS), True, False),
+    ("spot sell when working sells took it all", NoShortsCheck(), decision(Direction.SHORT),
+     ctx(shorts=False, positions=LONG_POS, working={"EURUSD": WorkingExposure(0.0, 0.3)}),
+     False, False),
+    ("spot buy", NoShortsCheck(), decision(), ctx(shorts=False), True, False),
+    ("short where shorts exist", NoShortsCheck(), decision(Direction.SHORT), ctx(), True,
      False),
     ("stop ok", MinStopDistanceCheck(min_atr=1.0), decision(), ctx(), True, False),
     ("stop too close (ATR)", MinStopDistanceCheck(min_atr=3.0), decision(), ctx(), False, False),

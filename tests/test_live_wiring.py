@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from daemon_helpers import FUNDED, cleared_journal, live_settings
+from daemon_helpers import FUNDED, a_rising_minute, cleared_journal, live_settings
 from fakes.binance_fake import FakeBinance
 
 from executor.errors import LeaseError
@@ -60,7 +60,7 @@ def test_live_mode_with_ccxt(tmp_path: Path, always_long: object,
             executor = daemon.executor
             executor.start()
             _start_live(settings, daemon, journal)
-            now = datetime.now(UTC)
+            now = a_rising_minute(fake)  # momentum says long: spot can only buy
             handled = executor.run_cycle(now)
             summary = executor.stop()
         finally:

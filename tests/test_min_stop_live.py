@@ -8,11 +8,10 @@ the market's price precision; the daemon asks the broker for it."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from daemon_helpers import FUNDED, live_daemon, live_settings, registered
+from daemon_helpers import FUNDED, a_rising_minute, live_daemon, live_settings, registered
 from fakes.binance_fake import FakeBinance
 from test_live_wiring import AlwaysLong
 
@@ -30,7 +29,7 @@ def _first_cycle(tmp_path: Path, min_points: float) -> tuple[dict[str, int], flo
             update={"min_stop_points": min_points})})
         with live_daemon(url, fake, AlwaysLong.name, settings=settings) as daemon:
             ex = daemon.executor
-            ex.run_cycle(datetime.now(UTC))
+            ex.run_cycle(a_rising_minute(fake))  # momentum says long: spot only buys
             vetoes = dict(ex.stats.vetoes)
             point = ex.points.get("BTC/USDT")
             ex.stop("stopped")

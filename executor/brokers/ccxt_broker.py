@@ -123,6 +123,7 @@ def _ccxt() -> Any:
 
 class CcxtBroker:
     simulated = False
+    holds_shorts = False  # spot: a sell needs base asset of ours (guardrails' no_shorts)
 
     def __init__(self, exchange: Any, settings: CcxtSettings, *,
                  sleep: Callable[[float], None] = time.sleep,
