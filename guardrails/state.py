@@ -48,14 +48,16 @@ class StateView(Protocol):
 
 
 class StateStore(Protocol):
-    def kill_switch_state(self, scope: str = "global") -> StateView: ...
+    def kill_switch_state(self, scope: str = "global", *,
+                          fresh: bool = False) -> StateView: ...
 
     def record_kill_switch(self, action: str, operator: str, reason: str,
                            trigger: str = "manual", scope: str = "global") -> None: ...
 
 
-def current_state(store: StateStore) -> TradingState:
-    return STATE_FOR_ACTION.get(store.kill_switch_state().action, TradingState.ACTIVE)
+def current_state(store: StateStore, *, fresh: bool = False) -> TradingState:
+    return STATE_FOR_ACTION.get(store.kill_switch_state(fresh=fresh).action,
+                                TradingState.ACTIVE)
 
 
 _STRICTNESS = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
@@ -73,7 +75,9 @@ def set_state(store: StateStore, state: TradingState, *, operator: str, reason: 
     things stricter; relaxing (to ACTIVE, or HALTED -> REDUCING) is an operator's act."""
     if not operator.strip() or not reason.strip():
         raise ValueError("a trading-state change needs an operator and a reason")
-    now = current_state(store)
+    # Through the cache: an operator's release in another process a moment ago must not
+    # make a trigger that fires now think the state is still HALTED and write nothing.
+    now = current_state(store, fresh=True)
     if now is state:
         return False
     if trigger != "manual" and relaxes(now, state):

@@ -175,3 +175,24 @@ def test_broker_error_window_survives_a_restart_and_a_new_version(
         assert s.state() is TradingState.HALTED  # the third error in the window
     finally:
         s.close()
+
+
+def test_a_trigger_right_after_a_release_elsewhere_still_halts(sqlite_url: str) -> None:
+    """The daemon reads the trading state through a 0.25 s cache. An operator's release in
+    another process, then a daily-drawdown trigger in the daemon within that quarter second:
+    the trigger must see the release (ACTIVE) and halt again, not the cached HALTED, which
+    made it write nothing and left trading ACTIVE until the next bar."""
+    from guardrails.state import set_state
+
+    daemon_journal, operator_journal = Journal.open(sqlite_url), Journal.open(sqlite_url)
+    try:
+        set_state(daemon_journal, TradingState.HALTED, operator="system",
+                  reason="daily drawdown", trigger="daily_drawdown")
+        assert current_state(daemon_journal) is TradingState.HALTED  # now cached
+        set_state(operator_journal, TradingState.ACTIVE, operator="ann", reason="reviewed")
+        assert set_state(daemon_journal, TradingState.HALTED, operator="system",
+                         reason="still 6 % down", trigger="daily_drawdown")
+        assert current_state(operator_journal, fresh=True) is TradingState.HALTED
+    finally:
+        daemon_journal.close()
+        operator_journal.close()

@@ -261,7 +261,7 @@ class MemoryStateStore:
     def __init__(self) -> None:
         self.events: list[tuple[str, str, str, str]] = []
 
-    def kill_switch_state(self, scope: str = "global") -> _View:
+    def kill_switch_state(self, scope: str = "global", *, fresh: bool = False) -> _View:
         if not self.events:
             return _View(False, "release")
         action, op, reason, trigger = self.events[-1]

@@ -719,13 +719,15 @@ class Journal:
             self.commit(durable=True)
             self._state_cache.clear()
 
-    def kill_switch_state(self, scope: str = "global") -> KillSwitchState:
+    def kill_switch_state(self, scope: str = "global", *,
+                          fresh: bool = False) -> KillSwitchState:
         """Read from the database, so an operator's `dta kill-switch` in another process
         reaches a running daemon; cached for at most ``STATE_TTL_S`` of wall time (a replay
-        decides thousands of times a second). This process's own changes clear the cache."""
+        decides thousands of times a second). This process's own changes clear the cache.
+        ``fresh``: read through the cache (a state change decides on the current state)."""
         cached = self._state_cache.get(scope)
         now = time.monotonic()
-        if cached is not None and now - cached[0] < STATE_TTL_S:
+        if not fresh and cached is not None and now - cached[0] < STATE_TTL_S:
             return cached[1]
         state = self._read_state(scope)
         self._state_cache[scope] = (now, state)
