@@ -1,12 +1,16 @@
 """The whole live daemon as a state machine (issue 15, "Daemon state machine").
 
-Hypothesis drives the real daemon, wired as `dta run --mode live` wires it, against the
-loopback Binance spot exchange through the real ccxt client, one rule at a time:
+Hypothesis drives the real daemon, wired as `dta run --mode live` wires it, against each
+live venue model of the conformance suite (tests/conformance/venues.py): the loopback
+Binance spot exchange through the real ccxt client, and MetaTrader 5 netting and hedging
+accounts through the real rpyc client, our bridge and the fake terminal. One rule at a
+time:
 - a bar closes, with the strategy proposing nothing, a trade the ensemble agrees with (it
   is sent) or one it opposes (a conflict: queued for a human);
 - the venue misbehaves on the next order: the answer is lost after the order was accepted
-  (the outcome is unknown), it is refused (-2010, -1013), or a market order fills in part
-  and the rest expires;
+  (the outcome is unknown; MT5: the call times out, or ``order_send`` answers ``None``),
+  it is refused (Binance -2010, -1013; MT5 NO_MONEY, INVALID_VOLUME), or a market order
+  fills in part and the rest expires (Binance EXPIRED; MT5 IOC: DONE_PARTIAL);
 - the process dies (nothing uncommitted survives, the kernel frees the lease) at a step
   boundary, just before an order leaves, or just after the venue accepted it, and starts
   again with start-up reconciliation, as systemd restarts it;
@@ -18,7 +22,11 @@ loopback Binance spot exchange through the real ccxt client, one rule at a time:
 
 After every step (``@invariant``):
 - no client order id reaches the exchange's matching engine twice (Binance accepts a
-  closed order's id again, so the fake would take a duplicate: this is the check);
+  closed order's id again, so the fake would take a duplicate: this is the check). On MT5
+  an order's requests are grouped by its comment token: on hedging one order may be sent
+  as legs (close each opposite ticket by ``position=``, then open the rest), so the check
+  is one request per named ticket, at most one opening leg, and never more lots than the
+  order; on netting one request per token;
 - no approved request is lost: after a cycle none is left ``approved``; each the analyst
   approved ends executed (with its order row), rejected at execution with a journaled
   reason, or expired;
@@ -31,14 +39,19 @@ After every step (``@invariant``):
   leaves the daemon HALTED;
 - once the daemon has polled the fills of every order the venue holds (always right after
   a restart's reconciliation; an order sent after a cycle's poll shows at the next bar),
-  its book, its journal's fills and the venue's base balance agree.
+  its book, its journal's fills and the venue agree: the base balance on spot; on MT5 the
+  net and gross lots of ``positions_get`` for our magic number.
+
+The paper simulator is not among the venues: it has no venue faults, nothing fills while
+it is down, and its clock is its bar file's (the machine's TTL and halt rules run on a
+clock of their own); the conformance suite compares it with the live venues.
 
 Two defects it found are pinned by regression tests: a `dta kill-switch reduce` while
 HALTED relaxed trading under the login name (tests/test_operator_safety.py), and a restart
 after a partly filled market order whose answer was lost crashed start-up (below).
 
-``DTA_STATE_MACHINE_EXAMPLES`` sets the number of examples (200 in `make test`; `make soak`
-runs more).
+``DTA_STATE_MACHINE_EXAMPLES`` sets the number of examples over all venues, split by
+``VENUES`` (200 in `make test`; `make soak` runs more).
 """
 
 from __future__ import annotations
@@ -73,6 +86,7 @@ from guardrails.state import STATE_FOR_ACTION, TradingState
 from strategies.domain import (
     Direction,
     MarketSnapshot,
+    Order,
     OrderIntent,
     OrderSide,
     OrderState,
@@ -901,5 +915,31 @@ def test_restart_adopts_a_partial_fill_whose_answer_was_lost(scripted: None) -> 
         assert order.filled_volume == pytest.approx(0.0005)
         m.orders_at_poll = m.venue.orders_seen()  # reconciliation journaled the fills
         m.positions_agree()
+    finally:
+        m.teardown()
+
+
+@pytest.mark.parametrize("venue", ["mt5-netting", "mt5-hedging"])
+def test_the_mt5_check_sees_an_order_sent_again_after_a_restart(
+        venue: str, scripted: None) -> None:
+    """The MT5 "never sent twice" check groups an order's legs by comment token; it must
+    still fail when a restarted daemon sends a journaled order once more (as a retry of
+    an order whose answer was lost would)."""
+    m = machine_for(venue)()
+    try:
+        for what in ("agree", "agree", "agree"):  # an opening order, then more
+            m.bar(what)
+        for _ in range(8):
+            if m.ops.orders(m.venue.account):
+                break
+            m.bar("agree")
+        m.no_client_order_id_twice()
+        m._die()
+        m._start()
+        m.ops.rollback()
+        sent = m.ops.orders(m.venue.account)[0]
+        m.ex.broker.submit(Order(sent.intent, OrderState.SUBMITTING))  # it leaves again
+        with pytest.raises(AssertionError, match="sent"):
+            m.no_client_order_id_twice()
     finally:
         m.teardown()
