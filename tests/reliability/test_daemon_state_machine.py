@@ -471,14 +471,15 @@ class Mt5Venue(SmVenue):
                     f"order {token}: {total} lots sent for {mine.intent.volume}: {legs}")
 
     def check_journaled(self, ops: Journal) -> None:
-        for token, legs in self._requests().items():
+        requests = self._requests()
+        for token, legs in requests.items():
             mine = ops.get_order(token)
             assert mine is not None, f"order {token} at the venue, not journaled"
             buy = mine.intent.side is OrderSide.BUY
             for r in legs:
                 assert (r["type"] == self.M.ORDER_TYPE_BUY) == buy, (r, mine)
         for o in self._our_orders():
-            assert o.comment in self._requests(), f"venue order {o} was never requested"
+            assert o.comment in requests, f"venue order {o} was never requested"
 
     def check_positions(self, daemon: Daemon, journal_net: float, restarts: int) -> None:
         p = daemon.executor.broker.position(self.symbol)
