@@ -3,8 +3,8 @@
 Hypothesis drives the real daemon, wired as `dta run --mode live` wires it, against each
 live venue model of the conformance suite (tests/conformance/venues.py): the loopback
 Binance spot exchange through the real ccxt client, and MetaTrader 5 netting and hedging
-accounts through the real rpyc client, our bridge and the fake terminal. One rule at a
-time:
+accounts through the real rpyc client, our bridge and the fake terminal; and the paper
+simulator over a bar file. One rule at a time:
 - a bar closes, with the strategy proposing nothing, a trade the ensemble agrees with (it
   is sent) or one it opposes (a conflict: queued for a human);
 - the venue misbehaves on the next order: the answer is lost after the order was accepted
@@ -42,9 +42,9 @@ After every step (``@invariant``):
   its book, its journal's fills and the venue agree: the base balance on spot; on MT5 the
   net and gross lots of ``positions_get`` for our magic number.
 
-The paper simulator is not among the venues: it has no venue faults, nothing fills while
-it is down, and its clock is its bar file's (the machine's TTL and halt rules run on a
-clock of their own); the conformance suite compares it with the live venues.
+On paper the venue's faults, the kills at the send and the account's losses are skipped
+(no venue, nothing fills while it is down, no money leaves); its clock is its bar file's,
+whose bars are longer than the live TTL, so its TTL is counted in bars.
 
 Two defects it found are pinned by regression tests: a `dta kill-switch reduce` while
 HALTED relaxed trading under the login name (tests/test_operator_safety.py), and a restart
@@ -71,7 +71,7 @@ import pytest
 from daemon_helpers import EXAMPLE, settings_for
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from typer.testing import CliRunner
 
 from ensemble.local import MomentumProvider
@@ -107,6 +107,7 @@ NAMED = ("ann", "bob")  # people who name themselves with --operator
 LOGIN = "login-guess"  # $USER: what a command would guess when nobody is named
 EXAMPLES = int(os.environ.get("DTA_STATE_MACHINE_EXAMPLES", "200"))
 STEPS = 12
+PAPER_TTL_BARS = 2  # paper's bars are longer than TTL_MINUTES: its TTL is in bars
 STRICTNESS = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
 
 
@@ -162,13 +163,13 @@ class Scripted:
                          b.close, stop, target, what),)
 
 
-def _guardrails() -> dict[str, Any]:
+def _guardrails(ttl_minutes: int = TTL_MINUTES) -> dict[str, Any]:
     return {"stale_after_bars": 1.5, "max_position_lots": 1.0,
             "max_gross_exposure_lots": 1.0, "max_order_notional": 1e6,
             "max_orders_per_minute": 1000, "max_spread": None,
             "min_stop_atr": None, "max_daily_loss": None,
             "daily_drawdown_halt_pct": HALT_PCT,
-            "approval_ttl_seconds": TTL_MINUTES * 60,
+            "approval_ttl_seconds": ttl_minutes * 60,
             "consensus": {"rule": "either", "min_agreement": 1,
                           "min_confidence": 0.0, "conflict_margin": 1.0}}
 
@@ -225,6 +226,7 @@ class SmVenue:
     symbol: str
     faults: tuple[str, ...]
     lot: float  # the strategy's order volume
+    live: bool = True  # a live adapter (lease, start-up reconciliation, kill points)
 
     def settings(self, url: str) -> Settings:
         raise NotImplementedError
@@ -260,6 +262,58 @@ class SmVenue:
 
     def stop(self) -> None:
         raise NotImplementedError
+
+
+class PaperVenue(SmVenue):
+    """The paper simulator over the conformance suite's bar file (its own venue: fills at
+    the next bar's open). No venue faults, nothing fills while it is down, no money to
+    lose: those rules are skipped; its clock is the bar file's."""
+
+    name = "paper"
+    account = "paper-1"
+    symbol = "EURUSD"
+    faults = ()
+    lot = 0.01
+    live = False
+
+    def __init__(self) -> None:
+        from conftest import write_sample_head
+
+        self.dir = Path(tempfile.mkdtemp(prefix="dta-sm-paper-"))
+        self.data = write_sample_head(self.dir / "EURUSD_M15.csv", 400)
+
+    def settings(self, url: str) -> Settings:
+        return settings_for(
+            url, account=self.account,
+            strategy={"name": Scripted.name, "params": {}},
+            ensemble={"providers": [{"name": "momentum", "kind": "momentum",
+                                     "params": {"period": MOMENTUM_PERIOD}}]},
+            paper={"order_volume_lots": self.lot},
+            guardrails=_guardrails(PAPER_TTL_BARS * 15))  # M15 bars
+
+    def orders_seen(self) -> int:
+        return 0  # settled: see ``settled``
+
+    @staticmethod
+    def settled(daemon: Daemon) -> bool:
+        return not getattr(daemon.executor.broker, "_pending", {})
+
+    def equity_floor(self) -> float:
+        return float("inf")  # nothing takes money from the simulator: no halt to judge
+
+    def check_never_twice(self, ops: Journal) -> None:
+        """The simulator is the daemon's own: nothing reaches a venue."""
+
+    def check_journaled(self, ops: Journal) -> None:
+        """As above."""
+
+    def check_positions(self, daemon: Daemon, journal_net: float, restarts: int) -> None:
+        net = round(daemon.executor.broker.position(self.symbol).volume, 10)
+        assert net == pytest.approx(journal_net, abs=1e-9), (
+            f"simulator holds {net}, its journal {journal_net} ({restarts} restarts)")
+
+    def stop(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class CcxtVenue(SmVenue):
@@ -532,6 +586,7 @@ class DaemonMachine(RuleBasedStateMachine):
         minute = int(datetime.now(UTC).timestamp() // 60) + 1
         self.t0 = datetime.fromtimestamp((minute + (-minute) % 11) * 60, UTC)
         self.minutes = 0
+        self.bar_time: datetime | None = None  # paper: the bar file's clock
         self.daemon: Daemon | None = None
         self.die_at: str | None = None
         self.orders_at_poll = 0
@@ -545,6 +600,8 @@ class DaemonMachine(RuleBasedStateMachine):
 
     @property
     def now(self) -> datetime:
+        if self.bar_time is not None:
+            return self.bar_time
         return self.t0 + timedelta(minutes=self.minutes, seconds=2)
 
     @property
@@ -556,6 +613,9 @@ class DaemonMachine(RuleBasedStateMachine):
         self.venue.sync(self.now, self.daemon)
 
     def _start(self) -> None:
+        if not self.venue.live:
+            self._start_paper()
+            return
         from runbooks.cli import _start_live
 
         journal = Journal.open(self.url, migrate_schema=False)  # migrated: the template
@@ -572,9 +632,30 @@ class DaemonMachine(RuleBasedStateMachine):
         self.orders_at_poll = self.venue.orders_seen()  # reconciliation took every fill
         self._cycle()
 
+    def _start_paper(self) -> None:
+        assert isinstance(self.venue, PaperVenue)
+        journal = Journal.open(self.url, migrate_schema=False)
+        self.daemon = build_daemon(self.settings, journal, data=self.venue.data)
+        self.ex.poll_seconds = 0.0
+        self._instrument()
+        self.ex.start()
+        first = self.bar_time is None
+        self._next_bar_time()
+        self._cycle()
+        for _ in range(MOMENTUM_PERIOD + 1 if first else 0):  # the indicator's warm-up
+            self._next_bar_time()
+            self._cycle()
+
+    def _next_bar_time(self) -> None:
+        assert self.daemon is not None and self.daemon.feed is not None
+        t = self.daemon.feed.next_close_time()
+        assert t is not None, "the bar file ran out"
+        self.bar_time = t
+
     def _instrument(self) -> None:
         """Kill points around the send, and the count of venue orders at each fill poll."""
-        broker = self.daemon.live.broker  # type: ignore[union-attr]
+        assert self.daemon is not None
+        broker = self.daemon.live.broker if self.venue.live else self.ex.broker
         submit, on_bar = broker.submit, broker.on_bar
 
         def dying_submit(order: Any) -> Any:
@@ -608,6 +689,8 @@ class DaemonMachine(RuleBasedStateMachine):
             self._start()
             return
         self.die_at = None
+        if not self.venue.live:
+            self.ex.journal.commit()  # paper commits per batch
         self._check_after_cycle(handled)
 
     def _die(self) -> None:
@@ -615,8 +698,9 @@ class DaemonMachine(RuleBasedStateMachine):
         from executor.daemon import _close
 
         self.daemon.journal.rollback()  # what the process had not committed is gone
-        self.daemon.live.lease.release()  # the kernel frees it with the process
-        self.venue.disconnect(self.daemon)
+        if self.daemon.live is not None:
+            self.daemon.live.lease.release()  # the kernel frees it with the process
+            self.venue.disconnect(self.daemon)
         _close(self.ex.c.ensemble)
         self.daemon.journal.close()
         self.daemon = None
@@ -626,8 +710,9 @@ class DaemonMachine(RuleBasedStateMachine):
         try:
             if self.daemon is not None:
                 self.ex.stop("stopped")
-                self.daemon.live.lease.release()
-                self.venue.disconnect(self.daemon)
+                if self.daemon.live is not None:
+                    self.daemon.live.lease.release()
+                    self.venue.disconnect(self.daemon)
                 self.daemon.journal.close()
                 self.daemon = None
             self.ops.close()
@@ -639,6 +724,8 @@ class DaemonMachine(RuleBasedStateMachine):
         if what is not None:
             Scripted.plan.append(what)
         self.minutes += 1
+        if not self.venue.live:
+            self._next_bar_time()  # a bar is longer than the TTL
         self._cycle()
         Scripted.plan.clear()
 
@@ -648,6 +735,7 @@ class DaemonMachine(RuleBasedStateMachine):
     def bar(self, what: str) -> None:
         self._bar(None if what == "none" else what)
 
+    @precondition(lambda self: bool(self.venue.faults))
     @rule(what=st.sampled_from(["agree", "conflict"]), fault=st.integers(0, 19))
     def bar_with_venue_fault(self, what: str, fault: int) -> None:
         """The next order (this bar's, or an approval's) meets one of the venue's faults:
@@ -655,24 +743,30 @@ class DaemonMachine(RuleBasedStateMachine):
         self.venue.script(self.venue.faults[fault % len(self.venue.faults)])
         self._bar(what)
 
-    @rule(point=st.sampled_from(["between_steps", "before_send", "after_send"]),
+    @rule()
+    def process_killed_between_steps(self) -> None:
+        """The process dies between two steps; systemd starts it again at once (live:
+        with start-up reconciliation)."""
+        self._die()
+        self._start()
+
+    @precondition(lambda self: self.venue.live)
+    @rule(point=st.sampled_from(["before_send", "after_send"]),
           what=st.sampled_from(["agree", "conflict"]))
-    def process_killed(self, point: str, what: str) -> None:
-        """The process dies between two steps, or at the next bar just before an order
-        leaves (its row committed) or just after the venue accepted it (the answer never
-        journaled); systemd starts it again at once, with start-up reconciliation."""
-        if point == "between_steps":
-            self._die()
-            self._start()
-            return
+    def process_killed_at_the_send(self, point: str, what: str) -> None:
+        """The process dies at the next bar just before an order leaves (its row
+        committed) or just after the venue accepted it (the answer never journaled)
+        (paper: the simulator dies with the process, nothing is at a venue)."""
         self.die_at = point
         self._bar(what)
 
     @rule()
     def time_passes_beyond_the_ttl(self) -> None:
         self.minutes += TTL_MINUTES
-        self._bar(None)
+        for _ in range(1 if self.venue.live else PAPER_TTL_BARS + 1):
+            self._bar(None)
 
+    @precondition(lambda self: self.venue.live)
     @rule(pct=st.sampled_from([0.5, 1.0, 2.0, 5.5]))
     def account_loses(self, pct: float) -> None:
         """Equity falls (a loss elsewhere on the account, a withdrawal)."""
@@ -833,9 +927,12 @@ class DaemonMachine(RuleBasedStateMachine):
         """Checked once the daemon has polled the fills of every order the venue has (an
         order sent after the cycle's poll shows at the next bar; until then the book is
         capped by the balance, which already moved)."""
-        if self.orders_at_poll != self.venue.orders_seen():
-            return
         assert self.daemon is not None
+        if isinstance(self.venue, PaperVenue):
+            if not self.venue.settled(self.daemon):
+                return
+        elif self.orders_at_poll != self.venue.orders_seen():
+            return
         self.ops.rollback()
         journal = journal_net_positions(self.ops, self.venue.account).get(
             self.venue.symbol, 0.0)
@@ -873,8 +970,9 @@ def warnings_only() -> Iterator[None]:
 # longest and its spot quirks are the most numerous).
 VENUES: dict[str, tuple[Callable[[], SmVenue], float]] = {
     "ccxt-spot": (CcxtVenue, 0.4),
-    "mt5-netting": (lambda: Mt5Venue("netting"), 0.3),
-    "mt5-hedging": (lambda: Mt5Venue("hedging"), 0.3),
+    "mt5-netting": (lambda: Mt5Venue("netting"), 0.25),
+    "mt5-hedging": (lambda: Mt5Venue("hedging"), 0.25),
+    "paper": (PaperVenue, 0.1),
 }
 
 
