@@ -29,7 +29,7 @@ test: $(STAMP)
 # The bench extra brings smartmoneyconcepts (numba, pandas) for the SMC comparison only.
 # The crash-safety test with 500 SIGKILLs per variant instead of the suite's 50: ccxt and the
 # MT5 bridge, each on SQLite and (with DTA_TEST_DATABASE_URL) PostgreSQL; ~2 min per variant.
-# Then the daemon state machine with 2,000 examples instead of the suite's 200.
+# Then the daemon state machine with 2,000 examples (split over its venues) instead of the suite's 200.
 soak: $(STAMP)
 	DTA_SOAK_KILLS=500 $(BIN)/python -m pytest -q -p no:cacheprovider tests/reliability/test_crash_safety.py -s
 	DTA_STATE_MACHINE_EXAMPLES=2000 $(BIN)/python -m pytest -q -p no:cacheprovider tests/reliability/test_daemon_state_machine.py
