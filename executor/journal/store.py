@@ -1022,13 +1022,19 @@ class Journal:
 
     def record_day_start(self, account: str, day: datetime, equity: float) -> None:
         """The day's baseline, written once: the first reading of the day stands, whatever
-        restarts or parameter versions follow (commits with the cycle)."""
+        restarts or parameter versions follow (commits with the cycle). Prepared, as an
+        INSERT that leaves an existing row alone: it runs at every day's first bar."""
+        def build() -> Any:
+            from sqlalchemy.dialects import postgresql, sqlite
+
+            dialect_insert = sqlite.insert if self.dialect == "sqlite" else postgresql.insert
+            return dialect_insert(_DAY_BASELINES).on_conflict_do_nothing(
+                index_elements=["account", "day"])
+
         with self._lock:
-            exists = self._conn().execute(select(_DAY_BASELINES.c.day).where(
-                _DAY_BASELINES.c.account == account, _DAY_BASELINES.c.day == day)).first()
-            if exists is None:
-                self._conn().execute(insert(_DAY_BASELINES).values(
-                    account=account, day=day, start_equity=equity, at=utcnow()))
+            p = self._prep("day_start", build, ("account", "day", "start_equity", "at"))
+            p.write(self._dbapi(), dict(account=account, day=day, start_equity=equity,
+                                        at=utcnow()))
 
     def day_start(self, account: str) -> tuple[datetime, float] | None:
         """The newest day baseline of ``account``: (midnight UTC, start equity)."""
