@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes.binance_fake import FakeBinance
+from fakes.binance_fake import MINUTE_MS, FakeBinance, _fmt
 from test_daemon_process import NotifySocket
 from test_live_wiring import AlwaysLong
 
@@ -75,6 +75,17 @@ class KeyedExchange(FakeBinance):
         # Run on each signed request, before it is processed.
         self.on_signed: Callable[[str, str, str], None] | None = None
         self._local = threading.local()
+
+    def kline(self, sid: str, open_ms: int, minutes: int) -> list[Any]:
+        """A steady rise, one cent a candle: momentum (and ``AlwaysLong`` with it) says
+        long at every bar, so A's first tick buys whatever the minute. With the default
+        candles' 11-minute cycle, a falling minute made it a sell, which a spot account
+        holding none of our BTC refuses (the ``no_shorts`` check), so A sent nothing."""
+        row = super().kline(sid, open_ms, minutes)
+        o = self.symbols[sid]["price"] + 0.01 * (open_ms // (minutes * MINUTE_MS) % 1_000_000)
+        c = o + 0.005
+        return [row[0], _fmt(o, 3), _fmt(c + 0.002, 3), _fmt(o - 0.002, 3), _fmt(c, 3),
+                *row[5:]]
 
     def route(self, method: str, path: str, q: dict[str, str], raw: str, headers: Any,
               step: tuple[Any, ...] | None) -> tuple[int, Any]:
