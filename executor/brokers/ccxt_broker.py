@@ -565,10 +565,11 @@ class CcxtBroker:
                                   f"{detail}", retryable=False)
             return next(iter(by_currency))
 
-    def volume_rules(self, symbol: str) -> VolumeRules | None:
-        """The market's amount step (``precision['amount']``: the step itself under
-        ``TICK_SIZE``, decimals under ``DECIMAL_PLACES``) and minimum
-        (``limits['amount']['min']``: Binance's LOT_SIZE minQty). None when unknown."""
+    def _precision_step(self, symbol: str, field: str) -> tuple[float, Mapping[str, Any]] | None:
+        """The market's smallest step of ``field`` ("price" or "amount") and the market.
+        ``precision[field]`` is the step itself when the exchange class counts precision
+        in ``TICK_SIZE`` (binance), a number of decimals under ``DECIMAL_PLACES`` (step
+        ``10**-n``); under ``SIGNIFICANT_DIGITS`` the step depends on the value: None."""
         c = _ccxt()
         with self._lock:
             self.ensure_markets()
@@ -576,7 +577,7 @@ class CcxtBroker:
                 market = self.exchange.market(symbol)
             except c.BaseError:
                 return None
-            raw = (market.get("precision") or {}).get("amount")
+            raw = (market.get("precision") or {}).get(field)
             if raw is None:
                 return None
             mode = getattr(self.exchange, "precisionMode", None)
@@ -586,37 +587,24 @@ class CcxtBroker:
                 step = 10.0 ** -float(raw)
             else:
                 return None
-            vmin = ((market.get("limits") or {}).get("amount") or {}).get("min")
-            minimum = float(vmin) if vmin is not None else step
-            if not (math.isfinite(step) and step > 0 and math.isfinite(minimum)):
-                return None
-            return VolumeRules(step, max(minimum, step))
+            return (step, market) if math.isfinite(step) and step > 0 else None
+
+    def volume_rules(self, symbol: str) -> VolumeRules | None:
+        """The market's amount step and minimum (``limits['amount']['min']``: Binance's
+        LOT_SIZE minQty). None when unknown."""
+        found = self._precision_step(symbol, "amount")
+        if found is None:
+            return None
+        step, market = found
+        vmin = ((market.get("limits") or {}).get("amount") or {}).get("min")
+        minimum = float(vmin) if vmin is not None else step
+        return VolumeRules(step, max(minimum, step)) if math.isfinite(minimum) else None
 
     def point(self, symbol: str) -> float | None:
         """The market's price tick, for ``min_stop_points`` (the MT5 ``point`` of a ccxt
-        market). ``precision['price']`` is the tick itself when the exchange class counts
-        precision in ``TICK_SIZE`` (binance), a number of decimals under ``DECIMAL_PLACES``
-        (tick ``10**-n``); under ``SIGNIFICANT_DIGITS`` the tick depends on the price, so
-        it is unknown: ``None``, and a configured stop distance fails closed."""
-        c = _ccxt()
-        with self._lock:
-            self.ensure_markets()
-            try:
-                market = self.exchange.market(symbol)
-            except c.BaseError:
-                return None
-            raw = (market.get("precision") or {}).get("price")
-            if raw is None:
-                return None
-            value = float(raw)
-            mode = getattr(self.exchange, "precisionMode", None)
-            if mode == c.TICK_SIZE:
-                tick = value
-            elif mode == c.DECIMAL_PLACES:
-                tick = 10.0 ** -value
-            else:
-                return None
-            return tick if math.isfinite(tick) and tick > 0 else None
+        market); unknown (None) makes a configured stop distance fail closed."""
+        found = self._precision_step(symbol, "price")
+        return None if found is None else found[0]
 
     def _read_equity(self) -> float:
         c = _ccxt()
