@@ -39,7 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
 lint: $(STAMP)
-	$(BIN)/ruff check executor strategies ensemble guardrails runbooks tests benchmarks
+	$(BIN)/ruff check domain executor strategies ensemble guardrails runbooks tests benchmarks
 	$(BIN)/mypy
 
 clean:

@@ -49,6 +49,7 @@ for extra in (ROOT, ROOT / "tests"):  # run as a script; the fakes live with the
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 
+from domain import Bar, Direction, MarketSnapshot, Proposal, Trend  # noqa: E402
 from ensemble.base import Completion, RenderedPrompt  # noqa: E402
 from ensemble.config import (  # noqa: E402
     BreakerConfig,
@@ -60,7 +61,6 @@ from ensemble.ensemble import Ensemble  # noqa: E402
 from ensemble.factory import build_ensemble  # noqa: E402
 from ensemble.late import LateCalls  # noqa: E402
 from ensemble.local import MomentumProvider, StructureProvider  # noqa: E402
-from strategies.domain import Bar, Direction, MarketSnapshot, Proposal, Trend  # noqa: E402
 
 GOAL_P99_MS = 5.0
 LATENCIES_S = (0.002, 0.004, 0.006)

@@ -45,6 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from a checkout without an install
     sys.path.insert(0, str(ROOT))
 
+from domain import Bar, Order  # noqa: E402
 from executor.brokers.paper import PaperBroker  # noqa: E402
 from executor.daemon import RealtimeExecutor  # noqa: E402
 from executor.feeds.files import LoadedBars, load_bars  # noqa: E402
@@ -54,7 +55,6 @@ from executor.journal.store import Journal  # noqa: E402
 from executor.log_setup import configure_logging  # noqa: E402
 from executor.settings import Settings, load_settings  # noqa: E402
 from executor.wiring import component_factory  # noqa: E402
-from strategies.domain import Bar, Order  # noqa: E402
 
 SAMPLE = ROOT / "config" / "samples" / "EURUSD_M15.csv"
 CONFIG = ROOT / "config" / "dta.example.toml"

@@ -44,8 +44,8 @@ from benchmarks.bench_latency import (  # noqa: E402
     force_live_polls,
     load_sample,
 )
+from domain import Bar  # noqa: E402
 from executor.journal.store import Journal  # noqa: E402
-from strategies.domain import Bar  # noqa: E402
 
 GOAL_S = 1.0
 START = datetime(2024, 1, 1, tzinfo=UTC)

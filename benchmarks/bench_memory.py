@@ -44,10 +44,10 @@ from benchmarks.bench_latency import (  # noqa: E402
     load_sample,
     rss_bytes,
 )
+from domain import Bar  # noqa: E402
 from executor.daemon import RealtimeExecutor  # noqa: E402
 from executor.heap import pin_malloc_thresholds  # noqa: E402
 from executor.journal.store import Journal  # noqa: E402
-from strategies.domain import Bar  # noqa: E402
 
 GOAL_PCT = 5.0
 START = datetime(2024, 1, 1, tzinfo=UTC)

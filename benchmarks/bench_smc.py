@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from a checkout without an install
     sys.path.insert(0, str(ROOT))
 
-from strategies.domain import Bar  # noqa: E402
+from domain import Bar  # noqa: E402
 from strategies.snapshot import SnapshotBuilder  # noqa: E402
 
 SAMPLE = ROOT / "config" / "samples" / "EURUSD_M15.csv"

@@ -26,9 +26,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+from domain import Direction, MarketSnapshot, Proposal, Signal
 from ensemble.ensemble import Ensemble
 from executor.components import ComponentFactory, Components
-from strategies.domain import Direction, MarketSnapshot, Proposal, Signal
 from strategies.logic import StrategyContext
 
 FAST, SLOW = 10, 30

@@ -1,6 +1,6 @@
 """Ensemble: signal providers, routing with fallback, scoring, personas, prompts, telemetry.
 
-Depends on domain types only (``strategies``); the executor wires it with
+Depends on domain types only (``domain``); the executor wires it with
 ``build_ensemble(EnsembleConfig, secrets=..., params_hash=...)`` and calls
 ``Ensemble.evaluate(proposal, snapshot) -> Decision``. The LLM SDKs and
 ``prometheus_client`` are imported only by the adapters that need them.
@@ -16,9 +16,9 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from domain.errors import EnsembleConfigError, PromptLibraryError
     from ensemble.config import EnsembleConfig, ProviderConfig, RouteRule
     from ensemble.ensemble import Ensemble, EnsembleResult, decision_key
-    from ensemble.errors import EnsembleConfigError, EnsembleError, PromptLibraryError
     from ensemble.factory import build_ensemble
     from ensemble.local import MomentumProvider, SmcRulesProvider, StructureProvider
     from ensemble.matrix import MatrixRow, TradeOutcome, capability_matrix
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 _SOURCES = {
     "ensemble.config": ("EnsembleConfig", "ProviderConfig", "RouteRule"),
     "ensemble.ensemble": ("Ensemble", "EnsembleResult", "decision_key"),
-    "ensemble.errors": ("EnsembleConfigError", "EnsembleError", "PromptLibraryError"),
+    "domain.errors": ("EnsembleConfigError", "PromptLibraryError"),
     "ensemble.factory": ("build_ensemble",),
     "ensemble.local": ("MomentumProvider", "SmcRulesProvider", "StructureProvider"),
     "ensemble.matrix": ("MatrixRow", "TradeOutcome", "capability_matrix"),
@@ -36,7 +36,7 @@ _SOURCES = {
 _MODULE_OF = {name: module for module, names in _SOURCES.items() for name in names}
 
 __all__ = [
-    "CallOutcome", "Ensemble", "EnsembleConfig", "EnsembleConfigError", "EnsembleError",
+    "CallOutcome", "Ensemble", "EnsembleConfig", "EnsembleConfigError",
     "EnsembleResult", "InMemorySink", "MatrixRow", "MomentumProvider", "PromptLibraryError",
     "ProviderCall", "ProviderConfig", "RouteRule", "SmcRulesProvider", "StructureProvider",
     "TelemetrySink", "TradeOutcome", "build_ensemble", "capability_matrix", "decision_key",

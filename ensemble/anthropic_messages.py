@@ -23,9 +23,9 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from domain.errors import EnsembleConfigError
 from ensemble import call_budget
 from ensemble.base import Completion, RenderedPrompt
-from ensemble.errors import EnsembleConfigError
 from ensemble.openai_chat import budget_hooks, call_sdk, usage_counts
 from ensemble.provider_text import mask
 from ensemble.validation import anthropic_unusable

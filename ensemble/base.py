@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from strategies.domain import MarketSnapshot, Proposal, Signal
+from domain import MarketSnapshot, Proposal, Signal
 
 
 class Provider(Protocol):

@@ -55,7 +55,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ensemble.errors import ProviderCallError
+from domain.errors import ProviderCallError
 
 # The SDKs' backoff when an error answer names no wait: INITIAL_RETRY_DELAY * 2**n capped
 # at MAX_RETRY_DELAY, minus up to 25 % jitter (openai/_constants.py, anthropic/_constants.py).

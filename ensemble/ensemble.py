@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 
+from domain import Decision, Direction, MarketSnapshot, Proposal, Signal
 from ensemble.base import Provider
 from ensemble.breaker import BreakerTransition, CircuitBreaker
 from ensemble.config import EnsembleConfig
@@ -47,7 +48,6 @@ from ensemble.pool import DaemonThreadPool
 from ensemble.routing import EnsembleHealth, Route, Router
 from ensemble.scoring import Score, score_signals
 from ensemble.telemetry import FAILURE_OUTCOMES, CallOutcome, ProviderCall, TelemetrySink
-from strategies.domain import Decision, Direction, MarketSnapshot, Proposal, Signal
 
 log = logging.getLogger(__name__)
 

@@ -14,11 +14,11 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from domain.errors import EnsembleConfigError
 from ensemble.base import ModelClient
 from ensemble.breaker import CircuitBreaker
 from ensemble.config import EnsembleConfig, ProviderConfig
 from ensemble.ensemble import Ensemble
-from ensemble.errors import EnsembleConfigError
 from ensemble.local import MomentumProvider, SmcRulesProvider, StructureProvider
 from ensemble.members import LocalPersona, LocalVoter, Member, ModelMember
 from ensemble.personas import ExecutionRulesProvider, RiskRulesProvider

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from strategies.domain import (
+from domain import (
     Direction,
     MarketSnapshot,
     Proposal,

@@ -24,8 +24,8 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from domain import Decision, Direction
 from ensemble.telemetry import CallOutcome, ProviderCall
-from strategies.domain import Decision, Direction
 
 _NOT_ATTEMPTED = frozenset({CallOutcome.BREAKER_OPEN, CallOutcome.NO_RECORDING})
 _ERRORS = frozenset({CallOutcome.ERROR, CallOutcome.TIMEOUT})

@@ -27,17 +27,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from domain import Direction, MarketSnapshot, Proposal, Signal
+from domain.errors import ProviderCallError
 from ensemble.base import ModelClient, PersonaProvider, Provider
 from ensemble.breaker import CircuitBreaker
 from ensemble.config import ValidationConfig
-from ensemble.errors import ProviderCallError
 from ensemble.pool import DaemonThreadPool
 from ensemble.prompts import PromptTemplate
 from ensemble.recording import Recording, RecordingStore, request_key
 from ensemble.schemas import OUTPUT_MODELS, OUTPUT_SCHEMAS, SCHEMA_NAMES, ResearchOutput
 from ensemble.telemetry import CallOutcome, ProviderCall, call_cost
 from ensemble.validation import validate_answer
-from strategies.domain import Direction, MarketSnapshot, Proposal, Signal
 from strategies.glossary import TAG_VALUES, TERMS
 
 log = logging.getLogger(__name__)

@@ -38,9 +38,9 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from domain.errors import EnsembleConfigError, ProviderCallError
 from ensemble import call_budget
 from ensemble.base import Completion, RenderedPrompt
-from ensemble.errors import EnsembleConfigError, ProviderCallError
 from ensemble.provider_text import mask
 from ensemble.telemetry import token_count
 from ensemble.validation import openai_unusable

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
+from domain import Direction, MarketSnapshot, Proposal
 from ensemble.local import latest_break
 from ensemble.schemas import (
     BlockView,
@@ -40,7 +41,6 @@ from ensemble.schemas import (
     SweepView,
 )
 from ensemble.validation import reference_atr
-from strategies.domain import Direction, MarketSnapshot, Proposal
 
 # --------------------------------------------------------------------------- inputs
 

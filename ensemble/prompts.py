@@ -24,8 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from domain.errors import PromptLibraryError
 from ensemble.base import RenderedPrompt
-from ensemble.errors import PromptLibraryError
 
 LOCK_NAME = "prompts.lock.json"
 _SECTION = re.compile(r"^<!--\s*(system|user)\s*-->\s*$", re.MULTILINE)

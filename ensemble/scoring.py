@@ -21,9 +21,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from domain import Direction, MarketSnapshot, Signal, SwingKind
 from ensemble.config import ScoringConfig
 from ensemble.local import latest_break
-from strategies.domain import Direction, MarketSnapshot, Signal, SwingKind
 
 
 def weighted_vote(signals: Sequence[Signal], weights: Mapping[str, float],

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from domain import Decision, Signal
 from ensemble.telemetry import ProviderCall
-from strategies.domain import Decision, Signal
 
 
 def signal_dict(s: Signal, *, timing: bool = True) -> dict[str, Any]:

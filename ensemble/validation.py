@@ -21,8 +21,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from domain import MarketSnapshot, Proposal
 from ensemble.schemas import OUTPUT_MODELS, ResearchOutput
-from strategies.domain import MarketSnapshot, Proposal
 
 _FENCE = re.compile(r"^```(?:json)?\s*\n?(.*?)\n?\s*```$", re.DOTALL | re.IGNORECASE)
 

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from strategies.domain import (
+from domain import (
     Decision,
     Direction,
     OrderIntent,
@@ -26,10 +26,7 @@ from strategies.domain import (
     Proposal,
     ensure_utc,
 )
-
-
-class MalformedApproval(ValueError):
-    """A journaled request that cannot be read back as the order it showed."""
+from domain.errors import MalformedApproval
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,15 +9,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from domain import timeframe_seconds
+from domain.errors import NotFound, OperatorRefusal
 from executor.journal.store import Journal
 from executor.settings import WeightFeedbackSettings
 from guardrails.approvals import Vote, updated_weights
 from guardrails.params import active_version, first_weights, weights_of, with_weights
-from strategies.domain import timeframe_seconds
 
 
-class ApprovalError(ValueError):
-    """The request cannot be decided (unknown, already decided, or expired)."""
+class ApprovalError(OperatorRefusal):
+    """The request cannot be decided (already decided, expired, no operator or note)."""
+
+
+class UnknownApproval(ApprovalError, NotFound):
+    """No request has that number."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +39,7 @@ def decide(journal: Journal, approval_id: int, *, approve: bool, operator: str, 
         raise ApprovalError("an operator and a note are required")
     request = journal.get_approval(approval_id)
     if request is None:
-        raise ApprovalError(f"no approval request #{approval_id}")
+        raise UnknownApproval(f"no approval request #{approval_id}")
     if request.status != "pending":
         raise ApprovalError(f"request #{approval_id} is {request.status}, not pending")
     clock, now = request_clock(journal, request, now)
@@ -59,7 +64,8 @@ def request_clock(journal: Journal, request: Any, wall_now: datetime) -> tuple[s
     replay journaled for the request's stream (the replay stands there until it runs
     again), not the wall clock, which is always days past a replay's bars. A live
     daemon's request lives on the wall clock."""
-    from executor.approval_request import ApprovalRequest, MalformedApproval
+    from domain.errors import MalformedApproval
+    from executor.approval_request import ApprovalRequest
 
     try:
         shown = ApprovalRequest.from_payload(request.intent)

@@ -7,10 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from domain import ParameterSet
 from ensemble.ensemble import Ensemble
 from executor.settings import GuardrailSettings
 from guardrails.guardrails import Guardrails
-from strategies.domain import ParameterSet
 from strategies.logic import TradeLogic
 
 

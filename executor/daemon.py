@@ -22,12 +22,28 @@ from typing import Any, Protocol, TypeVar
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
+from domain import (
+    Bar,
+    Decision,
+    Direction,
+    Fill,
+    MarketSnapshot,
+    Order,
+    OrderIntent,
+    OrderSide,
+    OrderState,
+    OrderType,
+    Proposal,
+    Verdict,
+    client_order_id,
+    timeframe_seconds,
+)
+from domain.errors import JournalError, MalformedApproval, VenueError
 from ensemble.late import call_row
-from executor.approval_request import ApprovalRequest, MalformedApproval
+from executor.approval_request import ApprovalRequest
 from executor.brokers.base import Broker, BrokerFill, VolumeRules
 from executor.brokers.paper import PaperBroker
 from executor.components import ComponentFactory, Components
-from executor.errors import BrokerError, JournalError
 from executor.feeds.base import Feed
 from executor.feeds.validator import BarValidator
 from executor.heap import release_free_heap
@@ -49,22 +65,6 @@ from guardrails.monitors import (
 )
 from guardrails.params import ParamError, active_version, ensure_registered, rollback
 from guardrails.state import TradingState, set_state
-from strategies.domain import (
-    Bar,
-    Decision,
-    Direction,
-    Fill,
-    MarketSnapshot,
-    Order,
-    OrderIntent,
-    OrderSide,
-    OrderState,
-    OrderType,
-    Proposal,
-    Verdict,
-    client_order_id,
-    timeframe_seconds,
-)
 from strategies.logic import StrategyContext
 from strategies.snapshot import SnapshotBuilder
 
@@ -198,7 +198,7 @@ class RealtimeExecutor:
         # died, so the advisory lock is gone and another daemon may take the account)
         # stops trading at once (``_lease_lost``).
         self.lease: Any = None
-        self._equity_failure: BrokerError | None = None  # the last failed equity read
+        self._equity_failure: VenueError | None = None  # the last failed equity read
         # Called at the start of every cycle with the cycle's time (live: the unknown-order
         # resolver). An exception is journaled as an error, never skips the cycle.
         self.before_cycle: list[Callable[[datetime], object]] = []
@@ -431,7 +431,7 @@ class RealtimeExecutor:
         """Another daemon may own the account now: stop before anything else is sent. The
         process exits non-zero; systemd's restart then either takes the lease again or is
         refused while the other daemon holds it (exactly one trades)."""
-        from executor.errors import LeaseError
+        from domain.errors import LeaseError
 
         message = (f"lease on account {self.account!r} lost ({self.lease.kind}): another "
                    "daemon may hold it now; trading stopped")
@@ -466,7 +466,7 @@ class RealtimeExecutor:
             try:
                 bars = self.feed.closed_bars(stream[0], stream[1], self._last_time[stream],
                                              now)
-            except BrokerError as exc:  # the feed is away: next cycle catches up
+            except VenueError as exc:  # the feed is away: next cycle catches up
                 self.stats.errors["feed_error"] += 1
                 log.error("feed_failed", symbol=stream[0], error=str(exc))
                 self._broker_error(now, "feed", f"{stream[0]}: {exc}")
@@ -664,7 +664,7 @@ class RealtimeExecutor:
             return None
         try:
             point = ask(symbol)
-        except BrokerError as exc:
+        except VenueError as exc:
             log.error("point_read_failed", symbol=symbol, error=str(exc))
             return None
         if point is not None and point > 0:
@@ -757,7 +757,7 @@ class RealtimeExecutor:
         if callable(ask):
             try:
                 rules = ask(symbol)
-            except BrokerError as exc:
+            except VenueError as exc:
                 log.error("volume_rules_read_failed", symbol=symbol, error=str(exc))
                 return None  # asked again next time
         self._sizes[symbol] = rules
@@ -893,7 +893,7 @@ class RealtimeExecutor:
             return None
         try:
             return float(equity())
-        except BrokerError as exc:
+        except VenueError as exc:
             if exc is not self._equity_failure:
                 self._equity_failure = exc
                 self.stats.broker_read_errors["equity"] += 1

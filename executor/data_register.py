@@ -46,7 +46,7 @@ def _stage_fields(stage: str) -> list[str]:
 
 def _template_fields(settings: Settings, provider: Any) -> tuple[list[str], list[str]]:
     """(fields sent, problems) for an LLM provider's templates."""
-    from ensemble.errors import EnsembleConfigError
+    from domain.errors import EnsembleConfigError
     from ensemble.prompts import PromptLibrary
 
     problems: list[str] = []

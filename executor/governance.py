@@ -10,11 +10,11 @@ from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
 
+from domain import CheckResult, Decision, timeframe_seconds
 from executor.journal.store import Journal
 from executor.settings import GovernanceSettings
 from executor.shadow import EaDeal, OurEntry, pair, summarize
 from guardrails.promotion import RANK, Evidence, ThresholdResult, evaluate, missing_signoffs
-from strategies.domain import CheckResult, Decision, timeframe_seconds
 
 FAILED_OUTCOMES = ("error", "timeout", "invalid")
 

@@ -34,7 +34,7 @@ from typing import Any
 
 import structlog
 
-from executor.errors import LeaseError
+from domain.errors import LeaseError
 
 log = structlog.get_logger("dta.lease")
 

@@ -29,13 +29,13 @@ from typing import Protocol, runtime_checkable
 import structlog
 from sqlalchemy import func, select
 
+from domain import ORDER_TRANSITIONS, Fill, Order, OrderState, OrderType
+from domain.errors import VenueError
 from executor.brokers.base import Broker, BrokerOrder, ReconcilableBroker
 from executor.brokers.config import ResolverSettings
-from executor.errors import BrokerError
 from executor.journal.models import OrderEventRow
 from executor.journal.store import Journal
 from executor.router import adopt
-from strategies.domain import ORDER_TRANSITIONS, Fill, Order, OrderState, OrderType
 
 log = structlog.get_logger("dta.reconcile")
 
@@ -141,7 +141,7 @@ class OrderResolver:
             return order
         try:
             seen = self.broker.lookup(order.client_order_id)
-        except BrokerError as exc:
+        except VenueError as exc:
             log.warning("resolver_lookup_failed", client_order_id=order.client_order_id,
                         error=str(exc))
             return order  # not a miss: the broker could not be asked
@@ -191,7 +191,7 @@ class OrderResolver:
         when it moved on; a RETURN order still working at the broker stays as it is."""
         try:
             seen = self.broker.lookup(order.client_order_id)
-        except BrokerError as exc:
+        except VenueError as exc:
             log.warning("resolver_lookup_failed", client_order_id=order.client_order_id,
                         error=str(exc))
             return order
@@ -264,7 +264,7 @@ def reconcile(journal: Journal, broker: ReconcilableBroker, account: str, *,
         elif order.state in WORKING:
             try:
                 seen = broker.lookup(coid)
-            except BrokerError as exc:
+            except VenueError as exc:
                 problems.append(f"order {coid}: cannot look it up ({exc})")
                 continue
             if seen is None:

@@ -21,17 +21,17 @@ from types import MappingProxyType
 
 import structlog
 
-from executor.brokers.base import Broker, BrokerFill
-from executor.errors import BrokerError
-from executor.journal.store import Journal
-from guardrails.base import WorkingExposure
-from strategies.domain import (
+from domain import (
     ORDER_TRANSITIONS,
     InvalidTransition,
     Order,
     OrderIntent,
     OrderState,
 )
+from domain.errors import VenueError
+from executor.brokers.base import Broker, BrokerFill
+from executor.journal.store import Journal
+from guardrails.base import WorkingExposure
 
 log = structlog.get_logger("dta.router")
 
@@ -262,7 +262,7 @@ class OrderRouter:
             self.journal.update_order(order, submitting, detail=detail, commit=durable)
         try:
             result = self.broker.submit(submitting)
-        except BrokerError as exc:
+        except VenueError as exc:
             result = submitting.transition(OrderState.UNKNOWN, reason=str(exc))
         except Exception as exc:  # an unexpected error is still ambiguous
             result = submitting.transition(
@@ -287,7 +287,7 @@ class OrderRouter:
             return order
         try:
             seen = self.broker.lookup(order.client_order_id)
-        except BrokerError as exc:
+        except VenueError as exc:
             # The broker could not be asked: still unknown, never re-sent. The resolver in
             # executor/reconcile.py retries with backoff.
             log.warning("order_lookup_failed", client_order_id=order.client_order_id,

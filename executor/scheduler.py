@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from domain import timeframe_seconds
 from executor.brokers.server_time import ServerClock
-from strategies.domain import timeframe_seconds
 
 # A Monday at 00:00 UTC: weekly and daily boundaries line up with it.
 _ANCHOR = datetime(2001, 1, 1, tzinfo=UTC)

@@ -34,10 +34,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from domain import ParameterSet, normalize_timeframe, stable_hash
+from domain.errors import ConfigError
 from ensemble.config import EnsembleConfig
 from executor.brokers.config import CcxtSettings, Mt5Settings, ResolverSettings
-from executor.errors import ConfigError
-from strategies.domain import ParameterSet, normalize_timeframe, stable_hash
 
 DEFAULT_CONFIG_PATHS = (Path("config/dta.toml"), Path("/etc/dta/dta.toml"))
 # Log lines and Sentry events are scrubbed of every secret value by substring: a secret of

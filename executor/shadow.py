@@ -20,8 +20,8 @@ from pathlib import Path
 from statistics import mean, median
 from typing import Any, Protocol
 
+from domain.errors import DataFormatError
 from executor.brokers.paper import PaperBroker
-from executor.errors import DataFormatError
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,8 +8,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from domain import ParameterSet, stable_hash
+from domain.errors import ConfigError, EnsembleConfigError
 from ensemble.ensemble import Ensemble, parse_decision_key
-from ensemble.errors import EnsembleConfigError
 from ensemble.factory import build_ensemble as build_ensemble_from_config
 from ensemble.late import LateCalls
 from ensemble.telemetry import MultiSink
@@ -17,7 +18,6 @@ from executor.brokers.base import VolumeRules
 from executor.brokers.paper import PaperBroker
 from executor.components import ComponentFactory, Components
 from executor.daemon import RealtimeExecutor
-from executor.errors import ConfigError
 from executor.feeds.files import LoadedBars, load_bars
 from executor.feeds.replay import ReplayFeed
 from executor.feeds.validator import BarValidator
@@ -47,7 +47,6 @@ from guardrails.limits import (
 )
 from guardrails.params import weights_of
 from guardrails.state import TradingStateCheck
-from strategies.domain import ParameterSet, stable_hash
 from strategies.registry import build_strategy
 from strategies.snapshot import SnapshotBuilder
 

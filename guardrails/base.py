@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from strategies.domain import CheckResult, Decision, MarketSnapshot, Position
+from domain import CheckResult, Decision, MarketSnapshot, Position
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from domain import CheckResult, Decision, Direction
 from guardrails.base import AccountState
-from strategies.domain import CheckResult, Decision, Direction
 
 Rule = Literal["agreement", "confidence", "both", "either"]
 

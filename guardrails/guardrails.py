@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from domain import CheckResult, Decision, Verdict
 from guardrails.base import AccountState, Check
-from strategies.domain import CheckResult, Decision, Verdict
 
 
 class Guardrails:

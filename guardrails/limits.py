@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, time, timedelta
 
+from domain import CheckResult, Decision, timeframe_seconds
 from guardrails.base import AccountState, WorkingExposure
-from strategies.domain import CheckResult, Decision, timeframe_seconds
 
 
 class OrderVolumeCheck:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from strategies.domain import stable_hash
+from domain import stable_hash
+from domain.errors import ConfigError, DtaError, NotFound, OperatorRefusal
 
 ACTIVATING = ("activate", "rollback", "auto_rollback")
 
@@ -55,8 +56,20 @@ class ParamStore(Protocol):
     def mark_param_bad(self, version: int) -> None: ...
 
 
-class ParamError(ValueError):
-    pass
+class ParamError(DtaError):
+    """A parameter-set command that cannot be carried out; its subclass says why."""
+
+
+class UnknownParamVersion(ParamError, NotFound):
+    """No parameter set has that version."""
+
+
+class ParamRefused(ParamError, OperatorRefusal):
+    """The version exists but the change is not allowed (marked bad, already active)."""
+
+
+class ParamInputError(ParamError, ConfigError):
+    """The command lacks what every parameter change records (operator, reason)."""
 
 
 def active_version(store: ParamStore) -> ParamVersion | None:
@@ -70,7 +83,7 @@ def get_version(store: ParamStore, version: int) -> ParamVersion:
     for v in store.param_versions():
         if v.version == version:
             return v
-    raise ParamError(f"no parameter set version {version}")
+    raise UnknownParamVersion(f"no parameter set version {version}")
 
 
 def ensure_registered(store: ParamStore, content: dict[str, Any], *, author: str,
@@ -128,14 +141,14 @@ def rollback(store: ParamStore, *, operator: str, reason: str, to: int | None = 
     _need(operator, reason)
     target = get_version(store, to) if to is not None else last_known_good(store)
     if target is None:
-        raise ParamError("no earlier known-good parameter version to roll back to")
+        raise ParamRefused("no earlier known-good parameter version to roll back to")
     if target.bad:
-        raise ParamError(f"version {target.version} is marked bad; a rollback only returns "
-                         "to a known-good version (`dta params activate` re-activates it "
-                         "deliberately)")
+        raise ParamRefused(f"version {target.version} is marked bad; a rollback only returns "
+                           "to a known-good version (`dta params activate` re-activates it "
+                           "deliberately)")
     active = active_version(store)
     if active is not None and target.version == active.version:
-        raise ParamError(f"version {target.version} is already active")
+        raise ParamRefused(f"version {target.version} is already active")
     if active is not None:
         store.mark_param_bad(active.version)  # first: a crash here leaves it bad, not active
     store.add_param_event(target.version, "auto_rollback" if automatic else "rollback",
@@ -158,7 +171,7 @@ def diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[tuple[s
 
 def _need(operator: str, reason: str) -> None:
     if not operator.strip() or not reason.strip():
-        raise ParamError("an operator and a reason are required")
+        raise ParamInputError("an operator and a reason are required")
 
 
 def with_weights(content: dict[str, Any], weights: dict[str, float]) -> dict[str, Any]:

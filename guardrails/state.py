@@ -12,8 +12,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
+from domain import CheckResult, Decision
 from guardrails.base import AccountState
-from strategies.domain import CheckResult, Decision
 
 
 class TradingState(StrEnum):

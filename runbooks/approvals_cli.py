@@ -7,9 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
+from domain.errors import EXIT_NOT_FOUND, EXIT_REFUSED
 from runbooks.common import (
-    EXIT_NOT_FOUND,
-    EXIT_REFUSED,
     ConfigOpt,
     JournalOpt,
     JsonOpt,
@@ -87,7 +86,7 @@ def _decide(approval_id: int, approve: bool, note: str, operator: str | None,
                          operator=who, note=note, now=datetime.now(UTC),
                          feedback=settings.guardrails.weight_feedback)
     except ApprovalError as exc:
-        fail(str(exc), EXIT_NOT_FOUND if "no approval" in str(exc) else EXIT_REFUSED)
+        fail(str(exc), exc.exit_code)
     finally:
         journal.close()
     extra = (f"; provider weights now {outcome.weights} (parameter v"

@@ -21,11 +21,8 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+from domain.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_NOT_FOUND, EXIT_REFUSED
 from runbooks.common import (
-    EXIT_CONFIG,
-    EXIT_FAILURE,
-    EXIT_NOT_FOUND,
-    EXIT_REFUSED,
     ConfigOpt,
     DtaGroup,
     JournalOpt,
@@ -107,7 +104,7 @@ def run(
     data_over = {k: v for k, v in {"symbol": symbol, "timeframe": timeframe}.items() if v}
     settings = _settings(config, mode=mode, journal=_journal_override(journal_url),
                          data=data_over or None)
-    from executor.errors import BrokerError, ConfigError, DataFormatError, LeaseError
+    from domain.errors import ConfigError, DataFormatError, LeaseError, VenueError
     from executor.log_setup import configure_logging
     from executor.services import start_services
     from executor.systemd import Notifier
@@ -159,7 +156,7 @@ def run(
         _give_up(str(exc), EXIT_CONFIG)
     except LeaseError as exc:
         _give_up(str(exc), EXIT_REFUSED)
-    except BrokerError as exc:
+    except VenueError as exc:
         _give_up(f"cannot reach the broker: {exc}", EXIT_FAILURE)
     except BaseException:
         if lease is not None:
@@ -306,8 +303,8 @@ def status(config: ConfigOpt = None, journal_url: JournalOpt = None, as_json: Js
     """Mode, kill switch, last bar per symbol and its age, open orders, positions, params."""
     from datetime import UTC, datetime
 
+    from domain import OrderState
     from runbooks.providers_cli import provider_rows
-    from strategies.domain import OrderState
 
     settings = _settings(config, journal=_journal_override(journal_url))
     journal = _journal(settings, migrate=False)
@@ -510,12 +507,12 @@ def reconcile(config: ConfigOpt = None, journal_url: JournalOpt = None,
     """Compare the journal with the live broker now: adopt matches, record fills made while
     down, flag external orders; a position mismatch halts trading. Needs the account's
     lease, so it refuses (exit 5) while a daemon runs: the daemon reconciles at start."""
-    from executor.errors import BrokerError, ConfigError, LeaseError
+    from domain import Fill, OrderSide
+    from domain.errors import ConfigError, LeaseError, VenueError
     from executor.reconcile import reconcile as run_reconcile
     from executor.wiring import build_live_parts
     from guardrails.monitors import reconciliation_trigger
     from guardrails.state import set_state
-    from strategies.domain import Fill, OrderSide
 
     settings = _settings(config, journal=_journal_override(journal_url))
     journal = _journal(settings, migrate=False)
@@ -527,7 +524,7 @@ def reconcile(config: ConfigOpt = None, journal_url: JournalOpt = None,
         except LeaseError as exc:
             _fail(f"{exc} (stop the daemon, or let its start-up reconciliation run)",
                   EXIT_REFUSED)
-        except BrokerError as exc:
+        except VenueError as exc:
             _fail(f"cannot reach the broker: {exc}", EXIT_FAILURE)
         try:
             fills = journal.fills()
@@ -562,8 +559,8 @@ def doctor(config: ConfigOpt = None, journal_url: JournalOpt = None,
            as_json: JsonOpt = False) -> None:
     """Health of this installation; the exit code is the signal (0 ok, 8 degraded,
     9 unhealthy, 2 invalid settings)."""
+    from domain.errors import JournalError
     from executor.doctor import exit_code, run_checks
-    from executor.errors import JournalError
     from executor.journal.store import Journal
 
     settings = _settings(config, journal=_journal_override(journal_url))

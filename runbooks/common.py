@@ -14,7 +14,12 @@ if TYPE_CHECKING:
     from executor.journal.store import Journal
     from executor.settings import Settings
 
-EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_JOURNAL, EXIT_NOT_FOUND, EXIT_REFUSED = 0, 1, 2, 3, 4, 5
+from domain.errors import (  # one exit code per meaning, by the error's type
+    EXIT_CONFIG,
+    EXIT_JOURNAL,
+    EXIT_REFUSED,
+    JournalError,
+)
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Settings TOML file "
                       "(default: $DTA_CONFIG, config/dta.toml, /etc/dta/dta.toml).")]
@@ -31,7 +36,7 @@ def fail(message: str, code: int) -> NoReturn:
 
 
 def load(config: Path | None, **overrides: Any) -> Settings:
-    from executor.errors import ConfigError
+    from domain.errors import ConfigError
     from executor.settings import load_settings
 
     try:
@@ -48,7 +53,7 @@ def journal_for(settings: Settings, *, migrate: bool, create: bool = False) -> J
     """The settings' journal. Only ``dta db upgrade`` and a paper run pass ``create``: any
     other command on a journal that does not exist, or has no schema, exits 3 instead of
     acting on (or showing) an empty one."""
-    from executor.errors import JournalError
+    from domain.errors import JournalError
     from executor.journal.store import Journal
 
     try:
@@ -58,24 +63,21 @@ def journal_for(settings: Settings, *, migrate: bool, create: bool = False) -> J
 
 
 def exit_code_for(exc: BaseException) -> int | None:
-    """The documented exit code for an error, by its type; None for a programming error
-    (whose traceback is the useful report)."""
+    """The documented exit code for an error, by its type (``DtaError.exit_code``); a
+    database driver's own error is a journal error; None for a programming error (whose
+    traceback is the useful report)."""
     import sqlite3
     import sys
 
-    from executor.errors import ConfigError, DtaError, JournalError, LeaseError
+    from domain.errors import DtaError
 
-    if isinstance(exc, ConfigError):
-        return EXIT_CONFIG
-    if isinstance(exc, LeaseError):
-        return EXIT_REFUSED
-    if isinstance(exc, JournalError | sqlite3.Error):
+    if isinstance(exc, DtaError):
+        return exc.exit_code
+    if isinstance(exc, sqlite3.Error):
         return EXIT_JOURNAL
     sa_exc = sys.modules.get("sqlalchemy.exc")  # imported by whatever raised one
     if sa_exc is not None and isinstance(exc, sa_exc.SQLAlchemyError):
         return EXIT_JOURNAL
-    if isinstance(exc, DtaError):
-        return EXIT_FAILURE
     return None
 
 
@@ -86,7 +88,7 @@ def one_line(exc: BaseException) -> str:
     if code != EXIT_JOURNAL:
         return str(exc)
     exc = _masked_original(exc)
-    if exc.__class__.__name__ == "JournalError":  # ours: already says what and where
+    if isinstance(exc, JournalError):  # ours: already says what and where
         return (str(exc).splitlines() or [""])[0]
     orig = getattr(exc, "orig", None)
     cause = orig if isinstance(orig, BaseException) else exc

@@ -7,9 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
+from domain.errors import EXIT_CONFIG, EXIT_REFUSED
 from runbooks.common import (
-    EXIT_CONFIG,
-    EXIT_REFUSED,
     ConfigOpt,
     JournalOpt,
     JsonOpt,

@@ -10,10 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
+from domain.errors import EXIT_CONFIG, EXIT_NOT_FOUND, EXIT_REFUSED
 from runbooks.common import (
-    EXIT_CONFIG,
-    EXIT_NOT_FOUND,
-    EXIT_REFUSED,
     ConfigOpt,
     JournalOpt,
     JsonOpt,
@@ -72,7 +70,7 @@ def show(version: Annotated[int | None, typer.Argument(help="Version (default: a
     try:
         v = get_version(journal, version) if version is not None else active_version(journal)
     except ParamError as exc:
-        fail(str(exc), EXIT_NOT_FOUND)
+        fail(str(exc), exc.exit_code)
     finally:
         journal.close()
     if v is None:
@@ -92,7 +90,7 @@ def diff_(a: int, b: int, config: ConfigOpt = None, journal_url: JournalOpt = No
     try:
         va, vb = get_version(journal, a), get_version(journal, b)
     except ParamError as exc:
-        fail(str(exc), EXIT_NOT_FOUND)
+        fail(str(exc), exc.exit_code)
     finally:
         journal.close()
     changes = diff(va.content, vb.content)
@@ -127,7 +125,7 @@ def propose_(
     config: ConfigOpt = None, journal_url: JournalOpt = None,
 ) -> None:
     """A new version from the active one plus changes; validated before it is stored."""
-    from executor.errors import ConfigError
+    from domain.errors import ConfigError
     from executor.wiring import component_factory
     from guardrails.params import activate, active_version, propose
 
@@ -188,7 +186,7 @@ def activate_(version: int, reason: Annotated[str, typer.Option(help="Why (journ
             fail(f"v{version} is already active", EXIT_REFUSED)
         activate(journal, version, operator=who, reason=reason)
     except ParamError as exc:
-        fail(str(exc), EXIT_NOT_FOUND if "no parameter" in str(exc) else EXIT_CONFIG)
+        fail(str(exc), exc.exit_code)
     finally:
         journal.close()
     typer.echo(f"v{version} active")
@@ -210,7 +208,7 @@ def rollback_(reason: Annotated[str, typer.Option(help="Why (journaled).")],
     try:
         target = rollback(journal, operator=who, reason=reason, to=to)
     except ParamError as exc:
-        fail(str(exc), EXIT_REFUSED)
+        fail(str(exc), exc.exit_code)
     finally:
         journal.close()
     typer.echo(f"rolled back to v{target.version} ({target.hash})")

@@ -10,10 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
+from domain.errors import EXIT_FAILURE, EXIT_NOT_FOUND, EXIT_REFUSED
 from runbooks.common import (
-    EXIT_FAILURE,
-    EXIT_NOT_FOUND,
-    EXIT_REFUSED,
     ConfigOpt,
     JournalOpt,
     JsonOpt,
@@ -137,10 +135,10 @@ def enable(name: str, reason: Annotated[str, typer.Option(help="Why (journaled).
 def probe(name: str, config: ConfigOpt = None, journal_url: JournalOpt = None,
           as_json: JsonOpt = False) -> None:
     """Ask one provider about the latest journaled market once, outside the daemon."""
-    from executor.errors import ConfigError
+    from domain import Direction, Proposal
+    from domain.errors import ConfigError
     from executor.wiring import build_ensemble
     from guardrails.params import active_version
-    from strategies.domain import Direction, Proposal
     from strategies.snapshot import SnapshotBuilder
 
     settings = settings_for(config, journal_url)

@@ -25,18 +25,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from runbooks.common import (
-    EXIT_CONFIG,
-    EXIT_FAILURE,
-    EXIT_JOURNAL,
-    EXIT_NOT_FOUND,
-    EXIT_REFUSED,
-    ConfigOpt,
-    JsonOpt,
-    fail,
-    journal_for,
-    load,
-)
+from domain.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_JOURNAL, EXIT_NOT_FOUND, EXIT_REFUSED
+from runbooks.common import ConfigOpt, JsonOpt, fail, journal_for, load
 
 if TYPE_CHECKING:
     from executor.reports.analysis import RunAnalysis
@@ -83,7 +73,7 @@ def _default_journal(report: Path | None) -> str:
 
 
 def _read_params(url: str, version: int) -> "ParamsOverride":
-    from executor.errors import JournalError
+    from domain.errors import JournalError
     from executor.journal.store import Journal
     from executor.reports.harness import ParamsOverride, masked_url
 
@@ -181,7 +171,7 @@ def replay(
     url = journal_url or _default_journal(report)
     settings = load(config, mode="paper", journal={"url": url}, data=data_over or None)
 
-    from executor.errors import ConfigError, DataFormatError, DtaError, JournalError
+    from domain.errors import ConfigError, DataFormatError, DtaError, JournalError
     from executor.log_setup import configure_logging
     from executor.reports.ab import ABDesign
     from executor.reports.harness import ReplayHarness, ReplayRefused, ReplayRequest

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
+from domain.errors import EXIT_CONFIG
 from runbooks.common import (
-    EXIT_CONFIG,
     ConfigOpt,
     JournalOpt,
     JsonOpt,
@@ -24,8 +24,8 @@ app = typer.Typer(help="Shadow mode beside the desk's Expert Advisor.", no_args_
 
 def shadow_pairs(journal: Any, account: str, since: datetime | None,
                  window: timedelta) -> list[Any]:
+    from domain import timeframe_seconds
     from executor.shadow import EaDeal, OurEntry, pair
-    from strategies.domain import timeframe_seconds
 
     ours = [OurEntry(client_order_id=r["client_order_id"], symbol=r["symbol"],
                      time=r["bar_time"] + timedelta(seconds=timeframe_seconds(r["timeframe"])),

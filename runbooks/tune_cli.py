@@ -8,9 +8,8 @@ from typing import Annotated
 
 import typer
 
+from domain.errors import EXIT_CONFIG, EXIT_REFUSED
 from runbooks.common import (
-    EXIT_CONFIG,
-    EXIT_REFUSED,
     ConfigOpt,
     JournalOpt,
     JsonOpt,

@@ -1,6 +1,6 @@
 """Strategies: domain types, SMC snapshot building and reference trade logic. Pure, no I/O."""
 
-from strategies.domain import (
+from domain import (
     Bar,
     Direction,
     MarketSnapshot,

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from strategies.domain import MarketSnapshot, Position, Proposal
+from domain import MarketSnapshot, Position, Proposal
 
 
 @dataclass(frozen=True, slots=True)

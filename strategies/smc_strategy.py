@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from strategies.domain import (
+from domain import (
     BreakKind,
     Direction,
     MarketSnapshot,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from strategies.domain import Direction, MarketSnapshot, Proposal, SwingKind
+from domain import Direction, MarketSnapshot, Proposal, SwingKind
 from strategies.logic import StrategyContext
 
 

@@ -8,11 +8,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from domain import Direction, MarketSnapshot, Proposal
 from executor.daemon import SimulatedClock
 from executor.journal.store import Journal
 from executor.settings import Settings, load_settings
 from executor.wiring import Daemon, build_daemon
-from strategies.domain import Direction, MarketSnapshot, Proposal
 from strategies.logic import StrategyContext
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from strategies.domain import Bar, Direction, MarketSnapshot, Swing, SwingKind
+from domain import Bar, Direction, MarketSnapshot, Swing, SwingKind
 from strategies.smc.swings import SwingSequence
 from strategies.snapshot import SnapshotBuilder
 

@@ -13,6 +13,7 @@ import pytest
 from conftest import write_sample_head
 from daemon_helpers import settings_for
 
+from domain import Bar, Direction, MarketSnapshot, Proposal
 from executor.journal.store import Journal
 from executor.reports.ab import (
     BASELINE,
@@ -29,7 +30,6 @@ from executor.reports.harness import ReplayHarness, ReplayRequest
 from executor.reports.journal_data import load_run_data
 from guardrails.base import AccountState
 from guardrails.consensus import ConsensusCheck
-from strategies.domain import Bar, Direction, MarketSnapshot, Proposal
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 

@@ -17,12 +17,12 @@ import pytest
 from conftest import write_sample_head
 from daemon_helpers import replay, settings_for
 
-from executor.approval_request import ApprovalRequest, MalformedApproval
+from domain import Direction, MarketSnapshot, OrderSide, Proposal
+from domain.errors import JournalError, MalformedApproval
+from executor.approval_request import ApprovalRequest
 from executor.approvals import decide
-from executor.errors import JournalError
 from executor.journal.store import Journal
 from executor.wiring import build_daemon
-from strategies.domain import Direction, MarketSnapshot, OrderSide, Proposal
 from strategies.logic import StrategyContext
 
 TTL = {"approval_ttl_seconds": 30 * 86400}

@@ -17,9 +17,9 @@ from conftest import write_sample_head
 from daemon_helpers import live_daemon, registered, replay
 from fakes.binance_fake import FakeBinance
 
+from domain import MarketSnapshot, Proposal
 from executor.journal.store import Journal
 from guardrails.state import TradingState, current_state
-from strategies.domain import MarketSnapshot, Proposal
 from strategies.logic import StrategyContext
 
 

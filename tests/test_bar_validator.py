@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from domain import Bar
 from executor.feeds.validator import REJECTION_REASONS, BarValidator
-from strategies.domain import Bar
 
 T0 = datetime(2023, 1, 2, 0, 0, tzinfo=UTC)
 M15 = timedelta(minutes=15)

@@ -11,13 +11,7 @@ from typing import Any
 import pytest
 from fakes.binance_fake import FakeBinance
 
-from executor.brokers.ccxt_broker import CcxtBroker, exchange_code, make_exchange
-from executor.brokers.config import CcxtSettings, ResolverSettings
-from executor.errors import BrokerError
-from executor.journal.store import Journal
-from executor.reconcile import OrderResolver
-from executor.router import OrderRouter
-from strategies.domain import (
+from domain import (
     Bar,
     Order,
     OrderIntent,
@@ -26,6 +20,12 @@ from strategies.domain import (
     OrderType,
     client_order_id,
 )
+from domain.errors import VenueError
+from executor.brokers.ccxt_broker import CcxtBroker, exchange_code, make_exchange
+from executor.brokers.config import CcxtSettings, ResolverSettings
+from executor.journal.store import Journal
+from executor.reconcile import OrderResolver
+from executor.router import OrderRouter
 
 BAR = datetime(2024, 3, 4, 10, 0, tzinfo=UTC)
 ACCOUNT = "bn-acct"
@@ -230,7 +230,7 @@ def test_reads_are_retried_on_network_errors(fake: FakeBinance, broker: CcxtBrok
     fake.script("GET", "/api/v3/order", ("drop",), ("http", 503))
     assert broker.lookup(i.client_order_id).state is OrderState.FILLED  # type: ignore[union-attr]
     fake.script("GET", "/api/v3/order", ("drop",), ("drop",), ("drop",))
-    with pytest.raises(BrokerError) as info:
+    with pytest.raises(VenueError) as info:
         broker.lookup(i.client_order_id)
     assert info.value.retryable is True
 

@@ -18,10 +18,10 @@ import pytest
 from fakes.binance_fake import FakeBinance
 from test_ccxt_broker import intent, make_broker, posts, submitting
 
+from domain import OrderState, OrderType
+from domain.errors import VenueError
 from executor.brokers.ccxt_broker import CcxtBroker
 from executor.brokers.ccxt_errors import Outcome, classify
-from executor.errors import BrokerError
-from strategies.domain import OrderState, OrderType
 
 PROD_ORDER_URL = "https://api.binance.com/api/v3/order"
 
@@ -144,7 +144,7 @@ def test_rate_limited_reads_back_off_instead_of_retrying(fake: FakeBinance,
     broker.submit(submitting(i))
     fake.script("GET", "/api/v3/order", ("reject", code, "Too many requests.", status))
     before = fake.requests.count(("GET", "/api/v3/order"))
-    with pytest.raises(BrokerError) as info:
+    with pytest.raises(VenueError) as info:
         broker.lookup(i.client_order_id)
     assert info.value.retryable is True and "rate limited" in str(info.value)
     assert fake.requests.count(("GET", "/api/v3/order")) - before == 1

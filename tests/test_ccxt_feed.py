@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fakes.binance_fake import FakeBinance
 
+from domain.errors import VenueError
 from executor.brokers.ccxt_broker import make_exchange
 from executor.brokers.config import CcxtSettings
-from executor.errors import BrokerError
 from executor.feeds.base import Feed
 from executor.feeds.ccxt_feed import CcxtFeed, ccxt_timeframe
 from executor.feeds.validator import BarValidator
@@ -72,6 +72,6 @@ def test_network_errors_are_retried_then_reported(fake: FakeBinance, exchange: o
     fake.script("GET", "/api/v3/klines", ("drop",), ("http", 502))
     assert len(feed.closed_bars("BTC/USDT", "M15", None, NOW)) == 500
     fake.script("GET", "/api/v3/klines", ("drop",), ("drop",), ("drop",))
-    with pytest.raises(BrokerError) as info:
+    with pytest.raises(VenueError) as info:
         feed.closed_bars("BTC/USDT", "M15", None, NOW)
     assert info.value.retryable is True

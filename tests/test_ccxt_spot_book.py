@@ -13,11 +13,11 @@ import pytest
 from fakes.binance_fake import FakeBinance
 from test_ccxt_broker import ACCOUNT, BAR, intent, make_broker, submitting
 
+from domain import Bar, Fill, OrderSide, OrderState
 from executor.brokers.ccxt_broker import CcxtBroker
 from executor.journal.store import Journal
 from executor.reconcile import journal_net_positions, reconcile
 from executor.router import OrderRouter
-from strategies.domain import Bar, Fill, OrderSide, OrderState
 
 TICK = Bar("BTC/USDT", "M15", BAR, 30_000, 30_000, 30_000, 30_000)
 

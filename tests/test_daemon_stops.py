@@ -14,8 +14,8 @@ import pytest
 from daemon_helpers import live_daemon, registered
 from fakes.binance_fake import FakeBinance
 
-from executor.errors import JournalError
-from strategies.domain import MarketSnapshot, Proposal
+from domain import MarketSnapshot, Proposal
+from domain.errors import JournalError
 from strategies.logic import StrategyContext
 
 

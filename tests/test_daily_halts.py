@@ -22,8 +22,8 @@ import pytest
 from conftest import write_sample_head
 from daemon_helpers import registered_always_buy, settings_for
 
+from domain.errors import TemporaryVenueError
 from executor.daemon import RealtimeExecutor, SimulatedClock
-from executor.errors import BrokerError
 from executor.journal.store import Journal
 from executor.wiring import Daemon, build_daemon
 from guardrails.params import activate, active_version, propose
@@ -146,7 +146,7 @@ def test_broker_error_window_survives_a_restart_and_a_new_version(
         def closed_bars(*args: Any) -> Any:
             count["n"] += 1
             if count["n"] in cycles:
-                raise BrokerError("feed away: connection reset", retryable=True)
+                raise TemporaryVenueError("feed away: connection reset")
             return real(*args)
 
         s.ex.feed.closed_bars = closed_bars  # type: ignore[method-assign]

@@ -21,6 +21,14 @@ from hypothesis import strategies as st
 from sqlalchemy import select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
+from domain import (
+    Order,
+    OrderIntent,
+    OrderSide,
+    OrderState,
+    OrderType,
+    client_order_id,
+)
 from ensemble.breaker import BreakerState
 from ensemble.routing import Router
 from executor.journal import jsontext
@@ -29,14 +37,6 @@ from executor.journal.types import UTCDateTime
 from executor.log_context import log_context
 from guardrails.base import AccountState
 from guardrails.limits import THROTTLE_WINDOW, OrderThrottleCheck
-from strategies.domain import (
-    Order,
-    OrderIntent,
-    OrderSide,
-    OrderState,
-    OrderType,
-    client_order_id,
-)
 
 T0 = datetime(2024, 3, 1, 12, 15, 0, 123456, tzinfo=UTC)
 
@@ -92,7 +92,7 @@ def test_journal_json_writes_subclasses_as_the_standard_library_does() -> None:
     from collections import OrderedDict
     from enum import IntEnum
 
-    from strategies.domain import Direction
+    from domain import Direction
 
     class Level(IntEnum):
         HIGH = 3
@@ -320,8 +320,8 @@ def test_buffered_bar_rows_are_what_a_core_insert_writes(journal_url: str) -> No
     the statement's own order or rearranged to it."""
     from sqlalchemy import insert
 
+    from domain import Bar
     from executor.journal.store import _BAR_KEYS, _BARS
-    from strategies.domain import Bar
 
     journal = Journal.open(journal_url)
     try:

@@ -35,6 +35,7 @@ from pydantic import SecretStr
 from sqlalchemy import create_engine, select
 from typer.testing import CliRunner
 
+from domain import Bar, Direction, MarketSnapshot, Proposal, Trend
 from ensemble.config import EnsembleConfig, ProviderConfig, RouteRule
 from ensemble.factory import build_ensemble
 from ensemble.late import call_row
@@ -45,7 +46,6 @@ from executor.journal.store import Journal
 from executor.metrics import Metrics
 from executor.wiring import build_daemon
 from runbooks.cli import app
-from strategies.domain import Bar, Direction, MarketSnapshot, Proposal, Trend
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "sk-answers-secret-0123456789"

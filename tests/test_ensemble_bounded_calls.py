@@ -31,15 +31,15 @@ from fakes.llm_servers import (
 )
 from pydantic import SecretStr
 
+from domain import Bar, Direction, MarketSnapshot, Proposal, Trend
+from domain.errors import ProviderCallError
 from ensemble.anthropic_messages import AnthropicMessagesClient
 from ensemble.base import RenderedPrompt
 from ensemble.breaker import BreakerState, CircuitBreaker
 from ensemble.config import BreakerConfig, EnsembleConfig
-from ensemble.errors import ProviderCallError
 from ensemble.factory import build_ensemble
 from ensemble.openai_chat import OpenAIChatClient
 from ensemble.telemetry import CallOutcome
-from strategies.domain import Bar, Direction, MarketSnapshot, Proposal, Trend
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "sk-bounded-0123456789"

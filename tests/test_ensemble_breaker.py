@@ -18,12 +18,12 @@ from fakes.llm_servers import Fail, FakeAnthropicServer, FakeOpenAIServer, Hang,
 from fakes.llm_servers import stage_responder as responder
 from pydantic import SecretStr
 
+from domain import Bar, Direction, MarketSnapshot, Proposal, Trend
 from ensemble.breaker import BreakerState, CircuitBreaker
 from ensemble.config import BreakerConfig, EnsembleConfig, ProviderConfig, RouteRule
 from ensemble.ensemble import Ensemble
 from ensemble.factory import build_ensemble
 from ensemble.telemetry import CallOutcome, InMemorySink
-from strategies.domain import Bar, Direction, MarketSnapshot, Proposal, Trend
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "k"

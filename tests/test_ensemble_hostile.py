@@ -57,12 +57,12 @@ from fakes.llm_servers import (
 )
 from sqlalchemy import create_engine, select
 
+from domain import Direction, MarketSnapshot, Proposal
 from executor.daemon import SimulatedClock
 from executor.journal.models import DecisionRow, OrderRow, ProviderEventRow
 from executor.journal.store import Journal
 from executor.metrics import Metrics
 from executor.wiring import build_daemon
-from strategies.domain import Direction, MarketSnapshot, Proposal
 from strategies.logic import StrategyContext
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -23,6 +23,7 @@ from daemon_helpers import settings_for
 from fakes.llm_servers import Behaviour, FakeOpenAIServer, Reply, stage_responder
 from sqlalchemy import create_engine, select
 
+from domain import Direction, Proposal
 from ensemble.ensemble import decision_key, parse_decision_key
 from ensemble.late import LateCalls, call_row
 from ensemble.telemetry import CallOutcome, MultiSink, ProviderCall
@@ -30,7 +31,6 @@ from executor.journal.models import DecisionRow
 from executor.journal.store import Journal
 from executor.metrics import Metrics
 from executor.wiring import build_daemon
-from strategies.domain import Direction, Proposal
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "sk-late-test-0123456789"

@@ -27,10 +27,10 @@ from fakes.llm_servers import (
 )
 from pydantic import SecretStr
 
+from domain import Bar, Direction, MarketSnapshot, Proposal, Trend
 from ensemble.config import EnsembleConfig, ProviderConfig, RouteRule
 from ensemble.factory import build_ensemble
 from ensemble.telemetry import CallOutcome, InMemorySink, ProviderCall
-from strategies.domain import Bar, Direction, MarketSnapshot, Proposal, Trend
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "sk-test-secret-0123456789"

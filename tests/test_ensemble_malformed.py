@@ -23,13 +23,13 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
+from domain import Bar, Direction, MarketSnapshot, Proposal, Trend
 from ensemble.base import Completion, RenderedPrompt
 from ensemble.config import EnsembleConfig, ProviderConfig, RouteRule
 from ensemble.ensemble import Ensemble
 from ensemble.factory import build_ensemble
 from ensemble.telemetry import CallOutcome
 from ensemble.validation import validate_answer
-from strategies.domain import Bar, Direction, MarketSnapshot, Proposal, Trend
 from strategies.glossary import is_valid_tag
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,10 +18,10 @@ import pytest
 from fakes.llm_servers import FakeAnthropicServer, FakeOpenAIServer, Reply, stage_responder
 from pydantic import SecretStr, ValidationError
 
+from domain import Bar, Direction, MarketSnapshot, Proposal, Trend
 from ensemble.config import EnsembleConfig
 from ensemble.factory import build_ensemble
 from ensemble.telemetry import CallOutcome
-from strategies.domain import Bar, Direction, MarketSnapshot, Proposal, Trend
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "sk-quorum-0123456789"

@@ -28,9 +28,10 @@ from fakes.llm_servers import (
 )
 from pydantic import SecretStr
 
+from domain import Bar, MarketSnapshot, Position, Proposal
+from domain.errors import PromptLibraryError
 from ensemble.config import EnsembleConfig
 from ensemble.ensemble import EnsembleResult
-from ensemble.errors import PromptLibraryError
 from ensemble.factory import build_ensemble
 from ensemble.personas import RiskRulesProvider
 from ensemble.prompts import LOCK_NAME, PromptLibrary
@@ -38,7 +39,6 @@ from ensemble.recording import RecordingStore, request_key
 from ensemble.schemas import OUTPUT_SCHEMAS, RiskInput, RiskOutput
 from ensemble.serialize import decision_json
 from ensemble.telemetry import CallOutcome
-from strategies.domain import Bar, MarketSnapshot, Position, Proposal
 from strategies.logic import StrategyContext
 from strategies.smc_strategy import SmcOrderBlockRetest
 from strategies.snapshot import SnapshotBuilder

@@ -7,6 +7,19 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from domain import (
+    Bar,
+    BreakKind,
+    Direction,
+    LiquiditySweep,
+    MarketSnapshot,
+    OrderBlock,
+    Proposal,
+    Signal,
+    StructureBreak,
+    SwingKind,
+    Trend,
+)
 from ensemble.config import EnsembleConfig, ScoringConfig
 from ensemble.ensemble import Ensemble
 from ensemble.factory import build_ensemble
@@ -27,19 +40,6 @@ from ensemble.schemas import (
 )
 from ensemble.scoring import grounded_tags, score_signals, weighted_vote
 from ensemble.telemetry import CallOutcome
-from strategies.domain import (
-    Bar,
-    BreakKind,
-    Direction,
-    LiquiditySweep,
-    MarketSnapshot,
-    OrderBlock,
-    Proposal,
-    Signal,
-    StructureBreak,
-    SwingKind,
-    Trend,
-)
 
 T0 = datetime(2024, 3, 4, 10, 0, tzinfo=UTC)
 

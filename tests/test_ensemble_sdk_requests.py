@@ -16,8 +16,8 @@ import pytest
 from fakes.llm_servers import Fail, FakeOpenAIServer, Reply, SeenRequest
 from pydantic import SecretStr
 
+from domain.errors import ProviderCallError
 from ensemble.base import RenderedPrompt
-from ensemble.errors import ProviderCallError
 from ensemble.openai_chat import OpenAIChatClient
 from ensemble.schemas import OUTPUT_SCHEMAS, SCHEMA_NAMES
 

@@ -141,7 +141,7 @@ from datetime import UTC, datetime
 from pydantic import SecretStr
 from ensemble.config import EnsembleConfig
 from ensemble.factory import build_ensemble
-from strategies.domain import Bar, Direction, MarketSnapshot, Proposal, Trend
+from domain import Bar, Direction, MarketSnapshot, Proposal, Trend
 
 cfg = EnsembleConfig.model_validate(json.loads(sys.argv[1]))
 key = SecretStr(sys.argv[2])

@@ -20,12 +20,12 @@ import pytest
 from fakes.llm_servers import Behaviour, FakeOpenAIServer, Reply, stage_responder
 from pydantic import SecretStr, ValidationError
 
+from domain import Bar, Direction, MarketSnapshot, Proposal, Trend
+from domain.errors import ConfigError
 from ensemble.config import SLOW_CALL_SHARE_OF_DEADLINE, BreakerConfig, EnsembleConfig
 from ensemble.factory import build_ensemble
 from ensemble.telemetry import CallOutcome
-from executor.errors import ConfigError
 from executor.settings import load_settings
-from strategies.domain import Bar, Direction, MarketSnapshot, Proposal, Trend
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config" / "dta.example.toml"

@@ -19,14 +19,14 @@ from typing import Any
 
 import pytest
 
+from domain import Bar, Direction, MarketSnapshot, Proposal, Signal, Trend
+from domain.errors import ProviderCallError
 from ensemble.base import Completion, RenderedPrompt
 from ensemble.breaker import CircuitBreaker
 from ensemble.config import BreakerConfig, EnsembleConfig, ProviderConfig, RouteRule
-from ensemble.errors import ProviderCallError
 from ensemble.factory import build_ensemble
 from ensemble.members import LATENCY_WEIGHT, LocalVoter, Member, ModelMember, start_order
 from ensemble.pool import DaemonThreadPool
-from strategies.domain import Bar, Direction, MarketSnapshot, Proposal, Signal, Trend
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = datetime(2024, 3, 4, 10, 0, tzinfo=UTC)

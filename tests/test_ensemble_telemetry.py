@@ -11,6 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr, ValidationError
 
+from domain import Bar, Decision, Direction, MarketSnapshot, Proposal, Signal, Trend
 from ensemble import (
     CallOutcome,
     EnsembleConfig,
@@ -26,7 +27,6 @@ from ensemble.ensemble import Ensemble
 from ensemble.local import StructureProvider
 from ensemble.matrix import percentile
 from ensemble.telemetry import MultiSink, PrometheusSink, call_cost
-from strategies.domain import Bar, Decision, Direction, MarketSnapshot, Proposal, Signal, Trend
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = datetime(2024, 3, 4, 10, 0, tzinfo=UTC)

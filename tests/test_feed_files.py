@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from executor.errors import ConfigError, DataFormatError
+from domain.errors import ConfigError, DataFormatError
 from executor.feeds.base import RawRejection
 from executor.feeds.files import load_bars
 

@@ -10,6 +10,15 @@ from freezegun import freeze_time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from domain import (
+    Bar,
+    Decision,
+    Direction,
+    MarketSnapshot,
+    Position,
+    Proposal,
+    Signal,
+)
 from guardrails.base import AccountState, WorkingExposure
 from guardrails.consensus import ConsensusCheck
 from guardrails.guardrails import Guardrails
@@ -35,15 +44,6 @@ from guardrails.monitors import (
     reconciliation_trigger,
 )
 from guardrails.state import TradingState, TradingStateCheck, current_state, set_state
-from strategies.domain import (
-    Bar,
-    Decision,
-    Direction,
-    MarketSnapshot,
-    Position,
-    Proposal,
-    Signal,
-)
 
 NOW = datetime(2023, 3, 1, 10, 0, tzinfo=UTC)
 

@@ -10,20 +10,20 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, select, text
 
-from executor.errors import JournalError
-from executor.journal.store import (
-    _APPROVALS,
-    _ORDER_EVENTS,
-    _PROPOSALS,
-    Journal,
-)
-from strategies.domain import (
+from domain import (
     Order,
     OrderIntent,
     OrderSide,
     OrderState,
     OrderType,
     client_order_id,
+)
+from domain.errors import JournalError
+from executor.journal.store import (
+    _APPROVALS,
+    _ORDER_EVENTS,
+    _PROPOSALS,
+    Journal,
 )
 
 T0 = datetime(2024, 3, 1, 12, 15, 0, 123456, tzinfo=UTC)

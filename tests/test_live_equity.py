@@ -1,7 +1,7 @@
 """Live account equity: ``CcxtBroker.equity`` through the real ccxt client against the fake
 Binance, ``Mt5Broker.equity`` through the real rpyc client and our bridge against the fake
 MetaTrader5 module; the short cache and what drops it (an order, a fill); read errors as
-``BrokerError`` and, in the daemon, as unknown equity (fail closed, counted and logged
+``VenueError`` and, in the daemon, as unknown equity (fail closed, counted and logged
 once); and a live daemon with ``max_daily_loss`` that trades, then vetoes an entry once the
 account lost more than the limit."""
 
@@ -27,16 +27,7 @@ from fakes.binance_fake import MINUTE_MS, FakeBinance, _fmt
 from fakes.mt5_fake import SECRET, FakeMetaTrader5, client_settings, start_bridge
 
 import executor.daemon as daemon_module
-from executor.brokers.ccxt_broker import CcxtBroker, make_exchange
-from executor.brokers.config import CcxtSettings
-from executor.brokers.mt5 import Mt5Broker
-from executor.brokers.mt5_client import Mt5Client
-from executor.daemon import RealtimeExecutor, RunStats
-from executor.errors import BrokerError
-from executor.journal.store import Journal
-from executor.wiring import build_daemon
-from runbooks.cli import _start_live
-from strategies.domain import (
+from domain import (
     Bar,
     Order,
     OrderIntent,
@@ -45,6 +36,15 @@ from strategies.domain import (
     OrderType,
     client_order_id,
 )
+from domain.errors import PermanentVenueError, TemporaryVenueError, VenueError
+from executor.brokers.ccxt_broker import CcxtBroker, make_exchange
+from executor.brokers.config import CcxtSettings
+from executor.brokers.mt5 import Mt5Broker
+from executor.brokers.mt5_client import Mt5Client
+from executor.daemon import RealtimeExecutor, RunStats
+from executor.journal.store import Journal
+from executor.wiring import build_daemon
+from runbooks.cli import _start_live
 
 NOW = datetime(2024, 3, 4, 10, 0, tzinfo=UTC)
 
@@ -172,10 +172,10 @@ def test_ccxt_equity_errors_are_broker_errors_raised_again_for_the_ttl(
     broker = ccxt_broker(binance, mono)
     broker.ensure_markets()
     binance.script("GET", "/api/v3/account", ("http", 503))
-    with pytest.raises(BrokerError) as first:
+    with pytest.raises(VenueError) as first:
         broker.equity()
     assert first.value.retryable  # 503: the exchange is away, a later read may work
-    with pytest.raises(BrokerError) as again:
+    with pytest.raises(VenueError) as again:
         broker.equity()
     assert again.value is first.value and account_reads(binance) == 1  # not asked again
     mono.t += 1.1
@@ -183,7 +183,7 @@ def test_ccxt_equity_errors_are_broker_errors_raised_again_for_the_ttl(
 
     broker.exchange.secret = "not-the-secret"  # -1022: asking again will not help
     mono.t += 1.1
-    with pytest.raises(BrokerError) as denied:
+    with pytest.raises(VenueError) as denied:
         broker.equity()
     assert not denied.value.retryable and "-1022" in str(denied.value)
     assert "not-the-secret" not in str(denied.value)
@@ -194,7 +194,7 @@ def test_ccxt_equity_refuses_symbols_quoted_in_different_currencies(
     binance.symbols["ETHBTC"] = dict(base="ETH", quote="BTC", tick="0.00001", step="0.0001",
                                      min_qty="0.0001", min_notional="0.0001", price=0.066)
     broker = ccxt_broker(binance, symbols=("BTC/USDT", "ETH/BTC"))
-    with pytest.raises(BrokerError, match="one currency") as refused:
+    with pytest.raises(VenueError, match="one currency") as refused:
         broker.equity()
     assert not refused.value.retryable
     assert "USDT: BTC/USDT" in str(refused.value) and "BTC: ETH/BTC" in str(refused.value)
@@ -288,11 +288,11 @@ def test_mt5_equity_read_failures_are_broker_errors() -> None:
             return None
 
         env.fake.account_info = refused  # type: ignore[method-assign]
-        with pytest.raises(BrokerError, match="account_info failed") as none:
+        with pytest.raises(VenueError, match="account_info failed") as none:
             env.broker.equity()
         assert none.value.retryable
         env.bridge.close()  # the terminal side goes away
-        with pytest.raises(BrokerError) as lost:
+        with pytest.raises(VenueError) as lost:
             env.broker.equity()
         assert lost.value.retryable
     finally:
@@ -306,8 +306,8 @@ def test_daemon_equity_error_is_unknown_equity_counted_and_logged_once(
         monkeypatch: pytest.MonkeyPatch) -> None:
     recorder = Recorder()
     monkeypatch.setattr(daemon_module, "log", recorder)
-    outage = BrokerError("ccxt:binance fetch_balance failed: 503", retryable=True)
-    answers: list[Any] = [outage, outage, 1234.5, BrokerError("denied", retryable=False)]
+    outage = TemporaryVenueError("ccxt:binance fetch_balance failed: 503")
+    answers: list[Any] = [outage, outage, 1234.5, PermanentVenueError("denied")]
 
     def equity() -> float:
         answer = answers.pop(0)
@@ -424,7 +424,7 @@ def test_a_day_whose_first_equity_read_failed_starts_at_its_first_reading(
     def equity() -> float:
         if failing["left"]:
             failing["left"] -= 1
-            raise BrokerError("balance endpoint away", retryable=True)
+            raise TemporaryVenueError("balance endpoint away")
         return float(paper_equity())
 
     ex.broker.equity = equity  # type: ignore[attr-defined]

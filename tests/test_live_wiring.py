@@ -12,10 +12,10 @@ import pytest
 from daemon_helpers import FUNDED, a_rising_minute, cleared_journal, live_settings
 from fakes.binance_fake import FakeBinance
 
-from executor.errors import LeaseError
+from domain import Direction, MarketSnapshot, Proposal
+from domain.errors import LeaseError
 from executor.wiring import build_daemon, build_live_parts
 from runbooks.cli import _start_live
-from strategies.domain import Direction, MarketSnapshot, Proposal
 from strategies.logic import StrategyContext
 from strategies.registry import STRATEGIES
 
@@ -125,7 +125,7 @@ def test_a_live_start_marks_the_run_of_a_daemon_that_died(tmp_path: Path,
     """A SIGKILLed daemon never ends its run row. The next live daemon holds the account's
     lease, so no other daemon of the account is running: the row says ``died``, and
     another account's running run is left alone."""
-    from strategies.domain import ParameterSet
+    from domain import ParameterSet
 
     url = f"sqlite:///{tmp_path / 'live.sqlite'}"
     with FakeBinance(balances=FUNDED) as fake:

@@ -11,7 +11,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from typer.testing import CliRunner
 
-from executor.errors import JournalError
+from domain.errors import JournalError
 from executor.journal import migrate
 from executor.journal.store import Journal, make_engine
 from runbooks.cli import app

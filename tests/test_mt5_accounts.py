@@ -11,15 +11,7 @@ import pytest
 from fakes import mt5_fake as M
 from fakes.mt5_fake import SECRET, FakeMetaTrader5, client_settings, start_bridge
 
-from executor.brokers.mt5 import Mt5Broker
-from executor.brokers.mt5_client import Mt5Client
-from executor.errors import BrokerError
-from executor.journal.store import Journal
-from executor.reconcile import journal_net_positions, reconcile
-from executor.router import OrderRouter
-from guardrails.base import AccountState
-from guardrails.limits import MaxGrossExposureCheck
-from strategies.domain import (
+from domain import (
     Decision,
     Direction,
     Order,
@@ -30,6 +22,14 @@ from strategies.domain import (
     Proposal,
     client_order_id,
 )
+from domain.errors import VenueError
+from executor.brokers.mt5 import Mt5Broker
+from executor.brokers.mt5_client import Mt5Client
+from executor.journal.store import Journal
+from executor.reconcile import journal_net_positions, reconcile
+from executor.router import OrderRouter
+from guardrails.base import AccountState
+from guardrails.limits import MaxGrossExposureCheck
 
 BAR = datetime(2024, 3, 4, 10, 0, tzinfo=UTC)
 MAGIC = 770_001
@@ -145,7 +145,7 @@ def test_a_hedged_book_counts_in_full_toward_gross_exposure(hedging: Env) -> Non
 def test_an_unknown_margin_mode_refuses_to_trade() -> None:
     e = Env(7)
     try:
-        with pytest.raises(BrokerError, match="margin_mode 7 is not supported"):
+        with pytest.raises(VenueError, match="margin_mode 7 is not supported"):
             e.broker.margin_mode()
         result = e.submit(intent(1, OrderSide.BUY, 0.1))
         assert result.state is OrderState.REJECTED and "not supported" in result.reason

@@ -14,6 +14,7 @@ import rpyc
 from fakes import mt5_fake
 from fakes.mt5_fake import SECRET, FakeMetaTrader5, client_settings, start_bridge
 
+from domain.errors import VenueError
 from executor.brokers import mt5_client as C
 from executor.brokers.mt5_bridge import (
     PROTOCOL_MAGIC,
@@ -23,7 +24,6 @@ from executor.brokers.mt5_bridge import (
     to_plain,
 )
 from executor.brokers.mt5_client import BridgeTransport, ModuleTransport, Mt5Client
-from executor.errors import BrokerError
 
 
 @pytest.fixture
@@ -62,7 +62,7 @@ def test_a_client_without_the_secret_is_refused(bridge: Any) -> None:
         sock.sendall(b"\0" * 64)
         assert sock.recv(2) == b"NO"
     # Our own client with the wrong secret gets a clear, non-retryable error.
-    with pytest.raises(BrokerError, match="refused our shared secret") as info:
+    with pytest.raises(VenueError, match="refused our shared secret") as info:
         BridgeTransport("127.0.0.1", bridge.port, b"wrong-secret-wrong-secret",
                         connect_timeout=2, call_timeout=2)
     assert info.value.retryable is False
@@ -72,7 +72,7 @@ def test_a_call_outside_the_whitelist_is_refused(fake: FakeMetaTrader5, bridge: 
     t = BridgeTransport("127.0.0.1", bridge.port, SECRET, connect_timeout=2, call_timeout=2)
     try:
         for name in ("order_calc_margin", "symbols_get", "__import__", "eval", "_lock"):
-            with pytest.raises(BrokerError, match="not on the bridge whitelist"):
+            with pytest.raises(VenueError, match="not on the bridge whitelist"):
                 t.call(name, [], {})
         # rpyc's restricted service: no classic mode, no attribute walking off the service.
         root = t._conn.root
@@ -98,7 +98,7 @@ def test_serve_binds_loopback_only_and_needs_a_real_secret(fake: FakeMetaTrader5
 
 
 def test_the_daemon_side_refuses_to_run_without_a_secret() -> None:
-    with pytest.raises(BrokerError, match="shared secret"):
+    with pytest.raises(VenueError, match="shared secret"):
         Mt5Client(client_settings(FakeMetaTrader5(), 1), bridge_secret=None)
 
 
@@ -165,7 +165,7 @@ def test_module_transport_uses_the_same_seam() -> None:
                        transport_factory=lambda: ModuleTransport(fake))
     client.connect()
     assert client.account_info()["login"] == fake.account_login  # type: ignore[index]
-    with pytest.raises(BrokerError, match="Windows only"):
+    with pytest.raises(VenueError, match="Windows only"):
         ModuleTransport()
 
 
@@ -209,7 +209,7 @@ def test_a_bridge_that_stays_down_is_a_retryable_broker_error(fake: FakeMetaTrad
         port = s.getsockname()[1]
     client = Mt5Client(client_settings(fake, port, reconnect_attempts=2),
                        bridge_secret=SECRET)
-    with pytest.raises(BrokerError, match="failed after 2 attempts") as info:
+    with pytest.raises(VenueError, match="failed after 2 attempts") as info:
         client.connect()
     assert info.value.retryable is True
 
@@ -217,7 +217,7 @@ def test_a_bridge_that_stays_down_is_a_retryable_broker_error(fake: FakeMetaTrad
 def test_wrong_login_is_not_retried(fake: FakeMetaTrader5, bridge: Any) -> None:
     client = Mt5Client(client_settings(fake, bridge.port), password="wrong",
                        bridge_secret=SECRET)
-    with pytest.raises(BrokerError, match="login") as info:
+    with pytest.raises(VenueError, match="login") as info:
         client.connect()
     assert info.value.retryable is False
     assert fake.calls.count("initialize") == 1
@@ -237,7 +237,7 @@ def test_a_read_timeout_is_retried_then_reported(fake: FakeMetaTrader5, bridge: 
         return original()
 
     fake.account_info = slow  # type: ignore[method-assign]
-    with pytest.raises(BrokerError, match="timed out"):
+    with pytest.raises(VenueError, match="timed out"):
         client.account_info()
     fake.account_info = original  # type: ignore[method-assign]
     assert client.account_info() is not None  # the link survived the late answers

@@ -12,13 +12,7 @@ import pytest
 from fakes import mt5_fake as M
 from fakes.mt5_fake import SECRET, FakeMetaTrader5, client_settings, start_bridge
 
-from executor.brokers.config import ResolverSettings
-from executor.brokers.mt5 import Mt5Broker, choose_filling, comment_token, round_volume
-from executor.brokers.mt5_client import Mt5Client
-from executor.journal.store import Journal
-from executor.reconcile import OrderResolver
-from executor.router import OrderRouter
-from strategies.domain import (
+from domain import (
     Order,
     OrderIntent,
     OrderSide,
@@ -26,6 +20,12 @@ from strategies.domain import (
     OrderType,
     client_order_id,
 )
+from executor.brokers.config import ResolverSettings
+from executor.brokers.mt5 import Mt5Broker, choose_filling, comment_token, round_volume
+from executor.brokers.mt5_client import Mt5Client
+from executor.journal.store import Journal
+from executor.reconcile import OrderResolver
+from executor.router import OrderRouter
 
 BAR = datetime(2024, 3, 4, 10, 0, tzinfo=UTC)
 MAGIC = 770_001
@@ -182,7 +182,7 @@ def test_a_slow_but_timely_answer_is_just_an_answer(env: Env) -> None:
 
 
 def test_a_terminal_down_at_poll_time_does_not_stop_the_cycle(env: Env) -> None:
-    from strategies.domain import Bar
+    from domain import Bar
 
     env.broker.submit(submitting(intent()))
     env.bridge.close()  # the bridge is gone for good
@@ -302,7 +302,7 @@ def test_recent_fills_attribute_protective_exits_to_the_opening_order(env: Env) 
 
 
 def test_on_bar_reports_each_fill_once_across_restarts(env: Env) -> None:
-    from strategies.domain import Bar
+    from domain import Bar
 
     bar = Bar("EURUSD", "M15", BAR, 1.1, 1.1, 1.1, 1.1)
     env.broker.submit(submitting(intent()))

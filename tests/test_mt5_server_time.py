@@ -13,14 +13,14 @@ import pytest
 from fakes import mt5_fake as M
 from fakes.mt5_fake import SECRET, FakeMetaTrader5, client_settings, start_bridge
 
+from domain import Order, OrderIntent, OrderSide, OrderState, OrderType
+from domain.errors import ConfigError
 from executor.brokers.config import Mt5Settings
 from executor.brokers.mt5 import Mt5Broker
 from executor.brokers.mt5_client import Mt5Client
 from executor.brokers.server_time import ServerClock
-from executor.errors import ConfigError
 from executor.feeds.mt5 import Mt5Feed
 from executor.scheduler import bar_close_trigger
-from strategies.domain import Order, OrderIntent, OrderSide, OrderState, OrderType
 
 WINTER = datetime(2024, 1, 15, 10, 7, 30, tzinfo=UTC)  # server UTC+2
 SUMMER = datetime(2024, 7, 15, 10, 7, 30, tzinfo=UTC)  # server UTC+3

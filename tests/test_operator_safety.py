@@ -206,7 +206,7 @@ def test_an_unwritable_journal_is_one_line_and_exit_3(command: list[str], unwrit
 def test_exit_codes_follow_the_error_type() -> None:
     from sqlalchemy.exc import OperationalError
 
-    from executor.errors import BrokerError, ConfigError, JournalError, LeaseError
+    from domain.errors import ConfigError, JournalError, LeaseError, VenueError
     from runbooks.common import exit_code_for
 
     assert exit_code_for(OperationalError("INSERT", {}, sqlite3.OperationalError("ro"))) == 3
@@ -214,7 +214,7 @@ def test_exit_codes_follow_the_error_type() -> None:
     assert exit_code_for(JournalError("x")) == 3
     assert exit_code_for(ConfigError("x")) == 2
     assert exit_code_for(LeaseError("x")) == 5
-    assert exit_code_for(BrokerError("x")) == 1
+    assert exit_code_for(VenueError("x")) == 1
     assert exit_code_for(KeyError("a bug")) is None  # a bug keeps its traceback
 
 

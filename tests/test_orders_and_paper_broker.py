@@ -9,11 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from executor.brokers.paper import PaperBroker
-from executor.errors import BrokerError
-from executor.journal.store import Journal
-from executor.router import OrderRouter
-from strategies.domain import (
+from domain import (
     ORDER_TRANSITIONS,
     Bar,
     InvalidTransition,
@@ -24,6 +20,10 @@ from strategies.domain import (
     OrderType,
     client_order_id,
 )
+from domain.errors import TemporaryVenueError
+from executor.brokers.paper import PaperBroker
+from executor.journal.store import Journal
+from executor.router import OrderRouter
 
 T0 = datetime(2023, 1, 2, 10, 0, tzinfo=UTC)
 
@@ -244,7 +244,7 @@ def test_router_batches_the_order_row_for_a_simulated_broker(journal_url: str) -
 
 def test_router_timeout_leaves_unknown_and_restart_resolves_by_lookup(journal_url: str) -> None:
     journal = Journal.open(journal_url)
-    broker = CountingBroker(fail=BrokerError("timed out after accept", retryable=True))
+    broker = CountingBroker(fail=TemporaryVenueError("timed out after accept"))
     result = OrderRouter(journal, broker).submit(intent())
     assert result.state is OrderState.UNKNOWN
     journal.commit()

@@ -13,15 +13,7 @@ from fakes import mt5_fake as M
 from fakes.binance_fake import FakeBinance
 from fakes.mt5_fake import SECRET, FakeMetaTrader5, client_settings, start_bridge
 
-from executor.brokers.ccxt_broker import CcxtBroker, make_exchange
-from executor.brokers.config import CcxtSettings, ResolverSettings
-from executor.brokers.mt5 import Mt5Broker
-from executor.brokers.mt5_client import Mt5Client
-from executor.brokers.paper import PaperBroker
-from executor.journal.store import Journal
-from executor.reconcile import OrderResolver, journal_net_positions, reconcile
-from executor.router import OrderRouter
-from strategies.domain import (
+from domain import (
     Bar,
     Fill,
     Order,
@@ -31,6 +23,14 @@ from strategies.domain import (
     OrderType,
     client_order_id,
 )
+from executor.brokers.ccxt_broker import CcxtBroker, make_exchange
+from executor.brokers.config import CcxtSettings, ResolverSettings
+from executor.brokers.mt5 import Mt5Broker
+from executor.brokers.mt5_client import Mt5Client
+from executor.brokers.paper import PaperBroker
+from executor.journal.store import Journal
+from executor.reconcile import OrderResolver, journal_net_positions, reconcile
+from executor.router import OrderRouter
 
 BAR = datetime(2024, 3, 4, 10, 0, tzinfo=UTC)
 SINCE = datetime.now(UTC) - timedelta(days=1)

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from executor.errors import ConfigError
+from domain import Bar
+from domain.errors import ConfigError
 from executor.feeds import BarValidator, Feed, ReplayFeed, load_bars
-from strategies.domain import Bar
 
 T0 = datetime(2023, 1, 2, tzinfo=UTC)
 M15 = timedelta(minutes=15)

@@ -13,9 +13,9 @@ import typer
 from conftest import ROOT, write_sample_head
 from typer.testing import CliRunner
 
+from domain import stable_hash
 from executor.journal.store import Journal
 from runbooks.replay_cli import parse_when, register
-from strategies.domain import stable_hash
 
 EXAMPLE = ROOT / "config" / "dta.example.toml"
 REFERENCE = ROOT / "tests" / "data" / "smc_reference"

@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from domain import Order, OrderIntent, OrderSide, OrderState, OrderType
 from executor.journal.models import FillRow
 from executor.reports.metrics import (
     HistogramBin,
@@ -32,7 +33,6 @@ from executor.reports.metrics import (
     r_histogram,
     reconstruct_trades,
 )
-from strategies.domain import Order, OrderIntent, OrderSide, OrderState, OrderType
 
 D0 = datetime(2024, 1, 1, tzinfo=UTC)  # a Monday
 CONTRACT = 100.0

@@ -11,6 +11,7 @@ from typing import Any
 
 from daemon_helpers import settings_for
 
+from domain import Bar
 from executor.brokers.paper import PaperBroker
 from executor.daemon import RealtimeExecutor
 from executor.feeds.validator import BarValidator
@@ -18,7 +19,6 @@ from executor.journal.store import Journal
 from executor.scheduler import bar_close_trigger, build_scheduler
 from executor.systemd import Notifier
 from executor.wiring import component_factory
-from strategies.domain import Bar
 
 
 def test_trigger_fires_at_bar_close_plus_settle() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from executor.errors import ConfigError
+from domain.errors import ConfigError
 from executor.settings import load_settings
 
 

@@ -11,7 +11,7 @@ from conftest import write_sample_head
 from daemon_helpers import EXAMPLE, replay
 from typer.testing import CliRunner
 
-from executor.errors import DataFormatError
+from domain.errors import DataFormatError
 from executor.journal.store import Journal
 from executor.shadow import CsvEaSource, EaDeal, OurEntry, pair, summarize
 from runbooks.cli import app

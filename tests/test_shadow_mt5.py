@@ -15,10 +15,10 @@ from fakes import mt5_fake as M
 from fakes.mt5_fake import SECRET, FakeMetaTrader5, client_settings, start_bridge
 from typer.testing import CliRunner
 
+from domain import Direction, MarketSnapshot, Proposal
 from executor.journal.store import Journal
 from executor.wiring import build_daemon
 from runbooks.cli import app
-from strategies.domain import Direction, MarketSnapshot, Proposal
 from strategies.logic import StrategyContext
 from strategies.registry import STRATEGIES
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from strategies.domain import BreakKind, Direction, MarketSnapshot, SwingKind, Trend
+from domain import BreakKind, Direction, MarketSnapshot, SwingKind, Trend
 from strategies.smc.atr import WilderAtr
 from strategies.smc.dealing_range import premium_discount
 from strategies.smc.sessions import session_of

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from strategies.domain import Direction, Position, Proposal
+from domain import Direction, Position, Proposal
 from strategies.glossary import validate_tag
 from strategies.logic import StrategyContext, TradeLogic
 from strategies.smc_strategy import SmcOrderBlockRetest

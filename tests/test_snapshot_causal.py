@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from strategies.domain import Bar, MarketSnapshot
+from domain import Bar, MarketSnapshot
 from strategies.snapshot import SnapshotBuilder
 
 try:

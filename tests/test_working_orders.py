@@ -31,20 +31,7 @@ from hypothesis.stateful import (
 )
 from sqlalchemy import select
 
-from executor.brokers.base import BrokerFill
-from executor.brokers.config import ResolverSettings
-from executor.brokers.paper import PaperBroker
-from executor.daemon import RealtimeExecutor, SimulatedClock
-from executor.errors import BrokerError
-from executor.journal.models import VerdictRow
-from executor.journal.store import Journal
-from executor.reconcile import OrderResolver
-from executor.router import OrderRouter
-from executor.wiring import build_daemon
-from guardrails.base import AccountState, WorkingExposure
-from guardrails.limits import DailyLossCheck, MaxGrossExposureCheck, MaxPositionCheck
-from guardrails.state import TradingState, TradingStateCheck, set_state
-from strategies.domain import (
+from domain import (
     Bar,
     Decision,
     Direction,
@@ -59,6 +46,19 @@ from strategies.domain import (
     Proposal,
     Signal,
 )
+from domain.errors import TemporaryVenueError
+from executor.brokers.base import BrokerFill
+from executor.brokers.config import ResolverSettings
+from executor.brokers.paper import PaperBroker
+from executor.daemon import RealtimeExecutor, SimulatedClock
+from executor.journal.models import VerdictRow
+from executor.journal.store import Journal
+from executor.reconcile import OrderResolver
+from executor.router import OrderRouter
+from executor.wiring import build_daemon
+from guardrails.base import AccountState, WorkingExposure
+from guardrails.limits import DailyLossCheck, MaxGrossExposureCheck, MaxPositionCheck
+from guardrails.state import TradingState, TradingStateCheck, set_state
 
 T0 = datetime(2023, 3, 1, 10, 0, tzinfo=UTC)
 EPS = 1e-9
@@ -235,10 +235,10 @@ class LiveLike(PaperBroker):
     def submit(self, order: Order) -> Order:
         self.calls += 1
         if self.fail and not self.keep:
-            raise BrokerError("connect timeout", retryable=True)
+            raise TemporaryVenueError("connect timeout")
         result = super().submit(order)
         if self.fail:
-            raise BrokerError("read timeout after send", retryable=True)
+            raise TemporaryVenueError("read timeout after send")
         return result
 
 
@@ -370,7 +370,7 @@ class ScriptedBroker:
     def submit(self, order: Order) -> Order:
         self.sent.append(order.client_order_id)
         if self.outcome == "lost":
-            raise BrokerError("connect timeout", retryable=True)
+            raise TemporaryVenueError("connect timeout")
         if self.outcome == "reject":
             return order.transition(OrderState.REJECTED, reason="not enough money")
         self.book[order.client_order_id] = order.transition(OrderState.ACCEPTED)
@@ -379,7 +379,7 @@ class ScriptedBroker:
         elif self.outcome == "partial":
             self.fill(order.client_order_id, order.intent.volume / 2, attach=False)
         if self.outcome == "timeout":
-            raise BrokerError("read timeout after send", retryable=True)
+            raise TemporaryVenueError("read timeout after send")
         return self.lookup(order.client_order_id) or order
 
     def fill(self, coid: str, lots: float, attach: bool) -> None:
@@ -551,7 +551,7 @@ class HoldingBroker(PaperBroker):
     def submit(self, order: Order) -> Order:
         result = super().submit(order)
         if self.timeout:
-            raise BrokerError("read timeout after send", retryable=True)
+            raise TemporaryVenueError("read timeout after send")
         return result
 
     def on_bar(self, bar: Bar) -> list[BrokerFill]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from strategies.domain import Bar, Fill, Order, OrderSide, OrderState, Position
+from domain import Bar, Fill, Order, OrderSide, OrderState, Position
 
 
 @dataclass(frozen=True, slots=True)

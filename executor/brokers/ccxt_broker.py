@@ -18,10 +18,10 @@ depend on the request URL as ccxt's exception classes do; the table is in docs/b
   ``unknown`` (an open order with our id exists: lookup adopts it); anything else
   ``unknown``.
 - on reads: network or server-side errors retried with backoff, then
-  ``BrokerError(retryable=True)``; a rate limit is not retried at once (the venue asks us
-  to back off) but raised as ``BrokerError(retryable=True)``; -1021 resyncs first;
+  ``TemporaryVenueError``; a rate limit is not retried at once (the venue asks us
+  to back off) but raised as ``TemporaryVenueError``; -1021 resyncs first;
   -2013/-2011 (no such order) reach the caller as ``ccxt.OrderNotFound``; anything else
-  ``BrokerError(retryable=False)``.
+  ``PermanentVenueError``.
 
 Spot has no positions: ``positions()`` is the net of our own fills (orders whose client id
 we sent), with a commission paid in the base asset netted out (Binance charges the fee "in
@@ -52,12 +52,7 @@ from typing import Any, TypeVar
 import structlog
 from pydantic import SecretStr
 
-from executor.brokers.base import BrokerFill, BrokerOrder, VolumeRules
-from executor.brokers.ccxt_errors import Outcome, classify, exchange_code
-from executor.brokers.config import CcxtSettings
-from executor.brokers.equity_cache import EquityCache
-from executor.errors import BrokerError, ConfigError
-from strategies.domain import (
+from domain import (
     Bar,
     Fill,
     Order,
@@ -67,12 +62,17 @@ from strategies.domain import (
     OrderType,
     Position,
 )
+from domain.errors import ConfigError, PermanentVenueError, TemporaryVenueError, VenueError
+from executor.brokers.base import BrokerFill, BrokerOrder, VolumeRules
+from executor.brokers.ccxt_errors import Outcome, classify, exchange_code
+from executor.brokers.config import CcxtSettings
+from executor.brokers.equity_cache import EquityCache
 
 log = structlog.get_logger("dta.ccxt")
 
 T = TypeVar("T")
 
-# Client ids the daemon generates (strategies.domain.client_order_id) start with this.
+# Client ids the daemon generates (domain.orders.client_order_id) start with this.
 OUR_ID_PREFIX = "dta"
 
 __all__ = ["OUR_ID_PREFIX", "CcxtBroker", "exchange_code", "make_exchange"]
@@ -186,16 +186,15 @@ class CcxtBroker:
                                 attempt=attempt + 1)
                 elif seen.outcome is Outcome.RATE_LIMITED:
                     log.warning("ccxt_rate_limited", call=what, error=str(exc)[:200])
-                    raise BrokerError(f"{self.name} {what}: rate limited by the exchange, "
-                                      f"backing off: {str(exc)[:200]}",
-                                      retryable=True) from None
+                    raise TemporaryVenueError(f"{self.name} {what}: rate limited by the exchange, "
+                                              f"backing off: {str(exc)[:200]}") from None
                 elif seen.outcome is Outcome.NOT_FOUND and not isinstance(
                         exc, c.OrderNotFound):
                     raise c.OrderNotFound(str(exc)) from exc
                 else:
                     raise
-        raise BrokerError(f"{self.name} {what} failed after {self.settings.read_retries + 1} "
-                          f"attempts: {last}", retryable=True)
+        raise TemporaryVenueError(f"{self.name} {what} failed after "
+                                  f"{self.settings.read_retries + 1} attempts: {last}")
 
     def _resync_time(self) -> None:
         try:
@@ -242,7 +241,7 @@ class CcxtBroker:
             price = (float(self.exchange.price_to_precision(symbol, intent.price))
                      if intent.price is not None and intent.order_type is OrderType.LIMIT
                      else None)
-        except (BrokerError, c.BaseError) as exc:
+        except (VenueError, c.BaseError) as exc:
             return order.transition(OrderState.REJECTED, reason=f"not sent: {exc}")
         if intent.order_type is OrderType.STOP:
             return order.transition(OrderState.REJECTED,
@@ -309,7 +308,7 @@ class CcxtBroker:
         as asked too, and the exchange refuses what the account cannot cover."""
         try:
             held = self.position(symbol).volume
-        except BrokerError as exc:
+        except VenueError as exc:
             log.warning("ccxt_holding_unknown", symbol=symbol, error=str(exc)[:200])
             return amount, ""
         if held <= 0 or amount <= held + 1e-12:
@@ -346,8 +345,8 @@ class CcxtBroker:
             symbol = self._symbol_of.get(client_order_id)
             symbols = [symbol] if symbol else list(self.settings.symbols)
             if not symbols:
-                raise BrokerError(f"cannot look up {client_order_id}: its symbol is unknown",
-                                  retryable=False)
+                raise PermanentVenueError(
+                    f"cannot look up {client_order_id}: its symbol is unknown")
             self.ensure_markets()
             for sym in symbols:
                 try:
@@ -356,8 +355,8 @@ class CcxtBroker:
                 except c.OrderNotFound:
                     continue
                 except c.BaseError as exc:
-                    raise BrokerError(f"{self.name} fetch_order {client_order_id}: {exc}",
-                                      retryable=False) from None
+                    raise PermanentVenueError(
+                        f"{self.name} fetch_order {client_order_id}: {exc}") from None
                 self._symbol_of[client_order_id] = sym
                 return self._from_ccxt(self._intents.get(client_order_id), found,
                                        client_order_id)
@@ -496,7 +495,7 @@ class CcxtBroker:
             since = self._last_poll.get(bar.symbol) or (started - timedelta(days=1))
             try:
                 fills = self.recent_fills(since - timedelta(minutes=5), [bar.symbol])
-            except BrokerError as exc:
+            except VenueError as exc:
                 log.warning("ccxt_fill_poll_failed", symbol=bar.symbol, error=str(exc)[:200])
                 return []
             self._sent_since_poll.discard(bar.symbol)
@@ -537,7 +536,7 @@ class CcxtBroker:
         limit and the drawdown monitors.
 
         Read at most once per ``equity_ttl_seconds`` unless an order or a fill changed the
-        account since (``EquityCache``). Every failure is a ``BrokerError``."""
+        account since (``EquityCache``). Every failure is a ``VenueError``."""
         return self._equity.get()
 
     def _traded(self) -> list[str]:
@@ -561,8 +560,8 @@ class CcxtBroker:
                 detail = ("no symbol known yet (ccxt.symbols is empty and no bar was "
                           "seen)" if not by_currency else
                           "; ".join(f"{c}: {', '.join(s)}" for c, s in by_currency.items()))
-                raise BrokerError(f"{self.name}: cannot state equity in one currency: "
-                                  f"{detail}", retryable=False)
+                raise PermanentVenueError(f"{self.name}: cannot state equity in one currency: "
+                                          f"{detail}")
             return next(iter(by_currency))
 
     def _precision_step(self, symbol: str, field: str) -> tuple[float, Mapping[str, Any]] | None:
@@ -620,15 +619,15 @@ class CcxtBroker:
                     held = _amount(total.get(base))
                     if held:
                         equity += held * self._mark_price(sym)
-            except BrokerError:
+            except VenueError:
                 raise
             except c.BaseError as exc:
-                raise BrokerError(f"{self.name} equity: {exc.__class__.__name__}: "
-                                  f"{str(exc)[:300]}",
+                raise VenueError(f"{self.name} equity: {exc.__class__.__name__}: "
+                                 f"{str(exc)[:300]}",
                                   retryable=isinstance(exc, c.NetworkError)) from None
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                raise BrokerError(f"{self.name} equity: unexpected balance or ticker: "
-                                  f"{exc.__class__.__name__}: {exc}", retryable=False) from None
+                raise PermanentVenueError(f"{self.name} equity: unexpected balance or ticker: "
+                                          f"{exc.__class__.__name__}: {exc}") from None
             return equity
 
     def _mark_price(self, symbol: str) -> float:
@@ -641,8 +640,7 @@ class CcxtBroker:
         if not price and ticker.get("bid") and ticker.get("ask"):
             price = (float(ticker["bid"]) + float(ticker["ask"])) / 2
         if not price or not math.isfinite(float(price)) or float(price) <= 0:
-            raise BrokerError(f"{self.name}: no price for {symbol} in its ticker",
-                              retryable=True)
+            raise TemporaryVenueError(f"{self.name}: no price for {symbol} in its ticker")
         self._mark[symbol] = (float(price), now)
         return float(price)
 
@@ -665,7 +663,7 @@ class CcxtBroker:
                 return out
             try:
                 total = self._totals()
-            except BrokerError as exc:
+            except VenueError as exc:
                 log.warning("ccxt_balance_unavailable", error=str(exc)[:200])
                 return {s: p for s, p in book.items() if not p.is_flat}
             try:
@@ -684,8 +682,8 @@ class CcxtBroker:
                     if not pos.is_flat:
                         out[sym] = pos
             except c.BaseError as exc:
-                raise BrokerError(f"{self.name} positions: {exc.__class__.__name__}: "
-                                  f"{str(exc)[:300]}",
+                raise VenueError(f"{self.name} positions: {exc.__class__.__name__}: "
+                                 f"{str(exc)[:300]}",
                                   retryable=isinstance(exc, c.NetworkError)) from None
             return out
 

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from executor.errors import BrokerError
+from domain.errors import PermanentVenueError, VenueError
 
 
 class EquityCache:
@@ -37,7 +37,7 @@ class EquityCache:
         self._generation = 0
         self._at = -math.inf
         self._value: float | None = None
-        self._error: BrokerError | None = None
+        self._error: VenueError | None = None
         self.reads = 0  # reads that went to the broker (tests, diagnostics)
 
     def get(self) -> float:
@@ -51,18 +51,17 @@ class EquityCache:
             self.reads += 1
         try:
             value = float(self._read())
-        except BrokerError as exc:
+        except VenueError as exc:
             self._keep(generation, None, exc)
             raise
         if not math.isfinite(value):
-            error = BrokerError(f"broker reported a non-finite equity {value!r}",
-                                retryable=False)
+            error = PermanentVenueError(f"broker reported a non-finite equity {value!r}")
             self._keep(generation, None, error)
             raise error
         self._keep(generation, value, None)
         return value
 
-    def _keep(self, generation: int, value: float | None, error: BrokerError | None) -> None:
+    def _keep(self, generation: int, value: float | None, error: VenueError | None) -> None:
         with self._lock:
             if generation == self._generation:  # the account did not change meanwhile
                 self._value, self._error, self._at = value, error, self._monotonic()

@@ -29,14 +29,7 @@ from typing import Any
 
 import structlog
 
-from executor.brokers import mt5_client as C
-from executor.brokers.base import BrokerFill, BrokerOrder, VolumeRules
-from executor.brokers.config import Mt5Settings
-from executor.brokers.equity_cache import EquityCache
-from executor.brokers.mt5_client import Mt5Client
-from executor.brokers.server_time import ServerClock
-from executor.errors import BrokerError, ConfigError
-from strategies.domain import (
+from domain import (
     Bar,
     Fill,
     Order,
@@ -46,6 +39,13 @@ from strategies.domain import (
     OrderType,
     Position,
 )
+from domain.errors import ConfigError, PermanentVenueError, TemporaryVenueError, VenueError
+from executor.brokers import mt5_client as C
+from executor.brokers.base import BrokerFill, BrokerOrder, VolumeRules
+from executor.brokers.config import Mt5Settings
+from executor.brokers.equity_cache import EquityCache
+from executor.brokers.mt5_client import Mt5Client
+from executor.brokers.server_time import ServerClock
 
 log = structlog.get_logger("dta.mt5")
 
@@ -183,13 +183,12 @@ class Mt5Broker:
     def _symbol(self, symbol: str) -> dict[str, Any]:
         if symbol not in self._selected:
             if not self.client.symbol_select(symbol, True):
-                raise BrokerError(f"MT5 symbol_select({symbol}) failed: "
-                                  f"{self.client.last_error}", retryable=False)
+                raise PermanentVenueError(f"MT5 symbol_select({symbol}) failed: "
+                                          f"{self.client.last_error}")
             self._selected.add(symbol)
         info = self.client.symbol_info(symbol)
         if info is None:
-            raise BrokerError(f"MT5 symbol {symbol} unknown: {self.client.last_error}",
-                              retryable=False)
+            raise PermanentVenueError(f"MT5 symbol {symbol} unknown: {self.client.last_error}")
         return info
 
     def to_utc(self, server_epoch: float) -> datetime:
@@ -252,7 +251,7 @@ class Mt5Broker:
             closes = (self._hedge_closes(intent, float(request["volume"]))
                       if request is not None and request["action"] == C.TRADE_ACTION_DEAL
                       and not intent.reduce_only and self.hedging() else [])
-        except (BrokerError, ValueError) as exc:
+        except (VenueError, ValueError) as exc:
             # Nothing was sent: a clear rejection, not an unknown.
             return order.transition(OrderState.REJECTED, reason=f"not sent: {exc}")
         if request is None:
@@ -282,7 +281,7 @@ class Mt5Broker:
                                          else tick["bid"])
             try:
                 result = self.client.order_send(request)
-            except BrokerError as exc:
+            except VenueError as exc:
                 return order.transition(OrderState.UNKNOWN, reason=f"order_send: {exc}")
             if result is None:
                 return order.transition(
@@ -305,17 +304,16 @@ class Mt5Broker:
 
     def margin_mode(self) -> int:
         """``account_info().margin_mode``, read once: it is fixed per account (MQL5
-        ENUM_ACCOUNT_MARGIN_MODE). Raises ``BrokerError`` for a mode we do not know."""
+        ENUM_ACCOUNT_MARGIN_MODE). Raises ``VenueError`` for a mode we do not know."""
         if self._margin_mode is None:
             info = self.client.account_info()
             if not isinstance(info, dict) or info.get("margin_mode") is None:
-                raise BrokerError(f"MT5 account_info has no margin_mode: "
-                                  f"{self.client.last_error}", retryable=True)
+                raise TemporaryVenueError(f"MT5 account_info has no margin_mode: "
+                                          f"{self.client.last_error}")
             mode = int(info["margin_mode"])
             if mode not in _MARGIN_MODES:
-                raise BrokerError(f"MT5 account margin_mode {mode} is not supported (netting "
-                                  f"0, exchange 1, hedging 2): refusing to trade",
-                                  retryable=False)
+                raise PermanentVenueError(f"MT5 account margin_mode {mode} is not supported "
+                                          "(netting 0, exchange 1, hedging 2): refusing to trade")
             self._margin_mode = mode
         return self._margin_mode
 
@@ -627,7 +625,7 @@ class Mt5Broker:
             poll_started = self._clock()
             try:
                 polled = self.recent_fills(since - timedelta(minutes=5))
-            except BrokerError as exc:
+            except VenueError as exc:
                 # Nothing advances: the next bar polls the same window again.
                 log.warning("mt5_fill_poll_failed", symbol=bar.symbol, error=str(exc))
                 return []
@@ -647,21 +645,20 @@ class Mt5Broker:
         positions). It is the whole account's: an EA trading the same account moves it too.
 
         Read at most once per ``equity_ttl_seconds`` unless an order or a fill changed the
-        account since (``EquityCache``). Raises ``BrokerError`` when the terminal cannot
+        account since (``EquityCache``). Raises ``VenueError`` when the terminal cannot
         answer; the daemon then treats equity as unknown (fail closed)."""
         return self._equity.get()
 
     def _read_equity(self) -> float:
-        info = self.client.account_info()  # BrokerError once the client's retries are spent
+        info = self.client.account_info()  # VenueError once the client's retries are spent
         if info is None:
-            raise BrokerError(f"MT5 account_info failed: {self.client.last_error}",
-                              retryable=True)
+            raise TemporaryVenueError(f"MT5 account_info failed: {self.client.last_error}")
         equity: Any = info.get("equity") if isinstance(info, dict) else None
         try:
             return float(equity)
         except (TypeError, ValueError):
-            raise BrokerError(f"MT5 account_info has no usable equity: {equity!r}",
-                              retryable=False) from None
+            raise PermanentVenueError(
+                f"MT5 account_info has no usable equity: {equity!r}") from None
 
     def position(self, symbol: str) -> Position:
         return self.positions().get(symbol) or Position(symbol)
@@ -679,7 +676,7 @@ class Mt5Broker:
         tell (the daemon then rounds nothing and lets ``round_volume`` refuse at send)."""
         try:
             info = self._symbol(symbol)
-        except BrokerError as exc:
+        except VenueError as exc:
             log.warning("mt5_volume_rules_unknown", symbol=symbol, error=str(exc))
             return None
         try:
@@ -696,7 +693,7 @@ class Mt5Broker:
         stop distances given in points; None when the terminal cannot tell."""
         try:
             info = self._symbol(symbol)
-        except BrokerError as exc:
+        except VenueError as exc:
             log.warning("mt5_point_unknown", symbol=symbol, error=str(exc))
             return None
         point = info.get("point")

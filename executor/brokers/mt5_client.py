@@ -32,9 +32,9 @@ from typing import Any, Protocol
 import structlog
 from pydantic import SecretStr
 
+from domain.errors import PermanentVenueError, TemporaryVenueError
 from executor.brokers.config import Mt5Settings
 from executor.brokers.mt5_bridge import RPYC_CONFIG, client_handshake, to_plain
-from executor.errors import BrokerError
 
 log = structlog.get_logger("dta.mt5")
 
@@ -181,10 +181,10 @@ class ModuleTransport:
             try:
                 import MetaTrader5  # Windows only
             except ImportError:
-                raise BrokerError(
+                raise PermanentVenueError(
                     "the MetaTrader5 package is not installed (it exists for Windows only): "
                     "on Linux set mt5.transport = 'bridge' and run executor.brokers.mt5_bridge "
-                    "in the terminal's Wine Python", retryable=False) from None
+                    "in the terminal's Wine Python") from None
             module = MetaTrader5
         self.module: Any = module
         self._lock = threading.Lock()
@@ -219,7 +219,7 @@ class BridgeTransport:
             stream.sock.settimeout(None)
         except PermissionError as exc:  # before OSError: PermissionError is one
             stream.close()
-            raise BrokerError(str(exc), retryable=False) from None
+            raise PermanentVenueError(str(exc)) from None
         except (OSError, ConnectionError) as exc:
             stream.close()
             raise TransportLost(f"MT5 bridge handshake failed: {exc}") from None
@@ -237,11 +237,9 @@ class BridgeTransport:
             if hasattr(exc, "_remote_tb"):  # raised by the bridge, rebuilt here by rpyc
                 message = exc.args[0] if exc.args else exc.__class__.__name__
                 if isinstance(exc, PermissionError):
-                    raise BrokerError(f"MT5 bridge refused {name}: {message}",
-                                      retryable=False) from None
-                raise BrokerError(f"MT5 bridge error in {name}: "
-                                  f"{exc.__class__.__name__}: {message}",
-                                  retryable=False) from None
+                    raise PermanentVenueError(f"MT5 bridge refused {name}: {message}") from None
+                raise PermanentVenueError(f"MT5 bridge error in {name}: "
+                                          f"{exc.__class__.__name__}: {message}") from None
             if isinstance(exc, (EOFError, OSError, ConnectionError)):
                 raise TransportLost(f"MT5 bridge connection lost during {name}: "
                                     f"{exc.__class__.__name__}: {exc}") from None
@@ -287,8 +285,8 @@ class Mt5Client:
             else:
                 secret = _secret_bytes(bridge_secret)
                 if len(secret) < 16:
-                    raise BrokerError("mt5.transport = 'bridge' needs the bridge's shared "
-                                      "secret (mt5_bridge_secret, >= 16 bytes)")
+                    raise PermanentVenueError("mt5.transport = 'bridge' needs the bridge's shared "
+                                              "secret (mt5_bridge_secret, >= 16 bytes)")
 
                 def transport_factory() -> Mt5Transport:
                     return BridgeTransport(settings.host, settings.port, secret,
@@ -346,8 +344,7 @@ class Mt5Client:
             if not ok:
                 self.last_error = err
                 if err[0] == RES_E_AUTH_FAILED:
-                    raise BrokerError(f"MT5 login {s.login} on {s.server} failed: {err[1]}",
-                                      retryable=False)
+                    raise PermanentVenueError(f"MT5 login {s.login} on {s.server} failed: {err[1]}")
                 raise _Retry(f"MT5 initialize failed: {err}")
             self._wait_connected(t)
             self._initialized = True
@@ -378,22 +375,20 @@ class Mt5Client:
                 last = str(exc)
                 log.warning("mt5_link_lost", call=name, error=last, attempt=attempt + 1)
                 if not idempotent:
-                    raise BrokerError(f"{last}: outcome of {name} unknown",
-                                      retryable=False) from None
+                    raise PermanentVenueError(f"{last}: outcome of {name} unknown") from None
             except CallTimeout as exc:
                 last = str(exc)
                 log.warning("mt5_call_timeout", call=name, attempt=attempt + 1)
                 if not idempotent:
-                    raise BrokerError(f"{last}: outcome unknown", retryable=False) from None
+                    raise PermanentVenueError(f"{last}: outcome unknown") from None
             except _Retry as exc:
                 self._initialized = False
                 last = str(exc)
                 log.warning("mt5_reinitialize", call=name, error=last, attempt=attempt + 1)
                 if not idempotent:
-                    raise BrokerError(f"{last}: outcome of {name} unknown",
-                                      retryable=False) from None
-        raise BrokerError(f"MT5 {name} failed after {s.reconnect_attempts} attempts: {last}",
-                          retryable=True)
+                    raise PermanentVenueError(f"{last}: outcome of {name} unknown") from None
+        raise TemporaryVenueError(
+            f"MT5 {name} failed after {s.reconnect_attempts} attempts: {last}")
 
     # ------------------------------------------------------------------ calls
 
@@ -418,7 +413,7 @@ class Mt5Client:
     def _list(self, name: str, **kwargs: Any) -> list[dict[str, Any]]:
         result = self.call(name, **kwargs)
         if result is None:
-            raise BrokerError(f"MT5 {name} failed: {self.last_error}", retryable=True)
+            raise TemporaryVenueError(f"MT5 {name} failed: {self.last_error}")
         return list(result)
 
     def terminal_info(self) -> dict[str, Any] | None:
@@ -447,7 +442,7 @@ class Mt5Client:
         return result
 
     def order_send(self, request: Mapping[str, Any]) -> dict[str, Any] | None:
-        """Never retried: raises ``BrokerError`` when the outcome is unknown."""
+        """Never retried: raises ``VenueError`` when the outcome is unknown."""
         result: dict[str, Any] | None = self.call("order_send", dict(request),
                                                   idempotent=False)
         return result
@@ -480,7 +475,7 @@ class Mt5Client:
                                                                 _epoch(date_to)]
         result = self.call(name, *args, **kwargs)
         if result is None:
-            raise BrokerError(f"MT5 {name} failed: {self.last_error}", retryable=True)
+            raise TemporaryVenueError(f"MT5 {name} failed: {self.last_error}")
         return list(result)
 
 

@@ -17,8 +17,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from executor.brokers.base import BrokerFill, BrokerOrder, VolumeRules
-from strategies.domain import (
+from domain import (
     Bar,
     Fill,
     Order,
@@ -27,6 +26,7 @@ from strategies.domain import (
     OrderType,
     Position,
 )
+from executor.brokers.base import BrokerFill, BrokerOrder, VolumeRules
 
 # What the simulator remembers besides open orders and positions: finished orders and
 # fills of the last day of market time (reconciliation looks back minutes to hours; older

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from strategies.domain import Bar
+from domain import Bar
 
 
 class Feed(Protocol):

@@ -17,8 +17,8 @@ from typing import Any
 
 import structlog
 
-from executor.errors import BrokerError
-from strategies.domain import Bar, normalize_timeframe, timeframe_seconds
+from domain import Bar, normalize_timeframe, timeframe_seconds
+from domain.errors import PermanentVenueError, TemporaryVenueError
 
 log = structlog.get_logger("dta.feeds.ccxt")
 
@@ -29,7 +29,7 @@ def ccxt_timeframe(timeframe: str) -> str:
     """``M15`` -> ``15m``, ``H1`` -> ``1h``, ``D1`` -> ``1d`` (ccxt's names)."""
     tf = normalize_timeframe(timeframe)
     if tf[0] not in _UNITS:
-        raise BrokerError(f"no ccxt timeframe for {timeframe!r}", retryable=False)
+        raise PermanentVenueError(f"no ccxt timeframe for {timeframe!r}")
     return tf[1:] + _UNITS[tf[0]]
 
 
@@ -64,9 +64,9 @@ class CcxtFeed:
                 log.warning("ccxt_ohlcv_retry", symbol=symbol, error=str(exc)[:200],
                             attempt=attempt + 1)
             except ccxt.BaseError as exc:
-                raise BrokerError(f"fetch_ohlcv {symbol} {tf}: {exc}", retryable=False) from None
-        raise BrokerError(f"fetch_ohlcv {symbol} {tf} failed after {self.read_retries + 1} "
-                          f"attempts: {last}", retryable=True)
+                raise PermanentVenueError(f"fetch_ohlcv {symbol} {tf}: {exc}") from None
+        raise TemporaryVenueError(f"fetch_ohlcv {symbol} {tf} failed after {self.read_retries + 1} "
+                                  f"attempts: {last}")
 
     def closed_bars(self, symbol: str, timeframe: str, since: datetime | None,
                     now: datetime) -> list[Bar]:

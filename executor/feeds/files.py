@@ -21,9 +21,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from executor.errors import ConfigError, DataFormatError
+from domain import Bar, normalize_timeframe
+from domain.errors import ConfigError, DataFormatError
 from executor.feeds.base import RawRejection
-from strategies.domain import Bar, normalize_timeframe
 
 __all__ = ["LoadedBars", "load_bars"]
 

@@ -22,10 +22,10 @@ from typing import Any
 
 import structlog
 
+from domain import Bar, normalize_timeframe, timeframe_seconds
+from domain.errors import PermanentVenueError, TemporaryVenueError
 from executor.brokers.mt5_client import TIMEFRAMES, Mt5Client
 from executor.brokers.server_time import ServerClock
-from executor.errors import BrokerError
-from strategies.domain import Bar, normalize_timeframe, timeframe_seconds
 
 log = structlog.get_logger("dta.feeds.mt5")
 
@@ -50,8 +50,8 @@ class Mt5Feed:
         point = self._points.get(symbol)
         if point is None:
             if not self.client.symbol_select(symbol, True):
-                raise BrokerError(f"MT5 symbol_select({symbol}) failed: "
-                                  f"{self.client.last_error}", retryable=True)
+                raise TemporaryVenueError(f"MT5 symbol_select({symbol}) failed: "
+                                          f"{self.client.last_error}")
             info = self.client.symbol_info(symbol)
             point = float(info.get("point") or 0.0) if info else 0.0
             self._points[symbol] = point
@@ -61,7 +61,7 @@ class Mt5Feed:
                     now: datetime) -> list[Bar]:
         tf = normalize_timeframe(timeframe)
         if tf not in TIMEFRAMES:
-            raise BrokerError(f"MT5 has no timeframe {timeframe!r}", retryable=False)
+            raise PermanentVenueError(f"MT5 has no timeframe {timeframe!r}")
         point = self._prepare(symbol)
         seconds = timeframe_seconds(tf)
         if since is None:
@@ -78,8 +78,8 @@ class Mt5Feed:
             if page is None:
                 if start:
                     break  # older history ran out
-                raise BrokerError(f"MT5 copy_rates_from_pos({symbol}, {tf}) failed: "
-                                  f"{self.client.last_error}", retryable=True)
+                raise TemporaryVenueError(f"MT5 copy_rates_from_pos({symbol}, {tf}) failed: "
+                                          f"{self.client.last_error}")
             rows = list(page) + rows
             if len(page) < count:
                 break

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from executor.errors import ConfigError
+from domain import Bar, normalize_timeframe, timeframe_seconds
+from domain.errors import ConfigError
 from executor.feeds.files import LoadedBars
-from strategies.domain import Bar, normalize_timeframe, timeframe_seconds
 
 __all__ = ["ReplayFeed"]
 

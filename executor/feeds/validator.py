@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from strategies.domain import Bar, ensure_utc, normalize_timeframe, timeframe_seconds
+from domain import Bar, ensure_utc, normalize_timeframe, timeframe_seconds
 
 __all__ = ["REJECTION_REASONS", "BarCheck", "BarValidator"]
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 
-from executor.errors import JournalError
+from domain.errors import JournalError
 
 if TYPE_CHECKING:
     from alembic.config import Config

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from executor.errors import JournalError
+from domain.errors import JournalError
 
 _Proc = Callable[[Any], Any] | None
 

@@ -26,8 +26,22 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, create_engine
 
+from domain import (
+    Bar,
+    Decision,
+    Fill,
+    MarketSnapshot,
+    Order,
+    OrderIntent,
+    OrderSide,
+    OrderState,
+    OrderType,
+    ParameterSet,
+    Proposal,
+    Verdict,
+)
+from domain.errors import JournalError
 from executor import lazy_log as structlog  # structlog itself on the first log call
-from executor.errors import JournalError
 from executor.journal import jsontext, migrate
 from executor.journal.models import (
     ApprovalRow,
@@ -55,20 +69,6 @@ from executor.journal.models import (
 from executor.journal.prepared import Prepared
 from executor.journal.types import UTCDateTime
 from guardrails.params import ParamEvent, ParamVersion
-from strategies.domain import (
-    Bar,
-    Decision,
-    Fill,
-    MarketSnapshot,
-    Order,
-    OrderIntent,
-    OrderSide,
-    OrderState,
-    OrderType,
-    ParameterSet,
-    Proposal,
-    Verdict,
-)
 
 _BARS = BarRow.__table__  # type: ignore[attr-defined]
 _BAR_KEYS = ("run_id", "symbol", "timeframe", "time", "open", "high", "low", "close",

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any, Literal, Protocol, cast
 
-from strategies.domain import Decision, MarketSnapshot, Proposal, Signal
+from domain import Decision, MarketSnapshot, Proposal, Signal
 
 __all__ = [
     "ARMS",

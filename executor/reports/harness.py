@@ -25,8 +25,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
+from domain import ensure_utc, stable_hash
+from domain.errors import ConfigError, DtaError
 from executor.daemon import RealtimeExecutor, SimulatedClock
-from executor.errors import ConfigError, DtaError
 from executor.feeds.files import LoadedBars
 from executor.feeds.replay import ReplayFeed
 from executor.journal.models import DecisionRow
@@ -34,7 +35,6 @@ from executor.journal.store import Journal
 from executor.reports.ab import ABDesign, Assigner, ab_component_factory
 from executor.settings import Settings
 from executor.wiring import Daemon, build_daemon
-from strategies.domain import ensure_utc, stable_hash
 
 __all__ = ["ParamsOverride", "ReplayHarness", "ReplayOutcome", "ReplayRefused",
            "ReplayRequest", "filter_bars", "masked_url"]

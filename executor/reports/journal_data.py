@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import inspect, select
 from sqlalchemy.engine import Connection
 
+from domain import Order
 from executor.journal.models import (
     BarRow,
     DecisionRow,
@@ -24,7 +25,6 @@ from executor.journal.models import (
     VerdictRow,
 )
 from executor.journal.store import Journal
-from strategies.domain import Order
 
 __all__ = ["DecisionRecord", "ProposalRecord", "RunData", "load_run_data"]
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Protocol
 
-from strategies.domain import Order
+from domain import Order
 
 __all__ = [
     "EquityPoint",

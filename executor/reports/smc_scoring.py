@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from strategies.domain import Bar, Direction, Swing, SwingKind
+from domain import Bar, Direction, Swing, SwingKind
 from strategies.smc.swings import SwingSequence
 from strategies.snapshot import SnapshotBuilder
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from strategies.domain import Bar
+from domain import Bar
 
 
 class WilderAtr:

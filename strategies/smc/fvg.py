@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from strategies.domain import Bar, Direction, FairValueGap
+from domain import Bar, Direction, FairValueGap
 
 
 class FvgTracker:

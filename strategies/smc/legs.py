@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from strategies.domain import Bar, Swing, SwingKind
+from domain import Bar, Swing, SwingKind
 
 
 class LegPoint:

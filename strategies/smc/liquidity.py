@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import replace
 
-from strategies.domain import Bar, LiquidityPool, LiquiditySweep, Swing, SwingKind
+from domain import Bar, LiquidityPool, LiquiditySweep, Swing, SwingKind
 
 
 class _Level:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from strategies.domain import Bar, Direction, OrderBlock, StructureBreak
+from domain import Bar, Direction, OrderBlock, StructureBreak
 from strategies.smc.legs import LegPoint
 
 INVALIDATE_ON = ("close", "wick")

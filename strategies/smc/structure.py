@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from strategies.domain import Bar, BreakKind, Direction, StructureBreak, Swing, SwingKind, Trend
+from domain import Bar, BreakKind, Direction, StructureBreak, Swing, SwingKind, Trend
 from strategies.smc.legs import LegExtremes, LegPoint
 
 BREAK_ON = ("close", "wick")

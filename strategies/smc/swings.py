@@ -6,7 +6,7 @@ from collections import deque
 from datetime import datetime
 from enum import Enum
 
-from strategies.domain import Bar, Swing, SwingKind
+from domain import Bar, Swing, SwingKind
 
 SWING_MODES = ("strict", "package")
 

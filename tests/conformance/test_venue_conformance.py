@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from strategies.domain import MarketSnapshot, OrderSide, Proposal
+from domain import MarketSnapshot, OrderSide, Proposal
 from strategies.logic import StrategyContext
 from strategies.registry import STRATEGIES
 

@@ -17,11 +17,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
+from domain import OrderIntent, OrderSide, OrderType, client_order_id
 from executor.daemon import RealtimeExecutor
 from executor.journal.store import Journal
 from executor.reconcile import journal_net_positions
 from executor.wiring import Daemon, build_daemon
-from strategies.domain import OrderIntent, OrderSide, OrderType, client_order_id
 
 
 class VenueModel(Protocol):

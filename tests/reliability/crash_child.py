@@ -47,6 +47,12 @@ with contextlib.suppress(ImportError):  # the PostgreSQL driver, when installed
 from fakes.mt5_fake import SECRET as BRIDGE_SECRET
 from fakes.mt5_fake import FakeMetaTrader5, client_settings
 
+from domain import (
+    OrderIntent,
+    OrderSide,
+    OrderType,
+    client_order_id,
+)
 from executor.brokers.base import Broker
 from executor.brokers.ccxt_broker import CcxtBroker, make_exchange
 from executor.brokers.config import CcxtSettings, ResolverSettings
@@ -55,12 +61,6 @@ from executor.brokers.mt5_client import Mt5Client
 from executor.journal.store import Journal
 from executor.reconcile import UNRESOLVED, OrderResolver
 from executor.router import OrderRouter
-from strategies.domain import (
-    OrderIntent,
-    OrderSide,
-    OrderType,
-    client_order_id,
-)
 
 BAR0 = datetime(2024, 1, 1, tzinfo=UTC)
 API_KEY = "fake-key"

@@ -38,11 +38,11 @@ from benchmarks.bench_latency import (
     force_live_polls,
     load_sample,
 )
+from domain import Bar, Decision, Direction, MarketSnapshot, Proposal
 from ensemble.ensemble import Ensemble
 from executor.daemon import RealtimeExecutor
 from executor.journal.store import Journal
 from executor.settings import Settings
-from strategies.domain import Bar, Decision, Direction, MarketSnapshot, Proposal
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 STEP = timedelta(minutes=15)

@@ -80,6 +80,13 @@ from benchmarks.bench_latency import (
     build_executor,
     load_sample,
 )
+from domain import (
+    Bar,
+    MarketSnapshot,
+    Position,
+    normalize_timeframe,
+    timeframe_seconds,
+)
 from ensemble.base import Completion
 from ensemble.factory import build_ensemble
 from executor.daemon import RealtimeExecutor
@@ -91,13 +98,6 @@ from executor.journal.models import (
 )
 from executor.journal.store import Journal
 from executor.settings import Settings
-from strategies.domain import (
-    Bar,
-    MarketSnapshot,
-    Position,
-    normalize_timeframe,
-    timeframe_seconds,
-)
 from strategies.logic import StrategyContext
 from strategies.snapshot import SnapshotBuilder
 

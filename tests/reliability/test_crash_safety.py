@@ -40,9 +40,9 @@ from fakes import mt5_fake as M
 from fakes.binance_fake import FakeBinance
 from fakes.mt5_fake import FakeMetaTrader5, start_bridge
 
+from domain import Order, OrderState
 from executor.brokers.config import Mt5Settings
 from executor.journal.store import Journal
-from strategies.domain import Order, OrderState
 
 ROOT = Path(__file__).resolve().parents[2]
 CHILD = Path(__file__).resolve().parent / "crash_child.py"

@@ -74,16 +74,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from typer.testing import CliRunner
 
-from ensemble.local import MomentumProvider
-from executor.approval_request import ApprovalRequest
-from executor.approvals import ApprovalError, decide
-from executor.journal.store import Journal
-from executor.reconcile import journal_net_positions
-from executor.settings import Settings
-from executor.wiring import Daemon, build_daemon
-from guardrails.params import ParamError, activate, active_version, propose, rollback
-from guardrails.state import STATE_FOR_ACTION, TradingState
-from strategies.domain import (
+from domain import (
     Direction,
     MarketSnapshot,
     Order,
@@ -94,6 +85,15 @@ from strategies.domain import (
     Proposal,
     client_order_id,
 )
+from ensemble.local import MomentumProvider
+from executor.approval_request import ApprovalRequest
+from executor.approvals import ApprovalError, decide
+from executor.journal.store import Journal
+from executor.reconcile import journal_net_positions
+from executor.settings import Settings
+from executor.wiring import Daemon, build_daemon
+from guardrails.params import ParamError, activate, active_version, propose, rollback
+from guardrails.state import STATE_FOR_ACTION, TradingState
 from strategies.logic import StrategyContext
 from strategies.registry import STRATEGIES
 

@@ -35,11 +35,11 @@ from daemon_helpers import EXAMPLE, settings_for
 from sqlalchemy import create_engine, text
 from test_operations import FlakyWebhook
 
+from domain import Order
+from domain.errors import JournalError
 from executor.daemon import SimulatedClock
-from executor.errors import JournalError
 from executor.journal.store import Journal
 from executor.wiring import build_daemon
-from strategies.domain import Order
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 FREEZE_AT_CYCLE = 3000  # of 6000 bars: the journal fails with orders behind and ahead

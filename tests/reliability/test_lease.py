@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from executor.errors import LeaseError
+from domain.errors import LeaseError
 from executor.lease import AccountLease, acquire_lease, advisory_key, lease_dir, venue_account
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -53,12 +53,12 @@ from load_helpers import (
     slow,
 )
 
+from domain import Decision, Direction
 from ensemble.factory import build_ensemble
 from ensemble.telemetry import CallOutcome, InMemorySink
 from executor.journal.models import ProviderCallRow
 from executor.journal.store import Journal
 from executor.metrics import Metrics
-from strategies.domain import Decision, Direction
 
 KEY = "sk-load-test-0123456789"
 SYMBOLS = 500

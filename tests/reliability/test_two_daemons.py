@@ -48,9 +48,9 @@ from fakes.binance_fake import MINUTE_MS, FakeBinance, _fmt
 from test_daemon_process import NotifySocket
 from test_live_wiring import AlwaysLong
 
+from domain import Bar, OrderState
 from executor.journal.store import Journal
 from executor.lease import advisory_key
-from strategies.domain import Bar, OrderState
 
 ROOT = Path(__file__).resolve().parents[2]
 TESTS = ROOT / "tests"
