@@ -21,6 +21,7 @@ from typing import Any, Protocol, TypeVar
 
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
+from structlog.contextvars import bound_contextvars
 
 from domain import (
     Bar,
@@ -48,7 +49,6 @@ from executor.feeds.base import Feed
 from executor.feeds.validator import BarValidator
 from executor.heap import release_free_heap
 from executor.journal.store import Journal
-from executor.log_context import log_context
 from executor.metrics import Metrics
 from executor.router import OrderRouter
 from executor.shadow import EaSource
@@ -683,7 +683,7 @@ class RealtimeExecutor:
         proposal_id = self.journal.record_proposal(proposal, snapshot)
         decision = self.c.ensemble.evaluate(proposal, snapshot)
         decision_id = self.journal.record_decision(decision, proposal_id)
-        with log_context(decision_id=decision_id, symbol=proposal.symbol):
+        with bound_contextvars(decision_id=decision_id, symbol=proposal.symbol):
             self._record_calls(decision, decision_id)
             self.stats.decisions += 1
             verdict = self.c.guardrails.check(
@@ -726,7 +726,7 @@ class RealtimeExecutor:
             self.journal.record_provider_call(call_row(call, decision_id))
 
     def _submit(self, intent: OrderIntent, now: datetime) -> Order:
-        with log_context(client_order_id=intent.client_order_id):
+        with bound_contextvars(client_order_id=intent.client_order_id):
             order = self.router.submit(intent)
         self.stats.orders[order.state.value] += 1
         if self.metrics is not None:
