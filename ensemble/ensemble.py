@@ -12,11 +12,11 @@ answer vetoes. A veto makes the decision flat (no trade), keeping the votes and 
 contributions for the journal.
 
 Threads: blocking members (LLMs) run on one pool of daemon threads (``pool.py``) made once
-per ensemble, so an abandoned call never holds the process at exit; pure local
-members run inline in the calling thread (microseconds; a pool hop would cost more than
-they do). The decision waits for pooled answers at most until its deadline: whatever has
-not answered by then is a ``timeout`` in the decision, and if its answer comes later it is
-sent to telemetry as ``late`` and otherwise ignored.
+per ensemble, so an abandoned call never holds the process at exit; pure local members run
+inline in the calling thread (a pool hop would cost more than they do). The decision waits
+for pooled answers at most until its deadline: whatever has not answered by then is a
+``timeout`` in the decision, and if its answer comes later it is sent to telemetry as
+``late`` and otherwise ignored.
 """
 
 from __future__ import annotations

@@ -11,9 +11,9 @@ Three kinds: ``LocalVoter`` (the deterministic ``Provider``s, research only),
 behind a ``ModelClient``: prompt rendering, record/replay, validation, cost).
 
 A member also keeps a running estimate of its own call latency per stage, so the ensemble
-can start its pooled calls slowest first (``start_order``): each SDK call spends ~0.5 ms
-of CPU under the GIL building and sending its request, so the calls go out one after the
-other, and the slowest one going out last would add the others' CPU to the decision.
+can start its pooled calls slowest first (``start_order``): each SDK call holds the GIL
+while it builds and sends its request, so the calls go out one after the other, and the
+slowest one going out last would add the others' CPU to the decision.
 """
 
 from __future__ import annotations

@@ -146,8 +146,8 @@ class SnapshotBuilder:
             dealing_range = None
             zone = None
 
-        # Positional: this runs every bar and keyword matching of 18 fields costs ~40% of
-        # the constructor. The order is MarketSnapshot's field order.
+        # Positional: this runs every bar, and matching 18 keywords to fields is a large
+        # part of the constructor's cost. The order is MarketSnapshot's field order.
         return MarketSnapshot(
             bar.symbol,
             bar.timeframe,

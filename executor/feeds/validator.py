@@ -5,8 +5,8 @@ trade on. A rejection never stops the stream: the bar is dropped with a stable r
 (journaled and counted), and the next good bar is accepted as usual. Gaps are flagged,
 not rejected, because weekends and holidays make them normal in FX.
 
-Called for every bar of every stream, so the common case (a good bar) is a handful of
-float comparisons and one datetime comparison, a couple of microseconds.
+Called for every bar of every stream, so the common case (a good bar) is kept to a
+handful of float comparisons and one datetime comparison.
 """
 
 from __future__ import annotations
