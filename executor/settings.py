@@ -89,9 +89,8 @@ class SchedulerSettings(_Section):
 
 
 class StrategySettings(_Section):
-    """A built-in name, an installed ``dta.strategies`` entry point, or an import path
-    ``package.module:Class`` (strategies/registry.py). Name and parameters are checked
-    here, at load, so that `dta doctor` and `dta run` refuse them before any trading."""
+    """A built-in, an installed ``dta.strategies`` entry point or ``package.module:Class``
+    (strategies/registry.py), checked at load: `dta doctor` and `dta run` refuse it early."""
 
     name: str = "smc_ob_retest"
     params: dict[str, Any] = Field(default_factory=dict, validate_default=True)
@@ -109,9 +108,7 @@ class StrategySettings(_Section):
     @field_validator("params")
     @classmethod
     def _accepted(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-        """A plugin's parameters come back with its defaults filled in (see
-        ``checked_params``); a built-in's as given."""
-        name = info.data.get("name")
+        name = info.data.get("name")  # a plugin's come back with its defaults filled in
         if name is None:  # the name was refused: that error says it all
             return v
         from strategies.registry import checked_params, resolve_strategy
