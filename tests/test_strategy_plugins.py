@@ -20,8 +20,9 @@ from typer.testing import CliRunner
 from domain.errors import ConfigError
 from executor.journal.store import Journal
 from executor.settings import Settings, load_settings
-from executor.wiring import build_daemon, component_factory
+from executor.wiring import build_daemon
 from runbooks.cli import app
+from strategies.registry import StrategyLoadError, build_strategy, resolve_strategy
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config" / "dta.example.toml"
@@ -251,8 +252,7 @@ def test_a_pydantic_params_model_checks_converts_and_fills(desk: Path, tmp_path:
     name = "deskpkg.logic:DeskModelBreakout"
     settings = settings_with(tmp_path, name, {"lookback": "30"})
     assert settings.strategy.params == {"lookback": 30, "risk_reward": 2.0}
-    factory = component_factory(settings, Journal.open("sqlite://"))
-    built = factory(1, settings.parameter_set().values).strategy
+    built = build_strategy(name, settings.parameter_set().values["strategy"]["params"])
     assert (built.lookback, built.risk_reward) == (30, 2.0)  # type: ignore[attr-defined]
     with pytest.raises(ConfigError, match=r"lookback: Input should be greater than or equal"):
         settings_with(tmp_path, name, {"lookback": 1})
@@ -350,3 +350,16 @@ def test_builtin_parameter_sets_hash_as_before() -> None:
     swing = load_settings(None, strategy={"name": "swing_breakout", "params": {}})
     assert swing.parameter_set().values["strategy"] == {
         "name": "swing_breakout", "params": {}, "snapshot": {}}
+
+
+def test_builtins_come_first_and_a_doubly_claimed_name_is_refused(installed: Path) -> None:
+    other = installed / "other_desk-0.1.dist-info"
+    other.mkdir()
+    (other / "METADATA").write_text("Metadata-Version: 2.1\nName: other-desk\nVersion: 0.1\n")
+    (other / "entry_points.txt").write_text(
+        "[dta.strategies]\nswing_breakout = deskpkg.logic:DeskBreakout\n"
+        "desk_breakout = deskpkg.logic:DeskBreakoutToo\n")
+    assert resolve_strategy("swing_breakout").origin is None  # no package takes it over
+    with pytest.raises(StrategyLoadError, match=r"^strategy 'desk_breakout': the entry point "
+                       r"is defined more than once \(desk-strategies 1.2.0, other-desk 0.1"):
+        resolve_strategy("desk_breakout")
