@@ -100,26 +100,28 @@ class StrategySettings(_Section):
     @field_validator("name")
     @classmethod
     def _known(cls, v: str) -> str:
-        from strategies.registry import resolve_strategy
+        from strategies.registry import resolve_strategy, strategy_checks
 
-        resolve_strategy(v)  # its StrategyLoadError is a ValueError: shown at strategy.name
+        if strategy_checks():  # a StrategyLoadError is a ValueError: shown at strategy.name
+            resolve_strategy(v)
         return v
 
     @field_validator("params")
     @classmethod
     def _accepted(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         name = info.data.get("name")  # a plugin's come back with its defaults filled in
-        if name is None:  # the name was refused: that error says it all
-            return v
-        from strategies.registry import checked_params, resolve_strategy
+        from strategies.registry import checked_params, resolve_strategy, strategy_checks
 
+        if name is None or not strategy_checks():  # refused already, or not to be checked
+            return v
         return checked_params(resolve_strategy(name), v)[0]
 
     @model_validator(mode="after")
     def _record_identity(self) -> StrategySettings:
-        from strategies.registry import resolve_strategy
+        from strategies.registry import resolve_strategy, strategy_checks
 
-        self._identity = resolve_strategy(self.name).identity
+        if strategy_checks():
+            self._identity = resolve_strategy(self.name).identity
         return self
 
     def parameter_values(self) -> dict[str, Any]:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +34,27 @@ STRATEGIES: dict[str, Callable[..., TradeLogic]] = {
 }
 
 __all__ = ["STRATEGIES", "StrategyLoadError", "StrategySpec", "build_strategy",
-           "checked_params", "resolve_strategy"]
+           "checked_params", "resolve_strategy", "strategy_checks", "unchecked_strategy"]
+
+# Whether loading settings resolves the configured strategy (imports a desk's module and
+# checks its parameters). Off only for the commands that must work whatever the strategy
+# is: making trading safer cannot wait for a broken or missing plugin to be fixed.
+_CHECKS: ContextVar[bool] = ContextVar("dta_strategy_checks", default=True)
+
+
+def strategy_checks() -> bool:
+    return _CHECKS.get()
+
+
+@contextmanager
+def unchecked_strategy() -> Iterator[None]:
+    """Settings loaded inside this block take the strategy's name and parameters as
+    written, resolving nothing (`dta trading-state`)."""
+    token = _CHECKS.set(False)
+    try:
+        yield
+    finally:
+        _CHECKS.reset(token)
 
 
 @dataclass(frozen=True, slots=True)

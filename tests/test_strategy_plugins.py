@@ -363,3 +363,23 @@ def test_builtins_come_first_and_a_doubly_claimed_name_is_refused(installed: Pat
     with pytest.raises(StrategyLoadError, match=r"^strategy 'desk_breakout': the entry point "
                        r"is defined more than once \(desk-strategies 1.2.0, other-desk 0.1"):
         resolve_strategy("desk_breakout")
+
+
+def test_a_broken_plugin_never_stands_between_an_operator_and_a_halt(
+        installed: Path, tmp_path: Path, sqlite_url: str) -> None:
+    """The desk's module stops importing while the daemon trades: `dta doctor` says so,
+    but halting, reducing, activating and reading the history still work, on the same
+    settings file, because those commands need nothing from the strategy."""
+    config = desk_config(tmp_path / "dta.toml", "deskpkg.broken:DeskBreakout",
+                         journal_url=sqlite_url)
+    Journal.open(sqlite_url).close()  # the journal the daemon has been trading on
+    assert runner.invoke(app, ["doctor", "--config", str(config)]).exit_code == 2
+    args = ["--config", str(config)]
+    halted = runner.invoke(app, ["trading-state", "halt", "--reason", "plugin broke", *args])
+    assert halted.exit_code == 0, halted.output
+    activated = runner.invoke(app, ["trading-state", "activate", "--reason", "fixed",
+                                    "--operator", "ann", *args])
+    assert activated.exit_code == 0, activated.output
+    history = runner.invoke(app, ["trading-state", "history", "--json", *args])
+    assert history.exit_code == 0, history.output
+    assert [e["state"] for e in json.loads(history.stdout)] == ["ACTIVE", "HALTED"]
