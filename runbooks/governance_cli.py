@@ -91,7 +91,7 @@ def _print_history(journal: "Journal", acct: str, as_json: bool) -> None:
 
 def _next_step(journal: "Journal", acct: str, strategy: str, to: str | None) -> str:
     """``to`` if it is the next step from the mode the account is cleared for."""
-    from executor.governance import cleared_mode
+    from guardrails.clearance import cleared_mode
 
     if to not in ("shadow", "live"):
         fail("--to must be shadow or live", EXIT_CONFIG)
@@ -181,7 +181,7 @@ def demote(
 ) -> None:
     """Immediate: one operator and a reason; trading goes REDUCING at once and a running
     daemon stops sending at its next decision."""
-    from executor.governance import cleared_mode
+    from guardrails.clearance import cleared_mode
     from guardrails.promotion import RANK
     from guardrails.state import TradingState, set_state
 
