@@ -542,7 +542,7 @@ class RealtimeExecutor:
             return
         self._param_checked = mono
         if self.metrics is not None:
-            self.metrics.set_state(self.journal.kill_switch_state().action)
+            self.metrics.set_state(self.journal.trading_state().state)
         latest = self.journal.latest_param_event_id()
         providers = self.journal.latest_provider_event_id()
         if latest == self._param_event_id and providers == self._provider_event_id:
@@ -967,7 +967,7 @@ class RealtimeExecutor:
                 self.journal, trigger.state, operator="system", reason=trigger.reason,
                 trigger=trigger.name):
             severity = "critical" if trigger.state is TradingState.HALTED else "high"
-            self.journal.open_incident(severity, f"{trigger.state.value}:{trigger.name}",
+            self.journal.open_incident(severity, f"{trigger.state.value.lower()}:{trigger.name}",
                                        trigger.reason)
             log.warning("trading_state_changed", state=trigger.state.value,
                         trigger=trigger.name, reason=trigger.reason)
@@ -1057,7 +1057,7 @@ class RealtimeExecutor:
                           "executed": s.approvals_executed},
             "rollbacks": s.rollbacks,
             "ea_deals": s.ea_deals,
-            "trading_state": self.journal.kill_switch_state().action,
+            "trading_state": self.journal.trading_state().state,
             "elapsed_s": round(elapsed, 3),
             "bars_per_s": round(s.bars_processed / elapsed, 1) if elapsed > 0 else 0.0,
             "latency": {k: round(v, 1) for k, v in s.latency_percentiles().items()},
