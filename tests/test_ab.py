@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import write_sample_head
 from daemon_helpers import settings_for
+from support.samples import write_sample_head
 
 from domain import Bar, Direction, MarketSnapshot, Proposal
 from executor.journal.store import Journal

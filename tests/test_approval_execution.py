@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import write_sample_head
 from daemon_helpers import replay, settings_for
+from support.samples import write_sample_head
 
 from domain import Direction, MarketSnapshot, OrderSide, Proposal
 from domain.errors import JournalError, MalformedApproval

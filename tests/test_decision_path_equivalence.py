@@ -227,8 +227,8 @@ def test_classes_down_is_what_the_health_report_says(
 
 
 def test_the_daemon_keeps_only_order_times_the_throttle_can_count(tmp_path: Path) -> None:
-    from conftest import write_sample_head
     from daemon_helpers import settings_for
+    from support.samples import write_sample_head
 
     from executor.wiring import build_daemon
 

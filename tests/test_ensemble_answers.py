@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import write_sample_head
 from daemon_helpers import drive, settings_for
 from fakes.llm_servers import (
     Behaviour,
@@ -33,6 +32,7 @@ from fakes.llm_servers import (
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 from sqlalchemy import create_engine, select
+from support.samples import write_sample_head
 from typer.testing import CliRunner
 
 from domain import Bar, Direction, MarketSnapshot, Proposal, Trend

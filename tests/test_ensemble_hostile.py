@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import write_sample_head
 from daemon_helpers import registered, settings_for
 from fakes.llm_servers import (
     Behaviour,
@@ -56,6 +55,7 @@ from fakes.llm_servers import (
     stage_responder,
 )
 from sqlalchemy import create_engine, select
+from support.samples import write_sample_head
 
 from domain import Direction, MarketSnapshot, Proposal
 from executor.daemon import SimulatedClock

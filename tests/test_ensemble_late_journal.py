@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import write_sample_head
 from daemon_helpers import settings_for
 from fakes.llm_servers import Behaviour, FakeOpenAIServer, Reply, stage_responder
 from sqlalchemy import create_engine, select
+from support.samples import write_sample_head
 
 from domain import Direction, Proposal
 from ensemble.ensemble import decision_key, parse_decision_key

@@ -118,9 +118,9 @@ def test_the_daemon_vetoes_below_the_quorum_with_its_reason(
     """Through the daemon: every LLM abstains or is missing, the local providers alone
     would trade; below the quorum each decision is vetoed, and the verdict says why (not
     "no consensus")."""
-    from conftest import write_sample_head
     from daemon_helpers import replay
     from sqlalchemy import select
+    from support.samples import write_sample_head
 
     from executor.journal.models import VerdictRow
     from executor.journal.store import Journal

@@ -408,7 +408,7 @@ def test_a_day_whose_first_equity_read_failed_starts_at_its_first_reading(
         tmp_path: Path) -> None:
     """Equity unknown at the day's first bar (broker away) must not leave the day without
     a start: max_daily_loss would veto every entry until the next UTC day."""
-    from conftest import write_sample_head
+    from support.samples import write_sample_head
 
     from executor.daemon import SimulatedClock
     from executor.wiring import build_daemon

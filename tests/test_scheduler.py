@@ -133,7 +133,7 @@ def _paper_executor(url: str, data: Path) -> tuple[RealtimeExecutor, Journal, An
 
 
 def test_housekeeping_takes_polls_and_checkpoints_off_the_cycle(tmp_path: Path) -> None:
-    from conftest import write_sample_head
+    from support.samples import write_sample_head
 
     from guardrails.params import activate as activate_version
     from guardrails.params import propose
@@ -182,7 +182,7 @@ def test_housekeeping_takes_polls_and_checkpoints_off_the_cycle(tmp_path: Path) 
 
 
 def test_without_housekeeping_the_cycle_bounds_the_wal(tmp_path: Path) -> None:
-    from conftest import write_sample_head
+    from support.samples import write_sample_head
 
     url = f"sqlite:///{tmp_path / 'j.sqlite'}"
     executor, journal, daemon = _paper_executor(

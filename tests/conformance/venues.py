@@ -384,7 +384,7 @@ class Paper(_Venue):
     dust = 0.0
 
     def __init__(self, tmp_path: Path, strategy: str) -> None:
-        from conftest import write_sample_head
+        from support.samples import write_sample_head
 
         super().__init__(tmp_path, strategy)
         self.data = write_sample_head(tmp_path / "EURUSD_M15.csv", 400)

@@ -277,7 +277,7 @@ class PaperVenue(SmVenue):
     live = False
 
     def __init__(self) -> None:
-        from conftest import write_sample_head
+        from support.samples import write_sample_head
 
         self.dir = Path(tempfile.mkdtemp(prefix="dta-sm-paper-"))
         self.data = write_sample_head(self.dir / "EURUSD_M15.csv", 400)
