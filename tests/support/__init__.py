@@ -1,5 +1,6 @@
-"""What tests share besides fixtures: the sample data (``samples``) and keyword-only
-builders of the domain values (``builders``).
+"""What tests share besides fixtures: the sample data (``samples``), keyword-only builders
+of the domain values (``builders``) and the market moment the ensemble tests put to their
+providers (``ensemble_scene``).
 
 Imported as ``support`` the way ``fakes`` is: pytest puts ``tests/`` on ``sys.path`` (the
 rootdir conftest's folder, "prepend" import mode), and ``tests/reliability/crash_child.py``
