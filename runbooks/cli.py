@@ -118,7 +118,7 @@ def run(
     # `dta db upgrade` created: a mistyped URL must not trade on an empty journal.
     journal = _journal(settings, migrate=True, create=settings.mode == "paper")
     if settings.mode != "paper":
-        from executor.governance import cleared_mode
+        from guardrails.clearance import cleared_mode
         from guardrails.promotion import RANK
 
         cleared = cleared_mode(journal, settings.account, settings.strategy.name)
