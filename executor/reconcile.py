@@ -124,7 +124,7 @@ class OrderResolver:
         stmt = (select(t.c.at).where(t.c.client_order_id == client_order_id,
                                      t.c.to_state == OrderState.SUBMITTING.value)
                 .order_by(t.c.id).limit(1))
-        at: datetime | None = self.journal._conn().execute(stmt).scalar()
+        at: datetime | None = self.journal.uow.conn().execute(stmt).scalar()
         if at is None:
             return None
         return at if at.tzinfo else at.replace(tzinfo=UTC)
@@ -133,7 +133,7 @@ class OrderResolver:
         t = _EVENTS
         stmt = (select(func.count()).select_from(t)
                 .where(t.c.client_order_id == client_order_id, t.c.detail.startswith(_MISS)))
-        return int(self.journal._conn().execute(stmt).scalar() or 0)
+        return int(self.journal.uow.conn().execute(stmt).scalar() or 0)
 
     def resolve(self, order: Order) -> Order:
         """One lookup. Returns the order as journaled afterwards."""

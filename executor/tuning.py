@@ -169,6 +169,6 @@ def _closes(journal: Journal) -> dict[datetime, float]:
     from executor.journal.models import BarRow
 
     table = BarRow.__table__  # type: ignore[attr-defined]
-    with journal.engine.connect() as conn:
+    with journal.uow.engine.connect() as conn:
         rows = conn.execute(select(table.c.time, table.c.close).order_by(table.c.time))
         return {(t if t.tzinfo else t.replace(tzinfo=UTC)): c for t, c in rows}

@@ -64,7 +64,7 @@ def _start(journal_url: str, tmp_path: Path, notify: Path | None = None) -> subp
 def _facts(url: str) -> dict[str, object]:
     j = Journal.open(url)
     try:
-        s = j._session
+        s = j.uow.session
         return {
             "bars": s.scalar(select(func.count()).select_from(BarRow)),
             "distinct_bars": s.scalar(select(func.count(func.distinct(BarRow.time)))),

@@ -14,7 +14,7 @@ from executor.journal.store import Journal
 def _journal_facts(url: str) -> dict[str, object]:
     j = Journal.open(url)
     try:
-        s = j._session
+        s = j.uow.session
         bars = s.scalar(select(func.count()).select_from(BarRow))
         distinct = s.scalar(select(func.count(func.distinct(BarRow.time))))
         proposals = [(p.bar_time, p.direction, p.entry) for p in
@@ -140,7 +140,7 @@ def test_a_risk_reviewer_that_resizes_sends_the_smaller_order(sqlite_url: str,
     assert sum(summary["orders"].values()) > 5
     j = Journal.open(sqlite_url)
     try:
-        s = j._session
+        s = j.uow.session
         sized = [(o, s.get(DecisionRow, o.decision_id)) for o in s.scalars(select(OrderRow))]
         assert sized and all(d is not None for _, d in sized)
         resized = [(o, d) for o, d in sized if d.size_factor < 1.0]
@@ -202,8 +202,8 @@ def test_a_resize_below_the_venue_minimum_is_a_veto_not_an_order(
     assert summary["vetoes"].get("order_volume", 0) > 0, summary["vetoes"]
     j = Journal.open(sqlite_url)
     try:
-        volumes = [o.volume for o in j._session.scalars(select(OrderRow))]
-        reasons = [c["reason"] for v in j._session.scalars(select(VerdictRow))
+        volumes = [o.volume for o in j.uow.session.scalars(select(OrderRow))]
+        reasons = [c["reason"] for v in j.uow.session.scalars(select(VerdictRow))
                    for c in (v.checks or []) if c.get("name") == "order_volume"
                    and not c.get("passed")]
     finally:

@@ -32,7 +32,8 @@ from domain import (
 from ensemble.breaker import BreakerState
 from ensemble.routing import Router
 from executor.journal import jsontext
-from executor.journal.store import _ORDER_EVENTS, _ORDERS, _PROPOSALS, Journal
+from executor.journal.store import Journal
+from executor.journal.tables import ORDER_EVENTS, ORDERS, PROPOSALS
 from executor.journal.types import UTCDateTime
 from executor.log_context import log_context
 from guardrails.base import AccountState
@@ -121,18 +122,18 @@ def test_the_journal_engine_writes_its_json_columns_with_it(journal_url: str) ->
     serializer: one format in every JSON column, read back as written."""
     journal = Journal.open(journal_url)
     try:
-        assert journal.engine.dialect._json_serializer is jsontext.dumps
+        assert journal.uow.engine.dialect._json_serializer is jsontext.dumps
         snapshot = {"trend": "bullish", "levels": [1.08512, 2.5], "n": 3, "none": None,
                     "text": "caf\u00e9 \u20ac"}
-        journal._insert(_PROPOSALS, dict(
+        journal.uow.insert(PROPOSALS, dict(
             run_id=None, strategy="s", symbol="EURUSD", timeframe="M15", bar_time=T0,
             direction="long", entry=1.1, stop=1.0, target=1.3, reason="r", tags=["a"],
             snapshot=snapshot))
         journal.commit()
-        [row] = journal._conn().execute(select(_PROPOSALS.c.snapshot)).all()
+        [row] = journal.uow.conn().execute(select(PROPOSALS.c.snapshot)).all()
         assert row[0] == snapshot
         if journal.dialect == "sqlite":  # the stored text itself
-            [raw] = journal._conn().execute(text("SELECT snapshot FROM proposals")).all()
+            [raw] = journal.uow.conn().execute(text("SELECT snapshot FROM proposals")).all()
             assert raw[0] == jsontext.dumps(snapshot)
     finally:
         journal.close()
@@ -149,11 +150,11 @@ def _intent(k: int) -> OrderIntent:
 
 
 def _rows(journal: Journal, coid: str) -> tuple[dict[str, Any], list[tuple[Any, ...]]]:
-    order = dict(journal._conn().execute(
-        select(_ORDERS).where(_ORDERS.c.client_order_id == coid)).one()._mapping)
-    events = [tuple(r) for r in journal._conn().execute(
-        select(_ORDER_EVENTS.c.from_state, _ORDER_EVENTS.c.to_state, _ORDER_EVENTS.c.detail)
-        .where(_ORDER_EVENTS.c.client_order_id == coid).order_by(_ORDER_EVENTS.c.id))]
+    order = dict(journal.uow.conn().execute(
+        select(ORDERS).where(ORDERS.c.client_order_id == coid)).one()._mapping)
+    events = [tuple(r) for r in journal.uow.conn().execute(
+        select(ORDER_EVENTS.c.from_state, ORDER_EVENTS.c.to_state, ORDER_EVENTS.c.detail)
+        .where(ORDER_EVENTS.c.client_order_id == coid).order_by(ORDER_EVENTS.c.id))]
     return order, events
 
 
@@ -296,7 +297,7 @@ def test_a_cycle_commit_keeps_the_connection_and_locks_nothing(tmp_path: Path) -
     try:
         journal.insert_order(Order(_intent(1)), detail="created", commit=False)
         journal.commit()
-        assert journal._dbapi_conn is not None and not journal._dbapi_conn.in_transaction
+        assert journal.uow._dbapi_conn is not None and not journal.uow._dbapi_conn.in_transaction
         other = sqlite3.connect(tmp_path / "j.sqlite", timeout=0.1)  # fails fast if locked
         other.execute("INSERT INTO incidents (at, severity, kind, message, status) "
                       "VALUES ('2024-01-01 00:00:00.000000', 'low', 'k', 'm', 'open')")
@@ -304,7 +305,7 @@ def test_a_cycle_commit_keeps_the_connection_and_locks_nothing(tmp_path: Path) -
         other.close()
         journal.insert_order(Order(_intent(2)), detail="created", commit=False)
         journal.commit(durable=True)
-        assert journal._dbapi_conn is None
+        assert journal.uow._dbapi_conn is None
         assert {o.client_order_id for o in journal.orders("acct")} == {
             _intent(1).client_order_id, _intent(2).client_order_id}
     finally:
@@ -321,37 +322,37 @@ def test_buffered_bar_rows_are_what_a_core_insert_writes(journal_url: str) -> No
     from sqlalchemy import insert
 
     from domain import Bar
-    from executor.journal.store import _BAR_KEYS, _BARS
+    from executor.journal.tables import BAR_KEYS, BARS
 
     journal = Journal.open(journal_url)
     try:
         bar = Bar("EURUSD", "M15", T0, 1.08512, 1.0861, 1, 1.0855, 120.0, 0.0002)
         journal.record_bar(bar, gap_bars=2)
         journal.commit()
-        core = dict(zip(_BAR_KEYS, (None, "GBPUSD", "M15", T0, 1.08512, 1.0861, 1, 1.0855,
+        core = dict(zip(BAR_KEYS, (None, "GBPUSD", "M15", T0, 1.08512, 1.0861, 1, 1.0855,
                                     120.0, 0.0002, 2), strict=True))
-        journal._conn().execute(insert(_BARS), core)
-        bound = journal._bind_time(T0 + timedelta(minutes=15))
-        shuffled = tuple(reversed(_BAR_KEYS))
-        row = dict(zip(_BAR_KEYS, (None, "USDJPY", "M15", bound, 1.08512, 1.0861, 1, 1.0855,
+        journal.uow.conn().execute(insert(BARS), core)
+        bound = journal.uow.bind_time(T0 + timedelta(minutes=15))
+        shuffled = tuple(reversed(BAR_KEYS))
+        row = dict(zip(BAR_KEYS, (None, "USDJPY", "M15", bound, 1.08512, 1.0861, 1, 1.0855,
                                    120.0, 0.0002, 2), strict=True))
-        journal._writer(_BARS, _BAR_KEYS).write_tuples(
-            journal._dbapi(), shuffled, [tuple(row[k] for k in shuffled)])
+        journal.uow.writer(BARS, BAR_KEYS).write_tuples(
+            journal.uow.dbapi(), shuffled, [tuple(row[k] for k in shuffled)])
         journal.commit()
-        rows = {r.symbol: dict(r._mapping) for r in journal._conn().execute(select(_BARS))}
+        rows = {r.symbol: dict(r._mapping) for r in journal.uow.conn().execute(select(BARS))}
         assert {k: v for k, v in rows["EURUSD"].items() if k not in ("id", "symbol")} == {
             k: v for k, v in rows["GBPUSD"].items() if k not in ("id", "symbol")}
         assert rows["USDJPY"]["time"] == T0 + timedelta(minutes=15)
         assert rows["USDJPY"]["low"] == 1.0 and rows["EURUSD"]["time"] == T0
         if journal.dialect == "sqlite":
-            raw = journal._conn().execute(text(
+            raw = journal.uow.conn().execute(text(
                 "SELECT symbol, time, typeof(low) FROM bars ORDER BY symbol")).all()
             assert {s: (t, k) for s, t, k in raw} == {
                 "EURUSD": ("2024-03-01 12:15:00.123456", "real"),
                 "GBPUSD": ("2024-03-01 12:15:00.123456", "real"),
                 "USDJPY": ("2024-03-01 12:30:00.123456", "real")}
         with pytest.raises(ValueError, match="do not fit"):
-            journal._writer(_BARS, _BAR_KEYS).write_tuples(journal._dbapi(), ("symbol",), [])
+            journal.uow.writer(BARS, BAR_KEYS).write_tuples(journal.uow.dbapi(), ("symbol",), [])
     finally:
         journal.close()
 

@@ -138,7 +138,7 @@ def _events(journal: Journal) -> list[Any]:
     from executor.journal.models import ProviderEventRow
 
     table = ProviderEventRow.__table__  # type: ignore[attr-defined]
-    with journal.engine.connect() as conn:
+    with journal.uow.engine.connect() as conn:
         return list(conn.execute(select(table).order_by(table.c.id)))
 
 

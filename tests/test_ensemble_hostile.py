@@ -275,7 +275,7 @@ def _run(url: str, data: Path, sdk: str, case: Case) -> Run:
         calls = reader.provider_calls(limit=10_000)
         status = reader.runs(1)[0].status
         table = ProviderEventRow.__table__  # type: ignore[attr-defined]
-        with reader.engine.connect() as conn:
+        with reader.uow.engine.connect() as conn:
             events = list(conn.execute(select(table).order_by(table.c.id)))
     finally:
         reader.close()

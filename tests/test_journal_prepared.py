@@ -19,12 +19,8 @@ from domain import (
     client_order_id,
 )
 from domain.errors import JournalError
-from executor.journal.store import (
-    _APPROVALS,
-    _ORDER_EVENTS,
-    _PROPOSALS,
-    Journal,
-)
+from executor.journal.store import Journal
+from executor.journal.tables import APPROVALS, ORDER_EVENTS, PROPOSALS
 
 T0 = datetime(2024, 3, 1, 12, 15, 0, 123456, tzinfo=UTC)
 
@@ -39,19 +35,19 @@ def _proposal_values(n: int) -> dict[str, Any]:
 def test_prepared_insert_equals_core_insert(journal_url: str) -> None:
     journal = Journal.open(journal_url)
     try:
-        core_id = journal._conn().execute(insert(_PROPOSALS), _proposal_values(1)
+        core_id = journal.uow.conn().execute(insert(PROPOSALS), _proposal_values(1)
                                           ).inserted_primary_key[0]
-        fast_id = journal._insert(_PROPOSALS, _proposal_values(1))
+        fast_id = journal.uow.insert(PROPOSALS, _proposal_values(1))
         journal.commit()
         assert fast_id == core_id + 1
-        rows = journal._conn().execute(
-            select(_PROPOSALS).where(_PROPOSALS.c.id.in_([core_id, fast_id]))
-            .order_by(_PROPOSALS.c.id)).all()
+        rows = journal.uow.conn().execute(
+            select(PROPOSALS).where(PROPOSALS.c.id.in_([core_id, fast_id]))
+            .order_by(PROPOSALS.c.id)).all()
         core, fast = (dict(r._mapping) for r in rows)
         assert {**core, "id": 0} == {**fast, "id": 0}
         assert fast["bar_time"] == T0 + timedelta(minutes=15)  # aware UTC, microseconds kept
         if journal.dialect == "sqlite":  # the stored text, not only the parsed value
-            raw = journal._conn().execute(text(
+            raw = journal.uow.conn().execute(text(
                 "SELECT bar_time, snapshot FROM proposals ORDER BY id")).all()
             assert raw[0] == raw[1]
     finally:
@@ -71,11 +67,11 @@ def test_prepared_reads_process_results(journal_url: str) -> None:
         assert journal.order_state(intent.client_order_id) is OrderState.SUBMITTING
         got = journal.get_order(intent.client_order_id)
         assert got is not None and got.intent == intent and got.state is OrderState.SUBMITTING
-        events = journal._conn().execute(select(_ORDER_EVENTS.c.from_state,
-                                                _ORDER_EVENTS.c.to_state)
-                                         .order_by(_ORDER_EVENTS.c.id)).all()
+        events = journal.uow.conn().execute(select(ORDER_EVENTS.c.from_state,
+                                                ORDER_EVENTS.c.to_state)
+                                         .order_by(ORDER_EVENTS.c.id)).all()
         assert [tuple(e) for e in events] == [(None, "new"), ("new", "submitting")]
-        journal._insert(_APPROVALS, dict(
+        journal.uow.insert(APPROVALS, dict(
             decision_id=1, account="acct", symbol="EURUSD", direction="long",
             intent={"side": "buy", "volume": 0.1}, why="conflict", created_at=T0,
             expires_at=T0 + timedelta(minutes=5), status="pending"))
@@ -88,11 +84,11 @@ def test_prepared_reads_process_results(journal_url: str) -> None:
 def test_prepared_writes_roll_back_with_the_session(journal_url: str) -> None:
     journal = Journal.open(journal_url)
     try:
-        journal._insert(_PROPOSALS, _proposal_values(1))
+        journal.uow.insert(PROPOSALS, _proposal_values(1))
         journal.rollback()
-        journal._insert(_PROPOSALS, _proposal_values(2))
+        journal.uow.insert(PROPOSALS, _proposal_values(2))
         journal.commit()
-        reasons = [r.reason for r in journal._conn().execute(select(_PROPOSALS.c.reason))]
+        reasons = [r.reason for r in journal.uow.conn().execute(select(PROPOSALS.c.reason))]
         assert reasons == ["why 2"]
     finally:
         journal.close()
@@ -116,11 +112,11 @@ def test_trading_state_reads_what_another_process_committed(journal_url: str) ->
 def test_driver_errors_become_journal_errors(tmp_path: Any) -> None:
     journal = Journal.open(f"sqlite:///{tmp_path / 'j.sqlite'}")
     try:
-        journal._dbapi().execute("PRAGMA query_only = 1")
+        journal.uow.dbapi().execute("PRAGMA query_only = 1")
         with pytest.raises(JournalError, match=r"readonly|read-only|query_only"):
-            journal._insert(_PROPOSALS, _proposal_values(1))
+            journal.uow.insert(PROPOSALS, _proposal_values(1))
     finally:
-        journal._dbapi().execute("PRAGMA query_only = 0")
+        journal.uow.dbapi().execute("PRAGMA query_only = 0")
         journal.close()
 
 
@@ -129,14 +125,14 @@ def test_a_value_the_column_refuses_is_a_journal_error_and_rolls_back(tmp_path: 
     JournalError a full disk gives, and the commit rolls the transaction back."""
     journal = Journal.open(f"sqlite:///{tmp_path / 'j.sqlite'}")
     try:
-        journal._insert(_PROPOSALS, _proposal_values(1))
+        journal.uow.insert(PROPOSALS, _proposal_values(1))
         naive = {**_proposal_values(2), "bar_time": T0.replace(tzinfo=None)}
         with pytest.raises(JournalError, match="naive datetime"):
-            journal._insert(_PROPOSALS, naive)
+            journal.uow.insert(PROPOSALS, naive)
         journal.rollback()
-        journal._insert(_PROPOSALS, _proposal_values(3))
+        journal.uow.insert(PROPOSALS, _proposal_values(3))
         journal.commit()
-        assert [r.reason for r in journal._conn().execute(select(_PROPOSALS.c.reason))] == [
+        assert [r.reason for r in journal.uow.conn().execute(select(PROPOSALS.c.reason))] == [
             "why 3"]
     finally:
         journal.close()

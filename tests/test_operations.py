@@ -168,8 +168,8 @@ def test_no_secret_value_in_logs_metrics_sentry_cli_or_journal(
 
     j = Journal.open(url)
     meta = MetaData()
-    meta.reflect(j.engine)
-    with j.engine.connect() as conn:
+    meta.reflect(j.uow.engine)
+    with j.uow.engine.connect() as conn:
         for table in meta.sorted_tables:
             outputs.append(json.dumps([list(r) for r in conn.execute(select(table))],
                                       default=str))

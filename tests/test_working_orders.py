@@ -608,7 +608,7 @@ class Run:
             self.ex.run_cycle(self.clock.now())
 
     def verdicts(self) -> list[str]:
-        rows = self.journal._session.scalars(select(VerdictRow).order_by(VerdictRow.id))  # type: ignore[arg-type]
+        rows = self.journal.uow.session.scalars(select(VerdictRow).order_by(VerdictRow.id))  # type: ignore[arg-type]
         return [("approved" if v.approved else v.reasons) for v in rows]
 
     def close(self) -> dict[str, Any]:

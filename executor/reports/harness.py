@@ -101,7 +101,7 @@ class ReplayHarness:
     def __init__(self, settings: Settings, journal: Journal, request: ReplayRequest) -> None:
         if journal.bar_counts()["processed"]:
             raise ReplayRefused(
-                f"journal {masked_url(str(journal.engine.url))} already holds processed "
+                f"journal {masked_url(journal.url)} already holds processed "
                 "bars; a replay starts from a fresh journal (omit --journal-url, or give a "
                 "new one)")
         self.settings = settings
@@ -206,14 +206,14 @@ class ReplayHarness:
             "account": self.settings.account,
             "contract_size": self.settings.paper.contract_size,
             "initial_balance": self.settings.paper.initial_balance,
-            "journal": masked_url(str(self.journal.engine.url)),
+            "journal": masked_url(self.journal.url),
             "trading_state_at_end": summary.get("trading_state"),
             "reproduce": " ".join(reproduce),
         }
 
     def _decisions_by_mix(self) -> dict[str, int]:
         counts: Counter[str] = Counter()
-        with self.journal.engine.connect() as conn:
+        with self.journal.uow.engine.connect() as conn:
             for (mix,) in conn.execute(select(DecisionRow.provider_mix)):  # type: ignore[call-overload]
                 counts["+".join(mix or []) or "(none)"] += 1
         return dict(counts)

@@ -1,7 +1,7 @@
 """Everything a report reads from a journal, in one read-only pass.
 
 Orders and fills come through the ``Journal`` API; bars, proposals, decisions, verdicts
-and provider calls through SQL on ``journal.engine``. A table an older schema lacks reads
+and provider calls through SQL on ``journal.uow.engine``. A table an older schema lacks reads
 as empty, so a report of an old journal degrades instead of failing.
 """
 
@@ -83,8 +83,8 @@ def load_run_data(journal: Journal) -> RunData:
     journal.commit()
     orders = journal.orders()
     fills = journal.fills()
-    tables = set(inspect(journal.engine).get_table_names())
-    with journal.engine.connect() as conn:
+    tables = set(inspect(journal.uow.engine).get_table_names())
+    with journal.uow.engine.connect() as conn:
         bar_times = _bar_times(conn) if "bars" in tables else []
         proposals = _proposals(conn) if "proposals" in tables else []
         decisions = _decisions(conn, "verdicts" in tables) if "decisions" in tables else []

@@ -625,7 +625,7 @@ def run_daemon(scenario: Scenario, *, junk: bool = True,
 
 def _facts(executor: RealtimeExecutor, journal: Journal, broker: TimedPaperBroker) -> Facts:
     journal.commit()
-    session = journal._session
+    session = journal.uow.session
     orders = journal.orders()
     return Facts(
         bars={st_: [(b.time, b.open, b.high, b.low, b.close, b.volume, b.spread)

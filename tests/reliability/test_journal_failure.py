@@ -111,7 +111,7 @@ def _assert_halted_without_unjournaled_orders(run: FailedRun) -> None:
 
 
 def _read_only(journal: Journal, url: str) -> None:
-    conn = journal._conn()
+    conn = journal.uow.conn()
     if url.startswith("sqlite"):
         conn.exec_driver_sql("PRAGMA query_only = 1")
         return
@@ -141,7 +141,7 @@ END $$
 
 def _disk_full(journal: Journal, url: str) -> None:
     if url.startswith("sqlite"):
-        conn = journal._conn()
+        conn = journal.uow.conn()
         pages = conn.exec_driver_sql("PRAGMA page_count").scalar_one()
         # The file may not grow by a single page any more: the next write that needs a new
         # page fails with SQLITE_FULL, as on a full file system.
