@@ -286,10 +286,10 @@ def test_the_daily_drawdown_day_is_the_utc_day_of_each_reading(
 # ---------------------------------------------------------------- connection between cycles
 
 
-def test_a_cycle_commit_keeps_the_connection_and_locks_nothing(tmp_path: Path) -> None:
-    """After a cycle's closing commit the journal holds its SQLite connection for the next
-    decision, without a transaction: another process can still write. After a durable
-    commit (the one before a broker call) it holds nothing."""
+def test_a_commit_releases_the_connection_and_locks_nothing(tmp_path: Path) -> None:
+    """After a cycle's closing commit, and after a durable one (before a broker call), the
+    journal holds no connection and no transaction: another process can still write.
+    (It once kept its SQLite connection between cycles; issue 17 retired that.)"""
     import sqlite3
 
     url = f"sqlite:///{tmp_path / 'j.sqlite'}"
@@ -297,7 +297,7 @@ def test_a_cycle_commit_keeps_the_connection_and_locks_nothing(tmp_path: Path) -
     try:
         journal.insert_order(Order(_intent(1)), detail="created", commit=False)
         journal.commit()
-        assert journal.uow._dbapi_conn is not None and not journal.uow._dbapi_conn.in_transaction
+        assert journal.uow._dbapi_conn is None
         other = sqlite3.connect(tmp_path / "j.sqlite", timeout=0.1)  # fails fast if locked
         other.execute("INSERT INTO incidents (at, severity, kind, message, status) "
                       "VALUES ('2024-01-01 00:00:00.000000', 'low', 'k', 'm', 'open')")

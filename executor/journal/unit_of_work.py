@@ -74,9 +74,9 @@ class UnitOfWork:
         """Flush buffered per-bar rows and commit. Every commit is durable (SQLite WAL with
         synchronous=FULL, PostgreSQL's default fsync; a paper daemon's SQLite journal is
         NORMAL, see ``paper_durability``); ``durable`` marks the call sites that rely on it
-        (orders, trading state, runs) so a later tuning cannot silently drop it, and a commit
-        that is not durable (a cycle's or housekeeping's) readies the next transaction's
-        connection (``_ready_for_next``)."""
+        (orders, trading state, runs) so a later tuning cannot silently drop it. The
+        connection goes back to the pool with the transaction, and the next transaction
+        checks one out again: the journal holds no connection between cycles."""
         with self.lock:
             try:
                 self.flush()
@@ -85,8 +85,6 @@ class UnitOfWork:
                 # Detach everything: the journal is the source of truth, not cached rows,
                 # and the identity map must not grow with every proposal of a long replay.
                 self.session.expunge_all()
-                if not durable:
-                    self._ready_for_next()
             except SQLAlchemyError as exc:
                 self.session.rollback()
                 raise JournalError(
@@ -131,17 +129,6 @@ class UnitOfWork:
         if conn is None:
             conn = self._dbapi_conn = self.conn().connection.dbapi_connection
         return conn
-
-    def _ready_for_next(self) -> None:
-        """Take the connection for the next transaction now, between bar closes (after a
-        cycle's closing commit or housekeeping's): the next decision's first row then goes
-        straight to SQLite instead of through a pool checkout. Holding it locks nothing:
-        pysqlite begins a transaction only at the first write. Not after a durable commit
-        (it precedes a broker call, which must not wait), and not on PostgreSQL, where a
-        connection taken per transaction is pinged first, so a server restart between bars
-        costs no trading."""
-        if self.file_sqlite:
-            self.dbapi()
 
     def _forget_dbapi(self, *_args: Any) -> None:
         self._dbapi_conn = None
@@ -237,4 +224,3 @@ class UnitOfWork:
                 cur.close()
             self.session.commit()
             self._commits_since_checkpoint = 0
-            self._ready_for_next()
