@@ -118,7 +118,7 @@ def _trading_state(journal: Journal) -> Finding:
 
 
 def _incidents(journal: Journal) -> Finding:
-    serious = [i for i in journal.incidents("open") if i.severity in ("high", "critical")]
+    serious = [i for i in journal.incidents.all("open") if i.severity in ("high", "critical")]
     if serious:
         newest = serious[-1]
         return Finding("incidents", WARN, f"{len(serious)} open high/critical incident(s); "

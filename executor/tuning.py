@@ -70,11 +70,11 @@ def tune(journal: Journal, *, contract_size: float, author: str, flat_band: floa
                 continue
             with_trade = s["direction"] == trade_dir
             hits[str(s["provider"])].append(with_trade == (tag == "profitable"))
-    active = active_version(journal)
+    active = active_version(journal.params)
     if active is None:
         return TuneResult(None, {"reason": "no active parameter version"})
     current = weights_of(active.content)
-    base = first_weights(journal)
+    base = first_weights(journal.params)
     proposed = dict(current)
     hit_rates: dict[str, float | None] = {}
     for name, w in current.items():
@@ -112,9 +112,9 @@ def tune(journal: Journal, *, contract_size: float, author: str, flat_band: floa
     content = {**content, "guardrails": guard}
     if content == active.content:
         return TuneResult(None, {**evidence, "reason": "nothing to change"})
-    created = propose(journal, content, author=author,
+    created = propose(journal.params, content, author=author,
                       reason=f"dta tune from v{active.version}: {evidence['outcomes']}")
-    journal.attach_evidence(created.version, evidence)
+    journal.params.attach_evidence(created.version, evidence)
     return TuneResult(created, evidence)
 
 

@@ -54,7 +54,7 @@ def promote(
         if history:
             rows = [{"at": c.at.isoformat(), "action": c.action, "mode": c.mode,
                      "role": c.role, "person": c.person, "note": c.note,
-                     "strategy": c.strategy} for c in journal.clearances(acct)]
+                     "strategy": c.strategy} for c in journal.clearances.all(acct)]
             print_out(rows, as_json, "\n".join(
                 f"{r['at']} {r['action']:<8} {r['mode']:<7} {r['role'] or '-':<11} "
                 f"{r['person']}: {r['note']}" for r in rows) or "no history")
@@ -77,8 +77,9 @@ def promote(
             if other:
                 fail(f"{signer} already signed as {other[0]} for {to}: each role needs a "
                      "different person", EXIT_REFUSED)
-            journal.record_clearance(account=acct, strategy=strategy, action="signoff",
-                                     mode=to, role=sign_off, person=signer, note=note or "")
+            journal.clearances.record_clearance(account=acct, strategy=strategy, action="signoff",
+                                                mode=to, role=sign_off, person=signer,
+                                                note=note or "")
         thresholds = (gov.to_shadow if to == "shadow" else gov.to_live).model_dump()
         evidence, results, missing = assess(
             journal, account=acct, strategy=strategy, target=to, thresholds=thresholds,
@@ -91,7 +92,7 @@ def promote(
         promoted = not failing and not missing and promoter is None
         if promoted:
             signers = {r: p for r, p in reversed(signoffs_for(journal, acct, strategy, to))}
-            journal.record_clearance(
+            journal.clearances.record_clearance(
                 account=acct, strategy=strategy, action="promote", mode=to,
                 person=(person or "").strip(), note="all thresholds passed; signed by "
                 + ", ".join(f"{r} ({signers.get(r, '?')})" for r in gov.roles),
@@ -144,8 +145,8 @@ def demote(
             fail(f"{acct}/{strategy} is cleared for {current}; demoting to {to} changes "
                  "nothing", EXIT_REFUSED)
         who = operator_name(operator)
-        journal.record_clearance(account=acct, strategy=strategy, action="demote", mode=to,
-                                 person=who, note=reason)
+        journal.clearances.record_clearance(account=acct, strategy=strategy, action="demote",
+                                            mode=to, person=who, note=reason)
         set_state(journal, TradingState.REDUCING, operator=who,
                   reason=f"demoted to {to}: {reason}")
     finally:

@@ -32,8 +32,8 @@ def journal(sqlite_url: str) -> Iterator[Journal]:
 def restarted(journal: Journal, fake: FakeBinance) -> CcxtBroker:
     """A broker as ``dta run`` builds it after a restart: restored from the journal."""
     broker = make_broker(fake)
-    fills = journal.fills()
-    broker.restore(journal.orders(ACCOUNT),
+    fills = journal.orders.fills()
+    broker.restore(journal.orders.all(ACCOUNT),
                    [Fill(f.client_order_id, f.fill_id, f.symbol, OrderSide(f.side), f.time,
                          f.price, f.volume, f.fee) for f in fills],
                    [f.kind for f in fills])

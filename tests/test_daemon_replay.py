@@ -23,7 +23,8 @@ def _journal_facts(url: str) -> dict[str, object]:
         rejected = {r: n for r, n in s.execute(
             select(RejectedBarRow.reason, func.count()).group_by(RejectedBarRow.reason))}
         return {"bars": bars, "distinct": distinct, "proposals": proposals, "orders": orders,
-                "rejected": rejected, "fills": len(j.fills()), "positions": j.net_positions()}
+                "rejected": rejected, "fills": len(j.orders.fills()),
+                "positions": j.orders.net_positions()}
     finally:
         j.close()
 
@@ -149,7 +150,7 @@ def test_a_risk_reviewer_that_resizes_sends_the_smaller_order(sqlite_url: str,
             assert 0 < d.size_factor <= 1.0
             assert o.volume == round(0.1 * d.size_factor, 8) if d.size_factor < 1 else 0.1
         order, decision = resized[0]
-        trace = j.trace(order.client_order_id)
+        trace = j.queries.trace(order.client_order_id)
         assert trace is not None
         assert f"sized x{decision.size_factor:g} by risk review" in _format_trace(trace)
     finally:
@@ -170,7 +171,7 @@ def test_vetoes_while_halted_are_no_evidence_against_the_parameters(
     assert halted["proposals"] >= 5
     assert halted["vetoes"]["trading_state"] == halted["proposals"]
     j = Journal.open(halted_url)
-    kinds = [i.kind for i in j.incidents()]
+    kinds = [i.kind for i in j.incidents.all()]
     j.close()
     assert halted["rollbacks"] == 0 and not any("veto_spike" in k for k in kinds)
 
@@ -180,7 +181,7 @@ def test_vetoes_while_halted_are_no_evidence_against_the_parameters(
                    guardrails={**regression, "min_stop_atr": 1000.0})
     assert merit["vetoes"]["min_stop_distance"] >= 5
     j = Journal.open(merit_url)
-    kinds = [i.kind for i in j.incidents()]
+    kinds = [i.kind for i in j.incidents.all()]
     j.close()
     assert any("veto_spike" in k for k in kinds)
 

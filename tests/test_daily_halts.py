@@ -81,12 +81,12 @@ def test_daily_drawdown_survives_a_new_parameter_version(journal_url: str,
         s.bars(4)
         assert s.state() is TradingState.ACTIVE
         # An operator activates a version with a looser threshold (5.5 %) mid-day.
-        active = active_version(s.journal)
+        active = active_version(s.journal.params)
         assert active is not None
         content = dict(active.content)
         content["guardrails"] = {**content["guardrails"], "daily_drawdown_halt_pct": 5.5}
-        v = propose(s.journal, content, author="ops", reason="looser halt")
-        activate(s.journal, v.version, operator="ops", reason="test")
+        v = propose(s.journal.params, content, author="ops", reason="looser halt")
+        activate(s.journal.params, v.version, operator="ops", reason="test")
         s.bars(4)
         assert s.ex.c.version == v.version  # the daemon runs the new version
         assert s.state() is TradingState.HALTED  # 6 % down from the day's 10,000
@@ -155,13 +155,13 @@ def test_broker_error_window_survives_a_restart_and_a_new_version(
     try:
         failing(s, {2})
         s.bars(3)
-        active = active_version(s.journal)
+        active = active_version(s.journal.params)
         assert active is not None
         content = dict(active.content)
         content["guardrails"] = {**content["guardrails"], "broker_error_halt_count": 3,
                                  "max_orders_per_minute": 9}
-        v = propose(s.journal, content, author="ops", reason="another version")
-        activate(s.journal, v.version, operator="ops", reason="test")
+        v = propose(s.journal.params, content, author="ops", reason="another version")
+        activate(s.journal.params, v.version, operator="ops", reason="test")
         failing(s, {1})  # the first cycle after the new version's poll
         s.bars(2)
         assert s.ex.c.version == v.version

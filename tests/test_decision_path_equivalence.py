@@ -162,11 +162,11 @@ def test_insert_sending_writes_what_insert_then_update_wrote(journal_url: str) -
     journal = Journal.open(journal_url)
     try:
         old, new = Order(_intent(1)), Order(_intent(2))
-        journal.insert_order(old, detail="created", commit=False)
-        journal.set_order_state(old.state, old.transition(OrderState.SUBMITTING),
-                                "sending to paper", commit=False)
-        journal.insert_sending(new, new.transition(OrderState.SUBMITTING),
-                               "sending to paper", commit=True)
+        journal.orders.insert_order(old, detail="created", commit=False)
+        journal.orders.set_order_state(old.state, old.transition(OrderState.SUBMITTING),
+                                       "sending to paper", commit=False)
+        journal.orders.insert_sending(new, new.transition(OrderState.SUBMITTING),
+                                      "sending to paper", commit=True)
         (row_a, ev_a), (row_b, ev_b) = (_rows(journal, o.client_order_id) for o in (old, new))
         ignore = {"client_order_id", "bar_time", "decision_id", "created_at", "updated_at"}
         assert {k: v for k, v in row_a.items() if k not in ignore} == {
@@ -174,7 +174,7 @@ def test_insert_sending_writes_what_insert_then_update_wrote(journal_url: str) -
         assert row_b["state"] == "submitting" and row_b["decision_id"] == 2
         assert ev_a == ev_b == [(None, "new", "created"),
                                 ("new", "submitting", "sending to paper")]
-        assert journal.order_state(new.client_order_id) is OrderState.SUBMITTING
+        assert journal.orders.order_state(new.client_order_id) is OrderState.SUBMITTING
     finally:
         journal.close()
 
@@ -295,7 +295,7 @@ def test_a_commit_releases_the_connection_and_locks_nothing(tmp_path: Path) -> N
     url = f"sqlite:///{tmp_path / 'j.sqlite'}"
     journal = Journal.open(url)
     try:
-        journal.insert_order(Order(_intent(1)), detail="created", commit=False)
+        journal.orders.insert_order(Order(_intent(1)), detail="created", commit=False)
         journal.commit()
         assert journal.uow._dbapi_conn is None
         other = sqlite3.connect(tmp_path / "j.sqlite", timeout=0.1)  # fails fast if locked
@@ -303,10 +303,10 @@ def test_a_commit_releases_the_connection_and_locks_nothing(tmp_path: Path) -> N
                       "VALUES ('2024-01-01 00:00:00.000000', 'low', 'k', 'm', 'open')")
         other.commit()
         other.close()
-        journal.insert_order(Order(_intent(2)), detail="created", commit=False)
+        journal.orders.insert_order(Order(_intent(2)), detail="created", commit=False)
         journal.commit(durable=True)
         assert journal.uow._dbapi_conn is None
-        assert {o.client_order_id for o in journal.orders("acct")} == {
+        assert {o.client_order_id for o in journal.orders.all("acct")} == {
             _intent(1).client_order_id, _intent(2).client_order_id}
     finally:
         journal.close()
@@ -327,7 +327,7 @@ def test_buffered_bar_rows_are_what_a_core_insert_writes(journal_url: str) -> No
     journal = Journal.open(journal_url)
     try:
         bar = Bar("EURUSD", "M15", T0, 1.08512, 1.0861, 1, 1.0855, 120.0, 0.0002)
-        journal.record_bar(bar, gap_bars=2)
+        journal.runs.record_bar(bar, gap_bars=2)
         journal.commit()
         core = dict(zip(BAR_KEYS, (None, "GBPUSD", "M15", T0, 1.08512, 1.0861, 1, 1.0855,
                                     120.0, 0.0002, 2), strict=True))

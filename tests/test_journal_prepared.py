@@ -59,13 +59,13 @@ def test_prepared_reads_process_results(journal_url: str) -> None:
     try:
         intent = OrderIntent(client_order_id("acct", "EURUSD", T0, "entry"), "acct", "EURUSD",
                              OrderSide.BUY, 0.1, OrderType.MARKET, T0)
-        assert journal.order_state(intent.client_order_id) is None
+        assert journal.orders.order_state(intent.client_order_id) is None
         order = Order(intent)
-        journal.insert_order(order, detail="created")
+        journal.orders.insert_order(order, detail="created")
         sent = order.transition(OrderState.SUBMITTING)
-        journal.set_order_state(order.state, sent, "sending")
-        assert journal.order_state(intent.client_order_id) is OrderState.SUBMITTING
-        got = journal.get_order(intent.client_order_id)
+        journal.orders.set_order_state(order.state, sent, "sending")
+        assert journal.orders.order_state(intent.client_order_id) is OrderState.SUBMITTING
+        got = journal.orders.get_order(intent.client_order_id)
         assert got is not None and got.intent == intent and got.state is OrderState.SUBMITTING
         events = journal.uow.conn().execute(select(ORDER_EVENTS.c.from_state,
                                                 ORDER_EVENTS.c.to_state)
@@ -75,7 +75,7 @@ def test_prepared_reads_process_results(journal_url: str) -> None:
             decision_id=1, account="acct", symbol="EURUSD", direction="long",
             intent={"side": "buy", "volume": 0.1}, why="conflict", created_at=T0,
             expires_at=T0 + timedelta(minutes=5), status="pending"))
-        [a] = journal.approvals("pending")
+        [a] = journal.approvals.all("pending")
         assert a.intent == {"side": "buy", "volume": 0.1} and a.expires_at.tzinfo is not None
     finally:
         journal.close()
@@ -95,18 +95,18 @@ def test_prepared_writes_roll_back_with_the_session(journal_url: str) -> None:
 
 
 def test_trading_state_reads_what_another_process_committed(journal_url: str) -> None:
-    daemon, operator = Journal.open(journal_url), Journal.open(journal_url)
+    daemon_journal, operator_journal = Journal.open(journal_url), Journal.open(journal_url)
     try:
-        assert daemon.approvals() == []  # the daemon's session is in use
-        assert not daemon._read_state("global").engaged
-        operator.record_kill_switch("engage", "alice", "news")
-        state = daemon._read_state("global")  # not the cached one: a fresh read
+        assert daemon_journal.approvals.all() == []  # the daemon's session is in use
+        assert not daemon_journal._read_state("global").engaged
+        operator_journal.record_kill_switch("engage", "alice", "news")
+        state = daemon_journal._read_state("global")  # not the cached one: a fresh read
         assert state.engaged and state.operator == "alice" and state.since is not None
         assert state.since.tzinfo is not None
-        daemon.commit()
+        daemon_journal.commit()
     finally:
-        daemon.close()
-        operator.close()
+        daemon_journal.close()
+        operator_journal.close()
 
 
 def test_driver_errors_become_journal_errors(tmp_path: Any) -> None:

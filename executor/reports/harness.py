@@ -99,7 +99,7 @@ class ReplayHarness:
     """Build once (refusing a journal that already holds bars), then ``run``."""
 
     def __init__(self, settings: Settings, journal: Journal, request: ReplayRequest) -> None:
-        if journal.bar_counts()["processed"]:
+        if journal.queries.bar_counts()["processed"]:
             raise ReplayRefused(
                 f"journal {masked_url(journal.url)} already holds processed "
                 "bars; a replay starts from a fresh journal (omit --journal-url, or give a "
@@ -162,7 +162,7 @@ class ReplayHarness:
         summary = ex.stop(status)
         info = self.run_info(summary)
         summary["replay"] = info
-        self.journal.end_run(status, summary)  # the same run row, now with its replay facts
+        self.journal.runs.end_run(status, summary)  # the same run row, now with its replay facts
         log = list(self.assigner.log) if self.assigner is not None else []
         return ReplayOutcome(status, self.journal.run_id, summary, info, self.loaded,
                              log)

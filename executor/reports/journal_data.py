@@ -81,8 +81,8 @@ def _utc(t: datetime) -> datetime:
 def load_run_data(journal: Journal) -> RunData:
     """Read a journal for a report (after the run's last commit)."""
     journal.commit()
-    orders = journal.orders()
-    fills = journal.fills()
+    orders = journal.orders.all()
+    fills = journal.orders.fills()
     tables = set(inspect(journal.uow.engine).get_table_names())
     with journal.uow.engine.connect() as conn:
         bar_times = _bar_times(conn) if "bars" in tables else []
