@@ -27,13 +27,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 import structlog
-from sqlalchemy import func, select
 
 from domain import ORDER_TRANSITIONS, Fill, Order, OrderState, OrderType
 from domain.errors import VenueError
 from executor.brokers.base import Broker, BrokerOrder, ReconcilableBroker
 from executor.brokers.config import ResolverSettings
-from executor.journal.models import OrderEventRow
 from executor.journal.store import Journal
 from executor.router import adopt
 
@@ -42,7 +40,6 @@ log = structlog.get_logger("dta.reconcile")
 UNRESOLVED = (OrderState.SUBMITTING, OrderState.UNKNOWN)
 WORKING = (OrderState.ACCEPTED, OrderState.PARTIALLY_FILLED)
 _MISS = "lookup miss"
-_EVENTS = OrderEventRow.__table__  # type: ignore[attr-defined]
 
 
 @runtime_checkable
@@ -119,22 +116,6 @@ class OrderResolver:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._sleep = sleep
 
-    def _sent_at(self, client_order_id: str) -> datetime | None:
-        t = _EVENTS
-        stmt = (select(t.c.at).where(t.c.client_order_id == client_order_id,
-                                     t.c.to_state == OrderState.SUBMITTING.value)
-                .order_by(t.c.id).limit(1))
-        at: datetime | None = self.journal.uow.conn().execute(stmt).scalar()
-        if at is None:
-            return None
-        return at if at.tzinfo else at.replace(tzinfo=UTC)
-
-    def _misses(self, client_order_id: str) -> int:
-        t = _EVENTS
-        stmt = (select(func.count()).select_from(t)
-                .where(t.c.client_order_id == client_order_id, t.c.detail.startswith(_MISS)))
-        return int(self.journal.uow.conn().execute(stmt).scalar() or 0)
-
     def resolve(self, order: Order) -> Order:
         """One lookup. Returns the order as journaled afterwards."""
         if order.state not in UNRESOLVED:
@@ -151,9 +132,10 @@ class OrderResolver:
             log.info("order_resolved", client_order_id=order.client_order_id,
                      state=resolved.state.value)
             return resolved
-        misses = self._misses(order.client_order_id) + 1
+        misses = 1 + self.journal.orders.count_events(order.client_order_id,
+                                                       detail_prefix=_MISS)
         grace = self.settings.grace_lookups
-        sent = self._sent_at(order.client_order_id)
+        sent = self.journal.orders.sent_at(order.client_order_id)
         age = (self._clock() - sent).total_seconds() if sent else float("inf")
         current = order
         if order.state is OrderState.SUBMITTING:
@@ -164,8 +146,8 @@ class OrderResolver:
                 OrderState.REJECTED,
                 reason=(f"lost: not found at {self.broker.name} after "
                         f"{misses} lookups over {age:.0f}s; never re-sent"))
-            self.journal.orders.update_order(order, lost, detail=f"{_MISS} {misses}/{grace}: "
-                                                                 "declared lost")
+            self.journal.orders.update_order(order, lost,
+                                             detail=f"{_MISS} {misses}/{grace}: declared lost")
             log.error("order_declared_lost", client_order_id=order.client_order_id,
                       lookups=misses, age_s=round(age, 1))
             return lost

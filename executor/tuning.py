@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from executor.journal.store import Journal
@@ -123,7 +123,7 @@ def audit(journal: Journal, day: date, *, horizon_bars: int = 8, trailing_days: 
     """Each provider's directional accuracy on ``day`` (its signal against the close
     ``horizon_bars`` later) against its trailing ``trailing_days`` record."""
     data = load_run_data(journal)
-    closes = _closes(journal)
+    closes = journal.queries.closes()
     times = sorted(closes)
     index = {t: i for i, t in enumerate(times)}
     start = datetime(day.year, day.month, day.day, tzinfo=times[0].tzinfo) if times else None
@@ -161,14 +161,3 @@ def audit(journal: Journal, day: date, *, horizon_bars: int = 8, trailing_days: 
                 f"{name}: {day_acc:.0%} right on {day.isoformat()} against {trail:.0%} over "
                 f"the previous {trailing_days} days")
     return report
-
-
-def _closes(journal: Journal) -> dict[datetime, float]:
-    from sqlalchemy import select
-
-    from executor.journal.models import BarRow
-
-    table = BarRow.__table__  # type: ignore[attr-defined]
-    with journal.uow.engine.connect() as conn:
-        rows = conn.execute(select(table.c.time, table.c.close).order_by(table.c.time))
-        return {(t if t.tzinfo else t.replace(tzinfo=UTC)): c for t, c in rows}

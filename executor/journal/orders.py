@@ -9,13 +9,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
 
 from domain import Fill, Order, OrderIntent, OrderSide, OrderState, OrderType
 from executor.journal.models import FillRow
 from executor.journal.tables import FILLS, ORDER_EVENTS, ORDERS
 from executor.journal.unit_of_work import UnitOfWork
-from executor.journal.values import utcnow
+from executor.journal.values import aware, utcnow
 
 # Statements built once: parameters travel separately, so SQLAlchemy's compiled cache hits
 # and a journal write costs one driver call, not a statement construction.
@@ -107,6 +107,22 @@ class OrderRepository:
         if states is not None:
             stmt = stmt.where(ORDERS.c.state.in_([s.value for s in states]))
         return [order_from_row(r) for r in self._uow.conn().execute(stmt)]
+
+    def sent_at(self, client_order_id: str) -> datetime | None:
+        """When the order first went to ``submitting`` (its send began)."""
+        t = ORDER_EVENTS
+        stmt = (select(t.c.at).where(t.c.client_order_id == client_order_id,
+                                     t.c.to_state == OrderState.SUBMITTING.value)
+                .order_by(t.c.id).limit(1))
+        return aware(self._uow.conn().execute(stmt).scalar())
+
+    def count_events(self, client_order_id: str, *, detail_prefix: str) -> int:
+        """How many of the order's events have a detail starting with ``detail_prefix``."""
+        t = ORDER_EVENTS
+        stmt = (select(func.count()).select_from(t)
+                .where(t.c.client_order_id == client_order_id,
+                       t.c.detail.startswith(detail_prefix)))
+        return int(self._uow.conn().execute(stmt).scalar() or 0)
 
     # ------------------------------------------------------------------ fills
 

@@ -1,13 +1,15 @@
-"""Reads for the CLI, governance and reports: counts, traces.
+"""Reads for the CLI, governance and reports: counts, traces, the rows a report needs.
 Nothing on the daemon's hot path reads through here, and nothing here writes."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select
+from sqlalchemy.engine import Connection
 
 from domain import Order
 from executor.journal.models import (
@@ -35,7 +37,43 @@ from executor.journal.tables import (
     VERDICTS,
 )
 from executor.journal.unit_of_work import UnitOfWork
-from executor.journal.values import iso_utc
+from executor.journal.values import aware, iso_utc
+
+
+@dataclass(frozen=True, slots=True)
+class ProposalRecord:
+    id: int
+    run_id: int | None
+    strategy: str
+    symbol: str
+    timeframe: str
+    bar_time: datetime
+    direction: str
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    id: int
+    proposal_id: int
+    direction: str
+    confidence: float
+    agreement: int
+    voters: int
+    provider_mix: tuple[str, ...]
+    signals: tuple[dict[str, Any], ...]
+    approved: bool | None = None
+
+
+@dataclass(frozen=True)
+class ReportRows:
+    """What a report reads besides orders and fills; a table an older schema lacks reads
+    as empty, so a report of an old journal degrades instead of failing."""
+
+    bar_times: list[datetime] = field(default_factory=list)
+    proposals: list[ProposalRecord] = field(default_factory=list)
+    decisions: list[DecisionRecord] = field(default_factory=list)
+    provider_calls: list[dict[str, Any]] = field(default_factory=list)
+    runs: list[dict[str, Any]] = field(default_factory=list)
 
 
 class JournalQueries:
@@ -180,3 +218,84 @@ class JournalQueries:
             VERDICTS.c.decision_id == order.decision_id)).first() if decision else None
         out["verdict"] = verdict.model_dump(mode="json") if verdict else None
         return out
+
+    # ------------------------------------------------------------------ reports
+
+    def report_rows(self) -> ReportRows:
+        """Bars, proposals, decisions (with their verdicts), provider calls and runs, in
+        one read on a connection of its own (after the run's last commit)."""
+        engine = self._uow.engine
+        tables = set(inspect(engine).get_table_names())
+        with engine.connect() as conn:
+            return ReportRows(
+                bar_times=_bar_times(conn) if "bars" in tables else [],
+                proposals=_proposals(conn) if "proposals" in tables else [],
+                decisions=(_decisions(conn, "verdicts" in tables)
+                           if "decisions" in tables else []),
+                provider_calls=_calls(conn) if "provider_calls" in tables else [],
+                runs=_runs(conn) if "runs" in tables else [])
+
+    def closes(self) -> dict[datetime, float]:
+        """Each journaled bar's close by time (the tuning audit's outcomes)."""
+        with self._uow.engine.connect() as conn:
+            rows = conn.execute(select(BARS.c.time, BARS.c.close).order_by(BARS.c.time))
+            return {_utc(t): c for t, c in rows}
+
+    def decisions_by_mix(self) -> dict[str, int]:
+        """How many decisions each combination of providers made (``a+b``, ``(none)``)."""
+        counts: dict[str, int] = {}
+        with self._uow.engine.connect() as conn:
+            for (mix,) in conn.execute(select(DECISIONS.c.provider_mix)):
+                key = "+".join(mix or []) or "(none)"
+                counts[key] = counts.get(key, 0) + 1
+        return counts
+
+
+def _utc(t: datetime) -> datetime:
+    moment = aware(t)
+    assert moment is not None
+    return moment
+
+
+def _bar_times(conn: Connection) -> list[datetime]:
+    rows = conn.execute(select(BARS.c.time).distinct().order_by(BARS.c.time))
+    return [_utc(r.time) for r in rows]
+
+
+def _proposals(conn: Connection) -> list[ProposalRecord]:
+    t = PROPOSALS
+    rows = conn.execute(select(t.c.id, t.c.run_id, t.c.strategy, t.c.symbol, t.c.timeframe,
+                               t.c.bar_time, t.c.direction).order_by(t.c.id))
+    return [ProposalRecord(r.id, r.run_id, r.strategy, r.symbol, r.timeframe, _utc(r.bar_time),
+                           r.direction) for r in rows]
+
+
+def _decisions(conn: Connection, with_verdicts: bool) -> list[DecisionRecord]:
+    approved: dict[int, bool] = {}
+    if with_verdicts:
+        for r in conn.execute(select(VERDICTS.c.decision_id, VERDICTS.c.approved)):
+            approved[int(r.decision_id)] = bool(r.approved)
+    t = DECISIONS
+    rows = conn.execute(select(t.c.id, t.c.proposal_id, t.c.direction, t.c.confidence,
+                               t.c.agreement, t.c.voters, t.c.provider_mix, t.c.signals)
+                        .order_by(t.c.id))
+    return [DecisionRecord(r.id, r.proposal_id, r.direction, float(r.confidence),
+                           int(r.agreement), int(r.voters), tuple(r.provider_mix or ()),
+                           tuple(r.signals or ()), approved.get(int(r.id)))
+            for r in rows]
+
+
+def _calls(conn: Connection) -> list[dict[str, Any]]:
+    t = PROVIDER_CALLS
+    rows = conn.execute(select(t.c.id, t.c.at, t.c.decision_id, t.c.stage, t.c.provider,
+                               t.c.provider_class, t.c.model, t.c.latency_ms, t.c.tokens_in,
+                               t.c.tokens_out, t.c.cost, t.c.outcome, t.c.abstained,
+                               t.c.error_class).order_by(t.c.id))
+    return [dict(r._mapping) for r in rows]
+
+
+def _runs(conn: Connection) -> list[dict[str, Any]]:
+    t = RUNS
+    rows = conn.execute(select(t.c.id, t.c.started_at, t.c.ended_at, t.c.mode, t.c.status,
+                               t.c.params_hash, t.c.summary).order_by(t.c.id))
+    return [dict(r._mapping) for r in rows]

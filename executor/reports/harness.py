@@ -15,14 +15,12 @@ result can be reproduced from the journal alone.
 from __future__ import annotations
 
 import dataclasses
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from domain import ensure_utc, stable_hash
@@ -30,7 +28,6 @@ from domain.errors import ConfigError, DtaError
 from executor.daemon import RealtimeExecutor, SimulatedClock
 from executor.feeds.files import LoadedBars
 from executor.feeds.replay import ReplayFeed
-from executor.journal.models import DecisionRow
 from executor.journal.store import Journal
 from executor.reports.ab import ABDesign, Assigner, ab_component_factory
 from executor.settings import Settings
@@ -200,7 +197,7 @@ class ReplayHarness:
                 "from_settings_file": req.params is None,
             },
             "providers": {"configured": configured,
-                          "decisions_by_mix": self._decisions_by_mix()},
+                          "decisions_by_mix": self.journal.queries.decisions_by_mix()},
             "ab": req.ab.as_dict() if req.ab is not None else None,
             "settings_hash": self.settings.content_hash,
             "account": self.settings.account,
@@ -210,14 +207,6 @@ class ReplayHarness:
             "trading_state_at_end": summary.get("trading_state"),
             "reproduce": " ".join(reproduce),
         }
-
-    def _decisions_by_mix(self) -> dict[str, int]:
-        counts: Counter[str] = Counter()
-        with self.journal.uow.engine.connect() as conn:
-            for (mix,) in conn.execute(select(DecisionRow.provider_mix)):  # type: ignore[call-overload]
-                counts["+".join(mix or []) or "(none)"] += 1
-        return dict(counts)
-
 
 def _iso(t: datetime | None) -> str | None:
     return t.isoformat() if t is not None else None
