@@ -38,9 +38,12 @@ bench: $(STAMP)
 	test -f $(VENV)/.bench-stamp || ($(BIN)/python -m pip install --quiet -e '.[dev,bench]' && touch $(VENV)/.bench-stamp)
 	$(BIN)/python -m benchmarks
 
+# ruff, mypy --strict on the packages, and the import contract (pyproject's
+# [tool.importlinter]): runbooks -> executor -> (strategies | ensemble | guardrails) -> domain.
 lint: $(STAMP)
 	$(BIN)/ruff check domain executor strategies ensemble guardrails runbooks tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -542,7 +542,7 @@ class RealtimeExecutor:
             return
         self._param_checked = mono
         if self.metrics is not None:
-            self.metrics.set_state(self.journal.kill_switch_state().action)
+            self.metrics.set_state(self.journal.trading_state.trading_state().state)
         latest = self.journal.params.latest_param_event_id()
         providers = self.journal.provider_calls.latest_provider_event_id()
         if latest == self._param_event_id and providers == self._provider_event_id:
@@ -628,8 +628,8 @@ class RealtimeExecutor:
         self.journal.incidents.open_incident("critical", "fill_surplus", message, {
             "client_order_id": f.client_order_id, "fill_id": f.fill_id,
             "volume": f.volume, "surplus": extra, "side": f.side.value})
-        set_state(self.journal, TradingState.HALTED, operator="system", reason=message,
-                  trigger="fill_surplus")
+        set_state(self.journal.trading_state, TradingState.HALTED, operator="system",
+                  reason=message, trigger="fill_surplus")
         return True
 
     def _context(self, snapshot: MarketSnapshot, now: datetime,
@@ -946,14 +946,14 @@ class RealtimeExecutor:
             except ParamError as exc:
                 self.journal.incidents.open_incident("high", f"rollback_failed:{trigger.name}",
                                                      f"{trigger.reason}; {exc}")
-                set_state(self.journal, TradingState.HALTED, operator="system",
+                set_state(self.journal.trading_state, TradingState.HALTED, operator="system",
                           reason=f"{trigger.reason}; no version to roll back to",
                           trigger=trigger.name)
                 self._regression.reset(self._equity())
                 return
             self._param_event_id = self.journal.params.latest_param_event_id()
             self._apply(target.version, target.content)
-            set_state(self.journal, TradingState.REDUCING, operator="system",
+            set_state(self.journal.trading_state, TradingState.REDUCING, operator="system",
                       reason=f"automatic rollback to v{target.version}: {trigger.reason}",
                       trigger=trigger.name)
             self.journal.incidents.open_incident(
@@ -965,11 +965,11 @@ class RealtimeExecutor:
                         reason=trigger.reason)
             return
         if trigger.state is not None and set_state(
-                self.journal, trigger.state, operator="system", reason=trigger.reason,
-                trigger=trigger.name):
+                self.journal.trading_state, trigger.state, operator="system",
+                reason=trigger.reason, trigger=trigger.name):
             severity = "critical" if trigger.state is TradingState.HALTED else "high"
-            self.journal.incidents.open_incident(severity, f"{trigger.state.value}:{trigger.name}",
-                                                 trigger.reason)
+            self.journal.incidents.open_incident(
+                severity, f"{trigger.state.value.lower()}:{trigger.name}", trigger.reason)
             log.warning("trading_state_changed", state=trigger.state.value,
                         trigger=trigger.name, reason=trigger.reason)
 
@@ -1058,7 +1058,7 @@ class RealtimeExecutor:
                           "executed": s.approvals_executed},
             "rollbacks": s.rollbacks,
             "ea_deals": s.ea_deals,
-            "trading_state": self.journal.kill_switch_state().action,
+            "trading_state": self.journal.trading_state.trading_state().state,
             "elapsed_s": round(elapsed, 3),
             "bars_per_s": round(s.bars_processed / elapsed, 1) if elapsed > 0 else 0.0,
             "latency": {k: round(v, 1) for k, v in s.latency_percentiles().items()},

@@ -260,7 +260,7 @@ class GovernanceSettings(_Section):
 
     roles: list[str] = Field(default_factory=lambda: ["trading", "compliance", "platform"])
     # Named people and the roles each may exercise: the gate's roles above, and "operator"
-    # (release the kill switch, activate or roll back parameters, decide approvals,
+    # (make trading ACTIVE again, activate or roll back parameters, decide approvals,
     # promote). Empty: no binding, but each role still needs a different named person.
     people: dict[str, list[str]] = Field(default_factory=dict)
     review_period_days: int = Field(default=180, ge=1)

@@ -43,8 +43,9 @@ def promote(
 ) -> None:
     """Check the evidence for a promotion, record a sign-off, and promote only when every
     configured role has signed and every threshold passes."""
-    from executor.governance import assess, cleared_mode, evidence_dict, refusal, signoffs_for
+    from executor.governance import assess, evidence_dict, refusal, signoffs_for
     from executor.settings import OPERATOR_ROLE
+    from guardrails.clearance import cleared_mode
 
     settings = settings_for(config, journal_url)
     acct = account or settings.account
@@ -54,14 +55,14 @@ def promote(
         if history:
             rows = [{"at": c.at.isoformat(), "action": c.action, "mode": c.mode,
                      "role": c.role, "person": c.person, "note": c.note,
-                     "strategy": c.strategy} for c in journal.clearances.all(acct)]
+                     "strategy": c.strategy} for c in journal.clearances.clearances(acct)]
             print_out(rows, as_json, "\n".join(
                 f"{r['at']} {r['action']:<8} {r['mode']:<7} {r['role'] or '-':<11} "
                 f"{r['person']}: {r['note']}" for r in rows) or "no history")
             return
         if to not in ("shadow", "live"):
             fail("--to must be shadow or live", EXIT_CONFIG)
-        current = cleared_mode(journal, acct, strategy)
+        current = cleared_mode(journal.clearances, acct, strategy)
         if (current, to) not in (("paper", "shadow"), ("shadow", "live")):
             fail(f"{acct}/{strategy} is cleared for {current}: the next step is "
                  f"{'shadow' if current == 'paper' else 'none'}, not {to}", EXIT_REFUSED)
@@ -127,7 +128,7 @@ def demote(
 ) -> None:
     """Immediate: one operator and a reason; trading goes REDUCING at once and a running
     daemon stops sending at its next decision."""
-    from executor.governance import cleared_mode
+    from guardrails.clearance import cleared_mode
     from guardrails.promotion import RANK
     from guardrails.state import TradingState, set_state
 
@@ -140,14 +141,14 @@ def demote(
     strategy = settings.strategy.name
     journal = journal_for(settings, migrate=True)
     try:
-        current = cleared_mode(journal, acct, strategy)
+        current = cleared_mode(journal.clearances, acct, strategy)
         if RANK[to] >= RANK[current]:
             fail(f"{acct}/{strategy} is cleared for {current}; demoting to {to} changes "
                  "nothing", EXIT_REFUSED)
         who = operator_name(operator)
         journal.clearances.record_clearance(account=acct, strategy=strategy, action="demote",
                                             mode=to, person=who, note=reason)
-        set_state(journal, TradingState.REDUCING, operator=who,
+        set_state(journal.trading_state, TradingState.REDUCING, operator=who,
                   reason=f"demoted to {to}: {reason}")
     finally:
         journal.close()

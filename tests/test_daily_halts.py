@@ -58,7 +58,7 @@ class Session:
             self.ex.run_cycle(self.clock.now())
 
     def state(self) -> TradingState:
-        return current_state(self.journal)
+        return current_state(self.journal.trading_state)
 
     def close(self) -> None:
         self.ex.stop("stopped")
@@ -186,13 +186,14 @@ def test_a_trigger_right_after_a_release_elsewhere_still_halts(sqlite_url: str) 
 
     daemon_journal, operator_journal = Journal.open(sqlite_url), Journal.open(sqlite_url)
     try:
-        set_state(daemon_journal, TradingState.HALTED, operator="system",
+        set_state(daemon_journal.trading_state, TradingState.HALTED, operator="system",
                   reason="daily drawdown", trigger="daily_drawdown")
-        assert current_state(daemon_journal) is TradingState.HALTED  # now cached
-        set_state(operator_journal, TradingState.ACTIVE, operator="ann", reason="reviewed")
-        assert set_state(daemon_journal, TradingState.HALTED, operator="system",
+        assert current_state(daemon_journal.trading_state) is TradingState.HALTED  # now cached
+        set_state(operator_journal.trading_state, TradingState.ACTIVE, operator="ann",
+                  reason="reviewed")
+        assert set_state(daemon_journal.trading_state, TradingState.HALTED, operator="system",
                          reason="still 6 % down", trigger="daily_drawdown")
-        assert current_state(operator_journal, fresh=True) is TradingState.HALTED
+        assert current_state(operator_journal.trading_state, fresh=True) is TradingState.HALTED
     finally:
         daemon_journal.close()
         operator_journal.close()

@@ -47,7 +47,7 @@ def test_a_second_fill_under_our_client_id_is_an_incident_not_ours(
         ex.run_cycle(now + timedelta(seconds=61))
         fills = journal.orders.fills(coid)
         incidents = [(i.kind, i.severity) for i in journal.incidents.all()]
-        state = current_state(journal)
+        state = current_state(journal.trading_state)
         ex.stop("stopped")
     # Our order's trade and its commission (paid in BTC), nothing of the other sender's.
     assert sum(f.volume for f in fills if f.kind == "entry") <= order.intent.volume + 1e-12

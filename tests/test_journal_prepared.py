@@ -98,10 +98,11 @@ def test_trading_state_reads_what_another_process_committed(journal_url: str) ->
     daemon_journal, operator_journal = Journal.open(journal_url), Journal.open(journal_url)
     try:
         assert daemon_journal.approvals.all() == []  # the daemon's session is in use
-        assert not daemon_journal._read_state("global").engaged
-        operator_journal.record_kill_switch("engage", "alice", "news")
-        state = daemon_journal._read_state("global")  # not the cached one: a fresh read
-        assert state.engaged and state.operator == "alice" and state.since is not None
+        assert daemon_journal.trading_state._read_state("global").state == "ACTIVE"
+        operator_journal.trading_state.record_trading_state("HALTED", "alice", "news")
+        # Not the cached one: a fresh read.
+        state = daemon_journal.trading_state._read_state("global")
+        assert state.state == "HALTED" and state.operator == "alice" and state.since is not None
         assert state.since.tzinfo is not None
         daemon_journal.commit()
     finally:

@@ -172,8 +172,8 @@ def test_increases_exposure_counts_working_orders_on_its_side() -> None:
 
 def test_reducing_state_counts_working_orders(tmp_path: Path) -> None:
     journal = Journal.open(f"sqlite:///{tmp_path / 'j.sqlite'}")
-    set_state(journal, TradingState.REDUCING, operator="test", reason="wind down")
-    check = TradingStateCheck(journal)
+    set_state(journal.trading_state, TradingState.REDUCING, operator="test", reason="wind down")
+    check = TradingStateCheck(journal.trading_state)
     assert check.check(decision(), account(-0.3, buy=0.1)).passed
     r = check.check(decision(), account(-0.3, buy=0.3))
     assert not r.passed and "add exposure" in r.reason

@@ -1,5 +1,6 @@
-"""Clearances: the sign-offs behind a strategy's promotion (paper -> shadow -> live) on an
-account, each with who gave it, in which role, and the evidence they saw."""
+"""Clearances: a strategy's promotions and demotions (paper -> shadow -> live) on an
+account and the sign-offs behind them, each with who gave it, in which role, and the
+evidence they saw. Implements ``guardrails.clearance.ClearanceStore``."""
 
 from __future__ import annotations
 
@@ -27,8 +28,8 @@ class ClearanceRepository:
             self._uow.commit(durable=True)
             return row
 
-    def all(self, account: str | None = None,
-            strategy: str | None = None) -> list[ClearanceRow]:
+    def clearances(self, account: str | None = None,
+                   strategy: str | None = None) -> list[ClearanceRow]:
         """Clearances in the order given: all, of one account, of one strategy."""
         stmt = select(CLEARANCES).order_by(CLEARANCES.c.id)
         if account is not None:

@@ -30,7 +30,7 @@ def make_engine(url: str, *, create: bool = True) -> Engine:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             # FULL: every commit fsyncs the WAL. Commits are few (per-bar rows are batched),
-            # and the ones that matter (orders, kill switch) must survive power loss.
+            # and the ones that matter (orders, trading state) must survive power loss.
             cur.execute("PRAGMA synchronous=FULL")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()

@@ -15,7 +15,6 @@ from executor.journal.models import (
     EaDealRow,
     FillRow,
     IncidentRow,
-    KillSwitchEventRow,
     OrderEventRow,
     OrderRow,
     ParameterSetRow,
@@ -26,6 +25,7 @@ from executor.journal.models import (
     ProviderEventRow,
     RejectedBarRow,
     RunRow,
+    TradingStateEventRow,
     VerdictRow,
 )
 
@@ -42,7 +42,7 @@ VERDICTS: Any = VerdictRow.__table__  # type: ignore[attr-defined]
 ORDERS: Any = OrderRow.__table__  # type: ignore[attr-defined]
 ORDER_EVENTS: Any = OrderEventRow.__table__  # type: ignore[attr-defined]
 FILLS: Any = FillRow.__table__  # type: ignore[attr-defined]
-KILL_EVENTS: Any = KillSwitchEventRow.__table__  # type: ignore[attr-defined]
+STATE_EVENTS: Any = TradingStateEventRow.__table__  # type: ignore[attr-defined]
 PARAM_VERSIONS: Any = ParamVersionRow.__table__  # type: ignore[attr-defined]
 PARAM_EVENTS: Any = ParamEventRow.__table__  # type: ignore[attr-defined]
 APPROVALS: Any = ApprovalRow.__table__  # type: ignore[attr-defined]
