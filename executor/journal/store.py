@@ -6,20 +6,10 @@ per aggregate, each an attribute: ``journal.orders.record_fill(...)``,
 ``active_version(journal.params)``. Reads for the CLI and reports are
 ``journal.queries`` (``read_models.py``).
 
-| attribute        | module              | aggregate                                          |
-|------------------|---------------------|----------------------------------------------------|
-| ``runs``         | ``runs.py``         | runs, processed and rejected bars, parameter sets  |
-| ``decisions``    | ``decisions.py``    | proposals, decisions, verdicts                     |
-| ``orders``       | ``orders.py``       | orders, order events, fills                        |
-| ``params``       | ``parameters.py``   | parameter versions, events, evidence (ParamStore)  |
-| ``approvals``    | ``approvals.py``    | approval requests                                  |
-| ``incidents``    | ``incidents.py``    | incidents and their listeners                      |
-| ``provider_calls`` | ``provider_calls.py`` | provider calls and events (CallJournal)        |
-| ``trading_state`` | ``trading_state.py`` | trading-state events (StateStore)                |
-| ``clearances``   | ``clearances.py``   | promotions, demotions, sign-offs (ClearanceStore)  |
-| ``ea_deals``     | ``ea_deals.py``     | the desk EA's deals (shadow mode)                  |
-| ``risk_days``    | ``risk_days.py``    | day baselines, broker errors                       |
-| ``queries``      | ``read_models.py``  | CLI, governance and report reads, ``trace``        |
+Attributes (README "Journal" has the table): ``runs`` (runs, bars, parameter sets),
+``decisions``, ``orders`` (with events and fills), ``trading_state`` (StateStore),
+``params`` (ParamStore), ``approvals``, ``incidents``, ``provider_calls`` (CallJournal),
+``clearances`` (ClearanceStore), ``ea_deals``, ``risk_days``, ``queries``.
 """
 
 from __future__ import annotations
@@ -43,6 +33,7 @@ from executor.journal.trading_state import STATE_TTL_S, TradingStateRecord, Trad
 from executor.journal.unit_of_work import UnitOfWork
 
 __all__ = ["STATE_TTL_S", "Journal", "TradingStateRecord", "make_engine"]
+
 
 class Journal:
     """Owner of every persisted fact: the unit of work (``uow``) and the repositories that
