@@ -33,6 +33,15 @@ WhoOpt = Annotated[str | None, typer.Option("--operator",
 ReasonOpt = Annotated[str, typer.Option(help="Why (journaled).")]
 
 
+def _settings(config: Any, journal_url: str | None) -> Any:
+    """The settings without resolving the strategy: a desk's plugin that no longer imports
+    must not stand between an operator and a halt."""
+    from strategies.registry import unchecked_strategy
+
+    with unchecked_strategy():
+        return settings_for(config, journal_url)
+
+
 def _move(target_name: str, reason: str, operator: str | None, config: Any,
           journal_url: str | None) -> None:
     from guardrails.state import TradingState, current_state, relaxes, set_state
@@ -40,7 +49,7 @@ def _move(target_name: str, reason: str, operator: str | None, config: Any,
     target = TradingState(target_name)
     if not reason.strip():
         fail("--reason must not be empty", EXIT_CONFIG)
-    settings = settings_for(config, journal_url)
+    settings = _settings(config, journal_url)
     # An activation always needs an identified operator, checked before the journal opens.
     who = identified(settings, operator) if target is TradingState.ACTIVE else None
     journal = journal_for(settings, migrate=True)
@@ -86,7 +95,7 @@ def history(limit: Annotated[int, typer.Option(help="Newest events to show.")] =
             config: ConfigOpt = None, journal_url: JournalOpt = None,
             as_json: JsonOpt = False) -> None:
     """The newest trading-state changes: when, to what, by whom (or which trigger), why."""
-    settings = settings_for(config, journal_url)
+    settings = _settings(config, journal_url)
     journal = journal_for(settings, migrate=False)
     try:
         rows = [{"at": e.at.isoformat(), "state": e.state, "operator": e.operator,

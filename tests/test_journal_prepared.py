@@ -9,10 +9,9 @@ from typing import Any
 
 import pytest
 from sqlalchemy import insert, select, text
+from support.builders import an_intent, an_order
 
 from domain import (
-    Order,
-    OrderIntent,
     OrderSide,
     OrderState,
     OrderType,
@@ -36,7 +35,7 @@ def test_prepared_insert_equals_core_insert(journal_url: str) -> None:
     journal = Journal.open(journal_url)
     try:
         core_id = journal.uow.conn().execute(insert(PROPOSALS), _proposal_values(1)
-                                          ).inserted_primary_key[0]
+                                             ).inserted_primary_key[0]
         fast_id = journal.uow.insert(PROPOSALS, _proposal_values(1))
         journal.commit()
         assert fast_id == core_id + 1
@@ -57,10 +56,11 @@ def test_prepared_insert_equals_core_insert(journal_url: str) -> None:
 def test_prepared_reads_process_results(journal_url: str) -> None:
     journal = Journal.open(journal_url)
     try:
-        intent = OrderIntent(client_order_id("acct", "EURUSD", T0, "entry"), "acct", "EURUSD",
-                             OrderSide.BUY, 0.1, OrderType.MARKET, T0)
+        intent = an_intent(client_order_id=client_order_id("acct", "EURUSD", T0, "entry"),
+                           account="acct", symbol="EURUSD", side=OrderSide.BUY, volume=0.1,
+                           order_type=OrderType.MARKET, bar_time=T0)
         assert journal.orders.order_state(intent.client_order_id) is None
-        order = Order(intent)
+        order = an_order(intent=intent)
         journal.orders.insert_order(order, detail="created")
         sent = order.transition(OrderState.SUBMITTING)
         journal.orders.set_order_state(order.state, sent, "sending")
@@ -68,7 +68,7 @@ def test_prepared_reads_process_results(journal_url: str) -> None:
         got = journal.orders.get_order(intent.client_order_id)
         assert got is not None and got.intent == intent and got.state is OrderState.SUBMITTING
         events = journal.uow.conn().execute(select(ORDER_EVENTS.c.from_state,
-                                                ORDER_EVENTS.c.to_state)
+                                                   ORDER_EVENTS.c.to_state)
                                          .order_by(ORDER_EVENTS.c.id)).all()
         assert [tuple(e) for e in events] == [(None, "new"), ("new", "submitting")]
         journal.uow.insert(APPROVALS, dict(
