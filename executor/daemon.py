@@ -246,22 +246,22 @@ class RealtimeExecutor:
         orders left in doubt."""
         if self.mode == "paper":  # no order leaves the machine: no fsync per order
             self.journal.paper_durability()
-        active = ensure_registered(self.journal, self.settings_params, author="settings",
+        active = ensure_registered(self.journal.params, self.settings_params, author="settings",
                                    reason=f"settings file {self.settings_hash}")
-        self._param_event_id = self.journal.latest_param_event_id()
-        self._provider_event_id = self.journal.latest_provider_event_id()
+        self._param_event_id = self.journal.params.latest_param_event_id()
+        self._provider_event_id = self.journal.provider_calls.latest_provider_event_id()
         self._apply(active.version, active.content, warm=False)
-        self.journal.start_run(self.mode, self.account, self.settings_hash, self.c.params,
-                               sole_daemon=self.lease is not None)
+        self.journal.runs.start_run(self.mode, self.account, self.settings_hash, self.c.params,
+                                    sole_daemon=self.lease is not None)
         for stream in self.streams:
-            last = self.journal.last_bar_time(*stream)
+            last = self.journal.runs.last_bar_time(*stream)
             self._last_time[stream] = last
             if last is not None:
                 self.validator.restore(stream[0], stream[1], last)
         self._warm_builders()
-        fills = self.journal.fills(account=self.account)  # another account's are not ours
+        fills = self.journal.orders.fills(account=self.account)  # another account's are not ours
         self.broker.restore(
-            self.journal.orders(self.account),
+            self.journal.orders.all(self.account),
             [Fill(f.client_order_id, f.fill_id, f.symbol, OrderSide(f.side), f.time, f.price,
                   f.volume, f.fee) for f in fills],
             [f.kind for f in fills])
@@ -273,25 +273,25 @@ class RealtimeExecutor:
         # The day's baseline and the broker-error window continue from the journal: a
         # restart never starts the day's loss limits over. The active version's activation
         # is measured from here after a restart (documented approximation).
-        baseline = self.journal.day_start(self.account)
+        baseline = self.journal.risk_days.day_start(self.account)
         if baseline is not None:
             self._day_opened, self._day_start_equity = baseline
             if self._drawdown is not None:
                 self._drawdown.seed(*baseline)
         else:
             self._day_start_equity = self._equity()
-        self._broker_errors.seed(self.journal.broker_error_times(
+        self._broker_errors.seed(self.journal.risk_days.broker_error_times(
             self.account, self.c.guard.broker_error_halt_count))
         self._regression.reset(self._equity())
         self.journal.commit()
-        self._ea_since = self.journal.last_ea_deal_time()
+        self._ea_since = self.journal.ea_deals.last_ea_deal_time()
         self._started = True
 
     def _warm_builders(self) -> None:
         for stream in self.streams:
             builder = SnapshotBuilder(**self.c.snapshot_params)
             warmed = 0
-            for bar in self.journal.iter_bars(*stream):
+            for bar in self.journal.runs.iter_bars(*stream):
                 # warm-up: state only, no strategy, no orders
                 self._snapshots[stream] = builder.update(bar)
                 warmed += 1
@@ -337,7 +337,7 @@ class RealtimeExecutor:
                 self._write_queued_rows()
             self.journal.commit()
             summary = self.summary()
-            self.journal.end_run(status, summary)
+            self.journal.runs.end_run(status, summary)
             _close(self.c.ensemble)
             return summary
 
@@ -417,7 +417,7 @@ class RealtimeExecutor:
             self.journal.rollback()
         message = f"journal unwritable, trading stopped: {exc}"
         log.critical("journal_unwritable", error=str(exc))
-        for listener in self.journal.incident_listeners:
+        for listener in self.journal.incidents.listeners:
             with contextlib.suppress(Exception):
                 listener(0, "critical", "halted:journal_unwritable", message)
 
@@ -439,9 +439,9 @@ class RealtimeExecutor:
         self.stop_requested.set()
         log.critical("lease_lost", account=self.account)
         try:
-            self.journal.open_incident("critical", "halted:lease_lost", message)
+            self.journal.incidents.open_incident("critical", "halted:lease_lost", message)
         except Exception:  # the journal may be what went away: alert directly
-            for listener in self.journal.incident_listeners:
+            for listener in self.journal.incidents.listeners:
                 with contextlib.suppress(Exception):
                     listener(0, "critical", "halted:lease_lost", message)
 
@@ -531,7 +531,7 @@ class RealtimeExecutor:
             log.error("ea_read_failed", error=repr(exc))
             return
         if deals:
-            self.stats.ea_deals += self.journal.record_ea_deals(deals)
+            self.stats.ea_deals += self.journal.ea_deals.record_ea_deals(deals)
             self._ea_since = max(d.time for d in deals)
 
     def _follow_param_changes(self) -> None:
@@ -542,14 +542,14 @@ class RealtimeExecutor:
             return
         self._param_checked = mono
         if self.metrics is not None:
-            self.metrics.set_state(self.journal.trading_state().state)
-        latest = self.journal.latest_param_event_id()
-        providers = self.journal.latest_provider_event_id()
+            self.metrics.set_state(self.journal.trading_state.trading_state().state)
+        latest = self.journal.params.latest_param_event_id()
+        providers = self.journal.provider_calls.latest_provider_event_id()
         if latest == self._param_event_id and providers == self._provider_event_id:
             return
         rebuild = providers != self._provider_event_id  # an operator (dis|en)abled one
         self._param_event_id, self._provider_event_id = latest, providers
-        active = active_version(self.journal)
+        active = active_version(self.journal.params)
         if active is not None and (rebuild or active.version != self.c.version):
             self._apply(active.version, active.content)
 
@@ -559,7 +559,7 @@ class RealtimeExecutor:
         if not check.accepted:
             reason = check.reason or "rejected"
             self.stats.bars_rejected[reason] += 1
-            self.journal.record_rejection(bar, stream[0], stream[1], reason, check.detail)
+            self.journal.runs.record_rejection(bar, stream[0], stream[1], reason, check.detail)
             log.warning("bar_rejected", symbol=stream[0], time=str(bar.time),
                         reason=reason, detail=check.detail)
             if self.metrics is not None:
@@ -567,7 +567,7 @@ class RealtimeExecutor:
             return
         if check.gap_bars:
             self.stats.gaps_flagged += 1
-        self.journal.record_bar(bar, check.gap_bars)
+        self.journal.runs.record_bar(bar, check.gap_bars)
         self._last_time[stream] = bar.time
         self.stats.bars_processed += 1
         if self.metrics is not None:
@@ -577,20 +577,20 @@ class RealtimeExecutor:
         for bf in self.broker.on_bar(bar):
             if self._surplus_fill(bf):
                 continue
-            self.journal.record_fill(bf.fill, bf.kind, bf.realized_pnl)
+            self.journal.orders.record_fill(bf.fill, bf.kind, bf.realized_pnl)
             self.stats.fills += 1
             if bf.order is not None:
-                before = self.journal.order_state(bf.fill.client_order_id)
+                before = self.journal.orders.order_state(bf.fill.client_order_id)
                 if before is not None and before is not bf.order.state:
-                    self.journal.set_order_state(before, bf.order, detail=f"{bf.kind} fill",
-                                                 commit=False)
+                    self.journal.orders.set_order_state(before, bf.order, detail=f"{bf.kind} fill",
+                                                        commit=False)
             # A filled order stops counting as working; a live broker's fill (no order
             # attached) moves the order's row here, from the fills seen.
             known = self.router.working.get(bf.fill.client_order_id)
             moved = self.router.observe_fill(bf)
             if moved is not None and known is not None:
-                self.journal.set_order_state(known.state, moved, detail=f"{bf.kind} fill",
-                                             commit=False)
+                self.journal.orders.set_order_state(known.state, moved, detail=f"{bf.kind} fill",
+                                                    commit=False)
         self.router.refresh()  # states the resolver journaled (no read when none working)
 
         snapshot = self._builders[stream].update(bar)
@@ -600,8 +600,8 @@ class RealtimeExecutor:
             proposals = self.c.strategy.on_bar(snapshot, ctx)
         except Exception as exc:
             self.stats.errors["strategy_error"] += 1
-            self.journal.record_rejection(bar, stream[0], stream[1], "strategy_error",
-                                          f"{exc.__class__.__name__}: {exc}")
+            self.journal.runs.record_rejection(bar, stream[0], stream[1], "strategy_error",
+                                               f"{exc.__class__.__name__}: {exc}")
             log.error("strategy_error", symbol=bar.symbol, error=repr(exc))
             proposals = ()
         for proposal in proposals:
@@ -625,11 +625,11 @@ class RealtimeExecutor:
                    "booked, trading halted")
         log.critical("fill_surplus", client_order_id=f.client_order_id, fill_id=f.fill_id,
                      volume=f.volume, surplus=extra)
-        self.journal.open_incident("critical", "fill_surplus", message, {
+        self.journal.incidents.open_incident("critical", "fill_surplus", message, {
             "client_order_id": f.client_order_id, "fill_id": f.fill_id,
             "volume": f.volume, "surplus": extra, "side": f.side.value})
-        set_state(self.journal, TradingState.HALTED, operator="system", reason=message,
-                  trigger="fill_surplus")
+        set_state(self.journal.trading_state, TradingState.HALTED, operator="system",
+                  reason=message, trigger="fill_surplus")
         return True
 
     def _context(self, snapshot: MarketSnapshot, now: datetime,
@@ -680,15 +680,15 @@ class RealtimeExecutor:
 
     def _decide(self, proposal: Proposal, snapshot: MarketSnapshot, now: datetime) -> None:
         self.stats.proposals += 1
-        proposal_id = self.journal.record_proposal(proposal, snapshot)
+        proposal_id = self.journal.decisions.record_proposal(proposal, snapshot)
         decision = self.c.ensemble.evaluate(proposal, snapshot)
-        decision_id = self.journal.record_decision(decision, proposal_id)
+        decision_id = self.journal.decisions.record_decision(decision, proposal_id)
         with bound_contextvars(decision_id=decision_id, symbol=proposal.symbol):
             self._record_calls(decision, decision_id)
             self.stats.decisions += 1
             verdict = self.c.guardrails.check(
                 decision, self._context(snapshot, now, self._volume(decision)))
-            self.journal.record_verdict(verdict, decision_id)
+            self.journal.decisions.record_verdict(verdict, decision_id)
             if self.metrics is not None:
                 self.metrics.decisions.inc()
                 for c in verdict.checks:
@@ -723,7 +723,7 @@ class RealtimeExecutor:
         for call in decision.calls:
             if self.metrics is not None:
                 self.metrics.provider_call(call)
-            self.journal.record_provider_call(call_row(call, decision_id))
+            self.journal.provider_calls.record_provider_call(call_row(call, decision_id))
 
     def _submit(self, intent: OrderIntent, now: datetime) -> Order:
         with bound_contextvars(client_order_id=intent.client_order_id):
@@ -793,7 +793,7 @@ class RealtimeExecutor:
             return
         p = decision.proposal
         ttl = timedelta(seconds=self.c.guard.approval_ttl_seconds)
-        approval_id = self.journal.create_approval(
+        approval_id = self.journal.approvals.create_approval(
             decision_id=decision_id, account=self.account, symbol=p.symbol,
             direction=request.direction.value, intent=request.payload(),
             why="; ".join(verdict.reasons), created_at=now, expires_at=now + ttl)
@@ -810,18 +810,18 @@ class RealtimeExecutor:
         """
         while self._expiries and self._expiries[0][0] <= now:
             expires_at, approval_id = heapq.heappop(self._expiries)
-            if self.journal.set_approval_status(approval_id, "expired", expected="pending",
-                                                decided_at=expires_at):
+            if self.journal.approvals.set_approval_status(
+                    approval_id, "expired", expected="pending", decided_at=expires_at):
                 self.stats.approvals_expired += 1
         mono = time.monotonic()
         if mono - self._approvals_checked < self.poll_seconds:
             return
         self._approvals_checked = mono
-        for a in self.journal.approvals("pending"):
-            if a.expires_at <= now and self.journal.set_approval_status(
+        for a in self.journal.approvals.all("pending"):
+            if a.expires_at <= now and self.journal.approvals.set_approval_status(
                     a.id or 0, "expired", expected="pending", decided_at=a.expires_at):
                 self.stats.approvals_expired += 1
-        for a in self.journal.approvals("approved"):
+        for a in self.journal.approvals.all("approved"):
             if a.account == self.account:
                 self._execute_approved(a, now)
 
@@ -832,17 +832,17 @@ class RealtimeExecutor:
         order behind it."""
         late = a.decided_at is None or a.decided_at > a.expires_at or now > a.expires_at
         if late:
-            self.journal.set_approval_status(a.id, "expired", expected="approved",
-                                             note="approved after its time-to-live")
+            self.journal.approvals.set_approval_status(a.id, "expired", expected="approved",
+                                                       note="approved after its time-to-live")
             self.stats.approvals_expired += 1
             return
         try:
             request = ApprovalRequest.from_payload(a.intent)
         except MalformedApproval as exc:
-            self.journal.set_approval_status(a.id, "rejected", expected="approved",
-                                             note=f"not executed: {exc}")
-            self.journal.open_incident("high", "approval_malformed",
-                                       f"approval #{a.id}: {exc}")
+            self.journal.approvals.set_approval_status(a.id, "rejected", expected="approved",
+                                                       note=f"not executed: {exc}")
+            self.journal.incidents.open_incident("high", "approval_malformed",
+                                                 f"approval #{a.id}: {exc}")
             return
         stream = (a.symbol, request.timeframe)
         if stream not in self._snapshots:
@@ -851,14 +851,14 @@ class RealtimeExecutor:
             request.decision(a.symbol),
             self._context(self._snapshots[stream], now, request.volume))
         if not verdict.approved:
-            self.journal.set_approval_status(a.id, "rejected", expected="approved",
-                                             note="hard limits failed at execution: "
+            self.journal.approvals.set_approval_status(a.id, "rejected", expected="approved",
+                                                       note="hard limits failed at execution: "
                                                   + "; ".join(verdict.reasons))
             return
         intent = request.intent(self.account, a.symbol, a.decision_id)
-        if self.journal.set_approval_status(a.id, "executed", expected="approved",
-                                            client_order_id=intent.client_order_id,
-                                            commit=False):
+        if self.journal.approvals.set_approval_status(a.id, "executed", expected="approved",
+                                                      client_order_id=intent.client_order_id,
+                                                      commit=False):
             self._submit(intent, now)  # commits the mark with the order's row
             self.stats.approvals_executed += 1
 
@@ -866,14 +866,14 @@ class RealtimeExecutor:
         """Start-up: a request marked ``executed`` whose order row never committed (a
         journal written before the mark and the row shared one transaction) is approved
         again, so the next cycle sends it or expires it; never silently forgotten."""
-        for a in self.journal.approvals("executed"):
+        for a in self.journal.approvals.all("executed"):
             if a.account != self.account or (
-                    a.client_order_id and self.journal.order_state(a.client_order_id)):
+                    a.client_order_id and self.journal.orders.order_state(a.client_order_id)):
                 continue
-            if self.journal.set_approval_status(
+            if self.journal.approvals.set_approval_status(
                     a.id or 0, "approved", expected="executed",
                     note="marked executed without an order: approved again at start-up"):
-                self.journal.open_incident(
+                self.journal.incidents.open_incident(
                     "high", "approval_without_order",
                     f"approval #{a.id} was marked executed but its order "
                     f"{a.client_order_id} was never journaled; it is approved again and "
@@ -925,13 +925,13 @@ class RealtimeExecutor:
         """The day's baseline (journaled once per day: the first reading stands)."""
         self._day_opened, self._day_start_equity = day, equity
         if equity is not None:
-            self.journal.record_day_start(self.account, day, equity)
+            self.journal.risk_days.record_day_start(self.account, day, equity)
             if self._drawdown is not None:
                 self._drawdown.seed(day, equity)
 
     def _broker_error(self, now: datetime, kind: str, detail: str) -> None:
         """Count a broker error toward the halt, journaled so the window survives."""
-        self.journal.record_broker_error(self.account, now, kind, detail)
+        self.journal.risk_days.record_broker_error(self.account, now, kind, detail)
         trigger = self._broker_errors.error(now)
         if trigger is not None:
             self._fire(trigger)
@@ -941,34 +941,35 @@ class RealtimeExecutor:
         incident. A trigger never relaxes the trading state."""
         if trigger.rollback:
             try:
-                target = rollback(self.journal, operator="system", reason=trigger.reason,
+                target = rollback(self.journal.params, operator="system", reason=trigger.reason,
                                   automatic=True, trigger=trigger.name)
             except ParamError as exc:
-                self.journal.open_incident("high", f"rollback_failed:{trigger.name}",
-                                           f"{trigger.reason}; {exc}")
-                set_state(self.journal, TradingState.HALTED, operator="system",
+                self.journal.incidents.open_incident("high", f"rollback_failed:{trigger.name}",
+                                                     f"{trigger.reason}; {exc}")
+                set_state(self.journal.trading_state, TradingState.HALTED, operator="system",
                           reason=f"{trigger.reason}; no version to roll back to",
                           trigger=trigger.name)
                 self._regression.reset(self._equity())
                 return
-            self._param_event_id = self.journal.latest_param_event_id()
+            self._param_event_id = self.journal.params.latest_param_event_id()
             self._apply(target.version, target.content)
-            set_state(self.journal, TradingState.REDUCING, operator="system",
+            set_state(self.journal.trading_state, TradingState.REDUCING, operator="system",
                       reason=f"automatic rollback to v{target.version}: {trigger.reason}",
                       trigger=trigger.name)
-            self.journal.open_incident("high", f"auto_rollback:{trigger.name}",
-                                       f"rolled back to version {target.version}: "
-                                       f"{trigger.reason}", {"to_version": target.version})
+            self.journal.incidents.open_incident(
+                "high", f"auto_rollback:{trigger.name}",
+                f"rolled back to version {target.version}: {trigger.reason}",
+                {"to_version": target.version})
             self.stats.rollbacks += 1
             log.warning("auto_rollback", trigger=trigger.name, to_version=target.version,
                         reason=trigger.reason)
             return
         if trigger.state is not None and set_state(
-                self.journal, trigger.state, operator="system", reason=trigger.reason,
+                self.journal.trading_state, trigger.state, operator="system", reason=trigger.reason,
                 trigger=trigger.name):
             severity = "critical" if trigger.state is TradingState.HALTED else "high"
-            self.journal.open_incident(severity, f"{trigger.state.value.lower()}:{trigger.name}",
-                                       trigger.reason)
+            self.journal.incidents.open_incident(
+                severity, f"{trigger.state.value.lower()}:{trigger.name}", trigger.reason)
             log.warning("trading_state_changed", state=trigger.state.value,
                         trigger=trigger.name, reason=trigger.reason)
 
@@ -1057,7 +1058,7 @@ class RealtimeExecutor:
                           "executed": s.approvals_executed},
             "rollbacks": s.rollbacks,
             "ea_deals": s.ea_deals,
-            "trading_state": self.journal.trading_state().state,
+            "trading_state": self.journal.trading_state.trading_state().state,
             "elapsed_s": round(elapsed, 3),
             "bars_per_s": round(s.bars_processed / elapsed, 1) if elapsed > 0 else 0.0,
             "latency": {k: round(v, 1) for k, v in s.latency_percentiles().items()},
@@ -1071,8 +1072,8 @@ class RealtimeExecutor:
                 "equity": round(self.broker.equity(), 2),
                 "initial_balance": self.broker.initial_balance,
             }
-        out["journal_orders_by_state"] = self.journal.order_counts()
-        out["open_orders"] = len(self.journal.orders(
+        out["journal_orders_by_state"] = self.journal.queries.order_counts()
+        out["open_orders"] = len(self.journal.orders.all(
             self.account, [OrderState.SUBMITTING, OrderState.ACCEPTED, OrderState.UNKNOWN,
                            OrderState.PARTIALLY_FILLED]))
         return out

@@ -27,13 +27,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 import structlog
-from sqlalchemy import func, select
 
 from domain import ORDER_TRANSITIONS, Fill, Order, OrderState, OrderType
 from domain.errors import VenueError
 from executor.brokers.base import Broker, BrokerOrder, ReconcilableBroker
 from executor.brokers.config import ResolverSettings
-from executor.journal.models import OrderEventRow
 from executor.journal.store import Journal
 from executor.router import adopt
 
@@ -42,7 +40,6 @@ log = structlog.get_logger("dta.reconcile")
 UNRESOLVED = (OrderState.SUBMITTING, OrderState.UNKNOWN)
 WORKING = (OrderState.ACCEPTED, OrderState.PARTIALLY_FILLED)
 _MISS = "lookup miss"
-_EVENTS = OrderEventRow.__table__  # type: ignore[attr-defined]
 
 
 @runtime_checkable
@@ -119,22 +116,6 @@ class OrderResolver:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._sleep = sleep
 
-    def _sent_at(self, client_order_id: str) -> datetime | None:
-        t = _EVENTS
-        stmt = (select(t.c.at).where(t.c.client_order_id == client_order_id,
-                                     t.c.to_state == OrderState.SUBMITTING.value)
-                .order_by(t.c.id).limit(1))
-        at: datetime | None = self.journal._conn().execute(stmt).scalar()
-        if at is None:
-            return None
-        return at if at.tzinfo else at.replace(tzinfo=UTC)
-
-    def _misses(self, client_order_id: str) -> int:
-        t = _EVENTS
-        stmt = (select(func.count()).select_from(t)
-                .where(t.c.client_order_id == client_order_id, t.c.detail.startswith(_MISS)))
-        return int(self.journal._conn().execute(stmt).scalar() or 0)
-
     def resolve(self, order: Order) -> Order:
         """One lookup. Returns the order as journaled afterwards."""
         if order.state not in UNRESOLVED:
@@ -147,13 +128,14 @@ class OrderResolver:
             return order  # not a miss: the broker could not be asked
         if seen is not None and seen.state not in UNRESOLVED:
             resolved = adopt(order, seen)
-            self.journal.update_order(order, resolved, detail="resolved by broker lookup")
+            self.journal.orders.update_order(order, resolved, detail="resolved by broker lookup")
             log.info("order_resolved", client_order_id=order.client_order_id,
                      state=resolved.state.value)
             return resolved
-        misses = self._misses(order.client_order_id) + 1
+        misses = 1 + self.journal.orders.count_events(order.client_order_id,
+                                                       detail_prefix=_MISS)
         grace = self.settings.grace_lookups
-        sent = self._sent_at(order.client_order_id)
+        sent = self.journal.orders.sent_at(order.client_order_id)
         age = (self._clock() - sent).total_seconds() if sent else float("inf")
         current = order
         if order.state is OrderState.SUBMITTING:
@@ -164,19 +146,19 @@ class OrderResolver:
                 OrderState.REJECTED,
                 reason=(f"lost: not found at {self.broker.name} after "
                         f"{misses} lookups over {age:.0f}s; never re-sent"))
-            self.journal.update_order(order, lost, detail=f"{_MISS} {misses}/{grace}: "
-                                                          "declared lost")
+            self.journal.orders.update_order(order, lost,
+                                             detail=f"{_MISS} {misses}/{grace}: declared lost")
             log.error("order_declared_lost", client_order_id=order.client_order_id,
                       lookups=misses, age_s=round(age, 1))
             return lost
-        self.journal.update_order(order, current, detail=f"{_MISS} {misses}/{grace}")
+        self.journal.orders.update_order(order, current, detail=f"{_MISS} {misses}/{grace}")
         return current
 
     def resolve_pending(self, account: str) -> list[Order]:
         """One pass over every unresolved order of ``account``, then over its working
         market orders (``settle_market``). Returns the unresolved ones as journaled after."""
-        out = [self.resolve(o) for o in self.journal.orders(account, list(UNRESOLVED))]
-        for order in self.journal.orders(account, list(WORKING)):
+        out = [self.resolve(o) for o in self.journal.orders.all(account, list(UNRESOLVED))]
+        for order in self.journal.orders.all(account, list(WORKING)):
             if order.intent.order_type is OrderType.MARKET:
                 self.settle_market(order)
         return out
@@ -204,7 +186,7 @@ class OrderResolver:
                                    avg_fill_price=seen.avg_fill_price or order.avg_fill_price,
                                    broker_order_id=seen.broker_order_id or
                                    order.broker_order_id, reason=seen.reason)
-        self.journal.update_order(order, settled, detail="settled by broker lookup")
+        self.journal.orders.update_order(order, settled, detail="settled by broker lookup")
         log.info("order_settled", client_order_id=order.client_order_id,
                  state=settled.state.value, filled=settled.filled_volume)
         return settled
@@ -230,7 +212,7 @@ class OrderResolver:
 def journal_net_positions(journal: Journal, account: str) -> dict[str, float]:
     """Net volume per symbol from the journaled fills of ``account``'s orders."""
     out: dict[str, float] = {}
-    for f in journal.fills(account=account):
+    for f in journal.orders.fills(account=account):
         out[f.symbol] = out.get(f.symbol, 0.0) + (f.volume if f.side == "buy" else -f.volume)
     return {s: round(v, 10) for s, v in out.items()}
 
@@ -250,7 +232,7 @@ def reconcile(journal: Journal, broker: ReconcilableBroker, account: str, *,
     lost: list[str] = []
 
     # 1. orders we left open or in doubt
-    orders = {o.client_order_id: o for o in journal.orders(account)}
+    orders = {o.client_order_id: o for o in journal.orders.all(account)}
     for coid, order in list(orders.items()):
         if order.state in UNRESOLVED:
             after = resolver.resolve(order)
@@ -282,8 +264,8 @@ def reconcile(journal: Journal, broker: ReconcilableBroker, account: str, *,
                                        avg_fill_price=seen.avg_fill_price,
                                        broker_order_id=seen.broker_order_id or
                                        order.broker_order_id, reason=seen.reason)
-            journal.update_order(order, updated, detail="reconciled with the broker",
-                                 commit=False)
+            journal.orders.update_order(order, updated, detail="reconciled with the broker",
+                                        commit=False)
             orders[coid] = updated
             adopted.append(coid)
 
@@ -297,7 +279,7 @@ def reconcile(journal: Journal, broker: ReconcilableBroker, account: str, *,
             external_fills.append(fill.fill_id)
             continue
         journaled.append(fill)
-        if journal.record_fill(fill, bf.kind, bf.realized_pnl):
+        if journal.orders.record_fill(fill, bf.kind, bf.realized_pnl):
             recorded.append(fill.fill_id)
     if isinstance(broker, KnowsJournaledFills):
         # The adapter's next poll would report these again (defect 5 of issue 15).

@@ -161,11 +161,11 @@ class OrderRouter:
             before = max(known.filled_volume if fill.fill_id not in seen else 0.0,
                          sum(v for fid, (v, _) in seen.items() if fid != fill.fill_id))
         else:
-            order = self.journal.get_order(coid)
+            order = self.journal.orders.get_order(coid)
             if order is None:
                 return fill.volume  # a fill for an order we never journaled
             volume = order.intent.volume
-            before = sum(f.volume for f in self.journal.fills(coid)
+            before = sum(f.volume for f in self.journal.orders.fills(coid)
                          if f.kind == "entry" and f.fill_id != fill.fill_id)
         extra = before + fill.volume - volume
         return extra if extra > _EPS + 1e-6 * volume else 0.0
@@ -191,10 +191,10 @@ class OrderRouter:
         start-up reconciliation): one indexed read per working order, and none at all when
         nothing is working. Called once per bar, never per decision."""
         for coid, order in list(self.working.items()):
-            state = self.journal.order_state(coid)
+            state = self.journal.orders.order_state(coid)
             if state is None or state is order.state:
                 continue
-            seen = self.journal.get_order(coid)
+            seen = self.journal.orders.get_order(coid)
             if seen is not None:
                 self.observe(seen)
 
@@ -207,11 +207,11 @@ class OrderRouter:
         self._finished.clear()
         self._finished_order.clear()
         self._exposure = None
-        for order in self.journal.orders(account, list(_OPEN)):
+        for order in self.journal.orders.all(account, list(_OPEN)):
             coid = order.client_order_id
             self.working[coid] = order
-            self._fills[coid] = {f.fill_id: (f.volume, f.price) for f in self.journal.fills(coid)
-                                 if f.kind == "entry"}
+            self._fills[coid] = {f.fill_id: (f.volume, f.price)
+                                 for f in self.journal.orders.fills(coid) if f.kind == "entry"}
             if self.remaining(coid) <= _EPS:
                 self._finish(coid)
         if self.working:
@@ -237,8 +237,9 @@ class OrderRouter:
 
     def _submit(self, intent: OrderIntent) -> Order:
         # A re-run cycle finds its order journaled; a new one costs one indexed read.
-        existing = (self.journal.get_order(intent.client_order_id)
-                    if self.journal.order_state(intent.client_order_id) is not None else None)
+        orders = self.journal.orders
+        existing = (orders.get_order(intent.client_order_id)
+                    if orders.order_state(intent.client_order_id) is not None else None)
         if existing is not None:
             log.warning("order_already_journaled", client_order_id=intent.client_order_id,
                         state=existing.state.value)
@@ -257,9 +258,9 @@ class OrderRouter:
         # commits with the cycle's batch, order and simulated fill together or not at all.
         detail, durable = f"sending to {self.broker.name}", not self.broker.simulated
         if new:
-            self.journal.insert_sending(order, submitting, detail, commit=durable)
+            self.journal.orders.insert_sending(order, submitting, detail, commit=durable)
         else:
-            self.journal.update_order(order, submitting, detail=detail, commit=durable)
+            self.journal.orders.update_order(order, submitting, detail=detail, commit=durable)
         try:
             result = self.broker.submit(submitting)
         except VenueError as exc:
@@ -269,8 +270,8 @@ class OrderRouter:
                 OrderState.UNKNOWN, reason=f"{exc.__class__.__name__}: {exc}")
         # Not forced to disk here: if this update is lost in a crash, the row still says
         # ``submitting`` and start-up resolves it by lookup. It commits with the cycle.
-        self.journal.update_order(submitting, result, detail=result.reason or "broker answered",
-                                  commit=False)
+        self.journal.orders.update_order(submitting, result,
+                                         detail=result.reason or "broker answered", commit=False)
         log.info("order_submitted", client_order_id=result.client_order_id,
                  state=result.state.value, symbol=result.intent.symbol,
                  side=result.intent.side.value, volume=result.intent.volume)
@@ -294,20 +295,20 @@ class OrderRouter:
                         error=str(exc))
             if order.state is OrderState.SUBMITTING:
                 unknown = order.transition(OrderState.UNKNOWN, reason=f"lookup failed: {exc}")
-                self.journal.update_order(order, unknown, detail=unknown.reason)
+                self.journal.orders.update_order(order, unknown, detail=unknown.reason)
                 return unknown
             return order
         if seen is None or seen.state in _UNRESOLVED:
             if order.state is OrderState.SUBMITTING:
                 unknown = order.transition(OrderState.UNKNOWN,
                                            reason="not found at broker after restart")
-                self.journal.update_order(order, unknown, detail=unknown.reason)
+                self.journal.orders.update_order(order, unknown, detail=unknown.reason)
                 return unknown
             return order
         resolved = adopt(order, seen)
-        self.journal.update_order(order, resolved, detail="resolved by broker lookup")
+        self.journal.orders.update_order(order, resolved, detail="resolved by broker lookup")
         return resolved
 
     def resolve_open(self, account: str) -> list[Order]:
         """Start-up pass over every order left submitting or unknown."""
-        return [self.resolve(o) for o in self.journal.orders(account, list(_UNRESOLVED))]
+        return [self.resolve(o) for o in self.journal.orders.all(account, list(_UNRESOLVED))]

@@ -121,7 +121,7 @@ def run(
         from guardrails.clearance import cleared_mode
         from guardrails.promotion import RANK
 
-        cleared = cleared_mode(journal, settings.account, settings.strategy.name)
+        cleared = cleared_mode(journal.clearances, settings.account, settings.strategy.name)
         if RANK[cleared] < RANK[settings.mode]:
             journal.close()
             _fail(f"{settings.account}/{settings.strategy.name} is cleared for {cleared}, "
@@ -307,14 +307,14 @@ def status(config: ConfigOpt = None, journal_url: JournalOpt = None, as_json: Js
     settings = _settings(config, journal=_journal_override(journal_url))
     journal = _journal(settings, migrate=False)
     try:
-        ts = journal.trading_state()
-        runs = journal.runs(1)
-        bars = journal.bar_counts()
+        ts = journal.trading_state.trading_state()
+        runs = journal.queries.runs(1)
+        bars = journal.queries.bar_counts()
         now = datetime.now(UTC)
         for info in bars["processed"].values():
             last = datetime.fromisoformat(info["last"]) if info["last"] else None
             info["age_s"] = round((now - last).total_seconds(), 1) if last else None
-        open_orders = journal.orders(settings.account, [
+        open_orders = journal.orders.all(settings.account, [
             OrderState.NEW, OrderState.SUBMITTING, OrderState.ACCEPTED,
             OrderState.PARTIALLY_FILLED, OrderState.UNKNOWN])
         data = {
@@ -330,12 +330,12 @@ def status(config: ConfigOpt = None, journal_url: JournalOpt = None, as_json: Js
             "open_orders": [{"client_order_id": o.client_order_id, "symbol": o.intent.symbol,
                              "side": o.intent.side.value, "state": o.state.value}
                             for o in open_orders],
-            "positions": journal.net_positions(),
-            "orders_by_state": journal.order_counts(),
+            "positions": journal.orders.net_positions(),
+            "orders_by_state": journal.queries.order_counts(),
             "params": _params_status(journal),
             "incidents_open": [{"id": i.id, "severity": i.severity, "kind": i.kind}
-                               for i in journal.incidents("open")],
-            "approvals_pending": len(journal.approvals("pending")),
+                               for i in journal.incidents.all("open")],
+            "approvals_pending": len(journal.approvals.all("pending")),
             "providers": provider_rows(journal, settings),
         }
     finally:
@@ -361,10 +361,10 @@ def status(config: ConfigOpt = None, journal_url: JournalOpt = None, as_json: Js
 def _params_status(journal: Any) -> dict[str, Any]:
     from guardrails.params import active_version
 
-    active = active_version(journal)
+    active = active_version(journal.params)
     return {"active_version": active.version if active else None,
             "active_hash": active.hash if active else None,
-            "versions": len(journal.param_versions())}
+            "versions": len(journal.params.param_versions())}
 
 
 # ---------------------------------------------------------------------------------- trace
@@ -378,7 +378,7 @@ def trace(order_id: Annotated[str, typer.Argument(help="Client order id (dta...)
     settings = _settings(config, journal=_journal_override(journal_url))
     journal = _journal(settings, migrate=False)
     try:
-        data = journal.trace(order_id)
+        data = journal.queries.trace(order_id)
     finally:
         journal.close()
     if data is None:
@@ -468,8 +468,8 @@ def reconcile(config: ConfigOpt = None, journal_url: JournalOpt = None,
         except VenueError as exc:
             _fail(f"cannot reach the broker: {exc}", EXIT_FAILURE)
         try:
-            fills = journal.fills()
-            parts.broker.restore(journal.orders(settings.account),
+            fills = journal.orders.fills()
+            parts.broker.restore(journal.orders.all(settings.account),
                                  [Fill(f.client_order_id, f.fill_id, f.symbol, OrderSide(f.side),
                                        f.time, f.price, f.volume, f.fee) for f in fills],
                                  [f.kind for f in fills])
@@ -479,9 +479,10 @@ def reconcile(config: ConfigOpt = None, journal_url: JournalOpt = None,
             trigger = reconciliation_trigger(not report.refuse_to_trade,
                                              "; ".join(report.reasons))
             if (trigger is not None and trigger.state is not None
-                    and set_state(journal, trigger.state, operator="dta reconcile",
+                    and set_state(journal.trading_state, trigger.state, operator="dta reconcile",
                                   reason=trigger.reason, trigger=trigger.name)):
-                journal.open_incident("critical", f"halted:{trigger.name}", trigger.reason)
+                journal.incidents.open_incident("critical", f"halted:{trigger.name}",
+                                                trigger.reason)
         finally:
             parts.lease.release()
     finally:
@@ -549,11 +550,9 @@ def config_show(config: ConfigOpt = None, journal_url: JournalOpt = None,
 def db_upgrade(config: ConfigOpt = None, journal_url: JournalOpt = None) -> None:
     """Apply journal migrations up to the current schema (safe to repeat)."""
     settings = _settings(config, journal=_journal_override(journal_url))
-    from executor.journal import migrate
-
     journal = _journal(settings, migrate=True, create=True)
     try:
-        rev = migrate.current_revision(journal.engine)
+        rev, _head = journal.schema_revisions()
     finally:
         journal.close()
     typer.echo(f"journal at revision {rev} (head)")

@@ -14,7 +14,7 @@ Statements run on the session's DBAPI connection, so they are part of the sessio
 transaction and commit (durably) with it. Driver errors (disk full, read-only database,
 lost server) and values the column types refuse become ``JournalError``: the journal's
 commit then rolls back, and the daemon halts. Text from outside (model answers, bar
-details) is made storable before it gets here (``store._text``), so it cannot halt it.
+details) is made storable before it gets here (``values.storable_text``), so it cannot halt it.
 """
 
 from __future__ import annotations
