@@ -43,7 +43,7 @@ if str(ROOT) not in sys.path:
 from benchmarks.bench_latency import SAMPLE, as_dta_run, bench_settings  # noqa: E402
 from benchmarks.sma_flip import FAST, SLOW, register, sma_parameter_set, with_sma_voter  # noqa: E402
 from domain import Bar  # noqa: E402
-from executor.daemon import SimulatedClock  # noqa: E402
+from executor.engine.clock import SimulatedClock  # noqa: E402
 from executor.feeds.files import load_bars  # noqa: E402
 from executor.journal.store import Journal  # noqa: E402
 from executor.wiring import build_daemon  # noqa: E402

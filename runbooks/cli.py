@@ -169,7 +169,7 @@ def run(
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    from executor.daemon import SimulatedClock
+    from executor.engine.clock import SimulatedClock
 
     status = "completed"
     try:
@@ -238,23 +238,10 @@ def _server_clock(settings: Any) -> Any:
 
 
 def _start_live(settings: Any, daemon: Any, journal: Any) -> None:
-    """Start-up reconciliation before READY; a mismatch halts trading with an incident
-    (the daemon keeps journaling bars so an operator can look)."""
-    from executor.reconcile import OrderResolver, reconcile
-    from guardrails.monitors import reconciliation_trigger
+    """Start-up reconciliation before READY (``executor.engine.startup.start_live``)."""
+    from executor.engine.startup import start_live
 
-    executor = daemon.executor
-    report = reconcile(journal, daemon.live.broker, settings.account,
-                       settings=settings.broker.resolver)
-    journal.commit()
-    executor.router.rebuild(settings.account)  # the working set as reconciled
-    trigger = reconciliation_trigger(not report.refuse_to_trade, "; ".join(report.reasons))
-    if trigger is not None:
-        executor._fire(trigger)
-        typer.echo("dta: reconciliation mismatch, trading HALTED: "
-                   + "; ".join(report.reasons), err=True)
-    resolver = OrderResolver(journal, daemon.live.broker, settings.broker.resolver)
-    executor.before_cycle.append(lambda _now: resolver.resolve_pending(settings.account))
+    start_live(settings, daemon, journal, warn=lambda m: typer.echo(f"dta: {m}", err=True))
 
 
 def _format_summary(s: dict[str, Any]) -> str:
@@ -509,7 +496,7 @@ def reconcile(config: ConfigOpt = None, journal_url: JournalOpt = None,
     lease, so it refuses (exit 5) while a daemon runs: the daemon reconciles at start."""
     from domain import Fill, OrderSide
     from domain.errors import ConfigError, LeaseError, VenueError
-    from executor.reconcile import reconcile as run_reconcile
+    from executor.engine.startup import reconcile as run_reconcile
     from executor.wiring import build_live_parts
     from guardrails.monitors import reconciliation_trigger
     from guardrails.state import set_state

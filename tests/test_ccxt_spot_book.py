@@ -15,9 +15,9 @@ from test_ccxt_broker import ACCOUNT, BAR, intent, make_broker, submitting
 
 from domain import Bar, Fill, OrderSide, OrderState
 from executor.brokers.ccxt_broker import CcxtBroker
+from executor.engine.router import OrderRouter
+from executor.engine.startup import journal_net_positions, reconcile
 from executor.journal.store import Journal
-from executor.reconcile import journal_net_positions, reconcile
-from executor.router import OrderRouter
 
 TICK = Bar("BTC/USDT", "M15", BAR, 30_000, 30_000, 30_000, 30_000)
 

@@ -58,7 +58,7 @@ from fakes.llm_servers import (
 from sqlalchemy import create_engine, select
 
 from domain import Direction, MarketSnapshot, Proposal
-from executor.daemon import SimulatedClock
+from executor.engine.clock import SimulatedClock
 from executor.journal.models import DecisionRow, OrderRow, ProviderEventRow
 from executor.journal.store import Journal
 from executor.metrics import Metrics
