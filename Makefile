@@ -34,13 +34,20 @@ soak: $(STAMP)
 	DTA_SOAK_KILLS=500 $(BIN)/python -m pytest -q -p no:cacheprovider tests/reliability/test_crash_safety.py -s
 	DTA_STATE_MACHINE_EXAMPLES=2000 $(BIN)/python -m pytest -q -p no:cacheprovider tests/reliability/test_daemon_state_machine.py
 
-bench: $(STAMP)
-	test -f $(VENV)/.bench-stamp || ($(BIN)/python -m pip install --quiet -e '.[dev,bench]' && touch $(VENV)/.bench-stamp)
+# The bench extra is (re)installed whenever pyproject.toml changes, as the dev one is.
+bench: $(STAMP) $(VENV)/.bench-stamp
 	$(BIN)/python -m benchmarks
 
+$(VENV)/.bench-stamp: pyproject.toml $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(VENV)/.bench-stamp
+
+# ruff, mypy --strict on the packages, and the import contract (pyproject's
+# [tool.importlinter]): runbooks -> executor -> (strategies | ensemble | guardrails) -> domain.
 lint: $(STAMP)
 	$(BIN)/ruff check domain executor strategies ensemble guardrails runbooks tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -77,13 +77,13 @@ def time_command(cmd: list[str], runs: int, *, as_is: bool = False,
 def _prepare_journal(url: str) -> None:
     """A journal with one short completed paper run, so `status` has something to show."""
     from benchmarks.bench_latency import bench_settings
-    from benchmarks.bench_vs_backtesting import _sample_file
+    from benchmarks.sma_flip import sample_file
     from executor.engine.clock import SimulatedClock
     from executor.journal.store import Journal
     from executor.wiring import build_daemon
 
     with tempfile.TemporaryDirectory() as tmp:
-        data = _sample_file(Path(tmp), 500)
+        data = sample_file(Path(tmp), 500)
         settings = bench_settings(url)
         journal = Journal.open(url)
         daemon = build_daemon(settings, journal, data=data)

@@ -1,4 +1,5 @@
-"""Replay throughput against backtesting.py: the same SMA 10/30 flip on the same bars.
+"""Replay throughput against backtesting.py and NautilusTrader: the same SMA 10/30 flip on
+the same bars.
 
 Ours: the bundled EURUSD M15 sample through ``executor.wiring.build_daemon`` (paper
 broker, validator, incremental snapshot builder, ensemble, every guardrail of the example
@@ -11,12 +12,16 @@ guardrails stay, with a 1,000,000 balance and a 100,000 daily-loss limit so that
 drawdown trigger halts a strategy that is not meant to make money.
 
 Theirs: ``backtesting.Backtest(...).run()`` with the same rule (``SmaFlipBT`` below),
-indicators vectorised up front as that library does, no journal. Same bars, same process,
-same run. Figures are bars per second of the replay loop (``run_replay`` for ours,
-``run()`` for theirs; loading the CSV is outside both), and the trades each did, so the
-ratio compares comparable work. Both loops run with the process as `dta run` leaves it
-after start-up (``bench_latency.as_dta_run``: the start-up heap frozen out of the
-garbage collector), so neither pays for rescanning what the other built.
+indicators vectorised up front as that library does, no journal; and NautilusTrader's
+``BacktestEngine.run()`` (``bench_vs_nautilus``: netting FX margin account, bar execution,
+an event-driven loop like ours, in-memory cache, no journal), when it is installed. Same
+bars, same process, same run. Figures are bars per second of the replay loop
+(``run_replay`` for ours, ``run()`` for theirs; loading the CSV and building each engine
+are outside all of them), and the orders and trades each did, so the ratios compare
+comparable work. Every loop runs with the process as `dta run` leaves it after start-up
+(``bench_latency.as_dta_run``: the start-up heap frozen out of the garbage collector), so
+none pays for rescanning what another built. NautilusTrader runs last, so nothing its
+engine leaves in the process is there while ours is measured.
 
     .venv/bin/python -m benchmarks.bench_vs_backtesting [--quick] [--repeats 3] [--profile]
 """
@@ -40,8 +45,18 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_latency import SAMPLE, as_dta_run, bench_settings  # noqa: E402
-from benchmarks.sma_flip import FAST, SLOW, register, sma_parameter_set, with_sma_voter  # noqa: E402
+from benchmarks.bench_latency import as_dta_run, bench_settings  # noqa: E402
+from benchmarks.sma_flip import (  # noqa: E402
+    FAST,
+    SLOW,
+    UNITS,
+    flip_side,
+    ohlcv_frame,
+    register,
+    sample_file,
+    sma_parameter_set,
+    with_sma_voter,
+)
 from domain import Bar  # noqa: E402
 from executor.engine.clock import SimulatedClock  # noqa: E402
 from executor.feeds.files import load_bars  # noqa: E402
@@ -49,21 +64,6 @@ from executor.journal.store import Journal  # noqa: E402
 from executor.wiring import build_daemon  # noqa: E402
 
 GOAL_RATIO = 1.0
-UNITS = 10_000  # 0.1 lot of EURUSD, the example settings' order volume
-
-
-def _sample_file(tmp: Path, rows: int | None) -> Path:
-    """The sample, or its first ``rows`` bars under the same name (symbol and timeframe
-    come from the file name)."""
-    if rows is None:
-        return SAMPLE
-    out = tmp / SAMPLE.name
-    with SAMPLE.open() as src, out.open("w") as dst:
-        for i, line in enumerate(src):
-            if i > rows:
-                break
-            dst.write(line)
-    return out
 
 
 def round_trips(fills: Iterable[Any]) -> tuple[int, int]:
@@ -179,7 +179,6 @@ def _sma(values: Any, n: int) -> Any:
 
 
 def run_theirs(bars: list[Bar], repeats: int) -> dict[str, Any]:
-    import pandas as pd
     from backtesting import Backtest, Strategy
 
     class SmaFlipBT(Strategy):  # type: ignore[misc]
@@ -191,23 +190,20 @@ def run_theirs(bars: list[Bar], repeats: int) -> dict[str, Any]:
 
         def next(self) -> None:
             f, s = self.f[-1], self.s[-1]
-            want = 1 if f > s else -1 if f < s else 0
-            if not want:
-                return
             size = self.position.size
-            if size == 0:
-                if want > 0:
-                    self.buy(size=UNITS)
-                else:
-                    self.sell(size=UNITS)
-            elif (size > 0) != (want > 0):
+            side = flip_side(1 if f > s else -1 if f < s else 0,
+                             1 if size > 0 else -1 if size < 0 else 0)
+            if not side:
+                return
+            if size:
                 self.position.close()
+            elif side > 0:
+                self.buy(size=UNITS)
+            else:
+                self.sell(size=UNITS)
 
-    frame = pd.DataFrame(
-        {"Open": [b.open for b in bars], "High": [b.high for b in bars],
-         "Low": [b.low for b in bars], "Close": [b.close for b in bars],
-         "Volume": [b.volume for b in bars]},
-        index=pd.DatetimeIndex([b.time.replace(tzinfo=None) for b in bars]))
+    frame = ohlcv_frame(bars).rename(columns=str.title)
+    frame.index = frame.index.tz_localize(None)
     bt = Backtest(frame, SmaFlipBT, cash=1_000_000, finalize_trades=True)
     times = []
     stats: Any = None
@@ -224,6 +220,17 @@ def run_theirs(bars: list[Bar], repeats: int) -> dict[str, Any]:
             "pnl": float(stats["Equity Final [$]"]) - 1_000_000}
 
 
+def run_nautilus_if_installed(bars: list[Bar], repeats: int) -> dict[str, Any]:
+    """NautilusTrader's figure, or why there is none: it comes with the `bench` extra, and
+    the comparison with backtesting.py stands without it."""
+    try:
+        from benchmarks.bench_vs_nautilus import run_nautilus
+    except ImportError as exc:
+        return {"skipped": f"NautilusTrader is not installed ({exc}); "
+                           "pip install -e '.[bench]'"}
+    return run_nautilus(bars, repeats)
+
+
 def run(*, quick: bool = False, repeats: int = 3, profile: bool = False,
         memory_journal: bool = False) -> dict[str, Any]:
     try:
@@ -234,13 +241,14 @@ def run(*, quick: bool = False, repeats: int = 3, profile: bool = False,
 
     with tempfile.TemporaryDirectory(prefix="dta-bench-vsbt-") as tmp_name:
         tmp = Path(tmp_name)
-        data = _sample_file(tmp, 8000 if quick else None)
+        data = sample_file(tmp, 8000 if quick else None)
         bars = list(load_bars(data).bars)
         theirs = run_theirs(bars, repeats)
         ours = run_ours(f"sqlite:///{tmp / 'journal.sqlite'}", data, profile=profile)
         rows_only = journal_floor(tmp / "journal.sqlite", tmp)
         floor = run_ours(f"sqlite:///{tmp / 'floor.sqlite'}", data, strategy="no_trade")
         ours_mem = run_ours("sqlite://", data) if memory_journal else None
+        nautilus = run_nautilus_if_installed(bars, repeats)  # last: see the docstring
     out: dict[str, Any] = {
         "bars": len(bars), "backtesting_version": backtesting.__version__,
         "ours_sqlite_file": ours, "ours_no_trade_floor": floor, "backtesting_py": theirs,
@@ -252,7 +260,9 @@ def run(*, quick: bool = False, repeats: int = 3, profile: bool = False,
         # whole run: the figure a goal that keeps our journal on could be stated in.
         "beyond_journal_vs_theirs": (ours["elapsed_s"] - rows_only["elapsed_s"])
                                     / theirs["elapsed_s"],
-        "loadavg": os.getloadavg()}
+        "nautilus": nautilus, "loadavg": os.getloadavg()}
+    if "bars_per_s" in nautilus:
+        out["ratio_nautilus"] = ours["bars_per_s"] / nautilus["bars_per_s"]
     if ours_mem is not None:
         out["ours_sqlite_memory"] = ours_mem
         out["ratio_memory_journal"] = ours_mem["bars_per_s"] / theirs["bars_per_s"]
@@ -265,6 +275,7 @@ def summary_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
              f"{r['ratio']:.3f}x ({o['bars_per_s']:,.0f} vs {t['bars_per_s']:,.0f} bars/s; "
              f"trades {o['trades']} vs {t['trades']})",
              f">= {GOAL_RATIO:g}x", "MET" if r["ratio"] >= GOAL_RATIO else "MISSED"),
+            *_nautilus_rows(r),
             ("- ceiling with our journal on: its rows alone, SQLite from ready tuples",
              f"{r['ratio_ceiling_journal']:.2f}x ({r['journal_rows_only']['rows_total']:,} "
              f"rows in {r['journal_rows_only']['elapsed_s']:.3f} s vs backtesting.py's "
@@ -275,6 +286,33 @@ def summary_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
              "", "")]
 
 
+def _nautilus_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    n, o = r["nautilus"], r["ours_sqlite_file"]
+    name = f"replay vs NautilusTrader, SMA {FAST}/{SLOW} flip ({r['bars']:,} bars)"
+    if "ratio_nautilus" not in r:
+        return [(name, n.get("skipped", "not run"), f">= {GOAL_RATIO:g}x", "-")]
+    return [(f"replay vs NautilusTrader {n['version']}, SMA {FAST}/{SLOW} flip "
+             f"({r['bars']:,} bars)",
+             f"{r['ratio_nautilus']:.3f}x ({o['bars_per_s']:,.0f} vs {n['bars_per_s']:,.0f} "
+             f"bars/s; orders {o['orders']} vs {n['orders']}, trades {o['trades']} vs "
+             f"{n['trades']})",
+             f">= {GOAL_RATIO:g}x", "MET" if r["ratio_nautilus"] >= GOAL_RATIO else "MISSED")]
+
+
+def _engine_table(r: dict[str, Any]) -> str:
+    engines = [("ours, full pipeline, SQLite file journal", r["ours_sqlite_file"])]
+    if "ours_sqlite_memory" in r:
+        engines.append(("ours, full pipeline, in-memory SQLite", r["ours_sqlite_memory"]))
+    engines += [("ours, same, strategy never proposes", r["ours_no_trade_floor"]),
+                ("backtesting.py run(), no journal", r["backtesting_py"])]
+    if "ratio_nautilus" in r:
+        engines.append(("NautilusTrader engine.run(), no journal", r["nautilus"]))
+    return "\n".join(
+        [f"{'engine':<40}{'bars/s':>10}{'seconds':>9}{'trades':>8}{'orders':>8}"]
+        + [f"{name:<40}{e['bars_per_s']:>10,.0f}{e['elapsed_s']:>9.2f}{e['trades']:>8}"
+           f"{e.get('orders', '-'):>8}" for name, e in engines])
+
+
 LAST_RESULTS: dict[str, Any] | None = None
 
 
@@ -283,7 +321,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="first 8,000 bars only")
     parser.add_argument("--repeats", type=int, default=3,
-                        help="backtesting.py runs (median taken)")
+                        help="backtesting.py and NautilusTrader runs (median taken)")
     parser.add_argument("--memory", action="store_true",
                         help="also run ours on an in-memory SQLite journal (the same rows, "
                              "no file: what the disk costs)")
@@ -298,20 +336,16 @@ def main(argv: list[str] | None = None) -> None:
     print(f"SMA {FAST}/{SLOW} flip on {r['bars']:,} EURUSD M15 bars, same process "
           f"(backtesting.py {r['backtesting_version']}; load average "
           f"{r['loadavg'][0]:.1f})")
-    print(f"{'engine':<38}{'bars/s':>10}{'seconds':>9}{'trades':>8}{'orders':>8}")
-    print(f"{'ours, full pipeline, SQLite file journal':<38}{o['bars_per_s']:>10,.0f}"
-          f"{o['elapsed_s']:>9.2f}{o['trades']:>8}{o['orders']:>8}")
-    if "ours_sqlite_memory" in r:
-        m = r["ours_sqlite_memory"]
-        print(f"{'ours, full pipeline, in-memory SQLite':<38}{m['bars_per_s']:>10,.0f}"
-              f"{m['elapsed_s']:>9.2f}{m['trades']:>8}{m['orders']:>8}")
-    f = r["ours_no_trade_floor"]
-    print(f"{'ours, same, strategy never proposes':<38}{f['bars_per_s']:>10,.0f}"
-          f"{f['elapsed_s']:>9.2f}{f['trades']:>8}{f['orders']:>8}")
-    print(f"{'backtesting.py run(), no journal':<38}{t['bars_per_s']:>10,.0f}"
-          f"{t['elapsed_s']:>9.2f}{t['trades']:>8}{'-':>8}")
+    print(_engine_table(r))
+    n = r["nautilus"]
     verdict = "MET" if r["ratio"] >= GOAL_RATIO else "MISSED"
-    print(f"ratio ours/theirs: {r['ratio']:.3f}x   goal >= {GOAL_RATIO:g}x: {verdict}")
+    print(f"ratio ours/backtesting.py: {r['ratio']:.3f}x   goal >= {GOAL_RATIO:g}x: {verdict}")
+    if "ratio_nautilus" in r:
+        verdict = "MET" if r["ratio_nautilus"] >= GOAL_RATIO else "MISSED"
+        print(f"ratio ours/NautilusTrader {n['version']}: {r['ratio_nautilus']:.3f}x   "
+              f"goal >= {GOAL_RATIO:g}x: {verdict}")
+    else:
+        print(f"NautilusTrader: {n.get('skipped')}")
     print(f"ceiling if decisions and orders were free (no-trade floor / theirs): "
           f"{r['ratio_floor']:.3f}x")
     j = r["journal_rows_only"]

@@ -1,6 +1,7 @@
 """SMA 10/30 flip: a benchmark-only strategy, the one CONVENTIONS' reference figures use.
 
-Rule, identical to the ``backtesting.py`` strategy in ``bench_vs_backtesting``: the wanted
+Rule (``flip_side``), shared by our ``SmaFlip``, the ``backtesting.py`` strategy in
+``bench_vs_backtesting`` and the NautilusTrader one in ``bench_vs_nautilus``: the wanted
 side is long while SMA(fast) > SMA(slow) and short while it is below. From flat, propose
 the wanted side; holding the other side, propose the wanted side, which with a fixed order
 volume closes the position (net lots), and the next bar re-enters from flat. So each
@@ -24,18 +25,24 @@ import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from domain import Direction, MarketSnapshot, Proposal, Signal
+from domain import Bar, Direction, MarketSnapshot, Proposal, Signal
 from ensemble.ensemble import Ensemble
 from executor.components import ComponentFactory, Components
 from strategies.logic import StrategyContext
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 FAST, SLOW = 10, 30
+# The other engines' fixed order size: 0.1 lot of EURUSD, the example settings' volume.
+UNITS = 10_000
 VOTER_KIND = "sma_flip_vote"
 
 
-class _Averages:
+class Averages:
     """Running sums over the last ``slow`` closes of one stream, re-summed exactly every
     ``slow`` bars so float drift cannot flip a near-equal crossing over a long replay."""
 
@@ -82,6 +89,14 @@ class _Averages:
         return Direction.LONG if f > s else Direction.SHORT if f < s else None
 
 
+def flip_side(want: int, held: int) -> int:
+    """The flip's one order on a bar: +1 buy, -1 sell, 0 none. ``want`` is the sign of
+    SMA(fast) - SMA(slow) (0 while undecided), ``held`` the sign of the net position. An
+    order against a held position is the same fixed volume, so it closes it (net lots);
+    the next bar finds the position flat and enters."""
+    return 0 if want == 0 or want == held else want
+
+
 class SmaFlip:
     """``TradeLogic``: the SMA crossover flip described in the module docstring.
 
@@ -101,13 +116,13 @@ class SmaFlip:
         # Stop and target far from price: the flip has no protective exits, but a Proposal
         # carries both and the guardrails check the stop distance.
         self.stop_fraction = stop_fraction
-        self._streams: dict[tuple[str, str], _Averages] = {}
+        self._streams: dict[tuple[str, str], Averages] = {}
 
     def on_bar(self, snapshot: MarketSnapshot, ctx: StrategyContext) -> Sequence[Proposal]:
         key = (snapshot.symbol, snapshot.timeframe)
         avg = self._streams.get(key)
         if avg is None:
-            avg = self._streams[key] = _Averages(self.fast, self.slow)
+            avg = self._streams[key] = Averages(self.fast, self.slow)
         if snapshot.index == avg.index + 1:
             avg.push(snapshot.bar.close, snapshot.index)
         else:
@@ -116,11 +131,12 @@ class SmaFlip:
         if want is None:
             return ()
         pos = ctx.position
-        if not pos.is_flat and (pos.volume > 0) == (want is Direction.LONG):
+        held = 0 if pos.is_flat else 1 if pos.volume > 0 else -1
+        sign = flip_side(want.sign, held)
+        if not sign:
             return ()
         entry = snapshot.bar.close
-        sign = want.sign
-        closing = not pos.is_flat
+        closing = held != 0
         return (Proposal(
             strategy=self.name, symbol=snapshot.symbol, timeframe=snapshot.timeframe,
             bar_time=snapshot.bar.time, direction=want, entry=entry,
@@ -203,3 +219,31 @@ def with_sma_voter(base: ComponentFactory) -> ComponentFactory:
                                                      components.params.content_hash))
 
     return build
+
+
+def sample_file(tmp: Path, rows: int | None) -> Path:
+    """The EURUSD M15 sample every comparison replays, or its first ``rows`` bars under the
+    same name in ``tmp`` (our feed takes symbol and timeframe from the file name)."""
+    from benchmarks.bench_latency import SAMPLE
+
+    if rows is None:
+        return SAMPLE
+    out = tmp / SAMPLE.name
+    with SAMPLE.open() as src, out.open("w") as dst:
+        for i, line in enumerate(src):
+            if i > rows:
+                break
+            dst.write(line)
+    return out
+
+
+def ohlcv_frame(bars: Sequence[Bar]) -> pd.DataFrame:
+    """The bars our feed loaded, as the frame the other engines take (lower-case OHLCV
+    columns, UTC bar open times): each engine gets exactly the prices ours replays."""
+    import pandas as pd
+
+    return pd.DataFrame(
+        {"open": [b.open for b in bars], "high": [b.high for b in bars],
+         "low": [b.low for b in bars], "close": [b.close for b in bars],
+         "volume": [b.volume for b in bars]},
+        index=pd.DatetimeIndex([b.time for b in bars]))

@@ -29,6 +29,7 @@ from pydantic import BaseModel
 
 from domain import Direction, MarketSnapshot, Proposal, Signal
 from domain.errors import ProviderCallError
+from domain.glossary import TAG_VALUES, TERMS
 from ensemble.base import ModelClient, PersonaProvider, Provider
 from ensemble.breaker import CircuitBreaker
 from ensemble.config import ValidationConfig
@@ -38,7 +39,6 @@ from ensemble.recording import Recording, RecordingStore, request_key
 from ensemble.schemas import OUTPUT_MODELS, OUTPUT_SCHEMAS, SCHEMA_NAMES, ResearchOutput
 from ensemble.telemetry import CallOutcome, ProviderCall, call_cost
 from ensemble.validation import validate_answer
-from strategies.glossary import TAG_VALUES, TERMS
 
 log = logging.getLogger(__name__)
 

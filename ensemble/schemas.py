@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from strategies.glossary import TAG_VALUES, validate_tags
+from domain.glossary import TAG_VALUES, validate_tags
 
 
 class _Schema(BaseModel):

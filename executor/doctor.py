@@ -113,12 +113,11 @@ def _secrets_permissions(settings: Settings) -> Finding:
 
 
 def _trading_state(journal: Journal) -> Finding:
-    state = journal.kill_switch_state()
-    if state.action == "release":
+    state = journal.trading_state()
+    if state.state == "ACTIVE":
         return Finding("trading_state", OK, "ACTIVE")
-    name = "HALTED" if state.action == "engage" else "REDUCING"
-    return Finding("trading_state", WARN, f"{name} since {state.since}: {state.trigger} by "
-                   f"{state.operator}: {state.reason}")
+    return Finding("trading_state", WARN, f"{state.state} since {state.since}: "
+                   f"{state.trigger} by {state.operator}: {state.reason}")
 
 
 def _incidents(journal: Journal) -> Finding:

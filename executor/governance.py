@@ -1,4 +1,5 @@
-"""Gathering the evidence for a promotion from the journal, and the clearance state.
+"""Gathering the evidence for a promotion from the journal (the clearance veto itself is
+``guardrails.clearance``).
 
 paper -> shadow is judged on the paper record; shadow -> live on the shadow record plus
 its pairing with the EA. Only runs of the source mode on this account count.
@@ -10,19 +11,13 @@ from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
 
-from domain import CheckResult, Decision, timeframe_seconds
+from domain import timeframe_seconds
 from executor.journal.store import Journal
 from executor.settings import GovernanceSettings
 from executor.shadow import EaDeal, OurEntry, pair, summarize
-from guardrails.promotion import RANK, Evidence, ThresholdResult, evaluate, missing_signoffs
+from guardrails.promotion import Evidence, ThresholdResult, evaluate, missing_signoffs
 
 FAILED_OUTCOMES = ("error", "timeout", "invalid")
-
-
-def cleared_mode(journal: Journal, account: str, strategy: str) -> str:
-    events = [c for c in journal.clearances(account, strategy)
-              if c.action in ("promote", "demote")]
-    return events[-1].mode if events else "paper"
 
 
 def signoffs_for(journal: Journal, account: str, strategy: str,
@@ -105,23 +100,3 @@ def assess(journal: Journal, *, account: str, strategy: str, target: str,
 
 def evidence_dict(evidence: Evidence) -> dict[str, Any]:
     return asdict(evidence)
-
-
-class ClearanceCheck:
-    """Guardrail: the running mode must still be cleared for (account, strategy); a
-    demotion stops orders at the next decision."""
-
-    name = "clearance"
-
-    def __init__(self, journal: Journal, account: str, strategy: str, mode: str) -> None:
-        self.journal, self.account, self.strategy, self.mode = journal, account, strategy, mode
-
-    def check(self, decision: Decision, account: object) -> CheckResult:
-        if self.mode == "paper":
-            return CheckResult(self.name, True, "paper needs no clearance")
-        cleared = cleared_mode(self.journal, self.account, self.strategy)
-        if RANK[cleared] < RANK[self.mode]:
-            return CheckResult(self.name, False,
-                               f"{self.account}/{self.strategy} is cleared for {cleared}, "
-                               f"not {self.mode}", environmental=True)
-        return CheckResult(self.name, True, f"cleared for {cleared}")

@@ -11,7 +11,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-STATES = ("release", "reduce", "engage")
+STATES = ("ACTIVE", "REDUCING", "HALTED")
 
 
 class Metrics:
@@ -40,9 +40,9 @@ class Metrics:
                                    ["state"], registry=r)
         self.incidents = Counter("dta_incidents", "Incidents opened", ["severity"], registry=r)
 
-    def set_state(self, action: str) -> None:
+    def set_state(self, current: str) -> None:
         for state in STATES:
-            self.trading_state.labels(state=state).set(1.0 if state == action else 0.0)
+            self.trading_state.labels(state=state).set(1.0 if state == current else 0.0)
 
     def provider_call(self, call: Any) -> None:
         provider = str(getattr(call, "provider", "?"))

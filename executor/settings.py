@@ -20,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     ValidationInfo,
@@ -88,19 +89,46 @@ class SchedulerSettings(_Section):
 
 
 class StrategySettings(_Section):
+    """A built-in, an installed ``dta.strategies`` entry point or ``package.module:Class``
+    (strategies/registry.py), checked at load: `dta doctor` and `dta run` refuse it early."""
+
     name: str = "smc_ob_retest"
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict, validate_default=True)
     snapshot: dict[str, Any] = Field(default_factory=dict)
+    _identity: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     @field_validator("name")
     @classmethod
     def _known(cls, v: str) -> str:
-        from strategies.registry import STRATEGIES
+        from strategies.registry import resolve_strategy, strategy_checks
 
-        if v not in STRATEGIES:
-            known = ", ".join(repr(k) for k in sorted(STRATEGIES))
-            raise ValueError(f"Input should be one of {known} (got {v!r})")
+        if strategy_checks():  # a StrategyLoadError is a ValueError: shown at strategy.name
+            resolve_strategy(v)
         return v
+
+    @field_validator("params")
+    @classmethod
+    def _accepted(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        name = info.data.get("name")  # a plugin's come back with its defaults filled in
+        from strategies.registry import checked_params, resolve_strategy, strategy_checks
+
+        if name is None or not strategy_checks():  # refused already, or not to be checked
+            return v
+        return checked_params(resolve_strategy(name), v)[0]
+
+    @model_validator(mode="after")
+    def _record_identity(self) -> StrategySettings:
+        from strategies.registry import resolve_strategy, strategy_checks
+
+        if strategy_checks():
+            self._identity = resolve_strategy(self.name).identity
+        return self
+
+    def parameter_values(self) -> dict[str, Any]:
+        """The strategy's part of the parameter set: for a plugin, also which class of
+        which release (so a swapped class or a new release is a new parameter version)."""
+        return {"name": self.name, "params": self.params, "snapshot": self.snapshot,
+                **self._identity}
 
 
 class ConsensusSettings(_Section):
@@ -260,7 +288,7 @@ class GovernanceSettings(_Section):
 
     roles: list[str] = Field(default_factory=lambda: ["trading", "compliance", "platform"])
     # Named people and the roles each may exercise: the gate's roles above, and "operator"
-    # (release the kill switch, activate or roll back parameters, decide approvals,
+    # (make trading ACTIVE again, activate or roll back parameters, decide approvals,
     # promote). Empty: no binding, but each role still needs a different named person.
     people: dict[str, list[str]] = Field(default_factory=dict)
     review_period_days: int = Field(default=180, ge=1)
@@ -411,8 +439,7 @@ class Settings(BaseSettings):
         under. Its hash is journaled with every decision and order."""
         return ParameterSet(
             values={
-                "strategy": {"name": self.strategy.name, "params": self.strategy.params,
-                             "snapshot": self.strategy.snapshot},
+                "strategy": self.strategy.parameter_values(),
                 "ensemble": self.ensemble.parameter_values(),
                 "guardrails": self.guardrails.model_dump(mode="json"),
                 "paper": self.paper.model_dump(mode="json"),

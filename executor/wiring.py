@@ -21,7 +21,6 @@ from executor.daemon import RealtimeExecutor
 from executor.feeds.files import LoadedBars, load_bars
 from executor.feeds.replay import ReplayFeed
 from executor.feeds.validator import BarValidator
-from executor.governance import ClearanceCheck
 from executor.journal.store import Journal
 from executor.lease import AccountLease
 from executor.metrics import Metrics
@@ -29,6 +28,7 @@ from executor.settings import GuardrailSettings, Settings
 from executor.shadow import CsvEaSource, EaSource, ShadowBroker
 from executor.systemd import Notifier
 from guardrails.base import Check
+from guardrails.clearance import ClearanceCheck
 from guardrails.consensus import ConsensusCheck
 from guardrails.guardrails import Guardrails
 from guardrails.limits import (

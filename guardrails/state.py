@@ -1,9 +1,9 @@
 """Trading state: ACTIVE, REDUCING (only exposure-reducing orders) or HALTED.
 
-The state is the newest event in the journal (``kill_switch_events``: ``release`` is
-ACTIVE, ``reduce`` is REDUCING, ``engage`` is HALTED), so it survives restarts and an
-operator's command in another process reaches a running daemon at its next decision.
-Leaving HALTED or REDUCING needs an operator and a reason (enforced by the CLI and here).
+The state is the newest event in the journal (``trading_state_events``), so it survives
+restarts and an operator's command in another process reaches a running daemon at its next
+decision. Leaving HALTED or REDUCING needs an operator and a reason (enforced by the CLI
+and here).
 """
 
 from __future__ import annotations
@@ -17,22 +17,14 @@ from guardrails.base import AccountState
 
 
 class TradingState(StrEnum):
-    ACTIVE = "active"
-    REDUCING = "reducing"
-    HALTED = "halted"
-
-
-ACTION_FOR_STATE = {TradingState.ACTIVE: "release", TradingState.REDUCING: "reduce",
-                    TradingState.HALTED: "engage"}
-STATE_FOR_ACTION = {v: k for k, v in ACTION_FOR_STATE.items()}
+    ACTIVE = "ACTIVE"
+    REDUCING = "REDUCING"
+    HALTED = "HALTED"
 
 
 class StateView(Protocol):
     @property
-    def engaged(self) -> bool: ...
-
-    @property
-    def action(self) -> str: ...
+    def state(self) -> str: ...
 
     @property
     def operator(self) -> str | None: ...
@@ -48,16 +40,23 @@ class StateView(Protocol):
 
 
 class StateStore(Protocol):
-    def kill_switch_state(self, scope: str = "global", *,
-                          fresh: bool = False) -> StateView: ...
+    def trading_state(self, scope: str = "global", *, fresh: bool = False) -> StateView: ...
 
-    def record_kill_switch(self, action: str, operator: str, reason: str,
-                           trigger: str = "manual", scope: str = "global") -> None: ...
+    def record_trading_state(self, state: str, operator: str, reason: str,
+                             trigger: str = "manual", scope: str = "global") -> None: ...
+
+
+def state_of(view: StateView) -> TradingState:
+    """The state a journal row names; a name this version does not know halts (fail
+    closed), it never reads as ACTIVE."""
+    try:
+        return TradingState(view.state)
+    except ValueError:
+        return TradingState.HALTED
 
 
 def current_state(store: StateStore, *, fresh: bool = False) -> TradingState:
-    return STATE_FOR_ACTION.get(store.kill_switch_state(fresh=fresh).action,
-                                TradingState.ACTIVE)
+    return state_of(store.trading_state(fresh=fresh))
 
 
 _STRICTNESS = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
@@ -82,7 +81,7 @@ def set_state(store: StateStore, state: TradingState, *, operator: str, reason: 
         return False
     if trigger != "manual" and relaxes(now, state):
         return False
-    store.record_kill_switch(ACTION_FOR_STATE[state], operator, reason, trigger=trigger)
+    store.record_trading_state(state.value, operator, reason, trigger=trigger)
     return True
 
 
@@ -95,8 +94,8 @@ class TradingStateCheck:
         self.store = store
 
     def check(self, decision: Decision, account: AccountState) -> CheckResult:
-        view = self.store.kill_switch_state()
-        state = STATE_FOR_ACTION.get(view.action, TradingState.ACTIVE)
+        view = self.store.trading_state()
+        state = state_of(view)
         why = f"{view.trigger or 'manual'} by {view.operator}: {view.reason}"
         if state is TradingState.HALTED:
             return CheckResult(self.name, False, f"HALTED ({why})", environmental=True)

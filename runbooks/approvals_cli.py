@@ -176,5 +176,6 @@ def incidents_ack(incident_id: int, note: Annotated[str, typer.Option(help="What
 def incidents_resolve(incident_id: int, note: Annotated[str, typer.Option(help="How it was "
                       "resolved.")], operator: Annotated[str | None, typer.Option()] = None,
                       config: ConfigOpt = None, journal_url: JournalOpt = None) -> None:
-    """Resolve with a note (the trading state is released separately, by kill-switch)."""
+    """Resolve with a note (trading is made ACTIVE again separately: `dta trading-state
+    activate`)."""
     _set_incident(incident_id, "resolved", note, operator, config, journal_url)

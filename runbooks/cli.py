@@ -3,7 +3,7 @@ the commands so ``dta --help`` is fast.
 
 Exit codes (stable, documented in the README):
   0 ok · 1 runtime failure · 2 invalid settings or usage · 3 journal unavailable or not
-  migrated · 4 not found · 5 refused (e.g. kill switch already in that state)
+  migrated · 4 not found · 5 refused (e.g. trading state already that)
 """
 
 # No `from __future__ import annotations` in the command modules: typer reads every
@@ -29,7 +29,6 @@ from runbooks.common import (
     JsonOpt,
     exit_code_for,
     fail,
-    identified,
     journal_for,
     load,
     one_line,
@@ -41,11 +40,8 @@ from runbooks.common import (
 app = typer.Typer(help="DTA executor: run the trading daemon and operate it.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   rich_markup_mode=None, cls=DtaGroup)
-kill_app = typer.Typer(help="Trading state: engage (HALTED), reduce (REDUCING) or release "
-                       "(ACTIVE); persists across restarts.", no_args_is_help=True)
 config_app = typer.Typer(help="Inspect settings.", no_args_is_help=True)
 db_app = typer.Typer(help="Journal database maintenance.", no_args_is_help=True)
-app.add_typer(kill_app, name="kill-switch")
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
 
@@ -58,9 +54,11 @@ def _register_groups() -> None:
         providers_cli,
         replay_cli,
         shadow_cli,
+        trading_state_cli,
         tune_cli,
     )
 
+    app.add_typer(trading_state_cli.app, name="trading-state")
     app.add_typer(params_cli.app, name="params")
     app.add_typer(providers_cli.app, name="providers")
     app.add_typer(shadow_cli.app, name="shadow")
@@ -120,7 +118,7 @@ def run(
     # `dta db upgrade` created: a mistyped URL must not trade on an empty journal.
     journal = _journal(settings, migrate=True, create=settings.mode == "paper")
     if settings.mode != "paper":
-        from executor.governance import cleared_mode
+        from guardrails.clearance import cleared_mode
         from guardrails.promotion import RANK
 
         cleared = cleared_mode(journal, settings.account, settings.strategy.name)
@@ -287,7 +285,7 @@ def _format_summary(s: dict[str, Any]) -> str:
 @app.command()
 def status(config: ConfigOpt = None, journal_url: JournalOpt = None, as_json: JsonOpt = False,
            ) -> None:
-    """Mode, kill switch, last bar per symbol and its age, open orders, positions, params."""
+    """Mode, trading state, last bar per symbol and its age, open orders, positions, params."""
     from datetime import UTC, datetime
 
     from domain import OrderState
@@ -296,7 +294,7 @@ def status(config: ConfigOpt = None, journal_url: JournalOpt = None, as_json: Js
     settings = _settings(config, journal=_journal_override(journal_url))
     journal = _journal(settings, migrate=False)
     try:
-        ks = journal.kill_switch_state()
+        ts = journal.trading_state()
         runs = journal.runs(1)
         bars = journal.bar_counts()
         now = datetime.now(UTC)
@@ -310,8 +308,9 @@ def status(config: ConfigOpt = None, journal_url: JournalOpt = None, as_json: Js
             "account": settings.account,
             "configured_mode": settings.mode,
             "params_hash": settings.parameter_set().content_hash,
-            "kill_switch": {"engaged": ks.engaged, "operator": ks.operator, "reason": ks.reason,
-                            "since": ks.since.isoformat() if ks.since else None},
+            "trading_state": {"state": ts.state, "operator": ts.operator, "reason": ts.reason,
+                              "trigger": ts.trigger,
+                              "since": ts.since.isoformat() if ts.since else None},
             "last_run": runs[0].model_dump(mode="json", exclude={"summary"}) if runs else None,
             "streams": bars["processed"],
             "bars_rejected": bars["rejected"],
@@ -320,7 +319,6 @@ def status(config: ConfigOpt = None, journal_url: JournalOpt = None, as_json: Js
                             for o in open_orders],
             "positions": journal.net_positions(),
             "orders_by_state": journal.order_counts(),
-            "trading_state": ks.action,
             "params": _params_status(journal),
             "incidents_open": [{"id": i.id, "severity": i.severity, "kind": i.kind}
                                for i in journal.incidents("open")],
@@ -329,10 +327,10 @@ def status(config: ConfigOpt = None, journal_url: JournalOpt = None, as_json: Js
         }
     finally:
         journal.close()
-    ks_text = (f"ENGAGED by {ks.operator} since {data['kill_switch']['since']}: {ks.reason}"
-               if ks.engaged else "released")
+    ts_text = ts.state if ts.state == "ACTIVE" else (
+        f"{ts.state} by {ts.operator} since {data['trading_state']['since']}: {ts.reason}")
     lines = [f"account {settings.account}  mode {settings.mode}  params {data['params_hash']}",
-             f"kill switch: {ks_text}"]
+             f"trading state: {ts_text}"]
     run_row = data["last_run"]
     if run_row:
         lines.append(f"last run #{run_row['id']}: {run_row['mode']} {run_row['status']} "
@@ -354,63 +352,6 @@ def _params_status(journal: Any) -> dict[str, Any]:
     return {"active_version": active.version if active else None,
             "active_hash": active.hash if active else None,
             "versions": len(journal.param_versions())}
-
-
-# ---------------------------------------------------------------------------------- kill switch
-
-
-def _kill_switch(action: str, reason: str, operator: str | None, config: Path | None,
-                 journal_url: str | None) -> None:
-    from guardrails.state import STATE_FOR_ACTION, current_state, relaxes, set_state
-
-    if not reason.strip():
-        _fail("--reason must not be empty", EXIT_CONFIG)
-    settings = _settings(config, journal=_journal_override(journal_url))
-    # Making trading safer is never refused (who is still recorded); relaxing it needs an
-    # identified operator: a release always, a reduce when it leaves HALTED.
-    who = identified(settings, operator) if action == "release" else None
-    journal = _journal(settings, migrate=True)
-    target = STATE_FOR_ACTION[action]
-    try:
-        if who is None:
-            who = (identified(settings, operator) if relaxes(current_state(journal), target)
-                   else _operator(operator))
-        if not set_state(journal, target, operator=who, reason=reason.strip()):
-            _fail(f"trading state is already {current_state(journal).value}", EXIT_REFUSED)
-    finally:
-        journal.close()
-    typer.echo(f"trading state {target.value.upper()} ({action}) by {who}: {reason.strip()}")
-
-
-@kill_app.command("engage")
-def kill_engage(
-    reason: Annotated[str, typer.Option(help="Why (journaled).")],
-    operator: Annotated[str | None, typer.Option(help="Who (default: $SUDO_USER/$USER).")] = None,
-    config: ConfigOpt = None, journal_url: JournalOpt = None,
-) -> None:
-    """HALT: block every order until released; survives restarts."""
-    _kill_switch("engage", reason, operator, config, journal_url)
-
-
-@kill_app.command("reduce")
-def kill_reduce(
-    reason: Annotated[str, typer.Option(help="Why (journaled).")],
-    operator: Annotated[str | None, typer.Option(help="Who (default: $SUDO_USER/$USER).")] = None,
-    config: ConfigOpt = None, journal_url: JournalOpt = None,
-) -> None:
-    """REDUCING: only orders that shrink exposure pass until released."""
-    _kill_switch("reduce", reason, operator, config, journal_url)
-
-
-@kill_app.command("release")
-def kill_release(
-    reason: Annotated[str, typer.Option(help="Why (journaled).")],
-    operator: Annotated[str | None, typer.Option(help="Who (required; with [governance."
-                        "people], a person holding the 'operator' role).")] = None,
-    config: ConfigOpt = None, journal_url: JournalOpt = None,
-) -> None:
-    """ACTIVE again; needs an identified operator and a reason."""
-    _kill_switch("release", reason, operator, config, journal_url)
 
 
 # ---------------------------------------------------------------------------------- trace

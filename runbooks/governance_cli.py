@@ -43,8 +43,9 @@ def promote(
 ) -> None:
     """Check the evidence for a promotion, record a sign-off, and promote only when every
     configured role has signed and every threshold passes."""
-    from executor.governance import assess, cleared_mode, evidence_dict, refusal, signoffs_for
+    from executor.governance import assess, evidence_dict, refusal, signoffs_for
     from executor.settings import OPERATOR_ROLE
+    from guardrails.clearance import cleared_mode
 
     settings = settings_for(config, journal_url)
     acct = account or settings.account
@@ -126,7 +127,7 @@ def demote(
 ) -> None:
     """Immediate: one operator and a reason; trading goes REDUCING at once and a running
     daemon stops sending at its next decision."""
-    from executor.governance import cleared_mode
+    from guardrails.clearance import cleared_mode
     from guardrails.promotion import RANK
     from guardrails.state import TradingState, set_state
 

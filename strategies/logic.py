@@ -20,7 +20,9 @@ class StrategyContext:
 @runtime_checkable
 class TradeLogic(Protocol):
     """A strategy. Pure: no I/O, no clock, no randomness; the same snapshots give the same
-    proposals, which is what makes replays and restarts exact."""
+    proposals, which is what makes replays and restarts exact. A desk's own class needs
+    nothing of ours but this shape: settings name it by entry point or import path
+    (strategies/registry.py)."""
 
     name: str
 

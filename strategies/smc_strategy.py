@@ -13,7 +13,7 @@ from domain import (
     SwingKind,
     Trend,
 )
-from strategies.glossary import Tag
+from domain.glossary import Tag
 from strategies.logic import StrategyContext
 
 

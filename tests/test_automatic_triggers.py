@@ -65,7 +65,7 @@ def test_a_required_provider_class_with_nobody_up_reduces_trading(journal_url: s
     data = write_sample_head(tmp_path / "EURUSD_M15.csv", 50)
     summary = replay(journal_url, data, stop_after=5,
                      guardrails={"required_provider_classes": ["reasoning"]})
-    assert summary["trading_state"] == "reduce"
+    assert summary["trading_state"] == "REDUCING"
     j = Journal.open(journal_url)
     try:
         kinds = [i.kind for i in j.incidents()]

@@ -1,4 +1,4 @@
-"""The `dta` CLI: exit codes, masking, trace, status, kill switch, db upgrade."""
+"""The `dta` CLI: exit codes, masking, trace, status, trading state, db upgrade."""
 
 from __future__ import annotations
 
@@ -71,25 +71,25 @@ def test_config_show_masks_every_secret(config_file: Path) -> None:
     assert len(data["content_hash"]) == 16
 
 
-def test_kill_switch_engage_release_and_status(journal_url: str, config_file: Path) -> None:
+def test_trading_state_halt_activate_and_status(journal_url: str, config_file: Path) -> None:
     args = ["--config", str(config_file), "--journal-url", journal_url]
     assert runner.invoke(app, ["db", "upgrade", *args]).exit_code == 0
-    r = runner.invoke(app, ["kill-switch", "engage", "--reason", "news", "--operator", "ann",
+    r = runner.invoke(app, ["trading-state", "halt", "--reason", "news", "--operator", "ann",
                             *args])
     assert r.exit_code == 0, r.output
-    again = runner.invoke(app, ["kill-switch", "engage", "--reason", "x", *args])
-    assert again.exit_code == 5 and "already halted" in again.output
+    again = runner.invoke(app, ["trading-state", "halt", "--reason", "x", *args])
+    assert again.exit_code == 5 and "already HALTED" in again.output
     status = runner.invoke(app, ["status", "--json", *args])
     assert status.exit_code == 0, status.output
-    ks = json.loads(status.stdout)["kill_switch"]
-    assert ks["engaged"] and ks["operator"] == "ann" and ks["reason"] == "news"
-    no_reason = runner.invoke(app, ["kill-switch", "release", "--reason", " ", *args])
+    ts = json.loads(status.stdout)["trading_state"]
+    assert ts["state"] == "HALTED" and ts["operator"] == "ann" and ts["reason"] == "news"
+    no_reason = runner.invoke(app, ["trading-state", "activate", "--reason", " ", *args])
     assert no_reason.exit_code == 2
-    r = runner.invoke(app, ["kill-switch", "release", "--reason", "done", "--operator", "ann",
+    r = runner.invoke(app, ["trading-state", "activate", "--reason", "done", "--operator", "ann",
                             *args])
     assert r.exit_code == 0, r.output
     status = runner.invoke(app, ["status", "--json", *args])
-    assert json.loads(status.stdout)["kill_switch"]["engaged"] is False
+    assert json.loads(status.stdout)["trading_state"]["state"] == "ACTIVE"
 
 
 def test_trace_shows_bar_snapshot_decision_verdict_order_fills(
@@ -193,7 +193,7 @@ def test_help_is_fast_and_lists_commands() -> None:
     out = subprocess.run([sys.executable, "-m", "runbooks.cli", "--help"], capture_output=True,
                          text=True, timeout=30, check=True)
     elapsed = time.perf_counter() - started
-    for cmd in ("run", "status", "kill-switch", "trace", "config", "db"):
+    for cmd in ("run", "status", "trading-state", "trace", "config", "db"):
         assert cmd in out.stdout
     heavy = subprocess.run(
         [sys.executable, "-c", "import sys, runbooks.cli; "

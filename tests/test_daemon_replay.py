@@ -1,4 +1,4 @@
-"""The paper daemon on real bars: resume after restart, kill switch, bad bars."""
+"""The paper daemon on real bars: resume after restart, trading state, bad bars."""
 
 from __future__ import annotations
 
@@ -62,10 +62,10 @@ def test_restart_mid_replay_resumes_at_next_bar(journal_url: str, sample_head: P
     assert third["bars_processed"] == 0
 
 
-def test_kill_switch_survives_restart_and_blocks_entries(journal_url: str,
+def test_halted_survives_restart_and_blocks_entries(journal_url: str,
                                                          sample_head: Path) -> None:
     j = Journal.open(journal_url)
-    j.record_kill_switch("engage", "alice", "broker maintenance")
+    j.record_trading_state("HALTED", "alice", "broker maintenance")
     j.close()
 
     blocked = replay(journal_url, sample_head, stop_after=1500)
@@ -74,9 +74,9 @@ def test_kill_switch_survives_restart_and_blocks_entries(journal_url: str,
     assert sum(blocked["orders"].values()) == 0
 
     j = Journal.open(journal_url)  # a restart: the state comes back from the journal
-    state = j.kill_switch_state()
-    assert state.engaged and state.operator == "alice"
-    j.record_kill_switch("release", "bob", "maintenance over")
+    state = j.trading_state()
+    assert state.state == "HALTED" and state.operator == "alice"
+    j.record_trading_state("ACTIVE", "bob", "maintenance over")
     j.close()
 
     resumed = replay(journal_url, sample_head)
@@ -159,12 +159,12 @@ def test_a_risk_reviewer_that_resizes_sends_the_smaller_order(sqlite_url: str,
 def test_vetoes_while_halted_are_no_evidence_against_the_parameters(
         tmp_path: Path, sample_head: Path) -> None:
     """The veto-spike trigger rolls the parameter set back when its decisions keep being
-    vetoed. Vetoes that say the moment is wrong (here: the kill switch) are not held
+    vetoed. Vetoes that say the moment is wrong (here: trading HALTED) are not held
     against the parameters; vetoes of the decisions themselves still are."""
     regression = {"regression": {"veto_rate": 0.5, "veto_window": 5}}
     halted_url = f"sqlite:///{tmp_path / 'halted.sqlite'}"
     j = Journal.open(halted_url)
-    j.record_kill_switch("engage", "alice", "broker maintenance")
+    j.record_trading_state("HALTED", "alice", "broker maintenance")
     j.close()
     halted = replay(halted_url, sample_head, stop_after=1500, guardrails=regression)
     assert halted["proposals"] >= 5

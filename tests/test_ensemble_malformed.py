@@ -24,13 +24,13 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from domain import Bar, Direction, MarketSnapshot, Proposal, Trend
+from domain.glossary import is_valid_tag
 from ensemble.base import Completion, RenderedPrompt
 from ensemble.config import EnsembleConfig, ProviderConfig, RouteRule
 from ensemble.ensemble import Ensemble
 from ensemble.factory import build_ensemble
 from ensemble.telemetry import CallOutcome
 from ensemble.validation import validate_answer
-from strategies.glossary import is_valid_tag
 
 ROOT = Path(__file__).resolve().parent.parent
 BAR = Bar("EURUSD", "M15", datetime(2024, 3, 4, 10, 0, tzinfo=UTC), 1.0850, 1.0856, 1.0846,

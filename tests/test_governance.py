@@ -132,10 +132,10 @@ def test_demotion_takes_effect_at_the_next_decision_of_a_running_daemon(
     summary = executor.stop()
     orders_before = sum(summary["orders"].values())
     rows = journal.clearances("paper-1")
-    state = journal.kill_switch_state()
+    state = journal.trading_state()
     journal.close()
     assert demoted_at and summary["decisions"] > demoted_at[0]
     assert summary["vetoes"].get("clearance", 0) == summary["decisions"] - demoted_at[0]
     assert orders_before > 0  # it did trade (virtually) before the demotion
     assert [r.action for r in rows] == ["promote", "demote"]
-    assert state.action == "reduce" and "demoted to paper" in (state.reason or "")
+    assert state.state == "REDUCING" and "demoted to paper" in (state.reason or "")

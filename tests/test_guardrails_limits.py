@@ -249,8 +249,7 @@ def test_regression_monitor_triggers() -> None:
 
 @dataclass
 class _View:
-    engaged: bool
-    action: str
+    state: str
     operator: str | None = None
     reason: str | None = None
     since: datetime | None = None
@@ -261,15 +260,15 @@ class MemoryStateStore:
     def __init__(self) -> None:
         self.events: list[tuple[str, str, str, str]] = []
 
-    def kill_switch_state(self, scope: str = "global", *, fresh: bool = False) -> _View:
+    def trading_state(self, scope: str = "global", *, fresh: bool = False) -> _View:
         if not self.events:
-            return _View(False, "release")
-        action, op, reason, trigger = self.events[-1]
-        return _View(action != "release", action, op, reason, NOW, trigger)
+            return _View("ACTIVE")
+        state, op, reason, trigger = self.events[-1]
+        return _View(state, op, reason, NOW, trigger)
 
-    def record_kill_switch(self, action: str, operator: str, reason: str,
-                           trigger: str = "manual", scope: str = "global") -> None:
-        self.events.append((action, operator, reason, trigger))
+    def record_trading_state(self, state: str, operator: str, reason: str,
+                             trigger: str = "manual", scope: str = "global") -> None:
+        self.events.append((state, operator, reason, trigger))
 
 
 def test_system_triggers_never_relax_and_operators_must_say_why() -> None:

@@ -45,7 +45,7 @@ def test_harmful_parameter_change_is_rolled_back_automatically(journal_url: str,
 
     second = replay(journal_url, data)
     assert second["rollbacks"] == 1
-    assert second["trading_state"] in ("reduce", "engage")  # REDUCING, or stricter since
+    assert second["trading_state"] in ("REDUCING", "HALTED")  # REDUCING, or stricter since
     assert second["params_version"] == 1
 
     j = Journal.open(journal_url)
@@ -63,8 +63,8 @@ def test_harmful_parameter_change_is_rolled_back_automatically(journal_url: str,
         assert runs_under == sorted(runs_under)
         assert 1 in runs_under and 2 in runs_under
         rollback_at = j.param_events()[-1].at
-        states = [(e.action, e.trigger) for e in reversed(j.kill_switch_events())]
-        assert states[0] == ("reduce", "drawdown_since_activation")
+        states = [(e.state, e.trigger) for e in reversed(j.trading_state_events())]
+        assert states[0] == ("REDUCING", "drawdown_since_activation")
         incidents = j.incidents()
         assert incidents[0].kind == "auto_rollback:drawdown_since_activation"
         assert incidents[0].severity == "high"
@@ -72,7 +72,7 @@ def test_harmful_parameter_change_is_rolled_back_automatically(journal_url: str,
     finally:
         j.close()
     status = _cli(journal_url, "status", "--json")
-    assert json.loads(status.stdout)["kill_switch"]["engaged"] is True  # type: ignore[attr-defined]
+    assert json.loads(status.stdout)["trading_state"]["state"] != "ACTIVE"  # type: ignore[attr-defined]
     history = _cli(journal_url, "params", "list")
     assert "auto_rollback v1 by system (drawdown_since_activation)" in history.stdout  # type: ignore[attr-defined]
 

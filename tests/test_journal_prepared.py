@@ -102,10 +102,10 @@ def test_trading_state_reads_what_another_process_committed(journal_url: str) ->
     daemon, operator = Journal.open(journal_url), Journal.open(journal_url)
     try:
         assert daemon.approvals() == []  # the daemon's session is in use
-        assert not daemon._read_state("global").engaged
-        operator.record_kill_switch("engage", "alice", "news")
+        assert daemon._read_state("global").state == "ACTIVE"
+        operator.record_trading_state("HALTED", "alice", "news")
         state = daemon._read_state("global")  # not the cached one: a fresh read
-        assert state.engaged and state.operator == "alice" and state.since is not None
+        assert state.state == "HALTED" and state.operator == "alice" and state.since is not None
         assert state.since.tzinfo is not None
         daemon.commit()
     finally:

@@ -89,3 +89,35 @@ def test_two_rows_in_the_version_table_are_an_error(sqlite_url: str) -> None:
     with pytest.raises(JournalError, match="more than one schema revision"):
         migrate.current_revision(engine)
     engine.dispose()
+
+
+def test_trading_state_history_survives_the_rename(journal_url: str) -> None:
+    """Migration 0010 renames ``kill_switch_events`` to ``trading_state_events`` and the
+    verbs an operator typed to the states they led to; no event is lost, so who halted
+    and why stays readable, and a journal halted before the upgrade is HALTED after it."""
+    import sqlalchemy as sa
+
+    engine = make_engine(journal_url)
+    try:
+        migrate.upgrade(engine, "0009")
+        rows = [("engage", "ann", "news"), ("release", "bob", "checked"),
+                ("reduce", "system", "drawdown"), ("engage", "carl", "outage")]
+        with engine.begin() as conn:
+            for i, (verb, who, why) in enumerate(rows):
+                conn.execute(sa.text(
+                    "INSERT INTO kill_switch_events (at, action, scope, operator, reason, "
+                    "trigger) VALUES (:at, :verb, 'global', :who, :why, 'manual')"),
+                    {"at": f"2026-12-0{i + 1} 10:00:00.000000", "verb": verb, "who": who,
+                     "why": why})
+        migrate.upgrade(engine)
+    finally:
+        engine.dispose()
+    journal = Journal.open(journal_url, migrate_schema=False, create=False)
+    try:
+        events = [(e.state, e.operator) for e in reversed(journal.trading_state_events())]
+        state = journal.trading_state()
+    finally:
+        journal.close()
+    assert events == [("HALTED", "ann"), ("ACTIVE", "bob"), ("REDUCING", "system"),
+                      ("HALTED", "carl")]
+    assert (state.state, state.operator, state.reason) == ("HALTED", "carl", "outage")

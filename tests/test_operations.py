@@ -192,7 +192,7 @@ def test_status_and_doctor_json_against_a_prepared_journal(tmp_path: Path) -> No
         "settings", "journal_schema", "journal_writable", "disk_space", "secret_files",
         "trading_state", "incidents", "broker"}
 
-    runner.invoke(app, ["kill-switch", "engage", "--reason", "broker outage", *args])
+    runner.invoke(app, ["trading-state", "halt", "--reason", "broker outage", *args])
     degraded = runner.invoke(app, ["doctor", "--json", *args])
     assert degraded.exit_code == 8
     state = next(c for c in json.loads(degraded.stdout)["checks"]
@@ -200,7 +200,7 @@ def test_status_and_doctor_json_against_a_prepared_journal(tmp_path: Path) -> No
     assert state["status"] == "warn" and "HALTED" in state["detail"]
 
     status = json.loads(runner.invoke(app, ["status", "--json", *args]).stdout)
-    assert status["kill_switch"]["engaged"] is True
+    assert status["trading_state"]["state"] == "HALTED"
     assert status["streams"]["EURUSD/M15"]["count"] == 3000
     assert status["params"]["active_version"] == 1
     assert {p["provider"]: p["breaker"] for p in status["providers"]} == {

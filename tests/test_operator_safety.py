@@ -189,7 +189,7 @@ def test_doctor_finds_a_journal_it_cannot_write(unwritable_url: str) -> None:
 
 @pytest.mark.parametrize("command", [
     ["run", "--data", "{data}"],
-    ["kill-switch", "engage", "--reason", "stop", "--operator", "ann"],
+    ["trading-state", "halt", "--reason", "stop", "--operator", "ann"],
     ["params", "propose", "--reason", "smaller", "--set", "guardrails.max_position_lots=0.2",
      "--operator", "ann"],
 ])
@@ -223,7 +223,7 @@ def test_exit_codes_follow_the_error_type() -> None:
 READS = [["status"], ["trace", "dta-none"], ["params", "list"], ["params", "show"],
          ["params", "diff", "1", "2"], ["approvals", "list"], ["approvals", "show", "1"],
          ["incidents", "list"], ["incidents", "show", "1"], ["providers", "status"],
-         ["promote", "--history"], ["shadow", "report"], ["kill-switch", "engage",
+         ["promote", "--history"], ["shadow", "report"], ["trading-state", "halt",
                                                           "--reason", "x"]]
 
 
@@ -288,27 +288,27 @@ PEOPLE = ('[governance.people]\nann = ["operator", "trading"]\nbob = ["complianc
 
 def _halted(url: str) -> None:
     assert _dta(url, "db", "upgrade").exit_code == 0  # type: ignore[attr-defined]
-    r = _dta(url, "kill-switch", "engage", "--reason", "news", "--operator", "ann")
+    r = _dta(url, "trading-state", "halt", "--reason", "news", "--operator", "ann")
     assert r.exit_code == 0, r.output  # type: ignore[attr-defined]
 
 
 def _state(url: str) -> tuple[str, str | None]:
     j = Journal.open(url, migrate_schema=False, create=False)
     try:
-        ks = j.kill_switch_state()
+        ts = j.trading_state()
     finally:
         j.close()
-    return ks.action, ks.operator
+    return ts.state, ts.operator
 
 
 def test_relaxing_needs_a_named_operator_making_safer_does_not(
         sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     _halted(sqlite_url)
     monkeypatch.setenv("USER", "night-shift")
-    anonymous = _dta(sqlite_url, "kill-switch", "release", "--reason", "looks fine")
+    anonymous = _dta(sqlite_url, "trading-state", "activate", "--reason", "looks fine")
     # Before the fix: released by $USER, exit 0.
     assert anonymous.exit_code == 2 and "--operator" in anonymous.output  # type: ignore[attr-defined]
-    assert _state(sqlite_url) == ("engage", "ann")
+    assert _state(sqlite_url) == ("HALTED", "ann")
     for command in (["params", "rollback", "--reason", "x"],
                     ["params", "activate", "1", "--reason", "x"],
                     ["params", "propose", "--reason", "x", "--set",
@@ -317,30 +317,30 @@ def test_relaxing_needs_a_named_operator_making_safer_does_not(
                     ["approvals", "reject", "1", "--note", "x"]):
         r = _dta(sqlite_url, *command)
         assert r.exit_code == 2 and "--operator" in r.output, (command, r.output)  # type: ignore[attr-defined]
-    released = _dta(sqlite_url, "kill-switch", "release", "--reason", "checked",
+    released = _dta(sqlite_url, "trading-state", "activate", "--reason", "checked",
                     "--operator", "ann")
     assert released.exit_code == 0, released.output  # type: ignore[attr-defined]
-    reduced = _dta(sqlite_url, "kill-switch", "reduce", "--reason", "exits only")
+    reduced = _dta(sqlite_url, "trading-state", "reduce", "--reason", "exits only")
     assert reduced.exit_code == 0  # type: ignore[attr-defined]
-    assert _state(sqlite_url) == ("reduce", "night-shift")  # recorded, not refused
+    assert _state(sqlite_url) == ("REDUCING", "night-shift")  # recorded, not refused
 
 
 def test_reduce_while_halted_needs_a_named_operator(
         sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Found by the daemon state machine: HALTED -> REDUCING lets exits through, so it
-    relaxes trading; `dta kill-switch reduce` recorded it under ``$USER`` when nobody was
+    relaxes trading; `dta trading-state reduce` recorded it under ``$USER`` when nobody was
     named. From ACTIVE, reduce makes trading safer and still needs no name."""
     _halted(sqlite_url)
     monkeypatch.setenv("USER", "night-shift")
     monkeypatch.delenv("SUDO_USER", raising=False)
-    anonymous = _dta(sqlite_url, "kill-switch", "reduce", "--reason", "let exits out")
+    anonymous = _dta(sqlite_url, "trading-state", "reduce", "--reason", "let exits out")
     # Before the fix: reduced by night-shift, exit 0.
     assert anonymous.exit_code == 2 and "--operator" in anonymous.output  # type: ignore[attr-defined]
-    assert _state(sqlite_url) == ("engage", "ann")
-    named = _dta(sqlite_url, "kill-switch", "reduce", "--reason", "let exits out",
+    assert _state(sqlite_url) == ("HALTED", "ann")
+    named = _dta(sqlite_url, "trading-state", "reduce", "--reason", "let exits out",
                  "--operator", "bob")
     assert named.exit_code == 0, named.output  # type: ignore[attr-defined]
-    assert _state(sqlite_url) == ("reduce", "bob")
+    assert _state(sqlite_url) == ("REDUCING", "bob")
 
 
 def test_with_people_configured_only_a_holder_of_the_role_relaxes(
@@ -348,12 +348,12 @@ def test_with_people_configured_only_a_holder_of_the_role_relaxes(
     cfg = _config(tmp_path, PEOPLE)
     _halted(sqlite_url)
     for who in ("mallory", "bob"):  # unknown; known without the operator role
-        r = _dta(sqlite_url, "kill-switch", "release", "--reason", "x", "--operator", who,
+        r = _dta(sqlite_url, "trading-state", "activate", "--reason", "x", "--operator", who,
                  config=cfg)
         assert r.exit_code == 5, r.output  # type: ignore[attr-defined]
         assert who in r.output  # type: ignore[attr-defined]
-    assert _state(sqlite_url)[0] == "engage"
-    ok = _dta(sqlite_url, "kill-switch", "release", "--reason", "x", "--operator", "ann",
+    assert _state(sqlite_url)[0] == "HALTED"
+    ok = _dta(sqlite_url, "trading-state", "activate", "--reason", "x", "--operator", "ann",
               config=cfg)
     assert ok.exit_code == 0, ok.output  # type: ignore[attr-defined]
 

@@ -21,7 +21,7 @@ RUNBOOKS = ROOT / "runbooks"
 FOREVER = {"approval_ttl_seconds": 4e8}  # requests stay pending past the wall clock
 
 SCENARIO_OF = {
-    "kill-switch-recovery.md": "halted",
+    "trading-state-recovery.md": "halted",
     "broker-outage.md": "halted",
     "lease-lost.md": "halted",
     "parameter-rollback.md": "changed",

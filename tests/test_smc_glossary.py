@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from strategies.glossary import TAG_VALUES, TERMS, Tag, is_valid_tag, validate_tag, validate_tags
+from domain.glossary import TAG_VALUES, TERMS, Tag, is_valid_tag, validate_tag, validate_tags
 
 
 @pytest.mark.parametrize(

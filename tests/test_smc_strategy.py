@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from domain import Direction, Position, Proposal
-from strategies.glossary import validate_tag
+from domain.glossary import validate_tag
 from strategies.logic import StrategyContext, TradeLogic
 from strategies.smc_strategy import SmcOrderBlockRetest
 from strategies.snapshot import SnapshotBuilder

@@ -39,7 +39,7 @@ def test_status_imports_none_of_the_daemons_machinery(sqlite_url: str,
     assert exit_code in ("0", "None"), out.stdout + out.stderr
     # main() freezes the heap when the command is done: shutdown skips its collections.
     assert frozen == "True"
-    assert "account paper-1" in out.stdout and "kill switch: released" in out.stdout
+    assert "account paper-1" in out.stdout and "trading state: ACTIVE" in out.stdout
     assert json.loads(loaded) == []
 
 

@@ -87,7 +87,7 @@ class Housekeeper:
             return
         self.param_checked = mono
         if self.metrics is not None:
-            self.metrics.set_state(self.journal.kill_switch_state().action)
+            self.metrics.set_state(self.journal.trading_state().state)
         latest = self.journal.latest_param_event_id()
         providers = self.journal.latest_provider_event_id()
         if latest == self.param_event_id and providers == self.provider_event_id:

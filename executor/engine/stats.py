@@ -82,7 +82,7 @@ def run_summary(s: RunStats, *, mode: str, account: str, c: Components, journal:
                       "executed": s.approvals_executed},
         "rollbacks": s.rollbacks,
         "ea_deals": s.ea_deals,
-        "trading_state": journal.kill_switch_state().action,
+        "trading_state": journal.trading_state().state,
         "elapsed_s": round(elapsed, 3),
         "bars_per_s": round(s.bars_processed / elapsed, 1) if elapsed > 0 else 0.0,
         "latency": {k: round(v, 1) for k, v in s.latency_percentiles().items()},

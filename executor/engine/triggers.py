@@ -203,7 +203,7 @@ class Triggers:
                 self.journal, trigger.state, operator="system", reason=trigger.reason,
                 trigger=trigger.name):
             severity = "critical" if trigger.state is TradingState.HALTED else "high"
-            self.journal.open_incident(severity, f"{trigger.state.value}:{trigger.name}",
+            self.journal.open_incident(severity, f"{trigger.state.value.lower()}:{trigger.name}",
                                        trigger.reason)
             log.warning("trading_state_changed", state=trigger.state.value,
                         trigger=trigger.name, reason=trigger.reason)

@@ -166,11 +166,11 @@ class FillRow(SQLModel, table=True):
     realized_pnl: float = 0.0
 
 
-class KillSwitchEventRow(SQLModel, table=True):
-    __tablename__ = "kill_switch_events"
+class TradingStateEventRow(SQLModel, table=True):
+    __tablename__ = "trading_state_events"
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = _ts()
-    action: str  # engage | release
+    state: str  # ACTIVE | REDUCING | HALTED
     scope: str = "global"
     operator: str
     reason: str

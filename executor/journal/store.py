@@ -4,7 +4,7 @@ Write discipline (see CONVENTIONS "Performance reference points"):
 - per-bar rows (processed and rejected bars) are buffered and written in batches;
 - an order row is committed *durably* (SQLite ``synchronous=FULL`` for that commit) before
   the broker is called, together with everything buffered before it;
-- kill-switch events commit durably at once.
+- trading-state events commit durably at once.
 (A paper daemon relaxes SQLite to synchronous=NORMAL: ``Journal.paper_durability``.)
 A crash therefore loses at most the un-committed tail of per-bar rows, which a restart
 re-processes, and never an order that may have reached a broker.
@@ -53,7 +53,6 @@ from executor.journal.models import (
     EaDealRow,
     FillRow,
     IncidentRow,
-    KillSwitchEventRow,
     OrderEventRow,
     OrderRow,
     ParameterSetRow,
@@ -64,6 +63,7 @@ from executor.journal.models import (
     ProviderEventRow,
     RejectedBarRow,
     RunRow,
+    TradingStateEventRow,
     VerdictRow,
 )
 from executor.journal.prepared import Prepared
@@ -80,7 +80,7 @@ _VERDICTS = VerdictRow.__table__  # type: ignore[attr-defined]
 _ORDERS = OrderRow.__table__  # type: ignore[attr-defined]
 _ORDER_EVENTS = OrderEventRow.__table__  # type: ignore[attr-defined]
 _FILLS = FillRow.__table__  # type: ignore[attr-defined]
-_KILL_EVENTS = KillSwitchEventRow.__table__  # type: ignore[attr-defined]
+_STATE_EVENTS = TradingStateEventRow.__table__  # type: ignore[attr-defined]
 _PARAM_VERSIONS = ParamVersionRow.__table__  # type: ignore[attr-defined]
 _PARAM_EVENTS = ParamEventRow.__table__  # type: ignore[attr-defined]
 _APPROVALS = ApprovalRow.__table__  # type: ignore[attr-defined]
@@ -107,8 +107,8 @@ _SELECT_ORDER = select(_ORDERS).where(_ORDERS.c.client_order_id == bindparam("co
 log = structlog.get_logger("dta.journal")
 
 
-_STATE_COLUMNS = (_KILL_EVENTS.c.action, _KILL_EVENTS.c.operator, _KILL_EVENTS.c.reason,
-                  _KILL_EVENTS.c.at, _KILL_EVENTS.c.trigger)
+_STATE_COLUMNS = (_STATE_EVENTS.c.state, _STATE_EVENTS.c.operator, _STATE_EVENTS.c.reason,
+                  _STATE_EVENTS.c.at, _STATE_EVENTS.c.trigger)
 # How long a running daemon may act on a cached trading state read from another process.
 STATE_TTL_S = 0.25
 
@@ -118,16 +118,15 @@ def utcnow() -> datetime:
 
 
 @dataclass(frozen=True, slots=True)
-class KillSwitchState:
-    """The newest trading-state event: ``engage`` (HALTED), ``reduce`` (REDUCING) or
-    ``release`` (ACTIVE). ``engaged`` is true for anything but ACTIVE."""
+class TradingStateRecord:
+    """The newest trading-state event: ``state`` is ACTIVE, REDUCING or HALTED (ACTIVE
+    when no event was ever written), with who set it, why, since when and by what."""
 
-    engaged: bool
+    state: str = "ACTIVE"
     operator: str | None = None
     reason: str | None = None
     since: datetime | None = None
     trigger: str | None = None
-    action: str = "release"
 
 
 def make_engine(url: str, *, create: bool = True) -> Engine:
@@ -145,7 +144,7 @@ def make_engine(url: str, *, create: bool = True) -> Engine:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             # FULL: every commit fsyncs the WAL. Commits are few (per-bar rows are batched),
-            # and the ones that matter (orders, kill switch) must survive power loss.
+            # and the ones that matter (orders, trading state) must survive power loss.
             cur.execute("PRAGMA synchronous=FULL")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
@@ -195,7 +194,7 @@ class Journal:
         self._pending_rejects: list[dict[str, Any]] = []
         self._lock = threading.RLock()
         self.run_id: int | None = None
-        self._state_cache: dict[str, tuple[float, KillSwitchState]] = {}
+        self._state_cache: dict[str, tuple[float, TradingStateRecord]] = {}
         self._prepared: dict[Any, Prepared] = {}
         self._dbapi_conn: Any = None
         event.listen(self._session, "after_transaction_end", self._forget_dbapi)
@@ -220,7 +219,7 @@ class Journal:
     def open(cls, url: str, *, migrate_schema: bool = True, create: bool = True) -> Journal:
         """``create=False`` (every `dta` command but ``db upgrade`` and a paper run): only a
         journal that already has a schema; never a new file, directory or schema, so a
-        mistyped URL cannot yield an empty journal with the kill switch released."""
+        mistyped URL cannot yield an empty journal with trading ACTIVE."""
         engine = None
         try:
             engine = make_engine(url, create=create)
@@ -263,7 +262,7 @@ class Journal:
         """Flush buffered per-bar rows and commit. Every commit is durable (SQLite WAL with
         synchronous=FULL, PostgreSQL's default fsync; a paper daemon's SQLite journal is
         NORMAL, see ``paper_durability``); ``durable`` marks the call sites that rely on it
-        (orders, kill switch, runs) so a later tuning cannot silently drop it, and a commit
+        (orders, trading state, runs) so a later tuning cannot silently drop it, and a commit
         that is not durable (a cycle's or housekeeping's) readies the next transaction's
         connection (``_ready_for_next``)."""
         with self._lock:
@@ -708,20 +707,20 @@ class Journal:
     def fill_id_exists(self, fill_id: str) -> bool:
         return self._session.get(FillRow, fill_id) is not None
 
-    # ------------------------------------------------------------------ kill switch
+    # ------------------------------------------------------------------ trading state
 
-    def record_kill_switch(self, action: str, operator: str, reason: str,
-                           trigger: str = "manual", scope: str = "global") -> None:
+    def record_trading_state(self, state: str, operator: str, reason: str,
+                             trigger: str = "manual", scope: str = "global") -> None:
         with self._lock:
-            self._session.add(KillSwitchEventRow(at=utcnow(), action=action, scope=scope,
-                                                 operator=operator, reason=reason,
-                                                 trigger=trigger))
+            self._session.add(TradingStateEventRow(at=utcnow(), state=state, scope=scope,
+                                                   operator=operator, reason=reason,
+                                                   trigger=trigger))
             self.commit(durable=True)
             self._state_cache.clear()
 
-    def kill_switch_state(self, scope: str = "global", *,
-                          fresh: bool = False) -> KillSwitchState:
-        """Read from the database, so an operator's `dta kill-switch` in another process
+    def trading_state(self, scope: str = "global", *,
+                      fresh: bool = False) -> TradingStateRecord:
+        """Read from the database, so an operator's `dta trading-state` in another process
         reaches a running daemon; cached for at most ``STATE_TTL_S`` of wall time (a replay
         decides thousands of times a second). This process's own changes clear the cache.
         ``fresh``: read through the cache (a state change decides on the current state)."""
@@ -733,8 +732,8 @@ class Journal:
         self._state_cache[scope] = (now, state)
         return state
 
-    def _read_state(self, scope: str) -> KillSwitchState:
-        t = _KILL_EVENTS
+    def _read_state(self, scope: str) -> TradingStateRecord:
+        t = _STATE_EVENTS
         p = self._prep("trading_state", lambda: select(*_STATE_COLUMNS).where(
             t.c.scope == bindparam("scope")).order_by(t.c.id.desc()).limit(1))
         with self._lock:
@@ -743,10 +742,9 @@ class Journal:
             else:
                 rows = self._read_committed(p, {"scope": scope})
         if not rows:
-            return KillSwitchState(engaged=False)
+            return TradingStateRecord()
         r = rows[0]
-        return KillSwitchState(r["action"] != "release", r["operator"], r["reason"], r["at"],
-                               r["trigger"], r["action"])
+        return TradingStateRecord(r["state"], r["operator"], r["reason"], r["at"], r["trigger"])
 
     def _read_committed(self, p: Prepared, values: dict[str, Any]) -> list[dict[str, Any]]:
         """Rows as committed now, by any process, whatever snapshot the session's open
@@ -771,9 +769,9 @@ class Journal:
             with contextlib.suppress(Exception):
                 reader.invalidate() if invalidate else reader.close()
 
-    def kill_switch_events(self, limit: int = 20) -> list[KillSwitchEventRow]:
-        stmt = select(KillSwitchEventRow).order_by(
-            KillSwitchEventRow.id.desc()).limit(limit)  # type: ignore[union-attr]
+    def trading_state_events(self, limit: int = 20) -> list[TradingStateEventRow]:
+        stmt = select(TradingStateEventRow).order_by(
+            TradingStateEventRow.id.desc()).limit(limit)  # type: ignore[union-attr]
         return list(self._session.scalars(stmt))
 
     # ------------------------------------------------------------------ parameter sets

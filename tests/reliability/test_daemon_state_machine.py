@@ -16,8 +16,8 @@ simulator over a bar file. One rule at a time:
   again with start-up reconciliation, as systemd restarts it;
 - from another process: an analyst approves or rejects a queued request (weight feedback
   makes a parameter version), time runs past a request's time-to-live, an operator
-  activates a parameter version or rolls back, and someone runs `dta kill-switch
-  engage|reduce|release`, with or without naming themselves;
+  activates a parameter version or rolls back, and someone runs `dta trading-state
+  halt|reduce|activate`, with or without naming themselves;
 - the account loses money (the daily drawdown halt is in play).
 
 After every step (``@invariant``):
@@ -46,7 +46,7 @@ On paper the venue's faults, the kills at the send and the account's losses are 
 (no venue, nothing fills while it is down, no money leaves); its clock is its bar file's,
 whose bars are longer than the live TTL, so its TTL is counted in bars.
 
-Two defects it found are pinned by regression tests: a `dta kill-switch reduce` while
+Two defects it found are pinned by regression tests: a `dta trading-state reduce` while
 HALTED relaxed trading under the login name (tests/test_operator_safety.py), and a restart
 after a partly filled market order whose answer was lost crashed start-up (below).
 
@@ -93,7 +93,7 @@ from executor.journal.store import Journal
 from executor.settings import Settings
 from executor.wiring import Daemon, build_daemon
 from guardrails.params import ParamError, activate, active_version, propose, rollback
-from guardrails.state import STATE_FOR_ACTION, TradingState
+from guardrails.state import TradingState
 from strategies.logic import StrategyContext
 from strategies.registry import STRATEGIES
 
@@ -820,10 +820,10 @@ class DaemonMachine(RuleBasedStateMachine):
             return
         self.ops.commit()
 
-    @rule(action=st.sampled_from(["engage", "reduce", "release", "release"]),
+    @rule(action=st.sampled_from(["halt", "reduce", "activate", "activate"]),
           who=st.sampled_from([*NAMED, None]))
     def trading_state_from_the_cli(self, action: str, who: str | None) -> None:
-        args = ["kill-switch", action, "--reason", "state machine"]
+        args = ["trading-state", action, "--reason", "state machine"]
         if who is not None:
             args += ["--operator", who]
         args += ["--config", str(EXAMPLE), "--journal-url", self.url]
@@ -854,7 +854,7 @@ class DaemonMachine(RuleBasedStateMachine):
             return
         equity = self.venue.equity_floor()
         if equity <= baseline[1] * (1 - (pct + 0.05) / 100):
-            state = STATE_FOR_ACTION.get(j.kill_switch_state().action)
+            state = TradingState(j.trading_state().state)
             assert state is TradingState.HALTED, (
                 f"equity {equity:.2f} is past the {pct} % daily halt from the day's "
                 f"{baseline[1]:.2f} (version {active.version}, {self.restarts} restarts), "
@@ -911,10 +911,10 @@ class DaemonMachine(RuleBasedStateMachine):
 
     @invariant()
     def trading_state_relaxed_only_by_a_named_person(self) -> None:
-        rows = sorted(self.ops.kill_switch_events(limit=100_000), key=lambda r: r.id or 0)
+        rows = sorted(self.ops.trading_state_events(limit=100_000), key=lambda r: r.id or 0)
         state = TradingState.ACTIVE
         for r in rows:
-            new = STATE_FOR_ACTION[r.action]
+            new = TradingState(r.state)
             if STRICTNESS[new] < STRICTNESS[state]:
                 assert r.trigger == "manual" and r.operator in NAMED, (
                     f"trading state {state.value} -> {new.value} relaxed by "
