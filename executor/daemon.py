@@ -10,6 +10,8 @@ This class composes the engine's parts (``executor.engine``), one per job: the b
 the decider, the approval queue, the triggers, housekeeping, the order router and tracker,
 run statistics. What it keeps for itself is what spans them: start and stop, the parameter
 version every part runs with, and halting at once when the journal or the lease is gone.
+The process around it (lease, signals, reconciliation, `dta run`'s exit code) is the
+node's (``executor.engine.node``).
 """
 
 from __future__ import annotations

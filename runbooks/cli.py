@@ -11,13 +11,11 @@ Exit codes (stable, documented in the README):
 # compile) each, ~15 ms of every `dta` invocation for the 36 commands. Names that exist
 # only for type checking are quoted instead.
 
-import contextlib
 import gc
 import json
-import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 
@@ -27,11 +25,9 @@ from runbooks.common import (
     DtaGroup,
     JournalOpt,
     JsonOpt,
-    exit_code_for,
     fail,
     journal_for,
     load,
-    one_line,
     operator_name,
     print_out,
 )
@@ -102,144 +98,19 @@ def run(
     data_over = {k: v for k, v in {"symbol": symbol, "timeframe": timeframe}.items() if v}
     settings = _settings(config, mode=mode, journal=_journal_override(journal_url),
                          data=data_over or None)
-    from domain.errors import ConfigError, DataFormatError, LeaseError, VenueError
-    from executor.log_setup import configure_logging
-    from executor.services import start_services
-    from executor.systemd import Notifier
-    from executor.wiring import build_daemon
-
-    configure_logging(settings.log_level, settings.secret_values())
-    from executor.data_register import warnings as register_warnings
-
-    for warning in register_warnings(settings):  # data leaving the VPS, reviewed and declared
-        typer.echo(f"dta: warning: {warning}", err=True)
-    notifier = Notifier()
-    # Paper may start a fresh journal (the demo does); shadow and live only on one that
-    # `dta db upgrade` created: a mistyped URL must not trade on an empty journal.
-    journal = _journal(settings, migrate=True, create=settings.mode == "paper")
-    if settings.mode != "paper":
-        from guardrails.clearance import cleared_mode
-        from guardrails.promotion import RANK
-
-        cleared = cleared_mode(journal, settings.account, settings.strategy.name)
-        if RANK[cleared] < RANK[settings.mode]:
-            journal.close()
-            _fail(f"{settings.account}/{settings.strategy.name} is cleared for {cleared}, "
-                  f"not {settings.mode}: `dta promote {settings.account} --to "
-                  f"{'shadow' if cleared == 'paper' else 'live'}` with the evidence and "
-                  "every sign-off first", EXIT_REFUSED)
-    lease = None
-    if settings.mode == "live":  # before anything binds a port or reaches the broker
-        from executor.lease import acquire_lease, venue_account
-
-        try:
-            lease = acquire_lease(settings.account, settings.journal.url,
-                                  venue=venue_account(settings))
-        except LeaseError as exc:
-            journal.close()
-            _fail(str(exc), EXIT_REFUSED)
-    services = start_services(settings, journal)
-
-    def _give_up(message: str, code: int) -> NoReturn:
-        if lease is not None:
-            lease.release()
-        services.close()
-        journal.close()
-        _fail(message, code)
+    from executor.engine.node import Node, RunAborted  # the process: lease .. exit code
 
     try:
-        daemon = build_daemon(settings, journal, data=data, notifier=notifier,
-                              metrics=services.metrics, lease=lease)
-    except (ConfigError, DataFormatError) as exc:
-        _give_up(str(exc), EXIT_CONFIG)
-    except LeaseError as exc:
-        _give_up(str(exc), EXIT_REFUSED)
-    except VenueError as exc:
-        _give_up(f"cannot reach the broker: {exc}", EXIT_FAILURE)
-    except BaseException:
-        if lease is not None:
-            lease.release()
-        raise
-    executor = daemon.executor
-
-    def _on_signal(signum: int, _frame: Any) -> None:
-        executor.stop_requested.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
-    from executor.engine.clock import SimulatedClock
-
-    status = "completed"
-    try:
-        executor.start()
-        from executor.heap import settle_after_start_up
-
-        settle_after_start_up()  # start-up heap frozen out of the collector, malloc pinned
-        if daemon.live is not None:
-            if settings.mode == "live":
-                _start_live(settings, daemon, journal)
-            notifier.ready(f"{settings.mode} on {settings.broker.kind}: "
-                           f"{len(daemon.live.streams)} stream(s)")
-            sched = settings.scheduler
-            executor.run_scheduled(
-                settle_seconds=sched.settle_delay_seconds,
-                misfire_grace_seconds=sched.misfire_grace_seconds,
-                server_utc_offset_hours=settings.broker.mt5.server_utc_offset_hours
-                if settings.broker.kind == "mt5" else 0.0,
-                server_clock=_server_clock(settings),
-                watchdog_seconds=sched.watchdog_interval_seconds)
-            if executor.fatal_error is not None:
-                raise executor.fatal_error
-            status = "stopped"
-        else:
-            assert daemon.loaded is not None and daemon.feed is not None
-            notifier.ready(f"replaying {daemon.loaded.symbol} {daemon.loaded.timeframe}")
-            executor.run_replay(SimulatedClock(), daemon.feed.next_close_time)
-            if executor.stop_requested.is_set():
-                status = "stopped"
-    except Exception as exc:
-        code = exit_code_for(exc)  # by type: a journal that cannot be written exits 3
-        if code is None:
-            raise
-        status = "failed"
-        notifier.stopping()
-        typer.echo(f"dta: {one_line(exc)}", err=True)
-        try:
-            with contextlib.suppress(Exception):  # the journal may be what failed
-                executor.stop(status)
-        finally:
-            if daemon.live is not None:
-                daemon.live.lease.release()
-            services.close()
-            with contextlib.suppress(Exception):
-                journal.close()
-        raise typer.Exit(code) from None
-    if daemon.live is not None:
-        daemon.live.lease.release()
-    notifier.stopping()
-    summary = executor.stop(status)
-    summary["journal"] = settings.journal.url
-    summary["status"] = status
-    services.close()
-    journal.close()
+        summary = Node(settings, data=data, warn=_warn).run()
+    except RunAborted as exc:
+        if exc.message is not None:
+            _fail(exc.message, exc.code)
+        raise typer.Exit(exc.code) from None
     _print(summary, as_json, _format_summary(summary))
 
 
-def _server_clock(settings: Any) -> Any:
-    """MT5's trade-server clock (a zone with daylight saving, or a fixed offset) for the
-    bar-close schedule; ``None`` elsewhere (ccxt venues run on UTC)."""
-    if settings.broker.kind != "mt5":
-        return None
-    from executor.brokers.server_time import ServerClock
-
-    return ServerClock.from_settings(settings.broker.mt5)
-
-
-def _start_live(settings: Any, daemon: Any, journal: Any) -> None:
-    """Start-up reconciliation before READY (``executor.engine.startup.start_live``)."""
-    from executor.engine.startup import start_live
-
-    start_live(settings, daemon, journal, warn=lambda m: typer.echo(f"dta: {m}", err=True))
+def _warn(message: str) -> None:
+    typer.echo(f"dta: {message}", err=True)
 
 
 def _format_summary(s: dict[str, Any]) -> str:
