@@ -10,11 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.samples import ROOT, SAMPLE, write_sample_head
 
-ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `benchmarks` (used by reliability tests) is not installed
     sys.path.insert(0, str(ROOT))
-SAMPLE = ROOT / "config" / "samples" / "EURUSD_M15.csv"
 # The server's URL as CI gives it; each test run works in a database of its own on that
 # server (``pytest_configure``), so two runs at once never reset each other's schema.
 _PG_SERVER_URL = os.environ.get("DTA_TEST_DATABASE_URL")
@@ -102,14 +101,6 @@ def pg_journal_url() -> Iterator[str]:
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'journal.sqlite'}"
-
-
-def write_sample_head(path: Path, rows: int) -> Path:
-    """The first ``rows`` bars of the real sample, as an MT5 CSV export."""
-    with SAMPLE.open() as src:
-        lines = [next(src) for _ in range(rows + 1)]
-    path.write_text("".join(lines).rstrip("\n") + "\n")
-    return path
 
 
 @pytest.fixture

@@ -8,6 +8,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from support.builders import a_proposal
+
 from domain import Direction, MarketSnapshot, Proposal
 from executor.engine.clock import SimulatedClock
 from executor.journal.store import Journal
@@ -63,8 +65,9 @@ class AlwaysBuy:
 
     def on_bar(self, snapshot: MarketSnapshot, ctx: StrategyContext) -> Sequence[Proposal]:
         c = snapshot.bar.close
-        return (Proposal(self.name, snapshot.symbol, snapshot.timeframe, snapshot.bar.time,
-                         Direction.LONG, c, c * 0.99, c * 1.02, "test", ("bos_bullish",)),)
+        return (a_proposal(strategy=self.name, symbol=snapshot.symbol, timeframe=snapshot.timeframe,
+                           bar_time=snapshot.bar.time, direction=Direction.LONG, entry=c,
+                           stop=c * 0.99, target=c * 1.02, reason="test", tags=("bos_bullish",)),)
 
 
 def registered_always_buy() -> Iterator[type[AlwaysBuy]]:

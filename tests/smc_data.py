@@ -12,6 +12,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from support.builders import a_bar
+
 from domain import Bar, Direction, MarketSnapshot, Swing, SwingKind
 from strategies.smc.swings import SwingSequence
 from strategies.snapshot import SnapshotBuilder
@@ -29,17 +31,11 @@ def load_bars(path: Path = SAMPLE, limit: int | None = None) -> tuple[Bar, ...]:
     with path.open(newline="") as fh:
         for row in csv.DictReader(fh):
             bars.append(
-                Bar(
-                    symbol="EURUSD",
-                    timeframe="M15",
-                    time=datetime.strptime(row["Date"], "%Y.%m.%d %H:%M:%S").replace(tzinfo=UTC),
-                    open=float(row["Open"]),
-                    high=float(row["High"]),
-                    low=float(row["Low"]),
-                    close=float(row["Close"]),
-                    volume=float(row["Tickvol"]),
-                    spread=int(row["Spread"]) * POINT,
-                )
+                a_bar(symbol="EURUSD", timeframe="M15",
+                      time=datetime.strptime(row["Date"], "%Y.%m.%d %H:%M:%S").replace(tzinfo=UTC),
+                      open=float(row["Open"]), high=float(row["High"]), low=float(row["Low"]),
+                      close=float(row["Close"]), volume=float(row["Tickvol"]),
+                      spread=int(row["Spread"]) * POINT)
             )
             if limit is not None and len(bars) >= limit:
                 break
@@ -212,7 +208,8 @@ T0 = datetime(2024, 1, 1, tzinfo=UTC)
 def make_bars(rows: list[tuple[float, float, float, float]]) -> list[Bar]:
     """(open, high, low, close) rows as consecutive M15 bars from ``T0``."""
     return [
-        Bar("TEST", "M15", T0 + timedelta(minutes=15 * i), o, h, lo, c, 1.0, 0.0)
+        a_bar(symbol="TEST", timeframe="M15", time=T0 + timedelta(minutes=15 * i), open=o, high=h,
+              low=lo, close=c, volume=1.0, spread=0.0)
         for i, (o, h, lo, c) in enumerate(rows)
     ]
 

@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import write_sample_head
 from daemon_helpers import settings_for
+from support.builders import a_bar, a_proposal, a_snapshot
+from support.samples import write_sample_head
 
-from domain import Bar, Direction, MarketSnapshot, Proposal
+from domain import Direction
 from executor.journal.store import Journal
 from executor.reports.ab import (
     BASELINE,
@@ -57,13 +58,15 @@ def test_assignment_is_seeded_blocked_and_reproducible() -> None:
 
 
 def test_rules_only_decision_passes_the_consensus_gate() -> None:
-    bar = Bar("EURUSD", "M15", T0, 1.1, 1.2, 1.0, 1.15)
-    proposal = Proposal("s", "EURUSD", "M15", T0, Direction.SHORT, 1.15, 1.2, 1.05, "test")
+    bar = a_bar(symbol="EURUSD", timeframe="M15", time=T0, open=1.1, high=1.2, low=1.0, close=1.15)
+    proposal = a_proposal(strategy="s", symbol="EURUSD", timeframe="M15", bar_time=T0,
+                          direction=Direction.SHORT, entry=1.15, stop=1.2, target=1.05,
+                          reason="test")
     decision = pass_through_decision(proposal, "h")
     assert (decision.direction, decision.confidence, decision.provider_mix) == \
         (Direction.SHORT, 1.0, (PASS_THROUGH_PROVIDER,))
     account = AccountState(positions={}, order_volume=0.1, now=T0,
-                           snapshot=MarketSnapshot("EURUSD", "M15", 0, bar))
+                           snapshot=a_snapshot(symbol="EURUSD", timeframe="M15", index=0, bar=bar))
     assert ConsensusCheck(0.9, 1, rule="both").check(decision, account).passed
 
 

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import write_sample_head
 from daemon_helpers import replay, settings_for
+from support.builders import a_proposal
+from support.samples import write_sample_head
 
 from domain import Direction, MarketSnapshot, OrderSide, Proposal
 from domain.errors import JournalError, MalformedApproval
@@ -41,8 +42,9 @@ class AlwaysLongOnDown:
         b = snapshot.bar
         if b.close >= b.open:
             return ()
-        return (Proposal(self.name, snapshot.symbol, snapshot.timeframe, b.time,
-                         Direction.LONG, b.close, b.close - 0.0030, b.close + 0.0060, "test"),)
+        return (a_proposal(strategy=self.name, symbol=snapshot.symbol, timeframe=snapshot.timeframe,
+                           bar_time=b.time, direction=Direction.LONG, entry=b.close,
+                           stop=b.close - 0.0030, target=b.close + 0.0060, reason="test"),)
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import write_sample_head
 from daemon_helpers import replay, settings_for
 from fakes.llm_servers import FakeOpenAIServer, stage_responder
+from support.samples import write_sample_head
 
 from executor.approval_request import ApprovalRequest
 from executor.approvals import ApprovalError, decide

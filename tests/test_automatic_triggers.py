@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import write_sample_head
 from daemon_helpers import live_daemon, registered, replay
 from fakes.binance_fake import FakeBinance
+from support.samples import write_sample_head
 
 from domain import MarketSnapshot, Proposal
 from executor.journal.store import Journal

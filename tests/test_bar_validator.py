@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.builders import a_bar
 
 from domain import Bar
 from executor.feeds.validator import REJECTION_REASONS, BarValidator
@@ -22,7 +23,8 @@ INF = float("inf")
 
 def bar(i: int = 0, **changes: Any) -> Bar:
     """The i-th good M15 bar from T0; ``changes`` make it bad."""
-    base = Bar("EURUSD", "M15", T0 + i * M15, 1.1, 1.2, 1.0, 1.15, 100.0, 0.0001)
+    base = a_bar(symbol="EURUSD", timeframe="M15", time=T0 + i * M15, open=1.1, high=1.2, low=1.0,
+                 close=1.15, volume=100.0, spread=0.0001)
     return replace(base, **changes)
 
 
@@ -97,8 +99,10 @@ def test_alignment_can_be_disabled_and_skips_daily_bars() -> None:
     odd = bar(1, time=T0 + timedelta(minutes=7))
     assert BarValidator(check_alignment=False).check(odd).accepted
     # D1 and H4 bars open at broker midnight, which a UTC offset shifts: not checked.
-    daily = Bar("EURUSD", "D1", datetime(2023, 1, 2, 21, tzinfo=UTC), 1, 1, 1, 1)
-    h4 = Bar("EURUSD", "H4", datetime(2023, 1, 2, 21, tzinfo=UTC), 1, 1, 1, 1)
+    daily = a_bar(symbol="EURUSD", timeframe="D1", time=datetime(2023, 1, 2, 21, tzinfo=UTC),
+                  open=1, high=1, low=1, close=1)
+    h4 = a_bar(symbol="EURUSD", timeframe="H4", time=datetime(2023, 1, 2, 21, tzinfo=UTC), open=1,
+               high=1, low=1, close=1)
     v = BarValidator()
     assert v.check(daily).accepted and v.check(h4).accepted
 

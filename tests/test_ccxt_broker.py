@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 from fakes.binance_fake import FakeBinance
+from support.builders import a_bar, an_intent, an_order
 
 from domain import (
-    Bar,
     Order,
     OrderIntent,
     OrderSide,
@@ -42,12 +42,12 @@ def intent(n: int = 1, *, side: OrderSide = OrderSide.BUY, volume: float = 0.01,
            order_type: OrderType = OrderType.MARKET, price: float | None = None,
            symbol: str = "BTC/USDT") -> OrderIntent:
     coid = client_order_id(ACCOUNT, symbol, BAR + timedelta(minutes=15 * n), f"i{n}")
-    return OrderIntent(coid, ACCOUNT, symbol, side, volume, order_type, BAR, price=price,
-                       stop_loss=29_000.0)
+    return an_intent(client_order_id=coid, account=ACCOUNT, symbol=symbol, side=side, volume=volume,
+                     order_type=order_type, bar_time=BAR, price=price, stop_loss=29_000.0)
 
 
 def submitting(i: OrderIntent) -> Order:
-    return Order(i).transition(OrderState.SUBMITTING)
+    return an_order(intent=i).transition(OrderState.SUBMITTING)
 
 
 @pytest.fixture
@@ -121,7 +121,8 @@ def test_limit_order_price_rounded_accepted_and_listed(fake: FakeBinance,
 
 def test_below_the_market_minimums_is_rejected_without_sending(fake: FakeBinance,
                                                                broker: CcxtBroker) -> None:
-    broker.on_bar(Bar("BTC/USDT", "M15", BAR, 30_000, 30_000, 30_000, 30_000))
+    broker.on_bar(a_bar(symbol="BTC/USDT", timeframe="M15", time=BAR, open=30_000, high=30_000,
+                        low=30_000, close=30_000))
     tiny = broker.submit(submitting(intent(1, volume=0.0001)))  # 3 USDT < 5 minNotional
     assert tiny.state is OrderState.REJECTED and "notional" in tiny.reason
     dust = broker.submit(submitting(intent(2, volume=0.000001)))  # below amount precision
@@ -253,7 +254,8 @@ def test_fills_positions_and_foreign_orders(fake: FakeBinance, broker: CcxtBroke
     # Someone trades the same account by hand (no client id of ours).
     fake.new_order({"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET",
                     "quantity": "0.1", "newClientOrderId": "web_manual_1"}, None)
-    broker.on_bar(Bar("BTC/USDT", "M15", BAR, 1, 1, 1, 1))  # the book follows polled fills
+    broker.on_bar(a_bar(symbol="BTC/USDT", timeframe="M15", time=BAR, open=1, high=1, low=1,
+                        close=1))  # the book follows polled fills
     fills = broker.recent_fills(datetime.now(UTC) - timedelta(minutes=5))
     # Buys pay their fee in BTC: each has a "fee" fill after its entry.
     assert [(f.fill.client_order_id, f.kind) for f in fills] == [
@@ -266,7 +268,7 @@ def test_fills_positions_and_foreign_orders(fake: FakeBinance, broker: CcxtBroke
     ours = 0.02 * 0.999 - 0.005
     assert broker.positions()["BTC/USDT"].volume == pytest.approx(ours)  # ours only
     assert fake.balances["BTC"] == pytest.approx(ours + 0.1 * 0.999)
-    bar = Bar("BTC/USDT", "M15", BAR, 1, 1, 1, 1)
+    bar = a_bar(symbol="BTC/USDT", timeframe="M15", time=BAR, open=1, high=1, low=1, close=1)
     fresh = CcxtBroker(broker.exchange, broker.settings)
     assert [f.fill.client_order_id for f in fresh.on_bar(bar)] == [
         a.client_order_id, a.client_order_id, b.client_order_id]
@@ -331,8 +333,9 @@ def test_catch_up_polls_fills_once_per_interval_not_once_per_bar(fake: FakeBinan
                                       api_urls=fake.api_urls()), s, sleep=lambda _s: None,
                         monotonic=mono)
     now = datetime.now(UTC).replace(second=0, microsecond=0)
-    bars = [Bar("BTC/USDT", "M1", now - timedelta(minutes=1000 - k), 30_000, 30_000,
-                30_000, 30_000) for k in range(990)]  # all closed before the first poll
+    # all closed before the first poll
+    bars = [a_bar(symbol="BTC/USDT", timeframe="M1", time=now - timedelta(minutes=1000 - k),
+                  open=30_000, high=30_000, low=30_000, close=30_000) for k in range(990)]
 
     def trades_requests() -> int:
         return fake.requests.count(("GET", "/api/v3/myTrades"))
@@ -359,6 +362,7 @@ def test_catch_up_polls_fills_once_per_interval_not_once_per_bar(fake: FakeBinan
         resting.client_order_id}
     assert trades_requests() == 4
     # Live: a bar that closed after the last poll is polled at once.
-    live = Bar("BTC/USDT", "M1", datetime.now(UTC), 30_000, 30_000, 30_000, 30_000)
+    live = a_bar(symbol="BTC/USDT", timeframe="M1", time=datetime.now(UTC), open=30_000,
+                 high=30_000, low=30_000, close=30_000)
     broker.on_bar(live)
     assert trades_requests() == 5

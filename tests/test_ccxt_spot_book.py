@@ -11,15 +11,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from fakes.binance_fake import FakeBinance
+from support.builders import a_bar, a_fill
 from test_ccxt_broker import ACCOUNT, BAR, intent, make_broker, submitting
 
-from domain import Bar, Fill, OrderSide, OrderState
+from domain import OrderSide, OrderState
 from executor.brokers.ccxt_broker import CcxtBroker
 from executor.engine.router import OrderRouter
 from executor.engine.startup import journal_net_positions, reconcile
 from executor.journal.store import Journal
 
-TICK = Bar("BTC/USDT", "M15", BAR, 30_000, 30_000, 30_000, 30_000)
+TICK = a_bar(symbol="BTC/USDT", timeframe="M15", time=BAR, open=30_000, high=30_000, low=30_000,
+             close=30_000)
 
 
 @pytest.fixture
@@ -34,8 +36,9 @@ def restarted(journal: Journal, fake: FakeBinance) -> CcxtBroker:
     broker = make_broker(fake)
     fills = journal.fills()
     broker.restore(journal.orders(ACCOUNT),
-                   [Fill(f.client_order_id, f.fill_id, f.symbol, OrderSide(f.side), f.time,
-                         f.price, f.volume, f.fee) for f in fills],
+                   [a_fill(client_order_id=f.client_order_id, fill_id=f.fill_id, symbol=f.symbol,
+                           side=OrderSide(f.side), time=f.time, price=f.price, volume=f.volume,
+                           fee=f.fee) for f in fills],
                    [f.kind for f in fills])
     return broker
 

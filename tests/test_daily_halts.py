@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import write_sample_head
 from daemon_helpers import registered_always_buy, settings_for
+from support.samples import write_sample_head
 
 from domain.errors import TemporaryVenueError
 from executor.daemon import RealtimeExecutor

@@ -7,8 +7,8 @@ import shutil
 from datetime import date
 from pathlib import Path
 
-from conftest import write_sample_head
 from daemon_helpers import EXAMPLE
+from support.samples import write_sample_head
 from typer.testing import CliRunner
 
 from executor.data_register import register

@@ -20,9 +20,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select, text
 from sqlalchemy.dialects import postgresql, sqlite
+from support.builders import a_bar, an_intent, an_order
 
 from domain import (
-    Order,
     OrderIntent,
     OrderSide,
     OrderState,
@@ -143,9 +143,10 @@ def test_the_journal_engine_writes_its_json_columns_with_it(journal_url: str) ->
 
 def _intent(k: int) -> OrderIntent:
     t = T0 + timedelta(minutes=15 * k)
-    return OrderIntent(client_order_id("acct", "EURUSD", t, f"entry:{k}"), "acct", "EURUSD",
-                       OrderSide.BUY, 0.1, OrderType.MARKET, t, stop_loss=1.0,
-                       take_profit=1.2, params_hash="h", decision_id=k)
+    return an_intent(client_order_id=client_order_id("acct", "EURUSD", t, f"entry:{k}"),
+                     account="acct", symbol="EURUSD", side=OrderSide.BUY, volume=0.1,
+                     order_type=OrderType.MARKET, bar_time=t, stop_loss=1.0, take_profit=1.2,
+                     params_hash="h", decision_id=k)
 
 
 def _rows(journal: Journal, coid: str) -> tuple[dict[str, Any], list[tuple[Any, ...]]]:
@@ -160,7 +161,7 @@ def _rows(journal: Journal, coid: str) -> tuple[dict[str, Any], list[tuple[Any, 
 def test_insert_sending_writes_what_insert_then_update_wrote(journal_url: str) -> None:
     journal = Journal.open(journal_url)
     try:
-        old, new = Order(_intent(1)), Order(_intent(2))
+        old, new = an_order(intent=_intent(1)), an_order(intent=_intent(2))
         journal.insert_order(old, detail="created", commit=False)
         journal.set_order_state(old.state, old.transition(OrderState.SUBMITTING),
                                 "sending to paper", commit=False)
@@ -227,8 +228,8 @@ def test_classes_down_is_what_the_health_report_says(
 
 
 def test_the_daemon_keeps_only_order_times_the_throttle_can_count(tmp_path: Path) -> None:
-    from conftest import write_sample_head
     from daemon_helpers import settings_for
+    from support.samples import write_sample_head
 
     from executor.wiring import build_daemon
 
@@ -296,7 +297,7 @@ def test_a_cycle_commit_keeps_the_connection_and_locks_nothing(tmp_path: Path) -
     url = f"sqlite:///{tmp_path / 'j.sqlite'}"
     journal = Journal.open(url)
     try:
-        journal.insert_order(Order(_intent(1)), detail="created", commit=False)
+        journal.insert_order(an_order(intent=_intent(1)), detail="created", commit=False)
         journal.commit()
         assert journal._dbapi_conn is not None and not journal._dbapi_conn.in_transaction
         other = sqlite3.connect(tmp_path / "j.sqlite", timeout=0.1)  # fails fast if locked
@@ -304,7 +305,7 @@ def test_a_cycle_commit_keeps_the_connection_and_locks_nothing(tmp_path: Path) -
                       "VALUES ('2024-01-01 00:00:00.000000', 'low', 'k', 'm', 'open')")
         other.commit()
         other.close()
-        journal.insert_order(Order(_intent(2)), detail="created", commit=False)
+        journal.insert_order(an_order(intent=_intent(2)), detail="created", commit=False)
         journal.commit(durable=True)
         assert journal._dbapi_conn is None
         assert {o.client_order_id for o in journal.orders("acct")} == {
@@ -327,7 +328,8 @@ def test_buffered_bar_rows_are_what_a_core_insert_writes(journal_url: str) -> No
 
     journal = Journal.open(journal_url)
     try:
-        bar = Bar("EURUSD", "M15", T0, 1.08512, 1.0861, 1, 1.0855, 120.0, 0.0002)
+        bar: Bar = a_bar(symbol="EURUSD", timeframe="M15", time=T0, open=1.08512, high=1.0861,
+                         low=1, close=1.0855, volume=120.0, spread=0.0002)
         journal.record_bar(bar, gap_bars=2)
         journal.commit()
         core = dict(zip(_BAR_KEYS, (None, "GBPUSD", "M15", T0, 1.08512, 1.0861, 1, 1.0855,

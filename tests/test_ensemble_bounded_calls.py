@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,9 @@ from fakes.llm_servers import (
     stage_responder,
 )
 from pydantic import SecretStr
+from support.ensemble_scene import BAR, SNAP, retest_proposal
 
-from domain import Bar, Direction, MarketSnapshot, Proposal, Trend
+from domain import Proposal
 from domain.errors import ProviderCallError
 from ensemble.anthropic_messages import AnthropicMessagesClient
 from ensemble.base import RenderedPrompt
@@ -44,16 +45,11 @@ from ensemble.telemetry import CallOutcome
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "sk-bounded-0123456789"
 SLACK_S = 0.3  # scheduling slack on a loaded 2-core machine
-BAR = Bar("EURUSD", "M15", datetime(2024, 3, 4, 10, 0, tzinfo=UTC), 1.0850, 1.0856, 1.0846,
-          1.0852, 100, 0.00002)
-SNAP = MarketSnapshot("EURUSD", "M15", 500, BAR, (BAR,), atr=0.0010, trend=Trend.BULLISH)
 PROMPT = RenderedPrompt("research", "1", "h", "system", "user")
 
 
 def _proposal(i: int) -> Proposal:
-    return Proposal("smc_ob_retest", "EURUSD", "M15", BAR.time + timedelta(minutes=15 * i),
-                    Direction.LONG, 1.0852, 1.0838, 1.0880, "bullish choch retest",
-                    ("choch_bullish",))
+    return retest_proposal(bar_time=BAR.time + timedelta(minutes=15 * i))
 
 
 def _trickling(body: dict[str, Any]) -> Trickle:

@@ -10,15 +10,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from fakes.llm_servers import Fail, FakeAnthropicServer, FakeOpenAIServer, Hang, Reply
 from fakes.llm_servers import stage_responder as responder
 from pydantic import SecretStr
+from support.ensemble_scene import PROP, SNAP
 
-from domain import Bar, Direction, MarketSnapshot, Proposal, Trend
+from domain import Direction
 from ensemble.breaker import BreakerState, CircuitBreaker
 from ensemble.config import BreakerConfig, EnsembleConfig, ProviderConfig, RouteRule
 from ensemble.ensemble import Ensemble
@@ -29,11 +29,6 @@ ROOT = Path(__file__).resolve().parent.parent
 KEY = "k"
 EPSILON_S = 0.25  # scheduling slack on a loaded 2-core machine
 DEADLINE_S = 0.8
-BAR = Bar("EURUSD", "M15", datetime(2024, 3, 4, 10, 0, tzinfo=UTC), 1.0850, 1.0856, 1.0846,
-          1.0852, 100, 0.00002)
-SNAP = MarketSnapshot("EURUSD", "M15", 500, BAR, (BAR,), atr=0.0010, trend=Trend.BULLISH)
-PROP = Proposal("smc_ob_retest", "EURUSD", "M15", BAR.time, Direction.LONG, 1.0852, 1.0838,
-                1.0880, "bullish choch retest", ("choch_bullish",))
 
 
 class FakeClock:

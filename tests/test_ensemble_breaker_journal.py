@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import write_sample_head
 from daemon_helpers import AlwaysBuy, registered, settings_for
 from fakes.llm_servers import Fail, FakeOpenAIServer, stage_responder
+from support.samples import write_sample_head
 from typer.testing import CliRunner
 
 from executor.journal.store import Journal

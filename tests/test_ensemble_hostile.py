@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import write_sample_head
 from daemon_helpers import registered, settings_for
 from fakes.llm_servers import (
     Behaviour,
@@ -56,6 +55,8 @@ from fakes.llm_servers import (
     stage_responder,
 )
 from sqlalchemy import create_engine, select
+from support.builders import a_proposal
+from support.samples import write_sample_head
 
 from domain import Direction, MarketSnapshot, Proposal
 from executor.engine.clock import SimulatedClock
@@ -93,8 +94,9 @@ class Probe:
             return ()
         self.proposed += 1
         c = snapshot.bar.close
-        return (Proposal(self.name, snapshot.symbol, snapshot.timeframe, snapshot.bar.time,
-                         Direction.LONG, c, c * 0.99, c * 1.02, "probe", ("bos_bullish",)),)
+        return (a_proposal(strategy=self.name, symbol=snapshot.symbol, timeframe=snapshot.timeframe,
+                           bar_time=snapshot.bar.time, direction=Direction.LONG, entry=c,
+                           stop=c * 0.99, target=c * 1.02, reason="probe", tags=("bos_bullish",)),)
 
 
 # --------------------------------------------------------------------------- the table

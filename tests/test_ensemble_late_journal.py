@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import write_sample_head
 from daemon_helpers import settings_for
 from fakes.llm_servers import Behaviour, FakeOpenAIServer, Reply, stage_responder
 from sqlalchemy import create_engine, select
+from support.builders import a_proposal
+from support.samples import write_sample_head
 
-from domain import Direction, Proposal
+from domain import Direction
 from ensemble.ensemble import decision_key, parse_decision_key
 from ensemble.late import LateCalls, call_row
 from ensemble.telemetry import CallOutcome, MultiSink, ProviderCall
@@ -73,8 +74,9 @@ def test_late_calls_queue_only_late_answers_and_stays_bounded() -> None:
 
 def test_decision_keys_parse_back_even_with_colons_in_the_symbol() -> None:
     for symbol in ("EURUSD", "BTC/USDT:USDT"):
-        p = Proposal("smc_ob_retest", symbol, "M15", datetime(2024, 1, 2, 3, 45, tzinfo=UTC),
-                     Direction.LONG, 1.0, 0.9, 1.2, "r")
+        p = a_proposal(strategy="smc_ob_retest", symbol=symbol, timeframe="M15",
+                       bar_time=datetime(2024, 1, 2, 3, 45, tzinfo=UTC), direction=Direction.LONG,
+                       entry=1.0, stop=0.9, target=1.2, reason="r")
         assert parse_decision_key(decision_key(p)) == (
             "smc_ob_retest", symbol, "M15", datetime(2024, 1, 2, 3, 45, tzinfo=UTC))
     assert parse_decision_key("not-a-key") is None

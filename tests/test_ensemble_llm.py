@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -26,8 +25,9 @@ from fakes.llm_servers import (
     stage_responder,
 )
 from pydantic import SecretStr
+from support.ensemble_scene import BLOCK_RETEST_TAGS, SNAP, retest_proposal
 
-from domain import Bar, Direction, MarketSnapshot, Proposal, Trend
+from domain import Direction, MarketSnapshot, Proposal
 from ensemble.config import EnsembleConfig, ProviderConfig, RouteRule
 from ensemble.factory import build_ensemble
 from ensemble.telemetry import CallOutcome, InMemorySink, ProviderCall
@@ -37,15 +37,11 @@ KEY = "sk-test-secret-0123456789"
 
 
 def snapshot() -> MarketSnapshot:
-    bar = Bar("EURUSD", "M15", datetime(2024, 3, 4, 10, 0, tzinfo=UTC), 1.0850, 1.0856,
-              1.0846, 1.0852, 100, 0.00002)
-    return MarketSnapshot("EURUSD", "M15", 500, bar, (bar,), atr=0.0010, trend=Trend.BULLISH)
+    return SNAP
 
 
 def proposal() -> Proposal:
-    return Proposal("smc_ob_retest", "EURUSD", "M15", datetime(2024, 3, 4, 10, 0, tzinfo=UTC),
-                    Direction.LONG, 1.0852, 1.0838, 1.0880, "bullish choch retest",
-                    ("choch_bullish", "order_block_bullish"))
+    return retest_proposal(tags=BLOCK_RETEST_TAGS)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ import json
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +21,9 @@ from fakes.llm_servers import FakeOpenAIServer, Reply
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
+from support.ensemble_scene import PROP, SNAP
 
-from domain import Bar, Direction, MarketSnapshot, Proposal, Trend
+from domain import Direction
 from domain.glossary import is_valid_tag
 from ensemble.base import Completion, RenderedPrompt
 from ensemble.config import EnsembleConfig, ProviderConfig, RouteRule
@@ -33,11 +33,6 @@ from ensemble.telemetry import CallOutcome
 from ensemble.validation import validate_answer
 
 ROOT = Path(__file__).resolve().parent.parent
-BAR = Bar("EURUSD", "M15", datetime(2024, 3, 4, 10, 0, tzinfo=UTC), 1.0850, 1.0856, 1.0846,
-          1.0852, 100, 0.00002)
-SNAP = MarketSnapshot("EURUSD", "M15", 500, BAR, (BAR,), atr=0.0010, trend=Trend.BULLISH)
-PROP = Proposal("smc_ob_retest", "EURUSD", "M15", BAR.time, Direction.LONG, 1.0852, 1.0838,
-                1.0880, "bullish choch retest", ("choch_bullish",))
 VALID: dict[str, Any] = {"symbol": "EURUSD", "direction": "long", "confidence": 0.7,
                          "entry": 1.0852, "stop": 1.0838, "target": 1.0880,
                          "tags": ["order_block_bullish"], "rationale": "retest of the block"}

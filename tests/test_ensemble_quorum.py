@@ -10,26 +10,21 @@ the loopback servers.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fakes.llm_servers import FakeAnthropicServer, FakeOpenAIServer, Reply, stage_responder
 from pydantic import SecretStr, ValidationError
+from support.ensemble_scene import PROP, SNAP
 
-from domain import Bar, Direction, MarketSnapshot, Proposal, Trend
+from domain import Direction
 from ensemble.config import EnsembleConfig
 from ensemble.factory import build_ensemble
 from ensemble.telemetry import CallOutcome
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "sk-quorum-0123456789"
-BAR = Bar("EURUSD", "M15", datetime(2024, 3, 4, 10, 0, tzinfo=UTC), 1.0850, 1.0856, 1.0846,
-          1.0852, 100, 0.00002)
-SNAP = MarketSnapshot("EURUSD", "M15", 500, BAR, (BAR,), atr=0.0010, trend=Trend.BULLISH)
-PROP = Proposal("smc_ob_retest", "EURUSD", "M15", BAR.time, Direction.LONG, 1.0852, 1.0838,
-                1.0880, "bullish choch retest", ("choch_bullish",))
 NOT_AN_ANSWER = Reply("I would rather not say.")  # not JSON: an abstention
 
 
@@ -118,9 +113,9 @@ def test_the_daemon_vetoes_below_the_quorum_with_its_reason(
     """Through the daemon: every LLM abstains or is missing, the local providers alone
     would trade; below the quorum each decision is vetoed, and the verdict says why (not
     "no consensus")."""
-    from conftest import write_sample_head
     from daemon_helpers import replay
     from sqlalchemy import select
+    from support.samples import write_sample_head
 
     from executor.journal.models import VerdictRow
     from executor.journal.store import Journal

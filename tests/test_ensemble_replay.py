@@ -27,8 +27,9 @@ from fakes.llm_servers import (
     stage_responder,
 )
 from pydantic import SecretStr
+from support.builders import a_bar, a_position
 
-from domain import Bar, MarketSnapshot, Position, Proposal
+from domain import MarketSnapshot, Proposal
 from domain.errors import PromptLibraryError
 from ensemble.config import EnsembleConfig
 from ensemble.ensemble import EnsembleResult
@@ -54,16 +55,17 @@ def sample_proposals(n: int = N_PROPOSALS, max_bars: int = 6000,
                      ) -> list[tuple[Proposal, MarketSnapshot]]:
     builder = SnapshotBuilder(swing_length=5, atr_period=14)
     strategy = SmcOrderBlockRetest()
-    ctx = StrategyContext(Position("EURUSD"), {})
+    ctx = StrategyContext(a_position(symbol="EURUSD"), {})
     out: list[tuple[Proposal, MarketSnapshot]] = []
     with SAMPLE.open(newline="") as fh:
         for i, r in enumerate(csv.DictReader(fh)):
             if i >= max_bars or len(out) >= n:
                 break
-            bar = Bar("EURUSD", "M15",
-                      datetime.strptime(r["Date"], "%Y.%m.%d %H:%M:%S").replace(tzinfo=UTC),
-                      float(r["Open"]), float(r["High"]), float(r["Low"]), float(r["Close"]),
-                      float(r["Tickvol"]), int(r["Spread"]) * 0.00001)
+            bar = a_bar(symbol="EURUSD", timeframe="M15",
+                        time=datetime.strptime(r["Date"], "%Y.%m.%d %H:%M:%S").replace(tzinfo=UTC),
+                        open=float(r["Open"]), high=float(r["High"]), low=float(r["Low"]),
+                        close=float(r["Close"]), volume=float(r["Tickvol"]),
+                        spread=int(r["Spread"]) * 0.00001)
             snap = builder.update(bar)
             out.extend((p, snap) for p in strategy.on_bar(snap, ctx))
     assert len(out) >= n, "the sample's first bars yield enough proposals"

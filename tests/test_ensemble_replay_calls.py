@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +26,8 @@ from fakes.llm_servers import (
     stage_responder,
 )
 from pydantic import SecretStr
+from support.ensemble_scene import PROP, SNAP
 
-from domain import Bar, Direction, MarketSnapshot, Proposal, Trend
 from ensemble.config import EnsembleConfig
 from ensemble.factory import build_ensemble
 from ensemble.telemetry import CallOutcome, InMemorySink, ProviderCall
@@ -37,11 +36,6 @@ ROOT = Path(__file__).resolve().parent.parent
 KEY = "sk-replay-calls-0123456789"
 DEADLINE_MS = 300
 LATE_BY_S = 0.6
-BAR = Bar("EURUSD", "M15", datetime(2024, 3, 4, 10, 0, tzinfo=UTC), 1.0850, 1.0856, 1.0846,
-          1.0852, 100, 0.00002)
-SNAP = MarketSnapshot("EURUSD", "M15", 500, BAR, (BAR,), atr=0.0010, trend=Trend.BULLISH)
-PROP = Proposal("smc_ob_retest", "EURUSD", "M15", BAR.time, Direction.LONG, 1.0852, 1.0838,
-                1.0880, "bullish choch retest", ("choch_bullish",))
 
 
 def _late(body: dict[str, Any]) -> Behaviour:

@@ -6,9 +6,17 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from support.builders import (
+    a_bar,
+    a_proposal,
+    a_signal,
+    a_snapshot,
+    a_structure_break,
+    a_sweep,
+    an_order_block,
+)
 
 from domain import (
-    Bar,
     BreakKind,
     Direction,
     LiquiditySweep,
@@ -48,26 +56,23 @@ def snap(*, index: int = 100, close: float = 1.0852, trend: Trend = Trend.BULLIS
          bos: tuple[StructureBreak, ...] = (), choch: tuple[StructureBreak, ...] = (),
          blocks: tuple[OrderBlock, ...] = (), sweeps: tuple[LiquiditySweep, ...] = (),
          pd: str | None = None, spread: float = 0.00002) -> MarketSnapshot:
-    bar = Bar("EURUSD", "M15", T0, close - 0.0002, close + 0.0004, close - 0.0006, close, 100,
-              spread)
-    return MarketSnapshot("EURUSD", "M15", index, bar, (bar,), atr=0.0010, trend=trend,
-                          bos=bos, choch=choch, order_blocks=blocks, sweeps=sweeps,
-                          premium_discount=pd)
+    bar = a_bar(symbol="EURUSD", timeframe="M15", time=T0, open=close - 0.0002, high=close + 0.0004,
+                low=close - 0.0006, close=close, volume=100, spread=spread)
+    return a_snapshot(symbol="EURUSD", timeframe="M15", index=index, bar=bar, bars=(bar,),
+                      atr=0.0010, trend=trend, bos=bos, choch=choch, order_blocks=blocks,
+                      sweeps=sweeps, premium_discount=pd)
 
 
 def brk(direction: Direction, index: int, kind: BreakKind = BreakKind.BOS) -> StructureBreak:
-    return StructureBreak(kind, direction, 1.08, index - 5, index, T0 - timedelta(hours=1))
+    return a_structure_break(kind=kind, direction=direction, level=1.08, swing_index=index - 5,
+                             index=index, time=T0 - timedelta(hours=1))
 
 
 def prop(direction: Direction = Direction.LONG, entry: float = 1.0852, stop: float = 1.0838,
          target: float = 1.0880) -> Proposal:
-    return Proposal("smc_ob_retest", "EURUSD", "M15", T0, direction, entry, stop, target,
-                    "test", ())
-
-
-def sig(name: str, d: Direction, c: float, *, abstain: str | None = None,
-        tags: tuple[str, ...] = ()) -> Signal:
-    return Signal(name, d, c, tags=tags, abstain_reason=abstain)
+    return a_proposal(strategy="smc_ob_retest", symbol="EURUSD", timeframe="M15", bar_time=T0,
+                      direction=direction, entry=entry, stop=stop, target=target, reason="test",
+                      tags=())
 
 
 # --------------------------------------------------------------------------- scoring
@@ -75,9 +80,11 @@ def sig(name: str, d: Direction, c: float, *, abstain: str | None = None,
 
 def test_abstentions_are_excluded_from_numerator_and_denominator() -> None:
     w = {"a": 1.0, "b": 1.0, "c": 3.0}
-    s = score_signals([sig("a", Direction.LONG, 0.8),
-                       sig("b", Direction.SHORT, 0.0, abstain="timeout"),
-                       sig("c", Direction.FLAT, 0.0, abstain="invalid: schema")],
+    s = score_signals([a_signal(provider="a", direction=Direction.LONG, confidence=0.8),
+                       a_signal(provider="b", direction=Direction.SHORT, confidence=0.0,
+                                abstain_reason="timeout"),
+                       a_signal(provider="c", direction=Direction.FLAT, confidence=0.0,
+                                abstain_reason="invalid: schema")],
                       w, None, ScoringConfig())
     assert (s.direction, s.confidence, s.agreement, s.voters) == (Direction.LONG, 0.8, 1, 1)
     assert dict(s.contributions) == {"a": 0.8, "b": 0.0, "c": 0.0}
@@ -85,14 +92,17 @@ def test_abstentions_are_excluded_from_numerator_and_denominator() -> None:
 
 
 def test_no_voters_is_flat_never_a_default_hold() -> None:
-    s = score_signals([sig("a", Direction.FLAT, 0.0, abstain="down")], {"a": 1}, None,
-                      ScoringConfig())
+    s = score_signals([a_signal(provider="a", direction=Direction.FLAT, confidence=0.0,
+                                abstain_reason="down")], {"a": 1}, None, ScoringConfig())
     assert (s.direction, s.confidence, s.voters, s.chosen) == (Direction.FLAT, 0.0, 0, None)
 
 
 def test_matches_the_first_scorer_for_directional_votes() -> None:
-    signals = [sig("a", Direction.LONG, 0.7), sig("b", Direction.SHORT, 0.9),
-               sig("c", Direction.LONG, 0.55), sig("d", Direction.SHORT, 0.1, abstain="x")]
+    signals = [a_signal(provider="a", direction=Direction.LONG, confidence=0.7),
+               a_signal(provider="b", direction=Direction.SHORT, confidence=0.9),
+               a_signal(provider="c", direction=Direction.LONG, confidence=0.55),
+               a_signal(provider="d", direction=Direction.SHORT, confidence=0.1,
+                        abstain_reason="x")]
     w = {"a": 1.0, "b": 0.5, "c": 2.0, "d": 1.0}
     old = weighted_vote(signals, w)
     new = score_signals(signals, w, snap(), ScoringConfig())
@@ -102,14 +112,14 @@ def test_matches_the_first_scorer_for_directional_votes() -> None:
 
 def test_a_long_against_a_fresh_bearish_bos_scores_lower() -> None:
     cfg = ScoringConfig(against_structure_factor=0.5, fresh_break_bars=10)
-    longs = [sig("a", Direction.LONG, 0.8)]
+    longs = [a_signal(provider="a", direction=Direction.LONG, confidence=0.8)]
     fresh = snap(index=100, bos=(brk(Direction.SHORT, 97),))
     stale = snap(index=100, bos=(brk(Direction.SHORT, 80),))
     aligned = snap(index=100, bos=(brk(Direction.LONG, 97),))
     assert score_signals(longs, {"a": 1}, fresh, cfg).confidence == pytest.approx(0.4)
     assert score_signals(longs, {"a": 1}, stale, cfg).confidence == pytest.approx(0.8)
     assert score_signals(longs, {"a": 1}, aligned, cfg).confidence == pytest.approx(0.8)
-    shorts = [sig("a", Direction.SHORT, 0.8)]
+    shorts = [a_signal(provider="a", direction=Direction.SHORT, confidence=0.8)]
     assert score_signals(shorts, {"a": 1}, fresh, cfg).confidence == pytest.approx(0.8)
 
 
@@ -117,14 +127,17 @@ def test_ungrounded_tags_scale_a_vote_down() -> None:
     cfg = ScoringConfig(ungrounded_tag_penalty=0.5)
     s = snap(bos=(brk(Direction.LONG, 97),))
     assert "bos_bullish" in grounded_tags(s) and "trend_bullish" in grounded_tags(s)
-    grounded = [sig("a", Direction.LONG, 0.8, tags=("bos_bullish", "trend_bullish"))]
-    half = [sig("a", Direction.LONG, 0.8, tags=("bos_bullish", "fvg_bearish"))]
+    grounded = [a_signal(provider="a", direction=Direction.LONG, confidence=0.8,
+                         tags=("bos_bullish", "trend_bullish"))]
+    half = [a_signal(provider="a", direction=Direction.LONG, confidence=0.8,
+                     tags=("bos_bullish", "fvg_bearish"))]
     assert score_signals(grounded, {"a": 1}, s, cfg).confidence == pytest.approx(0.8)
     assert score_signals(half, {"a": 1}, s, cfg).confidence == pytest.approx(0.6)
 
 
 def test_a_valid_flat_answer_dilutes() -> None:
-    s = score_signals([sig("a", Direction.LONG, 0.8), sig("b", Direction.FLAT, 0.9)],
+    s = score_signals([a_signal(provider="a", direction=Direction.LONG, confidence=0.8),
+                       a_signal(provider="b", direction=Direction.FLAT, confidence=0.9)],
                       {"a": 1, "b": 1}, None, ScoringConfig())
     assert (s.direction, s.confidence, s.agreement, s.voters) == (Direction.LONG, 0.4, 1, 2)
 
@@ -143,7 +156,7 @@ def test_legacy_constructor_and_fail_closed_providers() -> None:
         name = "liar"
 
         def evaluate(self, proposal: Proposal, snapshot: MarketSnapshot) -> Signal:
-            return Signal("someone_else", Direction.LONG, 1.5)
+            return a_signal(provider="someone_else", direction=Direction.LONG, confidence=1.5)
 
     ens = Ensemble([StructureProvider("structure"), Boom(), Liar()],
                    {"structure": 1.0, "boom": 1.0, "liar": 1.0}, "hash")
@@ -179,8 +192,9 @@ def test_default_config_is_todays_ensemble() -> None:
 
 def test_smc_rules_reads_breaks_blocks_and_sweeps() -> None:
     p = SmcRulesProvider("smc")
-    block = OrderBlock(Direction.LONG, 1.0856, 1.0845, 95, 97)
-    sweep = LiquiditySweep(SwingKind.LOW, 1.0840, 90, 98, T0)
+    block = an_order_block(direction=Direction.LONG, top=1.0856, bottom=1.0845, index=95,
+                           known_index=97)
+    sweep = a_sweep(side=SwingKind.LOW, level=1.0840, pool_index=90, index=98, time=T0)
     s = snap(choch=(brk(Direction.LONG, 97, BreakKind.CHOCH),), blocks=(block,),
              sweeps=(sweep,), pd="discount")
     yes = p.evaluate(prop(), s)
@@ -188,7 +202,8 @@ def test_smc_rules_reads_breaks_blocks_and_sweeps() -> None:
     assert set(yes.tags) >= {"choch_bullish", "order_block_bullish",
                              "liquidity_sweep_sellside", "discount"}
     against = snap(bos=(brk(Direction.SHORT, 98),), pd="premium",
-                   sweeps=(LiquiditySweep(SwingKind.HIGH, 1.0860, 90, 99, T0),))
+                   sweeps=(a_sweep(side=SwingKind.HIGH, level=1.0860, pool_index=90, index=99,
+                                   time=T0),))
     no = p.evaluate(prop(), against)
     assert no.direction is Direction.SHORT and not no.abstained
     mixed = p.evaluate(prop(), snap())

@@ -148,10 +148,13 @@ key = SecretStr(sys.argv[2])
 ens = build_ensemble(cfg, secrets={"openai_api_key": key, "anthropic_api_key": key},
                      params_hash="p")
 t = datetime(2024, 3, 4, 10, 0, tzinfo=UTC)
-bar = Bar("EURUSD", "M15", t, 1.0850, 1.0856, 1.0846, 1.0852, 100, 0.00002)
-snapshot = MarketSnapshot("EURUSD", "M15", 500, bar, (bar,), atr=0.0010, trend=Trend.BULLISH)
-proposal = Proposal("smc_ob_retest", "EURUSD", "M15", t, Direction.LONG, 1.0852, 1.0838,
-                    1.0880, "bullish choch retest", ("choch_bullish", "order_block_bullish"))
+bar = Bar(symbol="EURUSD", timeframe="M15", time=t, open=1.0850, high=1.0856, low=1.0846,
+          close=1.0852, volume=100, spread=0.00002)
+snapshot = MarketSnapshot(symbol="EURUSD", timeframe="M15", index=500, bar=bar, bars=(bar,),
+                          atr=0.0010, trend=Trend.BULLISH)
+proposal = Proposal(strategy="smc_ob_retest", symbol="EURUSD", timeframe="M15", bar_time=t,
+                    direction=Direction.LONG, entry=1.0852, stop=1.0838, target=1.0880,
+                    reason="bullish choch retest", tags=("choch_bullish", "order_block_bullish"))
 started = time.perf_counter()
 decision = ens.evaluate(proposal, snapshot)
 elapsed = time.perf_counter() - started

@@ -12,15 +12,15 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fakes.llm_servers import Behaviour, FakeOpenAIServer, Reply, stage_responder
 from pydantic import SecretStr, ValidationError
+from support.ensemble_scene import BLOCK_RETEST_TAGS, SNAP, T0, retest_proposal
 
-from domain import Bar, Direction, MarketSnapshot, Proposal, Trend
+from domain import MarketSnapshot, Proposal
 from domain.errors import ConfigError
 from ensemble.config import SLOW_CALL_SHARE_OF_DEADLINE, BreakerConfig, EnsembleConfig
 from ensemble.factory import build_ensemble
@@ -81,16 +81,11 @@ DEADLINE_MS = 500
 
 
 def _snapshot() -> MarketSnapshot:
-    bar = Bar("EURUSD", "M15", datetime(2024, 3, 4, 10, 0, tzinfo=UTC), 1.0850, 1.0856,
-              1.0846, 1.0852, 100, 0.00002)
-    return MarketSnapshot("EURUSD", "M15", 500, bar, (bar,), atr=0.0010, trend=Trend.BULLISH)
+    return SNAP
 
 
 def _proposal(minute: int) -> Proposal:
-    return Proposal("smc_ob_retest", "EURUSD", "M15",
-                    datetime(2024, 3, 4, 10, minute, tzinfo=UTC), Direction.LONG, 1.0852,
-                    1.0838, 1.0880, "bullish choch retest",
-                    ("choch_bullish", "order_block_bullish"))
+    return retest_proposal(bar_time=T0.replace(minute=minute), tags=BLOCK_RETEST_TAGS)
 
 
 @pytest.fixture

@@ -13,13 +13,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.builders import a_signal
+from support.ensemble_scene import BLOCK_RETEST_TAGS, SNAP, retest_proposal
 
-from domain import Bar, Direction, MarketSnapshot, Proposal, Signal, Trend
+from domain import Direction, MarketSnapshot, Proposal, Signal
 from domain.errors import ProviderCallError
 from ensemble.base import Completion, RenderedPrompt
 from ensemble.breaker import CircuitBreaker
@@ -29,11 +30,7 @@ from ensemble.members import LATENCY_WEIGHT, LocalVoter, Member, ModelMember, st
 from ensemble.pool import DaemonThreadPool
 
 ROOT = Path(__file__).resolve().parent.parent
-T0 = datetime(2024, 3, 4, 10, 0, tzinfo=UTC)
-BAR = Bar("EURUSD", "M15", T0, 1.0850, 1.0856, 1.0846, 1.0852, 100, 0.00002)
-SNAP = MarketSnapshot("EURUSD", "M15", 500, BAR, (BAR,), atr=0.0010, trend=Trend.BULLISH)
-PROP = Proposal("smc_ob_retest", "EURUSD", "M15", T0, Direction.LONG, 1.0852, 1.0838,
-                1.0880, "bullish choch retest", ("choch_bullish", "order_block_bullish"))
+PROP = retest_proposal(tags=BLOCK_RETEST_TAGS)
 ANSWER = ('{"symbol": "EURUSD", "direction": "long", "confidence": 0.7, "entry": 1.0852, '
           '"stop": 1.0838, "target": 1.0880, "tags": ["order_block_bullish"], '
           '"rationale": "retest"}')
@@ -58,7 +55,7 @@ class Voter:
     name = "local"
 
     def evaluate(self, proposal: Proposal, snapshot: MarketSnapshot) -> Signal:
-        return Signal(self.name, Direction.LONG, 0.5)
+        return a_signal(provider=self.name, direction=Direction.LONG, confidence=0.5)
 
 
 class Pool:

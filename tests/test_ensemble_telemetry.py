@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr, ValidationError
+from support.builders import a_decision, a_proposal, a_signal
+from support.ensemble_scene import SNAP, T0
 
-from domain import Bar, Decision, Direction, MarketSnapshot, Proposal, Signal, Trend
+from domain import Direction, Proposal
 from ensemble import (
     CallOutcome,
     EnsembleConfig,
@@ -29,14 +30,12 @@ from ensemble.matrix import percentile
 from ensemble.telemetry import MultiSink, PrometheusSink, call_cost
 
 ROOT = Path(__file__).resolve().parent.parent
-T0 = datetime(2024, 3, 4, 10, 0, tzinfo=UTC)
-BAR = Bar("EURUSD", "M15", T0, 1.0850, 1.0856, 1.0846, 1.0852, 100, 0.00002)
-SNAP = MarketSnapshot("EURUSD", "M15", 500, BAR, (BAR,), atr=0.0010, trend=Trend.BULLISH)
 
 
 def prop(minute: int = 0) -> Proposal:
-    return Proposal("s", "EURUSD", "M15", T0.replace(minute=minute), Direction.LONG, 1.0852,
-                    1.0838, 1.0880, "r")
+    return a_proposal(strategy="s", symbol="EURUSD", timeframe="M15",
+                      bar_time=T0.replace(minute=minute), direction=Direction.LONG, entry=1.0852,
+                      stop=1.0838, target=1.0880, reason="r")
 
 
 def call(provider: str, outcome: CallOutcome, latency: float = 10.0, *, key: str = "k",
@@ -107,14 +106,16 @@ def test_capability_matrix() -> None:
         call("b", CallOutcome.OK, 40, key=k3, abstained=True),
     ]
 
-    def decision(p: Proposal, d: Direction, signals: list[Signal]) -> Decision:
-        return Decision(p, d, 0.7, 1, 1, tuple(signals), (), "h")
-
     decisions = [
-        decision(prop(0), Direction.LONG, [Signal("a", Direction.LONG, 0.8),
-                                           Signal("b", Direction.SHORT, 0.6)]),
-        decision(prop(15), Direction.LONG, [Signal("a", Direction.LONG, 0.8),
-                                            Signal("b", Direction.FLAT, 0, abstain_reason="x")]),
+        a_decision(proposal=prop(0), direction=Direction.LONG, confidence=0.7, agreement=1,
+                   voters=1, contributions=(), params_hash="h",
+                   signals=(a_signal(provider="a", direction=Direction.LONG, confidence=0.8),
+                            a_signal(provider="b", direction=Direction.SHORT, confidence=0.6))),
+        a_decision(proposal=prop(15), direction=Direction.LONG, confidence=0.7, agreement=1,
+                   voters=1, contributions=(), params_hash="h",
+                   signals=(a_signal(provider="a", direction=Direction.LONG, confidence=0.8),
+                            a_signal(provider="b", direction=Direction.FLAT, confidence=0,
+                                     abstain_reason="x"))),
     ]
     outcomes = [TradeOutcome(k1, -12.0), TradeOutcome(k2, 30.0)]
     rows = {r.provider: r for r in capability_matrix(calls, decisions, outcomes)}

@@ -8,8 +8,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import write_sample_head
 from daemon_helpers import EXAMPLE, replay, settings_for
+from support.samples import write_sample_head
 from typer.testing import CliRunner
 
 from executor.engine.clock import SimulatedClock

@@ -9,15 +9,12 @@ import pytest
 from freezegun import freeze_time
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.builders import a_bar, a_decision, a_position, a_proposal, a_signal, a_snapshot
 
 from domain import (
-    Bar,
     Decision,
     Direction,
     MarketSnapshot,
-    Position,
-    Proposal,
-    Signal,
 )
 from guardrails.base import AccountState, WorkingExposure
 from guardrails.consensus import ConsensusCheck
@@ -54,17 +51,21 @@ def decision(direction: Direction = Direction.LONG, *, confidence: float = 0.8,
              strategy_dir: Direction | None = None) -> Decision:
     want = strategy_dir or direction
     target = entry + (entry - stop) * 2
-    p = Proposal("s", "EURUSD", "M15", NOW, want, entry, stop, target, "test")
+    p = a_proposal(strategy="s", symbol="EURUSD", timeframe="M15", bar_time=NOW, direction=want,
+                   entry=entry, stop=stop, target=target, reason="test")
     contribs = contributions if contributions is not None else (
         ("a", confidence * direction.sign / 2), ("b", confidence * direction.sign / 2))
-    signals = (Signal("a", direction, confidence), Signal("b", direction, confidence))
-    return Decision(p, direction, confidence, agreement, voters, signals, contribs, "h")
+    signals = (a_signal(provider="a", direction=direction, confidence=confidence),
+               a_signal(provider="b", direction=direction, confidence=confidence))
+    return a_decision(proposal=p, direction=direction, confidence=confidence, agreement=agreement,
+                      voters=voters, signals=signals, contributions=contribs, params_hash="h")
 
 
 def snapshot(spread: float = 0.0001, atr: float | None = 0.0010,
              bar_time: datetime = NOW - timedelta(minutes=15)) -> MarketSnapshot:
-    bar = Bar("EURUSD", "M15", bar_time, 1.1, 1.101, 1.099, 1.1, 1, spread)
-    return MarketSnapshot("EURUSD", "M15", 10, bar, atr=atr)
+    bar = a_bar(symbol="EURUSD", timeframe="M15", time=bar_time, open=1.1, high=1.101, low=1.099,
+                close=1.1, volume=1, spread=spread)
+    return a_snapshot(symbol="EURUSD", timeframe="M15", index=10, bar=bar, atr=atr)
 
 
 def ctx(**kw: object) -> AccountState:
@@ -75,8 +76,8 @@ def ctx(**kw: object) -> AccountState:
     return AccountState(**base)  # type: ignore[arg-type]
 
 
-LONG_POS = {"EURUSD": Position("EURUSD", 0.3, 1.1)}
-SHORT_POS = {"EURUSD": Position("EURUSD", -0.3, 1.1)}
+LONG_POS = {"EURUSD": a_position(symbol="EURUSD", volume=0.3, avg_price=1.1)}
+SHORT_POS = {"EURUSD": a_position(symbol="EURUSD", volume=-0.3, avg_price=1.1)}
 
 CASES = [
     # (id, check, decision, context, passes, escalates)
@@ -86,7 +87,9 @@ CASES = [
      ctx(positions=LONG_POS), True, False),
     ("gross ok", MaxGrossExposureCheck(1.0), decision(), ctx(positions=LONG_POS), True, False),
     ("gross over", MaxGrossExposureCheck(0.45), decision(),
-     ctx(positions={**LONG_POS, "GBPUSD": Position("GBPUSD", -0.2, 1.2)}), False, False),
+     ctx(positions={**LONG_POS,
+                    "GBPUSD": a_position(symbol="GBPUSD", volume=-0.2, avg_price=1.2)}),
+     False, False),
     ("notional ok", MaxOrderNotionalCheck(20_000), decision(), ctx(), True, False),
     ("notional over", MaxOrderNotionalCheck(10_000), decision(), ctx(), False, False),
     ("throttle ok", OrderThrottleCheck(3), decision(),
@@ -307,7 +310,8 @@ def test_no_order_passes_while_halted_nor_increases_while_reducing(
                       reason="r", trigger=str(trigger))
             continue
         _, direction, position, volume = step
-        account = ctx(positions={"EURUSD": Position("EURUSD", float(position), 1.1)},  # type: ignore[arg-type]
+        held = a_position(symbol="EURUSD", volume=float(position), avg_price=1.1)  # type: ignore[arg-type]
+        account = ctx(positions={"EURUSD": held},
                       order_volume=float(volume))  # type: ignore[arg-type]
         dec = decision(direction)  # type: ignore[arg-type]
         verdict = guard.check(dec, account)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import write_sample_head
 from daemon_helpers import replay
+from support.samples import write_sample_head
 from typer.testing import CliRunner
 
 from executor.feeds.files import load_bars

@@ -9,10 +9,9 @@ from typing import Any
 
 import pytest
 from sqlalchemy import insert, select, text
+from support.builders import an_intent, an_order
 
 from domain import (
-    Order,
-    OrderIntent,
     OrderSide,
     OrderState,
     OrderType,
@@ -61,10 +60,11 @@ def test_prepared_insert_equals_core_insert(journal_url: str) -> None:
 def test_prepared_reads_process_results(journal_url: str) -> None:
     journal = Journal.open(journal_url)
     try:
-        intent = OrderIntent(client_order_id("acct", "EURUSD", T0, "entry"), "acct", "EURUSD",
-                             OrderSide.BUY, 0.1, OrderType.MARKET, T0)
+        intent = an_intent(client_order_id=client_order_id("acct", "EURUSD", T0, "entry"),
+                           account="acct", symbol="EURUSD", side=OrderSide.BUY, volume=0.1,
+                           order_type=OrderType.MARKET, bar_time=T0)
         assert journal.order_state(intent.client_order_id) is None
-        order = Order(intent)
+        order = an_order(intent=intent)
         journal.insert_order(order, detail="created")
         sent = order.transition(OrderState.SUBMITTING)
         journal.set_order_state(order.state, sent, "sending")

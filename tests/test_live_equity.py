@@ -25,11 +25,11 @@ from daemon_helpers import (
 from fakes import mt5_fake as M
 from fakes.binance_fake import MINUTE_MS, FakeBinance, _fmt
 from fakes.mt5_fake import SECRET, FakeMetaTrader5, client_settings, start_bridge
+from support.builders import a_bar, an_intent, an_order
 
 import executor.engine.decider as decider_module
 import executor.engine.triggers as triggers_module
 from domain import (
-    Bar,
     Order,
     OrderIntent,
     OrderSide,
@@ -77,7 +77,7 @@ class Recorder:
 
 
 def submitting(i: OrderIntent) -> Order:
-    return Order(i).transition(OrderState.SUBMITTING)
+    return an_order(intent=i).transition(OrderState.SUBMITTING)
 
 
 # --------------------------------------------------------------------------- ccxt
@@ -123,16 +123,17 @@ def test_ccxt_equity_is_the_quote_balance_plus_traded_bases_at_the_ticker(
 def test_ccxt_equity_marks_at_a_fresh_bar_close_and_asks_the_ticker_for_an_old_one(
         binance: FakeBinance) -> None:
     broker = ccxt_broker(binance, clock=lambda: NOW)
-    fresh = Bar("BTC/USDT", "M1", NOW - timedelta(seconds=65), 30_900.0, 31_100.0, 30_800.0,
-                31_000.0)
+    fresh = a_bar(symbol="BTC/USDT", timeframe="M1", time=NOW - timedelta(seconds=65),
+                  open=30_900.0, high=31_100.0, low=30_800.0, close=31_000.0)
     broker.on_bar(fresh)  # closed 5 s ago: as fresh as a ticker, and free
     before = ticker_reads(binance)
     assert broker.equity() == pytest.approx(50_000.0 + 2.0 * 31_000.0)
     assert ticker_reads(binance) == before
 
     old = ccxt_broker(binance, clock=lambda: NOW)
-    old.on_bar(Bar("BTC/USDT", "M1", NOW - timedelta(hours=3), 25_000.0, 25_100.0, 24_900.0,
-                   25_000.0))  # a catch-up bar: today's balances at its close would lie
+    # a catch-up bar: today's balances at its close would lie
+    old.on_bar(a_bar(symbol="BTC/USDT", timeframe="M1", time=NOW - timedelta(hours=3),
+                     open=25_000.0, high=25_100.0, low=24_900.0, close=25_000.0))
     assert old.equity() == pytest.approx(50_000.0 + 2.0 * 30_000.0)
     assert ticker_reads(binance) == before + 1
 
@@ -145,7 +146,8 @@ def test_ccxt_equity_is_cached_and_dropped_by_an_order_or_a_fill(binance: FakeBi
     assert broker.equity() == first and account_reads(binance) == 1  # within the second
 
     coid = client_order_id("bn", "BTC/USDT", NOW, "buy")
-    buy = OrderIntent(coid, "bn", "BTC/USDT", OrderSide.BUY, 0.01, OrderType.MARKET, NOW)
+    buy = an_intent(client_order_id=coid, account="bn", symbol="BTC/USDT", side=OrderSide.BUY,
+                    volume=0.01, order_type=OrderType.MARKET, bar_time=NOW)
     assert broker.submit(submitting(buy)).state is OrderState.FILLED
     after_fill = broker.equity()  # read afresh at once: the fill moved the balances
     assert account_reads(binance) == 2
@@ -156,13 +158,14 @@ def test_ccxt_equity_is_cached_and_dropped_by_an_order_or_a_fill(binance: FakeBi
     assert account_reads(binance) == 3  # the second is over
 
     coid2 = client_order_id("bn", "BTC/USDT", NOW, "limit")
-    limit = OrderIntent(coid2, "bn", "BTC/USDT", OrderSide.BUY, 0.01, OrderType.LIMIT, NOW,
-                        price=29_000.0)
+    limit = an_intent(client_order_id=coid2, account="bn", symbol="BTC/USDT", side=OrderSide.BUY,
+                      volume=0.01, order_type=OrderType.LIMIT, bar_time=NOW, price=29_000.0)
     assert broker.submit(submitting(limit)).state is OrderState.ACCEPTED
     broker.equity()
     assert account_reads(binance) == 4
     binance.fill_resting(coid2)  # fills at the exchange; the next bar's poll reports it
-    bar = Bar("BTC/USDT", "M1", NOW, 30_000.0, 30_000.0, 30_000.0, 30_000.0)
+    bar = a_bar(symbol="BTC/USDT", timeframe="M1", time=NOW, open=30_000.0, high=30_000.0,
+                low=30_000.0, close=30_000.0)
     assert coid2 in [f.fill.client_order_id for f in broker.on_bar(bar)]
     broker.equity()
     assert account_reads(binance) == 5
@@ -242,8 +245,9 @@ def mt5(mono: Mono) -> Iterator[Mt5Env]:
 
 def mt5_intent(n: int = 1, volume: float = 1.0) -> OrderIntent:
     coid = client_order_id("mt5-acct", "EURUSD", NOW + timedelta(minutes=n), "eq")
-    return OrderIntent(coid, "mt5-acct", "EURUSD", OrderSide.BUY, volume, OrderType.MARKET,
-                       NOW, stop_loss=1.09, take_profit=1.12)
+    return an_intent(client_order_id=coid, account="mt5-acct", symbol="EURUSD", side=OrderSide.BUY,
+                     volume=volume, order_type=OrderType.MARKET, bar_time=NOW, stop_loss=1.09,
+                     take_profit=1.12)
 
 
 def test_mt5_account_info_crosses_the_bridge_in_the_documented_shape(mt5: Mt5Env) -> None:
@@ -275,7 +279,7 @@ def test_mt5_fill_reported_by_on_bar_drops_the_cached_equity(mt5: Mt5Env) -> Non
     order = mt5.broker.submit(submitting(mt5_intent()))
     assert mt5.broker.equity() == pytest.approx(9_990.0)
     mt5.fake.hit_protection(int(order.broker_order_id or 0), "sl")  # closed at 1.09
-    bar = Bar("EURUSD", "M15", NOW, 1.1, 1.1, 1.1, 1.1)
+    bar = a_bar(symbol="EURUSD", timeframe="M15", time=NOW, open=1.1, high=1.1, low=1.1, close=1.1)
     assert "stop_loss" in [f.kind for f in mt5.broker.on_bar(bar)]
     reads = mt5.reads
     assert mt5.broker.equity() == pytest.approx(mt5.fake.balance)
@@ -411,7 +415,7 @@ def test_a_day_whose_first_equity_read_failed_starts_at_its_first_reading(
         tmp_path: Path) -> None:
     """Equity unknown at the day's first bar (broker away) must not leave the day without
     a start: max_daily_loss would veto every entry until the next UTC day."""
-    from conftest import write_sample_head
+    from support.samples import write_sample_head
 
     from executor.engine.clock import SimulatedClock
     from executor.wiring import build_daemon

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from daemon_helpers import FUNDED, a_rising_minute, cleared_journal, live_settings
 from fakes.binance_fake import FakeBinance
+from support.builders import a_proposal
 
 from domain import Direction, MarketSnapshot, Proposal
 from domain.errors import LeaseError
@@ -34,10 +35,13 @@ class AlwaysLong:
         c = snapshot.bar.close
         closes = [b.close for b in snapshot.bars[-20:]]
         if c < sum(closes) / len(closes):  # with the momentum provider's view
-            return (Proposal(self.name, snapshot.symbol, snapshot.timeframe, snapshot.bar.time,
-                             Direction.SHORT, c, c * 1.01, c * 0.98, "test", ("bos_bearish",)),)
-        return (Proposal(self.name, snapshot.symbol, snapshot.timeframe, snapshot.bar.time,
-                         Direction.LONG, c, c * 0.99, c * 1.02, "test", ("bos_bullish",)),)
+            return (a_proposal(strategy=self.name, symbol=snapshot.symbol,
+                               timeframe=snapshot.timeframe, bar_time=snapshot.bar.time,
+                               direction=Direction.SHORT, entry=c, stop=c * 1.01, target=c * 0.98,
+                               reason="test", tags=("bos_bearish",)),)
+        return (a_proposal(strategy=self.name, symbol=snapshot.symbol, timeframe=snapshot.timeframe,
+                           bar_time=snapshot.bar.time, direction=Direction.LONG, entry=c,
+                           stop=c * 0.99, target=c * 1.02, reason="test", tags=("bos_bullish",)),)
 
 
 @pytest.fixture

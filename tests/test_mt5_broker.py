@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from fakes import mt5_fake as M
 from fakes.mt5_fake import SECRET, FakeMetaTrader5, client_settings, start_bridge
+from support.builders import a_bar, an_intent, an_order
 
 from domain import (
     Order,
@@ -36,12 +37,13 @@ def intent(n: int = 1, *, side: OrderSide = OrderSide.BUY, volume: float = 0.1,
            sl: float | None = 1.09, tp: float | None = 1.12,
            reduce_only: bool = False) -> OrderIntent:
     coid = client_order_id("mt5-acct", "EURUSD", BAR + timedelta(minutes=15 * n), f"i{n}")
-    return OrderIntent(coid, "mt5-acct", "EURUSD", side, volume, order_type, BAR, price=price,
-                       stop_loss=sl, take_profit=tp, reduce_only=reduce_only)
+    return an_intent(client_order_id=coid, account="mt5-acct", symbol="EURUSD", side=side,
+                     volume=volume, order_type=order_type, bar_time=BAR, price=price, stop_loss=sl,
+                     take_profit=tp, reduce_only=reduce_only)
 
 
 def submitting(i: OrderIntent) -> Order:
-    return Order(i).transition(OrderState.SUBMITTING)
+    return an_order(intent=i).transition(OrderState.SUBMITTING)
 
 
 class Env:
@@ -108,8 +110,8 @@ def test_filling_mode_follows_the_symbol_bitmask(mask: int, expected: int) -> No
 def test_ioc_only_symbol_gets_an_ioc_order(env: Env) -> None:
     env.fake.add_symbol("GBPUSD", filling_mode=M.SYMBOL_FILLING_IOC, bid=1.25)
     i = intent()
-    i = OrderIntent(i.client_order_id, i.account, "GBPUSD", i.side, 0.1, i.order_type,
-                    i.bar_time)
+    i = an_intent(client_order_id=i.client_order_id, account=i.account, symbol="GBPUSD",
+                  side=i.side, volume=0.1, order_type=i.order_type, bar_time=i.bar_time)
     assert env.broker.submit(submitting(i)).state is OrderState.FILLED
     assert env.fake.sent_requests[-1]["type_filling"] == M.ORDER_FILLING_IOC
 
@@ -182,11 +184,9 @@ def test_a_slow_but_timely_answer_is_just_an_answer(env: Env) -> None:
 
 
 def test_a_terminal_down_at_poll_time_does_not_stop_the_cycle(env: Env) -> None:
-    from domain import Bar
-
     env.broker.submit(submitting(intent()))
     env.bridge.close()  # the bridge is gone for good
-    bar = Bar("EURUSD", "M15", BAR, 1.1, 1.1, 1.1, 1.1)
+    bar = a_bar(symbol="EURUSD", timeframe="M15", time=BAR, open=1.1, high=1.1, low=1.1, close=1.1)
     quick = Mt5Broker(Mt5Client(env.settings.model_copy(update={"reconnect_attempts": 1}),
                                 bridge_secret=SECRET), env.settings)
     assert quick.on_bar(bar) == []
@@ -302,9 +302,7 @@ def test_recent_fills_attribute_protective_exits_to_the_opening_order(env: Env) 
 
 
 def test_on_bar_reports_each_fill_once_across_restarts(env: Env) -> None:
-    from domain import Bar
-
-    bar = Bar("EURUSD", "M15", BAR, 1.1, 1.1, 1.1, 1.1)
+    bar = a_bar(symbol="EURUSD", timeframe="M15", time=BAR, open=1.1, high=1.1, low=1.1, close=1.1)
     env.broker.submit(submitting(intent()))
     first = env.broker.on_bar(bar)
     assert [f.kind for f in first] == ["entry"]

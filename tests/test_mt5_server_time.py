@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from fakes import mt5_fake as M
 from fakes.mt5_fake import SECRET, FakeMetaTrader5, client_settings, start_bridge
+from support.builders import an_intent, an_order
 
-from domain import Order, OrderIntent, OrderSide, OrderState, OrderType
+from domain import OrderSide, OrderState, OrderType
 from domain.errors import ConfigError
 from executor.brokers.config import Mt5Settings
 from executor.brokers.mt5 import Mt5Broker
@@ -66,8 +67,9 @@ def test_bars_and_deals_are_utc_all_year_with_a_time_zone(envs: list[Env],
     # not closed, not stamped an hour early.
     assert bars[-1].time == now.replace(minute=0, second=0) - timedelta(hours=1)
     assert env.broker.check_terminal(["EURUSD"]).startswith("MT5 account hedging")
-    i = OrderIntent("dta-tz-1", "a", "EURUSD", OrderSide.BUY, 0.1, OrderType.MARKET, now)
-    env.broker.submit(Order(i).transition(OrderState.SUBMITTING))
+    i = an_intent(client_order_id="dta-tz-1", account="a", symbol="EURUSD", side=OrderSide.BUY,
+                  volume=0.1, order_type=OrderType.MARKET, bar_time=now)
+    env.broker.submit(an_order(intent=i).transition(OrderState.SUBMITTING))
     [fill] = env.broker.recent_fills(now - timedelta(hours=1))
     assert fill.fill.time == now.replace(microsecond=0)
 

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 import sentry_sdk
-from conftest import write_sample_head
 from daemon_helpers import EXAMPLE, settings_for
 from prometheus_client import generate_latest
 from sqlalchemy import MetaData, select
+from support.samples import write_sample_head
 from typer.testing import CliRunner
 
 from executor.alerts import Alert, WebhookAlerter

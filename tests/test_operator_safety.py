@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import write_sample_head
 from daemon_helpers import EXAMPLE
+from support.samples import write_sample_head
 from typer.testing import CliRunner
 
 from executor.journal.store import Journal

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import write_sample_head
 from daemon_helpers import replay, settings_for
+from support.samples import write_sample_head
 
 from executor.brokers.paper import PaperBroker
 from executor.journal.store import Journal

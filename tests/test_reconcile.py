@@ -12,10 +12,9 @@ import pytest
 from fakes import mt5_fake as M
 from fakes.binance_fake import FakeBinance
 from fakes.mt5_fake import SECRET, FakeMetaTrader5, client_settings, start_bridge
+from support.builders import a_bar, a_fill, an_intent, an_order
 
 from domain import (
-    Bar,
-    Fill,
     Order,
     OrderIntent,
     OrderSide,
@@ -40,9 +39,10 @@ SINCE = datetime.now(UTC) - timedelta(days=1)
 def mt5_intent(n: int, *, side: OrderSide = OrderSide.BUY, order_type: OrderType =
                OrderType.MARKET, price: float | None = None) -> OrderIntent:
     coid = client_order_id("mt5-acct", "EURUSD", BAR + timedelta(minutes=15 * n), f"r{n}")
-    return OrderIntent(coid, "mt5-acct", "EURUSD", side, 0.1, order_type, BAR, price=price,
-                       stop_loss=1.09 if side is OrderSide.BUY else 1.11,
-                       take_profit=1.12 if side is OrderSide.BUY else 1.08)
+    return an_intent(client_order_id=coid, account="mt5-acct", symbol="EURUSD", side=side,
+                     volume=0.1, order_type=order_type, bar_time=BAR, price=price,
+                     stop_loss=1.09 if side is OrderSide.BUY else 1.11,
+                     take_profit=1.12 if side is OrderSide.BUY else 1.08)
 
 
 class Mt5Env:
@@ -59,8 +59,10 @@ class Mt5Env:
         if journal is not None:
             fills = journal.fills()
             b.restore(journal.orders("mt5-acct"),
-                      [Fill(f.client_order_id, f.fill_id, f.symbol, OrderSide(f.side), f.time,
-                            f.price, f.volume) for f in fills], [f.kind for f in fills])
+                      [a_fill(client_order_id=f.client_order_id, fill_id=f.fill_id,
+                              symbol=f.symbol, side=OrderSide(f.side), time=f.time,
+                              price=f.price, volume=f.volume) for f in fills],
+                      [f.kind for f in fills])
         return b
 
     def close(self) -> None:
@@ -112,7 +114,8 @@ def test_fills_made_while_down_are_journaled_and_states_adopted(mt5: Mt5Env,
     assert report.external_orders[0].ours is False
     # The first bar after the restart reports nothing reconciliation already journaled,
     # and journaling what it reports (as the daemon does) never trips on a duplicate.
-    first_poll = restarted.on_bar(Bar("EURUSD", "M15", BAR, 1.1, 1.1, 1.1, 1.1))
+    first_poll = restarted.on_bar(a_bar(symbol="EURUSD", timeframe="M15", time=BAR, open=1.1,
+                                        high=1.1, low=1.1, close=1.1))
     assert [f.fill.fill_id for f in first_poll] == []
     for bf in first_poll:
         journal.record_fill(bf.fill, bf.kind, bf.realized_pnl)
@@ -126,8 +129,9 @@ def test_recording_a_fill_twice_is_a_no_op(journal: Journal) -> None:
     """The same deal seen by reconciliation and by the next poll is one fill, not a
     JournalError that stops the daemon (issue 15, defect 5)."""
     i = mt5_intent(1)
-    journal.insert_order(Order(i), "created")
-    fill = Fill(i.client_order_id, "mt5:500001", "EURUSD", OrderSide.BUY, BAR, 1.1, 0.1)
+    journal.insert_order(an_order(intent=i), "created")
+    fill = a_fill(client_order_id=i.client_order_id, fill_id="mt5:500001", symbol="EURUSD",
+                  side=OrderSide.BUY, time=BAR, price=1.1, volume=0.1)
     assert journal.record_fill(fill, "entry", 0.0) is True
     assert journal.record_fill(fill, "entry", 0.0) is False
     journal.commit()
@@ -136,7 +140,7 @@ def test_recording_a_fill_twice_is_a_no_op(journal: Journal) -> None:
 
 def test_an_order_left_submitting_by_a_crash_is_adopted(mt5: Mt5Env, journal: Journal) -> None:
     i = mt5_intent(1)
-    order = Order(i)
+    order = an_order(intent=i)
     journal.insert_order(order, "created", commit=False)
     submitting = order.transition(OrderState.SUBMITTING)
     journal.update_order(order, submitting, "sending")
@@ -164,7 +168,8 @@ def test_positions_that_disagree_refuse_trading(mt5: Mt5Env, journal: Journal) -
 def test_an_order_with_our_mark_missing_from_the_journal_refuses_trading(
         mt5: Mt5Env, journal: Journal) -> None:
     stray = mt5_intent(9, order_type=OrderType.LIMIT, price=1.095)
-    mt5.broker().submit(Order(stray).transition(OrderState.SUBMITTING))  # never journaled
+    # never journaled
+    mt5.broker().submit(an_order(intent=stray).transition(OrderState.SUBMITTING))
     report = reconcile(journal, mt5.broker(journal), "mt5-acct", since=SINCE)
     assert report.refuse_to_trade is True
     assert "carries our mark but is not in the journal" in report.problems[0]
@@ -193,7 +198,7 @@ def test_resolver_grace_is_also_time_based(journal: Journal) -> None:
             return None
 
     i = mt5_intent(1)
-    order = Order(i)
+    order = an_order(intent=i)
     journal.insert_order(order, commit=False)
     sub = order.transition(OrderState.SUBMITTING)
     journal.update_order(order, sub, "sending")
@@ -221,9 +226,10 @@ def test_ccxt_reconcile_adopts_fills_and_flags_manual_orders(journal: Journal) -
 
         def bn(n: int, **kw: Any) -> OrderIntent:
             coid = client_order_id("bn", "BTC/USDT", BAR + timedelta(minutes=n), "x")
-            return OrderIntent(coid, "bn", "BTC/USDT", OrderSide.BUY, 0.01,
-                               kw.get("order_type", OrderType.MARKET), BAR,
-                               price=kw.get("price"))
+            return an_intent(client_order_id=coid, account="bn", symbol="BTC/USDT",
+                             side=OrderSide.BUY, volume=0.01,
+                             order_type=kw.get("order_type", OrderType.MARKET), bar_time=BAR,
+                             price=kw.get("price"))
 
         router = OrderRouter(journal, broker())
         resting = router.submit(bn(1, order_type=OrderType.LIMIT, price=29_000.0))
@@ -253,7 +259,8 @@ def test_paper_broker_is_reconcilable(journal: Journal) -> None:
     i = mt5_intent(1)
     assert router.submit(i).state is OrderState.ACCEPTED
     assert [o.client_order_id for o in paper.open_orders()] == [i.client_order_id]
-    [bf] = paper.on_bar(Bar("EURUSD", "M15", BAR + timedelta(minutes=15), 1.1, 1.1, 1.1, 1.1))
+    [bf] = paper.on_bar(a_bar(symbol="EURUSD", timeframe="M15", time=BAR + timedelta(minutes=15),
+                              open=1.1, high=1.1, low=1.1, close=1.1))
     assert paper.recent_fills(BAR) == [bf]
     journal.commit()
     report = reconcile(journal, paper, "mt5-acct", since=BAR)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.builders import a_bar
 
 from domain import Bar
 from domain.errors import ConfigError
@@ -19,8 +20,9 @@ M15 = timedelta(minutes=15)
 SAMPLE = Path(__file__).resolve().parents[1] / "config" / "samples" / "EURUSD_M15.csv"
 
 
-def bar(minutes: int, symbol: str = "EURUSD", timeframe: str = "M15") -> Bar:
-    return Bar(symbol, timeframe, T0 + timedelta(minutes=minutes), 1.1, 1.2, 1.0, 1.15)
+def bar(minutes: int, *, symbol: str = "EURUSD", timeframe: str = "M15") -> Bar:
+    return a_bar(symbol=symbol, timeframe=timeframe, time=T0 + timedelta(minutes=minutes),
+                 open=1.1, high=1.2, low=1.0, close=1.15)
 
 
 def drive(feed: ReplayFeed, max_cycles: int) -> list[tuple[datetime, Bar]]:
@@ -98,8 +100,8 @@ def test_out_of_order_and_duplicate_rows_are_delivered_for_the_validator() -> No
 
 def test_next_close_time_orders_multiple_streams() -> None:
     eur = [bar(m) for m in range(0, 120, 15)]
-    gbp = [bar(m, "GBPUSD", "H1") for m in (0, 60)]
-    btc = [bar(m, "BTCUSDT", "5m") for m in range(30, 60, 5)]
+    gbp = [bar(m, symbol="GBPUSD", timeframe="H1") for m in (0, 60)]
+    btc = [bar(m, symbol="BTCUSDT", timeframe="5m") for m in range(30, 60, 5)]
     feed = ReplayFeed.from_bars([*eur, *gbp, *btc])
     assert set(feed.streams) == {("EURUSD", "M15"), ("GBPUSD", "H1"), ("BTCUSDT", "M5")}
     assert feed.next_close_time() == T0 + M15

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import typer
-from conftest import ROOT, write_sample_head
+from support.samples import ROOT, write_sample_head
 from typer.testing import CliRunner
 
 from domain import stable_hash

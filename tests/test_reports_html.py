@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import write_sample_head
 from daemon_helpers import settings_for
+from support.samples import write_sample_head
 
 from executor.journal.store import Journal
 from executor.reports.ab import ABDesign

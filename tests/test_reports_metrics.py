@@ -22,8 +22,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from support.builders import an_intent, an_order
 
-from domain import Order, OrderIntent, OrderSide, OrderState, OrderType
+from domain import Order, OrderSide, OrderState, OrderType
 from executor.journal.models import FillRow
 from executor.reports.metrics import (
     HistogramBin,
@@ -44,9 +45,11 @@ def at(day: int, hour: int) -> datetime:
 
 def order(coid: str, side: str, stop: float | None, *, volume: float = 1.0,
           decision_id: int | None = None, reduce_only: bool = False) -> Order:
-    return Order(OrderIntent(coid, "acct", "XYZ", OrderSide(side), volume, OrderType.MARKET,
-                             D0, stop_loss=stop, reduce_only=reduce_only,
-                             decision_id=decision_id), OrderState.FILLED)
+    return an_order(intent=an_intent(client_order_id=coid, account="acct", symbol="XYZ",
+                                     side=OrderSide(side), volume=volume,
+                                     order_type=OrderType.MARKET, bar_time=D0, stop_loss=stop,
+                                     reduce_only=reduce_only, decision_id=decision_id),
+                    state=OrderState.FILLED)
 
 
 def fill(coid: str, kind: str, side: str, t: datetime, price: float, volume: float = 1.0,

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import write_sample_head
 from daemon_helpers import replay
 from fakes.llm_servers import Behaviour, FakeOpenAIServer, Reply, prompt_input, stage_responder
 from sqlalchemy import select
+from support.samples import write_sample_head
 
 from executor.journal.models import OrderRow, VerdictRow
 from executor.journal.store import Journal

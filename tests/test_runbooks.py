@@ -9,8 +9,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import write_sample_head
 from daemon_helpers import EXAMPLE, replay
+from support.samples import write_sample_head
 from typer.testing import CliRunner
 
 from executor.journal.store import Journal

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon_helpers import settings_for
+from support.builders import a_bar
 
 from domain import Bar
 from executor.brokers.paper import PaperBroker
@@ -57,8 +58,9 @@ class ClockFeed:
         while t + timedelta(seconds=1) <= now:
             i = int((t - self.start).total_seconds())
             price = 1.1 + 0.001 * ((i % 7) - 3)
-            out.append(Bar(symbol, timeframe, t, price, price + 0.0005, price - 0.0005,
-                           price + 0.0001, 10, 0.0001))
+            out.append(a_bar(symbol=symbol, timeframe=timeframe, time=t, open=price,
+                             high=price + 0.0005, low=price - 0.0005, close=price + 0.0001,
+                             volume=10, spread=0.0001))
             t += timedelta(seconds=1)
         return out
 
@@ -133,7 +135,7 @@ def _paper_executor(url: str, data: Path) -> tuple[RealtimeExecutor, Journal, An
 
 
 def test_housekeeping_takes_polls_and_checkpoints_off_the_cycle(tmp_path: Path) -> None:
-    from conftest import write_sample_head
+    from support.samples import write_sample_head
 
     from guardrails.params import activate as activate_version
     from guardrails.params import propose
@@ -182,7 +184,7 @@ def test_housekeeping_takes_polls_and_checkpoints_off_the_cycle(tmp_path: Path) 
 
 
 def test_without_housekeeping_the_cycle_bounds_the_wal(tmp_path: Path) -> None:
-    from conftest import write_sample_head
+    from support.samples import write_sample_head
 
     url = f"sqlite:///{tmp_path / 'j.sqlite'}"
     executor, journal, daemon = _paper_executor(

@@ -7,8 +7,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from conftest import write_sample_head
 from daemon_helpers import EXAMPLE, replay
+from support.samples import write_sample_head
 from typer.testing import CliRunner
 
 from domain.errors import DataFormatError

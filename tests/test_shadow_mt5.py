@@ -13,6 +13,7 @@ import pytest
 from daemon_helpers import EXAMPLE, settings_for
 from fakes import mt5_fake as M
 from fakes.mt5_fake import SECRET, FakeMetaTrader5, client_settings, start_bridge
+from support.builders import a_proposal
 from typer.testing import CliRunner
 
 from domain import Direction, MarketSnapshot, Proposal
@@ -35,11 +36,14 @@ class LongOnLastBar:
         c = snapshot.bar.close
         closes = [b.close for b in snapshot.bars[-20:]]
         if c < sum(closes) / len(closes):  # with the momentum provider's view
-            return (Proposal(self.name, snapshot.symbol, snapshot.timeframe,
-                             snapshot.bar.time, Direction.SHORT, c, c + 0.0020, c - 0.0040,
-                             "test", ("choch_bearish",)),)
-        return (Proposal(self.name, snapshot.symbol, snapshot.timeframe, snapshot.bar.time,
-                         Direction.LONG, c, c - 0.0020, c + 0.0040, "test", ("choch_bullish",)),)
+            return (a_proposal(strategy=self.name, symbol=snapshot.symbol,
+                               timeframe=snapshot.timeframe, bar_time=snapshot.bar.time,
+                               direction=Direction.SHORT, entry=c, stop=c + 0.0020,
+                               target=c - 0.0040, reason="test", tags=("choch_bearish",)),)
+        return (a_proposal(strategy=self.name, symbol=snapshot.symbol, timeframe=snapshot.timeframe,
+                           bar_time=snapshot.bar.time, direction=Direction.LONG, entry=c,
+                           stop=c - 0.0020, target=c + 0.0040, reason="test",
+                           tags=("choch_bullish",)),)
 
 
 @pytest.fixture

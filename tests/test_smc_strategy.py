@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from domain import Direction, Position, Proposal
+from support.builders import a_position
+
+from domain import Direction, Proposal
 from domain.glossary import validate_tag
 from strategies.logic import StrategyContext, TradeLogic
 from strategies.smc_strategy import SmcOrderBlockRetest
@@ -13,8 +15,8 @@ try:
 except ImportError:  # tests/ is not a package: pytest put it on sys.path itself
     from smc_data import STRUCTURE, load_bars, make_bars  # type: ignore[no-redef]
 
-FLAT = StrategyContext(Position("EURUSD"))
-LONG = StrategyContext(Position("EURUSD", volume=1.0))
+FLAT = StrategyContext(a_position(symbol="EURUSD"))
+LONG = StrategyContext(a_position(symbol="EURUSD", volume=1.0))
 
 
 def _replay() -> tuple[list[Proposal], list[float]]:

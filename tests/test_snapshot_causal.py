@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from support.builders import a_bar
 
 from domain import Bar, MarketSnapshot
 from strategies.snapshot import SnapshotBuilder
@@ -31,8 +32,9 @@ def _bars_from_steps(steps: list[tuple[int, int, int, int]]) -> list[Bar]:
         low = min(open_, close) - down
         close = low + (high - low) * close_pos // 4 if close_pos < 4 else close
         bars.append(
-            Bar("TEST", "M15", T0 + timedelta(minutes=15 * i),
-                open_ * TICK, high * TICK, low * TICK, close * TICK, 1.0, 0.0)
+            a_bar(symbol="TEST", timeframe="M15", time=T0 + timedelta(minutes=15 * i),
+                  open=open_ * TICK, high=high * TICK, low=low * TICK, close=close * TICK,
+                  volume=1.0, spread=0.0)
         )
         price = close
     return bars

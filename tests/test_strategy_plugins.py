@@ -62,9 +62,12 @@ class DeskBreakout:
             return ()
         risk = direction.sign * self.stop_atr * snapshot.atr
         side = "bullish" if direction is Direction.LONG else "bearish"
-        return (Proposal(self.name, snapshot.symbol, snapshot.timeframe, snapshot.bar.time,
-                         direction, close, close - risk, close + risk * self.risk_reward,
-                         f"close through the {self.lookback}-bar range", (f"bos_{side}",)),)
+        return (Proposal(strategy=self.name, symbol=snapshot.symbol,
+                         timeframe=snapshot.timeframe, bar_time=snapshot.bar.time,
+                         direction=direction, entry=close, stop=close - risk,
+                         target=close + risk * self.risk_reward,
+                         reason=f"close through the {self.lookback}-bar range",
+                         tags=(f"bos_{side}",)),)
 
 
 class DeskBreakoutToo(DeskBreakout):

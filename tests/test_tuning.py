@@ -6,8 +6,8 @@ import json
 from datetime import date
 from pathlib import Path
 
-from conftest import SAMPLE, write_sample_head
 from daemon_helpers import EXAMPLE, replay
+from support.samples import SAMPLE, write_sample_head
 from typer.testing import CliRunner
 
 from executor.journal.store import Journal

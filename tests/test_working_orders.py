@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import write_sample_head
 from daemon_helpers import AlwaysBuy, registered_always_buy, settings_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -30,6 +29,16 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 from sqlalchemy import select
+from support.builders import (
+    a_broker_fill,
+    a_decision,
+    a_fill,
+    a_position,
+    a_proposal,
+    a_signal,
+    an_intent,
+)
+from support.samples import write_sample_head
 
 from domain import (
     Bar,
@@ -44,7 +53,6 @@ from domain import (
     OrderType,
     Position,
     Proposal,
-    Signal,
 )
 from domain.errors import TemporaryVenueError
 from executor.brokers.base import BrokerFill
@@ -67,10 +75,12 @@ EPS = 1e-9
 
 def decision(direction: Direction = Direction.LONG, symbol: str = "EURUSD") -> Decision:
     entry, stop = 1.1, 1.1 - 0.002 * direction.sign
-    p = Proposal("s", symbol, "M15", T0, direction, entry, stop, entry + 2 * (entry - stop),
-                 "test")
-    signals = (Signal("a", direction, 0.8),)
-    return Decision(p, direction, 0.8, 1, 1, signals, (("a", 0.8 * direction.sign),), "h")
+    p = a_proposal(strategy="s", symbol=symbol, timeframe="M15", bar_time=T0, direction=direction,
+                   entry=entry, stop=stop, target=entry + 2 * (entry - stop), reason="test")
+    signals = (a_signal(provider="a", direction=direction, confidence=0.8),)
+    return a_decision(proposal=p, direction=direction, confidence=0.8, agreement=1, voters=1,
+                      signals=signals, contributions=(("a", 0.8 * direction.sign),),
+                      params_hash="h")
 
 
 def account(position: float = 0.0, buy: float = 0.0, sell: float = 0.0, *,
@@ -78,11 +88,12 @@ def account(position: float = 0.0, buy: float = 0.0, sell: float = 0.0, *,
             others: dict[str, tuple[float, float, float]] | None = None,
             **kw: Any) -> AccountState:
     """``others``: symbol -> (position, working buy, working sell)."""
-    positions = {symbol: Position(symbol, position, 1.1)} if position else {}
+    positions = ({symbol: a_position(symbol=symbol, volume=position, avg_price=1.1)}
+                 if position else {})
     working = {symbol: WorkingExposure(buy, sell)} if buy or sell else {}
     for s, (p, b, v) in (others or {}).items():
         if p:
-            positions[s] = Position(s, p, 1.2)
+            positions[s] = a_position(symbol=s, volume=p, avg_price=1.2)
         if b or v:
             working[s] = WorkingExposure(b, v)
     return AccountState(positions=positions, working=working, order_volume=volume, now=T0,
@@ -210,17 +221,20 @@ def test_max_position_property(position: float, buy: float, sell: float, volume:
 # ---------------------------------------------------------------- the router's working set
 
 
-def intent(coid: str, side: OrderSide = OrderSide.BUY, volume: float = 0.1,
+def intent(coid: str, *, side: OrderSide = OrderSide.BUY, volume: float = 0.1,
            symbol: str = "EURUSD", acct: str = "acct") -> OrderIntent:
-    return OrderIntent(coid, acct, symbol, side, volume, OrderType.MARKET, T0,
-                       stop_loss=None, take_profit=None)
+    return an_intent(client_order_id=coid, account=acct, symbol=symbol, side=side,
+                     volume=volume, order_type=OrderType.MARKET, bar_time=T0, stop_loss=None,
+                     take_profit=None)
 
 
 def fill_of(order: Order, lots: float, fill_id: str, kind: str = "entry",
             attach: Order | None = None) -> BrokerFill:
     i = order.intent
-    return BrokerFill(Fill(order.client_order_id, fill_id, i.symbol, i.side, T0, 1.1, lots),
-                      kind, 0.0, attach)
+    return a_broker_fill(fill=a_fill(client_order_id=order.client_order_id, fill_id=fill_id,
+                                     symbol=i.symbol, side=i.side, time=T0, price=1.1,
+                                     volume=lots),
+                         kind=kind, realized_pnl=0.0, order=attach)
 
 
 class LiveLike(PaperBroker):
@@ -252,7 +266,7 @@ def test_accepted_stays_working_until_its_fill(journal_url: str) -> None:
     journal = Journal.open(journal_url)
     router = OrderRouter(journal, PaperBroker())
     a = router.submit(intent("dta-a"))
-    b = router.submit(intent("dta-b", OrderSide.SELL, 0.3, "GBPUSD"))
+    b = router.submit(intent("dta-b", side=OrderSide.SELL, volume=0.3, symbol="GBPUSD"))
     assert a.state is b.state is OrderState.ACCEPTED
     assert exposure(router) == {"EURUSD": (0.1, 0.0), "GBPUSD": (0.0, 0.3)}
     # a protective exit attributed to the order does not fill it
@@ -323,7 +337,7 @@ def test_working_set_is_rebuilt_from_the_journal_after_restart(journal_url: str)
     journal = Journal.open(journal_url)
     router = OrderRouter(journal, LiveLike())
     done = router.submit(intent("dta-done"))
-    part = router.submit(intent("dta-part", OrderSide.SELL, 0.5))
+    part = router.submit(intent("dta-part", side=OrderSide.SELL, volume=0.5))
     router.submit(intent("dta-other", acct="someone-else"))
     OrderRouter(journal, LiveLike(fail=True)).submit(intent("dta-unk", volume=0.2))
     # as the daemon's fill loop does: fills journaled, the paper-style one moves the row
@@ -414,10 +428,10 @@ class ScriptedBroker:
         return out
 
     def position(self, symbol: str) -> Position:
-        return Position(symbol, self.pos.get(symbol, 0.0))
+        return a_position(symbol=symbol, volume=self.pos.get(symbol, 0.0))
 
     def positions(self) -> dict[str, Position]:
-        return {s: Position(s, v) for s, v in self.pos.items() if abs(v) > EPS}
+        return {s: a_position(symbol=s, volume=v) for s, v in self.pos.items() if abs(v) > EPS}
 
     def restore(self, orders: Sequence[Order], fills: Sequence[Fill],
                 fill_kinds: Sequence[str]) -> None:
@@ -455,7 +469,8 @@ class Interleavings(RuleBasedStateMachine):
         if all(c.check(d, state).passed for c in self.checks):
             side = OrderSide.BUY if direction is Direction.LONG else OrderSide.SELL
             self.broker.outcome = outcome
-            self.router.submit(intent(f"dta{next(_ids)}", side, volume, symbol, self.account))
+            self.router.submit(intent(f"dta{next(_ids)}", side=side, volume=volume, symbol=symbol,
+                                      acct=self.account))
 
     @precondition(lambda self: bool(self.broker.book))
     @rule(data=st.data(), part=st.sampled_from([0.25, 0.5, 1.0]), attach=st.booleans())
@@ -537,8 +552,9 @@ class Agree:
 
     def evaluate(self, proposal: Proposal, snapshot: MarketSnapshot) -> Decision:
         d = proposal.direction
-        return Decision(proposal, d, 0.9, 1, 1, (Signal("agree", d, 0.9),),
-                        (("agree", 0.9 * d.sign),), "agree")
+        return a_decision(proposal=proposal, direction=d, confidence=0.9, agreement=1, voters=1,
+                          signals=(a_signal(provider="agree", direction=d, confidence=0.9),),
+                          contributions=(("agree", 0.9 * d.sign),), params_hash="agree")
 
 
 class HoldingBroker(PaperBroker):

@@ -17,6 +17,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
+from support.builders import an_intent
+
 from domain import OrderIntent, OrderSide, OrderType, client_order_id
 from executor.daemon import RealtimeExecutor
 from executor.engine.startup import journal_net_positions
@@ -127,11 +129,11 @@ class _Venue:
     def _intent(self, side: OrderSide, lots: float, now: datetime,
                 stops: tuple[float, float] | None) -> OrderIntent:
         n = next(self._n)
-        return OrderIntent(
-            client_order_id(self.account, self.symbol, now, f"conformance:{n}"),
-            self.account, self.symbol, side, round(lots * self.lot, 8), OrderType.MARKET,
-            now, stop_loss=stops[0] if stops else None,
-            take_profit=stops[1] if stops else None)
+        coid = client_order_id(self.account, self.symbol, now, f"conformance:{n}")
+        return an_intent(client_order_id=coid, account=self.account, symbol=self.symbol, side=side,
+                         volume=round(lots * self.lot, 8), order_type=OrderType.MARKET,
+                         bar_time=now, stop_loss=stops[0] if stops else None,
+                         take_profit=stops[1] if stops else None)
 
 
 class _LiveVenue(_Venue):
@@ -384,7 +386,7 @@ class Paper(_Venue):
     dust = 0.0
 
     def __init__(self, tmp_path: Path, strategy: str) -> None:
-        from conftest import write_sample_head
+        from support.samples import write_sample_head
 
         super().__init__(tmp_path, strategy)
         self.data = write_sample_head(tmp_path / "EURUSD_M15.csv", 400)

@@ -39,6 +39,7 @@ sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # tests/: the fake
 # Imported lazily by the brokers and the journal; preloaded here for the zygote.
 import ccxt  # noqa: F401
 import rpyc  # noqa: F401
+from support.builders import an_intent
 
 with contextlib.suppress(ImportError):  # the PostgreSQL driver, when installed
     import psycopg  # noqa: F401
@@ -90,9 +91,10 @@ def intent(venue: str, account: str, k: int) -> OrderIntent:
     m = MARKETS[venue]
     bar = BAR0 + timedelta(minutes=15 * k)
     side = OrderSide.BUY if k % 3 else OrderSide.SELL
-    return OrderIntent(client_order_id(account, m.symbol, bar, f"crash:{k}"), account,
-                       m.symbol, side, round(m.volume + m.step * (k % 7), 8),
-                       OrderType.MARKET, bar)
+    return an_intent(client_order_id=client_order_id(account, m.symbol, bar, f"crash:{k}"),
+                     account=account, symbol=m.symbol, side=side,
+                     volume=round(m.volume + m.step * (k % 7), 8), order_type=OrderType.MARKET,
+                     bar_time=bar)
 
 
 def make_broker(venue: str, port: int) -> Broker:

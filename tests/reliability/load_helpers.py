@@ -27,6 +27,7 @@ from fakes.llm_servers import (
     Responder,
     stage_responder,
 )
+from support.builders import a_proposal
 
 from benchmarks.bench_latency import (
     MANY_SYMBOL_OVERRIDES,
@@ -188,8 +189,9 @@ class LoadDaemon:
         snapshot: MarketSnapshot = self.executor.cycle.snapshots[stream]
         close = snapshot.bar.close
         atr = snapshot.atr or 0.001
-        proposal = Proposal("warm_up", stream[0], stream[1], snapshot.bar.time,
-                            Direction.LONG, close, close - atr, close + 2 * atr, "SDK warm-up")
+        proposal = a_proposal(strategy="warm_up", symbol=stream[0], timeframe=stream[1],
+                              bar_time=snapshot.bar.time, direction=Direction.LONG, entry=close,
+                              stop=close - atr, target=close + 2 * atr, reason="SDK warm-up")
         self.ensemble.evaluate(proposal, snapshot)
 
     def run_cycle(self, phase: str, before: Callable[[], None] | None = None) -> CycleRecord:

@@ -72,13 +72,12 @@ from daemon_helpers import EXAMPLE, settings_for
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from support.builders import a_proposal, an_intent, an_order
 from typer.testing import CliRunner
 
 from domain import (
     Direction,
     MarketSnapshot,
-    Order,
-    OrderIntent,
     OrderSide,
     OrderState,
     OrderType,
@@ -148,8 +147,9 @@ class Scripted:
             return ()
         what = Scripted.plan.popleft()
         b = snapshot.bar
-        probe = Proposal(self.name, snapshot.symbol, snapshot.timeframe, b.time,
-                         Direction.LONG, b.close, b.close * 0.99, b.close * 1.02, "probe")
+        probe = a_proposal(strategy=self.name, symbol=snapshot.symbol, timeframe=snapshot.timeframe,
+                           bar_time=b.time, direction=Direction.LONG, entry=b.close,
+                           stop=b.close * 0.99, target=b.close * 1.02, reason="probe")
         vote = self.momentum.evaluate(probe, snapshot).direction
         if vote is Direction.FLAT:
             return ()
@@ -159,8 +159,9 @@ class Scripted:
         sign = 1 if direction is Direction.LONG else -1
         stop, target = b.close * (1 - sign * 0.01), b.close * (1 + sign * 0.02)
         Scripted.proposed.append(Proposed(b.time, direction, stop, target, agreed))
-        return (Proposal(self.name, snapshot.symbol, snapshot.timeframe, b.time, direction,
-                         b.close, stop, target, what),)
+        return (a_proposal(strategy=self.name, symbol=snapshot.symbol, timeframe=snapshot.timeframe,
+                           bar_time=b.time, direction=direction, entry=b.close, stop=stop,
+                           target=target, reason=what),)
 
 
 def _guardrails(ttl_minutes: int = TTL_MINUTES) -> dict[str, Any]:
@@ -277,7 +278,7 @@ class PaperVenue(SmVenue):
     live = False
 
     def __init__(self) -> None:
-        from conftest import write_sample_head
+        from support.samples import write_sample_head
 
         self.dir = Path(tempfile.mkdtemp(prefix="dta-sm-paper-"))
         self.data = write_sample_head(self.dir / "EURUSD_M15.csv", 400)
@@ -1003,8 +1004,9 @@ def test_restart_adopts_a_partial_fill_whose_answer_was_lost(scripted: None) -> 
     try:
         m.venue.script("partial")
         m.die_at = "after_send"
-        intent = OrderIntent(client_order_id(ACCOUNT, SYMBOL, m.now, "regression"),
-                             ACCOUNT, SYMBOL, OrderSide.BUY, 0.001, OrderType.MARKET, m.now)
+        intent = an_intent(client_order_id=client_order_id(ACCOUNT, SYMBOL, m.now, "regression"),
+                           account=ACCOUNT, symbol=SYMBOL, side=OrderSide.BUY, volume=0.001,
+                           order_type=OrderType.MARKET, bar_time=m.now)
         with pytest.raises(Died):
             m.ex.decider.submit(intent, m.now)
         m._die()
@@ -1037,7 +1039,8 @@ def test_the_mt5_check_sees_an_order_sent_again_after_a_restart(
         m._start()
         m.ops.rollback()
         sent = m.ops.orders(m.venue.account)[0]
-        m.ex.broker.submit(Order(sent.intent, OrderState.SUBMITTING))  # it leaves again
+        # it leaves again
+        m.ex.broker.submit(an_order(intent=sent.intent, state=OrderState.SUBMITTING))
         with pytest.raises(AssertionError, match="sent"):
             m.no_client_order_id_twice()
     finally:

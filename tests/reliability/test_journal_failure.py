@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SAMPLE, write_sample_head
 from daemon_helpers import EXAMPLE, settings_for
 from sqlalchemy import create_engine, text
+from support.samples import SAMPLE, write_sample_head
 from test_operations import FlakyWebhook
 
 from domain import Order

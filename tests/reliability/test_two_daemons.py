@@ -45,10 +45,11 @@ from typing import Any
 
 import pytest
 from fakes.binance_fake import MINUTE_MS, FakeBinance, _fmt
+from support.builders import a_bar
 from test_daemon_process import NotifySocket
 from test_live_wiring import AlwaysLong
 
-from domain import Bar, OrderState
+from domain import OrderState
 from executor.journal.store import Journal
 from executor.lease import advisory_key
 
@@ -239,8 +240,10 @@ def prepare_journal(url: str, exchange: FakeBinance) -> None:
                                  mode="live", person="desk", note="two-daemon test")
         for open_ms in range(last - 40 * minute, last + 1, minute):
             k = exchange.kline("BTCUSDT", open_ms, 1)
-            journal.record_bar(Bar("BTC/USDT", "M1", datetime.fromtimestamp(open_ms / 1000, UTC),
-                                   *(float(x) for x in k[1:6])))
+            o, h, lo, c, v = (float(x) for x in k[1:6])
+            journal.record_bar(a_bar(symbol="BTC/USDT", timeframe="M1",
+                                     time=datetime.fromtimestamp(open_ms / 1000, UTC),
+                                     open=o, high=h, low=lo, close=c, volume=v))
         journal.commit()
     finally:
         journal.close()
