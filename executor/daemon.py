@@ -63,6 +63,20 @@ def _close(resource: object) -> None:
 
 
 class RealtimeExecutor:
+    # A live feed is watched for silence (``Triggers.watch``); a replay's clock only moves
+    # to the next bar, so its feed cannot fall silent.
+    watch_feed: bool
+    # Live: the account's lease (``executor.lease.AccountLease``). Checked at the start of
+    # every cycle and every housekeeping second: a lease lost (its PostgreSQL session died,
+    # so the advisory lock is gone and another daemon may take the account) stops trading
+    # at once (``_lease_lost``).
+    lease: Any
+    # Called at the start of every cycle with the cycle's time (live: the unknown-order
+    # resolver). An exception is journaled as an error, never skips the cycle.
+    before_cycle: list[Callable[[datetime], object]]
+    # Journal rows other threads queued (late answers, breaker transitions): written by
+    # housekeeping between bars and by ``stop``, as well as at the next cycle.
+    queued_rows: list[Callable[[], object]]
     c: Components  # the active parameter version's objects (``_apply``)
     # The parts, assembled by ``start`` from what the executor holds then (a caller may
     # swap the feed, broker, router, metrics or component factory before it).
@@ -112,36 +126,26 @@ class RealtimeExecutor:
         self.contract_size = contract_size
         self.metrics = metrics
         self.ea_source = ea_source
-        # A live feed is watched for silence (``Triggers.watch``); a replay's clock only
-        # moves to the next bar, so its feed cannot fall silent.
         self.watch_feed = watch_feed
         self.fatal_error: Exception | None = None
-        # Live: the account's lease (``executor.lease.AccountLease``). Checked at the start
-        # of every cycle and every housekeeping second: a lease lost (its PostgreSQL session
-        # died, so the advisory lock is gone and another daemon may take the account)
-        # stops trading at once (``_lease_lost``).
-        self.lease: Any = None
-        # Called at the start of every cycle with the cycle's time (live: the unknown-order
-        # resolver). An exception is journaled as an error, never skips the cycle.
-        self.before_cycle: list[Callable[[datetime], object]] = []
-        # Journal rows other threads queued (late answers, breaker transitions): written
-        # by housekeeping between bars and by ``stop``, as well as at the next cycle.
-        self.queued_rows: list[Callable[[], object]] = []
+        self.lease = None
+        self.before_cycle = []
+        self.queued_rows = []
         self.router = OrderRouter(journal, broker)
         self.stats = RunStats()
         self.stop_requested = threading.Event()
         self._cycle_lock = threading.Lock()
         self._started = False
         self._assembled = False
-        # How stale the journal polls may be when a cycle starts. 1 s without housekeeping
-        # (replays, tests); with the live scheduler's 1 s housekeeping job the polls run
-        # between bar closes and the cycle itself skips them (``housekeeping``).
         self._poll_seconds = 1.0
         # Can the account hold a short? A spot account cannot (``holds_shorts = False``).
         self._shorts = bool(getattr(broker, "holds_shorts", True))
 
     @property
     def poll_seconds(self) -> float:
+        """How stale the journal polls may be when a cycle starts. 1 s without
+        housekeeping (replays, tests); with the live scheduler's 1 s housekeeping job the
+        polls run between bar closes and the cycle itself skips them (``housekeeping``)."""
         return self._poll_seconds
 
     @poll_seconds.setter
