@@ -197,8 +197,8 @@ def force_live_polls(executor: RealtimeExecutor) -> None:
     """A daemon without the housekeeping job (``hand_over_housekeeping`` not called) polls
     the journal inside the cycle at most once a wall second: on every live cycle, since
     those are at least a bar apart; back-to-back cycles would skip them."""
-    executor._param_checked = 0.0
-    executor._approvals_checked = 0.0
+    executor.housekeeper.param_checked = 0.0
+    executor.approvals.checked = 0.0
 
 
 def between_bar_closes(executor: RealtimeExecutor) -> None:

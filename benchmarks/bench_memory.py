@@ -114,11 +114,12 @@ def _internals(ex: RealtimeExecutor) -> dict[str, Any]:
     lat = ex.stats.latencies_us
     fills = getattr(broker, "_fills", [])
     known = getattr(broker, "_known", {})
+    expiries = ex.approvals.expiries
     return {
         "stats.latencies_us": {"len": len(lat), "kib": _deep_size(lat) / 1024},
         "PaperBroker._fills": {"len": len(fills), "kib": _deep_size(fills) / 1024},
         "PaperBroker._known": {"len": len(known), "kib": _deep_size(known) / 1024},
-        "executor._expiries": {"len": len(ex._expiries), "kib": _deep_size(ex._expiries) / 1024},
+        "approvals.expiries": {"len": len(expiries), "kib": _deep_size(expiries) / 1024},
         "session.identity_map": {"len": len(session.identity_map), "kib": 0.0},
         "gc objects": {"len": len(gc.get_objects()), "kib": 0.0},
     }

@@ -21,7 +21,7 @@ CONFIG = ROOT / "config" / "dta.example.toml"
 
 def _run(url: str) -> dict[str, Any]:
     from benchmarks.bench_latency import as_dta_run
-    from executor.daemon import SimulatedClock
+    from executor.engine.clock import SimulatedClock
     from executor.journal.store import Journal
     from executor.settings import load_settings
     from executor.wiring import build_daemon

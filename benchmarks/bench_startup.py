@@ -78,7 +78,7 @@ def _prepare_journal(url: str) -> None:
     """A journal with one short completed paper run, so `status` has something to show."""
     from benchmarks.bench_latency import bench_settings
     from benchmarks.sma_flip import sample_file
-    from executor.daemon import SimulatedClock
+    from executor.engine.clock import SimulatedClock
     from executor.journal.store import Journal
     from executor.wiring import build_daemon
 

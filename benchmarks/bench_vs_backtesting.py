@@ -58,7 +58,7 @@ from benchmarks.sma_flip import (  # noqa: E402
     with_sma_voter,
 )
 from domain import Bar  # noqa: E402
-from executor.daemon import SimulatedClock  # noqa: E402
+from executor.engine.clock import SimulatedClock  # noqa: E402
 from executor.feeds.files import load_bars  # noqa: E402
 from executor.journal.store import Journal  # noqa: E402
 from executor.wiring import build_daemon  # noqa: E402

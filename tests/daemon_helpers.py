@@ -11,7 +11,7 @@ from typing import Any
 from support.builders import a_proposal
 
 from domain import Direction, MarketSnapshot, Proposal
-from executor.daemon import SimulatedClock
+from executor.engine.clock import SimulatedClock
 from executor.journal.store import Journal
 from executor.settings import Settings, load_settings
 from executor.wiring import Daemon, build_daemon
@@ -128,14 +128,14 @@ def live_daemon(url: str, fake: Any, strategy: str, *,
                 settings: Settings | None = None) -> Iterator[Daemon]:
     """The live daemon on the loopback exchange ``fake`` as `dta run` starts it: cleared
     for live, started, reconciled; the lease released and the journal closed after."""
-    from runbooks.cli import _start_live
+    from executor.engine.startup import start_live
 
     settings = settings or live_settings(url, fake, strategy)
     journal = cleared_journal(url, strategy)
     daemon = build_daemon(settings, journal)
     try:
         daemon.executor.start()
-        _start_live(settings, daemon, journal)
+        start_live(settings, daemon, journal)
         yield daemon
     finally:
         daemon.live.lease.release()

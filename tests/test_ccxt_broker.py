@@ -23,9 +23,9 @@ from domain import (
 from domain.errors import VenueError
 from executor.brokers.ccxt_broker import CcxtBroker, exchange_code, make_exchange
 from executor.brokers.config import CcxtSettings, ResolverSettings
+from executor.engine.resolver import OrderResolver
+from executor.engine.router import OrderRouter
 from executor.journal.store import Journal
-from executor.reconcile import OrderResolver
-from executor.router import OrderRouter
 
 BAR = datetime(2024, 3, 4, 10, 0, tzinfo=UTC)
 ACCOUNT = "bn-acct"

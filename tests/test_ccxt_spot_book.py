@@ -16,9 +16,9 @@ from test_ccxt_broker import ACCOUNT, BAR, intent, make_broker, submitting
 
 from domain import OrderSide, OrderState
 from executor.brokers.ccxt_broker import CcxtBroker
+from executor.engine.router import OrderRouter
+from executor.engine.startup import journal_net_positions, reconcile
 from executor.journal.store import Journal
-from executor.reconcile import journal_net_positions, reconcile
-from executor.router import OrderRouter
 
 TICK = a_bar(symbol="BTC/USDT", timeframe="M15", time=BAR, open=30_000, high=30_000, low=30_000,
              close=30_000)

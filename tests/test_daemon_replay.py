@@ -129,7 +129,7 @@ def test_a_risk_reviewer_that_resizes_sends_the_smaller_order(sqlite_url: str,
     0.6" gets 0.6 of the configured volume, the guardrails judge that volume, and the
     decision row keeps the factor for `dta trace`."""
     from executor.journal.models import DecisionRow
-    from runbooks.cli import _format_trace
+    from runbooks.trace_cli import _format_trace
 
     providers = [
         {"name": "structure", "kind": "structure", "weight": 1.0},

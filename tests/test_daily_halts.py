@@ -23,7 +23,8 @@ from daemon_helpers import registered_always_buy, settings_for
 from support.samples import write_sample_head
 
 from domain.errors import TemporaryVenueError
-from executor.daemon import RealtimeExecutor, SimulatedClock
+from executor.daemon import RealtimeExecutor
+from executor.engine.clock import SimulatedClock
 from executor.journal.store import Journal
 from executor.wiring import Daemon, build_daemon
 from guardrails.params import activate, active_version, propose
@@ -129,7 +130,7 @@ def test_max_daily_loss_keeps_the_day_start_across_a_restart(
     try:
         s.bars(3)
         assert s.ex.stats.vetoes["max_daily_loss"] >= 1  # 550 lost today, limit 500
-        assert s.ex._day_start_equity == 10_000.0
+        assert s.ex.triggers.day_start_equity == 10_000.0
     finally:
         s.close()
 

@@ -240,17 +240,19 @@ def test_the_daemon_keeps_only_order_times_the_throttle_can_count(tmp_path: Path
     data = write_sample_head(tmp_path / "EURUSD_M15.csv", 40)
     daemon = build_daemon(settings_for(url), Journal.open(url), data=data)
     ex = daemon.executor
+    ex.start()  # the decider, which keeps the order times, is assembled at start
     times = [T0 + timedelta(seconds=s) for s in (0, 10, 30, 59, 61, 100, 119)]
-    ex._order_times.extend(times)
+    ex.decider.order_times.extend(times)
     now = T0 + timedelta(seconds=120)
-    kept = ex._recent_order_times(now)
+    kept = ex.decider.recent_order_times(now)
     assert kept == tuple(t for t in times if t > now - THROTTLE_WINDOW)
-    assert list(ex._order_times) == list(kept)  # the rest is gone for good
+    assert list(ex.decider.order_times) == list(kept)  # the rest is gone for good
     check = OrderThrottleCheck(2)
     full = AccountState(now=now, recent_order_times=tuple(times))
     pruned = AccountState(now=now, recent_order_times=kept)
     decision: Any = None  # the throttle does not read the decision
     assert check.check(decision, full) == check.check(decision, pruned)
+    ex.stop()
     daemon.journal.close()
 
 

@@ -59,7 +59,7 @@ from support.builders import a_proposal
 from support.samples import write_sample_head
 
 from domain import Direction, MarketSnapshot, Proposal
-from executor.daemon import SimulatedClock
+from executor.engine.clock import SimulatedClock
 from executor.journal.models import DecisionRow, OrderRow, ProviderEventRow
 from executor.journal.store import Journal
 from executor.metrics import Metrics

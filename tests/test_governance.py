@@ -12,7 +12,7 @@ from daemon_helpers import EXAMPLE, replay, settings_for
 from support.samples import write_sample_head
 from typer.testing import CliRunner
 
-from executor.daemon import SimulatedClock
+from executor.engine.clock import SimulatedClock
 from executor.journal.store import Journal
 from executor.wiring import build_daemon
 from guardrails.promotion import Evidence, evaluate

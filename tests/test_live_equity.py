@@ -27,7 +27,8 @@ from fakes.binance_fake import MINUTE_MS, FakeBinance, _fmt
 from fakes.mt5_fake import SECRET, FakeMetaTrader5, client_settings, start_bridge
 from support.builders import a_bar, an_intent, an_order
 
-import executor.daemon as daemon_module
+import executor.engine.decider as decider_module
+import executor.engine.triggers as triggers_module
 from domain import (
     Order,
     OrderIntent,
@@ -41,10 +42,11 @@ from executor.brokers.ccxt_broker import CcxtBroker, make_exchange
 from executor.brokers.config import CcxtSettings
 from executor.brokers.mt5 import Mt5Broker
 from executor.brokers.mt5_client import Mt5Client
-from executor.daemon import RealtimeExecutor, RunStats
+from executor.engine.startup import start_live
+from executor.engine.stats import RunStats
+from executor.engine.triggers import Triggers
 from executor.journal.store import Journal
 from executor.wiring import build_daemon
-from runbooks.cli import _start_live
 
 NOW = datetime(2024, 3, 4, 10, 0, tzinfo=UTC)
 
@@ -309,7 +311,7 @@ def test_mt5_equity_read_failures_are_broker_errors() -> None:
 def test_daemon_equity_error_is_unknown_equity_counted_and_logged_once(
         monkeypatch: pytest.MonkeyPatch) -> None:
     recorder = Recorder()
-    monkeypatch.setattr(daemon_module, "log", recorder)
+    monkeypatch.setattr(triggers_module, "log", recorder)
     outage = TemporaryVenueError("ccxt:binance fetch_balance failed: 503")
     answers: list[Any] = [outage, outage, 1234.5, PermanentVenueError("denied")]
 
@@ -321,16 +323,16 @@ def test_daemon_equity_error_is_unknown_equity_counted_and_logged_once(
 
     host = SimpleNamespace(broker=SimpleNamespace(name="ccxt:binance", equity=equity),
                            stats=RunStats(), _equity_failure=None)
-    assert RealtimeExecutor._equity(host) is None  # type: ignore[arg-type]
-    assert RealtimeExecutor._equity(host) is None  # type: ignore[arg-type]  # same failure
-    assert RealtimeExecutor._equity(host) == 1234.5  # type: ignore[arg-type]
-    assert RealtimeExecutor._equity(host) is None  # type: ignore[arg-type]  # a new one
+    assert Triggers.equity(host) is None  # type: ignore[arg-type]
+    assert Triggers.equity(host) is None  # type: ignore[arg-type]  # same failure
+    assert Triggers.equity(host) == 1234.5  # type: ignore[arg-type]
+    assert Triggers.equity(host) is None  # type: ignore[arg-type]  # a new one
     assert host.stats.broker_read_errors["equity"] == 2
     logged = recorder.events("equity_read_failed")
     assert [e["retryable"] for e in logged] == [True, False]
     assert logged[0]["broker"] == "ccxt:binance"
     no_equity = SimpleNamespace(broker=SimpleNamespace(), stats=RunStats(), _equity_failure=None)
-    assert RealtimeExecutor._equity(no_equity) is None  # type: ignore[arg-type]
+    assert Triggers.equity(no_equity) is None  # type: ignore[arg-type]
 
 
 class TrendingBinance(FakeBinance):
@@ -358,7 +360,8 @@ def always_buy() -> Iterator[object]:
 def test_live_daemon_with_max_daily_loss_trades_then_vetoes_after_a_loss(
         tmp_path: Path, always_buy: object, monkeypatch: pytest.MonkeyPatch) -> None:
     recorder = Recorder()
-    monkeypatch.setattr(daemon_module, "log", recorder)
+    monkeypatch.setattr(triggers_module, "log", recorder)  # equity reads
+    monkeypatch.setattr(decider_module, "log", recorder)  # vetoes
     url = f"sqlite:///{tmp_path / 'live.sqlite'}"
     with TrendingBinance(balances={"USDT": 100_000.0, "BTC": 0.0}) as fake:
         settings = live_settings(url, fake, AlwaysBuy.name, max_daily_loss=500.0,
@@ -377,7 +380,7 @@ def test_live_daemon_with_max_daily_loss_trades_then_vetoes_after_a_loss(
         try:
             executor = daemon.executor
             executor.start()
-            _start_live(settings, daemon, journal)
+            start_live(settings, daemon, journal)
             executor.run_cycle(datetime.now(UTC))
             placed = len(fake.orders)
             assert placed >= 1  # equity known: max_daily_loss no longer vetoes everything
@@ -414,7 +417,7 @@ def test_a_day_whose_first_equity_read_failed_starts_at_its_first_reading(
     a start: max_daily_loss would veto every entry until the next UTC day."""
     from support.samples import write_sample_head
 
-    from executor.daemon import SimulatedClock
+    from executor.engine.clock import SimulatedClock
     from executor.wiring import build_daemon
 
     url = f"sqlite:///{tmp_path / 'j.sqlite'}"
@@ -433,7 +436,7 @@ def test_a_day_whose_first_equity_read_failed_starts_at_its_first_reading(
 
     ex.broker.equity = equity  # type: ignore[attr-defined]
     ex.start()  # start-up's reading fails: the day has no start yet
-    assert ex._day_start_equity is None
+    assert ex.triggers.day_start_equity is None
     clock = SimulatedClock()
     ex.clock = clock
     for _ in range(10):
@@ -441,7 +444,7 @@ def test_a_day_whose_first_equity_read_failed_starts_at_its_first_reading(
         assert t is not None
         clock.advance_to(t)
         ex.run_cycle(clock.now())
-    assert ex._day_start_equity == pytest.approx(paper_equity())
+    assert ex.triggers.day_start_equity == pytest.approx(paper_equity())
     assert ex.stats.broker_read_errors["equity"] >= 1
     ex.stop("completed")
     journal.close()

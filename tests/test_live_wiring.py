@@ -15,8 +15,8 @@ from support.builders import a_proposal
 
 from domain import Direction, MarketSnapshot, Proposal
 from domain.errors import LeaseError
+from executor.engine.startup import start_live
 from executor.wiring import build_daemon, build_live_parts
-from runbooks.cli import _start_live
 from strategies.logic import StrategyContext
 from strategies.registry import STRATEGIES
 
@@ -63,7 +63,7 @@ def test_live_mode_with_ccxt(tmp_path: Path, always_long: object,
                 build_live_parts(settings, journal)
             executor = daemon.executor
             executor.start()
-            _start_live(settings, daemon, journal)
+            start_live(settings, daemon, journal)
             now = a_rising_minute(fake)  # momentum says long: spot can only buy
             handled = executor.run_cycle(now)
             summary = executor.stop()
@@ -101,7 +101,7 @@ def test_a_daemon_that_lost_its_lease_stops_before_trading_again(
         try:
             assert executor.lease is daemon.live.lease and executor.lease.check()
             executor.start()
-            _start_live(settings, daemon, journal)
+            start_live(settings, daemon, journal)
             with admin.connect() as conn:
                 killed = conn.execute(text(
                     "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = "

@@ -24,9 +24,9 @@ from domain import (
 from domain.errors import VenueError
 from executor.brokers.mt5 import Mt5Broker
 from executor.brokers.mt5_client import Mt5Client
+from executor.engine.router import OrderRouter
+from executor.engine.startup import journal_net_positions, reconcile
 from executor.journal.store import Journal
-from executor.reconcile import journal_net_positions, reconcile
-from executor.router import OrderRouter
 from guardrails.base import AccountState
 from guardrails.limits import MaxGrossExposureCheck
 

@@ -24,9 +24,9 @@ from domain import (
 from executor.brokers.config import ResolverSettings
 from executor.brokers.mt5 import Mt5Broker, choose_filling, comment_token, round_volume
 from executor.brokers.mt5_client import Mt5Client
+from executor.engine.resolver import OrderResolver
+from executor.engine.router import OrderRouter
 from executor.journal.store import Journal
-from executor.reconcile import OrderResolver
-from executor.router import OrderRouter
 
 BAR = datetime(2024, 3, 4, 10, 0, tzinfo=UTC)
 MAGIC = 770_001
@@ -238,14 +238,14 @@ def test_ioc_partial_fill_is_settled_by_the_per_cycle_resolver(env: Env,
     env.fake.script_order_send(("partial", 0.6))
     sent = router.submit(i)
     assert sent.state is OrderState.PARTIALLY_FILLED
-    assert i.client_order_id in router.working
+    assert i.client_order_id in router.tracker.working
     resolver = OrderResolver(journal, env.broker, ResolverSettings())
     resolver.resolve_pending("mt5-acct")  # what `dta run` hooks before each cycle
-    router.refresh()  # what the daemon does on each bar
+    router.tracker.refresh()  # what the daemon does on each bar
     settled = journal.orders.get_order(i.client_order_id)
     assert settled is not None and settled.state is OrderState.CANCELLED
     assert settled.filled_volume == pytest.approx(0.06) and "remainder" in settled.reason
-    assert router.working == {} and router.working_exposure() == {}
+    assert router.tracker.working == {} and router.tracker.working_exposure() == {}
     assert env.sends() == 1
 
 
@@ -355,7 +355,7 @@ def test_bridge_dropped_mid_order_is_reconnected_and_resolved(env: Env,
     env.fake.script_order_send(("accept_then", env.bridge.drop_connections))
     first = router.submit(i)
     assert first.state is OrderState.UNKNOWN and "connection lost" in first.reason
-    assert router.resolve(first).state is OrderState.FILLED  # lookup reconnected
+    assert router.tracker.resolve(first).state is OrderState.FILLED  # lookup reconnected
     assert env.client.reconnects == 2
     assert env.sends() == 1 and len(env.fake.orders_with_comment(i.client_order_id)) == 1
 

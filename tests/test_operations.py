@@ -18,7 +18,7 @@ from support.samples import write_sample_head
 from typer.testing import CliRunner
 
 from executor.alerts import Alert, WebhookAlerter
-from executor.daemon import SimulatedClock
+from executor.engine.clock import SimulatedClock
 from executor.journal.store import Journal
 from executor.log_setup import configure_logging
 from executor.metrics import Metrics

@@ -23,8 +23,8 @@ from domain import (
 )
 from domain.errors import TemporaryVenueError
 from executor.brokers.paper import PaperBroker
+from executor.engine.router import OrderRouter
 from executor.journal.store import Journal
-from executor.router import OrderRouter
 
 T0 = datetime(2023, 1, 2, 10, 0, tzinfo=UTC)
 
@@ -271,7 +271,7 @@ def test_router_timeout_leaves_unknown_and_restart_resolves_by_lookup(journal_ur
                 OrderState.FILLED, filled_volume=0.1, avg_fill_price=1.1)
 
     knows = Knows()
-    resolved = OrderRouter(journal, knows).resolve_open("acct")
+    resolved = OrderRouter(journal, knows).tracker.resolve_open("acct")
     assert [o.state for o in resolved] == [OrderState.FILLED]
     assert knows.calls == 0
     assert OrderRouter(journal, knows).submit(intent()).state is OrderState.FILLED

@@ -27,9 +27,10 @@ from executor.brokers.config import CcxtSettings, ResolverSettings
 from executor.brokers.mt5 import Mt5Broker
 from executor.brokers.mt5_client import Mt5Client
 from executor.brokers.paper import PaperBroker
+from executor.engine.resolver import OrderResolver
+from executor.engine.router import OrderRouter
+from executor.engine.startup import journal_net_positions, reconcile
 from executor.journal.store import Journal
-from executor.reconcile import OrderResolver, journal_net_positions, reconcile
-from executor.router import OrderRouter
 
 BAR = datetime(2024, 3, 4, 10, 0, tzinfo=UTC)
 SINCE = datetime.now(UTC) - timedelta(days=1)

@@ -58,11 +58,12 @@ from domain.errors import TemporaryVenueError
 from executor.brokers.base import BrokerFill
 from executor.brokers.config import ResolverSettings
 from executor.brokers.paper import PaperBroker
-from executor.daemon import RealtimeExecutor, SimulatedClock
+from executor.daemon import RealtimeExecutor
+from executor.engine.clock import SimulatedClock
+from executor.engine.resolver import OrderResolver
+from executor.engine.router import OrderRouter
 from executor.journal.models import VerdictRow
 from executor.journal.store import Journal
-from executor.reconcile import OrderResolver
-from executor.router import OrderRouter
 from executor.wiring import build_daemon
 from guardrails.base import AccountState, WorkingExposure
 from guardrails.limits import DailyLossCheck, MaxGrossExposureCheck, MaxPositionCheck
@@ -257,7 +258,8 @@ class LiveLike(PaperBroker):
 
 
 def exposure(router: OrderRouter) -> dict[str, tuple[float, float]]:
-    return {s: (round(w.buy, 9), round(w.sell, 9)) for s, w in router.working_exposure().items()}
+    return {s: (round(w.buy, 9), round(w.sell, 9))
+            for s, w in router.tracker.working_exposure().items()}
 
 
 def test_accepted_stays_working_until_its_fill(journal_url: str) -> None:
@@ -268,23 +270,23 @@ def test_accepted_stays_working_until_its_fill(journal_url: str) -> None:
     assert a.state is b.state is OrderState.ACCEPTED
     assert exposure(router) == {"EURUSD": (0.1, 0.0), "GBPUSD": (0.0, 0.3)}
     # a protective exit attributed to the order does not fill it
-    router.observe_fill(fill_of(a, 0.1, "x:sl", kind="stop_loss"))
+    router.tracker.observe_fill(fill_of(a, 0.1, "x:sl", kind="stop_loss"))
     assert exposure(router)["EURUSD"] == (0.1, 0.0)
     # the paper broker's fill carries the filled order: it leaves the set
-    router.observe_fill(fill_of(a, 0.1, "a:entry", attach=a.transition(
+    router.tracker.observe_fill(fill_of(a, 0.1, "a:entry", attach=a.transition(
         OrderState.FILLED, filled_volume=0.1, avg_fill_price=1.1)))
     assert exposure(router) == {"GBPUSD": (0.0, 0.3)}
     # a live broker reports fills without the order: counted by volume, once per fill id
-    router.observe_fill(fill_of(b, 0.1, "b:1"))
-    router.observe_fill(fill_of(b, 0.1, "b:1"))
+    router.tracker.observe_fill(fill_of(b, 0.1, "b:1"))
+    router.tracker.observe_fill(fill_of(b, 0.1, "b:1"))
     assert exposure(router) == {"GBPUSD": (0.0, 0.2)}
-    router.observe(b.transition(OrderState.PARTIALLY_FILLED, filled_volume=0.1))
+    router.tracker.observe(b.transition(OrderState.PARTIALLY_FILLED, filled_volume=0.1))
     assert exposure(router) == {"GBPUSD": (0.0, 0.2)}  # the same 0.1, not twice
-    router.observe_fill(fill_of(b, 0.2, "b:2"))
-    assert router.working == {} and router.working_exposure() == {}
+    router.tracker.observe_fill(fill_of(b, 0.2, "b:2"))
+    assert router.tracker.working == {} and router.tracker.working_exposure() == {}
     # a late report of a finished order does not bring it back
-    router.observe(b.transition(OrderState.PARTIALLY_FILLED, filled_volume=0.1))
-    assert router.working == {}
+    router.tracker.observe(b.transition(OrderState.PARTIALLY_FILLED, filled_volume=0.1))
+    assert router.tracker.working == {}
     journal.close()
 
 
@@ -292,12 +294,12 @@ def test_cancelled_and_rejected_leave(journal_url: str) -> None:
     journal = Journal.open(journal_url)
     router = OrderRouter(journal, PaperBroker())
     a = router.submit(intent("dta-a"))
-    router.observe(a.transition(OrderState.PARTIALLY_FILLED, filled_volume=0.04))
+    router.tracker.observe(a.transition(OrderState.PARTIALLY_FILLED, filled_volume=0.04))
     assert exposure(router) == {"EURUSD": (0.06, 0.0)}
-    router.observe(a.transition(OrderState.CANCELLED, filled_volume=0.04))
-    assert router.working == {}
+    router.tracker.observe(a.transition(OrderState.CANCELLED, filled_volume=0.04))
+    assert router.tracker.working == {}
     bad = router.submit(replace(intent("dta-b"), order_type=OrderType.LIMIT))
-    assert bad.state is OrderState.REJECTED and router.working == {}
+    assert bad.state is OrderState.REJECTED and router.tracker.working == {}
     journal.close()
 
 
@@ -308,7 +310,7 @@ def test_unknown_stays_working_until_resolved(journal_url: str) -> None:
     order = router.submit(intent("dta-u"))
     assert order.state is OrderState.UNKNOWN
     assert exposure(router) == {"EURUSD": (0.1, 0.0)}
-    assert router.resolve(order).state is OrderState.ACCEPTED  # the broker has it
+    assert router.tracker.resolve(order).state is OrderState.ACCEPTED  # the broker has it
     assert exposure(router) == {"EURUSD": (0.1, 0.0)}
     journal.commit()
 
@@ -316,17 +318,17 @@ def test_unknown_stays_working_until_resolved(journal_url: str) -> None:
     router = OrderRouter(journal, lost_broker)
     lost = router.submit(intent("dta-lost"))
     assert lost.state is OrderState.UNKNOWN
-    assert router.resolve(lost).state is OrderState.UNKNOWN  # not found: still in doubt
-    assert "dta-lost" in router.working
+    assert router.tracker.resolve(lost).state is OrderState.UNKNOWN  # not found: still in doubt
+    assert "dta-lost" in router.tracker.working
     # The live resolver (executor/reconcile.py) declares it lost in the journal; the
     # router picks that up at the next bar's refresh.
     resolver = OrderResolver(journal, lost_broker, ResolverSettings(grace_lookups=1,
                                                                     grace_seconds=0.0))
     resolver.resolve_pending("acct")
     assert journal.orders.order_state("dta-lost") is OrderState.REJECTED
-    assert "dta-lost" in router.working
-    router.refresh()
-    assert "dta-lost" not in router.working
+    assert "dta-lost" in router.tracker.working
+    router.tracker.refresh()
+    assert "dta-lost" not in router.tracker.working
     assert lost_broker.calls == 1  # never sent again
     journal.close()
 
@@ -349,11 +351,11 @@ def test_working_set_is_rebuilt_from_the_journal_after_restart(journal_url: str)
 
     journal = Journal.open(journal_url)  # the restart
     router = OrderRouter(journal, LiveLike())
-    router.rebuild("acct")
-    assert sorted(router.working) == ["dta-part", "dta-unk"]
+    router.tracker.rebuild("acct")
+    assert sorted(router.tracker.working) == ["dta-part", "dta-unk"]
     assert exposure(router) == {"EURUSD": (0.2, 0.3)}
     # the start-up lookup settles the unknown one: the broker never got it, so it stays
-    assert [o.state for o in router.resolve_open("acct")] == [OrderState.UNKNOWN]
+    assert [o.state for o in router.tracker.resolve_open("acct")] == [OrderState.UNKNOWN]
     assert exposure(router) == {"EURUSD": (0.2, 0.3)}
     journal.close()
 
@@ -454,7 +456,7 @@ class Interleavings(RuleBasedStateMachine):
 
     def _state(self, volume: float) -> AccountState:
         return AccountState(positions=self.broker.positions(), order_volume=volume,
-                            working=self.router.working_exposure())
+                            working=self.router.tracker.working_exposure())
 
     @rule(symbol=st.sampled_from(SYMBOLS), direction=st.sampled_from([Direction.LONG,
                                                                       Direction.SHORT]),
@@ -485,8 +487,8 @@ class Interleavings(RuleBasedStateMachine):
                 before = self.journal.orders.order_state(bf.fill.client_order_id)
                 if before is not None and before is not bf.order.state:
                     self.journal.orders.set_order_state(before, bf.order, commit=False)
-            self.router.observe_fill(bf)
-        self.router.refresh()
+            self.router.tracker.observe_fill(bf)
+        self.router.tracker.refresh()
 
     @precondition(lambda self: bool(self.broker.book))
     @rule(data=st.data(), via_journal=st.booleans())
@@ -498,13 +500,13 @@ class Interleavings(RuleBasedStateMachine):
             self.journal.orders.set_order_state(before.state,
                                                 replace(before, state=cancelled.state))
         else:
-            self.router.observe(cancelled)
+            self.router.tracker.observe(cancelled)
 
     @rule()
     def lookups(self) -> None:
         """The start-up pass and the live resolver (which declares an order lost once the
         broker does not know it)."""
-        self.router.resolve_open(self.account)
+        self.router.tracker.resolve_open(self.account)
         OrderResolver(self.journal, self.broker, ResolverSettings(
             grace_lookups=2, grace_seconds=0.0)).resolve_pending(self.account)
 
@@ -512,8 +514,8 @@ class Interleavings(RuleBasedStateMachine):
     def restart(self) -> None:
         self.journal.commit()
         self.router = OrderRouter(self.journal, self.broker)
-        self.router.rebuild(self.account)
-        self.router.resolve_open(self.account)
+        self.router.tracker.rebuild(self.account)
+        self.router.tracker.resolve_open(self.account)
 
     @invariant()
     def never_past_a_limit(self) -> None:
@@ -527,7 +529,7 @@ class Interleavings(RuleBasedStateMachine):
             assert low >= -LIMIT - EPS and high <= LIMIT + EPS, (s, low, high)
             gross += max(abs(low), abs(high))
             # the router never counts less than the broker really has working
-            w = self.router.working_exposure().get(s, WorkingExposure())
+            w = self.router.tracker.working_exposure().get(s, WorkingExposure())
             assert w.buy >= high - pos - EPS and w.sell >= pos - low - EPS
         assert gross <= GROSS + EPS
         assert len(self.broker.sent) == len(set(self.broker.sent))  # never sent twice
@@ -650,14 +652,14 @@ def test_daemon_vetoes_a_second_entry_while_the_first_is_working(
 
     # A restart rebuilds the working set from the journal: still vetoed.
     run = Run(url, data)
-    assert list(run.ex.router.working_exposure()) == ["EURUSD"]
+    assert list(run.ex.router.tracker.working_exposure()) == ["EURUSD"]
     run.cycles(2)
     assert run.verdicts()[-2:] == [held] * 2
     # Once it fills it is the position that counts, no longer the working order.
     run.broker.hold = False
     run.cycles(2)
     assert run.broker.positions()["EURUSD"].volume == pytest.approx(0.1)
-    assert run.ex.router.working == {}
+    assert run.ex.router.tracker.working == {}
     assert run.verdicts()[-1] == "max_position: position would be +0.2 lots, limit 0.1"
     assert [o.state for o in run.journal.orders.all("paper-1")] == [OrderState.FILLED]
     run.close()
@@ -677,7 +679,7 @@ def test_daemon_counts_an_order_left_unknown_by_a_timeout(
     run.broker.hold = False
     run.cycles(1)
     assert [o.state for o in run.journal.orders.all("paper-1")] == [OrderState.FILLED]
-    assert run.ex.router.working == {}
+    assert run.ex.router.tracker.working == {}
     run.close()
 
 
@@ -695,7 +697,7 @@ def test_a_live_brokers_fill_without_the_order_moves_the_orders_row(
     run.cycles(1)
     [filled] = run.journal.orders.all("paper-1")
     [fill] = run.journal.orders.fills(filled.client_order_id)
-    assert filled.state is OrderState.FILLED and run.ex.router.working == {}
+    assert filled.state is OrderState.FILLED and run.ex.router.tracker.working == {}
     assert filled.filled_volume == pytest.approx(0.1)
     assert filled.avg_fill_price == pytest.approx(fill.price)
     history = run.journal.queries.trace(filled.client_order_id)
@@ -714,5 +716,5 @@ def test_replay_timing_unchanged_fills_come_before_the_next_decision(
     run.cycles(4)
     assert run.verdicts()[:2] == ["approved",
                                   "max_position: position would be +0.2 lots, limit 0.1"]
-    assert run.ex.router.working == {}
+    assert run.ex.router.tracker.working == {}
     run.close()

@@ -21,8 +21,8 @@ from support.builders import an_intent
 
 from domain import OrderIntent, OrderSide, OrderType, client_order_id
 from executor.daemon import RealtimeExecutor
+from executor.engine.startup import journal_net_positions
 from executor.journal.store import Journal
-from executor.reconcile import journal_net_positions
 from executor.wiring import Daemon, build_daemon
 
 
@@ -85,7 +85,7 @@ def daemon_view(venue: VenueModel) -> View:
     ex = venue.executor
     p = ex.broker.position(venue.symbol)
     gross = p.gross_volume if p.gross_volume is not None else abs(p.volume)
-    return View(round(p.volume, 10), round(gross, 10), len(ex.router.working))
+    return View(round(p.volume, 10), round(gross, 10), len(ex.tracker.working))
 
 
 def journal_realized(venue: VenueModel) -> float:
@@ -159,13 +159,13 @@ class _LiveVenue(_Venue):
         return journal
 
     def start(self) -> None:
-        from runbooks.cli import _start_live
+        from executor.engine.startup import start_live
 
         settings = self._settings()
         journal = self._journal()
         self._daemon = build_daemon(settings, journal)
         self.executor.start()
-        _start_live(settings, self._daemon, journal)
+        start_live(settings, self._daemon, journal)
         self.executor.run_cycle(self._now())
 
     def _next_bar(self) -> None:
@@ -185,7 +185,7 @@ class _LiveVenue(_Venue):
              ) -> None:
         if partial is not None:
             self._script_partial(partial)
-        self.executor._submit(self._intent(side, lots, self._now(), stops), self._now())
+        self.executor.decider.submit(self._intent(side, lots, self._now(), stops), self._now())
         self.executor.journal.commit()
         if die_before_poll:  # the venue filled it; the daemon dies before it hears so
             self.restart()
@@ -415,13 +415,13 @@ class Paper(_Venue):
              die_before_poll: bool = False, stops: tuple[float, float] | None = None,
              ) -> None:
         assert self._now is not None and partial is None and not die_before_poll
-        self.executor._submit(self._intent(side, lots, self._now, stops), self._now)
+        self.executor.decider.submit(self._intent(side, lots, self._now, stops), self._now)
         self._bar()
 
     def protected(self, side: OrderSide, lots: float, exit_by: str) -> None:
         """The simulator closes at a stop or target the bars cross: the one to hit sits
         a pip from the price, the other far away, and bars run until it is hit."""
-        snapshot = next(iter(self.executor._snapshots.values()))
+        snapshot = next(iter(self.executor.cycle.snapshots.values()))
         price, sign = snapshot.bar.close, (1 if side is OrderSide.BUY else -1)
         near, far = 0.0001, 0.05
         stop, target = ((price - sign * near, price + sign * far) if exit_by == "sl"

@@ -59,9 +59,9 @@ from executor.brokers.ccxt_broker import CcxtBroker, make_exchange
 from executor.brokers.config import CcxtSettings, ResolverSettings
 from executor.brokers.mt5 import Mt5Broker
 from executor.brokers.mt5_client import Mt5Client
+from executor.engine.resolver import UNRESOLVED, OrderResolver
+from executor.engine.router import OrderRouter
 from executor.journal.store import Journal
-from executor.reconcile import UNRESOLVED, OrderResolver
-from executor.router import OrderRouter
 
 BAR0 = datetime(2024, 1, 1, tzinfo=UTC)
 API_KEY = "fake-key"

@@ -449,7 +449,7 @@ def _facts(executor: RealtimeExecutor, journal: Journal, broker: TimedPaperBroke
         traces={o.client_order_id: journal.queries.trace(o.client_order_id) or {} for o in orders},
         fills=[(f.client_order_id, f.fill_id, f.symbol, f.side, f.time, f.price, f.volume)
                for f in journal.orders.fills()],
-        snapshots=dict(executor._snapshots),
+        snapshots=dict(executor.cycle.snapshots),
         processed=executor.stats.bars_processed,
         rejections=sum(executor.stats.bars_rejected.values()),
         gaps=executor.stats.gaps_flagged,

@@ -186,7 +186,7 @@ class LoadDaemon:
         """One decision straight through the ensemble before the first cycle, so the SDKs'
         lazy first-request work is not billed to a measured decision."""
         stream = self.executor.streams[0]
-        snapshot: MarketSnapshot = self.executor._snapshots[stream]
+        snapshot: MarketSnapshot = self.executor.cycle.snapshots[stream]
         close = snapshot.bar.close
         atr = snapshot.atr or 0.001
         proposal = a_proposal(strategy="warm_up", symbol=stream[0], timeframe=stream[1],

@@ -87,8 +87,8 @@ from domain import (
 from ensemble.local import MomentumProvider
 from executor.approval_request import ApprovalRequest
 from executor.approvals import ApprovalError, decide
+from executor.engine.startup import journal_net_positions
 from executor.journal.store import Journal
-from executor.reconcile import journal_net_positions
 from executor.settings import Settings
 from executor.wiring import Daemon, build_daemon
 from guardrails.params import ParamError, activate, active_version, propose, rollback
@@ -617,7 +617,7 @@ class DaemonMachine(RuleBasedStateMachine):
         if not self.venue.live:
             self._start_paper()
             return
-        from runbooks.cli import _start_live
+        from executor.engine.startup import start_live
 
         journal = Journal.open(self.url, migrate_schema=False)  # migrated: the template
         self._sync_clocks()
@@ -629,7 +629,7 @@ class DaemonMachine(RuleBasedStateMachine):
         self.ex.poll_seconds = 0.0  # follow operator changes at every cycle
         self._instrument()
         self.ex.start()
-        _start_live(self.settings, self.daemon, journal)
+        start_live(self.settings, self.daemon, journal)
         self.orders_at_poll = self.venue.orders_seen()  # reconciliation took every fill
         self._cycle()
 
@@ -1009,7 +1009,7 @@ def test_restart_adopts_a_partial_fill_whose_answer_was_lost(scripted: None) -> 
                            account=ACCOUNT, symbol=SYMBOL, side=OrderSide.BUY, volume=0.001,
                            order_type=OrderType.MARKET, bar_time=m.now)
         with pytest.raises(Died):
-            m.ex._submit(intent, m.now)
+            m.ex.decider.submit(intent, m.now)
         m._die()
         m._start()
         order = m.ex.journal.orders.get_order(intent.client_order_id)

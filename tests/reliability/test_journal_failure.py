@@ -37,7 +37,7 @@ from test_operations import FlakyWebhook
 
 from domain import Order
 from domain.errors import JournalError
-from executor.daemon import SimulatedClock
+from executor.engine.clock import SimulatedClock
 from executor.journal.store import Journal
 from executor.wiring import build_daemon
 

@@ -1,39 +1,43 @@
-"""Where an order leaves the process. Journal first, then broker; never twice.
+"""Orders in flight: which of ours are working, the fills booked against them, and what
+the broker says about an order whose outcome we do not know.
 
-``submit`` is idempotent on the client order id: a re-run of the same cycle (after a crash
-or a restart) finds the journaled row and resolves it by asking the broker, instead of
-sending again.
+Sending is the router's (``executor.engine.router``); everything after the send is here,
+as hummingbot keeps its client order tracker apart from the connector that places orders.
+The router tells the tracker every result it gets.
 
-It also keeps the account's *working* orders in memory (``working``): every order sent and
-not finished (``submitting``, ``accepted``, ``partially_filled``, ``unknown``; ``new`` too,
-since a re-run would send it), so the guardrails count them toward position limits without
-a journal query per decision (``working_exposure``). The set follows every submit result
-and lookup here, every fill or later state the daemon hands to ``observe``/``observe_fill``,
-and is rebuilt from the journal at start-up (``rebuild``).
+The tracker keeps the account's *working* orders in memory (``working``): every order
+sent and not finished (``submitting``, ``accepted``, ``partially_filled``, ``unknown``;
+``new`` too, since a re-run would send it), so the guardrails count them toward position
+limits without a journal query per decision (``working_exposure``). The set follows every
+send result and lookup, every fill ``book`` journals, every later state handed to
+``observe``/``observe_fill``, and is rebuilt from the journal at start-up (``rebuild``).
+
+An order in doubt is only ever looked up (``resolve``), never sent again: a second send
+could double the position. The live resolver that retries lookups with backoff is
+``executor.engine.resolver``.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 import structlog
 
-from domain import (
-    ORDER_TRANSITIONS,
-    InvalidTransition,
-    Order,
-    OrderIntent,
-    OrderState,
-)
+from domain import ORDER_TRANSITIONS, InvalidTransition, Order, OrderState
 from domain.errors import VenueError
 from executor.brokers.base import Broker, BrokerFill
 from executor.journal.store import Journal
 from guardrails.base import WorkingExposure
+from guardrails.state import TradingState, set_state
 
-log = structlog.get_logger("dta.router")
+if TYPE_CHECKING:
+    from executor.engine.stats import RunStats
+
+log = structlog.get_logger("dta.tracker")
 
 _UNRESOLVED = frozenset({OrderState.SUBMITTING, OrderState.UNKNOWN})
 _OPEN = tuple(s for s in OrderState if not s.terminal)
@@ -56,7 +60,7 @@ def adopt(order: Order, seen: Order) -> Order:
                               broker_order_id=seen.broker_order_id, reason=seen.reason)
 
 
-class OrderRouter:
+class OrderTracker:
     def __init__(self, journal: Journal, broker: Broker) -> None:
         self.journal = journal
         self.broker = broker
@@ -68,6 +72,7 @@ class OrderRouter:
         self._finished: set[str] = set()
         self._finished_order: deque[str] = deque()
         self._exposure: Mapping[str, WorkingExposure] | None = _NONE
+        self._refused_fills: set[str] = set()  # surplus fills never booked (rare)
 
     # ------------------------------------------------------------------ working orders
 
@@ -228,69 +233,71 @@ class OrderRouter:
             if len(self._finished_order) > _FINISHED_MAX:
                 self._finished.discard(self._finished_order.popleft())
 
-    # ------------------------------------------------------------------ sending
+    # ------------------------------------------------------------------ fills
 
-    def submit(self, intent: OrderIntent) -> Order:
-        result = self._submit(intent)
-        self.observe(result)
-        return result
+    def book(self, fills: Iterable[BrokerFill], stats: RunStats) -> None:
+        """Journal the fills a bar brought and move their orders: the paper broker attaches
+        the order's new state; a live broker's fill moves the order's row here, from the
+        fills seen (a filled order stops counting as working). Then catch up with what
+        other writers journaled (``refresh``)."""
+        for bf in fills:
+            if self._surplus_fill(bf):
+                continue
+            self.journal.orders.record_fill(bf.fill, bf.kind, bf.realized_pnl)
+            stats.fills += 1
+            if bf.order is not None:
+                before = self.journal.orders.order_state(bf.fill.client_order_id)
+                if before is not None and before is not bf.order.state:
+                    self.journal.orders.set_order_state(before, bf.order, detail=f"{bf.kind} fill",
+                                                        commit=False)
+            known = self.working.get(bf.fill.client_order_id)
+            moved = self.observe_fill(bf)
+            if moved is not None and known is not None:
+                self.journal.orders.set_order_state(known.state, moved, detail=f"{bf.kind} fill",
+                                                    commit=False)
+        self.refresh()  # states the resolver journaled (no read when none working)
 
-    def _submit(self, intent: OrderIntent) -> Order:
-        # A re-run cycle finds its order journaled; a new one costs one indexed read.
-        orders = self.journal.orders
-        existing = (orders.get_order(intent.client_order_id)
-                    if orders.order_state(intent.client_order_id) is not None else None)
-        if existing is not None:
-            log.warning("order_already_journaled", client_order_id=intent.client_order_id,
-                        state=existing.state.value)
-            if existing.state is OrderState.NEW:
-                return self._send(existing)  # committed but provably never sent
-            return self._resolve(existing)
-        return self._send(Order(intent), new=True)
+    def _surplus_fill(self, bf: BrokerFill) -> bool:
+        """A fill beyond its order's volume is never booked as ours: it is an incident and
+        trading halts until a person has looked (``surplus``)."""
+        f = bf.fill
+        if bf.kind == "fee" and f.fill_id.removesuffix(":fee") in self._refused_fills:
+            return True  # the commission of a refused trade is not ours either
+        extra = self.surplus(bf)
+        if extra <= 0:
+            return False
+        self._refused_fills.add(f.fill_id)
+        message = (f"fill {f.fill_id} of {f.volume:g} {f.symbol} under our client id "
+                   f"{f.client_order_id} exceeds what we sent by {extra:g}: another "
+                   "sender used the id (a second daemon or journal on this account?); not "
+                   "booked, trading halted")
+        log.critical("fill_surplus", client_order_id=f.client_order_id, fill_id=f.fill_id,
+                     volume=f.volume, surplus=extra)
+        self.journal.incidents.open_incident("critical", "fill_surplus", message, {
+            "client_order_id": f.client_order_id, "fill_id": f.fill_id,
+            "volume": f.volume, "surplus": extra, "side": f.side.value})
+        set_state(self.journal.trading_state, TradingState.HALTED, operator="system",
+                  reason=message, trigger="fill_surplus")
+        return True
 
-    def _send(self, order: Order, *, new: bool = False) -> Order:
-        """Journal ``order`` as submitting, then hand it to the broker. ``new``: the order
-        has no row yet (written here with its created and sending events)."""
-        submitting = order.transition(OrderState.SUBMITTING)
-        # Durable before the broker call: after this commit a crash leaves a row that
-        # start-up resolves by lookup, never by a second send. A simulated broker lives and
-        # dies with this process (its state is rebuilt from the journal), so there the row
-        # commits with the cycle's batch, order and simulated fill together or not at all.
-        detail, durable = f"sending to {self.broker.name}", not self.broker.simulated
-        if new:
-            self.journal.orders.insert_sending(order, submitting, detail, commit=durable)
-        else:
-            self.journal.orders.update_order(order, submitting, detail=detail, commit=durable)
-        try:
-            result = self.broker.submit(submitting)
-        except VenueError as exc:
-            result = submitting.transition(OrderState.UNKNOWN, reason=str(exc))
-        except Exception as exc:  # an unexpected error is still ambiguous
-            result = submitting.transition(
-                OrderState.UNKNOWN, reason=f"{exc.__class__.__name__}: {exc}")
-        # Not forced to disk here: if this update is lost in a crash, the row still says
-        # ``submitting`` and start-up resolves it by lookup. It commits with the cycle.
-        self.journal.orders.update_order(submitting, result,
-                                         detail=result.reason or "broker answered", commit=False)
-        log.info("order_submitted", client_order_id=result.client_order_id,
-                 state=result.state.value, symbol=result.intent.symbol,
-                 side=result.intent.side.value, volume=result.intent.volume)
-        return result
+    # ------------------------------------------------------------------ orders in doubt
 
     def resolve(self, order: Order) -> Order:
         """Settle an order whose outcome we do not know by asking the broker for it."""
-        result = self._resolve(order)
+        result = self.lookup(order)
         self.observe(result)
         return result
 
-    def _resolve(self, order: Order) -> Order:
+    def lookup(self, order: Order) -> Order:
+        """One lookup of an order left ``submitting`` or ``unknown``; what it shows is
+        journaled. Anything else is returned as it is."""
         if order.state not in _UNRESOLVED:
             return order
         try:
             seen = self.broker.lookup(order.client_order_id)
         except VenueError as exc:
             # The broker could not be asked: still unknown, never re-sent. The resolver in
-            # executor/reconcile.py retries with backoff.
+            # executor/engine/resolver.py retries with backoff.
             log.warning("order_lookup_failed", client_order_id=order.client_order_id,
                         error=str(exc))
             if order.state is OrderState.SUBMITTING:
