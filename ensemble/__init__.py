@@ -7,7 +7,7 @@ Depends on domain types only (``domain``); the executor wires it with
 
 The names below are resolved on first use (PEP 562), so importing one light submodule
 (``executor.settings`` needs only ``ensemble.config``) does not load the whole engine:
-that kept ~45 ms of imports in every `dta` command.
+every `dta` command used to import it (benchmarks/README.md has the cost).
 """
 
 from __future__ import annotations

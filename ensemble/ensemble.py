@@ -12,11 +12,11 @@ answer vetoes. A veto makes the decision flat (no trade), keeping the votes and 
 contributions for the journal.
 
 Threads: blocking members (LLMs) run on one pool of daemon threads (``pool.py``) made once
-per ensemble, so an abandoned call never holds the process at exit; pure local
-members run inline in the calling thread (microseconds; a pool hop would cost more than
-they do). The decision waits for pooled answers at most until its deadline: whatever has
-not answered by then is a ``timeout`` in the decision, and if its answer comes later it is
-sent to telemetry as ``late`` and otherwise ignored.
+per ensemble, so an abandoned call never holds the process at exit; pure local members run
+inline in the calling thread (a pool hop would cost more than they do). The decision waits
+for pooled answers at most until its deadline: whatever has not answered by then is a
+``timeout`` in the decision, and if its answer comes later it is sent to telemetry as
+``late`` and otherwise ignored.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 
@@ -78,6 +78,18 @@ def parse_decision_key(key: str) -> tuple[str, str, str, datetime] | None:
     if bar_time.tzinfo is None:
         bar_time = bar_time.replace(tzinfo=UTC)
     return m["strategy"], m["symbol"], m["timeframe"], bar_time
+
+
+@dataclass(slots=True)
+class _Chain:
+    """One evaluation's inputs, and the calls and steps it has gathered so far."""
+
+    proposal: Proposal
+    snapshot: MarketSnapshot
+    key: str
+    deadline: float
+    calls: list[ProviderCall] = field(default_factory=list)
+    steps: list[PersonaStep] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,76 +207,90 @@ class Ensemble:
 
     def _evaluate(self, proposal: Proposal, snapshot: MarketSnapshot, key: str,
                   started: float, with_health: bool) -> EnsembleResult:
-        deadline = started + self.deadline_s
-        calls: list[ProviderCall] = []
-        steps: list[PersonaStep] = []
-
-        route = self.router.route("research", use_breakers=self.use_breakers)
-        payload = payload_json = None
-        if any(m.needs_payload for m in route.selected):
-            payload = research_input(proposal, snapshot)
-            payload_json = payload.model_dump_json(indent=2)
-        request = StageRequest("research", key, proposal, snapshot, deadline, payload,
-                               payload_json)
-        results = self._run_stage(route, request)
-        calls.extend(r.call for r in results)
-        signals: tuple[Signal, ...] = tuple(r.signal for r in results if r.signal is not None)
-        score = score_signals(signals, self.weights, snapshot, self.config.scoring)
-        steps.append(PersonaStep(
-            "research", payload_json, _answers(results),
-            "vote" if score.voted else "none", 1.0,
-            f"{score.direction.value} {score.confidence:.3f} "
-            f"({score.agreement}/{score.voters} agree)"))
-
+        chain = _Chain(proposal, snapshot, key, started + self.deadline_s)
+        results, signals, score = self._research(chain)
         size = 1.0
         vetoed_by: str | None = None
         veto_reason: str | None = None
         short = self._quorum_shortfall(results) if self.config.quorum else None
         if short is not None:
             vetoed_by, veto_reason = "quorum", short
-            calls.append(ProviderCall(decision_key=key, stage="research", provider="ensemble",
-                                      provider_class="ensemble", kind="quorum", model="",
-                                      outcome=CallOutcome.INVALID, abstained=True,
-                                      reason=short))
-            steps.append(PersonaStep("quorum", None, (), "veto", 0.0, short))
+            chain.calls.append(ProviderCall(
+                decision_key=key, stage="research", provider="ensemble",
+                provider_class="ensemble", kind="quorum", model="",
+                outcome=CallOutcome.INVALID, abstained=True, reason=short))
+            chain.steps.append(PersonaStep("quorum", None, (), "veto", 0.0, short))
         elif score.voted:
-            for stage in self._review_stages:
-                route = self.router.route(stage, use_breakers=self.use_breakers)
-                stage_payload = (
-                    risk_input(proposal, snapshot, score.direction, score.confidence,
-                               score.agreement, score.voters) if stage == "risk"
-                    else execution_input(proposal, snapshot, size))
-                stage_json = stage_payload.model_dump_json(indent=2)
-                request = StageRequest(stage, key, proposal, snapshot, deadline,
-                                       stage_payload, stage_json)
-                results = self._run_stage(route, request)
-                calls.extend(r.call for r in results)
-                outputs = [(r.call.provider, r.output) for r in results if r.output is not None]
-                if not route.selected:
-                    verdict, factor = "veto", 0.0
-                    reason = f"all {stage} providers unavailable (breaker open)"
-                elif stage == "risk":
-                    verdict, factor, reason = combine_risk(outputs)
-                else:
-                    verdict, reason = combine_execution(outputs)
-                    factor = size if verdict != "veto" else 0.0
-                steps.append(PersonaStep(stage, stage_json, _answers(results), verdict,
-                                         factor, reason))
-                if verdict == "veto":
-                    vetoed_by, veto_reason = stage, reason
-                    break
-                size = min(size, factor)
+            size, vetoed_by, veto_reason = self._review(chain, score)
 
         direction, confidence, agreement = score.direction, score.confidence, score.agreement
         if vetoed_by is not None:
             direction, confidence, agreement, size = Direction.FLAT, 0.0, 0, 0.0
         decision = Decision(proposal, direction, confidence, agreement, score.voters, signals,
-                            score.contributions, self.params_hash, calls=tuple(calls),
+                            score.contributions, self.params_hash, calls=tuple(chain.calls),
                             size_factor=size if score.voted else 0.0,
                             veto_reason=_veto_reason(vetoed_by, veto_reason))
-        return EnsembleResult(decision, score, tuple(steps), size if score.voted else 0.0,
-                              vetoed_by, veto_reason, self.health() if with_health else None,
+        return EnsembleResult(decision, score, tuple(chain.steps),
+                              size if score.voted else 0.0, vetoed_by, veto_reason,
+                              self.health() if with_health else None,
                               (time.perf_counter() - started) * 1e3)
+
+    def _research(self, chain: _Chain) -> tuple[list[MemberResult], tuple[Signal, ...], Score]:
+        """The research stage: every routed member's signal, scored into a direction."""
+        route = self.router.route("research", use_breakers=self.use_breakers)
+        payload = payload_json = None
+        if any(m.needs_payload for m in route.selected):
+            payload = research_input(chain.proposal, chain.snapshot)
+            payload_json = payload.model_dump_json(indent=2)
+        request = StageRequest("research", chain.key, chain.proposal, chain.snapshot,
+                               chain.deadline, payload, payload_json)
+        results = self._run_stage(route, request)
+        chain.calls.extend(r.call for r in results)
+        signals: tuple[Signal, ...] = tuple(r.signal for r in results if r.signal is not None)
+        score = score_signals(signals, self.weights, chain.snapshot, self.config.scoring)
+        chain.steps.append(PersonaStep(
+            "research", payload_json, _answers(results),
+            "vote" if score.voted else "none", 1.0,
+            f"{score.direction.value} {score.confidence:.3f} "
+            f"({score.agreement}/{score.voters} agree)"))
+        return results, signals, score
+
+    def _review(self, chain: _Chain, score: Score) -> tuple[float, str | None, str | None]:
+        """The review stages in order, each able to shrink the size or veto (which ends
+        the chain): (size, vetoed by, veto reason)."""
+        size = 1.0
+        for stage in self._review_stages:
+            verdict, factor, reason = self._review_stage(chain, stage, score, size)
+            if verdict == "veto":
+                return size, stage, reason
+            size = min(size, factor)
+        return size, None, None
+
+    def _review_stage(self, chain: _Chain, stage: str, score: Score,
+                      size: float) -> tuple[str, float, str]:
+        route = self.router.route(stage, use_breakers=self.use_breakers)
+        proposal, snapshot = chain.proposal, chain.snapshot
+        stage_payload = (
+            risk_input(proposal, snapshot, score.direction, score.confidence,
+                       score.agreement, score.voters) if stage == "risk"
+            else execution_input(proposal, snapshot, size))
+        stage_json = stage_payload.model_dump_json(indent=2)
+        request = StageRequest(stage, chain.key, proposal, snapshot, chain.deadline,
+                               stage_payload, stage_json)
+        results = self._run_stage(route, request)
+        chain.calls.extend(r.call for r in results)
+        outputs = [(r.call.provider, r.output) for r in results if r.output is not None]
+        if not route.selected:
+            verdict, factor = "veto", 0.0
+            reason = f"all {stage} providers unavailable (breaker open)"
+        elif stage == "risk":
+            verdict, factor, reason = combine_risk(outputs)
+        else:
+            verdict, reason = combine_execution(outputs)
+            factor = size if verdict != "veto" else 0.0
+        chain.steps.append(PersonaStep(stage, stage_json, _answers(results), verdict,
+                                       factor, reason))
+        return verdict, factor, reason
 
     def _quorum_shortfall(self, results: Sequence[MemberResult]) -> str | None:
         """Why the research answers fall short of ``config.quorum``, or None if they

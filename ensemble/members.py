@@ -11,9 +11,9 @@ Three kinds: ``LocalVoter`` (the deterministic ``Provider``s, research only),
 behind a ``ModelClient``: prompt rendering, record/replay, validation, cost).
 
 A member also keeps a running estimate of its own call latency per stage, so the ensemble
-can start its pooled calls slowest first (``start_order``): each SDK call spends ~0.5 ms
-of CPU under the GIL building and sending its request, so the calls go out one after the
-other, and the slowest one going out last would add the others' CPU to the decision.
+can start its pooled calls slowest first (``start_order``): each SDK call holds the GIL
+while it builds and sends its request, so the calls go out one after the other, and the
+slowest one going out last would add the others' CPU to the decision.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from pydantic import BaseModel
 from domain import Direction, MarketSnapshot, Proposal, Signal
 from domain.errors import ProviderCallError
 from domain.glossary import TAG_VALUES, TERMS
-from ensemble.base import ModelClient, PersonaProvider, Provider
+from ensemble.base import ModelClient, PersonaProvider, Provider, RenderedPrompt
 from ensemble.breaker import CircuitBreaker
 from ensemble.config import ValidationConfig
 from ensemble.pool import DaemonThreadPool
@@ -237,71 +237,77 @@ class ModelMember(_MemberBase):
         ids: dict[str, Any] = {"template_id": template.id, "template_version": template.version,
                                "template_hash": template.short_hash, "request_key": key,
                                "input_json": request.payload_json}
-        replayed = False
         if self.mode == "replay":
-            rec = self.store.get(key) if self.store is not None else None
-            if rec is None:
-                call = self._call(request, CallOutcome.NO_RECORDING, abstained=True,
-                                  reason="no recording", **ids)
-                return MemberResult(call, self._abstain_signal(request, "no recording", 0.0))
-            if rec.late:
-                # The recorded decision stopped waiting: a timeout; an answer that came
-                # later was also a ``late`` record, replayed as the live run made it.
-                late = None
-                if rec.outcome == "ok":
-                    late = late_call(self._answer(request, rec.raw_text, rec.tokens_in,
-                                                  rec.tokens_out, rec.truncated,
-                                                  rec.latency_ms, True, ids, rec.unusable))
-                reason = "recorded answer arrived after its deadline"
-                call = self._call(request, CallOutcome.TIMEOUT, abstained=True, reason=reason,
-                                  latency_ms=rec.latency_ms, replayed=True, **ids)
-                return MemberResult(call, self._abstain_signal(request, reason,
-                                                               rec.latency_ms), late=late)
-            if rec.outcome != "ok":  # the recorded call failed: the same failure
-                outcome = (CallOutcome.TIMEOUT if rec.outcome == "timeout"
-                           else CallOutcome.ERROR)
-                reason = rec.error or rec.outcome
-                call = self._call(request, outcome, abstained=True, reason=reason,
-                                  error_class=rec.error_class, latency_ms=rec.latency_ms,
-                                  replayed=True, **ids)
-                return MemberResult(call, self._abstain_signal(request, reason,
-                                                               rec.latency_ms))
-            text, tokens_in, tokens_out = rec.raw_text, rec.tokens_in, rec.tokens_out
-            truncated, latency, replayed = rec.truncated, rec.latency_ms, True
-            unusable = rec.unusable
-        else:
-            assert self.client is not None
-            sent = time.perf_counter()  # latency is the provider's: the request alone
-            timeout = min(self.timeout_s, max(request.deadline - sent, 0.001)
-                          + self.late_grace_s)
-            try:
-                completion = self.client.complete(
-                    prompt, OUTPUT_SCHEMAS[request.stage], SCHEMA_NAMES[request.stage],
-                    timeout)
-            except ProviderCallError as exc:
-                latency = _ms(sent)
-                self.note_latency(request.stage, latency)
-                outcome = CallOutcome.TIMEOUT if exc.timeout else CallOutcome.ERROR
-                reason = f"{exc.error_class}: {exc}"[:500]
-                if self.mode == "record" and self.store is not None:
-                    self._record(key, template, prompt.text, "", 0, 0, latency, False,
-                                 time.perf_counter() > request.deadline,
-                                 outcome=outcome.value, error_class=exc.error_class,
-                                 error=reason)
-                call = self._call(request, outcome, abstained=True, reason=reason,
-                                  error_class=exc.error_class, latency_ms=latency, **ids)
-                return MemberResult(call, self._abstain_signal(request, reason, latency))
+            return self._replay(request, key, ids)
+        return self._send(request, template, prompt, key, ids)
+
+    def _replay(self, request: StageRequest, key: str, ids: dict[str, Any]) -> MemberResult:
+        """What the recorded run got for the same request: its answer, its failure, or its
+        timeout (with the late answer replayed as the live run made it)."""
+        rec = self.store.get(key) if self.store is not None else None
+        if rec is None:
+            call = self._call(request, CallOutcome.NO_RECORDING, abstained=True,
+                              reason="no recording", **ids)
+            return MemberResult(call, self._abstain_signal(request, "no recording", 0.0))
+        if rec.late:
+            # The recorded decision stopped waiting: a timeout; an answer that came
+            # later was also a ``late`` record, replayed as the live run made it.
+            late = None
+            if rec.outcome == "ok":
+                late = late_call(self._answer(request, rec.raw_text, rec.tokens_in,
+                                              rec.tokens_out, rec.truncated,
+                                              rec.latency_ms, True, ids, rec.unusable))
+            reason = "recorded answer arrived after its deadline"
+            call = self._call(request, CallOutcome.TIMEOUT, abstained=True, reason=reason,
+                              latency_ms=rec.latency_ms, replayed=True, **ids)
+            return MemberResult(call, self._abstain_signal(request, reason,
+                                                           rec.latency_ms), late=late)
+        if rec.outcome != "ok":  # the recorded call failed: the same failure
+            outcome = (CallOutcome.TIMEOUT if rec.outcome == "timeout"
+                       else CallOutcome.ERROR)
+            reason = rec.error or rec.outcome
+            call = self._call(request, outcome, abstained=True, reason=reason,
+                              error_class=rec.error_class, latency_ms=rec.latency_ms,
+                              replayed=True, **ids)
+            return MemberResult(call, self._abstain_signal(request, reason,
+                                                           rec.latency_ms))
+        return self._answer(request, rec.raw_text, rec.tokens_in, rec.tokens_out,
+                            rec.truncated, rec.latency_ms, True, ids, rec.unusable)
+
+    def _send(self, request: StageRequest, template: PromptTemplate, prompt: RenderedPrompt,
+              key: str, ids: dict[str, Any]) -> MemberResult:
+        """The call to the model, its answer or failure recorded in record mode."""
+        assert self.client is not None
+        sent = time.perf_counter()  # latency is the provider's: the request alone
+        timeout = min(self.timeout_s, max(request.deadline - sent, 0.001)
+                      + self.late_grace_s)
+        try:
+            completion = self.client.complete(
+                prompt, OUTPUT_SCHEMAS[request.stage], SCHEMA_NAMES[request.stage],
+                timeout)
+        except ProviderCallError as exc:
             latency = _ms(sent)
             self.note_latency(request.stage, latency)
-            text, tokens_in, tokens_out = (completion.text, completion.tokens_in,
-                                           completion.tokens_out)
-            truncated, unusable = completion.truncated, completion.unusable
+            outcome = CallOutcome.TIMEOUT if exc.timeout else CallOutcome.ERROR
+            reason = f"{exc.error_class}: {exc}"[:500]
             if self.mode == "record" and self.store is not None:
-                self._record(key, template, prompt.text, text, tokens_in, tokens_out,
-                             latency, truncated, time.perf_counter() > request.deadline,
-                             unusable=unusable)
-        return self._answer(request, text, tokens_in, tokens_out, truncated, latency,
-                            replayed, ids, unusable)
+                self._record(key, template, prompt.text, "", 0, 0, latency, False,
+                             time.perf_counter() > request.deadline,
+                             outcome=outcome.value, error_class=exc.error_class,
+                             error=reason)
+            call = self._call(request, outcome, abstained=True, reason=reason,
+                              error_class=exc.error_class, latency_ms=latency, **ids)
+            return MemberResult(call, self._abstain_signal(request, reason, latency))
+        latency = _ms(sent)
+        self.note_latency(request.stage, latency)
+        if self.mode == "record" and self.store is not None:
+            self._record(key, template, prompt.text, completion.text, completion.tokens_in,
+                         completion.tokens_out, latency, completion.truncated,
+                         time.perf_counter() > request.deadline,
+                         unusable=completion.unusable)
+        return self._answer(request, completion.text, completion.tokens_in,
+                            completion.tokens_out, completion.truncated, latency, False, ids,
+                            completion.unusable)
 
     def _answer(self, request: StageRequest, text: str, tokens_in: int, tokens_out: int,
                 truncated: bool, latency: float, replayed: bool,

@@ -5,8 +5,9 @@ A daemon that runs for weeks allocates and frees steadily (SQLite's page buffers
 decision objects, JSON). glibc's malloc keeps freed memory for reuse rather than returning
 it, so resident memory creeps up although nothing is alive in it: over a simulated week of
 M1 bars on 50 symbols RSS grew 4.7 % in four days, 1.7 % when the free heap was handed
-back (benchmarks/bench_memory.py). ``malloc_trim(0)`` hands it back in ~0.2 ms, so the
-daemon calls it once per market hour of bars, after a cycle's commit.
+back (benchmarks/bench_memory.py). ``malloc_trim(0)`` walks the heap to hand it back,
+so the daemon calls it once per market hour of bars, after a cycle's commit, never per
+cycle.
 
 glibc also *raises* its mmap and trim thresholds each time a large mmapped block is freed
 (up to 32 MiB and 64 MiB): from then on such blocks come from the heap and their memory

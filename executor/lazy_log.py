@@ -1,9 +1,10 @@
 """``structlog.get_logger`` without importing structlog until the first log call.
 
 structlog imports ``rich`` (and with it ``pygments`` and ``attrs``) at import time whenever
-rich is installed, and typer installs it: ~50 ms. A module that logs only on rare paths and
-is imported by the read-only `dta` commands (the journal) takes its logger from here, so
-`dta status` never pays for it. The semantics are structlog's: its ``get_logger`` already
+rich is installed, and typer installs it: a large share of a short command's start-up
+(benchmarks/README.md). A module that logs only on rare paths and is imported by the
+read-only `dta` commands (the journal) takes its logger from here, so `dta status` never
+pays for it. The semantics are structlog's: its ``get_logger`` already
 returns a proxy that binds on first use, i.e. after ``configure_logging`` has run.
 """
 

@@ -115,7 +115,7 @@ def build_scheduler(
                           coalesce=True, misfire_grace_time=misfire_grace_seconds)
     if housekeeping is not None:
         # Half a period off the bar-close ticks (which land on whole seconds of the settle
-        # delay): a bar never waits behind housekeeping, which takes milliseconds.
+        # delay), so housekeeping is long done when a bar closes and never delays it.
         from apscheduler.triggers.interval import IntervalTrigger as Every
 
         phase = (settle_seconds + housekeeping_seconds / 2) % housekeeping_seconds

@@ -19,12 +19,13 @@ and triggers a tuning proposal.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from executor.journal.store import Journal
-from executor.reports.journal_data import load_run_data
+from executor.reports.journal_data import DecisionRecord, load_run_data
 from executor.reports.metrics import Trade, reconstruct_trades
 from guardrails.params import (
     ParamVersion,
@@ -55,47 +56,16 @@ def tune(journal: Journal, *, contract_size: float, author: str, flat_band: floa
               if t.decision_id is not None]
     by_decision = {t.decision_id: t for t in trades}
     tags = {d: outcome_of(t, flat_band) for d, t in by_decision.items()}
-    hits: dict[str, list[bool]] = defaultdict(list)
-    confidence: dict[int, float] = {}
-    for d in data.decisions:
-        if d.id not in tags:
-            continue
-        confidence[d.id] = d.confidence
-        tag = tags[d.id]
-        if tag == "flat":
-            continue
-        trade_dir = by_decision[d.id].side
-        for s in d.signals:
-            if s.get("abstain_reason") or s.get("direction") not in ("long", "short"):
-                continue
-            with_trade = s["direction"] == trade_dir
-            hits[str(s["provider"])].append(with_trade == (tag == "profitable"))
+    hits, confidence = _provider_hits(data.decisions, by_decision, tags)
     active = active_version(journal)
     if active is None:
         return TuneResult(None, {"reason": "no active parameter version"})
     current = weights_of(active.content)
-    base = first_weights(journal)
-    proposed = dict(current)
-    hit_rates: dict[str, float | None] = {}
-    for name, w in current.items():
-        votes = hits.get(name, [])
-        rate = sum(votes) / len(votes) if votes else None
-        hit_rates[name] = rate
-        if rate is not None:
-            b = base.get(name, w)
-            proposed[name] = round(min(max(w * (1 + eta * (2 * rate - 1)), b * min_factor),
-                                       b * max_factor), 6)
+    proposed, hit_rates = _proposed_weights(current, first_weights(journal), hits,
+                                            eta, min_factor, max_factor)
     consensus = dict(active.content.get("guardrails", {}).get("consensus", {}))
     now_conf = float(consensus.get("min_confidence", 0.0))
-    table = []
-    for k in range(-4, 5):
-        cand = round(min(max(now_conf + k * step, 0.0), 1.0), 4)
-        kept = [by_decision[d] for d, c in confidence.items() if c >= cand]
-        total_r = sum((t.r_multiple or 0.0) for t in kept)
-        table.append({"min_confidence": cand, "trades": len(kept), "total_r": round(total_r, 4)})
-    eligible = [row for row in table if row["trades"] >= min_trades] or table[4:5]
-    best = max(eligible, key=lambda row: (row["total_r"], -abs(row["min_confidence"]
-                                                               - now_conf)))
+    table, best = _confidence_table(now_conf, step, confidence, by_decision, min_trades)
     evidence: dict[str, Any] = {
         "outcomes": {t: sum(1 for v in tags.values() if v == t)
                      for t in ("profitable", "flat", "loss")},
@@ -116,6 +86,65 @@ def tune(journal: Journal, *, contract_size: float, author: str, flat_band: floa
                       reason=f"dta tune from v{active.version}: {evidence['outcomes']}")
     journal.attach_evidence(created.version, evidence)
     return TuneResult(created, evidence)
+
+
+def _provider_hits(
+    decisions: Sequence[DecisionRecord], by_decision: Mapping[int | None, Trade],
+    tags: Mapping[int | None, str],
+) -> tuple[dict[str, list[bool]], dict[int, float]]:
+    """Each provider's scored votes (right or wrong) on the decisions that opened a tagged
+    trade, and those decisions' confidence."""
+    hits: dict[str, list[bool]] = defaultdict(list)
+    confidence: dict[int, float] = {}
+    for d in decisions:
+        if d.id not in tags:
+            continue
+        confidence[d.id] = d.confidence
+        tag = tags[d.id]
+        if tag == "flat":
+            continue
+        trade_dir = by_decision[d.id].side
+        for s in d.signals:
+            if s.get("abstain_reason") or s.get("direction") not in ("long", "short"):
+                continue
+            with_trade = s["direction"] == trade_dir
+            hits[str(s["provider"])].append(with_trade == (tag == "profitable"))
+    return hits, confidence
+
+
+def _proposed_weights(current: Mapping[str, float], base: Mapping[str, float],
+                      hits: Mapping[str, list[bool]], eta: float, min_factor: float,
+                      max_factor: float) -> tuple[dict[str, float], dict[str, float | None]]:
+    """(proposed weights, hit rates): each scored provider's weight moved by its hit rate,
+    bounded by the first version's weight times the factors."""
+    proposed = dict(current)
+    hit_rates: dict[str, float | None] = {}
+    for name, w in current.items():
+        votes = hits.get(name, [])
+        rate = sum(votes) / len(votes) if votes else None
+        hit_rates[name] = rate
+        if rate is not None:
+            b = base.get(name, w)
+            proposed[name] = round(min(max(w * (1 + eta * (2 * rate - 1)), b * min_factor),
+                                       b * max_factor), 6)
+    return proposed, hit_rates
+
+
+def _confidence_table(now_conf: float, step: float, confidence: Mapping[int, float],
+                      by_decision: Mapping[int | None, Trade],
+                      min_trades: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Total R of the trades each candidate threshold (now +/- 4 steps) would have kept,
+    and the best candidate among those keeping ``min_trades`` (else the current one)."""
+    table = []
+    for k in range(-4, 5):
+        cand = round(min(max(now_conf + k * step, 0.0), 1.0), 4)
+        kept = [by_decision[d] for d, c in confidence.items() if c >= cand]
+        total_r = sum((t.r_multiple or 0.0) for t in kept)
+        table.append({"min_confidence": cand, "trades": len(kept), "total_r": round(total_r, 4)})
+    eligible = [row for row in table if row["trades"] >= min_trades] or table[4:5]
+    best = max(eligible, key=lambda row: (row["total_r"], -abs(row["min_confidence"]
+                                                               - now_conf)))
+    return table, best
 
 
 def audit(journal: Journal, day: date, *, horizon_bars: int = 8, trailing_days: int = 20,

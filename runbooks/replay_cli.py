@@ -29,8 +29,16 @@ from domain.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_JOURNAL, EXIT_NOT_FOUN
 from runbooks.common import ConfigOpt, JsonOpt, fail, journal_for, load
 
 if TYPE_CHECKING:
+    from executor.journal.store import Journal
+    from executor.reports.ab import ABDesign
     from executor.reports.analysis import RunAnalysis
-    from executor.reports.harness import ParamsOverride
+    from executor.reports.harness import (
+        ParamsOverride,
+        ReplayHarness,
+        ReplayOutcome,
+        ReplayRequest,
+    )
+    from executor.settings import Settings
 
 __all__ = ["parse_when", "register", "replay"]
 
@@ -163,33 +171,68 @@ def replay(
     with --report, write a self-contained HTML report."""
     start = parse_when(from_, end=False) if from_ else None
     end = parse_when(to, end=True) if to else None
-    batch = _batch(ab_batch)
-    if not ab and (seed != 0 or ab_batch != "day"):
-        fail("--seed and --ab-batch only apply with --ab", EXIT_CONFIG)
-    data_over = {k: v for k, v in {"symbol": symbol, "timeframe": timeframe}.items() if v}
-    base = load(config, data=data_over or None)
-    url = journal_url or _default_journal(report)
-    settings = load(config, mode="paper", journal={"url": url}, data=data_over or None)
+    batch = _ab_batch(ab, seed, ab_batch)
+    base, settings = _load_settings(config, symbol, timeframe,
+                                    journal_url or _default_journal(report))
 
-    from domain.errors import ConfigError, DataFormatError, DtaError, JournalError
-    from executor.log_setup import configure_logging
     from executor.reports.ab import ABDesign
-    from executor.reports.harness import ReplayHarness, ReplayRefused, ReplayRequest
+    from executor.reports.harness import ReplayRequest
 
     override = _read_params(params_journal or base.journal.url, params) \
         if params is not None else None
     design = ABDesign(seed=seed, batch=batch, resamples=resamples) if ab else None
+    harness, journal = _start(settings, ReplayRequest(data, start, end, override, design))
+    outcome, analysis, scores, t0 = _run(harness, journal, settings, design, smc_reference)
+    result = _result(outcome, analysis, scores)
+    if report is not None:
+        result["report"] = _write(report, analysis, outcome.info, scores, result, t0)
+    typer.echo(json.dumps(result, indent=2, sort_keys=True, default=str) if as_json
+               else _format(result, analysis))
+    if outcome.status == "stopped":
+        raise typer.Exit(EXIT_FAILURE)
+
+
+def _ab_batch(ab: bool, seed: int, ab_batch: str) -> str | int:
+    batch = _batch(ab_batch)
+    if not ab and (seed != 0 or ab_batch != "day"):
+        fail("--seed and --ab-batch only apply with --ab", EXIT_CONFIG)
+    return batch
+
+
+def _load_settings(config: Path | None, symbol: str | None, timeframe: str | None,
+                   url: str) -> tuple["Settings", "Settings"]:
+    """(the operator's settings, the replay's: paper mode, journaled at ``url``)."""
+    data_over = {k: v for k, v in {"symbol": symbol, "timeframe": timeframe}.items() if v}
+    base = load(config, data=data_over or None)
+    return base, load(config, mode="paper", journal={"url": url}, data=data_over or None)
+
+
+def _start(settings: "Settings",
+           request: "ReplayRequest") -> tuple["ReplayHarness", "Journal"]:
+    """Logging as `dta run` sets it up, the replay's own journal, and the harness over it
+    (a refused or misconfigured replay exits with the journal closed)."""
+    from domain.errors import ConfigError, DataFormatError
+    from executor.log_setup import configure_logging
+    from executor.reports.harness import ReplayHarness, ReplayRefused
+
     configure_logging(settings.log_level, settings.secret_values())
     journal = journal_for(settings, migrate=True, create=True)  # the replay's own
-    request = ReplayRequest(data, start, end, override, design)
     try:
-        harness = ReplayHarness(settings, journal, request)
+        return ReplayHarness(settings, journal, request), journal
     except ReplayRefused as exc:
         journal.close()
         fail(str(exc), EXIT_REFUSED)
     except (ConfigError, DataFormatError) as exc:
         journal.close()
         fail(str(exc), EXIT_CONFIG)
+
+
+def _run(harness: "ReplayHarness", journal: "Journal", settings: "Settings",
+         design: "ABDesign | None",
+         smc_reference: Path | None) -> tuple["ReplayOutcome", "RunAnalysis", Any, float]:
+    """Run the replay (signals stop it after the bar in progress) and analyse its journal:
+    (outcome, analysis, SMC scores or None, when the analysis started)."""
+    from domain.errors import ConfigError, DtaError, JournalError
 
     try:
         with _stop_on_signals(harness.executor.stop_requested.set), \
@@ -213,7 +256,10 @@ def replay(
         journal.close()
         fail(str(exc), EXIT_JOURNAL if isinstance(exc, JournalError) else EXIT_FAILURE)
     journal.close()
+    return outcome, analysis, scores, t0
 
+
+def _result(outcome: "ReplayOutcome", analysis: "RunAnalysis", scores: Any) -> dict[str, Any]:
     result: dict[str, Any] = {
         "status": outcome.status, "run_id": outcome.run_id, "replay": outcome.info,
         "results": analysis.metrics.as_dict(),
@@ -225,12 +271,7 @@ def replay(
         result["ab"] = analysis.ab.as_dict()
     if scores is not None:
         result["smc_scores"] = [s.as_dict() for s in scores]
-    if report is not None:
-        result["report"] = _write(report, analysis, outcome.info, scores, result, t0)
-    typer.echo(json.dumps(result, indent=2, sort_keys=True, default=str) if as_json
-               else _format(result, analysis))
-    if outcome.status == "stopped":
-        raise typer.Exit(EXIT_FAILURE)
+    return result
 
 
 def _smc_scores(harness: Any, directory: Path) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 
 from domain import (
     Bar,
@@ -106,37 +107,41 @@ class SnapshotBuilder:
         index = self._index
         self._bars.append(bar)
         atr = self._atr.update(bar)
-
-        swings, structure, legs = self._swings, self._structure, self._legs
-        liquidity, blocks, fvgs = self._liquidity, self._blocks, self._fvgs
         confirmed = self._swing_detector.update(index, bar)
         if confirmed:
-            tolerance = self._tolerance(atr)
-            changed = False
-            for swing in confirmed:
-                before = swings.latest()
-                change = swings.push(swing)
-                if change is SwingChange.IGNORED:
-                    continue
-                changed = True
-                structure.on_swing(swing, swings.prior())
-                legs.on_swing(swing)
-                liquidity.on_swing(
-                    swing, tolerance, before if change is SwingChange.REPLACED else None
-                )
-            if changed:
-                self._swings_t = swings.as_tuple()
-
-        breaks = structure.update(index, bar, legs)
-        blocks.update(index, bar, breaks)
-        legs.fold(index, bar)
-        liquidity.update(index, bar)
+            self._on_swings(confirmed, atr)
+        breaks = self._structure.update(index, bar, self._legs)
+        self._blocks.update(index, bar, breaks)
+        self._legs.fold(index, bar)
+        self._liquidity.update(index, bar)
         if atr is not None and self._fvg_min_atr:
-            fvgs.min_size = self._fvg_min_atr * atr
-        fvgs.update(index, bar)
+            self._fvgs.min_size = self._fvg_min_atr * atr
+        self._fvgs.update(index, bar)
         self._republish()
+        return self._snapshot(index, bar, atr)
 
-        high, low = swings.last_high, swings.last_low
+    def _on_swings(self, confirmed: Sequence[Swing], atr: float | None) -> None:
+        """Swings confirmed at this bar, in order: each one that the sequence keeps moves
+        structure, legs and liquidity (a replaced swing hands its pool over)."""
+        swings = self._swings
+        tolerance = self._tolerance(atr)
+        changed = False
+        for swing in confirmed:
+            before = swings.latest()
+            change = swings.push(swing)
+            if change is SwingChange.IGNORED:
+                continue
+            changed = True
+            self._structure.on_swing(swing, swings.prior())
+            self._legs.on_swing(swing)
+            self._liquidity.on_swing(
+                swing, tolerance, before if change is SwingChange.REPLACED else None
+            )
+        if changed:
+            self._swings_t = swings.as_tuple()
+
+    def _snapshot(self, index: int, bar: Bar, atr: float | None) -> MarketSnapshot:
+        high, low = self._swings.last_high, self._swings.last_low
         if high is not None and low is not None:
             # A swing low can sit above the last swing high after a gap; order the pair.
             bottom, top = sorted((low.price, high.price))
@@ -145,9 +150,8 @@ class SnapshotBuilder:
         else:
             dealing_range = None
             zone = None
-
-        # Positional: this runs every bar and keyword matching of 18 fields costs ~40% of
-        # the constructor. The order is MarketSnapshot's field order.
+        # Positional: this runs every bar, and matching 18 keywords to fields is a large
+        # part of the constructor's cost. The order is MarketSnapshot's field order.
         return MarketSnapshot(
             bar.symbol,
             bar.timeframe,
@@ -155,12 +159,12 @@ class SnapshotBuilder:
             bar,
             tuple(self._bars),
             atr,
-            structure.trend,
+            self._structure.trend,
             self._swings_t,
             self._bos_t,
             self._choch_t,
             self._sweeps_t,
-            liquidity.pools,
+            self._liquidity.pools,
             self._blocks_t,
             self._mitigation_t,
             self._fvgs_t,

@@ -2,7 +2,9 @@
 
 Each was swapped in for speed (benchmarks/README.md, fourth round); each test here holds
 the new piece to the old behaviour it must keep: stored timestamps and JSON, the order
-rows and events, the log context, the providers-down report, the throttle's window.
+rows and events, the providers-down report, the throttle's window. The log context is
+structlog's own ``bound_contextvars`` again (issue 17); its test stays as the contract
+the decision path relies on.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select, text
 from sqlalchemy.dialects import postgresql, sqlite
+from structlog.contextvars import bound_contextvars
 from support.builders import a_bar, an_intent, an_order
 
 from domain import (
@@ -34,7 +37,6 @@ from ensemble.routing import Router
 from executor.journal import jsontext
 from executor.journal.store import _ORDER_EVENTS, _ORDERS, _PROPOSALS, Journal
 from executor.journal.types import UTCDateTime
-from executor.log_context import log_context
 from guardrails.base import AccountState
 from guardrails.limits import THROTTLE_WINDOW, OrderThrottleCheck
 
@@ -185,14 +187,14 @@ def test_insert_sending_writes_what_insert_then_update_wrote(journal_url: str) -
 def test_log_context_binds_for_the_block_and_restores_after() -> None:
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(symbol="GBPUSD", run=3)
-    with log_context(decision_id=7, symbol="EURUSD"):
+    with bound_contextvars(decision_id=7, symbol="EURUSD"):
         assert structlog.contextvars.get_contextvars() == {
             "symbol": "EURUSD", "run": 3, "decision_id": 7}
-        with log_context(client_order_id="c1"):
+        with bound_contextvars(client_order_id="c1"):
             assert structlog.contextvars.get_contextvars()["client_order_id"] == "c1"
         assert "client_order_id" not in structlog.contextvars.get_contextvars()
     assert structlog.contextvars.get_contextvars() == {"symbol": "GBPUSD", "run": 3}
-    with pytest.raises(RuntimeError), log_context(decision_id=8):
+    with pytest.raises(RuntimeError), bound_contextvars(decision_id=8):
         raise RuntimeError("the block failed")
     assert structlog.contextvars.get_contextvars() == {"symbol": "GBPUSD", "run": 3}
     structlog.contextvars.clear_contextvars()

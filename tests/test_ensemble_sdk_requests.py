@@ -1,9 +1,9 @@
 """What our SDK adapters put on the wire, against what the SDKs' own ``create`` would.
 
-``OpenAIChatClient`` sends through the client's ``post`` instead of
-``chat.completions.create`` (same request, without the SDK's ~0.6 ms argument transform):
-the body, path and headers the fake server receives must be those ``create`` sends for
-the same arguments, and the answer, errors and retries must come back the same way.
+``OpenAIChatClient`` builds its arguments for ``chat.completions.create`` from its
+settings (token-limit parameter, temperature, structured output): the body, path and
+headers the fake server receives must be those a plain ``create`` call sends for the same
+arguments, and the answer, errors and retries must come back the same way.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 import structlog
+from structlog.contextvars import bound_contextvars
 
 from domain import (
     Decision,
@@ -34,7 +35,6 @@ from executor.engine.router import OrderRouter
 from executor.engine.stats import RunStats
 from executor.engine.triggers import Triggers, classes_down
 from executor.journal.store import Journal
-from executor.log_context import log_context
 from executor.metrics import Metrics
 from guardrails.base import AccountState
 from guardrails.limits import THROTTLE_WINDOW
@@ -75,7 +75,7 @@ class Decider:
         proposal_id = self.journal.record_proposal(proposal, snapshot)
         decision = self.c.ensemble.evaluate(proposal, snapshot)
         decision_id = self.journal.record_decision(decision, proposal_id)
-        with log_context(decision_id=decision_id, symbol=proposal.symbol):
+        with bound_contextvars(decision_id=decision_id, symbol=proposal.symbol):
             self._record_calls(decision, decision_id)
             self.stats.decisions += 1
             verdict = self.c.guardrails.check(
@@ -118,7 +118,7 @@ class Decider:
             self.journal.record_provider_call(call_row(call, decision_id))
 
     def submit(self, intent: OrderIntent, now: datetime) -> Order:
-        with log_context(client_order_id=intent.client_order_id):
+        with bound_contextvars(client_order_id=intent.client_order_id):
             order = self.router.submit(intent)
         self.stats.orders[order.state.value] += 1
         if self.metrics is not None:

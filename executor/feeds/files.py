@@ -240,106 +240,19 @@ def _load_mt5_csv(
 ) -> LoadedBars:
     sym, tf = _resolve_names(p, symbol, timeframe, None, None)
     lines = text.split("\n")
-    # Skip leading blank lines but keep counting them, so line numbers match an editor's.
-    start = next(i for i, line in enumerate(lines) if line.strip())
-    delimiter = _sniff_delimiter(lines[start])
-    # (line number, fields) for every non-blank data row; line numbers count the header.
-    rows: list[tuple[int, list[str]]] = []
-    if '"' in text:
-        reader = csv.reader(lines[start:], delimiter=delimiter)
-        header = next(reader)
-        for row in reader:
-            if row and (len(row) > 1 or row[0].strip()):
-                rows.append((reader.line_num + start, row))
-    else:
-        # MT5 never quotes, and a plain split is twice as fast as the csv module.
-        header = lines[start].rstrip("\r").split(delimiter)
-        for i in range(start + 1, len(lines)):
-            line = lines[i].rstrip("\r")
-            if line.strip():
-                rows.append((i + 1, line.split(delimiter)))
-    columns = _map_header(p, header)
-    ncols = len(header)
+    header, rows = _mt5_rows(text, lines)
+    layout = _Mt5Layout.of(_map_header(p, header), len(header))
     if not rows:
         raise DataFormatError(f"bar file {p} has a header but no bar rows")
-
-    di = columns["date"]
-    ti = columns.get("time")
-    oi, hi, li, ci = columns["open"], columns["high"], columns["low"], columns["close"]
-    vi = columns.get("volume")
-    tvi = columns.get("tickvol")
-    si = columns.get("spread")
-    if si is not None and point is None:
-        point = _infer_point([r for _, r in rows], (oi, hi, li, ci))
-    step = point if si is not None else None
-    spread_cache: dict[str, float] = {}
+    step = _spread_step(layout, rows, point)
     stamps = _StampParser(offset)
-    parse_stamp = stamps.parse
-    days, times = stamps.days, stamps.times
-    nan = _NAN
-
     bars: list[Bar] = []
     rejected: list[RawRejection] = []
-    append = bars.append
     for lineno, row in rows:
-        if len(row) != ncols:
-            reason = f"expected {ncols} columns, got {len(row)}"
-            rejected.append(RawRejection(lineno, reason, _raw(lines, lineno)))
-            continue
-        if ti is None:
-            date_text, _, time_text = row[di].partition(" ")
-        else:
-            date_text, time_text = row[di], row[ti]
-        day = days.get(date_text)
-        tod = times.get(time_text)
-        if day is not None and tod is not None:
-            t = day + tod
-        else:  # first sight of this date or time of day, or a malformed stamp
-            try:
-                if ti is None:
-                    t = parse_stamp(*_split_stamp(row[di]))
-                else:
-                    t = parse_stamp(date_text.strip(), time_text.strip())
-            except ValueError as exc:
-                rejected.append(RawRejection(lineno, str(exc), _raw(lines, lineno)))
-                continue
         try:
-            o = float(row[oi])
-            h = float(row[hi])
-            lo = float(row[li])
-            c = float(row[ci])
-        except ValueError:
-            o, h, lo, c = (
-                _to_float(row[oi]),
-                _to_float(row[hi]),
-                _to_float(row[li]),
-                _to_float(row[ci]),
-            )
-        # Real volume where the broker reports it (exchange-traded symbols), else tick
-        # volume: FX brokers export Volume as 0. An unparsable real volume stays NaN
-        # rather than silently falling back to tick volume.
-        volume = 0.0
-        if vi is not None:
-            try:
-                volume = float(row[vi])
-            except ValueError:
-                volume = nan
-        if tvi is not None and volume <= 0:
-            try:
-                volume = float(row[tvi])
-            except ValueError:
-                volume = nan
-        spread = 0.0
-        if si is not None and step is not None:
-            raw_spread = row[si]
-            cached = spread_cache.get(raw_spread)
-            if cached is None:
-                # Rounded so 20 points of 0.00001 journal as 0.0002, not 0.00020000000000000001.
-                cached = round(_to_float(raw_spread) * step, 12)
-                spread_cache[raw_spread] = cached
-            spread = cached
-        append(Bar(sym, tf, t, o, h, lo, c, volume, spread))
-
+            bars.append(_mt5_bar(row, layout, stamps, sym, tf, step))
+        except ValueError as exc:
+            rejected.append(RawRejection(lineno, str(exc), _raw(lines, lineno)))
     return LoadedBars(
         symbol=sym,
         timeframe=tf,
@@ -352,6 +265,101 @@ def _load_mt5_csv(
     )
 
 
+def _mt5_rows(text: str, lines: Sequence[str]) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """The header's fields, and (line number, fields) for every non-blank data row.
+
+    Line numbers count the header and any blank lines before it, so they match an editor's.
+    """
+    start = next(i for i, line in enumerate(lines) if line.strip())
+    delimiter = _sniff_delimiter(lines[start])
+    rows: list[tuple[int, list[str]]] = []
+    if '"' in text:  # a hand-made file with quoted fields: the csv module reads it
+        reader = csv.reader(lines[start:], delimiter=delimiter)
+        header = next(reader)
+        for row in reader:
+            if row and (len(row) > 1 or row[0].strip()):
+                rows.append((reader.line_num + start, row))
+        return header, rows
+    # MT5 never quotes, so a plain split reads its exports.
+    header = lines[start].rstrip("\r").split(delimiter)
+    for i in range(start + 1, len(lines)):
+        line = lines[i].rstrip("\r")
+        if line.strip():
+            rows.append((i + 1, line.split(delimiter)))
+    return header, rows
+
+
+@dataclass(frozen=True, slots=True)
+class _Mt5Layout:
+    """Where each field sits in the rows of one MT5 export (``None``: not in the file)."""
+
+    ncols: int
+    date: int
+    time: int | None
+    prices: tuple[int, int, int, int]  # open, high, low, close
+    volume: int | None
+    tickvol: int | None
+    spread: int | None
+
+    @classmethod
+    def of(cls, columns: dict[str, int], ncols: int) -> _Mt5Layout:
+        prices = (columns["open"], columns["high"], columns["low"], columns["close"])
+        return cls(ncols=ncols, date=columns["date"], time=columns.get("time"), prices=prices,
+                   volume=columns.get("volume"), tickvol=columns.get("tickvol"),
+                   spread=columns.get("spread"))
+
+
+def _spread_step(
+    layout: _Mt5Layout, rows: Sequence[tuple[int, list[str]]], point: float | None
+) -> float | None:
+    """The price step that turns MT5's integer spread into a price: the one given, else
+    the one the prices' decimals show; ``None`` for a file without a spread column."""
+    if layout.spread is None:
+        return None
+    if point is not None:
+        return point
+    return _infer_point([row for _, row in rows], layout.prices)
+
+
+def _mt5_bar(
+    row: Sequence[str],
+    layout: _Mt5Layout,
+    stamps: _StampParser,
+    symbol: str,
+    timeframe: str,
+    step: float | None,
+) -> Bar:
+    """Raise ``ValueError`` whose message is the rejection reason."""
+    if len(row) != layout.ncols:
+        raise ValueError(f"expected {layout.ncols} columns, got {len(row)}")
+    if layout.time is None:
+        t = stamps.parse(*_split_stamp(row[layout.date]))
+    else:
+        t = stamps.parse(row[layout.date].strip(), row[layout.time].strip())
+    o, h, lo, c = (_to_float(row[i]) for i in layout.prices)
+    return Bar(symbol, timeframe, t, o, h, lo, c, _mt5_volume(row, layout),
+               _mt5_spread(row, layout, step))
+
+
+def _mt5_volume(row: Sequence[str], layout: _Mt5Layout) -> float:
+    """Real volume where the broker reports it (exchange-traded symbols), else tick volume:
+    FX brokers export Volume as 0. An unparsable real volume stays NaN rather than silently
+    falling back to tick volume."""
+    volume = 0.0
+    if layout.volume is not None:
+        volume = _to_float(row[layout.volume])
+    if layout.tickvol is not None and volume <= 0:
+        volume = _to_float(row[layout.tickvol])
+    return volume
+
+
+def _mt5_spread(row: Sequence[str], layout: _Mt5Layout, step: float | None) -> float:
+    if layout.spread is None or step is None:
+        return 0.0
+    # Rounded so 20 points of 0.00001 journal as 0.0002, not 0.00020000000000000001.
+    return round(_to_float(row[layout.spread]) * step, 12)
+
+
 def _raw(lines: Sequence[str], lineno: int) -> str:
     return lines[lineno - 1].rstrip("\r") if 0 < lineno <= len(lines) else ""
 
@@ -359,29 +367,27 @@ def _raw(lines: Sequence[str], lineno: int) -> str:
 class _StampParser:
     """Parse broker-time stamps into UTC, each distinct date and time of day only once.
 
-    A year of M15 bars has ~260 dates and 96 times of day, so the per-row cost is two dict
-    lookups and one addition instead of a regex and a ``datetime`` constructor: this is
-    what keeps a 25k-row file loading in well under 0.1 s.
+    A year of M15 bars has ~260 dates and 96 times of day, so most rows cost two dict
+    lookups and one addition instead of a regex and a ``datetime`` constructor.
     """
 
-    __slots__ = ("_offset", "days", "times")
+    __slots__ = ("_days", "_offset", "_times")
 
     def __init__(self, offset: timedelta) -> None:
         self._offset = offset
-        # Exposed so the row loop can try both caches inline before paying for a call.
-        self.days: dict[str, datetime] = {}
-        self.times: dict[str, timedelta] = {}
+        self._days: dict[str, datetime] = {}
+        self._times: dict[str, timedelta] = {}
 
     def parse(self, date_text: str, time_text: str) -> datetime:
         """Raise ``ValueError`` whose message is the rejection reason."""
-        day = self.days.get(date_text)
+        day = self._days.get(date_text)
         if day is None:
             day = self._parse_day(date_text, time_text)
-            self.days[date_text] = day
-        tod = self.times.get(time_text)
+            self._days[date_text] = day
+        tod = self._times.get(time_text)
         if tod is None:
             tod = self._parse_time(date_text, time_text)
-            self.times[time_text] = tod
+            self._times[time_text] = tod
         return day + tod
 
     def _parse_day(self, date_text: str, time_text: str) -> datetime:
@@ -430,50 +436,17 @@ def _load_ccxt_json(
         raise DataFormatError(
             f"{p}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from None
-    embedded_symbol: str | None = None
-    embedded_timeframe: str | None = None
-    if isinstance(doc, dict):
-        rows = doc.get("ohlcv")
-        if not isinstance(rows, list):
-            raise DataFormatError(
-                f'{p}: unknown format: a JSON object needs an "ohlcv" list of '
-                "[ms, open, high, low, close, volume] rows"
-            )
-        if isinstance(doc.get("symbol"), str):
-            embedded_symbol = doc["symbol"]
-        if isinstance(doc.get("timeframe"), str):
-            embedded_timeframe = doc["timeframe"]
-    elif isinstance(doc, list):
-        rows = doc
-    else:
-        raise DataFormatError(f"{p}: unknown format: expected a JSON list or object")
+    rows, embedded_symbol, embedded_timeframe = _ccxt_rows(p, doc)
     if not rows:
         raise DataFormatError(f"bar file {p} contains no OHLCV rows")
     sym, tf = _resolve_names(p, symbol, timeframe, embedded_symbol, embedded_timeframe)
-
     bars: list[Bar] = []
     rejected: list[RawRejection] = []
     for n, row in enumerate(rows, start=1):
-        if not isinstance(row, list) or len(row) != 6:
-            reason = (
-                f"expected 6 values [ms, open, high, low, close, volume], got {len(row)}"
-                if isinstance(row, list)
-                else f"expected a list, got {type(row).__name__}"
-            )
-            rejected.append(RawRejection(n, reason, json.dumps(row)))
-            continue
-        ms = row[0]
-        if isinstance(ms, bool) or not isinstance(ms, int | float):
-            rejected.append(RawRejection(n, f"unparsable timestamp {ms!r}", json.dumps(row)))
-            continue
         try:
-            t = _EPOCH + timedelta(milliseconds=ms)
-        except (ValueError, OverflowError) as exc:
-            rejected.append(RawRejection(n, f"invalid timestamp {ms!r}: {exc}", json.dumps(row)))
-            continue
-        o, h, lo, c, v = (_to_float(x) for x in row[1:])
-        bars.append(Bar(sym, tf, t, o, h, lo, c, v, 0.0))
-
+            bars.append(_ccxt_bar(row, sym, tf))
+        except ValueError as exc:
+            rejected.append(RawRejection(n, str(exc), json.dumps(row)))
     return LoadedBars(
         symbol=sym,
         timeframe=tf,
@@ -484,3 +457,39 @@ def _load_ccxt_json(
         format=FORMAT_CCXT_JSON,
         point=None,
     )
+
+
+def _ccxt_rows(p: Path, doc: Any) -> tuple[list[Any], str | None, str | None]:
+    """The OHLCV rows of a bare list, or of an object's ``ohlcv`` key with the symbol and
+    timeframe the object names (``None`` where it names none)."""
+    if isinstance(doc, list):
+        return doc, None, None
+    if not isinstance(doc, dict):
+        raise DataFormatError(f"{p}: unknown format: expected a JSON list or object")
+    rows = doc.get("ohlcv")
+    if not isinstance(rows, list):
+        raise DataFormatError(
+            f'{p}: unknown format: a JSON object needs an "ohlcv" list of '
+            "[ms, open, high, low, close, volume] rows"
+        )
+    symbol, timeframe = doc.get("symbol"), doc.get("timeframe")
+    return (rows, symbol if isinstance(symbol, str) else None,
+            timeframe if isinstance(timeframe, str) else None)
+
+
+def _ccxt_bar(row: Any, symbol: str, timeframe: str) -> Bar:
+    """Raise ``ValueError`` whose message is the rejection reason."""
+    if not isinstance(row, list):
+        raise ValueError(f"expected a list, got {type(row).__name__}")
+    if len(row) != 6:
+        raise ValueError(
+            f"expected 6 values [ms, open, high, low, close, volume], got {len(row)}")
+    ms = row[0]
+    if isinstance(ms, bool) or not isinstance(ms, int | float):
+        raise ValueError(f"unparsable timestamp {ms!r}")
+    try:
+        t = _EPOCH + timedelta(milliseconds=ms)
+    except (ValueError, OverflowError) as exc:
+        raise ValueError(f"invalid timestamp {ms!r}: {exc}") from None
+    o, h, lo, c, v = (_to_float(x) for x in row[1:])
+    return Bar(symbol, timeframe, t, o, h, lo, c, v, 0.0)

@@ -161,49 +161,46 @@ def reconstruct_trades(orders: Iterable[Order], fills: Iterable[FillLike],
     Fills are taken in time order; at the same timestamp entry fills come before exit
     fills (the paper broker fills pending entries at the bar's open, then checks stops).
     """
-    by_id = {o.client_order_id: o for o in orders}
-    ordered = sorted(enumerate(fills), key=lambda p: (p[1].time, p[1].kind != "entry", p[0]))
-    open_trades: dict[str, list[_Building]] = {}  # symbol -> open trades, oldest first
-    done: list[_Building] = []
+    book = _Book({o.client_order_id: o for o in orders})
+    for _, f in sorted(enumerate(fills), key=lambda p: (p[1].time, p[1].kind != "entry", p[0])):
+        if f.kind == "entry":
+            book.entry(f)
+        else:
+            book.exit(f)
+    return book.trades(contract_size)
 
-    def close_against(trades: list[_Building], t: datetime, price: float, volume: float,
-                      realized: float, fee: float, kind: str) -> float:
-        """Close ``volume`` of ``trades`` oldest first; the fill's realised PnL is split
-        over the volume it closed, its fee over its whole volume. Returns the volume left
-        over (which opens a position)."""
-        closing = min(volume, sum(tr.open_volume for tr in trades))
-        left = volume
-        while left > _EPS and trades:
-            tr = trades[0]
-            take = min(left, tr.open_volume)
-            tr.add_exit(t, price, take, realized * take / closing if closing > 0 else 0.0,
-                        fee * take / volume if volume > 0 else 0.0, kind)
-            left -= take
-            if tr.open_volume <= _EPS:
-                done.append(trades.pop(0))
-        return left
 
-    for _, f in ordered:
+class _Book:
+    """The trades being built: open ones per symbol (oldest first) and closed ones."""
+
+    def __init__(self, orders: dict[str, Order]) -> None:
+        self.orders = orders
+        self.open: dict[str, list[_Building]] = {}
+        self.done: list[_Building] = []
+
+    def exit(self, f: FillLike) -> None:
+        trades = self.open.setdefault(f.symbol, [])
+        own = [tr for tr in trades if tr.coid == f.client_order_id]
+        if own:  # exits name their opening order: close that one first
+            rest = [tr for tr in trades if tr.coid != f.client_order_id]
+            trades[:] = own + rest
+        self._close(trades, f, f.kind)
+
+    def entry(self, f: FillLike) -> None:
+        """An entry closes open trades on the other side first (a reversal, or a
+        reduce-only order's close); what is left of it opens or adds to its own trade."""
         sign = _side_sign(f.side)
-        trades = open_trades.setdefault(f.symbol, [])
-        if f.kind != "entry":
-            own = [tr for tr in trades if tr.coid == f.client_order_id]
-            if own:  # exits name their opening order: close that one first
-                rest = [tr for tr in trades if tr.coid != f.client_order_id]
-                trades[:] = own + rest
-            close_against(trades, f.time, f.price, f.volume, f.realized_pnl, f.fee, f.kind)
-            continue
-        order = by_id.get(f.client_order_id)
+        trades = self.open.setdefault(f.symbol, [])
+        order = self.orders.get(f.client_order_id)
+        reduce_only = order is not None and order.intent.reduce_only
         opposite = [tr for tr in trades if tr.sign != sign]
         left = f.volume
         if opposite:
-            kind = "close" if order is not None and order.intent.reduce_only else "reversal"
             same = [tr for tr in trades if tr.sign == sign]
-            left = close_against(opposite, f.time, f.price, f.volume, f.realized_pnl, f.fee,
-                                 kind)
+            left = self._close(opposite, f, "close" if reduce_only else "reversal")
             trades[:] = opposite + same
-        if left <= _EPS or (order is not None and order.intent.reduce_only):
-            continue
+        if left <= _EPS or reduce_only:
+            return
         fee = f.fee * (left / f.volume) if f.volume > 0 else 0.0
         existing = next((tr for tr in trades if tr.coid == f.client_order_id), None)
         if existing is None:
@@ -211,14 +208,33 @@ def reconstruct_trades(orders: Iterable[Order], fills: Iterable[FillLike],
             trades.append(existing)
         existing.add_entry(f.price, left, fee)
 
-    closed = [_finish(tr, by_id.get(tr.coid), contract_size) for tr in done]
-    closed.sort(key=lambda t: (t.exit_time, t.entry_time, t.client_order_id))
-    still_open = [
-        OpenTrade(tr.coid, tr.symbol, "long" if tr.sign > 0 else "short", tr.entry_time,
-                  tr.entry_value / tr.entry_volume if tr.entry_volume else 0.0,
-                  tr.open_volume, tr.realized)
-        for trades in open_trades.values() for tr in trades]
-    return TradeBook(tuple(closed), tuple(still_open))
+    def _close(self, trades: list[_Building], f: FillLike, kind: str) -> float:
+        """Close the fill's volume of ``trades`` oldest first; the fill's realised PnL is
+        split over the volume it closed, its fee over its whole volume. Returns the volume
+        left over (which opens a position)."""
+        volume = f.volume
+        closing = min(volume, sum(tr.open_volume for tr in trades))
+        left = volume
+        while left > _EPS and trades:
+            tr = trades[0]
+            take = min(left, tr.open_volume)
+            tr.add_exit(f.time, f.price, take,
+                        f.realized_pnl * take / closing if closing > 0 else 0.0,
+                        f.fee * take / volume if volume > 0 else 0.0, kind)
+            left -= take
+            if tr.open_volume <= _EPS:
+                self.done.append(trades.pop(0))
+        return left
+
+    def trades(self, contract_size: float) -> TradeBook:
+        closed = [_finish(tr, self.orders.get(tr.coid), contract_size) for tr in self.done]
+        closed.sort(key=lambda t: (t.exit_time, t.entry_time, t.client_order_id))
+        still_open = [
+            OpenTrade(tr.coid, tr.symbol, "long" if tr.sign > 0 else "short", tr.entry_time,
+                      tr.entry_value / tr.entry_volume if tr.entry_volume else 0.0,
+                      tr.open_volume, tr.realized)
+            for trades in self.open.values() for tr in trades]
+        return TradeBook(tuple(closed), tuple(still_open))
 
 
 def _finish(tr: _Building, order: Order | None, contract_size: float) -> Trade:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from executor.reports.ab import PASS_THROUGH_PROVIDER
@@ -74,6 +74,16 @@ def _most_common(values: Sequence[str]) -> str:
 def provider_stats(decisions: Sequence[DecisionRecord], calls: Sequence[Mapping[str, Any]],
                    trades: Sequence[Trade]) -> list[ProviderStats]:
     trade_of_decision = {t.decision_id: t for t in trades if t.decision_id is not None}
+    out: list[ProviderStats] = []
+    for name in _provider_names(decisions, calls):
+        mine = [c for c in calls if c["provider"] == name]
+        out.append(_stats(name, mine, _tally_votes(name, decisions, trade_of_decision)))
+    return out
+
+
+def _provider_names(decisions: Sequence[DecisionRecord],
+                    calls: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Every provider with a journaled call or a signal, in order of first appearance."""
     names: dict[str, None] = {}
     for c in calls:
         names.setdefault(str(c["provider"]), None)
@@ -82,56 +92,77 @@ def provider_stats(decisions: Sequence[DecisionRecord], calls: Sequence[Mapping[
             names.setdefault(str(s.get("provider", "?")), None)
     names.pop(PASS_THROUGH_PROVIDER, None)
     names.pop("ensemble", None)  # the ensemble's own error record, not a provider
+    return list(names)
 
-    out: list[ProviderStats] = []
-    for name in names:
-        mine = [c for c in calls if c["provider"] == name]
-        votes = agree = agree_n = hits = hit_n = abstained = 0
-        signal_latency: list[float] = []
-        for d in decisions:
-            for s in d.signals:
-                if s.get("provider") != name:
-                    continue
-                signal_latency.append(float(s.get("latency_ms") or 0.0))
-                if s.get("abstain_reason") is not None:
-                    abstained += 1
-                    continue
-                direction = s.get("direction")
-                if direction == "flat":
-                    continue
-                votes += 1
-                if d.direction != "flat":
-                    agree_n += 1
-                    agree += direction == d.direction
-                trade = trade_of_decision.get(d.id)
-                if trade is not None:
-                    hit_n += 1
-                    hits += (direction == trade.side) == trade.won
-        answered = [float(c["latency_ms"] or 0.0) for c in mine
-                    if c["outcome"] not in NOT_ANSWERED]
-        latencies = answered if mine else signal_latency
-        failures = sum(1 for c in mine if c["outcome"] in FAILED)
-        invalid = sum(1 for c in mine if c["outcome"] == "invalid")
-        n_calls = len(mine) if mine else len(signal_latency)
-        if n_calls == 0:
-            status = "idle"
-        elif len(mine) >= DOWN_AFTER and all(c["outcome"] in FAILED for c in mine[-DOWN_AFTER:]):
-            status = "down"
-        elif (failures + invalid) / n_calls >= DEGRADED_SHARE:
-            status = "degraded"
-        else:
-            status = "ok"
-        classes = [str(c["provider_class"]) for c in mine if c.get("provider_class")]
-        models = [str(c["model"]) for c in mine if c.get("model")]
-        out.append(ProviderStats(
-            provider=name, provider_class=_most_common(classes), model=_most_common(models),
-            calls=n_calls,
-            failures=failures, invalid=invalid,
-            abstentions=sum(1 for c in mine if c.get("abstained")) if mine else abstained,
-            votes=votes, agreement=agree / agree_n if agree_n else None,
-            hit_rate=hits / hit_n if hit_n else None, hit_votes=hit_n,
-            latency_p50_ms=_quantile(latencies, 0.5), latency_p95_ms=_quantile(latencies, 0.95),
-            cost=sum(float(c["cost"] or 0.0) for c in mine),
-            tokens_in=sum(int(c["tokens_in"] or 0) for c in mine),
-            tokens_out=sum(int(c["tokens_out"] or 0) for c in mine), status=status))
-    return out
+
+@dataclass(slots=True)
+class _Votes:
+    """One provider's signals over the decisions: votes, agreement, hits, abstentions."""
+
+    votes: int = 0
+    agree: int = 0
+    agree_n: int = 0
+    hits: int = 0
+    hit_n: int = 0
+    abstained: int = 0
+    latency: list[float] = field(default_factory=list)
+
+
+def _tally_votes(name: str, decisions: Sequence[DecisionRecord],
+                 trade_of_decision: Mapping[int, Trade]) -> _Votes:
+    tally = _Votes()
+    for d in decisions:
+        for s in d.signals:
+            if s.get("provider") != name:
+                continue
+            tally.latency.append(float(s.get("latency_ms") or 0.0))
+            if s.get("abstain_reason") is not None:
+                tally.abstained += 1
+                continue
+            direction = s.get("direction")
+            if direction == "flat":
+                continue
+            tally.votes += 1
+            if d.direction != "flat":
+                tally.agree_n += 1
+                tally.agree += direction == d.direction
+            trade = trade_of_decision.get(d.id)
+            if trade is not None:
+                tally.hit_n += 1
+                tally.hits += (direction == trade.side) == trade.won
+    return tally
+
+
+def _status(mine: Sequence[Mapping[str, Any]], n_calls: int, failures: int,
+            invalid: int) -> str:
+    if n_calls == 0:
+        return "idle"
+    if len(mine) >= DOWN_AFTER and all(c["outcome"] in FAILED for c in mine[-DOWN_AFTER:]):
+        return "down"
+    if (failures + invalid) / n_calls >= DEGRADED_SHARE:
+        return "degraded"
+    return "ok"
+
+
+def _stats(name: str, mine: Sequence[Mapping[str, Any]], tally: _Votes) -> ProviderStats:
+    """One provider's row: its journaled calls where there are any, else its signals."""
+    answered = [float(c["latency_ms"] or 0.0) for c in mine
+                if c["outcome"] not in NOT_ANSWERED]
+    latencies = answered if mine else tally.latency
+    failures = sum(1 for c in mine if c["outcome"] in FAILED)
+    invalid = sum(1 for c in mine if c["outcome"] == "invalid")
+    n_calls = len(mine) if mine else len(tally.latency)
+    classes = [str(c["provider_class"]) for c in mine if c.get("provider_class")]
+    models = [str(c["model"]) for c in mine if c.get("model")]
+    return ProviderStats(
+        provider=name, provider_class=_most_common(classes), model=_most_common(models),
+        calls=n_calls,
+        failures=failures, invalid=invalid,
+        abstentions=sum(1 for c in mine if c.get("abstained")) if mine else tally.abstained,
+        votes=tally.votes, agreement=tally.agree / tally.agree_n if tally.agree_n else None,
+        hit_rate=tally.hits / tally.hit_n if tally.hit_n else None, hit_votes=tally.hit_n,
+        latency_p50_ms=_quantile(latencies, 0.5), latency_p95_ms=_quantile(latencies, 0.95),
+        cost=sum(float(c["cost"] or 0.0) for c in mine),
+        tokens_in=sum(int(c["tokens_in"] or 0) for c in mine),
+        tokens_out=sum(int(c["tokens_out"] or 0) for c in mine),
+        status=_status(mine, n_calls, failures, invalid))
