@@ -235,12 +235,13 @@ def fsync_floor(directory: Path, n: int = 300, size: int = 16384,
 
 
 class CommitTimer:
-    """Wraps a journal's ``commit`` and notes each call's (start, end) ``perf_counter_ns``,
-    so an order's latency can be split into the durable pre-send commit and the rest."""
+    """Wraps a journal's commit (its unit of work's, which every repository commits
+    through) and notes each call's (start, end) ``perf_counter_ns``, so an order's latency
+    can be split into the durable pre-send commit and the rest."""
 
     def __init__(self, journal: Journal) -> None:
         self.spans: list[tuple[int, int]] = []
-        real = journal.commit
+        real = journal.uow.commit
 
         def commit(*, durable: bool = False) -> None:
             t = time.perf_counter_ns()
@@ -249,7 +250,7 @@ class CommitTimer:
             finally:
                 self.spans.append((t, time.perf_counter_ns()))
 
-        journal.commit = commit  # type: ignore[method-assign]
+        journal.uow.commit = commit  # type: ignore[method-assign]
 
     def within(self, start: int, end: int) -> int:
         return sum(b - a for a, b in self.spans if a >= start and b <= end)

@@ -110,7 +110,7 @@ def _deep_size(obj: Any, seen: set[int] | None = None) -> int:
 def _internals(ex: RealtimeExecutor) -> dict[str, Any]:
     """Sizes of the containers that grow with run length, and what they hold (KiB)."""
     broker: Any = ex.broker
-    session: Any = ex.journal._session
+    session: Any = ex.journal.uow.session
     lat = ex.stats.latencies_us
     fills = getattr(broker, "_fills", [])
     known = getattr(broker, "_known", {})

@@ -105,7 +105,7 @@ def run_ours(url: str, data: Path, profile: bool = False,
         if profiler is not None:
             profiler.disable()
     summary = ex.stop("completed")
-    closed, still_open = round_trips(journal.fills())
+    closed, still_open = round_trips(journal.orders.fills())
     journal.close()
     out = {"bars": summary["bars_processed"], "elapsed_s": elapsed,
            "bars_per_s": summary["bars_processed"] / elapsed,

@@ -37,21 +37,21 @@ def decide(journal: Journal, approval_id: int, *, approve: bool, operator: str, 
            now: datetime, feedback: WeightFeedbackSettings) -> ApprovalOutcome:
     if not operator.strip() or not note.strip():
         raise ApprovalError("an operator and a note are required")
-    request = journal.get_approval(approval_id)
+    request = journal.approvals.get_approval(approval_id)
     if request is None:
         raise UnknownApproval(f"no approval request #{approval_id}")
     if request.status != "pending":
         raise ApprovalError(f"request #{approval_id} is {request.status}, not pending")
     clock, now = request_clock(journal, request, now)
     if now >= request.expires_at:
-        journal.set_approval_status(approval_id, "expired", expected="pending",
-                                    decided_at=request.expires_at)
+        journal.approvals.set_approval_status(approval_id, "expired", expected="pending",
+                                              decided_at=request.expires_at)
         raise ApprovalError(f"request #{approval_id} expired at "
                             f"{request.expires_at.isoformat()} on the {clock} clock (now "
                             f"{now.isoformat()}): it will never execute")
     status = "approved" if approve else "rejected"
-    if not journal.set_approval_status(approval_id, status, expected="pending",
-                                       operator=operator, note=note, decided_at=now):
+    if not journal.approvals.set_approval_status(approval_id, status, expected="pending",
+                                                 operator=operator, note=note, decided_at=now):
         raise ApprovalError(f"request #{approval_id} changed while deciding; look again")
     version, weights = _feed_weights(journal, request.decision_id, request.direction, approve,
                                       operator, approval_id, feedback)
@@ -73,7 +73,7 @@ def request_clock(journal: Journal, request: Any, wall_now: datetime) -> tuple[s
         return "wall", wall_now
     if shown.clock != "replay":
         return "wall", wall_now
-    last = journal.last_bar_time(request.symbol, shown.timeframe)
+    last = journal.runs.last_bar_time(request.symbol, shown.timeframe)
     if last is None:
         return "replay", request.created_at
     return "replay", last + timedelta(seconds=timeframe_seconds(shown.timeframe))
@@ -82,20 +82,20 @@ def request_clock(journal: Journal, request: Any, wall_now: datetime) -> tuple[s
 def _feed_weights(journal: Journal, decision_id: int, direction: str, approve: bool,
                   operator: str, approval_id: int,
                   feedback: WeightFeedbackSettings) -> tuple[int | None, dict[str, float]]:
-    active = active_version(journal)
+    active = active_version(journal.params)
     if active is None or not feedback.enabled:
         return None, weights_of(active.content) if active else {}
     votes = [Vote(s["provider"], "flat" if s.get("abstain_reason") else s["direction"])
-             for s in journal.decision_signals(decision_id)]
+             for s in journal.decisions.decision_signals(decision_id)]
     current = weights_of(active.content)
-    new = updated_weights(current, first_weights(journal), votes, direction, approve,
+    new = updated_weights(current, first_weights(journal.params), votes, direction, approve,
                           eta=feedback.eta, min_factor=feedback.min_factor,
                           max_factor=feedback.max_factor)
     if new == current:
         return None, current
     verdict = "approved" if approve else "rejected"
     reason = f"weight feedback: request #{approval_id} {verdict} by {operator}"
-    created = journal.add_param_version(with_weights(active.content, new), active.version,
-                                        "approval-feedback", reason)
-    journal.add_param_event(created.version, "activate", "approval-feedback", reason)
+    created = journal.params.add_param_version(with_weights(active.content, new), active.version,
+                                               "approval-feedback", reason)
+    journal.params.add_param_event(created.version, "activate", "approval-feedback", reason)
     return created.version, new

@@ -192,17 +192,17 @@ class RealtimeExecutor:
         self._assemble()
         if self.mode == "paper":  # no order leaves the machine: no fsync per order
             self.journal.paper_durability()
-        active = ensure_registered(self.journal, self.settings_params, author="settings",
+        active = ensure_registered(self.journal.params, self.settings_params, author="settings",
                                    reason=f"settings file {self.settings_hash}")
-        self.housekeeper.param_event_id = self.journal.latest_param_event_id()
-        self.housekeeper.provider_event_id = self.journal.latest_provider_event_id()
+        self.housekeeper.param_event_id = self.journal.params.latest_param_event_id()
+        self.housekeeper.provider_event_id = self.journal.provider_calls.latest_provider_event_id()
         self._apply(active.version, active.content, warm=False)
-        self.journal.start_run(self.mode, self.account, self.settings_hash, self.c.params,
-                               sole_daemon=self.lease is not None)
+        self.journal.runs.start_run(self.mode, self.account, self.settings_hash, self.c.params,
+                                    sole_daemon=self.lease is not None)
         self.cycle.restore()
-        fills = self.journal.fills(account=self.account)  # another account's are not ours
+        fills = self.journal.orders.fills(account=self.account)  # another account's are not ours
         self.broker.restore(
-            self.journal.orders(self.account),
+            self.journal.orders.all(self.account),
             [Fill(f.client_order_id, f.fill_id, f.symbol, OrderSide(f.side), f.time, f.price,
                   f.volume, f.fee) for f in fills],
             [f.kind for f in fills])
@@ -213,7 +213,7 @@ class RealtimeExecutor:
                         state=order.state.value)
         self.triggers.restore()
         self.journal.commit()
-        self.cycle.ea_since = self.journal.last_ea_deal_time()
+        self.cycle.ea_since = self.journal.ea_deals.last_ea_deal_time()
         self._started = True
 
     def _apply(self, version: int, content: dict[str, Any], *, warm: bool = True) -> None:
@@ -236,7 +236,7 @@ class RealtimeExecutor:
     def _rolled_back(self, target: ParamVersion) -> None:
         """An automatic rollback activated ``target``: run it, and do not pick the same
         change up again as an operator's."""
-        self.housekeeper.param_event_id = self.journal.latest_param_event_id()
+        self.housekeeper.param_event_id = self.journal.params.latest_param_event_id()
         self._apply(target.version, target.content)
 
     def stop(self, status: str = "stopped") -> dict[str, Any]:
@@ -246,7 +246,7 @@ class RealtimeExecutor:
                 self.housekeeper.write_queued_rows()
             self.journal.commit()
             summary = self.summary()
-            self.journal.end_run(status, summary)
+            self.journal.runs.end_run(status, summary)
             _close(self.c.ensemble)
             return summary
 
@@ -317,7 +317,7 @@ class RealtimeExecutor:
             self.journal.rollback()
         message = f"journal unwritable, trading stopped: {exc}"
         log.critical("journal_unwritable", error=str(exc))
-        for listener in self.journal.incident_listeners:
+        for listener in self.journal.incidents.listeners:
             with contextlib.suppress(Exception):
                 listener(0, "critical", "halted:journal_unwritable", message)
 
@@ -339,9 +339,9 @@ class RealtimeExecutor:
         self.stop_requested.set()
         log.critical("lease_lost", account=self.account)
         try:
-            self.journal.open_incident("critical", "halted:lease_lost", message)
+            self.journal.incidents.open_incident("critical", "halted:lease_lost", message)
         except Exception:  # the journal may be what went away: alert directly
-            for listener in self.journal.incident_listeners:
+            for listener in self.journal.incidents.listeners:
                 with contextlib.suppress(Exception):
                     listener(0, "critical", "halted:lease_lost", message)
 

@@ -13,10 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import inspect, text
 from sqlalchemy.engine import make_url
 
-from executor.journal import migrate
 from executor.journal.store import Journal
 from executor.settings import Settings
 
@@ -55,7 +53,7 @@ def exit_code(findings: list[Finding]) -> int:
 
 
 def _journal_schema(journal: Journal) -> Finding:
-    current, head = migrate.current_revision(journal.engine), migrate.head_revision(journal.engine)
+    current, head = journal.schema_revisions()
     if current != head:
         return Finding("journal_schema", FAIL,
                        f"at revision {current}, code expects {head}: run `dta db upgrade`")
@@ -67,12 +65,10 @@ def _journal_writable(journal: Journal) -> Finding:
     a write lock alone is granted on a file that cannot be written (immutable, read-only
     mount, a role without UPDATE), and only a commit reaches the storage."""
     try:
-        with journal.engine.connect() as conn:
-            if not inspect(conn).has_table(migrate.VERSION_TABLE):
-                return Finding("journal_writable", FAIL, "no schema to write to: run "
-                               "`dta db upgrade`")
-        with journal.engine.begin() as conn:
-            conn.execute(text(f"UPDATE {migrate.VERSION_TABLE} SET version_num = version_num"))
+        if not journal.has_version_table():
+            return Finding("journal_writable", FAIL, "no schema to write to: run "
+                           "`dta db upgrade`")
+        journal.probe_write()
     except Exception as exc:
         orig = getattr(exc, "orig", None) or exc
         return Finding("journal_writable", FAIL, f"cannot write: {orig.__class__.__name__}: "
@@ -113,7 +109,7 @@ def _secrets_permissions(settings: Settings) -> Finding:
 
 
 def _trading_state(journal: Journal) -> Finding:
-    state = journal.trading_state()
+    state = journal.trading_state.trading_state()
     if state.state == "ACTIVE":
         return Finding("trading_state", OK, "ACTIVE")
     return Finding("trading_state", WARN, f"{state.state} since {state.since}: "
@@ -121,7 +117,7 @@ def _trading_state(journal: Journal) -> Finding:
 
 
 def _incidents(journal: Journal) -> Finding:
-    serious = [i for i in journal.incidents("open") if i.severity in ("high", "critical")]
+    serious = [i for i in journal.incidents.all("open") if i.severity in ("high", "critical")]
     if serious:
         newest = serious[-1]
         return Finding("incidents", WARN, f"{len(serious)} open high/critical incident(s); "

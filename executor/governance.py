@@ -24,7 +24,7 @@ def signoffs_for(journal: Journal, account: str, strategy: str,
                  mode: str) -> list[tuple[str, str]]:
     """(role, person) sign-offs for ``mode`` since the last promotion or demotion."""
     signed: list[tuple[str, str]] = []
-    for c in journal.clearances(account, strategy):
+    for c in journal.clearances.clearances(account, strategy):
         if c.action in ("promote", "demote"):
             signed = []
         elif c.action == "signoff" and c.mode == mode and c.role:
@@ -53,29 +53,29 @@ def gather_evidence(journal: Journal, account: str, source_mode: str, *,
                     pairing_window: timedelta) -> Evidence:
     from executor.reports.metrics import compute_metrics, reconstruct_trades
 
-    runs = journal.run_ids(source_mode, account)
-    orders = journal.orders_in_runs(runs)
+    runs = journal.queries.run_ids(source_mode, account)
+    orders = journal.queries.orders_in_runs(runs)
     coids = {o.client_order_id for o in orders}
-    fills = [f for f in journal.fills() if f.client_order_id in coids]
+    fills = [f for f in journal.orders.fills() if f.client_order_id in coids]
     book = reconstruct_trades(orders, fills, contract_size)
     metrics = compute_metrics(book.closed, initial_balance=initial_balance)
-    outcomes = journal.provider_outcomes()
+    outcomes = journal.queries.provider_outcomes()
     total = sum(outcomes.values())
     failed = sum(n for o, n in outcomes.items() if o in FAILED_OUTCOMES)
-    serious = [i for i in journal.incidents("open") if i.severity in ("high", "critical")]
+    serious = [i for i in journal.incidents.all("open") if i.severity in ("high", "critical")]
     agreement = None
     if source_mode == "shadow":
         ours = [OurEntry(r["client_order_id"], r["symbol"],
                          r["bar_time"] + timedelta(seconds=timeframe_seconds(r["timeframe"])),
                          r["side"], r["entry"], r["stop_loss"], r["take_profit"],
                          tuple(r["tags"] or ()))
-                for r in journal.entry_orders_with_proposals(account)
+                for r in journal.queries.entry_orders_with_proposals(account)
                 if r["client_order_id"] in coids]
         deals = [EaDeal(d.ticket, d.symbol, d.time, d.side, d.price, d.volume, d.entry, d.sl,
-                        d.tp, d.magic, d.comment) for d in journal.ea_deals()]
+                        d.tp, d.magic, d.comment) for d in journal.ea_deals.all()]
         agreement = summarize(pair(ours, deals, window=pairing_window))["direction_agreement"]
     return Evidence(
-        days=len(journal.bar_dates(runs)), decisions=journal.decision_count(runs),
+        days=len(journal.queries.bar_dates(runs)), decisions=journal.queries.decision_count(runs),
         trades=metrics.trades, max_drawdown_pct=metrics.max_drawdown_pct,
         expectancy_r=metrics.expectancy_r,
         provider_error_rate=(failed / total) if total else None,

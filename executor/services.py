@@ -47,10 +47,10 @@ def start_services(settings: Settings, journal: Journal) -> Services:
         def escalate(incident_id: int, severity: str, kind: str, message: str) -> None:
             alerter.send(Alert(severity, kind, message, incident_id))
 
-        journal.incident_listeners.append(escalate)
+        journal.incidents.listeners.append(escalate)
     if services.metrics is not None:
         metrics = services.metrics
-        journal.incident_listeners.append(
+        journal.incidents.listeners.append(
             lambda _id, severity, _kind, _msg: metrics.incidents.labels(severity=severity).inc())
     if settings.sentry_dsn is not None:
         from executor.sentry_setup import init_sentry

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from executor.journal.store import Journal
@@ -57,11 +57,11 @@ def tune(journal: Journal, *, contract_size: float, author: str, flat_band: floa
     by_decision = {t.decision_id: t for t in trades}
     tags = {d: outcome_of(t, flat_band) for d, t in by_decision.items()}
     hits, confidence = _provider_hits(data.decisions, by_decision, tags)
-    active = active_version(journal)
+    active = active_version(journal.params)
     if active is None:
         return TuneResult(None, {"reason": "no active parameter version"})
     current = weights_of(active.content)
-    proposed, hit_rates = _proposed_weights(current, first_weights(journal), hits,
+    proposed, hit_rates = _proposed_weights(current, first_weights(journal.params), hits,
                                             eta, min_factor, max_factor)
     consensus = dict(active.content.get("guardrails", {}).get("consensus", {}))
     now_conf = float(consensus.get("min_confidence", 0.0))
@@ -82,9 +82,9 @@ def tune(journal: Journal, *, contract_size: float, author: str, flat_band: floa
     content = {**content, "guardrails": guard}
     if content == active.content:
         return TuneResult(None, {**evidence, "reason": "nothing to change"})
-    created = propose(journal, content, author=author,
+    created = propose(journal.params, content, author=author,
                       reason=f"dta tune from v{active.version}: {evidence['outcomes']}")
-    journal.attach_evidence(created.version, evidence)
+    journal.params.attach_evidence(created.version, evidence)
     return TuneResult(created, evidence)
 
 
@@ -152,7 +152,7 @@ def audit(journal: Journal, day: date, *, horizon_bars: int = 8, trailing_days: 
     """Each provider's directional accuracy on ``day`` (its signal against the close
     ``horizon_bars`` later) against its trailing ``trailing_days`` record."""
     data = load_run_data(journal)
-    closes = _closes(journal)
+    closes = journal.queries.closes()
     times = sorted(closes)
     index = {t: i for i, t in enumerate(times)}
     start = datetime(day.year, day.month, day.day, tzinfo=times[0].tzinfo) if times else None
@@ -190,14 +190,3 @@ def audit(journal: Journal, day: date, *, horizon_bars: int = 8, trailing_days: 
                 f"{name}: {day_acc:.0%} right on {day.isoformat()} against {trail:.0%} over "
                 f"the previous {trailing_days} days")
     return report
-
-
-def _closes(journal: Journal) -> dict[datetime, float]:
-    from sqlalchemy import select
-
-    from executor.journal.models import BarRow
-
-    table = BarRow.__table__  # type: ignore[attr-defined]
-    with journal.engine.connect() as conn:
-        rows = conn.execute(select(table.c.time, table.c.close).order_by(table.c.time))
-        return {(t if t.tzinfo else t.replace(tzinfo=UTC)): c for t, c in rows}

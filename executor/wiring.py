@@ -104,8 +104,8 @@ def build_guardrails(guard: GuardrailSettings | Settings, journal: Journal,
     checks: list[Check] = [
         OrderVolumeCheck(),
         NoShortsCheck(),
-        TradingStateCheck(journal),
-        ClearanceCheck(journal, account, strategy, mode),
+        TradingStateCheck(journal.trading_state),
+        ClearanceCheck(journal.clearances, account, strategy, mode),
         MaxPositionCheck(g.max_position_lots),
         ConsensusCheck(cons.min_confidence, cons.min_agreement, rule=cons.rule,
                        conflict_margin=cons.conflict_margin,
@@ -152,7 +152,8 @@ def component_factory(settings: Settings, journal: Journal, *,
             version=version, params=params, strategy=strategy,
             strategy_params=dict(strategy_cfg.get("params", {})),
             snapshot_params=snapshot_params,
-            ensemble=build_ensemble(settings, content, frozenset(journal.disabled_providers()),
+            ensemble=build_ensemble(settings, content,
+                                    frozenset(journal.provider_calls.disabled_providers()),
                                     late_calls=late_calls),
             guardrails=build_guardrails(guard, journal, mode, account=account,
                                         strategy=strategy_cfg["name"]), guard=guard,
@@ -262,10 +263,10 @@ def build_daemon(settings: Settings, journal: Journal, *, data: Path | None = No
                                 server_utc_offset_hours=settings.data.server_utc_offset_hours)
     loaded = load_replay_data(settings, data)
     feed = ReplayFeed(loaded)
-    fresh = journal.last_bar_time(loaded.symbol, loaded.timeframe) is None
+    fresh = journal.runs.last_bar_time(loaded.symbol, loaded.timeframe) is None
     for rej in loaded.rejected if fresh else ():  # journaled once, by the first run
-        journal.record_rejection(None, loaded.symbol, loaded.timeframe, "unparseable_row",
-                                 f"line {rej.line}: {rej.reason}")
+        journal.runs.record_rejection(None, loaded.symbol, loaded.timeframe, "unparseable_row",
+                                      f"line {rej.line}: {rej.reason}")
     broker_cls = ShadowBroker if settings.mode == "shadow" else PaperBroker
     broker = broker_cls(contract_size=settings.paper.contract_size,
                         initial_balance=settings.paper.initial_balance,
@@ -294,16 +295,17 @@ def _journal_late_calls(daemon: Daemon, late: LateCalls) -> Daemon:
     thread, which owns the journal (it is not thread-safe)."""
     ex = daemon.executor
     decision_id = partial(_decision_id, ex.journal)
-    ex.before_cycle.append(lambda _now: late.write(ex.journal, ex.metrics, decision_id))
-    ex.queued_rows.append(lambda: late.write(ex.journal, ex.metrics, decision_id))
+    ex.before_cycle.append(
+        lambda _now: late.write(ex.journal.provider_calls, ex.metrics, decision_id))
+    ex.queued_rows.append(lambda: late.write(ex.journal.provider_calls, ex.metrics, decision_id))
     return daemon
 
 
 def _decision_id(journal: Journal, key: str) -> int | None:
     """The decision a late answer's ``decision_key`` names (see
-    ``Journal.latest_decision_id``); None for a key that names none."""
+    ``DecisionRepository.latest_decision_id``); None for a key that names none."""
     parsed = parse_decision_key(key)
-    return None if parsed is None else journal.latest_decision_id(*parsed)
+    return None if parsed is None else journal.decisions.latest_decision_id(*parsed)
 
 
 def _shadow_on_mt5(settings: Settings, journal: Journal, factory: ComponentFactory,

@@ -46,7 +46,7 @@ def list_(status: Annotated[str | None, typer.Option(help="pending | approved | 
     """Requests, oldest first."""
     journal = journal_for(settings_for(config, journal_url), migrate=False)
     try:
-        rows = [_row(a) for a in journal.approvals(status)]
+        rows = [_row(a) for a in journal.approvals.all(status)]
     finally:
         journal.close()
     text = "\n".join(f"#{r['id']:<4} {r['status']:<9} {r['symbol']} {r['direction']:<5} "
@@ -63,12 +63,12 @@ def show(approval_id: int, config: ConfigOpt = None, journal_url: JournalOpt = N
 
     journal = journal_for(settings_for(config, journal_url), migrate=False)
     try:
-        a = journal.get_approval(approval_id)
+        a = journal.approvals.get_approval(approval_id)
         if a is None:
             fail(f"no approval request #{approval_id}", EXIT_NOT_FOUND)
         data = _row(a)
         # Each rationale is the provider's text: marked, with its instruction flags.
-        data["signals"] = [marked(s) for s in journal.decision_signals(a.decision_id)]
+        data["signals"] = [marked(s) for s in journal.decisions.decision_signals(a.decision_id)]
     finally:
         journal.close()
     typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
@@ -120,7 +120,7 @@ def incidents_list(status: Annotated[str | None, typer.Option(help="open | ackno
     try:
         rows = [{"id": i.id, "at": i.at.isoformat(), "severity": i.severity, "kind": i.kind,
                  "status": i.status, "message": i.message, "details": i.details}
-                for i in journal.incidents(status)]
+                for i in journal.incidents.all(status)]
     finally:
         journal.close()
     print_out(rows, as_json, "\n".join(
@@ -136,7 +136,7 @@ def incidents_show(incident_id: int, config: ConfigOpt = None,
 
     journal = journal_for(settings_for(config, journal_url), migrate=False)
     try:
-        found = [i for i in journal.incidents() if i.id == incident_id]
+        found = [i for i in journal.incidents.all() if i.id == incident_id]
     finally:
         journal.close()
     if not found:
@@ -153,12 +153,12 @@ def _set_incident(incident_id: int, status: str, note: str, operator: str | None
         fail("--note must not be empty", 2)
     journal = journal_for(settings_for(config, journal_url), migrate=False)
     try:
-        current = [i for i in journal.incidents() if i.id == incident_id]
+        current = [i for i in journal.incidents.all() if i.id == incident_id]
         if not current:
             fail(f"no incident #{incident_id}", EXIT_NOT_FOUND)
         if current[0].status == status or current[0].status == "resolved":
             fail(f"incident #{incident_id} is already {current[0].status}", EXIT_REFUSED)
-        journal.set_incident_status(incident_id, status, operator_name(operator), note)
+        journal.incidents.set_incident_status(incident_id, status, operator_name(operator), note)
     finally:
         journal.close()
     typer.echo(f"incident #{incident_id} {status}")

@@ -83,7 +83,7 @@ class _Gate:
 def _print_history(journal: "Journal", acct: str, as_json: bool) -> None:
     rows = [{"at": c.at.isoformat(), "action": c.action, "mode": c.mode,
              "role": c.role, "person": c.person, "note": c.note,
-             "strategy": c.strategy} for c in journal.clearances(acct)]
+             "strategy": c.strategy} for c in journal.clearances.clearances(acct)]
     print_out(rows, as_json, "\n".join(
         f"{r['at']} {r['action']:<8} {r['mode']:<7} {r['role'] or '-':<11} "
         f"{r['person']}: {r['note']}" for r in rows) or "no history")
@@ -95,7 +95,7 @@ def _next_step(journal: "Journal", acct: str, strategy: str, to: str | None) -> 
 
     if to not in ("shadow", "live"):
         fail("--to must be shadow or live", EXIT_CONFIG)
-    current = cleared_mode(journal, acct, strategy)
+    current = cleared_mode(journal.clearances, acct, strategy)
     if (current, to) not in (("paper", "shadow"), ("shadow", "live")):
         fail(f"{acct}/{strategy} is cleared for {current}: the next step is "
              f"{'shadow' if current == 'paper' else 'none'}, not {to}", EXIT_REFUSED)
@@ -119,8 +119,8 @@ def _sign_off(settings: "Settings", journal: "Journal", acct: str, strategy: str
     if other:
         fail(f"{signer} already signed as {other[0]} for {to}: each role needs a "
              "different person", EXIT_REFUSED)
-    journal.record_clearance(account=acct, strategy=strategy, action="signoff",
-                             mode=to, role=role, person=signer, note=note or "")
+    journal.clearances.record_clearance(account=acct, strategy=strategy, action="signoff",
+                                        mode=to, role=role, person=signer, note=note or "")
 
 
 def _gate(settings: "Settings", journal: "Journal", acct: str, strategy: str, to: str,
@@ -143,7 +143,7 @@ def _gate(settings: "Settings", journal: "Journal", acct: str, strategy: str, to
     promoted = not failing and not missing and promoter is None
     if promoted:
         signers = {r: p for r, p in reversed(signoffs_for(journal, acct, strategy, to))}
-        journal.record_clearance(
+        journal.clearances.record_clearance(
             account=acct, strategy=strategy, action="promote", mode=to,
             person=(person or "").strip(), note="all thresholds passed; signed by "
             + ", ".join(f"{r} ({signers.get(r, '?')})" for r in gov.roles),
@@ -194,14 +194,14 @@ def demote(
     strategy = settings.strategy.name
     journal = journal_for(settings, migrate=True)
     try:
-        current = cleared_mode(journal, acct, strategy)
+        current = cleared_mode(journal.clearances, acct, strategy)
         if RANK[to] >= RANK[current]:
             fail(f"{acct}/{strategy} is cleared for {current}; demoting to {to} changes "
                  "nothing", EXIT_REFUSED)
         who = operator_name(operator)
-        journal.record_clearance(account=acct, strategy=strategy, action="demote", mode=to,
-                                 person=who, note=reason)
-        set_state(journal, TradingState.REDUCING, operator=who,
+        journal.clearances.record_clearance(account=acct, strategy=strategy, action="demote",
+                                            mode=to, person=who, note=reason)
+        set_state(journal.trading_state, TradingState.REDUCING, operator=who,
                   reason=f"demoted to {to}: {reason}")
     finally:
         journal.close()

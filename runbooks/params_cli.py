@@ -36,9 +36,9 @@ def list_(config: ConfigOpt = None, journal_url: JournalOpt = None, as_json: Jso
 
     journal = journal_for(settings_for(config, journal_url), migrate=False)
     try:
-        active = active_version(journal)
-        versions = journal.param_versions()
-        events = journal.param_events()
+        active = active_version(journal.params)
+        versions = journal.params.param_versions()
+        events = journal.params.param_events()
     finally:
         journal.close()
     rows = [{"version": v.version, "hash": v.hash, "parent": v.parent, "author": v.author,
@@ -68,7 +68,8 @@ def show(version: Annotated[int | None, typer.Argument(help="Version (default: a
 
     journal = journal_for(settings_for(config, journal_url), migrate=False)
     try:
-        v = get_version(journal, version) if version is not None else active_version(journal)
+        v = (get_version(journal.params, version) if version is not None
+             else active_version(journal.params))
     except ParamError as exc:
         fail(str(exc), exc.exit_code)
     finally:
@@ -88,7 +89,7 @@ def diff_(a: int, b: int, config: ConfigOpt = None, journal_url: JournalOpt = No
 
     journal = journal_for(settings_for(config, journal_url), migrate=False)
     try:
-        va, vb = get_version(journal, a), get_version(journal, b)
+        va, vb = get_version(journal.params, a), get_version(journal.params, b)
     except ParamError as exc:
         fail(str(exc), exc.exit_code)
     finally:
@@ -133,7 +134,7 @@ def propose_(
     who = identified(settings, operator) if activate_now else operator_name(operator)
     journal = journal_for(settings, migrate=True)
     try:
-        active = active_version(journal)
+        active = active_version(journal.params)
         base = active.content if active else settings.parameter_set().values
         patch: dict[str, Any] = {}
         if file is not None:
@@ -160,9 +161,9 @@ def propose_(
             component_factory(settings, journal)(0, content)
         except ConfigError as exc:
             fail(f"invalid parameter set: {exc}", EXIT_CONFIG)
-        created = propose(journal, content, author=who, reason=reason)
+        created = propose(journal.params, content, author=who, reason=reason)
         if activate_now:
-            activate(journal, created.version, operator=who, reason=reason)
+            activate(journal.params, created.version, operator=who, reason=reason)
     finally:
         journal.close()
     typer.echo(f"proposed v{created.version} ({created.hash})"
@@ -181,10 +182,10 @@ def activate_(version: int, reason: Annotated[str, typer.Option(help="Why (journ
     who = identified(settings, operator)
     journal = journal_for(settings, migrate=False)
     try:
-        current = active_version(journal)
+        current = active_version(journal.params)
         if current is not None and current.version == version:
             fail(f"v{version} is already active", EXIT_REFUSED)
-        activate(journal, version, operator=who, reason=reason)
+        activate(journal.params, version, operator=who, reason=reason)
     except ParamError as exc:
         fail(str(exc), exc.exit_code)
     finally:
@@ -206,7 +207,7 @@ def rollback_(reason: Annotated[str, typer.Option(help="Why (journaled).")],
     who = identified(settings, operator)
     journal = journal_for(settings, migrate=False)
     try:
-        target = rollback(journal, operator=who, reason=reason, to=to)
+        target = rollback(journal.params, operator=who, reason=reason, to=to)
     except ParamError as exc:
         fail(str(exc), exc.exit_code)
     finally:

@@ -28,7 +28,7 @@ app = typer.Typer(help="Signal providers: status, disable, enable, probe.", no_a
 def _configured(journal: Any, settings: Any) -> dict[str, dict[str, Any]]:
     from guardrails.params import active_version
 
-    active = active_version(journal)
+    active = active_version(journal.params)
     content = active.content if active else settings.parameter_set().values
     return dict(content.get("ensemble", {}).get("providers", {}))
 
@@ -50,13 +50,13 @@ def breaker_state(event: Any, cooldown_s: float, now: datetime) -> str:
 def provider_rows(journal: Any, settings: Any) -> list[dict[str, Any]]:
     """Each configured provider: rotation, weight, recent outcomes, latency, breaker."""
     configured = _configured(journal, settings)
-    disabled = journal.disabled_providers()
-    breakers = journal.breaker_events()
+    disabled = journal.provider_calls.disabled_providers()
+    breakers = journal.provider_calls.breaker_events()
     cooldown_s = settings.ensemble.breaker.cooldown_s
     now = datetime.now(UTC)
     rows = []
     for name, cfg in configured.items():
-        calls = journal.provider_calls(name, limit=100)
+        calls = journal.provider_calls.all(name, limit=100)
         outcomes: dict[str, int] = {}
         for c in calls:
             outcomes[c.outcome] = outcomes.get(c.outcome, 0) + 1
@@ -105,11 +105,12 @@ def _toggle(name: str, action: str, reason: str, operator: str | None, config: A
     try:
         if name not in _configured(journal, settings):
             fail(f"no provider {name!r} in the active parameter set", EXIT_NOT_FOUND)
-        disabled = name in journal.disabled_providers()
+        disabled = name in journal.provider_calls.disabled_providers()
         if disabled == (action == "disable"):
             fail(f"provider {name!r} is already {'disabled' if disabled else 'in rotation'}",
                  EXIT_REFUSED)
-        journal.record_provider_event(name, action, operator_name(operator), reason.strip())
+        journal.provider_calls.record_provider_event(name, action, operator_name(operator),
+                                                     reason.strip())
     finally:
         journal.close()
     typer.echo(f"provider {name} {action}d")
@@ -147,15 +148,15 @@ def probe(name: str, config: ConfigOpt = None, journal_url: JournalOpt = None,
         configured = _configured(journal, settings)
         if name not in configured:
             fail(f"no provider {name!r} in the active parameter set", EXIT_NOT_FOUND)
-        counts = journal.bar_counts()["processed"]
+        counts = journal.queries.bar_counts()["processed"]
         if not counts:
             fail("the journal has no bars to build a snapshot from", EXIT_FAILURE)
         symbol, timeframe = next(iter(counts)).split("/")
         builder = SnapshotBuilder()
         snapshot = None
-        for bar in journal.iter_bars(symbol, timeframe, limit=500):
+        for bar in journal.runs.iter_bars(symbol, timeframe, limit=500):
             snapshot = builder.update(bar)
-        active = active_version(journal)
+        active = active_version(journal.params)
         content = active.content if active else settings.parameter_set().values
     finally:
         journal.close()

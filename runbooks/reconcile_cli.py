@@ -51,8 +51,8 @@ def reconcile(config: ConfigOpt = None, journal_url: JournalOpt = None,
         except VenueError as exc:
             fail(f"cannot reach the broker: {exc}", EXIT_FAILURE)
         try:
-            fills = journal.fills()
-            parts.broker.restore(journal.orders(settings.account),
+            fills = journal.orders.fills()
+            parts.broker.restore(journal.orders.all(settings.account),
                                  [Fill(f.client_order_id, f.fill_id, f.symbol, OrderSide(f.side),
                                        f.time, f.price, f.volume, f.fee) for f in fills],
                                  [f.kind for f in fills])
@@ -62,9 +62,10 @@ def reconcile(config: ConfigOpt = None, journal_url: JournalOpt = None,
             trigger = reconciliation_trigger(not report.refuse_to_trade,
                                              "; ".join(report.reasons))
             if (trigger is not None and trigger.state is not None
-                    and set_state(journal, trigger.state, operator="dta reconcile",
+                    and set_state(journal.trading_state, trigger.state, operator="dta reconcile",
                                   reason=trigger.reason, trigger=trigger.name)):
-                journal.open_incident("critical", f"halted:{trigger.name}", trigger.reason)
+                journal.incidents.open_incident("critical", f"halted:{trigger.name}",
+                                                trigger.reason)
         finally:
             parts.lease.release()
     finally:

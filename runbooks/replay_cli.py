@@ -90,7 +90,7 @@ def _read_params(url: str, version: int) -> "ParamsOverride":
     except JournalError as exc:
         fail(f"--params-journal: {exc}", EXIT_JOURNAL)
     try:
-        found = [v for v in source.param_versions() if v.version == version]
+        found = [v for v in source.params.param_versions() if v.version == version]
     finally:
         source.close()
     if not found:

@@ -70,11 +70,9 @@ def config_show(config: ConfigOpt = None, journal_url: JournalOpt = None,
 def db_upgrade(config: ConfigOpt = None, journal_url: JournalOpt = None) -> None:
     """Apply journal migrations up to the current schema (safe to repeat)."""
     settings = settings_for(config, journal_url)
-    from executor.journal import migrate
-
     journal = journal_for(settings, migrate=True, create=True)
     try:
-        rev = migrate.current_revision(journal.engine)
+        rev, _head = journal.schema_revisions()
     finally:
         journal.close()
     typer.echo(f"journal at revision {rev} (head)")

@@ -31,9 +31,9 @@ def shadow_pairs(journal: Any, account: str, since: datetime | None,
                      time=r["bar_time"] + timedelta(seconds=timeframe_seconds(r["timeframe"])),
                      side=r["side"], price=r["entry"], sl=r["stop_loss"], tp=r["take_profit"],
                      tags=tuple(r["tags"] or ()))
-            for r in journal.entry_orders_with_proposals(account, since)]
+            for r in journal.queries.entry_orders_with_proposals(account, since)]
     deals = [EaDeal(d.ticket, d.symbol, d.time, d.side, d.price, d.volume, d.entry, d.sl, d.tp,
-                    d.magic, d.comment) for d in journal.ea_deals(since)]
+                    d.magic, d.comment) for d in journal.ea_deals.all(since)]
     return pair(ours, deals, window=window)
 
 

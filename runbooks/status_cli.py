@@ -30,14 +30,14 @@ def status(config: ConfigOpt = None, journal_url: JournalOpt = None, as_json: Js
     settings = settings_for(config, journal_url)
     journal = journal_for(settings, migrate=False)
     try:
-        ts = journal.trading_state()
-        runs = journal.runs(1)
-        bars = journal.bar_counts()
+        ts = journal.trading_state.trading_state()
+        runs = journal.queries.runs(1)
+        bars = journal.queries.bar_counts()
         now = datetime.now(UTC)
         for info in bars["processed"].values():
             last = datetime.fromisoformat(info["last"]) if info["last"] else None
             info["age_s"] = round((now - last).total_seconds(), 1) if last else None
-        open_orders = journal.orders(settings.account, [
+        open_orders = journal.orders.all(settings.account, [
             OrderState.NEW, OrderState.SUBMITTING, OrderState.ACCEPTED,
             OrderState.PARTIALLY_FILLED, OrderState.UNKNOWN])
         data = {
@@ -53,12 +53,12 @@ def status(config: ConfigOpt = None, journal_url: JournalOpt = None, as_json: Js
             "open_orders": [{"client_order_id": o.client_order_id, "symbol": o.intent.symbol,
                              "side": o.intent.side.value, "state": o.state.value}
                             for o in open_orders],
-            "positions": journal.net_positions(),
-            "orders_by_state": journal.order_counts(),
+            "positions": journal.orders.net_positions(),
+            "orders_by_state": journal.queries.order_counts(),
             "params": _params_status(journal),
             "incidents_open": [{"id": i.id, "severity": i.severity, "kind": i.kind}
-                               for i in journal.incidents("open")],
-            "approvals_pending": len(journal.approvals("pending")),
+                               for i in journal.incidents.all("open")],
+            "approvals_pending": len(journal.approvals.all("pending")),
             "providers": provider_rows(journal, settings),
         }
     finally:
@@ -84,7 +84,7 @@ def status(config: ConfigOpt = None, journal_url: JournalOpt = None, as_json: Js
 def _params_status(journal: Any) -> dict[str, Any]:
     from guardrails.params import active_version
 
-    active = active_version(journal)
+    active = active_version(journal.params)
     return {"active_version": active.version if active else None,
             "active_hash": active.hash if active else None,
-            "versions": len(journal.param_versions())}
+            "versions": len(journal.params.param_versions())}

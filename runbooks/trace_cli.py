@@ -33,7 +33,7 @@ def trace(order_id: Annotated[str, typer.Argument(help="Client order id (dta...)
     settings = settings_for(config, journal_url)
     journal = journal_for(settings, migrate=False)
     try:
-        data = journal.trace(order_id)
+        data = journal.queries.trace(order_id)
     finally:
         journal.close()
     if data is None:

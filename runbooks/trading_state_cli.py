@@ -53,12 +53,13 @@ def _move(target_name: str, reason: str, operator: str | None, config: Any,
     # An activation always needs an identified operator, checked before the journal opens.
     who = identified(settings, operator) if target is TradingState.ACTIVE else None
     journal = journal_for(settings, migrate=True)
+    store = journal.trading_state
     try:
         if who is None:
-            who = (identified(settings, operator) if relaxes(current_state(journal), target)
+            who = (identified(settings, operator) if relaxes(current_state(store), target)
                    else operator_name(operator))
-        if not set_state(journal, target, operator=who, reason=reason.strip()):
-            fail(f"trading state is already {current_state(journal).value}", EXIT_REFUSED)
+        if not set_state(store, target, operator=who, reason=reason.strip()):
+            fail(f"trading state is already {current_state(store).value}", EXIT_REFUSED)
     finally:
         journal.close()
     typer.echo(f"trading state {target.value} by {who}: {reason.strip()}")
@@ -99,7 +100,7 @@ def history(limit: Annotated[int, typer.Option(help="Newest events to show.")] =
     try:
         rows = [{"at": e.at.isoformat(), "state": e.state, "operator": e.operator,
                  "trigger": e.trigger, "reason": e.reason}
-                for e in journal.trading_state_events(limit)]
+                for e in journal.trading_state.trading_state_events(limit)]
     finally:
         journal.close()
     text = "\n".join(f"{r['at']}  {r['state']:<8}  {r['trigger']} by {r['operator']}: "

@@ -85,8 +85,8 @@ def audit(day: Annotated[str | None, typer.Option(help="UTC day to audit (defaul
     try:
         report = run_audit(journal, the_day)
         if report["regressions"]:
-            incident = journal.open_incident("high", "self_audit:regression",
-                                             "; ".join(report["regressions"]), report)
+            incident = journal.incidents.open_incident("high", "self_audit:regression",
+                                                       "; ".join(report["regressions"]), report)
             result = run_tune(journal, contract_size=settings.paper.contract_size,
                               author="dta audit")
             report["incident_id"] = incident

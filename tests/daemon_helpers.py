@@ -104,8 +104,8 @@ def live_settings(url: str, fake: Any, strategy: str, *, max_daily_loss: float |
 def cleared_journal(url: str, strategy: str) -> Journal:
     """The journal with the desk's clearance of ``strategy`` for live on ``bn-live``."""
     journal = Journal.open(url)
-    journal.record_clearance(account="bn-live", strategy=strategy, action="promote",
-                             mode="live", person="desk", note="test")
+    journal.clearances.record_clearance(account="bn-live", strategy=strategy, action="promote",
+                                        mode="live", person="desk", note="test")
     return journal
 
 

@@ -75,7 +75,7 @@ def _first_conflict(url: str, data: Path) -> Any:
         replay(url, data, stop_after=stop_after, **_overrides())
         j = Journal.open(url)
         try:
-            pending = j.approvals("pending")
+            pending = j.approvals.all("pending")
         finally:
             j.close()
         if pending:
@@ -107,9 +107,9 @@ def test_approved_conflict_is_sent_as_shown(sqlite_url: str, tmp_path: Path,
 
     j = Journal.open(sqlite_url)
     try:
-        done = j.get_approval(request.id)
+        done = j.approvals.get_approval(request.id)
         assert done is not None and done.status == "executed", done
-        order = j.get_order(done.client_order_id or "")
+        order = j.orders.get_order(done.client_order_id or "")
         assert order is not None
         sent = order.intent
         assert (sent.side, sent.volume, sent.stop_loss, sent.take_profit) == (
@@ -170,7 +170,7 @@ def test_approval_is_not_marked_executed_when_its_order_cannot_be_written(
     def broken_insert(*_a: Any, **_k: Any) -> None:
         raise JournalError("journal write failed: disk I/O error")
 
-    journal.insert_sending = broken_insert  # type: ignore[method-assign]
+    journal.orders.insert_sending = broken_insert  # type: ignore[method-assign]
     with pytest.raises(JournalError):
         now = daemon.feed.next_close_time()
         assert now is not None
@@ -179,9 +179,9 @@ def test_approval_is_not_marked_executed_when_its_order_cannot_be_written(
 
     j = Journal.open(sqlite_url)
     try:
-        a = j.get_approval(request.id)
+        a = j.approvals.get_approval(request.id)
         assert a is not None and a.status == "approved", a
-        assert j.get_order(ApprovalRequest.from_payload(a.intent).client_order_id) is None
+        assert j.orders.get_order(ApprovalRequest.from_payload(a.intent).client_order_id) is None
     finally:
         j.close()
 
@@ -195,16 +195,16 @@ def test_executed_mark_without_order_is_recovered_at_start(
     _approve(sqlite_url, request.id, request.created_at + timedelta(minutes=1))
     j = Journal.open(sqlite_url)
     coid = ApprovalRequest.from_payload(request.intent).client_order_id
-    assert j.set_approval_status(request.id, "executed", expected="approved",
-                                 client_order_id=coid)
+    assert j.approvals.set_approval_status(request.id, "executed", expected="approved",
+                                           client_order_id=coid)
     j.close()
 
     replay(sqlite_url, data, **_overrides())
     j = Journal.open(sqlite_url)
     try:
-        a = j.get_approval(request.id)
+        a = j.approvals.get_approval(request.id)
         assert a is not None and a.status == "executed"
-        assert j.get_order(coid) is not None
-        assert any(i.kind == "approval_without_order" for i in j.incidents())
+        assert j.orders.get_order(coid) is not None
+        assert any(i.kind == "approval_without_order" for i in j.incidents.all())
     finally:
         j.close()

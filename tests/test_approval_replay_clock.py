@@ -53,7 +53,7 @@ def test_a_replay_request_approved_today_executes_as_shown(
     for stop_after in (100, 300, 900):
         replay(sqlite_url, data, stop_after=stop_after, **overrides)
         j = Journal.open(sqlite_url)
-        pending = j.approvals("pending")
+        pending = j.approvals.all("pending")
         j.close()
         if pending:
             request = pending[-1]  # the newest: days of replay time left
@@ -75,9 +75,9 @@ def test_a_replay_request_approved_today_executes_as_shown(
     replay(sqlite_url, data, stop_after=5, **overrides)
     j = Journal.open(sqlite_url)
     try:
-        done = j.get_approval(request.id)
+        done = j.approvals.get_approval(request.id)
         assert done is not None and done.status == "executed", done
-        order = j.get_order(done.client_order_id or "")
+        order = j.orders.get_order(done.client_order_id or "")
         assert order is not None
         assert (order.intent.side, order.intent.volume, order.intent.stop_loss,
                 order.intent.take_profit) == (shown.side, shown.volume, shown.stop_loss,

@@ -46,13 +46,13 @@ def test_a_silent_live_feed_reduces_trading_with_one_incident(
         ex, journal = daemon.executor, daemon.journal
         now = datetime.now(UTC)
         assert ex.run_cycle(now) > 0
-        assert current_state(journal) is TradingState.ACTIVE
+        assert current_state(journal.trading_state) is TradingState.ACTIVE
         frozen = now.timestamp()
         fake.clock = lambda: frozen  # the venue's data stops; no error
         for minutes in (1, 3, 4):
             ex.run_cycle(now + timedelta(minutes=minutes, seconds=2))
-        state = current_state(journal)
-        kinds = [i.kind for i in journal.incidents()]
+        state = current_state(journal.trading_state)
+        kinds = [i.kind for i in journal.incidents.all()]
         ex.stop("stopped")
     assert state is TradingState.REDUCING
     assert kinds.count("reducing:stale_bars") == 1, kinds
@@ -68,7 +68,7 @@ def test_a_required_provider_class_with_nobody_up_reduces_trading(journal_url: s
     assert summary["trading_state"] == "REDUCING"
     j = Journal.open(journal_url)
     try:
-        kinds = [i.kind for i in j.incidents()]
+        kinds = [i.kind for i in j.incidents.all()]
     finally:
         j.close()
     assert kinds.count("reducing:providers_down") == 1, kinds

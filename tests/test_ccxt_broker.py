@@ -182,7 +182,7 @@ def test_accepted_then_timed_out_or_dropped_ends_with_exactly_one_order(
     assert again.state is OrderState.FILLED
     assert posts(fake) == 1
     assert len(fake.orders_by_client_id(i.client_order_id)) == 1
-    events = [e["to_state"] for e in journal.trace(i.client_order_id)["order_events"]]  # type: ignore[index]
+    events = [e["to_state"] for e in journal.queries.trace(i.client_order_id)["order_events"]]  # type: ignore[index]
     assert events == ["new", "submitting", "unknown", "filled"]
 
 
@@ -195,7 +195,7 @@ def test_dropped_before_processing_is_lost_after_the_grace_never_resent(
     resolver = OrderResolver(journal, broker, ResolverSettings(
         grace_lookups=3, grace_seconds=0.0, backoff_seconds=0.01))
     assert resolver.settle(ACCOUNT, max_seconds=5) == []
-    lost = journal.get_order(i.client_order_id)
+    lost = journal.orders.get_order(i.client_order_id)
     assert lost is not None and lost.state is OrderState.REJECTED
     assert "never re-sent" in lost.reason
     assert posts(fake) == 1 and fake.orders_by_client_id(i.client_order_id) == []

@@ -34,8 +34,8 @@ def journal(sqlite_url: str) -> Iterator[Journal]:
 def restarted(journal: Journal, fake: FakeBinance) -> CcxtBroker:
     """A broker as ``dta run`` builds it after a restart: restored from the journal."""
     broker = make_broker(fake)
-    fills = journal.fills()
-    broker.restore(journal.orders(ACCOUNT),
+    fills = journal.orders.fills()
+    broker.restore(journal.orders.all(ACCOUNT),
                    [a_fill(client_order_id=f.client_order_id, fill_id=f.fill_id, symbol=f.symbol,
                            side=OrderSide(f.side), time=f.time, price=f.price, volume=f.volume,
                            fee=f.fee) for f in fills],

@@ -96,7 +96,7 @@ def test_trace_shows_bar_snapshot_decision_verdict_order_fills(
         journal_url: str, sample_head: Path, config_file: Path) -> None:
     replay(journal_url, sample_head)
     j = Journal.open(journal_url)
-    filled = [o for o in j.orders() if o.state.value == "filled"]
+    filled = [o for o in j.orders.all() if o.state.value == "filled"]
     j.close()
     assert filled
     coid = filled[0].client_order_id
@@ -161,8 +161,8 @@ def test_run_refuses_uncleared_modes_then_missing_adapters(config_file: Path,
         r = runner.invoke(app, ["run", "--mode", mode, *args])
         assert r.exit_code == 5 and "cleared for paper" in r.output, r.output
     j = Journal.open(url)
-    j.record_clearance(account="paper-1", strategy="smc_ob_retest", action="promote",
-                       mode="live", person="desk", note="test")
+    j.clearances.record_clearance(account="paper-1", strategy="smc_ob_retest", action="promote",
+                                  mode="live", person="desk", note="test")
     j.close()
     shadow = runner.invoke(app, ["run", "--mode", "shadow", *args])
     assert shadow.exit_code == 2 and "shadow.ea_deals_file" in shadow.output

@@ -64,14 +64,14 @@ def _start(journal_url: str, tmp_path: Path, notify: Path | None = None) -> subp
 def _facts(url: str) -> dict[str, object]:
     j = Journal.open(url)
     try:
-        s = j._session
+        s = j.uow.session
         return {
             "bars": s.scalar(select(func.count()).select_from(BarRow)),
             "distinct_bars": s.scalar(select(func.count(func.distinct(BarRow.time)))),
             "orders": sorted(o.client_order_id for o in s.scalars(select(OrderRow))),
             "in_doubt": s.scalar(select(func.count()).select_from(OrderRow).where(
                 OrderRow.state.in_(["new", "submitting", "unknown"]))),  # type: ignore[attr-defined]
-            "fills": sorted(f.fill_id for f in j.fills()),
+            "fills": sorted(f.fill_id for f in j.orders.fills()),
             "runs": [(r.status, (r.summary or {}).get("bars_processed"))
                      for r in s.scalars(select(RunRow).order_by(RunRow.id))],
         }

@@ -14,7 +14,7 @@ from executor.journal.store import Journal
 def _journal_facts(url: str) -> dict[str, object]:
     j = Journal.open(url)
     try:
-        s = j._session
+        s = j.uow.session
         bars = s.scalar(select(func.count()).select_from(BarRow))
         distinct = s.scalar(select(func.count(func.distinct(BarRow.time))))
         proposals = [(p.bar_time, p.direction, p.entry) for p in
@@ -23,7 +23,8 @@ def _journal_facts(url: str) -> dict[str, object]:
         rejected = {r: n for r, n in s.execute(
             select(RejectedBarRow.reason, func.count()).group_by(RejectedBarRow.reason))}
         return {"bars": bars, "distinct": distinct, "proposals": proposals, "orders": orders,
-                "rejected": rejected, "fills": len(j.fills()), "positions": j.net_positions()}
+                "rejected": rejected, "fills": len(j.orders.fills()),
+                "positions": j.orders.net_positions()}
     finally:
         j.close()
 
@@ -65,7 +66,7 @@ def test_restart_mid_replay_resumes_at_next_bar(journal_url: str, sample_head: P
 def test_halted_survives_restart_and_blocks_entries(journal_url: str,
                                                          sample_head: Path) -> None:
     j = Journal.open(journal_url)
-    j.record_trading_state("HALTED", "alice", "broker maintenance")
+    j.trading_state.record_trading_state("HALTED", "alice", "broker maintenance")
     j.close()
 
     blocked = replay(journal_url, sample_head, stop_after=1500)
@@ -74,9 +75,9 @@ def test_halted_survives_restart_and_blocks_entries(journal_url: str,
     assert sum(blocked["orders"].values()) == 0
 
     j = Journal.open(journal_url)  # a restart: the state comes back from the journal
-    state = j.trading_state()
+    state = j.trading_state.trading_state()
     assert state.state == "HALTED" and state.operator == "alice"
-    j.record_trading_state("ACTIVE", "bob", "maintenance over")
+    j.trading_state.record_trading_state("ACTIVE", "bob", "maintenance over")
     j.close()
 
     resumed = replay(journal_url, sample_head)
@@ -140,7 +141,7 @@ def test_a_risk_reviewer_that_resizes_sends_the_smaller_order(sqlite_url: str,
     assert sum(summary["orders"].values()) > 5
     j = Journal.open(sqlite_url)
     try:
-        s = j._session
+        s = j.uow.session
         sized = [(o, s.get(DecisionRow, o.decision_id)) for o in s.scalars(select(OrderRow))]
         assert sized and all(d is not None for _, d in sized)
         resized = [(o, d) for o, d in sized if d.size_factor < 1.0]
@@ -149,7 +150,7 @@ def test_a_risk_reviewer_that_resizes_sends_the_smaller_order(sqlite_url: str,
             assert 0 < d.size_factor <= 1.0
             assert o.volume == round(0.1 * d.size_factor, 8) if d.size_factor < 1 else 0.1
         order, decision = resized[0]
-        trace = j.trace(order.client_order_id)
+        trace = j.queries.trace(order.client_order_id)
         assert trace is not None
         assert f"sized x{decision.size_factor:g} by risk review" in _format_trace(trace)
     finally:
@@ -164,13 +165,13 @@ def test_vetoes_while_halted_are_no_evidence_against_the_parameters(
     regression = {"regression": {"veto_rate": 0.5, "veto_window": 5}}
     halted_url = f"sqlite:///{tmp_path / 'halted.sqlite'}"
     j = Journal.open(halted_url)
-    j.record_trading_state("HALTED", "alice", "broker maintenance")
+    j.trading_state.record_trading_state("HALTED", "alice", "broker maintenance")
     j.close()
     halted = replay(halted_url, sample_head, stop_after=1500, guardrails=regression)
     assert halted["proposals"] >= 5
     assert halted["vetoes"]["trading_state"] == halted["proposals"]
     j = Journal.open(halted_url)
-    kinds = [i.kind for i in j.incidents()]
+    kinds = [i.kind for i in j.incidents.all()]
     j.close()
     assert halted["rollbacks"] == 0 and not any("veto_spike" in k for k in kinds)
 
@@ -180,7 +181,7 @@ def test_vetoes_while_halted_are_no_evidence_against_the_parameters(
                    guardrails={**regression, "min_stop_atr": 1000.0})
     assert merit["vetoes"]["min_stop_distance"] >= 5
     j = Journal.open(merit_url)
-    kinds = [i.kind for i in j.incidents()]
+    kinds = [i.kind for i in j.incidents.all()]
     j.close()
     assert any("veto_spike" in k for k in kinds)
 
@@ -202,8 +203,8 @@ def test_a_resize_below_the_venue_minimum_is_a_veto_not_an_order(
     assert summary["vetoes"].get("order_volume", 0) > 0, summary["vetoes"]
     j = Journal.open(sqlite_url)
     try:
-        volumes = [o.volume for o in j._session.scalars(select(OrderRow))]
-        reasons = [c["reason"] for v in j._session.scalars(select(VerdictRow))
+        volumes = [o.volume for o in j.uow.session.scalars(select(OrderRow))]
+        reasons = [c["reason"] for v in j.uow.session.scalars(select(VerdictRow))
                    for c in (v.checks or []) if c.get("name") == "order_volume"
                    and not c.get("passed")]
     finally:

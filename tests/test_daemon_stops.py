@@ -52,7 +52,7 @@ def test_sigterm_during_catch_up_stops_between_bars(
         counting.on_nth = staticmethod(executor.stop_requested.set)  # as dta run's handler
         handled = executor.run_cycle(datetime.now(UTC))
         executor.stop("stopped")
-        journaled = daemon.journal.bar_counts()
+        journaled = daemon.journal.queries.bar_counts()
     assert handled == counting.n  # the bar in progress finished, not one more
     assert counting.seen == counting.n
     assert [v["count"] for v in journaled["processed"].values()] == [counting.n], journaled

@@ -59,7 +59,7 @@ class Session:
             self.ex.run_cycle(self.clock.now())
 
     def state(self) -> TradingState:
-        return current_state(self.journal)
+        return current_state(self.journal.trading_state)
 
     def close(self) -> None:
         self.ex.stop("stopped")
@@ -82,12 +82,12 @@ def test_daily_drawdown_survives_a_new_parameter_version(journal_url: str,
         s.bars(4)
         assert s.state() is TradingState.ACTIVE
         # An operator activates a version with a looser threshold (5.5 %) mid-day.
-        active = active_version(s.journal)
+        active = active_version(s.journal.params)
         assert active is not None
         content = dict(active.content)
         content["guardrails"] = {**content["guardrails"], "daily_drawdown_halt_pct": 5.5}
-        v = propose(s.journal, content, author="ops", reason="looser halt")
-        activate(s.journal, v.version, operator="ops", reason="test")
+        v = propose(s.journal.params, content, author="ops", reason="looser halt")
+        activate(s.journal.params, v.version, operator="ops", reason="test")
         s.bars(4)
         assert s.ex.c.version == v.version  # the daemon runs the new version
         assert s.state() is TradingState.HALTED  # 6 % down from the day's 10,000
@@ -156,13 +156,13 @@ def test_broker_error_window_survives_a_restart_and_a_new_version(
     try:
         failing(s, {2})
         s.bars(3)
-        active = active_version(s.journal)
+        active = active_version(s.journal.params)
         assert active is not None
         content = dict(active.content)
         content["guardrails"] = {**content["guardrails"], "broker_error_halt_count": 3,
                                  "max_orders_per_minute": 9}
-        v = propose(s.journal, content, author="ops", reason="another version")
-        activate(s.journal, v.version, operator="ops", reason="test")
+        v = propose(s.journal.params, content, author="ops", reason="another version")
+        activate(s.journal.params, v.version, operator="ops", reason="test")
         failing(s, {1})  # the first cycle after the new version's poll
         s.bars(2)
         assert s.ex.c.version == v.version
@@ -187,13 +187,14 @@ def test_a_trigger_right_after_a_release_elsewhere_still_halts(sqlite_url: str) 
 
     daemon_journal, operator_journal = Journal.open(sqlite_url), Journal.open(sqlite_url)
     try:
-        set_state(daemon_journal, TradingState.HALTED, operator="system",
+        set_state(daemon_journal.trading_state, TradingState.HALTED, operator="system",
                   reason="daily drawdown", trigger="daily_drawdown")
-        assert current_state(daemon_journal) is TradingState.HALTED  # now cached
-        set_state(operator_journal, TradingState.ACTIVE, operator="ann", reason="reviewed")
-        assert set_state(daemon_journal, TradingState.HALTED, operator="system",
+        assert current_state(daemon_journal.trading_state) is TradingState.HALTED  # now cached
+        set_state(operator_journal.trading_state, TradingState.ACTIVE, operator="ann",
+                  reason="reviewed")
+        assert set_state(daemon_journal.trading_state, TradingState.HALTED, operator="system",
                          reason="still 6 % down", trigger="daily_drawdown")
-        assert current_state(operator_journal, fresh=True) is TradingState.HALTED
+        assert current_state(operator_journal.trading_state, fresh=True) is TradingState.HALTED
     finally:
         daemon_journal.close()
         operator_journal.close()

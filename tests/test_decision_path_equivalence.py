@@ -35,7 +35,8 @@ from domain import (
 from ensemble.breaker import BreakerState
 from ensemble.routing import Router
 from executor.journal import jsontext
-from executor.journal.store import _ORDER_EVENTS, _ORDERS, _PROPOSALS, Journal
+from executor.journal.store import Journal
+from executor.journal.tables import ORDER_EVENTS, ORDERS, PROPOSALS
 from executor.journal.types import UTCDateTime
 from guardrails.base import AccountState
 from guardrails.limits import THROTTLE_WINDOW, OrderThrottleCheck
@@ -123,18 +124,18 @@ def test_the_journal_engine_writes_its_json_columns_with_it(journal_url: str) ->
     serializer: one format in every JSON column, read back as written."""
     journal = Journal.open(journal_url)
     try:
-        assert journal.engine.dialect._json_serializer is jsontext.dumps
+        assert journal.uow.engine.dialect._json_serializer is jsontext.dumps
         snapshot = {"trend": "bullish", "levels": [1.08512, 2.5], "n": 3, "none": None,
                     "text": "caf\u00e9 \u20ac"}
-        journal._insert(_PROPOSALS, dict(
+        journal.uow.insert(PROPOSALS, dict(
             run_id=None, strategy="s", symbol="EURUSD", timeframe="M15", bar_time=T0,
             direction="long", entry=1.1, stop=1.0, target=1.3, reason="r", tags=["a"],
             snapshot=snapshot))
         journal.commit()
-        [row] = journal._conn().execute(select(_PROPOSALS.c.snapshot)).all()
+        [row] = journal.uow.conn().execute(select(PROPOSALS.c.snapshot)).all()
         assert row[0] == snapshot
         if journal.dialect == "sqlite":  # the stored text itself
-            [raw] = journal._conn().execute(text("SELECT snapshot FROM proposals")).all()
+            [raw] = journal.uow.conn().execute(text("SELECT snapshot FROM proposals")).all()
             assert raw[0] == jsontext.dumps(snapshot)
     finally:
         journal.close()
@@ -152,11 +153,11 @@ def _intent(k: int) -> OrderIntent:
 
 
 def _rows(journal: Journal, coid: str) -> tuple[dict[str, Any], list[tuple[Any, ...]]]:
-    order = dict(journal._conn().execute(
-        select(_ORDERS).where(_ORDERS.c.client_order_id == coid)).one()._mapping)
-    events = [tuple(r) for r in journal._conn().execute(
-        select(_ORDER_EVENTS.c.from_state, _ORDER_EVENTS.c.to_state, _ORDER_EVENTS.c.detail)
-        .where(_ORDER_EVENTS.c.client_order_id == coid).order_by(_ORDER_EVENTS.c.id))]
+    order = dict(journal.uow.conn().execute(
+        select(ORDERS).where(ORDERS.c.client_order_id == coid)).one()._mapping)
+    events = [tuple(r) for r in journal.uow.conn().execute(
+        select(ORDER_EVENTS.c.from_state, ORDER_EVENTS.c.to_state, ORDER_EVENTS.c.detail)
+        .where(ORDER_EVENTS.c.client_order_id == coid).order_by(ORDER_EVENTS.c.id))]
     return order, events
 
 
@@ -164,11 +165,11 @@ def test_insert_sending_writes_what_insert_then_update_wrote(journal_url: str) -
     journal = Journal.open(journal_url)
     try:
         old, new = an_order(intent=_intent(1)), an_order(intent=_intent(2))
-        journal.insert_order(old, detail="created", commit=False)
-        journal.set_order_state(old.state, old.transition(OrderState.SUBMITTING),
-                                "sending to paper", commit=False)
-        journal.insert_sending(new, new.transition(OrderState.SUBMITTING),
-                               "sending to paper", commit=True)
+        journal.orders.insert_order(old, detail="created", commit=False)
+        journal.orders.set_order_state(old.state, old.transition(OrderState.SUBMITTING),
+                                       "sending to paper", commit=False)
+        journal.orders.insert_sending(new, new.transition(OrderState.SUBMITTING),
+                                      "sending to paper", commit=True)
         (row_a, ev_a), (row_b, ev_b) = (_rows(journal, o.client_order_id) for o in (old, new))
         ignore = {"client_order_id", "bar_time", "decision_id", "created_at", "updated_at"}
         assert {k: v for k, v in row_a.items() if k not in ignore} == {
@@ -176,7 +177,7 @@ def test_insert_sending_writes_what_insert_then_update_wrote(journal_url: str) -
         assert row_b["state"] == "submitting" and row_b["decision_id"] == 2
         assert ev_a == ev_b == [(None, "new", "created"),
                                 ("new", "submitting", "sending to paper")]
-        assert journal.order_state(new.client_order_id) is OrderState.SUBMITTING
+        assert journal.orders.order_state(new.client_order_id) is OrderState.SUBMITTING
     finally:
         journal.close()
 
@@ -290,27 +291,27 @@ def test_the_daily_drawdown_day_is_the_utc_day_of_each_reading(
 # ---------------------------------------------------------------- connection between cycles
 
 
-def test_a_cycle_commit_keeps_the_connection_and_locks_nothing(tmp_path: Path) -> None:
-    """After a cycle's closing commit the journal holds its SQLite connection for the next
-    decision, without a transaction: another process can still write. After a durable
-    commit (the one before a broker call) it holds nothing."""
+def test_a_commit_releases_the_connection_and_locks_nothing(tmp_path: Path) -> None:
+    """After a cycle's closing commit, and after a durable one (before a broker call), the
+    journal holds no connection and no transaction: another process can still write.
+    (It once kept its SQLite connection between cycles; issue 17 retired that.)"""
     import sqlite3
 
     url = f"sqlite:///{tmp_path / 'j.sqlite'}"
     journal = Journal.open(url)
     try:
-        journal.insert_order(an_order(intent=_intent(1)), detail="created", commit=False)
+        journal.orders.insert_order(an_order(intent=_intent(1)), detail="created", commit=False)
         journal.commit()
-        assert journal._dbapi_conn is not None and not journal._dbapi_conn.in_transaction
+        assert journal.uow._dbapi_conn is None
         other = sqlite3.connect(tmp_path / "j.sqlite", timeout=0.1)  # fails fast if locked
         other.execute("INSERT INTO incidents (at, severity, kind, message, status) "
                       "VALUES ('2024-01-01 00:00:00.000000', 'low', 'k', 'm', 'open')")
         other.commit()
         other.close()
-        journal.insert_order(an_order(intent=_intent(2)), detail="created", commit=False)
+        journal.orders.insert_order(an_order(intent=_intent(2)), detail="created", commit=False)
         journal.commit(durable=True)
-        assert journal._dbapi_conn is None
-        assert {o.client_order_id for o in journal.orders("acct")} == {
+        assert journal.uow._dbapi_conn is None
+        assert {o.client_order_id for o in journal.orders.all("acct")} == {
             _intent(1).client_order_id, _intent(2).client_order_id}
     finally:
         journal.close()
@@ -326,38 +327,38 @@ def test_buffered_bar_rows_are_what_a_core_insert_writes(journal_url: str) -> No
     from sqlalchemy import insert
 
     from domain import Bar
-    from executor.journal.store import _BAR_KEYS, _BARS
+    from executor.journal.tables import BAR_KEYS, BARS
 
     journal = Journal.open(journal_url)
     try:
         bar: Bar = a_bar(symbol="EURUSD", timeframe="M15", time=T0, open=1.08512, high=1.0861,
                          low=1, close=1.0855, volume=120.0, spread=0.0002)
-        journal.record_bar(bar, gap_bars=2)
+        journal.runs.record_bar(bar, gap_bars=2)
         journal.commit()
-        core = dict(zip(_BAR_KEYS, (None, "GBPUSD", "M15", T0, 1.08512, 1.0861, 1, 1.0855,
+        core = dict(zip(BAR_KEYS, (None, "GBPUSD", "M15", T0, 1.08512, 1.0861, 1, 1.0855,
                                     120.0, 0.0002, 2), strict=True))
-        journal._conn().execute(insert(_BARS), core)
-        bound = journal._bind_time(T0 + timedelta(minutes=15))
-        shuffled = tuple(reversed(_BAR_KEYS))
-        row = dict(zip(_BAR_KEYS, (None, "USDJPY", "M15", bound, 1.08512, 1.0861, 1, 1.0855,
+        journal.uow.conn().execute(insert(BARS), core)
+        bound = journal.uow.bind_time(T0 + timedelta(minutes=15))
+        shuffled = tuple(reversed(BAR_KEYS))
+        row = dict(zip(BAR_KEYS, (None, "USDJPY", "M15", bound, 1.08512, 1.0861, 1, 1.0855,
                                    120.0, 0.0002, 2), strict=True))
-        journal._writer(_BARS, _BAR_KEYS).write_tuples(
-            journal._dbapi(), shuffled, [tuple(row[k] for k in shuffled)])
+        journal.uow.writer(BARS, BAR_KEYS).write_tuples(
+            journal.uow.dbapi(), shuffled, [tuple(row[k] for k in shuffled)])
         journal.commit()
-        rows = {r.symbol: dict(r._mapping) for r in journal._conn().execute(select(_BARS))}
+        rows = {r.symbol: dict(r._mapping) for r in journal.uow.conn().execute(select(BARS))}
         assert {k: v for k, v in rows["EURUSD"].items() if k not in ("id", "symbol")} == {
             k: v for k, v in rows["GBPUSD"].items() if k not in ("id", "symbol")}
         assert rows["USDJPY"]["time"] == T0 + timedelta(minutes=15)
         assert rows["USDJPY"]["low"] == 1.0 and rows["EURUSD"]["time"] == T0
         if journal.dialect == "sqlite":
-            raw = journal._conn().execute(text(
+            raw = journal.uow.conn().execute(text(
                 "SELECT symbol, time, typeof(low) FROM bars ORDER BY symbol")).all()
             assert {s: (t, k) for s, t, k in raw} == {
                 "EURUSD": ("2024-03-01 12:15:00.123456", "real"),
                 "GBPUSD": ("2024-03-01 12:15:00.123456", "real"),
                 "USDJPY": ("2024-03-01 12:30:00.123456", "real")}
         with pytest.raises(ValueError, match="do not fit"):
-            journal._writer(_BARS, _BAR_KEYS).write_tuples(journal._dbapi(), ("symbol",), [])
+            journal.uow.writer(BARS, BAR_KEYS).write_tuples(journal.uow.dbapi(), ("symbol",), [])
     finally:
         journal.close()
 

@@ -281,8 +281,8 @@ def test_the_daemon_survives_a_hostile_answer_and_stores_it_safely(
 
     reader = Journal.open(journal_url, migrate_schema=False)
     try:
-        calls = [c for c in reader.provider_calls(limit=10_000) if c.provider == "gpt"]
-        orders = reader.orders()
+        calls = [c for c in reader.provider_calls.all(limit=10_000) if c.provider == "gpt"]
+        orders = reader.orders.all()
     finally:
         reader.close()
     assert calls and all(c.outcome == "ok" for c in calls), [(c.outcome, c.error) for c in calls]
@@ -400,9 +400,9 @@ def test_an_answer_with_nul_and_megabytes_is_journaled_bounded(journal_url: str)
                         raw_text=raw)
     journal = Journal.open(journal_url)
     try:
-        journal.record_provider_call(call_row(call, None))
+        journal.provider_calls.record_provider_call(call_row(call, None))
         journal.commit()
-        (row,) = journal.provider_calls()
+        (row,) = journal.provider_calls.all()
     finally:
         journal.close()
     assert row.raw_text is not None and "\x00" not in row.raw_text

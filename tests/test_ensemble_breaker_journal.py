@@ -126,8 +126,8 @@ def test_breaker_transitions_are_journaled_and_status_reads_them(
         assert all(e.operator == "system" for e in _events(reader))
         # Breaker events neither disable a provider nor look like an operator's change
         # (which would rebuild the ensemble and reset every breaker).
-        assert reader.disabled_providers() == {}
-        assert reader.latest_provider_event_id() == 0
+        assert reader.provider_calls.disabled_providers() == {}
+        assert reader.provider_calls.latest_provider_event_id() == 0
     finally:
         reader.close()
 
@@ -138,7 +138,7 @@ def _events(journal: Journal) -> list[Any]:
     from executor.journal.models import ProviderEventRow
 
     table = ProviderEventRow.__table__  # type: ignore[attr-defined]
-    with journal.engine.connect() as conn:
+    with journal.uow.engine.connect() as conn:
         return list(conn.execute(select(table).order_by(table.c.id)))
 
 

@@ -274,10 +274,10 @@ def _run(url: str, data: Path, sdk: str, case: Case) -> Run:
 
     reader = Journal.open(url, migrate_schema=False)
     try:
-        calls = reader.provider_calls(limit=10_000)
-        status = reader.runs(1)[0].status
+        calls = reader.provider_calls.all(limit=10_000)
+        status = reader.queries.runs(1)[0].status
         table = ProviderEventRow.__table__  # type: ignore[attr-defined]
-        with reader.engine.connect() as conn:
+        with reader.uow.engine.connect() as conn:
             events = list(conn.execute(select(table).order_by(table.c.id)))
     finally:
         reader.close()
@@ -438,7 +438,7 @@ def test_housekeeping_journals_a_breaker_transition_before_the_next_bar(
             executor.housekeeping()  # the live scheduler's, every second between bars
             reader = Journal.open(sqlite_url, migrate_schema=False)
             try:
-                newest = reader.breaker_events()
+                newest = reader.provider_calls.breaker_events()
             finally:
                 reader.close()
             executor.stop("completed")

@@ -111,13 +111,13 @@ def test_a_late_answer_is_journaled_on_the_cycle_thread_and_never_counts(
     metrics = Metrics()
     journal = Journal.open(journal_url)
     writes: list[tuple[str, str]] = []  # (outcome, writing thread's name)
-    record = journal.record_provider_call
+    record = journal.provider_calls.record_provider_call
 
     def spy(values: dict[str, Any]) -> None:
         writes.append((values["outcome"], threading.current_thread().name))
         record(values)
 
-    journal.record_provider_call = spy  # type: ignore[method-assign]
+    journal.provider_calls.record_provider_call = spy  # type: ignore[method-assign]
     try:
         daemon = build_daemon(settings, journal, data=data, metrics=metrics)
         executor = daemon.executor
@@ -147,7 +147,7 @@ def test_a_late_answer_is_journaled_on_the_cycle_thread_and_never_counts(
 
     reader = Journal.open(journal_url, migrate_schema=False)
     try:
-        calls = reader.provider_calls(limit=10_000)
+        calls = reader.provider_calls.all(limit=10_000)
     finally:
         reader.close()
     late_rows = [c for c in calls if c.outcome == "late"]

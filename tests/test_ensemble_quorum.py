@@ -125,7 +125,7 @@ def test_the_daemon_vetoes_below_the_quorum_with_its_reason(
     assert summary["decisions"] > 0 and not summary["orders"], summary
     j = Journal.open(sqlite_url)
     try:
-        reasons = [c["reason"] for v in j._session.scalars(select(VerdictRow))
+        reasons = [c["reason"] for v in j.uow.session.scalars(select(VerdictRow))
                    for c in (v.checks or []) if c["name"] == "consensus"]
     finally:
         j.close()

@@ -34,7 +34,7 @@ def test_a_second_fill_under_our_client_id_is_an_incident_not_ours(
         ex, journal = daemon.executor, daemon.journal
         now = a_rising_minute(fake)  # momentum says long: spot can only buy
         ex.run_cycle(now)
-        [order] = journal.orders("bn-live")
+        [order] = journal.orders.all("bn-live")
         coid = order.client_order_id
         sent = fake.orders_by_client_id(coid)
         assert len(sent) == 1 and sent[0]["status"] == "FILLED"
@@ -45,9 +45,9 @@ def test_a_second_fill_under_our_client_id_is_an_incident_not_ours(
         assert status == 200
         fake.time_offset_ms += 61_000  # the next minute's bar has closed
         ex.run_cycle(now + timedelta(seconds=61))
-        fills = journal.fills(coid)
-        incidents = [(i.kind, i.severity) for i in journal.incidents()]
-        state = current_state(journal)
+        fills = journal.orders.fills(coid)
+        incidents = [(i.kind, i.severity) for i in journal.incidents.all()]
+        state = current_state(journal.trading_state)
         ex.stop("stopped")
     # Our order's trade and its commission (paid in BTC), nothing of the other sender's.
     assert sum(f.volume for f in fills if f.kind == "entry") <= order.intent.volume + 1e-12

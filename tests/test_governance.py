@@ -106,8 +106,8 @@ def test_demotion_takes_effect_at_the_next_decision_of_a_running_daemon(
     deals = tmp_path / "deals.csv"
     deals.write_text("ticket,time,symbol,side,price,volume\n")
     j = Journal.open(sqlite_url)
-    j.record_clearance(account="paper-1", strategy="smc_ob_retest", action="promote",
-                       mode="shadow", person="desk", note="cleared")
+    j.clearances.record_clearance(account="paper-1", strategy="smc_ob_retest", action="promote",
+                                  mode="shadow", person="desk", note="cleared")
     j.close()
     settings = settings_for(sqlite_url, mode="shadow", shadow={"ea_deals_file": str(deals)})
     journal = Journal.open(sqlite_url)
@@ -131,8 +131,8 @@ def test_demotion_takes_effect_at_the_next_decision_of_a_running_daemon(
     executor.run_replay(SimulatedClock(), next_close)
     summary = executor.stop()
     orders_before = sum(summary["orders"].values())
-    rows = journal.clearances("paper-1")
-    state = journal.trading_state()
+    rows = journal.clearances.clearances("paper-1")
+    state = journal.trading_state.trading_state()
     journal.close()
     assert demoted_at and summary["decisions"] > demoted_at[0]
     assert summary["vetoes"].get("clearance", 0) == summary["decisions"] - demoted_at[0]

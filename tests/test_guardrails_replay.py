@@ -50,22 +50,22 @@ def test_harmful_parameter_change_is_rolled_back_automatically(journal_url: str,
 
     j = Journal.open(journal_url)
     try:
-        events = [(e.version, e.action, e.trigger) for e in j.param_events()]
+        events = [(e.version, e.action, e.trigger) for e in j.params.param_events()]
         assert events[0] == (1, "activate", None)
         assert (2, "activate", None) in events
         assert events[-1] == (1, "auto_rollback", "drawdown_since_activation")
-        versions = {v.version: v for v in j.param_versions()}
+        versions = {v.version: v for v in j.params.param_versions()}
         assert versions[2].bad and not versions[1].bad
-        assert active_version(j).version == 1  # type: ignore[union-attr]
+        assert active_version(j.params).version == 1  # type: ignore[union-attr]
         by_hash = {v.hash: v.version for v in versions.values()}
-        runs_under = [by_hash[o.intent.params_hash] for o in j.orders()]
+        runs_under = [by_hash[o.intent.params_hash] for o in j.orders.all()]
         # Orders ran under v1, then v2 until the trigger; none after (REDUCING).
         assert runs_under == sorted(runs_under)
         assert 1 in runs_under and 2 in runs_under
-        rollback_at = j.param_events()[-1].at
-        states = [(e.state, e.trigger) for e in reversed(j.trading_state_events())]
+        rollback_at = j.params.param_events()[-1].at
+        states = [(e.state, e.trigger) for e in reversed(j.trading_state.trading_state_events())]
         assert states[0] == ("REDUCING", "drawdown_since_activation")
-        incidents = j.incidents()
+        incidents = j.incidents.all()
         assert incidents[0].kind == "auto_rollback:drawdown_since_activation"
         assert incidents[0].severity == "high"
         assert rollback_at is not None
@@ -82,7 +82,7 @@ def _first_request_bar(data: Path, tmp_path: Path) -> tuple[int, object]:
     scratch = f"sqlite:///{tmp_path / 'scratch.sqlite'}"
     replay(scratch, data, guardrails=LONG_TTL)
     j = Journal.open(scratch)
-    first = j.approvals()[0]
+    first = j.approvals.all()[0]
     j.close()
     bars = load_bars(data).bars
     index = next(i for i, b in enumerate(bars) if b.close_time == first.created_at)
@@ -95,10 +95,10 @@ def test_approved_in_time_executes_once_and_late_never(journal_url: str,
     index, _created_at = _first_request_bar(data, tmp_path)
     replay(journal_url, data, stop_after=index + 3, guardrails=LONG_TTL)
     j = Journal.open(journal_url)
-    pending = j.approvals("pending")
+    pending = j.approvals.all("pending")
     assert len(pending) == 1
     request = pending[0]
-    weights_before = active_version(j).content["ensemble"]["providers"]  # type: ignore[union-attr]
+    weights_before = active_version(j.params).content["ensemble"]["providers"]  # type: ignore[union-attr]
     j.close()
 
     shown = _cli(journal_url, "approvals", "show", str(request.id))
@@ -117,19 +117,19 @@ def test_approved_in_time_executes_once_and_late_never(journal_url: str,
     assert summary["approvals"]["executed"] == 1
     j = Journal.open(journal_url)
     try:
-        done = j.get_approval(request.id or 0)
+        done = j.approvals.get_approval(request.id or 0)
         assert done is not None and done.status == "executed"
         assert done.operator == "analyst" and done.note == "structure is clean"
-        order = j.get_order(done.client_order_id or "")
+        order = j.orders.get_order(done.client_order_id or "")
         assert order is not None and order.intent.decision_id == request.decision_id
         shown = request.intent or {}  # what the analyst approved is what was sent
         sent = order.intent
         assert (sent.side.value, sent.volume, sent.stop_loss, sent.take_profit) == (
             shown["side"], shown["volume"], shown["stop_loss"], shown["take_profit"])
         assert request.direction == ("long" if sent.side.value == "buy" else "short")
-        assert sum(1 for o in j.orders() if o.client_order_id == done.client_order_id) == 1
+        assert sum(1 for o in j.orders.all() if o.client_order_id == done.client_order_id) == 1
         # The verdict fed the weights: a new, active version within the bounds.
-        active = active_version(j)
+        active = active_version(j.params)
         assert active is not None and active.author == "approval-feedback"
         for name, cfg in active.content["ensemble"]["providers"].items():
             base = weights_before[name]["weight"]
@@ -145,7 +145,7 @@ def test_approved_in_time_executes_once_and_late_never(journal_url: str,
     replay(late_url, data, stop_after=index + 3, guardrails=LONG_TTL)
     j = Journal.open(late_url)
     try:
-        assert j.get_approval(request.id or 0).status == "pending"  # type: ignore[union-attr]
+        assert j.approvals.get_approval(request.id or 0).status == "pending"  # type: ignore[union-attr]
     finally:
         j.close()
     replay(late_url, data, stop_after=700, guardrails=LONG_TTL)  # 700 bars > 5 days
@@ -156,10 +156,10 @@ def test_approved_in_time_executes_once_and_late_never(journal_url: str,
     assert resumed["approvals"]["executed"] == 0
     j = Journal.open(late_url)
     try:
-        late = j.get_approval(request.id or 0)
+        late = j.approvals.get_approval(request.id or 0)
         assert late is not None and late.status == "expired" and late.client_order_id is None
         coid = (late.intent or {})["client_order_id"]
-        assert j.get_order(coid) is None
-        assert all(a.status != "approved" for a in j.approvals())
+        assert j.orders.get_order(coid) is None
+        assert all(a.status != "approved" for a in j.approvals.all())
     finally:
         j.close()

@@ -18,12 +18,8 @@ from domain import (
     client_order_id,
 )
 from domain.errors import JournalError
-from executor.journal.store import (
-    _APPROVALS,
-    _ORDER_EVENTS,
-    _PROPOSALS,
-    Journal,
-)
+from executor.journal.store import Journal
+from executor.journal.tables import APPROVALS, ORDER_EVENTS, PROPOSALS
 
 T0 = datetime(2024, 3, 1, 12, 15, 0, 123456, tzinfo=UTC)
 
@@ -38,19 +34,19 @@ def _proposal_values(n: int) -> dict[str, Any]:
 def test_prepared_insert_equals_core_insert(journal_url: str) -> None:
     journal = Journal.open(journal_url)
     try:
-        core_id = journal._conn().execute(insert(_PROPOSALS), _proposal_values(1)
-                                          ).inserted_primary_key[0]
-        fast_id = journal._insert(_PROPOSALS, _proposal_values(1))
+        core_id = journal.uow.conn().execute(insert(PROPOSALS), _proposal_values(1)
+                                             ).inserted_primary_key[0]
+        fast_id = journal.uow.insert(PROPOSALS, _proposal_values(1))
         journal.commit()
         assert fast_id == core_id + 1
-        rows = journal._conn().execute(
-            select(_PROPOSALS).where(_PROPOSALS.c.id.in_([core_id, fast_id]))
-            .order_by(_PROPOSALS.c.id)).all()
+        rows = journal.uow.conn().execute(
+            select(PROPOSALS).where(PROPOSALS.c.id.in_([core_id, fast_id]))
+            .order_by(PROPOSALS.c.id)).all()
         core, fast = (dict(r._mapping) for r in rows)
         assert {**core, "id": 0} == {**fast, "id": 0}
         assert fast["bar_time"] == T0 + timedelta(minutes=15)  # aware UTC, microseconds kept
         if journal.dialect == "sqlite":  # the stored text, not only the parsed value
-            raw = journal._conn().execute(text(
+            raw = journal.uow.conn().execute(text(
                 "SELECT bar_time, snapshot FROM proposals ORDER BY id")).all()
             assert raw[0] == raw[1]
     finally:
@@ -63,23 +59,23 @@ def test_prepared_reads_process_results(journal_url: str) -> None:
         intent = an_intent(client_order_id=client_order_id("acct", "EURUSD", T0, "entry"),
                            account="acct", symbol="EURUSD", side=OrderSide.BUY, volume=0.1,
                            order_type=OrderType.MARKET, bar_time=T0)
-        assert journal.order_state(intent.client_order_id) is None
+        assert journal.orders.order_state(intent.client_order_id) is None
         order = an_order(intent=intent)
-        journal.insert_order(order, detail="created")
+        journal.orders.insert_order(order, detail="created")
         sent = order.transition(OrderState.SUBMITTING)
-        journal.set_order_state(order.state, sent, "sending")
-        assert journal.order_state(intent.client_order_id) is OrderState.SUBMITTING
-        got = journal.get_order(intent.client_order_id)
+        journal.orders.set_order_state(order.state, sent, "sending")
+        assert journal.orders.order_state(intent.client_order_id) is OrderState.SUBMITTING
+        got = journal.orders.get_order(intent.client_order_id)
         assert got is not None and got.intent == intent and got.state is OrderState.SUBMITTING
-        events = journal._conn().execute(select(_ORDER_EVENTS.c.from_state,
-                                                _ORDER_EVENTS.c.to_state)
-                                         .order_by(_ORDER_EVENTS.c.id)).all()
+        events = journal.uow.conn().execute(select(ORDER_EVENTS.c.from_state,
+                                                   ORDER_EVENTS.c.to_state)
+                                         .order_by(ORDER_EVENTS.c.id)).all()
         assert [tuple(e) for e in events] == [(None, "new"), ("new", "submitting")]
-        journal._insert(_APPROVALS, dict(
+        journal.uow.insert(APPROVALS, dict(
             decision_id=1, account="acct", symbol="EURUSD", direction="long",
             intent={"side": "buy", "volume": 0.1}, why="conflict", created_at=T0,
             expires_at=T0 + timedelta(minutes=5), status="pending"))
-        [a] = journal.approvals("pending")
+        [a] = journal.approvals.all("pending")
         assert a.intent == {"side": "buy", "volume": 0.1} and a.expires_at.tzinfo is not None
     finally:
         journal.close()
@@ -88,39 +84,40 @@ def test_prepared_reads_process_results(journal_url: str) -> None:
 def test_prepared_writes_roll_back_with_the_session(journal_url: str) -> None:
     journal = Journal.open(journal_url)
     try:
-        journal._insert(_PROPOSALS, _proposal_values(1))
+        journal.uow.insert(PROPOSALS, _proposal_values(1))
         journal.rollback()
-        journal._insert(_PROPOSALS, _proposal_values(2))
+        journal.uow.insert(PROPOSALS, _proposal_values(2))
         journal.commit()
-        reasons = [r.reason for r in journal._conn().execute(select(_PROPOSALS.c.reason))]
+        reasons = [r.reason for r in journal.uow.conn().execute(select(PROPOSALS.c.reason))]
         assert reasons == ["why 2"]
     finally:
         journal.close()
 
 
 def test_trading_state_reads_what_another_process_committed(journal_url: str) -> None:
-    daemon, operator = Journal.open(journal_url), Journal.open(journal_url)
+    daemon_journal, operator_journal = Journal.open(journal_url), Journal.open(journal_url)
     try:
-        assert daemon.approvals() == []  # the daemon's session is in use
-        assert daemon._read_state("global").state == "ACTIVE"
-        operator.record_trading_state("HALTED", "alice", "news")
-        state = daemon._read_state("global")  # not the cached one: a fresh read
+        assert daemon_journal.approvals.all() == []  # the daemon's session is in use
+        assert daemon_journal.trading_state._read_state("global").state == "ACTIVE"
+        operator_journal.trading_state.record_trading_state("HALTED", "alice", "news")
+        # Not the cached one: a fresh read.
+        state = daemon_journal.trading_state._read_state("global")
         assert state.state == "HALTED" and state.operator == "alice" and state.since is not None
         assert state.since.tzinfo is not None
-        daemon.commit()
+        daemon_journal.commit()
     finally:
-        daemon.close()
-        operator.close()
+        daemon_journal.close()
+        operator_journal.close()
 
 
 def test_driver_errors_become_journal_errors(tmp_path: Any) -> None:
     journal = Journal.open(f"sqlite:///{tmp_path / 'j.sqlite'}")
     try:
-        journal._dbapi().execute("PRAGMA query_only = 1")
+        journal.uow.dbapi().execute("PRAGMA query_only = 1")
         with pytest.raises(JournalError, match=r"readonly|read-only|query_only"):
-            journal._insert(_PROPOSALS, _proposal_values(1))
+            journal.uow.insert(PROPOSALS, _proposal_values(1))
     finally:
-        journal._dbapi().execute("PRAGMA query_only = 0")
+        journal.uow.dbapi().execute("PRAGMA query_only = 0")
         journal.close()
 
 
@@ -129,14 +126,14 @@ def test_a_value_the_column_refuses_is_a_journal_error_and_rolls_back(tmp_path: 
     JournalError a full disk gives, and the commit rolls the transaction back."""
     journal = Journal.open(f"sqlite:///{tmp_path / 'j.sqlite'}")
     try:
-        journal._insert(_PROPOSALS, _proposal_values(1))
+        journal.uow.insert(PROPOSALS, _proposal_values(1))
         naive = {**_proposal_values(2), "bar_time": T0.replace(tzinfo=None)}
         with pytest.raises(JournalError, match="naive datetime"):
-            journal._insert(_PROPOSALS, naive)
+            journal.uow.insert(PROPOSALS, naive)
         journal.rollback()
-        journal._insert(_PROPOSALS, _proposal_values(3))
+        journal.uow.insert(PROPOSALS, _proposal_values(3))
         journal.commit()
-        assert [r.reason for r in journal._conn().execute(select(_PROPOSALS.c.reason))] == [
+        assert [r.reason for r in journal.uow.conn().execute(select(PROPOSALS.c.reason))] == [
             "why 3"]
     finally:
         journal.close()

@@ -69,7 +69,7 @@ def test_live_mode_with_ccxt(tmp_path: Path, always_long: object,
             summary = executor.stop()
         finally:
             daemon.live.lease.release()
-        orders = journal.orders("bn-live")
+        orders = journal.orders.all("bn-live")
         journal.close()
         exchange_ids = {o["clientOrderId"] for o in fake.orders}
     assert handled >= 100  # the catch-up history, closed bars only
@@ -94,7 +94,7 @@ def test_a_daemon_that_lost_its_lease_stops_before_trading_again(
         settings = live_settings(url, fake, AlwaysLong.name)
         journal = cleared_journal(url, AlwaysLong.name)
         alerts: list[str] = []
-        journal.incident_listeners.append(lambda _i, _s, kind, _m: alerts.append(kind))
+        journal.incidents.listeners.append(lambda _i, _s, kind, _m: alerts.append(kind))
         daemon = build_daemon(settings, journal)
         executor = daemon.executor
         admin = create_engine(url)
@@ -114,7 +114,7 @@ def test_a_daemon_that_lost_its_lease_stops_before_trading_again(
         finally:
             daemon.live.lease.release()
             admin.dispose()
-        incidents = [i.kind for i in journal.incidents()]
+        incidents = [i.kind for i in journal.incidents.all()]
         executor.stop("failed")
         journal.close()
         assert handled == 0 and fake.orders == []  # not one bar, not one order
@@ -135,15 +135,15 @@ def test_a_live_start_marks_the_run_of_a_daemon_that_died(tmp_path: Path,
     with FakeBinance(balances=FUNDED) as fake:
         journal = cleared_journal(url, AlwaysLong.name)
         params = ParameterSet({"any": 1})
-        dead = journal.start_run("live", "bn-live", "h", params)
-        other = journal.start_run("live", "another-account", "h", params)
+        dead = journal.runs.start_run("live", "bn-live", "h", params)
+        other = journal.runs.start_run("live", "another-account", "h", params)
         daemon = build_daemon(live_settings(url, fake, AlwaysLong.name), journal)
         try:
             daemon.executor.start()
             daemon.executor.stop("stopped")
         finally:
             daemon.live.lease.release()
-        status = {r.id: r.status for r in journal.runs()}
+        status = {r.id: r.status for r in journal.queries.runs()}
         journal.close()
     assert status[dead] == "died" and status[other] == "running"
     assert status[max(status)] == "stopped"

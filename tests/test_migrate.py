@@ -114,8 +114,9 @@ def test_trading_state_history_survives_the_rename(journal_url: str) -> None:
         engine.dispose()
     journal = Journal.open(journal_url, migrate_schema=False, create=False)
     try:
-        events = [(e.state, e.operator) for e in reversed(journal.trading_state_events())]
-        state = journal.trading_state()
+        events = [(e.state, e.operator)
+                  for e in reversed(journal.trading_state.trading_state_events())]
+        state = journal.trading_state.trading_state()
     finally:
         journal.close()
     assert events == [("HALTED", "ann"), ("ACTIVE", "bob"), ("REDUCING", "system"),

@@ -242,7 +242,7 @@ def test_ioc_partial_fill_is_settled_by_the_per_cycle_resolver(env: Env,
     resolver = OrderResolver(journal, env.broker, ResolverSettings())
     resolver.resolve_pending("mt5-acct")  # what `dta run` hooks before each cycle
     router.tracker.refresh()  # what the daemon does on each bar
-    settled = journal.get_order(i.client_order_id)
+    settled = journal.orders.get_order(i.client_order_id)
     assert settled is not None and settled.state is OrderState.CANCELLED
     assert settled.filled_volume == pytest.approx(0.06) and "remainder" in settled.reason
     assert router.tracker.working == {} and router.tracker.working_exposure() == {}
@@ -330,7 +330,7 @@ def test_accepted_then_timed_out_ends_with_exactly_one_order(env: Env, journal: 
     assert again.state is OrderState.FILLED and again.filled_volume == pytest.approx(0.1)
     assert env.sends() == 1
     assert len(env.fake.orders_with_comment(i.client_order_id)) == 1
-    assert journal.get_order(i.client_order_id).state is OrderState.FILLED  # type: ignore[union-attr]
+    assert journal.orders.get_order(i.client_order_id).state is OrderState.FILLED  # type: ignore[union-attr]
 
 
 def test_answer_later_than_the_call_timeout_is_unknown_then_resolved(journal: Journal) -> None:
@@ -342,7 +342,7 @@ def test_answer_later_than_the_call_timeout_is_unknown_then_resolved(journal: Jo
         assert router.submit(i).state is OrderState.UNKNOWN
         resolver = OrderResolver(journal, e.broker, ResolverSettings(backoff_seconds=0.1))
         assert resolver.settle("mt5-acct", max_seconds=5) == []
-        assert journal.get_order(i.client_order_id).state is OrderState.FILLED  # type: ignore[union-attr]
+        assert journal.orders.get_order(i.client_order_id).state is OrderState.FILLED  # type: ignore[union-attr]
         assert e.sends() == 1 and len(e.fake.orders_with_comment(i.client_order_id)) == 1
     finally:
         e.close()
@@ -370,7 +370,7 @@ def test_never_executed_is_declared_lost_after_the_grace_and_never_resent(
                              ResolverSettings(grace_lookups=3, grace_seconds=0.0,
                                               backoff_seconds=0.01))
     assert resolver.settle("mt5-acct", max_seconds=5) == []
-    lost = journal.get_order(i.client_order_id)
+    lost = journal.orders.get_order(i.client_order_id)
     assert lost is not None and lost.state is OrderState.REJECTED
     assert lost.reason.startswith("lost:") and "never re-sent" in lost.reason
     assert env.sends() == 1 and env.fake.orders_with_comment(i.client_order_id) == []

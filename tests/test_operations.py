@@ -75,14 +75,14 @@ def test_incident_webhook_retries_until_delivered_while_the_cycle_keeps_cadence(
         alerter.send(Alert(sev, kind, msg, i))
         handed_over.append(time.perf_counter() - t)
 
-    journal.incident_listeners.append(listener)
+    journal.incidents.listeners.append(listener)
     daemon = build_daemon(settings, journal, data=data)
     daemon.executor.start()
     started = time.perf_counter()
     daemon.executor.run_replay(SimulatedClock(), daemon.feed.next_close_time)
     elapsed = time.perf_counter() - started
     summary = daemon.executor.stop()
-    incidents = journal.incidents()
+    incidents = journal.incidents.all()
     journal.close()
     alerter.close(timeout=10)
     hook.close()
@@ -168,8 +168,8 @@ def test_no_secret_value_in_logs_metrics_sentry_cli_or_journal(
 
     j = Journal.open(url)
     meta = MetaData()
-    meta.reflect(j.engine)
-    with j.engine.connect() as conn:
+    meta.reflect(j.uow.engine)
+    with j.uow.engine.connect() as conn:
         for table in meta.sorted_tables:
             outputs.append(json.dumps([list(r) for r in conn.execute(select(table))],
                                       default=str))

@@ -35,9 +35,9 @@ def test_repeated_rollback_walks_back_and_never_reactivates_the_version_it_left(
     j = Journal.open(journal_url)
     try:
         for lots in (0.1, 0.2, 0.3):  # v1, v2, v3, each activated in turn
-            v = j.add_param_version({"guardrails": {"max_position_lots": lots}},
-                                    None, "quant", f"size {lots}")
-            j.add_param_event(v.version, "activate", "quant", f"size {lots}")
+            v = j.params.add_param_version({"guardrails": {"max_position_lots": lots}},
+                                           None, "quant", f"size {lots}")
+            j.params.add_param_event(v.version, "activate", "quant", f"size {lots}")
     finally:
         j.close()
     first = _dta(journal_url, "params", "rollback", "--reason", "v3 misbehaves",
@@ -51,7 +51,7 @@ def test_repeated_rollback_walks_back_and_never_reactivates_the_version_it_left(
     assert "rolled back to v1" in second.output  # type: ignore[attr-defined]
     j = Journal.open(journal_url, migrate_schema=False)
     try:
-        bad = {v.version for v in j.param_versions() if v.bad}
+        bad = {v.version for v in j.params.param_versions() if v.bad}
     finally:
         j.close()
     assert bad == {2, 3}
@@ -116,8 +116,8 @@ def test_promotion_to_live_without_a_shadow_record_is_refused(sqlite_url: str,
                                                                tmp_path: Path) -> None:
     cfg = _config(tmp_path, "[governance.to_live]\nmin_trades = 0\n")
     j = Journal.open(sqlite_url)
-    j.record_clearance(account="paper-1", strategy="smc_ob_retest", action="promote",
-                       mode="shadow", person="desk", note="cleared for shadow")
+    j.clearances.record_clearance(account="paper-1", strategy="smc_ob_retest", action="promote",
+                                  mode="shadow", person="desk", note="cleared for shadow")
     j.close()
     for role, person in (("trading", "tina"), ("compliance", "carl"), ("platform", "pia")):
         r = _dta(sqlite_url, "promote", "--to", "live", "--sign-off", role, "--person", person,
@@ -295,7 +295,7 @@ def _halted(url: str) -> None:
 def _state(url: str) -> tuple[str, str | None]:
     j = Journal.open(url, migrate_schema=False, create=False)
     try:
-        ts = j.trading_state()
+        ts = j.trading_state.trading_state()
     finally:
         j.close()
     return ts.state, ts.operator

@@ -214,7 +214,7 @@ def test_router_journals_before_broker_and_never_sends_twice(journal_url: str) -
     class Spy(CountingBroker):
         def submit(self, order: Order) -> Order:
             reader = Journal.open(journal_url)  # another connection, as a crash would see it
-            row = reader.get_order(order.client_order_id)
+            row = reader.orders.get_order(order.client_order_id)
             reader.close()
             seen_in_journal.append(row.state.value if row else None)
             return super().submit(order)
@@ -239,7 +239,7 @@ def test_router_batches_the_order_row_for_a_simulated_broker(journal_url: str) -
     class Sim(PaperBroker):
         def submit(self, order: Order) -> Order:
             reader = Journal.open(journal_url)
-            row = reader.get_order(order.client_order_id)
+            row = reader.orders.get_order(order.client_order_id)
             reader.close()
             seen.append(row.state.value if row else None)
             return super().submit(order)
@@ -249,11 +249,11 @@ def test_router_batches_the_order_row_for_a_simulated_broker(journal_url: str) -
     assert seen == [None]  # not committed before the (simulated) send
     journal.rollback()  # the crash: the uncommitted order is gone ...
     rebuilt = PaperBroker()
-    rebuilt.restore(journal.orders("acct"), [], [])
-    assert rebuilt.open_orders() == [] and journal.orders("acct") == []  # ... with its fill
+    rebuilt.restore(journal.orders.all("acct"), [], [])
+    assert rebuilt.open_orders() == [] and journal.orders.all("acct") == []  # ... with its fill
     assert router.submit(intent()).state is OrderState.ACCEPTED  # the re-run sends it anew
     journal.commit()
-    assert [o.state for o in journal.orders("acct")] == [OrderState.ACCEPTED]
+    assert [o.state for o in journal.orders.all("acct")] == [OrderState.ACCEPTED]
     journal.close()
 
 

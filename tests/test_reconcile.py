@@ -57,8 +57,8 @@ class Mt5Env:
         """A fresh broker, as after a restart (restored from the journal when given)."""
         b = Mt5Broker(self.client, self.settings)
         if journal is not None:
-            fills = journal.fills()
-            b.restore(journal.orders("mt5-acct"),
+            fills = journal.orders.fills()
+            b.restore(journal.orders.all("mt5-acct"),
                       [a_fill(client_order_id=f.client_order_id, fill_id=f.fill_id,
                               symbol=f.symbol, side=OrderSide(f.side), time=f.time,
                               price=f.price, volume=f.volume) for f in fills],
@@ -103,8 +103,8 @@ def test_fills_made_while_down_are_journaled_and_states_adopted(mt5: Mt5Env,
     report = reconcile(journal, restarted, "mt5-acct", since=SINCE)
     assert report.refuse_to_trade is False, report.reasons
     assert report.adopted == (pending.client_order_id,)
-    assert journal.get_order(pending.client_order_id).state is OrderState.FILLED  # type: ignore[union-attr]
-    kinds = {(f.client_order_id, f.kind) for f in journal.fills()}
+    assert journal.orders.get_order(pending.client_order_id).state is OrderState.FILLED  # type: ignore[union-attr]
+    kinds = {(f.client_order_id, f.kind) for f in journal.orders.fills()}
     assert kinds == {(pending.client_order_id, "entry"), (market.client_order_id, "entry"),
                      (market.client_order_id, "stop_loss")}
     assert len(report.fills_recorded) == 3
@@ -118,8 +118,8 @@ def test_fills_made_while_down_are_journaled_and_states_adopted(mt5: Mt5Env,
                                         high=1.1, low=1.1, close=1.1))
     assert [f.fill.fill_id for f in first_poll] == []
     for bf in first_poll:
-        journal.record_fill(bf.fill, bf.kind, bf.realized_pnl)
-    assert len(journal.fills()) == 3
+        journal.orders.record_fill(bf.fill, bf.kind, bf.realized_pnl)
+    assert len(journal.orders.fills()) == 3
     # Idempotent: a second start records nothing twice.
     again = reconcile(journal, mt5.broker(journal), "mt5-acct", since=SINCE)
     assert again.fills_recorded == () and again.adopted == () and not again.refuse_to_trade
@@ -129,26 +129,26 @@ def test_recording_a_fill_twice_is_a_no_op(journal: Journal) -> None:
     """The same deal seen by reconciliation and by the next poll is one fill, not a
     JournalError that stops the daemon (issue 15, defect 5)."""
     i = mt5_intent(1)
-    journal.insert_order(an_order(intent=i), "created")
+    journal.orders.insert_order(an_order(intent=i), "created")
     fill = a_fill(client_order_id=i.client_order_id, fill_id="mt5:500001", symbol="EURUSD",
                   side=OrderSide.BUY, time=BAR, price=1.1, volume=0.1)
-    assert journal.record_fill(fill, "entry", 0.0) is True
-    assert journal.record_fill(fill, "entry", 0.0) is False
+    assert journal.orders.record_fill(fill, "entry", 0.0) is True
+    assert journal.orders.record_fill(fill, "entry", 0.0) is False
     journal.commit()
-    assert [f.fill_id for f in journal.fills()] == ["mt5:500001"]
+    assert [f.fill_id for f in journal.orders.fills()] == ["mt5:500001"]
 
 
 def test_an_order_left_submitting_by_a_crash_is_adopted(mt5: Mt5Env, journal: Journal) -> None:
     i = mt5_intent(1)
     order = an_order(intent=i)
-    journal.insert_order(order, "created", commit=False)
+    journal.orders.insert_order(order, "created", commit=False)
     submitting = order.transition(OrderState.SUBMITTING)
-    journal.update_order(order, submitting, "sending")
+    journal.orders.update_order(order, submitting, "sending")
     mt5.broker().submit(submitting)  # reached the terminal; the process died before journaling
     report = reconcile(journal, mt5.broker(journal), "mt5-acct", since=SINCE)
     assert report.adopted == (i.client_order_id,) and not report.refuse_to_trade
-    assert journal.get_order(i.client_order_id).state is OrderState.FILLED  # type: ignore[union-attr]
-    assert [f.client_order_id for f in journal.fills()] == [i.client_order_id]
+    assert journal.orders.get_order(i.client_order_id).state is OrderState.FILLED  # type: ignore[union-attr]
+    assert [f.client_order_id for f in journal.orders.fills()] == [i.client_order_id]
 
 
 def test_positions_that_disagree_refuse_trading(mt5: Mt5Env, journal: Journal) -> None:
@@ -187,7 +187,7 @@ def test_unknown_orders_are_counted_and_lost_only_after_the_grace(mt5: Mt5Env,
     second = reconcile(journal, mt5.broker(journal), "mt5-acct", since=SINCE,
                        settings=settings)  # the miss count survived the "restart"
     assert second.lost == (i.client_order_id,)
-    events = [e["detail"] for e in journal.trace(i.client_order_id)["order_events"]]  # type: ignore[index]
+    events = [e["detail"] for e in journal.queries.trace(i.client_order_id)["order_events"]]  # type: ignore[index]
     assert events[-2:] == ["lookup miss 1/2", "lookup miss 2/2: declared lost"]
     assert mt5.fake.calls.count("order_send") == 1
 
@@ -199,15 +199,15 @@ def test_resolver_grace_is_also_time_based(journal: Journal) -> None:
 
     i = mt5_intent(1)
     order = an_order(intent=i)
-    journal.insert_order(order, commit=False)
+    journal.orders.insert_order(order, commit=False)
     sub = order.transition(OrderState.SUBMITTING)
-    journal.update_order(order, sub, "sending")
+    journal.orders.update_order(order, sub, "sending")
     later = [datetime.now(UTC)]
     resolver = OrderResolver(journal, Nowhere(), ResolverSettings(
         grace_lookups=1, grace_seconds=60), clock=lambda: later[0])
     assert resolver.resolve(sub).state is OrderState.UNKNOWN  # one miss, but only seconds old
     later[0] += timedelta(seconds=61)
-    unknown = journal.get_order(i.client_order_id)
+    unknown = journal.orders.get_order(i.client_order_id)
     assert unknown is not None and resolver.resolve(unknown).state is OrderState.REJECTED
 
 
@@ -221,7 +221,7 @@ def test_ccxt_reconcile_adopts_fills_and_flags_manual_orders(journal: Journal) -
         def broker() -> CcxtBroker:
             b = CcxtBroker(make_exchange(s, api_key=fake.api_key, secret=fake.secret,
                                          api_urls=fake.api_urls()), s)
-            b.restore(journal.orders("bn"), [], [])
+            b.restore(journal.orders.all("bn"), [], [])
             return b
 
         def bn(n: int, **kw: Any) -> OrderIntent:
@@ -249,7 +249,7 @@ def test_ccxt_reconcile_adopts_fills_and_flags_manual_orders(journal: Journal) -
         # Two buys, each with its fee paid in BTC (a "fee" fill): 0.02 bought, 0.01998 held.
         assert len(report.fills_recorded) == 4
         assert journal_net_positions(journal, "bn") == {"BTC/USDT": pytest.approx(0.01998)}
-        assert {o.state for o in journal.orders("bn")} == {OrderState.FILLED}
+        assert {o.state for o in journal.orders.all("bn")} == {OrderState.FILLED}
         assert len(fake.orders_by_client_id(bn(2).client_order_id)) == 1
 
 

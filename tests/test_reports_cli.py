@@ -60,7 +60,7 @@ def test_replay_with_report_ab_and_smc_scores(data: Path, tmp_path: Path) -> Non
     # the run is journaled with what it takes to reproduce it
     journal = Journal.open(f"sqlite:///{out / 'journal.sqlite'}", migrate_schema=False)
     try:
-        (run,) = journal.runs()
+        (run,) = journal.queries.runs()
     finally:
         journal.close()
     assert run.status == "completed" and run.summary is not None
@@ -86,8 +86,8 @@ def test_date_range_and_text_output(data: Path, tmp_path: Path) -> None:
     assert "win rate" in result.stdout and "Sharpe" in result.stdout
     journal = Journal.open(f"sqlite:///{tmp_path / 'j.sqlite'}", migrate_schema=False)
     try:
-        (run,) = journal.runs()
-        first = next(journal.iter_bars("EURUSD", "M15"))
+        (run,) = journal.queries.runs()
+        first = next(journal.runs.iter_bars("EURUSD", "M15"))
     finally:
         journal.close()
     assert run.summary is not None
@@ -103,7 +103,7 @@ def test_params_version_from_the_operators_journal(data: Path, tmp_path: Path) -
     params_url = f"sqlite:///{tmp_path / 'operator.sqlite'}"
     ops = Journal.open(params_url)
     try:
-        ops.add_param_version(content, None, "alice", "wider targets")
+        ops.params.add_param_version(content, None, "alice", "wider targets")
     finally:
         ops.close()
     result = dta(str(data), "--to", "2022-10-25", "--params", "1", "--params-journal",

@@ -56,8 +56,8 @@ def test_a_resize_to_a_sliver_is_vetoed_not_sent(sqlite_url: str, tmp_path: Path
     assert summary["vetoes"].get("order_volume", 0) == summary["decisions"], summary
     j = Journal.open(sqlite_url)
     try:
-        orders = list(j._session.scalars(select(OrderRow)))
-        reasons = [c["reason"] for v in j._session.scalars(select(VerdictRow))
+        orders = list(j.uow.session.scalars(select(OrderRow)))
+        reasons = [c["reason"] for v in j.uow.session.scalars(select(VerdictRow))
                    for c in (v.checks or []) if c["name"] == "order_volume"]
     finally:
         j.close()

@@ -96,10 +96,10 @@ def _steps(page: Path) -> list[tuple[str, int]]:
 def _placeholders(url: str, last_output: str) -> dict[str, str]:
     j = Journal.open(url)
     try:
-        incidents = j.incidents()
+        incidents = j.incidents.all()
         open_ = [i for i in incidents if i.status != "resolved"]
-        pending = j.approvals("pending")
-        filled = [o for o in j.orders() if o.state.value == "filled"]
+        pending = j.approvals.all("pending")
+        filled = [o for o in j.orders.all() if o.state.value == "filled"]
         values = {
             "INCIDENT_ID": str((open_ or incidents or [None])[0].id if (open_ or incidents)
                                else "0"),

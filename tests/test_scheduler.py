@@ -107,7 +107,7 @@ def test_scheduled_daemon_runs_each_bar_once_and_stops_cleanly(sqlite_url: str,
     assert executor.stats.cycles >= 3
     assert "WATCHDOG=1" in messages
     j = Journal.open(sqlite_url)
-    assert j.count_duplicate_bars() == 0
+    assert j.queries.count_duplicate_bars() == 0
     j.close()
 
 
@@ -161,13 +161,13 @@ def test_housekeeping_takes_polls_and_checkpoints_off_the_cycle(tmp_path: Path) 
         for k in range(30):  # commits land in the WAL only: SQLite checkpoints nothing,
             cycle()          # not even past its own 1,000-page threshold (~6 MB here)
             for _ in range(50):
-                journal.record_rejection(None, "EURUSD", "M15", "test", f"{k}" + "x" * 4000)
+                journal.runs.record_rejection(None, "EURUSD", "M15", "test", f"{k}" + "x" * 4000)
             journal.commit()
         assert db.stat().st_mtime_ns == written
 
         # An operator activates another version from another process.
         other = Journal.open(url)
-        store = other
+        store = other.params
         content = dict(executor.c.params.values)
         content["order_volume"] = 0.07
         v = propose(store, content, author="ops", reason="test")

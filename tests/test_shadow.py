@@ -22,7 +22,7 @@ runner = CliRunner()
 def _our_entries(url: str) -> list[dict[str, object]]:
     j = Journal.open(url)
     try:
-        return j.entry_orders_with_proposals("paper-1")
+        return j.queries.entry_orders_with_proposals("paper-1")
     finally:
         j.close()
 
@@ -52,8 +52,8 @@ def test_shadow_run_pairs_with_scripted_ea_deals(journal_url: str, tmp_path: Pat
     deals.write_text("\n".join(rows) + "\n")
 
     j = Journal.open(journal_url)  # the account/strategy was promoted to shadow earlier
-    j.record_clearance(account="paper-1", strategy="smc_ob_retest", action="promote",
-                       mode="shadow", person="desk", note="cleared for the test")
+    j.clearances.record_clearance(account="paper-1", strategy="smc_ob_retest", action="promote",
+                                  mode="shadow", person="desk", note="cleared for the test")
     j.close()
     summary = replay(journal_url, data, mode="shadow",
                      shadow={"ea_deals_file": str(deals), "ea_magic": 777})
@@ -61,7 +61,7 @@ def test_shadow_run_pairs_with_scripted_ea_deals(journal_url: str, tmp_path: Pat
     assert summary["mode"] == "shadow"
     j = Journal.open(journal_url)
     try:
-        brokers = {o.broker_order_id.split("-")[0] for o in j.orders() if o.broker_order_id}
+        brokers = {o.broker_order_id.split("-")[0] for o in j.orders.all() if o.broker_order_id}
     finally:
         j.close()
     assert brokers == {"shadow"}  # virtual fills: nothing left the process

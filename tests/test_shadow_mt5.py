@@ -75,14 +75,15 @@ def test_shadow_on_mt5_pairs_the_eas_deals(tmp_path: Path, strategy: object) -> 
             shadow={"ea_magic": 424242, "pairing_window_minutes": 30},
             broker={"kind": "mt5", "symbols": ["EURUSD"], "timeframe": "M15", "mt5": mt5})
         journal = Journal.open(url)
-        journal.record_clearance(account="paper-1", strategy=LongOnLastBar.name,
-                                 action="promote", mode="shadow", person="desk", note="t")
+        journal.clearances.record_clearance(account="paper-1", strategy=LongOnLastBar.name,
+                                            action="promote", mode="shadow", person="desk",
+                                            note="t")
         daemon = build_daemon(settings, journal)
         executor = daemon.executor
         executor.start()
         sends_before = fake.calls.count("order_send")
         executor.run_cycle(datetime.now(UTC))
-        [ours] = journal.orders("paper-1")
+        [ours] = journal.orders.all("paper-1")
         # The EA then trades EURUSD our way, and sells GBPUSD (nothing of ours there);
         # another EA (magic 555) is not the one we shadow.
         fake.add_ea_position("EURUSD", M.ORDER_TYPE_BUY if ours.intent.side.value == "buy"

@@ -56,11 +56,12 @@ def test_the_lazy_logger_is_structlogs_logger() -> None:
 
 def test_the_journals_logger_imports_structlog_on_its_first_call() -> None:
     code = ("import sys\n"
-            "import executor.journal.store as store\n"
+            "import executor.journal.store\n"
             "print('structlog' in sys.modules)\n"
+            "from executor.journal import runs\n"
             "from executor.log_setup import configure_logging\n"
             "configure_logging('info')\n"
-            "store.log.warning('runs_marked_died', runs=[7])\n")
+            "runs.log.warning('runs_marked_died', runs=[7])\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                          text=True, timeout=60, check=True)
     assert out.stdout.strip() == "False"

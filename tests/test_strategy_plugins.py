@@ -183,7 +183,7 @@ def _trace(config: Path, journal_url: str) -> tuple[list[Any], dict[str, Any]]:
     """The run's orders, and `dta trace` of the first one."""
     journal = Journal.open(journal_url)
     try:
-        orders = journal.orders()
+        orders = journal.orders.all()
     finally:
         journal.close()
     assert orders

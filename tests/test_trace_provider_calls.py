@@ -39,7 +39,7 @@ def test_trace_shows_each_provider_call(sqlite_url: str, tmp_path: Path,
     assert sum(summary["orders"].values()) > 0, summary
     j = Journal.open(sqlite_url)
     try:
-        coid = j.orders()[0].client_order_id
+        coid = j.orders.all()[0].client_order_id
     finally:
         j.close()
     runner = CliRunner()

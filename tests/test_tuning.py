@@ -39,8 +39,8 @@ def test_tune_proposes_bounded_weights_with_evidence_and_never_activates(
     assert len(ev["min_confidence"]["table"]) == 9
     j = Journal.open(journal_url)
     try:
-        assert active_version(j).version == 1  # type: ignore[union-attr]
-        stored = j.param_evidence(out["proposed_version"])
+        assert active_version(j.params).version == 1  # type: ignore[union-attr]
+        stored = j.params.param_evidence(out["proposed_version"])
         assert stored is not None and stored["outcomes"] == ev["outcomes"]
     finally:
         j.close()
@@ -55,7 +55,7 @@ def test_audit_flags_a_provider_regression_and_writes_a_proposal(tmp_path: Path)
     try:
         from collections import Counter
 
-        per_day = Counter(o.intent.bar_time.date() for o in j.orders())
+        per_day = Counter(o.intent.bar_time.date() for o in j.orders.all())
         days = sorted(d for d, n in per_day.items() if n >= 2)
         reports = [audit(j, d, min_signals=2) for d in days]
     finally:
@@ -77,9 +77,9 @@ def test_audit_flags_a_provider_regression_and_writes_a_proposal(tmp_path: Path)
     assert out["incident_id"] and out["proposed_version"]
     j = Journal.open(url)
     try:
-        [incident] = j.incidents()
+        [incident] = j.incidents.all()
         assert incident.kind == "self_audit:regression" and incident.severity == "high"
-        assert active_version(j).version == 1  # type: ignore[union-attr]
+        assert active_version(j.params).version == 1  # type: ignore[union-attr]
     finally:
         j.close()
 

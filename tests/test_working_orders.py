@@ -184,8 +184,8 @@ def test_increases_exposure_counts_working_orders_on_its_side() -> None:
 
 def test_reducing_state_counts_working_orders(tmp_path: Path) -> None:
     journal = Journal.open(f"sqlite:///{tmp_path / 'j.sqlite'}")
-    set_state(journal, TradingState.REDUCING, operator="test", reason="wind down")
-    check = TradingStateCheck(journal)
+    set_state(journal.trading_state, TradingState.REDUCING, operator="test", reason="wind down")
+    check = TradingStateCheck(journal.trading_state)
     assert check.check(decision(), account(-0.3, buy=0.1)).passed
     r = check.check(decision(), account(-0.3, buy=0.3))
     assert not r.passed and "add exposure" in r.reason
@@ -325,7 +325,7 @@ def test_unknown_stays_working_until_resolved(journal_url: str) -> None:
     resolver = OrderResolver(journal, lost_broker, ResolverSettings(grace_lookups=1,
                                                                     grace_seconds=0.0))
     resolver.resolve_pending("acct")
-    assert journal.order_state("dta-lost") is OrderState.REJECTED
+    assert journal.orders.order_state("dta-lost") is OrderState.REJECTED
     assert "dta-lost" in router.tracker.working
     router.tracker.refresh()
     assert "dta-lost" not in router.tracker.working
@@ -342,10 +342,10 @@ def test_working_set_is_rebuilt_from_the_journal_after_restart(journal_url: str)
     OrderRouter(journal, LiveLike(fail=True)).submit(intent("dta-unk", volume=0.2))
     # as the daemon's fill loop does: fills journaled, the paper-style one moves the row
     filled = done.transition(OrderState.FILLED, filled_volume=0.1, avg_fill_price=1.1)
-    journal.record_fill(fill_of(done, 0.1, "done:1").fill, "entry", 0.0)
-    journal.update_order(done, filled, detail="entry fill")
-    journal.record_fill(fill_of(part, 0.2, "part:1").fill, "entry", 0.0)  # live: row stays
-    journal.record_fill(fill_of(part, 0.5, "part:sl").fill, "stop_loss", 0.0)  # not a fill
+    journal.orders.record_fill(fill_of(done, 0.1, "done:1").fill, "entry", 0.0)
+    journal.orders.update_order(done, filled, detail="entry fill")
+    journal.orders.record_fill(fill_of(part, 0.2, "part:1").fill, "entry", 0.0)  # live: row stays
+    journal.orders.record_fill(fill_of(part, 0.5, "part:sl").fill, "stop_loss", 0.0)  # not a fill
     journal.commit()
     journal.close()
 
@@ -482,11 +482,11 @@ class Interleavings(RuleBasedStateMachine):
     def bar(self) -> None:
         """``RealtimeExecutor._process_bar``'s fill loop."""
         for bf in self.broker.on_bar(None):  # type: ignore[arg-type]
-            self.journal.record_fill(bf.fill, bf.kind, bf.realized_pnl)
+            self.journal.orders.record_fill(bf.fill, bf.kind, bf.realized_pnl)
             if bf.order is not None:
-                before = self.journal.order_state(bf.fill.client_order_id)
+                before = self.journal.orders.order_state(bf.fill.client_order_id)
                 if before is not None and before is not bf.order.state:
-                    self.journal.set_order_state(before, bf.order, commit=False)
+                    self.journal.orders.set_order_state(before, bf.order, commit=False)
             self.router.tracker.observe_fill(bf)
         self.router.tracker.refresh()
 
@@ -494,10 +494,11 @@ class Interleavings(RuleBasedStateMachine):
     @rule(data=st.data(), via_journal=st.booleans())
     def broker_cancels(self, data: st.DataObject, via_journal: bool) -> None:
         coid = data.draw(st.sampled_from(sorted(self.broker.book)))
-        before = self.journal.get_order(coid)
+        before = self.journal.orders.get_order(coid)
         cancelled = self.broker.cancel(coid)
         if via_journal and before is not None:  # e.g. start-up reconciliation adopted it
-            self.journal.set_order_state(before.state, replace(before, state=cancelled.state))
+            self.journal.orders.set_order_state(before.state,
+                                                replace(before, state=cancelled.state))
         else:
             self.router.tracker.observe(cancelled)
 
@@ -626,7 +627,7 @@ class Run:
             self.ex.run_cycle(self.clock.now())
 
     def verdicts(self) -> list[str]:
-        rows = self.journal._session.scalars(select(VerdictRow).order_by(VerdictRow.id))  # type: ignore[arg-type]
+        rows = self.journal.uow.session.scalars(select(VerdictRow).order_by(VerdictRow.id))  # type: ignore[arg-type]
         return [("approved" if v.approved else v.reasons) for v in rows]
 
     def close(self) -> dict[str, Any]:
@@ -645,7 +646,7 @@ def test_daemon_vetoes_a_second_entry_while_the_first_is_working(
     assert verdicts[0] == "approved"
     held = "max_position: position would be +0.2 lots incl. 0.1 working, limit 0.1"
     assert verdicts[1:] == [held] * (len(verdicts) - 1) and len(verdicts) >= 4
-    assert [o.state for o in run.journal.orders("paper-1")] == [OrderState.ACCEPTED]
+    assert [o.state for o in run.journal.orders.all("paper-1")] == [OrderState.ACCEPTED]
     assert run.broker.positions() == {}
     run.close()
 
@@ -660,7 +661,7 @@ def test_daemon_vetoes_a_second_entry_while_the_first_is_working(
     assert run.broker.positions()["EURUSD"].volume == pytest.approx(0.1)
     assert run.ex.router.tracker.working == {}
     assert run.verdicts()[-1] == "max_position: position would be +0.2 lots, limit 0.1"
-    assert [o.state for o in run.journal.orders("paper-1")] == [OrderState.FILLED]
+    assert [o.state for o in run.journal.orders.all("paper-1")] == [OrderState.FILLED]
     run.close()
 
 
@@ -673,11 +674,11 @@ def test_daemon_counts_an_order_left_unknown_by_a_timeout(
     assert verdicts[0] == "approved" and len(verdicts) >= 3
     assert set(verdicts[1:]) == {
         "max_position: position would be +0.2 lots incl. 0.1 working, limit 0.1"}
-    assert [o.state for o in run.journal.orders("paper-1")] == [OrderState.UNKNOWN]
+    assert [o.state for o in run.journal.orders.all("paper-1")] == [OrderState.UNKNOWN]
     # The broker had it after all: its fill settles it.
     run.broker.hold = False
     run.cycles(1)
-    assert [o.state for o in run.journal.orders("paper-1")] == [OrderState.FILLED]
+    assert [o.state for o in run.journal.orders.all("paper-1")] == [OrderState.FILLED]
     assert run.ex.router.tracker.working == {}
     run.close()
 
@@ -690,16 +691,16 @@ def test_a_live_brokers_fill_without_the_order_moves_the_orders_row(
     run = Run(f"sqlite:///{tmp_path / 'journal.sqlite'}", data)
     run.broker.bare_fills = True
     run.cycles(3)
-    [accepted] = run.journal.orders("paper-1")
+    [accepted] = run.journal.orders.all("paper-1")
     assert accepted.state is OrderState.ACCEPTED
     run.broker.hold = False
     run.cycles(1)
-    [filled] = run.journal.orders("paper-1")
-    [fill] = run.journal.fills(filled.client_order_id)
+    [filled] = run.journal.orders.all("paper-1")
+    [fill] = run.journal.orders.fills(filled.client_order_id)
     assert filled.state is OrderState.FILLED and run.ex.router.tracker.working == {}
     assert filled.filled_volume == pytest.approx(0.1)
     assert filled.avg_fill_price == pytest.approx(fill.price)
-    history = run.journal.trace(filled.client_order_id)
+    history = run.journal.queries.trace(filled.client_order_id)
     assert history is not None
     assert [e["to_state"] for e in history["order_events"]][-1] == "filled"
     run.close()

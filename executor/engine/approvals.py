@@ -60,7 +60,7 @@ class ApprovalQueue:
             return
         p = decision.proposal
         ttl = timedelta(seconds=self.c.guard.approval_ttl_seconds)
-        approval_id = self.journal.create_approval(
+        approval_id = self.journal.approvals.create_approval(
             decision_id=decision_id, account=self.account, symbol=p.symbol,
             direction=request.direction.value, intent=request.payload(),
             why="; ".join(verdict.reasons), created_at=now, expires_at=now + ttl)
@@ -77,18 +77,18 @@ class ApprovalQueue:
         """
         while self.expiries and self.expiries[0][0] <= now:
             expires_at, approval_id = heapq.heappop(self.expiries)
-            if self.journal.set_approval_status(approval_id, "expired", expected="pending",
-                                                decided_at=expires_at):
+            if self.journal.approvals.set_approval_status(
+                    approval_id, "expired", expected="pending", decided_at=expires_at):
                 self.stats.approvals_expired += 1
         mono = time.monotonic()
         if mono - self.checked < self.poll_seconds:
             return
         self.checked = mono
-        for a in self.journal.approvals("pending"):
-            if a.expires_at <= now and self.journal.set_approval_status(
+        for a in self.journal.approvals.all("pending"):
+            if a.expires_at <= now and self.journal.approvals.set_approval_status(
                     a.id or 0, "expired", expected="pending", decided_at=a.expires_at):
                 self.stats.approvals_expired += 1
-        for a in self.journal.approvals("approved"):
+        for a in self.journal.approvals.all("approved"):
             if a.account == self.account:
                 self._execute_approved(a, now)
 
@@ -99,17 +99,17 @@ class ApprovalQueue:
         order behind it."""
         late = a.decided_at is None or a.decided_at > a.expires_at or now > a.expires_at
         if late:
-            self.journal.set_approval_status(a.id or 0, "expired", expected="approved",
-                                             note="approved after its time-to-live")
+            self.journal.approvals.set_approval_status(a.id or 0, "expired", expected="approved",
+                                                       note="approved after its time-to-live")
             self.stats.approvals_expired += 1
             return
         try:
             request = ApprovalRequest.from_payload(a.intent)
         except MalformedApproval as exc:
-            self.journal.set_approval_status(a.id or 0, "rejected", expected="approved",
-                                             note=f"not executed: {exc}")
-            self.journal.open_incident("high", "approval_malformed",
-                                       f"approval #{a.id}: {exc}")
+            self.journal.approvals.set_approval_status(a.id or 0, "rejected", expected="approved",
+                                                       note=f"not executed: {exc}")
+            self.journal.incidents.open_incident("high", "approval_malformed",
+                                                 f"approval #{a.id}: {exc}")
             return
         stream = (a.symbol, request.timeframe)
         snapshot = self.snapshots.get(stream)
@@ -119,14 +119,14 @@ class ApprovalQueue:
             request.decision(a.symbol),
             self.decider.context(snapshot, now, request.volume))
         if not verdict.approved:
-            self.journal.set_approval_status(a.id or 0, "rejected", expected="approved",
-                                             note="hard limits failed at execution: "
+            self.journal.approvals.set_approval_status(a.id or 0, "rejected", expected="approved",
+                                                       note="hard limits failed at execution: "
                                                   + "; ".join(verdict.reasons))
             return
         intent = request.intent(self.account, a.symbol, a.decision_id)
-        if self.journal.set_approval_status(a.id or 0, "executed", expected="approved",
-                                            client_order_id=intent.client_order_id,
-                                            commit=False):
+        if self.journal.approvals.set_approval_status(a.id or 0, "executed", expected="approved",
+                                                      client_order_id=intent.client_order_id,
+                                                      commit=False):
             self.decider.submit(intent, now)  # commits the mark with the order's row
             self.stats.approvals_executed += 1
 
@@ -134,14 +134,14 @@ class ApprovalQueue:
         """Start-up: a request marked ``executed`` whose order row never committed (a
         journal written before the mark and the row shared one transaction) is approved
         again, so the next cycle sends it or expires it; never silently forgotten."""
-        for a in self.journal.approvals("executed"):
+        for a in self.journal.approvals.all("executed"):
             if a.account != self.account or (
-                    a.client_order_id and self.journal.order_state(a.client_order_id)):
+                    a.client_order_id and self.journal.orders.order_state(a.client_order_id)):
                 continue
-            if self.journal.set_approval_status(
+            if self.journal.approvals.set_approval_status(
                     a.id or 0, "approved", expected="executed",
                     note="marked executed without an order: approved again at start-up"):
-                self.journal.open_incident(
+                self.journal.incidents.open_incident(
                     "high", "approval_without_order",
                     f"approval #{a.id} was marked executed but its order "
                     f"{a.client_order_id} was never journaled; it is approved again and "

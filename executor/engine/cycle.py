@@ -81,7 +81,7 @@ class BarCycle:
         """Start-up: each stream continues after its last journaled bar, with the snapshot
         state rebuilt from the journal's bars."""
         for stream in self.streams:
-            last = self.journal.last_bar_time(*stream)
+            last = self.journal.runs.last_bar_time(*stream)
             self.last_time[stream] = last
             if last is not None:
                 self.validator.restore(stream[0], stream[1], last)
@@ -91,7 +91,7 @@ class BarCycle:
         for stream in self.streams:
             builder = SnapshotBuilder(**self.c.snapshot_params)
             warmed = 0
-            for bar in self.journal.iter_bars(*stream):
+            for bar in self.journal.runs.iter_bars(*stream):
                 # warm-up: state only, no strategy, no orders
                 self.snapshots[stream] = builder.update(bar)
                 warmed += 1
@@ -156,7 +156,7 @@ class BarCycle:
             return
         if check.gap_bars:
             self.stats.gaps_flagged += 1
-        self.journal.record_bar(bar, check.gap_bars)
+        self.journal.runs.record_bar(bar, check.gap_bars)
         self.last_time[stream] = bar.time
         self.stats.bars_processed += 1
         if self.metrics is not None:
@@ -172,8 +172,8 @@ class BarCycle:
             proposals = self.c.strategy.on_bar(snapshot, ctx)
         except Exception as exc:
             self.stats.errors["strategy_error"] += 1
-            self.journal.record_rejection(bar, stream[0], stream[1], "strategy_error",
-                                          f"{exc.__class__.__name__}: {exc}")
+            self.journal.runs.record_rejection(bar, stream[0], stream[1], "strategy_error",
+                                               f"{exc.__class__.__name__}: {exc}")
             log.error("strategy_error", symbol=bar.symbol, error=repr(exc))
             proposals = ()
         for proposal in proposals:
@@ -183,7 +183,7 @@ class BarCycle:
 
     def _reject(self, stream: Stream, bar: Bar, reason: str, detail: str) -> None:
         self.stats.bars_rejected[reason] += 1
-        self.journal.record_rejection(bar, stream[0], stream[1], reason, detail)
+        self.journal.runs.record_rejection(bar, stream[0], stream[1], reason, detail)
         log.warning("bar_rejected", symbol=stream[0], time=str(bar.time),
                     reason=reason, detail=detail)
         if self.metrics is not None:
@@ -199,5 +199,5 @@ class BarCycle:
             log.error("ea_read_failed", error=repr(exc))
             return
         if deals:
-            self.stats.ea_deals += self.journal.record_ea_deals(deals)
+            self.stats.ea_deals += self.journal.ea_deals.record_ea_deals(deals)
             self.ea_since = max(d.time for d in deals)

@@ -72,15 +72,15 @@ class Decider:
 
     def decide(self, proposal: Proposal, snapshot: MarketSnapshot, now: datetime) -> None:
         self.stats.proposals += 1
-        proposal_id = self.journal.record_proposal(proposal, snapshot)
+        proposal_id = self.journal.decisions.record_proposal(proposal, snapshot)
         decision = self.c.ensemble.evaluate(proposal, snapshot)
-        decision_id = self.journal.record_decision(decision, proposal_id)
+        decision_id = self.journal.decisions.record_decision(decision, proposal_id)
         with bound_contextvars(decision_id=decision_id, symbol=proposal.symbol):
             self._record_calls(decision, decision_id)
             self.stats.decisions += 1
             verdict = self.c.guardrails.check(
                 decision, self.context(snapshot, now, self.volume(decision)))
-            self.journal.record_verdict(verdict, decision_id)
+            self.journal.decisions.record_verdict(verdict, decision_id)
             if self.metrics is not None:
                 self.metrics.decisions.inc()
                 for c in verdict.checks:
@@ -115,7 +115,7 @@ class Decider:
         for call in decision.calls:
             if self.metrics is not None:
                 self.metrics.provider_call(call)
-            self.journal.record_provider_call(call_row(call, decision_id))
+            self.journal.provider_calls.record_provider_call(call_row(call, decision_id))
 
     def submit(self, intent: OrderIntent, now: datetime) -> Order:
         with bound_contextvars(client_order_id=intent.client_order_id):

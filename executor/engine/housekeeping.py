@@ -87,14 +87,14 @@ class Housekeeper:
             return
         self.param_checked = mono
         if self.metrics is not None:
-            self.metrics.set_state(self.journal.trading_state().state)
-        latest = self.journal.latest_param_event_id()
-        providers = self.journal.latest_provider_event_id()
+            self.metrics.set_state(self.journal.trading_state.trading_state().state)
+        latest = self.journal.params.latest_param_event_id()
+        providers = self.journal.provider_calls.latest_provider_event_id()
         if latest == self.param_event_id and providers == self.provider_event_id:
             return
         rebuild = providers != self.provider_event_id  # an operator (dis|en)abled one
         self.param_event_id, self.provider_event_id = latest, providers
-        active = active_version(self.journal)
+        active = active_version(self.journal.params)
         if active is not None and (rebuild or active.version != self.c.version):
             self.apply(active.version, active.content)
 

@@ -100,7 +100,7 @@ class Node:
         from guardrails.clearance import cleared_mode
         from guardrails.promotion import RANK
 
-        cleared = cleared_mode(journal, s.account, s.strategy.name)
+        cleared = cleared_mode(journal.clearances, s.account, s.strategy.name)
         if RANK[cleared] < RANK[s.mode]:
             journal.close()
             raise RunAborted(EXIT_REFUSED, (

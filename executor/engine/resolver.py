@@ -18,7 +18,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import structlog
-from sqlalchemy import func, select
 
 from domain import ORDER_TRANSITIONS, Order, OrderState, OrderType
 from domain.errors import VenueError
@@ -49,22 +48,6 @@ class OrderResolver:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._sleep = sleep
 
-    def _sent_at(self, client_order_id: str) -> datetime | None:
-        t = _EVENTS
-        stmt = (select(t.c.at).where(t.c.client_order_id == client_order_id,
-                                     t.c.to_state == OrderState.SUBMITTING.value)
-                .order_by(t.c.id).limit(1))
-        at: datetime | None = self.journal._conn().execute(stmt).scalar()
-        if at is None:
-            return None
-        return at if at.tzinfo else at.replace(tzinfo=UTC)
-
-    def _misses(self, client_order_id: str) -> int:
-        t = _EVENTS
-        stmt = (select(func.count()).select_from(t)
-                .where(t.c.client_order_id == client_order_id, t.c.detail.startswith(_MISS)))
-        return int(self.journal._conn().execute(stmt).scalar() or 0)
-
     def resolve(self, order: Order) -> Order:
         """One lookup. Returns the order as journaled afterwards."""
         if order.state not in UNRESOLVED:
@@ -77,13 +60,14 @@ class OrderResolver:
             return order  # not a miss: the broker could not be asked
         if seen is not None and seen.state not in UNRESOLVED:
             resolved = adopt(order, seen)
-            self.journal.update_order(order, resolved, detail="resolved by broker lookup")
+            self.journal.orders.update_order(order, resolved, detail="resolved by broker lookup")
             log.info("order_resolved", client_order_id=order.client_order_id,
                      state=resolved.state.value)
             return resolved
-        misses = self._misses(order.client_order_id) + 1
+        misses = 1 + self.journal.orders.count_events(order.client_order_id,
+                                                       detail_prefix=_MISS)
         grace = self.settings.grace_lookups
-        sent = self._sent_at(order.client_order_id)
+        sent = self.journal.orders.sent_at(order.client_order_id)
         age = (self._clock() - sent).total_seconds() if sent else float("inf")
         current = order
         if order.state is OrderState.SUBMITTING:
@@ -94,19 +78,19 @@ class OrderResolver:
                 OrderState.REJECTED,
                 reason=(f"lost: not found at {self.broker.name} after "
                         f"{misses} lookups over {age:.0f}s; never re-sent"))
-            self.journal.update_order(order, lost, detail=f"{_MISS} {misses}/{grace}: "
+            self.journal.orders.update_order(order, lost, detail=f"{_MISS} {misses}/{grace}: "
                                                           "declared lost")
             log.error("order_declared_lost", client_order_id=order.client_order_id,
                       lookups=misses, age_s=round(age, 1))
             return lost
-        self.journal.update_order(order, current, detail=f"{_MISS} {misses}/{grace}")
+        self.journal.orders.update_order(order, current, detail=f"{_MISS} {misses}/{grace}")
         return current
 
     def resolve_pending(self, account: str) -> list[Order]:
         """One pass over every unresolved order of ``account``, then over its working
         market orders (``settle_market``). Returns the unresolved ones as journaled after."""
-        out = [self.resolve(o) for o in self.journal.orders(account, list(UNRESOLVED))]
-        for order in self.journal.orders(account, list(WORKING)):
+        out = [self.resolve(o) for o in self.journal.orders.all(account, list(UNRESOLVED))]
+        for order in self.journal.orders.all(account, list(WORKING)):
             if order.intent.order_type is OrderType.MARKET:
                 self.settle_market(order)
         return out
@@ -134,7 +118,7 @@ class OrderResolver:
                                    avg_fill_price=seen.avg_fill_price or order.avg_fill_price,
                                    broker_order_id=seen.broker_order_id or
                                    order.broker_order_id, reason=seen.reason)
-        self.journal.update_order(order, settled, detail="settled by broker lookup")
+        self.journal.orders.update_order(order, settled, detail="settled by broker lookup")
         log.info("order_settled", client_order_id=order.client_order_id,
                  state=settled.state.value, filled=settled.filled_volume)
         return settled

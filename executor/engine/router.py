@@ -35,8 +35,9 @@ class OrderRouter:
 
     def _submit(self, intent: OrderIntent) -> Order:
         # A re-run cycle finds its order journaled; a new one costs one indexed read.
-        existing = (self.journal.get_order(intent.client_order_id)
-                    if self.journal.order_state(intent.client_order_id) is not None else None)
+        orders = self.journal.orders
+        existing = (orders.get_order(intent.client_order_id)
+                    if orders.order_state(intent.client_order_id) is not None else None)
         if existing is not None:
             log.warning("order_already_journaled", client_order_id=intent.client_order_id,
                         state=existing.state.value)
@@ -55,9 +56,9 @@ class OrderRouter:
         # commits with the cycle's batch, order and simulated fill together or not at all.
         detail, durable = f"sending to {self.broker.name}", not self.broker.simulated
         if new:
-            self.journal.insert_sending(order, submitting, detail, commit=durable)
+            self.journal.orders.insert_sending(order, submitting, detail, commit=durable)
         else:
-            self.journal.update_order(order, submitting, detail=detail, commit=durable)
+            self.journal.orders.update_order(order, submitting, detail=detail, commit=durable)
         try:
             result = self.broker.submit(submitting)
         except VenueError as exc:
@@ -67,8 +68,8 @@ class OrderRouter:
                 OrderState.UNKNOWN, reason=f"{exc.__class__.__name__}: {exc}")
         # Not forced to disk here: if this update is lost in a crash, the row still says
         # ``submitting`` and start-up resolves it by lookup. It commits with the cycle.
-        self.journal.update_order(submitting, result, detail=result.reason or "broker answered",
-                                  commit=False)
+        self.journal.orders.update_order(submitting, result,
+                                         detail=result.reason or "broker answered", commit=False)
         log.info("order_submitted", client_order_id=result.client_order_id,
                  state=result.state.value, symbol=result.intent.symbol,
                  side=result.intent.side.value, volume=result.intent.volume)

@@ -101,7 +101,7 @@ class ReconcileReport:
 def journal_net_positions(journal: Journal, account: str) -> dict[str, float]:
     """Net volume per symbol from the journaled fills of ``account``'s orders."""
     out: dict[str, float] = {}
-    for f in journal.fills(account=account):
+    for f in journal.orders.fills(account=account):
         out[f.symbol] = out.get(f.symbol, 0.0) + (f.volume if f.side == "buy" else -f.volume)
     return {s: round(v, 10) for s, v in out.items()}
 
@@ -126,7 +126,7 @@ def reconcile(journal: Journal, broker: ReconcilableBroker, account: str, *,
     now = (clock or (lambda: datetime.now(UTC)))()
     since = since or now - timedelta(days=7)
     resolver = resolver or OrderResolver(journal, broker, settings, clock=clock)
-    found = _Findings({o.client_order_id: o for o in journal.orders(account)})
+    found = _Findings({o.client_order_id: o for o in journal.orders.all(account)})
     _settle_open_orders(journal, broker, resolver, found)  # 1. orders left open or in doubt
     recorded, external_fills = _record_missed_fills(journal, broker, found, since)  # 2.
     external = _external_orders(broker, found)  # 3. working orders at the broker
@@ -179,8 +179,8 @@ def _settle_working(journal: Journal, broker: ReconcilableBroker, order: Order,
                                avg_fill_price=seen.avg_fill_price,
                                broker_order_id=seen.broker_order_id or
                                order.broker_order_id, reason=seen.reason)
-    journal.update_order(order, updated, detail="reconciled with the broker",
-                         commit=False)
+    journal.orders.update_order(order, updated, detail="reconciled with the broker",
+                                commit=False)
     found.orders[coid] = updated
     found.adopted.append(coid)
 
@@ -197,7 +197,7 @@ def _record_missed_fills(journal: Journal, broker: ReconcilableBroker, found: _F
             external_fills.append(fill.fill_id)
             continue
         journaled.append(fill)
-        if journal.record_fill(fill, bf.kind, bf.realized_pnl):
+        if journal.orders.record_fill(fill, bf.kind, bf.realized_pnl):
             recorded.append(fill.fill_id)
     if isinstance(broker, KnowsJournaledFills):
         # The adapter's next poll would report these again (defect 5 of issue 15).

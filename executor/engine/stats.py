@@ -82,7 +82,7 @@ def run_summary(s: RunStats, *, mode: str, account: str, c: Components, journal:
                       "executed": s.approvals_executed},
         "rollbacks": s.rollbacks,
         "ea_deals": s.ea_deals,
-        "trading_state": journal.trading_state().state,
+        "trading_state": journal.trading_state.trading_state().state,
         "elapsed_s": round(elapsed, 3),
         "bars_per_s": round(s.bars_processed / elapsed, 1) if elapsed > 0 else 0.0,
         "latency": {k: round(v, 1) for k, v in s.latency_percentiles().items()},
@@ -96,6 +96,6 @@ def run_summary(s: RunStats, *, mode: str, account: str, c: Components, journal:
             "equity": round(broker.equity(), 2),
             "initial_balance": broker.initial_balance,
         }
-    out["journal_orders_by_state"] = journal.order_counts()
-    out["open_orders"] = len(journal.orders(account, list(_OPEN)))
+    out["journal_orders_by_state"] = journal.queries.order_counts()
+    out["open_orders"] = len(journal.orders.all(account, list(_OPEN)))
     return out

@@ -166,11 +166,11 @@ class OrderTracker:
             before = max(known.filled_volume if fill.fill_id not in seen else 0.0,
                          sum(v for fid, (v, _) in seen.items() if fid != fill.fill_id))
         else:
-            order = self.journal.get_order(coid)
+            order = self.journal.orders.get_order(coid)
             if order is None:
                 return fill.volume  # a fill for an order we never journaled
             volume = order.intent.volume
-            before = sum(f.volume for f in self.journal.fills(coid)
+            before = sum(f.volume for f in self.journal.orders.fills(coid)
                          if f.kind == "entry" and f.fill_id != fill.fill_id)
         extra = before + fill.volume - volume
         return extra if extra > _EPS + 1e-6 * volume else 0.0
@@ -196,10 +196,10 @@ class OrderTracker:
         start-up reconciliation): one indexed read per working order, and none at all when
         nothing is working. Called once per bar, never per decision."""
         for coid, order in list(self.working.items()):
-            state = self.journal.order_state(coid)
+            state = self.journal.orders.order_state(coid)
             if state is None or state is order.state:
                 continue
-            seen = self.journal.get_order(coid)
+            seen = self.journal.orders.get_order(coid)
             if seen is not None:
                 self.observe(seen)
 
@@ -212,11 +212,11 @@ class OrderTracker:
         self._finished.clear()
         self._finished_order.clear()
         self._exposure = None
-        for order in self.journal.orders(account, list(_OPEN)):
+        for order in self.journal.orders.all(account, list(_OPEN)):
             coid = order.client_order_id
             self.working[coid] = order
-            self._fills[coid] = {f.fill_id: (f.volume, f.price) for f in self.journal.fills(coid)
-                                 if f.kind == "entry"}
+            self._fills[coid] = {f.fill_id: (f.volume, f.price)
+                                 for f in self.journal.orders.fills(coid) if f.kind == "entry"}
             if self.remaining(coid) <= _EPS:
                 self._finish(coid)
         if self.working:
@@ -243,18 +243,18 @@ class OrderTracker:
         for bf in fills:
             if self._surplus_fill(bf):
                 continue
-            self.journal.record_fill(bf.fill, bf.kind, bf.realized_pnl)
+            self.journal.orders.record_fill(bf.fill, bf.kind, bf.realized_pnl)
             stats.fills += 1
             if bf.order is not None:
-                before = self.journal.order_state(bf.fill.client_order_id)
+                before = self.journal.orders.order_state(bf.fill.client_order_id)
                 if before is not None and before is not bf.order.state:
-                    self.journal.set_order_state(before, bf.order, detail=f"{bf.kind} fill",
-                                                 commit=False)
+                    self.journal.orders.set_order_state(before, bf.order, detail=f"{bf.kind} fill",
+                                                        commit=False)
             known = self.working.get(bf.fill.client_order_id)
             moved = self.observe_fill(bf)
             if moved is not None and known is not None:
-                self.journal.set_order_state(known.state, moved, detail=f"{bf.kind} fill",
-                                             commit=False)
+                self.journal.orders.set_order_state(known.state, moved, detail=f"{bf.kind} fill",
+                                                    commit=False)
         self.refresh()  # states the resolver journaled (no read when none working)
 
     def _surplus_fill(self, bf: BrokerFill) -> bool:
@@ -273,11 +273,11 @@ class OrderTracker:
                    "booked, trading halted")
         log.critical("fill_surplus", client_order_id=f.client_order_id, fill_id=f.fill_id,
                      volume=f.volume, surplus=extra)
-        self.journal.open_incident("critical", "fill_surplus", message, {
+        self.journal.incidents.open_incident("critical", "fill_surplus", message, {
             "client_order_id": f.client_order_id, "fill_id": f.fill_id,
             "volume": f.volume, "surplus": extra, "side": f.side.value})
-        set_state(self.journal, TradingState.HALTED, operator="system", reason=message,
-                  trigger="fill_surplus")
+        set_state(self.journal.trading_state, TradingState.HALTED, operator="system",
+                  reason=message, trigger="fill_surplus")
         return True
 
     # ------------------------------------------------------------------ orders in doubt
@@ -302,20 +302,20 @@ class OrderTracker:
                         error=str(exc))
             if order.state is OrderState.SUBMITTING:
                 unknown = order.transition(OrderState.UNKNOWN, reason=f"lookup failed: {exc}")
-                self.journal.update_order(order, unknown, detail=unknown.reason)
+                self.journal.orders.update_order(order, unknown, detail=unknown.reason)
                 return unknown
             return order
         if seen is None or seen.state in _UNRESOLVED:
             if order.state is OrderState.SUBMITTING:
                 unknown = order.transition(OrderState.UNKNOWN,
                                            reason="not found at broker after restart")
-                self.journal.update_order(order, unknown, detail=unknown.reason)
+                self.journal.orders.update_order(order, unknown, detail=unknown.reason)
                 return unknown
             return order
         resolved = adopt(order, seen)
-        self.journal.update_order(order, resolved, detail="resolved by broker lookup")
+        self.journal.orders.update_order(order, resolved, detail="resolved by broker lookup")
         return resolved
 
     def resolve_open(self, account: str) -> list[Order]:
         """Start-up pass over every order left submitting or unknown."""
-        return [self.resolve(o) for o in self.journal.orders(account, list(_UNRESOLVED))]
+        return [self.resolve(o) for o in self.journal.orders.all(account, list(_UNRESOLVED))]

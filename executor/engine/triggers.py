@@ -99,14 +99,14 @@ class Triggers:
         """Start-up: the day's baseline and the broker-error window continue from the
         journal, so a restart never starts the day's loss limits over. The active version's
         activation is measured from here after a restart (documented approximation)."""
-        baseline = self.journal.day_start(self.account)
+        baseline = self.journal.risk_days.day_start(self.account)
         if baseline is not None:
             self.day_opened, self.day_start_equity = baseline
             if self.drawdown is not None:
                 self.drawdown.seed(*baseline)
         else:
             self.day_start_equity = self.equity()
-        self.broker_errors.seed(self.journal.broker_error_times(
+        self.broker_errors.seed(self.journal.risk_days.broker_error_times(
             self.account, self.c.guard.broker_error_halt_count))
         self.regression.reset(self.equity())
 
@@ -156,13 +156,13 @@ class Triggers:
         """The day's baseline (journaled once per day: the first reading stands)."""
         self.day_opened, self.day_start_equity = day, equity
         if equity is not None:
-            self.journal.record_day_start(self.account, day, equity)
+            self.journal.risk_days.record_day_start(self.account, day, equity)
             if self.drawdown is not None:
                 self.drawdown.seed(day, equity)
 
     def broker_error(self, now: datetime, kind: str, detail: str) -> None:
         """Count a broker error toward the halt, journaled so the window survives."""
-        self.journal.record_broker_error(self.account, now, kind, detail)
+        self.journal.risk_days.record_broker_error(self.account, now, kind, detail)
         trigger = self.broker_errors.error(now)
         if trigger is not None:
             self.fire(trigger)
@@ -200,33 +200,33 @@ class Triggers:
             self._roll_back(trigger)
             return
         if trigger.state is not None and set_state(
-                self.journal, trigger.state, operator="system", reason=trigger.reason,
+                self.journal.trading_state, trigger.state, operator="system", reason=trigger.reason,
                 trigger=trigger.name):
             severity = "critical" if trigger.state is TradingState.HALTED else "high"
-            self.journal.open_incident(severity, f"{trigger.state.value.lower()}:{trigger.name}",
-                                       trigger.reason)
+            self.journal.incidents.open_incident(
+                severity, f"{trigger.state.value.lower()}:{trigger.name}", trigger.reason)
             log.warning("trading_state_changed", state=trigger.state.value,
                         trigger=trigger.name, reason=trigger.reason)
 
     def _roll_back(self, trigger: Trigger) -> None:
         try:
-            target = rollback(self.journal, operator="system", reason=trigger.reason,
+            target = rollback(self.journal.params, operator="system", reason=trigger.reason,
                               automatic=True, trigger=trigger.name)
         except ParamError as exc:
-            self.journal.open_incident("high", f"rollback_failed:{trigger.name}",
-                                       f"{trigger.reason}; {exc}")
-            set_state(self.journal, TradingState.HALTED, operator="system",
+            self.journal.incidents.open_incident("high", f"rollback_failed:{trigger.name}",
+                                                 f"{trigger.reason}; {exc}")
+            set_state(self.journal.trading_state, TradingState.HALTED, operator="system",
                       reason=f"{trigger.reason}; no version to roll back to",
                       trigger=trigger.name)
             self.regression.reset(self.equity())
             return
         self.on_rollback(target)
-        set_state(self.journal, TradingState.REDUCING, operator="system",
+        set_state(self.journal.trading_state, TradingState.REDUCING, operator="system",
                   reason=f"automatic rollback to v{target.version}: {trigger.reason}",
                   trigger=trigger.name)
-        self.journal.open_incident("high", f"auto_rollback:{trigger.name}",
-                                   f"rolled back to version {target.version}: "
-                                   f"{trigger.reason}", {"to_version": target.version})
+        self.journal.incidents.open_incident("high", f"auto_rollback:{trigger.name}",
+                                             f"rolled back to version {target.version}: "
+                                             f"{trigger.reason}", {"to_version": target.version})
         self.stats.rollbacks += 1
         log.warning("auto_rollback", trigger=trigger.name, to_version=target.version,
                     reason=trigger.reason)

@@ -1,7 +1,7 @@
 """Alembic migrations run from code, so `dta db upgrade` and the daemon's start-up need no
 alembic.ini on the VPS.
 
-Alembic (~80 ms of imports, plus executing every migration script to find the head) is
+Alembic (a heavy import, plus executing every migration script to find the head) is
 imported only by the functions that migrate. The read-only checks every `dta` command
 makes (``current_revision``, ``head_revision``) need neither: the current revision is one
 SELECT on ``alembic_version`` and the head is read from the scripts' ``revision`` /

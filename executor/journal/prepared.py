@@ -1,10 +1,10 @@
 """Hot-path journal statements, compiled once per dialect and run on the DBAPI cursor.
 
-Why: SQLAlchemy Core's ``Connection.execute`` costs 40-70 us per call on the VPS class of
-machine (statement cache key, parameter and result set-up, events), about 85 % of a
-journal write's time in the decision-path profile (benchmarks/README.md); the driver call
-itself is ~10 us. A decision writes a dozen rows before its order reaches the broker, so
-that overhead was most of the pipeline's share of the order latency.
+Why: SQLAlchemy Core's ``Connection.execute`` spends most of a journal write's time on
+the statement cache key, parameter and result set-up and events, several times what the
+driver call itself takes (the decision-path profile in benchmarks/README.md). A decision
+writes a dozen rows before its order reaches the broker, so that overhead was most of the
+pipeline's share of the order latency.
 
 What stays SQLAlchemy's: the SQL text is compiled by the engine's own dialect from the
 same Core statement, and values go through the column types' own bind and result
@@ -14,7 +14,7 @@ Statements run on the session's DBAPI connection, so they are part of the sessio
 transaction and commit (durably) with it. Driver errors (disk full, read-only database,
 lost server) and values the column types refuse become ``JournalError``: the journal's
 commit then rolls back, and the daemon halts. Text from outside (model answers, bar
-details) is made storable before it gets here (``store._text``), so it cannot halt it.
+details) is made storable before it gets here (``values.storable_text``), so it cannot halt it.
 """
 
 from __future__ import annotations

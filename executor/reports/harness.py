@@ -15,14 +15,12 @@ result can be reproduced from the journal alone.
 from __future__ import annotations
 
 import dataclasses
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from domain import ensure_utc, stable_hash
@@ -30,7 +28,6 @@ from domain.errors import ConfigError, DtaError
 from executor.daemon import RealtimeExecutor, SimulatedClock
 from executor.feeds.files import LoadedBars
 from executor.feeds.replay import ReplayFeed
-from executor.journal.models import DecisionRow
 from executor.journal.store import Journal
 from executor.reports.ab import ABDesign, Assigner, ab_component_factory
 from executor.settings import Settings
@@ -99,9 +96,9 @@ class ReplayHarness:
     """Build once (refusing a journal that already holds bars), then ``run``."""
 
     def __init__(self, settings: Settings, journal: Journal, request: ReplayRequest) -> None:
-        if journal.bar_counts()["processed"]:
+        if journal.queries.bar_counts()["processed"]:
             raise ReplayRefused(
-                f"journal {masked_url(str(journal.engine.url))} already holds processed "
+                f"journal {masked_url(journal.url)} already holds processed "
                 "bars; a replay starts from a fresh journal (omit --journal-url, or give a "
                 "new one)")
         self.settings = settings
@@ -162,7 +159,7 @@ class ReplayHarness:
         summary = ex.stop(status)
         info = self.run_info(summary)
         summary["replay"] = info
-        self.journal.end_run(status, summary)  # the same run row, now with its replay facts
+        self.journal.runs.end_run(status, summary)  # the same run row, now with its replay facts
         log = list(self.assigner.log) if self.assigner is not None else []
         return ReplayOutcome(status, self.journal.run_id, summary, info, self.loaded,
                              log)
@@ -200,24 +197,16 @@ class ReplayHarness:
                 "from_settings_file": req.params is None,
             },
             "providers": {"configured": configured,
-                          "decisions_by_mix": self._decisions_by_mix()},
+                          "decisions_by_mix": self.journal.queries.decisions_by_mix()},
             "ab": req.ab.as_dict() if req.ab is not None else None,
             "settings_hash": self.settings.content_hash,
             "account": self.settings.account,
             "contract_size": self.settings.paper.contract_size,
             "initial_balance": self.settings.paper.initial_balance,
-            "journal": masked_url(str(self.journal.engine.url)),
+            "journal": masked_url(self.journal.url),
             "trading_state_at_end": summary.get("trading_state"),
             "reproduce": " ".join(reproduce),
         }
-
-    def _decisions_by_mix(self) -> dict[str, int]:
-        counts: Counter[str] = Counter()
-        with self.journal.engine.connect() as conn:
-            for (mix,) in conn.execute(select(DecisionRow.provider_mix)):  # type: ignore[call-overload]
-                counts["+".join(mix or []) or "(none)"] += 1
-        return dict(counts)
-
 
 def _iso(t: datetime | None) -> str | None:
     return t.isoformat() if t is not None else None

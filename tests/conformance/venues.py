@@ -90,7 +90,7 @@ def daemon_view(venue: VenueModel) -> View:
 
 def journal_realized(venue: VenueModel) -> float:
     """The daemon's realised PnL: what it journaled with each fill."""
-    return round(sum(f.realized_pnl for f in venue.journal.fills(account=venue.account)), 2)
+    return round(sum(f.realized_pnl for f in venue.journal.orders.fills(account=venue.account)), 2)
 
 
 def journal_position(venue: VenueModel) -> float:
@@ -153,8 +153,9 @@ class _LiveVenue(_Venue):
 
     def _journal(self) -> Journal:
         journal = Journal.open(self.url)
-        journal.record_clearance(account=self.account, strategy=self.strategy,
-                                 action="promote", mode="live", person="desk", note="test")
+        journal.clearances.record_clearance(account=self.account, strategy=self.strategy,
+                                            action="promote", mode="live", person="desk",
+                                            note="test")
         return journal
 
     def start(self) -> None:

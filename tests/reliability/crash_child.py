@@ -133,7 +133,7 @@ def run(venue: str, port: int, journal_url: str, account: str, orders: int, sett
         migrate: bool = True) -> int:
     broker = make_broker(venue, port)
     journal = Journal.open(journal_url, migrate_schema=migrate)
-    broker.restore(journal.orders(account), [], [])
+    broker.restore(journal.orders.all(account), [], [])
     router = OrderRouter(journal, broker)
     resolver = OrderResolver(journal, broker, GRACE)
     resolver.resolve_pending(account)  # start-up: settle what the last life left in doubt
@@ -141,7 +141,7 @@ def run(venue: str, port: int, journal_url: str, account: str, orders: int, sett
     say(f"ready {os.getpid()}")
     # Like the daemon, a new life resumes after the last settled cycle instead of replaying
     # old ones; an order still in doubt goes through the router again (lookup, no send).
-    settled = {o.client_order_id for o in journal.orders(account)
+    settled = {o.client_order_id for o in journal.orders.all(account)
                if o.state not in UNRESOLVED}
     for k in range(orders):
         i = intent(venue, account, k)
@@ -155,7 +155,7 @@ def run(venue: str, port: int, journal_url: str, account: str, orders: int, sett
         if left:
             say(f"unresolved {[o.client_order_id for o in left]}")
             return 3
-        pending = journal.orders(account, list(UNRESOLVED))
+        pending = journal.orders.all(account, list(UNRESOLVED))
         assert not pending, pending
     journal.close()
     return 0

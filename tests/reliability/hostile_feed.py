@@ -396,7 +396,7 @@ def run_daemon(scenario: Scenario, *, junk: bool = True,
     journal = Journal.open("sqlite://")
     for bars in scenario.warm.values():  # already processed before this life, as after
         for bar in bars:                 # a restart: start() warms the snapshots on them
-            journal.record_bar(bar)
+            journal.runs.record_bar(bar)
     journal.commit()
     broker = TimedPaperBroker(contract_size=s.paper.contract_size,
                               initial_balance=s.paper.initial_balance)
@@ -432,12 +432,12 @@ def run_daemon(scenario: Scenario, *, junk: bool = True,
 
 def _facts(executor: RealtimeExecutor, journal: Journal, broker: TimedPaperBroker) -> Facts:
     journal.commit()
-    session = journal._session
-    orders = journal.orders()
+    session = journal.uow.session
+    orders = journal.orders.all()
     return Facts(
         bars={st_: [(b.time, b.open, b.high, b.low, b.close, b.volume, b.spread)
-                    for b in journal.iter_bars(*st_)] for st_ in STREAMS},
-        bar_streams=set(journal.bar_counts()["processed"]),
+                    for b in journal.runs.iter_bars(*st_)] for st_ in STREAMS},
+        bar_streams=set(journal.queries.bar_counts()["processed"]),
         rejected=list(session.scalars(select(RejectedBarRow).order_by(RejectedBarRow.id))),
         proposals=[(p.strategy, p.symbol, p.timeframe, p.bar_time, p.direction, p.entry,
                     p.stop, p.target, p.reason) for p in
@@ -446,9 +446,9 @@ def _facts(executor: RealtimeExecutor, journal: Journal, broker: TimedPaperBroke
                  o.intent.bar_time, o.intent.stop_loss, o.intent.take_profit,
                  o.intent.decision_id, o.state, o.filled_volume, o.avg_fill_price)
                 for o in orders],
-        traces={o.client_order_id: journal.trace(o.client_order_id) or {} for o in orders},
+        traces={o.client_order_id: journal.queries.trace(o.client_order_id) or {} for o in orders},
         fills=[(f.client_order_id, f.fill_id, f.symbol, f.side, f.time, f.price, f.volume)
-               for f in journal.fills()],
+               for f in journal.orders.fills()],
         snapshots=dict(executor.cycle.snapshots),
         processed=executor.stats.bars_processed,
         rejections=sum(executor.stats.bars_rejected.values()),
@@ -459,7 +459,7 @@ def _facts(executor: RealtimeExecutor, journal: Journal, broker: TimedPaperBroke
                    for d in session.scalars(select(DecisionRow).order_by(DecisionRow.id))],
         signals=[d.signals or [] for d in
                  session.scalars(select(DecisionRow).order_by(DecisionRow.id))],
-        calls=journal.provider_calls(limit=1_000_000),
+        calls=journal.provider_calls.all(limit=1_000_000),
     )
 
 

@@ -162,7 +162,7 @@ class LoadDaemon:
         # every snapshot from it (state only: no strategy, no provider calls).
         for bars in streams.values():
             for bar in bars[:self.warm_bars]:
-                self.journal.record_bar(bar)
+                self.journal.runs.record_bar(bar)
         self.journal.commit()
         self.feed = LiveFeed({k: v[self.warm_bars:] for k, v in streams.items()})
         self.broker = TimedPaperBroker(contract_size=self.settings.paper.contract_size,

@@ -13,7 +13,7 @@ bar, a misaligned time, a bar that closes after ``now`` (minutes to decades ahea
 Losing nothing means, for every example: no exception leaves ``run_cycle`` and
 ``fatal_error`` stays None; every valid bar, including every one after junk, is journaled
 as processed and nothing else is; every junk bar is journaled in ``rejected_bars`` with the
-reason the validator's contract gives it; every order traces (``Journal.trace``) to an
+reason the validator's contract gives it; every order traces (``JournalQueries.trace``) to an
 accepted, valid bar of its own symbol and to a proposal at that bar, every proposal and
 fill sits on a valid bar; and, differentially, the same cycles without the junk (a second
 daemon on a second journal) give the same proposals, decisions, orders, fills and final

@@ -310,7 +310,7 @@ def kill_lives(zygote: Zygote, venue: Venue, args: dict[str, Any],
 def journaled_orders(url: str) -> list[Order]:
     journal = Journal.open(url, migrate_schema=False)
     try:
-        return journal.orders(ACCOUNT)
+        return journal.orders.all(ACCOUNT)
     finally:
         journal.close()
 

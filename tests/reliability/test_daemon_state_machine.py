@@ -369,7 +369,7 @@ class CcxtVenue(SmVenue):
 
     def check_journaled(self, ops: Journal) -> None:
         for o in list(self.fake.orders):
-            mine = ops.get_order(o["clientOrderId"])
+            mine = ops.orders.get_order(o["clientOrderId"])
             assert mine is not None, f"order {o['clientOrderId']} at the venue, not journaled"
             side = mine.intent.side.value.upper()
             assert o["side"] == side, (o, mine)
@@ -519,7 +519,7 @@ class Mt5Venue(SmVenue):
                 f"order {token} sent twice: legs {again} (0: the opening leg) of {legs}")
             if self.margin_mode == "netting":
                 assert len(legs) == 1, f"order {token} sent {len(legs)} times on netting"
-            mine = ops.get_order(token)
+            mine = ops.orders.get_order(token)
             if mine is not None:
                 total = round(sum(float(r["volume"]) for r in legs), 8)
                 assert total <= mine.intent.volume + 1e-9, (
@@ -528,7 +528,7 @@ class Mt5Venue(SmVenue):
     def check_journaled(self, ops: Journal) -> None:
         requests = self._requests()
         for token, legs in requests.items():
-            mine = ops.get_order(token)
+            mine = ops.orders.get_order(token)
             assert mine is not None, f"order {token} at the venue, not journaled"
             buy = mine.intent.side is OrderSide.BUY
             for r in legs:
@@ -561,8 +561,8 @@ def _template_journal(account: str) -> Path:
     if account not in _TEMPLATE:
         path = Path(tempfile.mkdtemp(prefix="dta-sm-template-")) / "journal.sqlite"
         j = Journal.open(f"sqlite:///{path}")
-        j.record_clearance(account=account, strategy=Scripted.name, action="promote",
-                           mode="live", person="desk", note="state machine")
+        j.clearances.record_clearance(account=account, strategy=Scripted.name, action="promote",
+                                      mode="live", person="desk", note="state machine")
         j.close()
         _TEMPLATE[account] = path
     return _TEMPLATE[account]
@@ -682,7 +682,7 @@ class DaemonMachine(RuleBasedStateMachine):
         self._sync_clocks()
         # Bars are a minute apart: the journal's trading-state cache (a quarter second of
         # wall time) has expired by the next one, so an operator's change is seen.
-        self.ex.journal._state_cache.clear()
+        self.ex.journal.trading_state._cache.clear()
         try:
             handled = self.ex.run_cycle(self.now)
         except Died:
@@ -787,7 +787,7 @@ class DaemonMachine(RuleBasedStateMachine):
     def _decide(self, index: int, approve: bool, who: str) -> None:
         """`dta approvals approve|reject` from another process, in the request's time."""
         self.ops.rollback()
-        pending = self.ops.approvals("pending")
+        pending = self.ops.approvals.all("pending")
         if not pending:
             return
         request = pending[index % len(pending)]
@@ -804,19 +804,19 @@ class DaemonMachine(RuleBasedStateMachine):
     @rule(pct=st.sampled_from([4.0, 5.0, 6.0]), who=st.sampled_from(NAMED))
     def operator_activates_a_version(self, pct: float, who: str) -> None:
         self.ops.rollback()
-        current = active_version(self.ops)
+        current = active_version(self.ops.params)
         assert current is not None
         content = dict(current.content)
         content["guardrails"] = {**content["guardrails"], "daily_drawdown_halt_pct": pct}
-        v = propose(self.ops, content, author="quant", reason=f"halt at {pct} %")
-        activate(self.ops, v.version, operator=who, reason="state machine")
+        v = propose(self.ops.params, content, author="quant", reason=f"halt at {pct} %")
+        activate(self.ops.params, v.version, operator=who, reason="state machine")
         self.ops.commit()
 
     @rule(who=st.sampled_from(NAMED))
     def operator_rolls_back(self, who: str) -> None:
         self.ops.rollback()
         try:
-            rollback(self.ops, operator=who, reason="state machine")
+            rollback(self.ops.params, operator=who, reason="state machine")
         except ParamError:
             return
         self.ops.commit()
@@ -839,15 +839,15 @@ class DaemonMachine(RuleBasedStateMachine):
         (when it closed a bar: the halt is judged at each bar) the daily halt holds."""
         j = self.ops
         j.rollback()
-        left = j.approvals("approved")
+        left = j.approvals.all("approved")
         assert not left, f"approved requests left unexecuted after a cycle: {left}"
         if bars:
             self._check_daily_halt()
 
     def _check_daily_halt(self) -> None:
         j = self.ops
-        baseline = j.day_start(self.venue.account)
-        active = active_version(j)
+        baseline = j.risk_days.day_start(self.venue.account)
+        active = active_version(j.params)
         if baseline is None or active is None:
             return
         pct = (active.content.get("guardrails") or {}).get("daily_drawdown_halt_pct")
@@ -855,7 +855,7 @@ class DaemonMachine(RuleBasedStateMachine):
             return
         equity = self.venue.equity_floor()
         if equity <= baseline[1] * (1 - (pct + 0.05) / 100):
-            state = TradingState(j.trading_state().state)
+            state = TradingState(j.trading_state.trading_state().state)
             assert state is TradingState.HALTED, (
                 f"equity {equity:.2f} is past the {pct} % daily halt from the day's "
                 f"{baseline[1]:.2f} (version {active.version}, {self.restarts} restarts), "
@@ -875,13 +875,13 @@ class DaemonMachine(RuleBasedStateMachine):
     def orders_match_their_decision_or_approval(self) -> None:
         j = self.ops
         j.rollback()
-        approvals = {a.client_order_id: a for a in j.approvals() if a.client_order_id}
-        for a in j.approvals():
+        approvals = {a.client_order_id: a for a in j.approvals.all() if a.client_order_id}
+        for a in j.approvals.all():
             if a.status == "executed":
-                assert a.client_order_id and j.get_order(a.client_order_id) is not None, (
+                assert a.client_order_id and j.orders.get_order(a.client_order_id) is not None, (
                     f"approval #{a.id} executed without its order")
         agreed = {(p.bar_time, p.direction): p for p in Scripted.proposed if p.agreed}
-        for order in j.orders(self.venue.account):
+        for order in j.orders.all(self.venue.account):
             intent = order.intent
             a = approvals.get(intent.client_order_id)
             if a is not None:
@@ -903,7 +903,7 @@ class DaemonMachine(RuleBasedStateMachine):
     def approvals_end_executed_rejected_or_expired(self) -> None:
         self.ops.rollback()
         for approval_id in self.approved_by_us:
-            a = self.ops.get_approval(approval_id)
+            a = self.ops.approvals.get_approval(approval_id)
             assert a is not None
             if a.status == "rejected":
                 assert a.note, f"approval #{a.id} rejected at execution without a reason"
@@ -912,7 +912,8 @@ class DaemonMachine(RuleBasedStateMachine):
 
     @invariant()
     def trading_state_relaxed_only_by_a_named_person(self) -> None:
-        rows = sorted(self.ops.trading_state_events(limit=100_000), key=lambda r: r.id or 0)
+        rows = sorted(self.ops.trading_state.trading_state_events(limit=100_000),
+                      key=lambda r: r.id or 0)
         state = TradingState.ACTIVE
         for r in rows:
             new = TradingState(r.state)
@@ -1011,7 +1012,7 @@ def test_restart_adopts_a_partial_fill_whose_answer_was_lost(scripted: None) -> 
             m.ex.decider.submit(intent, m.now)
         m._die()
         m._start()
-        order = m.ex.journal.get_order(intent.client_order_id)
+        order = m.ex.journal.orders.get_order(intent.client_order_id)
         assert order is not None and order.state is OrderState.CANCELLED, order
         assert order.filled_volume == pytest.approx(0.0005)
         m.orders_at_poll = m.venue.orders_seen()  # reconciliation journaled the fills
@@ -1031,14 +1032,14 @@ def test_the_mt5_check_sees_an_order_sent_again_after_a_restart(
         for what in ("agree", "agree", "agree"):  # an opening order, then more
             m.bar(what)
         for _ in range(8):
-            if m.ops.orders(m.venue.account):
+            if m.ops.orders.all(m.venue.account):
                 break
             m.bar("agree")
         m.no_client_order_id_twice()
         m._die()
         m._start()
         m.ops.rollback()
-        sent = m.ops.orders(m.venue.account)[0]
+        sent = m.ops.orders.all(m.venue.account)[0]
         # it leaves again
         m.ex.broker.submit(an_order(intent=sent.intent, state=OrderState.SUBMITTING))
         with pytest.raises(AssertionError, match="sent"):

@@ -61,7 +61,7 @@ def _run_until_the_journal_fails(url: str, tmp_path: Path, freeze: Freeze) -> Fa
     data = write_sample_head(tmp_path / "EURUSD_M15.csv", 6000)
     journal = Journal.open(url)
     alerts: list[tuple[Any, ...]] = []
-    journal.incident_listeners.append(lambda *a: alerts.append(a))
+    journal.incidents.listeners.append(lambda *a: alerts.append(a))
     daemon = build_daemon(settings_for(url), journal, data=data)
     executor, feed = daemon.executor, daemon.feed
     assert feed is not None
@@ -94,7 +94,7 @@ def _run_until_the_journal_fails(url: str, tmp_path: Path, freeze: Freeze) -> Fa
     journal.close()
     reader = Journal.open(url)
     try:
-        journaled = {o.client_order_id for o in reader.orders()}
+        journaled = {o.client_order_id for o in reader.orders.all()}
     finally:
         reader.close()
     return FailedRun(failed.value, sent, frozen_at[0], alerts, journaled)
@@ -111,7 +111,7 @@ def _assert_halted_without_unjournaled_orders(run: FailedRun) -> None:
 
 
 def _read_only(journal: Journal, url: str) -> None:
-    conn = journal._conn()
+    conn = journal.uow.conn()
     if url.startswith("sqlite"):
         conn.exec_driver_sql("PRAGMA query_only = 1")
         return
@@ -141,7 +141,7 @@ END $$
 
 def _disk_full(journal: Journal, url: str) -> None:
     if url.startswith("sqlite"):
-        conn = journal._conn()
+        conn = journal.uow.conn()
         pages = conn.exec_driver_sql("PRAGMA page_count").scalar_one()
         # The file may not grow by a single page any more: the next write that needs a new
         # page fails with SQLITE_FULL, as on a full file system.
@@ -235,8 +235,8 @@ def test_dta_run_exits_3_with_a_critical_alert_when_the_os_refuses_journal_write
 
     reader = Journal.open(url, migrate_schema=False)
     try:
-        journaled = {o.client_order_id: o.state.value for o in reader.orders()}
-        processed = reader.bar_counts()["processed"]["EURUSD/M15"]["count"]
+        journaled = {o.client_order_id: o.state.value for o in reader.orders.all()}
+        processed = reader.queries.bar_counts()["processed"]["EURUSD/M15"]["count"]
     finally:
         reader.close()
     # A paper order and its simulated fill commit with the cycle's batch, together or not

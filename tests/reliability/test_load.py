@@ -201,8 +201,8 @@ def _journaled(url: str) -> tuple[list[dict[str, Any]], list[ProviderCallRow]]:
     """Every order's trace (what `dta trace` shows) and every journaled provider call."""
     reader = Journal.open(url, migrate_schema=False)
     try:
-        traces = [reader.trace(o.client_order_id) or {} for o in reader.orders()]
-        return traces, reader.provider_calls(limit=1_000_000)
+        traces = [reader.queries.trace(o.client_order_id) or {} for o in reader.orders.all()]
+        return traces, reader.provider_calls.all(limit=1_000_000)
     finally:
         reader.close()
 

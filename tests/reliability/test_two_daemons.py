@@ -236,14 +236,15 @@ def prepare_journal(url: str, exchange: FakeBinance) -> None:
     last = now_ms - now_ms % minute - 3 * minute
     journal = Journal.open(url)
     try:
-        journal.record_clearance(account=ACCOUNT, strategy=AlwaysLong.name, action="promote",
-                                 mode="live", person="desk", note="two-daemon test")
+        journal.clearances.record_clearance(account=ACCOUNT, strategy=AlwaysLong.name,
+                                            action="promote", mode="live", person="desk",
+                                            note="two-daemon test")
         for open_ms in range(last - 40 * minute, last + 1, minute):
             k = exchange.kline("BTCUSDT", open_ms, 1)
             o, h, lo, c, v = (float(x) for x in k[1:6])
-            journal.record_bar(a_bar(symbol="BTC/USDT", timeframe="M1",
-                                     time=datetime.fromtimestamp(open_ms / 1000, UTC),
-                                     open=o, high=h, low=lo, close=c, volume=v))
+            journal.runs.record_bar(a_bar(symbol="BTC/USDT", timeframe="M1",
+                                          time=datetime.fromtimestamp(open_ms / 1000, UTC),
+                                          open=o, high=h, low=lo, close=c, volume=v))
         journal.commit()
     finally:
         journal.close()
@@ -253,7 +254,7 @@ def run_statuses(url: str) -> list[str]:
     """The journal's runs, newest first."""
     journal = Journal.open(url, migrate_schema=False)
     try:
-        return [r.status for r in journal.runs()]
+        return [r.status for r in journal.queries.runs()]
     finally:
         journal.close()
 
@@ -330,7 +331,7 @@ def test_two_daemons_on_one_account_exactly_one_trades(
     assert lookups[0] == "twin-key-C" and set(lookups) == {"twin-key-C", "twin-key-D"}
     journal = Journal.open(url, migrate_schema=False)
     try:
-        [order] = journal.orders(ACCOUNT)
+        [order] = journal.orders.all(ACCOUNT)
     finally:
         journal.close()
     assert order.client_order_id == order_id and order.state is OrderState.FILLED
