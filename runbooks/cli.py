@@ -8,8 +8,8 @@ Exit codes (stable, documented in the README):
 
 # No `from __future__ import annotations` in the command modules: typer reads every
 # command's signature at start-up (twice), and string annotations cost an eval (a
-# compile) each, ~15 ms of every `dta` invocation for the 36 commands. Names that exist
-# only for type checking are quoted instead.
+# compile) each, on every `dta` invocation (benchmarks/README.md). Names that exist only
+# for type checking are quoted instead.
 
 import gc
 import sys
@@ -71,10 +71,10 @@ def main() -> None:
         sys.exit(130)
     finally:
         # The command is done (journal closed, output written). Interpreter shutdown would
-        # now run full garbage collections over every object the imports made (~80k after
-        # a journal command: pydantic, SQLAlchemy, the table models), ~90 ms of `dta
-        # status`; frozen objects are skipped and the OS takes the memory back at once.
-        # atexit handlers, weakref finalizers and stream flushes still run.
+        # now run full garbage collections over every object the imports made (pydantic,
+        # SQLAlchemy, the table models), a noticeable part of `dta status`
+        # (benchmarks/README.md); frozen objects are skipped and the OS takes the memory
+        # back at once. atexit handlers, weakref finalizers and stream flushes still run.
         gc.freeze()
 
 
