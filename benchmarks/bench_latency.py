@@ -154,7 +154,7 @@ def build_executor(settings: Settings, journal: Journal, feed: Any, streams: Seq
                    broker: PaperBroker | None = None, points: dict[str, float] | None = None,
                    mode: str | None = None) -> RealtimeExecutor:
     """A ``RealtimeExecutor`` wired exactly as ``executor.wiring.build_daemon`` wires it,
-    with a feed of our choosing (as tests/test_scheduler.py does).
+    with a feed of our choosing (as tests/integration/test_scheduler.py does).
 
     ``mode="live"`` gives the live daemon's journal cadence (a commit at the end of every
     cycle) while orders still go to the paper broker: no broker network in the figures.

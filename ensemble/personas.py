@@ -10,7 +10,7 @@ same prompt, hence hit the same recording).
 A later stage's input carries numbers and our own text only (the consensus as direction,
 confidence and counts; the order's levels and size): never a research rationale or a
 reviewer's reason, which are untrusted provider text (``provider_text.py``), so no
-provider can write into another stage's prompt (``tests/test_ensemble_answers.py``).
+provider can write into another stage's prompt (``tests/integration/test_ensemble_answers.py``).
 
 Combining answers within a stage is conservative: one veto vetoes, the smallest size
 wins, one failed execution check blocks. A stage that is configured but has no valid

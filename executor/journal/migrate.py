@@ -5,7 +5,7 @@ Alembic (a heavy import, plus executing every migration script to find the head)
 imported only by the functions that migrate. The read-only checks every `dta` command
 makes (``current_revision``, ``head_revision``) need neither: the current revision is one
 SELECT on ``alembic_version`` and the head is read from the scripts' ``revision`` /
-``down_revision`` assignments as text (``tests/test_migrate.py`` holds it equal to what
+``down_revision`` assignments as text (``tests/integration/test_migrate.py`` holds it equal to what
 alembic computes).
 """
 

@@ -9,7 +9,7 @@ pipeline's share of the order latency.
 What stays SQLAlchemy's: the SQL text is compiled by the engine's own dialect from the
 same Core statement, and values go through the column types' own bind and result
 processors (UTC timestamps, JSON), so a row written here is byte-identical to one written
-through ``Connection.execute`` (tests/test_journal_prepared.py checks both dialects).
+through ``Connection.execute`` (tests/integration/test_journal_prepared.py checks both dialects).
 Statements run on the session's DBAPI connection, so they are part of the session's
 transaction and commit (durably) with it. Driver errors (disk full, read-only database,
 lost server) and values the column types refuse become ``JournalError``: the journal's
@@ -170,7 +170,7 @@ class Prepared:
 
 def _bind_processor(type_: Any, dialect: Dialect) -> _Proc:
     """The column type's own bind processing; a type may offer a faster equivalent
-    (``UTCDateTime.fast_bind_processor``), which tests/test_decision_path_equivalence.py
+    (``UTCDateTime.fast_bind_processor``), which tests/integration/test_decision_path_equivalence.py
     holds to writing the same stored values."""
     fast = getattr(type_, "fast_bind_processor", None)
     if fast is not None:

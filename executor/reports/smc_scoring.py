@@ -6,7 +6,7 @@ of the ``smartmoneyconcepts`` package's output (what ``tests/data/smc_reference/
 ``<prefix>_ob.csv`` (OB, MitigatedIndex), ``<prefix>_swing_highs_lows.csv`` (HighLow),
 ``<prefix>_fvg.csv`` (FVG). A kind whose file is missing is not scored.
 
-Events are matched the way ``tests/test_smc_reference.py`` matches them (docs/smc.md): one
+Events are matched the way ``tests/unit/strategies/test_smc_reference.py`` matches them (docs/smc.md): one
 to one, by direction and the bar the event refers to, within ``tolerance`` bars (3 by
 default), each taking the nearest unmatched partner. What "refers to" means per kind:
 
@@ -31,7 +31,7 @@ The package deletes, with hindsight, every order block that price later traded t
 and back beyond; ``hindsight_filter=True`` (the default) applies the same rule to our
 blocks with the same future bars, so both sides are filtered alike. It is a scoring device
 only: no live decision can use it. This module is the production copy of the scoring in
-``tests/smc_data.py`` (which the SMC tests keep, pinned, for themselves).
+``tests/support/smc_data.py`` (which the SMC tests keep, pinned, for themselves).
 """
 
 from __future__ import annotations

@@ -28,10 +28,10 @@ from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from functools import cache
 from typing import Any
 
-from daemon_helpers import settings_for
 from hypothesis import HealthCheck, Phase
 from sqlalchemy import select
 from support.builders import a_bar, a_position
+from support.daemon_helpers import settings_for
 
 from benchmarks.bench_latency import (
     TimedPaperBroker,

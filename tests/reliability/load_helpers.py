@@ -17,7 +17,6 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from daemon_helpers import settings_for
 from fakes.llm_servers import (
     Behaviour,
     Fail,
@@ -28,6 +27,7 @@ from fakes.llm_servers import (
     stage_responder,
 )
 from support.builders import a_proposal
+from support.daemon_helpers import settings_for
 
 from benchmarks.bench_latency import (
     MANY_SYMBOL_OVERRIDES,

@@ -3,7 +3,7 @@ malformed outputs never crash the cycle and never count as a vote (``hostile_fee
 runs the daemon on bars of the real EURUSD sample).
 
 The daemon runs with a model provider beside the two local voters, its client scripted to
-answer the generated outputs (tests/test_ensemble_malformed.py runs thousands of them
+answer the generated outputs (tests/integration/test_ensemble_malformed.py runs thousands of them
 through the ensemble alone; here they go through the cycle, the journal and the
 guardrails). The bad input, each invalid whatever the proposal it answers: free text and
 binary garbage, JSON that is not an object, missing or wrong-typed fields, a confidence
@@ -31,7 +31,6 @@ from functools import cache, partial
 from typing import Any
 
 import pytest
-from daemon_helpers import ROOT, settings_for
 from hostile_feed import (
     FAST,
     MAX_SLOTS,
@@ -45,6 +44,7 @@ from hostile_feed import (
 )
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from support.daemon_helpers import ROOT, settings_for
 
 from ensemble.base import Completion
 from ensemble.factory import build_ensemble

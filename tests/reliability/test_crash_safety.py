@@ -84,7 +84,8 @@ class Venue(Protocol):
 class BinanceVenue:
     def __init__(self) -> None:
         # BTC the daemon did not buy: the scenario's first order is a sell, and this test
-        # judges duplicates and losses, not balances (tests/test_ccxt_spot_book.py does).
+        # judges duplicates and losses, not balances
+        # (tests/integration/test_ccxt_spot_book.py does).
         self.fake = FakeBinance(balances={"USDT": 1_000_000.0, "BTC": 10.0}).start()
         self.port = self.fake.port
 

@@ -1,7 +1,7 @@
 """The whole live daemon as a state machine (issue 15, "Daemon state machine").
 
 Hypothesis drives the real daemon, wired as `dta run --mode live` wires it, against each
-live venue model of the conformance suite (tests/conformance/venues.py): the loopback
+live venue model of the conformance suite (tests/support/venues.py): the loopback
 Binance spot exchange through the real ccxt client, and MetaTrader 5 netting and hedging
 accounts through the real rpyc client, our bridge and the fake terminal; and the paper
 simulator over a bar file. One rule at a time:
@@ -47,8 +47,9 @@ On paper the venue's faults, the kills at the send and the account's losses are 
 whose bars are longer than the live TTL, so its TTL is counted in bars.
 
 Two defects it found are pinned by regression tests: a `dta trading-state reduce` while
-HALTED relaxed trading under the login name (tests/test_operator_safety.py), and a restart
-after a partly filled market order whose answer was lost crashed start-up (below).
+HALTED relaxed trading under the login name (tests/integration/test_operator_safety.py),
+and a restart after a partly filled market order whose answer was lost crashed start-up
+(below).
 
 ``DTA_STATE_MACHINE_EXAMPLES`` sets the number of examples over all venues, split by
 ``VENUES`` (200 in `make test`; `make soak` runs more).
@@ -68,11 +69,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from daemon_helpers import EXAMPLE, settings_for
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from support.builders import a_proposal, an_intent, an_order
+from support.daemon_helpers import EXAMPLE, settings_for
 from typer.testing import CliRunner
 
 from domain import (
@@ -405,7 +406,7 @@ class Mt5Venue(SmVenue):
     lot = 0.02  # a half fill is still one volume step
 
     def __init__(self, margin_mode: str) -> None:
-        from conformance.venues import Mt5Account
+        from support.venues import Mt5Account
 
         machine = self
 

@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_helpers import EXAMPLE, settings_for
 from sqlalchemy import create_engine, text
+from support.daemon_helpers import EXAMPLE, settings_for
+from support.doubles import FlakyWebhook
 from support.samples import SAMPLE, write_sample_head
-from test_operations import FlakyWebhook
 
 from domain import Order
 from domain.errors import JournalError

@@ -123,7 +123,7 @@ def test_advisory_key_is_stable_and_signed_64_bit() -> None:
 
 
 def test_a_lease_whose_postgresql_session_died_reports_itself_lost(tmp_path: Path) -> None:
-    """The daemon checks ``lease.check()`` every cycle (tests/test_live_wiring.py shows
+    """The daemon checks ``lease.check()`` every cycle (tests/integration/test_live_wiring.py shows
     what it does then); here the loss is real: the backend holding the advisory lock is
     terminated, as a failover or a DBA would, and a second daemon can take the account."""
     if not PG_URL:

@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_helpers import ROOT
 from fakes.llm_servers import Responder, stage_responder
 from load_helpers import (
     BarApartClock,
@@ -52,6 +51,7 @@ from load_helpers import (
     rate_limited,
     slow,
 )
+from support.daemon_helpers import ROOT
 
 from domain import Decision, Direction
 from ensemble.factory import build_ensemble

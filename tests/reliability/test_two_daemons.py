@@ -2,7 +2,7 @@
 
 Real `dta run --mode live` processes (the CLI the operators run: ``runbooks.cli.main``,
 started through this file so that the test strategy ``AlwaysLong`` of
-tests/test_live_wiring.py is registered first), all on the same account, the same journal
+tests/support/doubles.py is registered first), all on the same account, the same journal
 (SQLite, or PostgreSQL when DTA_TEST_DATABASE_URL is set) and the same loopback exchange:
 the real ``ccxt.binance`` client against tests/fakes/binance_fake.py, run by this test on
 127.0.0.1. Each process signs with its own API key (same secret, same account), so the
@@ -46,8 +46,7 @@ from typing import Any
 import pytest
 from fakes.binance_fake import MINUTE_MS, FakeBinance, _fmt
 from support.builders import a_bar
-from test_daemon_process import NotifySocket
-from test_live_wiring import AlwaysLong
+from support.doubles import AlwaysLong, NotifySocket
 
 from domain import OrderState
 from executor.journal.store import Journal
@@ -110,7 +109,7 @@ class KeyedExchange(FakeBinance):
 
 
 def config_toml(path: Path, exchange: FakeBinance) -> Path:
-    """A live ccxt daemon on 1m bars, like tests/test_live_wiring.py's: stale catch-up
+    """A live ccxt daemon on 1m bars, like tests/integration/test_live_wiring.py's: stale catch-up
     bars are vetoed, the newest closed bar gets one small market order."""
     urls = ", ".join(f'{k} = "{v}"' for k, v in exchange.api_urls().items())
     path.write_text(f"""\

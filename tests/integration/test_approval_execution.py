@@ -1,0 +1,210 @@
+"""An approved request is sent as exactly the order it showed, re-checked as that order, and
+never marked executed without its order (issue 15, defects 1 and 6).
+
+A conflict is the ensemble voting against the strategy. The desk approves the *strategy's*
+trade over the ensemble's objection: the request shows the strategy's side with its stop
+and target on the right sides of the entry, and the order that goes out is that one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.builders import a_proposal
+from support.daemon_helpers import replay, settings_for
+from support.samples import write_sample_head
+
+from domain import Direction, MarketSnapshot, OrderSide, Proposal
+from domain.errors import JournalError, MalformedApproval
+from executor.approval_request import ApprovalRequest
+from executor.approvals import decide
+from executor.journal.store import Journal
+from executor.wiring import build_daemon
+from strategies.logic import StrategyContext
+
+TTL = {"approval_ttl_seconds": 30 * 86400}
+
+
+class AlwaysLongOnDown:
+    """A long on every bar that closed below its open: the momentum provider, reading the
+    same falling market, votes short, so every proposal is a conflict for the queue."""
+
+    name = "test_long_into_weakness"
+
+    def __init__(self, **_params: object) -> None:
+        pass
+
+    def on_bar(self, snapshot: MarketSnapshot, ctx: StrategyContext) -> Sequence[Proposal]:
+        b = snapshot.bar
+        if b.close >= b.open:
+            return ()
+        return (a_proposal(strategy=self.name, symbol=snapshot.symbol, timeframe=snapshot.timeframe,
+                           bar_time=b.time, direction=Direction.LONG, entry=b.close,
+                           stop=b.close - 0.0030, target=b.close + 0.0060, reason="test"),)
+
+
+@pytest.fixture
+def long_into_weakness() -> Iterator[None]:
+    from strategies.registry import STRATEGIES
+
+    STRATEGIES[AlwaysLongOnDown.name] = AlwaysLongOnDown
+    yield
+    STRATEGIES.pop(AlwaysLongOnDown.name, None)
+
+
+def _overrides() -> dict[str, Any]:
+    return dict(
+        strategy={"name": AlwaysLongOnDown.name, "params": {}},
+        ensemble={"providers": [{"name": "momentum", "kind": "momentum",
+                                 "params": {"period": 5}}]},
+        guardrails={**TTL, "max_position_lots": 100.0, "max_gross_exposure_lots": 100.0,
+                    "max_order_notional": 1e9, "max_orders_per_minute": 1000,
+                    "min_stop_atr": None, "max_spread": None,
+                    "max_daily_loss": None, "daily_drawdown_halt_pct": None,
+                    "consensus": {"rule": "either", "min_agreement": 1,
+                                  "min_confidence": 0.0, "conflict_margin": 1.0}})
+
+
+def _first_conflict(url: str, data: Path) -> Any:
+    """Replay until the first request is queued; return it (still pending)."""
+    for stop_after in (60, 200, 600):
+        replay(url, data, stop_after=stop_after, **_overrides())
+        j = Journal.open(url)
+        try:
+            pending = j.approvals.all("pending")
+        finally:
+            j.close()
+        if pending:
+            return pending[0]
+    raise AssertionError("no conflict was queued")
+
+
+def _approve(url: str, approval_id: int, now: datetime) -> None:
+    settings = settings_for(url, **_overrides())
+    j = Journal.open(url)
+    try:
+        decide(j, approval_id, approve=True, operator="analyst", note="structure is clean",
+               now=now, feedback=settings.guardrails.weight_feedback)
+    finally:
+        j.close()
+
+
+def test_approved_conflict_is_sent_as_shown(sqlite_url: str, tmp_path: Path,
+                                           long_into_weakness: None) -> None:
+    data = write_sample_head(tmp_path / "EURUSD_M15.csv", 800)
+    request = _first_conflict(sqlite_url, data)
+    shown = ApprovalRequest.from_payload(request.intent)
+    # What the person sees: the strategy's long, stop below and target above the entry.
+    assert request.direction == "long" and shown.side is OrderSide.BUY
+    assert shown.stop_loss < shown.entry < shown.take_profit
+
+    _approve(sqlite_url, request.id, request.created_at + timedelta(minutes=1))
+    replay(sqlite_url, data, **_overrides())
+
+    j = Journal.open(sqlite_url)
+    try:
+        done = j.approvals.get_approval(request.id)
+        assert done is not None and done.status == "executed", done
+        order = j.orders.get_order(done.client_order_id or "")
+        assert order is not None
+        sent = order.intent
+        assert (sent.side, sent.volume, sent.stop_loss, sent.take_profit) == (
+            shown.side, shown.volume, shown.stop_loss, shown.take_profit)
+        assert sent.client_order_id == shown.client_order_id
+        assert sent.decision_id == request.decision_id
+    finally:
+        j.close()
+
+
+def test_request_reads_back_as_the_same_order() -> None:
+    t = datetime(2024, 1, 2, 3, 45, tzinfo=UTC)
+    request = ApprovalRequest(
+        client_order_id="dta0123", side=OrderSide.SELL, volume=0.1, stop_loss=1.11,
+        take_profit=1.08, entry=1.10, bar_time=t, strategy="s", timeframe="M15",
+        params_hash="abc", reason="r", confidence=0.4, agreement=1, voters=2)
+    again = ApprovalRequest.from_payload(request.payload())
+    assert again == request
+    intent = again.intent("acct", "EURUSD", 7)
+    assert (intent.side, intent.volume, intent.stop_loss, intent.take_profit) == (
+        OrderSide.SELL, 0.1, 1.11, 1.08)
+    decision = again.decision("EURUSD")
+    assert decision.direction is Direction.SHORT
+    assert decision.proposal.direction is Direction.SHORT
+    assert (decision.proposal.stop, decision.proposal.target) == (1.11, 1.08)
+
+
+@pytest.mark.parametrize("broken", [
+    None, {}, {"side": "buy"},
+    {"client_order_id": "x", "side": "buy", "volume": 0.0, "stop_loss": 1.0,
+     "take_profit": 1.2, "entry": 1.1, "bar_time": "2024-01-01T00:00:00+00:00",
+     "strategy": "s", "timeframe": "M15", "params_hash": "h", "confidence": 0.5,
+     "agreement": 1, "voters": 1},
+    {"client_order_id": "x", "side": "buy", "volume": 0.1, "stop_loss": 1.2,
+     "take_profit": 1.0, "entry": 1.1, "bar_time": "2024-01-01T00:00:00+00:00",
+     "strategy": "s", "timeframe": "M15", "params_hash": "h", "confidence": 0.5,
+     "agreement": 1, "voters": 1},
+])
+def test_unreadable_request_is_refused_with_one_line(broken: Any) -> None:
+    with pytest.raises(MalformedApproval) as err:
+        ApprovalRequest.from_payload(broken)
+    assert "\n" not in str(err.value)
+
+
+def test_approval_is_not_marked_executed_when_its_order_cannot_be_written(
+        sqlite_url: str, tmp_path: Path, long_into_weakness: None) -> None:
+    """The order write fails after the ``executed`` mark: the mark must not survive."""
+    data = write_sample_head(tmp_path / "EURUSD_M15.csv", 800)
+    request = _first_conflict(sqlite_url, data)
+    _approve(sqlite_url, request.id, request.created_at + timedelta(minutes=1))
+
+    settings = settings_for(sqlite_url, **_overrides())
+    journal = Journal.open(sqlite_url)
+    daemon = build_daemon(settings, journal, data=data)
+    ex = daemon.executor
+    ex.start()
+
+    def broken_insert(*_a: Any, **_k: Any) -> None:
+        raise JournalError("journal write failed: disk I/O error")
+
+    journal.orders.insert_sending = broken_insert  # type: ignore[method-assign]
+    with pytest.raises(JournalError):
+        now = daemon.feed.next_close_time()
+        assert now is not None
+        ex.run_cycle(now)
+    journal.close()
+
+    j = Journal.open(sqlite_url)
+    try:
+        a = j.approvals.get_approval(request.id)
+        assert a is not None and a.status == "approved", a
+        assert j.orders.get_order(ApprovalRequest.from_payload(a.intent).client_order_id) is None
+    finally:
+        j.close()
+
+
+def test_executed_mark_without_order_is_recovered_at_start(
+        sqlite_url: str, tmp_path: Path, long_into_weakness: None) -> None:
+    """A journal left by the old two-step write (mark committed, order never written): the
+    next start approves the request again and sends it, with an incident."""
+    data = write_sample_head(tmp_path / "EURUSD_M15.csv", 800)
+    request = _first_conflict(sqlite_url, data)
+    _approve(sqlite_url, request.id, request.created_at + timedelta(minutes=1))
+    j = Journal.open(sqlite_url)
+    coid = ApprovalRequest.from_payload(request.intent).client_order_id
+    assert j.approvals.set_approval_status(request.id, "executed", expected="approved",
+                                           client_order_id=coid)
+    j.close()
+
+    replay(sqlite_url, data, **_overrides())
+    j = Journal.open(sqlite_url)
+    try:
+        a = j.approvals.get_approval(request.id)
+        assert a is not None and a.status == "executed"
+        assert j.orders.get_order(coid) is not None
+        assert any(i.kind == "approval_without_order" for i in j.incidents.all())
+    finally:
+        j.close()
