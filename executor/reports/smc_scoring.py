@@ -6,9 +6,10 @@ of the ``smartmoneyconcepts`` package's output (what ``tests/data/smc_reference/
 ``<prefix>_ob.csv`` (OB, MitigatedIndex), ``<prefix>_swing_highs_lows.csv`` (HighLow),
 ``<prefix>_fvg.csv`` (FVG). A kind whose file is missing is not scored.
 
-Events are matched the way ``tests/unit/strategies/test_smc_reference.py`` matches them (docs/smc.md): one
-to one, by direction and the bar the event refers to, within ``tolerance`` bars (3 by
-default), each taking the nearest unmatched partner. What "refers to" means per kind:
+Events are matched the way ``tests/unit/strategies/test_smc_reference.py`` matches them
+(docs/smc.md): one to one, by direction and the bar the event refers to, within
+``tolerance`` bars (3 by default), each taking the nearest unmatched partner. What
+"refers to" means per kind:
 
 | kind | ours | reference |
 |---|---|---|
