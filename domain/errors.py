@@ -89,10 +89,6 @@ class VenueError(DtaError):
         super().__init__(message)
         self.retryable = retryable
 
-    @property
-    def temporary(self) -> bool:
-        return self.retryable
-
 
 class TemporaryVenueError(VenueError):
     """The venue may answer if asked again: network, rate limit, busy, maintenance."""

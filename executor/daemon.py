@@ -46,8 +46,7 @@ from executor.shadow import EaSource
 from executor.systemd import Notifier
 from guardrails.params import ParamVersion, ensure_registered
 
-__all__ = ["HOUSEKEEPING_SECONDS", "Clock", "RealtimeExecutor", "RunStats",
-           "SimulatedClock", "WallClock"]
+__all__ = ["RealtimeExecutor"]
 
 log = structlog.get_logger("dta.executor")
 

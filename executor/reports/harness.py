@@ -25,7 +25,8 @@ from sqlalchemy.engine import make_url
 
 from domain import ensure_utc, stable_hash
 from domain.errors import ConfigError, DtaError
-from executor.daemon import RealtimeExecutor, SimulatedClock
+from executor.daemon import RealtimeExecutor
+from executor.engine.clock import SimulatedClock
 from executor.feeds.files import LoadedBars
 from executor.feeds.replay import ReplayFeed
 from executor.journal.store import Journal
