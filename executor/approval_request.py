@@ -14,7 +14,7 @@ disagreement, so the side is the proposal's direction and the stops are the prop
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from domain import (
@@ -25,6 +25,7 @@ from domain import (
     OrderType,
     Proposal,
     ensure_utc,
+    timeframe_seconds,
 )
 from domain.errors import MalformedApproval
 
@@ -124,3 +125,14 @@ class ApprovalRequest:
                             self.reason)
         return Decision(proposal, self.direction, self.confidence, self.agreement,
                         self.voters, (), (), self.params_hash)
+
+
+def replay_clock_now(timeframe: str, last_bar_time: datetime | None,
+                     created_at: datetime) -> datetime:
+    """The replay clock's "now" for a request a replay made: the close of the newest bar
+    the replay journaled for the request's stream (the replay stands there until it runs
+    again), or the request's own time before any. Shared by the verdict
+    (``executor/approvals.py``) and the status view's time left."""
+    if last_bar_time is None:
+        return created_at
+    return last_bar_time + timedelta(seconds=timeframe_seconds(timeframe))

@@ -6,10 +6,9 @@ Thin over the journal so `dta approvals approve|reject` and tests share one code
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from domain import timeframe_seconds
 from domain.errors import NotFound, OperatorRefusal
 from executor.journal.store import Journal
 from executor.settings import WeightFeedbackSettings
@@ -65,7 +64,7 @@ def request_clock(journal: Journal, request: Any, wall_now: datetime) -> tuple[s
     again), not the wall clock, which is always days past a replay's bars. A live
     daemon's request lives on the wall clock."""
     from domain.errors import MalformedApproval
-    from executor.approval_request import ApprovalRequest
+    from executor.approval_request import ApprovalRequest, replay_clock_now
 
     try:
         shown = ApprovalRequest.from_payload(request.intent)
@@ -74,9 +73,7 @@ def request_clock(journal: Journal, request: Any, wall_now: datetime) -> tuple[s
     if shown.clock != "replay":
         return "wall", wall_now
     last = journal.runs.last_bar_time(request.symbol, shown.timeframe)
-    if last is None:
-        return "replay", request.created_at
-    return "replay", last + timedelta(seconds=timeframe_seconds(shown.timeframe))
+    return "replay", replay_clock_now(shown.timeframe, last, request.created_at)
 
 
 def _feed_weights(journal: Journal, decision_id: int, direction: str, approve: bool,

@@ -33,22 +33,10 @@ def _configured(journal: Any, settings: Any) -> dict[str, dict[str, Any]]:
     return dict(content.get("ensemble", {}).get("providers", {}))
 
 
-def breaker_state(event: Any, cooldown_s: float, now: datetime) -> str:
-    """The breaker's state from its newest journaled transition (the breaker lives in the
-    daemon's process). An open breaker whose cooldown is over is half-open: that is what
-    the breaker itself reports from then on, and its next call is the probe (the daemon
-    journals the transition when it asks the breaker again, at its next decision)."""
-    if event is None:
-        return "closed"  # never journaled: no daemon has built it, or it never changed
-    state = str(event.action).removeprefix("breaker_")
-    at = event.at if event.at.tzinfo is not None else event.at.replace(tzinfo=UTC)
-    if state == "open" and (now - at).total_seconds() >= cooldown_s:
-        return "half_open"
-    return state
-
-
 def provider_rows(journal: Any, settings: Any) -> list[dict[str, Any]]:
     """Each configured provider: rotation, weight, recent outcomes, latency, breaker."""
+    from executor.provider_state import breaker_state
+
     configured = _configured(journal, settings)
     disabled = journal.provider_calls.disabled_providers()
     breakers = journal.provider_calls.breaker_events()
@@ -69,7 +57,9 @@ def provider_rows(journal: Any, settings: Any) -> list[dict[str, Any]]:
             "disabled_reason": disabled[name].reason if name in disabled else None,
             "recent_calls": len(calls), "outcomes": outcomes,
             "latency_p50_ms": round(median(latencies), 3) if latencies else None,
-            "breaker": breaker_state(breakers.get(name), cooldown_s, now),
+            "breaker": breaker_state(breakers[name].action if name in breakers else None,
+                                     breakers[name].at if name in breakers else None,
+                                     cooldown_s, now),
             "breaker_since": breakers[name].at.isoformat() if name in breakers else None,
             "breaker_reason": breakers[name].reason if name in breakers else None,
             "last_call": last.at.isoformat() if last else None,

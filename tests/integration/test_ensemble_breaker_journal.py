@@ -24,9 +24,10 @@ from support.samples import write_sample_head
 from typer.testing import CliRunner
 
 from executor.journal.store import Journal
+from executor.provider_state import breaker_state
 from executor.wiring import build_daemon
 from runbooks.cli import app
-from runbooks.providers_cli import breaker_state, provider_rows
+from runbooks.providers_cli import provider_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "sk-breaker-journal-0123456789"
@@ -145,10 +146,7 @@ def _events(journal: Journal) -> list[Any]:
 def test_an_open_breaker_past_its_cooldown_reads_half_open() -> None:
     from datetime import UTC, datetime
 
-    class Event:
-        action = "breaker_open"
-        at = datetime(2024, 3, 4, 10, 0, tzinfo=UTC)
-
-    assert breaker_state(Event(), 30.0, Event.at + timedelta(seconds=29)) == "open"
-    assert breaker_state(Event(), 30.0, Event.at + timedelta(seconds=30)) == "half_open"
-    assert breaker_state(None, 30.0, Event.at) == "closed"
+    at = datetime(2024, 3, 4, 10, 0, tzinfo=UTC)
+    assert breaker_state("breaker_open", at, 30.0, at + timedelta(seconds=29)) == "open"
+    assert breaker_state("breaker_open", at, 30.0, at + timedelta(seconds=30)) == "half_open"
+    assert breaker_state(None, None, 30.0, at) == "closed"

@@ -12,7 +12,7 @@ from alembic.script import ScriptDirectory
 from typer.testing import CliRunner
 
 from domain.errors import JournalError
-from executor.journal import migrate
+from executor.journal import migrate, revisions
 from executor.journal.store import Journal, make_engine
 from runbooks.cli import app
 
@@ -41,12 +41,12 @@ def test_head_parsing_of_branches_and_merges(tmp_path: Path) -> None:
     (versions / "__init__.py").write_text("")
     (versions / "a.py").write_text("revision = 'a'\ndown_revision = None\n")
     (versions / "b.py").write_text("revision: str = 'b'\ndown_revision: str | None = 'a'\n")
-    assert migrate._script_head(versions) == "b"
+    assert revisions.script_head(versions) == "b"
     (versions / "c.py").write_text("revision = 'c'\ndown_revision = 'a'\n")
     with pytest.raises(JournalError, match="more than one head: b, c"):
-        migrate._script_head(versions)
+        revisions.script_head(versions)
     (versions / "d.py").write_text("revision = 'd'\ndown_revision = ('b', 'c')\n")
-    assert migrate._script_head(versions) == "d"
+    assert revisions.script_head(versions) == "d"
 
 
 def test_current_revision_matches_alembic_at_every_step(journal_url: str) -> None:

@@ -16,8 +16,12 @@ from executor.journal.store import Journal
 ROOT = Path(__file__).resolve().parents[2]
 # alembic (and its mako templates) only migrates; the ensemble engine and the LLM SDKs only
 # run in the daemon; structlog pulls in rich, pygments and attrs, and status logs nothing.
+# SQLAlchemy, sqlmodel and the journal's table models (~350 ms of imports) would blow
+# status's 300 ms (issue 18): it reads through the driver (executor/journal/direct.py).
 NOT_FOR_STATUS = ("alembic", "mako", "ensemble.ensemble", "openai", "anthropic", "structlog",
-                  "rich", "pygments")
+                  "rich", "pygments", "sqlalchemy", "sqlmodel", "executor.journal.store",
+                  "executor.journal.models", "ccxt", "pandas", "numpy", "apscheduler",
+                  "sentry_sdk", "rpyc", "fastapi", "starlette", "jinja2", "apprise")
 
 
 def test_status_imports_none_of_the_daemons_machinery(sqlite_url: str,
