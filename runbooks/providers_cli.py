@@ -202,49 +202,76 @@ def register_(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
 
 
 @app.command("matrix")
-def matrix(config: ConfigOpt = None, journal_url: JournalOpt = None,
-           as_json: JsonOpt = False) -> None:
-    """Capability matrix from the journal: latency p50/p95, cost per 1K tokens, error and
-    abstention rates, agreement with the ensemble, hit rate against trade outcomes."""
-    from executor.reports.journal_data import load_run_data
-    from executor.reports.metrics import reconstruct_trades
-    from executor.reports.providers import provider_stats
+def matrix(
+    config: ConfigOpt = None, journal_url: JournalOpt = None, as_json: JsonOpt = False,
+    fmt: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
+    days: Annotated[float | None, typer.Option(help="The last N days of market time "
+                    "before the journal's newest bar.")] = None,
+    since: Annotated[datetime | None, typer.Option(help="Window start (UTC).")] = None,
+    until: Annotated[datetime | None, typer.Option(help="Window end, included (UTC).")]
+    = None,
+    horizon: Annotated[int, typer.Option(help="Bars ahead for the next-move hit rate.")] = 8,
+    to_postgres: Annotated[str | None, typer.Option("--to-postgres", help="Also append the "
+                           "matrix to a PostgreSQL table (URL; for shared analytics).")]
+    = None,
+    table: Annotated[str, typer.Option(help="Table for --to-postgres (schema.table "
+                     "allowed).")] = "dta_provider_matrix",
+) -> None:
+    """Provider matrix over a window: status and breaker, latency p50/p99, errors and
+    timeouts, tokens and cost per decision, hit rate against the market's next move,
+    agreement with the ensemble and between providers. CSV, JSON or a PostgreSQL table."""
+    from executor.provider_matrix import load_matrix, to_csv, to_json
+    from executor.provider_matrix import to_postgres as export
 
+    fmt = "json" if as_json else fmt
+    if fmt not in ("table", "csv", "json"):
+        fail(f"--format {fmt!r}: table, csv or json", 2)
+    if horizon < 1:
+        fail("--horizon must be at least 1 bar", 2)
     settings = settings_for(config, journal_url)
     journal = journal_for(settings, migrate=False)
     try:
-        data = load_run_data(journal)
+        m = load_matrix(journal, settings, days=days, since=_utc(since), until=_utc(until),
+                        horizon_bars=horizon)
     finally:
         journal.close()
-    book = reconstruct_trades(data.orders, data.fills, settings.paper.contract_size)
-    rows = []
-    for st in provider_stats(data.decisions, data.provider_calls, book.closed):
-        tokens = st.tokens_in + st.tokens_out
-        rows.append({
-            "provider": st.provider, "class": st.provider_class, "model": st.model,
-            "calls": st.calls, "latency_p50_ms": st.latency_p50_ms,
-            "latency_p95_ms": st.latency_p95_ms,
-            "cost_per_1k_tokens": (st.cost / tokens * 1000) if tokens else None,
-            "cost": st.cost,
-            "error_rate": (st.failures / st.calls) if st.calls else None,
-            "invalid_rate": (st.invalid / st.calls) if st.calls else None,
-            "abstention_rate": (st.abstentions / (st.abstentions + st.votes))
-            if (st.abstentions + st.votes) else None,
-            "agreement": st.agreement, "hit_rate": st.hit_rate, "hit_votes": st.hit_votes,
-            "status": st.status})
+    if to_postgres:
+        from executor.journal.direct import shown_url
 
+        written = export(m, to_postgres, table=table)
+        typer.echo(f"{written} rows appended to {table} at {shown_url(to_postgres)}",
+                   err=True)
+    typer.echo(to_csv(m) if fmt == "csv" else to_json(m) if fmt == "json"
+               else _matrix_table(m), nl=fmt == "table")
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _matrix_table(m: Any) -> str:
     def pct(v: Any) -> str:
         return "-" if v is None else f"{float(v):.0%}"
 
     def num(v: Any, unit: str = "") -> str:
         return "-" if v is None else f"{float(v):.3g}{unit}"
 
-    header = (f"{'provider':<14}{'status':<10}{'calls':>7}{'p50':>9}{'p95':>9}{'$/1K tok':>10}"
-              f"{'errors':>8}{'abstain':>9}{'agree':>7}{'hit':>7}")
-    lines = [header] + [
-        f"{r['provider']:<14}{r['status']:<10}{r['calls']:>7}"
-        f"{num(r['latency_p50_ms'], 'ms'):>9}{num(r['latency_p95_ms'], 'ms'):>9}"
-        f"{num(r['cost_per_1k_tokens']):>10}{pct(r['error_rate']):>8}"
-        f"{pct(r['abstention_rate']):>9}{pct(r['agreement']):>7}{pct(r['hit_rate']):>7}"
-        for r in rows]
-    print_out(rows, as_json, "\n".join(lines))
+    window = (f"window {m.window.start or 'start'} .. {m.window.end or 'end'}, next move "
+              f"{m.horizon_bars} bars")
+    header = (f"{'provider':<14}{'status':<10}{'breaker':<10}{'calls':>7}{'p50':>11}"
+              f"{'p99':>11}{'errors':>8}{'t/o':>5}{'$/dec':>9}{'tokens':>9}{'hit':>6}"
+              f"{'agree':>7}")
+    lines = [window, header] + [
+        f"{r.provider:<14}{r.status + ('' if r.in_rotation else '*'):<10}{r.breaker:<10}"
+        f"{r.calls:>7}{num(r.latency_p50_ms, ' ms'):>11}{num(r.latency_p99_ms, ' ms'):>11}"
+        f"{r.errors:>8}{r.timeouts:>5}{num(r.cost_per_decision):>9}"
+        f"{r.tokens_in + r.tokens_out:>9}{pct(r.hit_rate):>6}"
+        f"{pct(r.agreement_with_ensemble):>7}" for r in m.rows]
+    between = [f"  {r.provider} agrees with " + ", ".join(
+        f"{o} {pct(v)}" for o, v in r.agreement.items()) for r in m.rows if r.agreement]
+    out = lines + (["agreement between providers:", *between] if between else [])
+    if any(not r.in_rotation for r in m.rows):
+        out.append("* out of rotation (dta providers enable NAME --reason ...)")
+    return "\n".join(out)

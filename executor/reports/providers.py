@@ -25,7 +25,8 @@ from executor.reports.ab import PASS_THROUGH_PROVIDER
 from executor.reports.journal_data import DecisionRecord
 from executor.reports.metrics import Trade
 
-__all__ = ["ProviderStats", "provider_stats"]
+__all__ = ["FAILED", "NOT_ANSWERED", "ProviderStats", "call_status", "provider_stats",
+           "quantile"]
 
 FAILED = frozenset({"timeout", "error", "breaker_open"})
 NOT_ANSWERED = frozenset({"timeout", "error", "breaker_open", "no_recording", "late"})
@@ -57,7 +58,7 @@ class ProviderStats:
         return asdict(self)
 
 
-def _quantile(values: Sequence[float], q: float) -> float | None:
+def quantile(values: Sequence[float], q: float) -> float | None:
     if not values:
         return None
     data = sorted(values)
@@ -133,8 +134,9 @@ def _tally_votes(name: str, decisions: Sequence[DecisionRecord],
     return tally
 
 
-def _status(mine: Sequence[Mapping[str, Any]], n_calls: int, failures: int,
-            invalid: int) -> str:
+def call_status(mine: Sequence[Mapping[str, Any]], n_calls: int, failures: int,
+                invalid: int) -> str:
+    """The provider's status badge from its calls in order (module docstring)."""
     if n_calls == 0:
         return "idle"
     if len(mine) >= DOWN_AFTER and all(c["outcome"] in FAILED for c in mine[-DOWN_AFTER:]):
@@ -161,8 +163,8 @@ def _stats(name: str, mine: Sequence[Mapping[str, Any]], tally: _Votes) -> Provi
         abstentions=sum(1 for c in mine if c.get("abstained")) if mine else tally.abstained,
         votes=tally.votes, agreement=tally.agree / tally.agree_n if tally.agree_n else None,
         hit_rate=tally.hits / tally.hit_n if tally.hit_n else None, hit_votes=tally.hit_n,
-        latency_p50_ms=_quantile(latencies, 0.5), latency_p95_ms=_quantile(latencies, 0.95),
+        latency_p50_ms=quantile(latencies, 0.5), latency_p95_ms=quantile(latencies, 0.95),
         cost=sum(float(c["cost"] or 0.0) for c in mine),
         tokens_in=sum(int(c["tokens_in"] or 0) for c in mine),
         tokens_out=sum(int(c["tokens_out"] or 0) for c in mine),
-        status=_status(mine, n_calls, failures, invalid))
+        status=call_status(mine, n_calls, failures, invalid))

@@ -209,13 +209,13 @@ def test_providers_matrix_from_the_journal(journal_url: str, sample_head: Path,
     r = runner.invoke(app, ["providers", "matrix", "--json", "--config", str(config_file),
                             "--journal-url", journal_url])
     assert r.exit_code == 0, r.output
-    rows = {row["provider"]: row for row in json.loads(r.stdout)}
+    rows = {row["provider"]: row for row in json.loads(r.stdout)["providers"]}
     assert set(rows) == {"structure", "momentum"}
     for row in rows.values():
         assert row["calls"] == summary["decisions"]
-        assert row["latency_p50_ms"] is not None and row["latency_p95_ms"] >= row[
+        assert row["latency_p50_ms"] is not None and row["latency_p99_ms"] >= row[
             "latency_p50_ms"]
-        assert row["error_rate"] == 0.0 and 0.0 <= row["agreement"] <= 1.0
+        assert row["errors"] == 0 and 0.0 <= row["agreement_with_ensemble"] <= 1.0
     text = runner.invoke(app, ["providers", "matrix", "--config", str(config_file),
                                "--journal-url", journal_url])
     assert "structure" in text.stdout and "hit" in text.stdout
