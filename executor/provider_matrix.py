@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from domain.errors import ConfigError
+from executor.provider_state import breaker_state, configured_providers
 from executor.reports.provider_analytics import (
     DEFAULT_HORIZON_BARS,
     Health,
@@ -61,25 +62,15 @@ def load_matrix(journal: Journal, settings: Settings, *, days: float | None = No
     window = (Window.last_days(days, newest) if days is not None else Window(since, until))
     streams = sorted({(p.symbol, p.timeframe) for p in rows.proposals})
     closes = {s: [(b.time, b.close) for b in journal.runs.iter_bars(*s)] for s in streams}
-    configured = list(_configured(journal, settings))
+    configured = list(configured_providers(journal, settings))
     return Matrix(settings.account, window, horizon_bars, tuple(provider_analytics(
         calls=rows.provider_calls, decisions=rows.decisions, proposals=rows.proposals,
         closes=closes, window=window, horizon_bars=horizon_bars, configured=configured,
         health=_health(journal, settings, configured, now or datetime.now(UTC)))))
 
 
-def _configured(journal: Journal, settings: Settings) -> dict[str, Any]:
-    from guardrails.params import active_version
-
-    active = active_version(journal.params)
-    content = active.content if active else settings.parameter_set().values
-    return dict(content.get("ensemble", {}).get("providers", {}))
-
-
 def _health(journal: Journal, settings: Settings, names: Sequence[str],
             now: datetime) -> dict[str, Health]:
-    from executor.provider_state import breaker_state
-
     disabled = journal.provider_calls.disabled_providers()
     breakers = journal.provider_calls.breaker_events()
     cooldown = settings.ensemble.breaker.cooldown_s

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from domain.errors import EXIT_NOT_FOUND, EXIT_REFUSED
+from domain.errors import EXIT_NOT_FOUND
 from runbooks.common import (
     ConfigOpt,
     JournalOpt,
@@ -149,16 +149,12 @@ def incidents_show(incident_id: int, config: ConfigOpt = None,
 
 def _set_incident(incident_id: int, status: str, note: str, operator: str | None,
                   config: Any, journal_url: str | None) -> None:
-    if not note.strip():
-        fail("--note must not be empty", 2)
+    from executor.incident_actions import set_incident_status
+
     journal = journal_for(settings_for(config, journal_url), migrate=False)
     try:
-        current = [i for i in journal.incidents.all() if i.id == incident_id]
-        if not current:
-            fail(f"no incident #{incident_id}", EXIT_NOT_FOUND)
-        if current[0].status == status or current[0].status == "resolved":
-            fail(f"incident #{incident_id} is already {current[0].status}", EXIT_REFUSED)
-        journal.incidents.set_incident_status(incident_id, status, operator_name(operator), note)
+        set_incident_status(journal, incident_id, status, person=operator_name(operator),
+                            note=note)
     finally:
         journal.close()
     typer.echo(f"incident #{incident_id} {status}")

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from domain.errors import EXIT_CONFIG, EXIT_NOT_FOUND, EXIT_REFUSED
+from domain.errors import EXIT_CONFIG, EXIT_NOT_FOUND
 from runbooks.common import (
     ConfigOpt,
     JournalOpt,
@@ -176,18 +176,12 @@ def activate_(version: int, reason: Annotated[str, typer.Option(help="Why (journ
               operator: OperatorOpt = None,
               config: ConfigOpt = None, journal_url: JournalOpt = None) -> None:
     """Make VERSION active; a running daemon picks it up within a second."""
-    from guardrails.params import ParamError, activate, active_version
+    from executor.param_actions import activate_version
 
     settings = settings_for(config, journal_url)
-    who = identified(settings, operator)
     journal = journal_for(settings, migrate=False)
     try:
-        current = active_version(journal.params)
-        if current is not None and current.version == version:
-            fail(f"v{version} is already active", EXIT_REFUSED)
-        activate(journal.params, version, operator=who, reason=reason)
-    except ParamError as exc:
-        fail(str(exc), exc.exit_code)
+        activate_version(journal, settings, version, person=operator, reason=reason)
     finally:
         journal.close()
     typer.echo(f"v{version} active")
@@ -201,15 +195,41 @@ def rollback_(reason: Annotated[str, typer.Option(help="Why (journaled).")],
               config: ConfigOpt = None, journal_url: JournalOpt = None) -> None:
     """Leave the active version for the last known-good one (or --to), marking the one
     left bad, as a new event; history is never rewritten."""
-    from guardrails.params import ParamError, rollback
+    from executor.param_actions import rollback_version
 
     settings = settings_for(config, journal_url)
-    who = identified(settings, operator)
     journal = journal_for(settings, migrate=False)
     try:
-        target = rollback(journal.params, operator=who, reason=reason, to=to)
-    except ParamError as exc:
-        fail(str(exc), exc.exit_code)
+        target = rollback_version(journal, settings, person=operator, reason=reason, to=to)
     finally:
         journal.close()
     typer.echo(f"rolled back to v{target.version} ({target.hash})")
+
+
+@app.command("evidence")
+def evidence_(config: ConfigOpt = None, journal_url: JournalOpt = None,
+              as_json: JsonOpt = False) -> None:
+    """Each automatic rollback, newest first, with what stood behind it: the trigger and
+    its figures, the version left and the one returned to (and their differences), the
+    incident it opened, and the record of the version left."""
+    from dataclasses import asdict
+
+    from executor.param_actions import rollback_evidence
+
+    journal = journal_for(settings_for(config, journal_url), migrate=False)
+    try:
+        found = rollback_evidence(journal)
+    finally:
+        journal.close()
+    lines = []
+    for e in found:
+        lines.append(f"{e.at.isoformat()} v{e.from_version} -> v{e.to_version} "
+                     f"({e.trigger}): {e.reason}")
+        lines.append(f"  under v{e.from_version}: {e.decisions_under} decisions, "
+                     f"{e.orders_under} orders, realised {e.realised_under:+,.2f}")
+        lines += [f"  {path}: {old!r} -> {new!r}" for path, old, new in e.changes]
+        if e.incident:
+            lines.append(f"  incident #{e.incident['id']} {e.incident['severity']} "
+                         f"{e.incident['status']}: {e.incident['message']}")
+    print_out([asdict(e) for e in found], as_json,
+              "\n".join(lines) or "no automatic rollback yet")

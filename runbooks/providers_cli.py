@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from domain.errors import EXIT_FAILURE, EXIT_NOT_FOUND, EXIT_REFUSED
+from domain.errors import EXIT_FAILURE, EXIT_NOT_FOUND
 from runbooks.common import (
     ConfigOpt,
     JournalOpt,
@@ -25,19 +25,11 @@ from runbooks.common import (
 app = typer.Typer(help="Signal providers: status, disable, enable, probe.", no_args_is_help=True)
 
 
-def _configured(journal: Any, settings: Any) -> dict[str, dict[str, Any]]:
-    from guardrails.params import active_version
-
-    active = active_version(journal.params)
-    content = active.content if active else settings.parameter_set().values
-    return dict(content.get("ensemble", {}).get("providers", {}))
-
-
 def provider_rows(journal: Any, settings: Any) -> list[dict[str, Any]]:
     """Each configured provider: rotation, weight, recent outcomes, latency, breaker."""
-    from executor.provider_state import breaker_state
+    from executor.provider_state import breaker_state, configured_providers
 
-    configured = _configured(journal, settings)
+    configured = configured_providers(journal, settings)
     disabled = journal.provider_calls.disabled_providers()
     breakers = journal.provider_calls.breaker_events()
     cooldown_s = settings.ensemble.breaker.cooldown_s
@@ -88,19 +80,13 @@ def status(config: ConfigOpt = None, journal_url: JournalOpt = None,
 
 def _toggle(name: str, action: str, reason: str, operator: str | None, config: Any,
             journal_url: str | None) -> None:
-    if not reason.strip():
-        fail("--reason must not be empty", 2)
+    from executor.provider_actions import set_rotation
+
     settings = settings_for(config, journal_url)
     journal = journal_for(settings, migrate=False)
     try:
-        if name not in _configured(journal, settings):
-            fail(f"no provider {name!r} in the active parameter set", EXIT_NOT_FOUND)
-        disabled = name in journal.provider_calls.disabled_providers()
-        if disabled == (action == "disable"):
-            fail(f"provider {name!r} is already {'disabled' if disabled else 'in rotation'}",
-                 EXIT_REFUSED)
-        journal.provider_calls.record_provider_event(name, action, operator_name(operator),
-                                                     reason.strip())
+        set_rotation(journal, settings, name, enable=action == "enable",
+                     person=operator_name(operator), reason=reason)
     finally:
         journal.close()
     typer.echo(f"provider {name} {action}d")
@@ -128,6 +114,7 @@ def probe(name: str, config: ConfigOpt = None, journal_url: JournalOpt = None,
     """Ask one provider about the latest journaled market once, outside the daemon."""
     from domain import Direction, Proposal
     from domain.errors import ConfigError
+    from executor.provider_state import configured_providers
     from executor.wiring import build_ensemble
     from guardrails.params import active_version
     from strategies.snapshot import SnapshotBuilder
@@ -135,7 +122,7 @@ def probe(name: str, config: ConfigOpt = None, journal_url: JournalOpt = None,
     settings = settings_for(config, journal_url)
     journal = journal_for(settings, migrate=False)
     try:
-        configured = _configured(journal, settings)
+        configured = configured_providers(journal, settings)
         if name not in configured:
             fail(f"no provider {name!r} in the active parameter set", EXIT_NOT_FOUND)
         counts = journal.queries.bar_counts()["processed"]

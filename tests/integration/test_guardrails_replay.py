@@ -75,6 +75,17 @@ def test_harmful_parameter_change_is_rolled_back_automatically(journal_url: str,
     assert json.loads(status.stdout)["trading_state"]["state"] != "ACTIVE"  # type: ignore[attr-defined]
     history = _cli(journal_url, "params", "list")
     assert "auto_rollback v1 by system (drawdown_since_activation)" in history.stdout  # type: ignore[attr-defined]
+    # The evidence behind it: the trigger's figures, v2 -> v1 and what changed, the
+    # incident it opened, and v2's record (its orders and their realised PnL).
+    shown = _cli(journal_url, "params", "evidence", "--json")
+    [evidence] = json.loads(shown.stdout)  # type: ignore[attr-defined]
+    assert (evidence["from_version"], evidence["to_version"]) == (2, 1)
+    assert evidence["trigger"] == "drawdown_since_activation"
+    assert "below" in evidence["reason"] and "at activation" in evidence["reason"]
+    assert ["paper.order_volume_lots", 2.0, 0.1] in [
+        [path, old, new] for path, old, new in evidence["changes"]]
+    assert evidence["incident"]["severity"] == "high"
+    assert evidence["orders_under"] > 0 and evidence["realised_under"] < 0
 
 
 def _first_request_bar(data: Path, tmp_path: Path) -> tuple[int, object]:
