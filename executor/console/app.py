@@ -8,18 +8,25 @@ role checks per action, strict response headers (no framing, no inline script).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.middleware.sessions import SessionMiddleware
 
 from executor.console import auth, live
 from executor.console.security import LoginLimiter, session_secret, users_from
-from executor.console.web import STATIC_DIR, TEMPLATES_DIR, Console, NeedsLogin, render
+from executor.console.web import (
+    STATIC_DIR,
+    TEMPLATES_DIR,
+    Console,
+    NeedsLogin,
+    flash,
+    render,
+)
 from executor.settings import Settings
 
 _HEADERS = {
@@ -45,6 +52,7 @@ def create_app(settings: Settings, journal_url: str | None = None, *,
     templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
     templates.env.filters["when"] = _when
     templates.env.filters["num"] = _num
+    templates.env.filters["left"] = _left
     app.state.console = Console(
         settings=settings,
         users=users_from(console_settings, settings.governance, credentials_dir),
@@ -87,8 +95,9 @@ async def _http_error(request: Request, exc: HTTPException) -> Response:
     """An action's refusal as a message the page shows in place (htmx swaps it into the
     flash area); a page's as the layout with the message."""
     if "hx-request" in request.headers:
-        return HTMLResponse(_flash_html(request, str(exc.detail), ok=False),
-                            status_code=exc.status_code)
+        answer = flash(request, str(exc.detail), ok=False)
+        answer.status_code = exc.status_code
+        return answer
     user = None
     try:
         from executor.console.web import current_user
@@ -98,13 +107,6 @@ async def _http_error(request: Request, exc: HTTPException) -> Response:
         pass
     return render(request, "error.html", user, status_code=exc.status_code,
                   message=str(exc.detail))
-
-
-def _flash_html(request: Request, message: str, *, ok: bool) -> str:
-    from executor.console.web import console_of
-
-    template = console_of(request).templates.get_template("partials/flash.html")
-    return str(template.render(message=message, ok=ok))
 
 
 def _when(value: Any) -> str:
@@ -128,3 +130,16 @@ def _num(value: Any, digits: int = 5) -> str:
         return f"{float(value):,.{digits}f}"
     except (TypeError, ValueError):
         return str(value)
+
+
+def _left(seconds: float) -> str:
+    """Time left as people read it: "2 d 3 h", "1 h 5 min", "14 min 5 s", "expired"."""
+    if seconds <= 0:
+        return "expired"
+    left = timedelta(seconds=int(seconds))
+    hours, minutes, secs = left.seconds // 3600, left.seconds % 3600 // 60, left.seconds % 60
+    if left.days:
+        return f"{left.days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min {secs} s"

@@ -133,6 +133,34 @@ def require(request: Request, user: User, console_role: str,
         raise HTTPException(403, why)
 
 
+@contextmanager
+def refusals() -> Iterator[None]:
+    """An operator service function's refusal as the HTTP answer the page shows: invalid
+    input 422, not found 404, refused 403 (the message is the one the CLI prints)."""
+    from domain.errors import ConfigError, DtaError, NotFound, OperatorRefusal
+
+    try:
+        yield
+    except NotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    except OperatorRefusal as exc:
+        raise HTTPException(403, str(exc)) from None
+    except ConfigError as exc:
+        raise HTTPException(422, str(exc)) from None
+    except DtaError as exc:
+        raise HTTPException(500, str(exc)) from None
+
+
+def flash(request: Request, message: str, *, ok: bool = True,
+          topics: tuple[str, ...] = ()) -> HTMLResponse:
+    """An action's answer: a message for the flash area, and the live-update triggers of
+    the topics it changed (``HX-Trigger``), so this page re-renders at once."""
+    html = console_of(request).templates.get_template("partials/flash.html").render(
+        message=message, ok=ok)
+    headers = {"HX-Trigger": ", ".join(f"dta:{t}" for t in topics)} if topics else None
+    return HTMLResponse(str(html), headers=headers)
+
+
 def render(request: Request, template: str, user: User | None, *, page: str = "",
            status_code: int = 200, **context: Any) -> HTMLResponse:
     from executor.console.pages import NAV

@@ -1,5 +1,7 @@
 """The trading-state bar every page shows (``/state/bar``, re-rendered on ``dta:state``):
-ACTIVE / REDUCING / HALTED, who set it and why."""
+ACTIVE / REDUCING / HALTED, who set it and why, and for an operator the controls (halt,
+reduce, activate, with a reason). A change goes through
+``executor.operator_actions.change_trading_state``, as `dta trading-state` does."""
 
 from __future__ import annotations
 
@@ -8,10 +10,20 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from executor.console.web import SignedIn, console_of, render
+from executor.console.web import (
+    CheckedForm,
+    SignedIn,
+    console_of,
+    flash,
+    refusals,
+    render,
+    require,
+    text_field,
+)
 from executor.journal.store import Journal
 
 router = APIRouter()
+CONTROL_ROLE = "operator"  # console role for every change; relaxing also needs the binding
 
 
 def state_data(journal: Journal) -> dict[str, Any]:
@@ -26,4 +38,20 @@ def state_data(journal: Journal) -> dict[str, Any]:
 def state_bar(request: Request, user: SignedIn) -> Response:
     with console_of(request).journal() as j:
         data = state_data(j)
-    return render(request, "partials/state_bar.html", user, **data)
+    return render(request, "partials/state_bar.html", user,
+                  can_control=CONTROL_ROLE in user.roles, **data)
+
+
+@router.post("/state", response_class=HTMLResponse)
+def change_state(request: Request, user: SignedIn, form: CheckedForm) -> Response:
+    from executor.operator_actions import change_trading_state
+
+    require(request, user, CONTROL_ROLE)
+    console = console_of(request)
+    with refusals(), console.journal() as j:
+        change = change_trading_state(j, console.settings.governance,
+                                      text_field(form, "target"), person=user.name,
+                                      reason=text_field(form, "reason"),
+                                      fallback_person=user.name)
+    return flash(request, f"trading state {change.state} by {change.person}: "
+                 f"{change.reason}", topics=("state",))
