@@ -27,7 +27,7 @@ def client(sqlite_url: str) -> TestClient:
 
 
 def test_every_page_needs_a_sign_in(client: TestClient) -> None:
-    for path in ("/", "/orders", "/state/bar", "/events"):
+    for path in ("/", "/approvals", "/approvals/1", "/orders", "/state/bar", "/events"):
         r = client.get(path, follow_redirects=False)
         assert r.status_code in (303, 401), path
     assert client.get("/orders", headers={"HX-Request": "true"}).status_code == 401
