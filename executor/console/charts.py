@@ -3,9 +3,10 @@ candles, horizontal price lines (entry, stop, target), SMC zones (order blocks, 
 gaps) from the bar they formed at to the last bar, structure breaks (BOS, CHoCH) and
 sweeps as markers, and trade markers (the order, its fills).
 
-A snapshot names bars by their index in the stream; the bars given end at the snapshot's
-bar, so index ``i`` is the bar ``snapshot.index - i`` places before the last one. What
-falls outside the bars shown starts at the first bar (a zone) or is left out (a marker).
+A snapshot names bars by their index in the stream; its own bar (``snapshot.time``) is
+found among the bars given, and index ``i`` is the bar ``snapshot.index - i`` places
+before it. What falls outside the bars shown starts at the first bar (a zone) or is left
+out (a marker).
 """
 
 from __future__ import annotations
@@ -25,16 +26,19 @@ def _t(moment: datetime) -> int:
 
 
 class _Index:
-    """Stream index -> bar time, for bars ending at the snapshot's bar."""
+    """Stream index -> bar time, anchored at the snapshot's own bar."""
 
     def __init__(self, bars: Sequence[Bar], snapshot: dict[str, Any] | None) -> None:
         self.bars = bars
         self.last = int(snapshot["index"]) if snapshot and "index" in snapshot else None
+        times = [b.time.isoformat() for b in bars]
+        at = snapshot.get("time") if snapshot else None
+        self.anchor = times.index(at) if at in times else len(bars) - 1
 
     def time(self, index: Any, *, clamp: bool = False) -> int | None:
         if self.last is None or not isinstance(index, int) or not self.bars:
             return None
-        pos = len(self.bars) - 1 - (self.last - index)
+        pos = self.anchor - (self.last - index)
         if pos < 0 and clamp:
             pos = 0
         return _t(self.bars[pos].time) if 0 <= pos < len(self.bars) else None

@@ -50,3 +50,51 @@ def orders_fragment(request: Request, user: SignedIn, state: str = "", symbol: s
     with console_of(request).journal() as j:
         data = orders_data(j, state=state, symbol=symbol.strip(), side=side)
     return render(request, "partials/orders_table.html", user, **data)
+
+
+def trace_data(journal: Journal, client_order_id: str) -> dict[str, Any] | None:
+    """Everything behind one order (``journal.queries.trace``: bar, snapshot, proposal,
+    decision, provider calls, verdict, state history, fills) and its chart: the order and
+    its fills drawn on the bars around it, with its stop and target."""
+    trace = journal.queries.trace(client_order_id)
+    if trace is None:
+        return None
+    order, proposal = trace["order"], trace.get("proposal") or {}
+    timeframe = proposal.get("timeframe") or (trace.get("bar") or {}).get("timeframe")
+    return {"trace": trace, "order": order,
+            "chart": _trace_chart(journal, trace, timeframe) if timeframe else None}
+
+
+def _trace_chart(journal: Journal, trace: dict[str, Any], timeframe: str) -> dict[str, Any]:
+    from datetime import datetime, timedelta
+
+    from domain import timeframe_seconds
+    from executor.console.charts import chart
+
+    order = trace["order"]
+    bar_time = datetime.fromisoformat(order["bar_time"])
+    fills = [{**f, "time": datetime.fromisoformat(f["time"])} for f in trace["fills"]]
+    last = max([bar_time, *(f["time"] for f in fills)])
+    until = last + timedelta(seconds=20 * timeframe_seconds(timeframe))
+    bars = journal.runs.bars_until(order["symbol"], timeframe, until, 160)
+    buy = order["side"] == "buy"
+    markers = [{"time": bar_time, "position": "belowBar" if buy else "aboveBar",
+                "color": "#6cb4ff", "shape": "arrowUp" if buy else "arrowDown",
+                "text": f"{order['side']} {order['volume']}"}]
+    markers += [{"time": f["time"], "position": "inBar", "color": "#f0a030",
+                 "shape": "circle", "text": f"{f['kind']} {f['price']}"} for f in fills]
+    entry = order.get("avg_fill_price") or (trace.get("proposal") or {}).get("entry")
+    return chart(bars, snapshot=trace.get("snapshot"), markers=markers,
+                 levels={"entry": entry, "stop": order.get("stop_loss"),
+                         "target": order.get("take_profit")})
+
+
+@router.get("/orders/{client_order_id}", response_class=HTMLResponse)
+def order_trace_page(request: Request, client_order_id: str, user: SignedIn) -> Response:
+    from fastapi import HTTPException
+
+    with console_of(request).journal() as j:
+        data = trace_data(j, client_order_id)
+    if data is None:
+        raise HTTPException(404, f"no order {client_order_id}")
+    return render(request, "order_trace.html", user, page="orders", **data)
