@@ -25,8 +25,12 @@ def console(
     if ctx.invoked_subcommand is not None:
         return
     from executor.console.server import serve
+    from strategies.registry import unchecked_strategy
 
-    settings = settings_for(config, journal_url)
+    # Without resolving the strategy: a desk's plugin that no longer imports must not
+    # keep people from the approvals and the trading state.
+    with unchecked_strategy():
+        settings = settings_for(config, journal_url)
     bind_host = host or settings.console.host
     bind_port = port or settings.console.port
     scheme = "https" if settings.console.tls else "http"

@@ -1,6 +1,7 @@
-"""The trading-state bar every page shows (``/state/bar``, re-rendered on ``dta:state``):
-ACTIVE / REDUCING / HALTED, who set it and why, and for an operator the controls (halt,
-reduce, activate, with a reason). A change goes through
+"""The trading-state bar every page shows: its status (``/state/bar``, re-rendered on
+``dta:state``: ACTIVE / REDUCING / HALTED, who set it and why) and, for an operator, the
+controls (halt, reduce, activate, with a reason; in ``base.html``, outside what live
+updates re-render, so a reason being typed is never wiped). A change goes through
 ``executor.operator_actions.change_trading_state``, as `dta trading-state` does."""
 
 from __future__ import annotations
@@ -38,8 +39,7 @@ def state_data(journal: Journal) -> dict[str, Any]:
 def state_bar(request: Request, user: SignedIn) -> Response:
     with console_of(request).journal() as j:
         data = state_data(j)
-    return render(request, "partials/state_bar.html", user,
-                  can_control=CONTROL_ROLE in user.roles, **data)
+    return render(request, "partials/state_bar.html", user, **data)
 
 
 @router.post("/state", response_class=HTMLResponse)

@@ -3,9 +3,9 @@
 //    changed) becomes an htmx trigger "dta:<topic>" on the body, which the fragments
 //    showing that topic listen for (hx-trigger="dta:<topic> from:body").
 // 2. Refusals (4xx) from htmx actions are swapped like successes, so the message shows.
-// 3. Charts: every element with data-chart holds its data as JSON in a child
-//    <script type="application/json"> (data, never executed) and is drawn with
-//    lightweight-charts when present.
+// 3. Charts: every element with data-chart holds its data as JSON in that attribute
+//    (data, never executed; Jinja's tojson escapes quotes and angle brackets) and is
+//    drawn with lightweight-charts when the page loads it (charts.js).
 (function () {
   "use strict";
   const TOPICS = ["approvals", "orders", "incidents", "state", "params", "providers", "bars"];
@@ -36,10 +36,8 @@
   function drawCharts(root) {
     if (!window.LightweightCharts || !window.dtaCharts) return;
     root.querySelectorAll("[data-chart]:not([data-drawn])").forEach(function (el) {
-      const data = el.querySelector("script[type='application/json']");
-      if (!data) return;
       el.dataset.drawn = "1";
-      window.dtaCharts.draw(el, JSON.parse(data.textContent));
+      window.dtaCharts.draw(el, JSON.parse(el.dataset.chart));
     });
   }
 
