@@ -28,13 +28,18 @@ def check_bind(settings: Settings, host: str) -> None:
 
 
 def serve(settings: Settings, *, host: str, port: int, journal_url: str | None = None) -> None:
-    """Check the bind, build the app (which checks the users) and run uvicorn until a
-    signal; errors are ConfigError before anything listens."""
+    """Check the bind and the journal, build the app (which checks the users) and run
+    uvicorn until a signal; every refusal comes before anything listens."""
     import uvicorn
 
     from executor.console.app import create_app
+    from executor.journal.store import Journal
 
     check_bind(settings, host)
+    # The journal must exist with its schema (JournalError, exit 3): a mistyped URL is
+    # said at start, not on the first page.
+    Journal.open(journal_url or settings.journal.url, migrate_schema=False,
+                 create=False).close()
     app = create_app(settings, journal_url)
     console = settings.console
     uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=False,

@@ -56,8 +56,8 @@ class ChangeMarks:
                 "incidents": (one(select(func.max(INCIDENTS.c.id))),
                               rows(_by_status(INCIDENTS))),
                 "state": one(select(func.max(STATE_EVENTS.c.id))),
-                "params": one(select(func.max(PARAM_EVENTS.c.id),
-                                     func.max(PARAM_VERSIONS.c.version))),
+                "params": (one(select(func.max(PARAM_EVENTS.c.id))),
+                           one(select(func.max(PARAM_VERSIONS.c.version)))),
                 "providers": one(select(func.max(PROVIDER_EVENTS.c.id))),
                 "bars": one(select(func.max(BARS.c.id))),
             }

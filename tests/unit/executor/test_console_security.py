@@ -13,7 +13,7 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from support.console import PASSWORD, console_settings, csrf_of, sign_in
 
-from domain.errors import EXIT_CONFIG, ConfigError
+from domain.errors import EXIT_CONFIG, EXIT_JOURNAL, ConfigError
 from executor.console.app import create_app
 from executor.console.server import check_bind
 from executor.console.web import checked_form
@@ -83,6 +83,16 @@ def test_every_post_route_checks_the_csrf_token(client: TestClient) -> None:
         assert checked_form in calls, f"{route.path} does not check the CSRF token"
 
 
+def test_the_session_cookie_is_secure_under_tls(sqlite_url: str, tmp_path: Path) -> None:
+    settings = console_settings(sqlite_url, console={"tls_cert": str(tmp_path / "c.pem"),
+                                                     "tls_key": str(tmp_path / "k.pem")})
+    Journal.open(sqlite_url).close()
+    client = TestClient(create_app(settings), base_url="https://testserver")
+    r = sign_in(client, "ann")
+    assert "secure" in r.headers["set-cookie"].lower()
+    assert "max-age" in r.headers["strict-transport-security"]
+
+
 def test_a_user_needs_an_argon2_hash(sqlite_url: str) -> None:
     with pytest.raises(ConfigError, match="argon2"):
         console_settings(sqlite_url, console={"users": {"x": {"password_hash": "hunter22",
@@ -119,12 +129,23 @@ def test_non_loopback_bind_needs_tls(sqlite_url: str, tmp_path: Path) -> None:
                                                      "tls_key": str(key)}), "0.0.0.0")
 
 
-def test_dta_console_refuses_a_public_bind_with_one_line(tmp_path: Path) -> None:
+def _dta_console(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     url = f"sqlite:///{tmp_path / 'j.sqlite'}"
-    proc = subprocess.run([sys.executable, "-m", "runbooks.cli", "console", "--host", "0.0.0.0",
+    root = Path(__file__).resolve().parents[3]
+    return subprocess.run([sys.executable, "-m", "runbooks.cli", "console", *args,
                            "--journal-url", url], capture_output=True, text=True, timeout=60,
-                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path.cwd()),
-                               "HOME": str(tmp_path)})
+                          cwd=str(tmp_path), env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+                                                  "PYTHONPATH": str(root)})
+
+
+def test_dta_console_refuses_a_public_bind_with_one_line(tmp_path: Path) -> None:
+    proc = _dta_console(tmp_path, "--host", "0.0.0.0")
     assert proc.returncode == EXIT_CONFIG, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("dta:")]
     assert len(lines) == 1 and "without TLS" in lines[0], proc.stderr
+
+
+def test_dta_console_refuses_a_journal_that_does_not_exist(tmp_path: Path) -> None:
+    proc = _dta_console(tmp_path, "--port", "1")  # never reached: refused before binding
+    assert proc.returncode == EXIT_JOURNAL, proc.stderr
+    assert not (tmp_path / "j.sqlite").exists()
