@@ -86,8 +86,13 @@ def create_app(settings: Settings, journal_url: str | None = None, *,
 
 
 async def _to_login(request: Request, _exc: Exception) -> Response:
+    """A page asked for without a session goes to the sign-in and comes back after it (a
+    notification's link to /approvals/{id} lands on the request)."""
     if request.method == "GET" and "hx-request" not in request.headers:
-        return RedirectResponse("/login", status_code=303)
+        from urllib.parse import urlencode
+
+        back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?{urlencode({'next': back})}", status_code=303)
     return Response("sign in first", status_code=401, headers={"HX-Redirect": "/login"})
 
 

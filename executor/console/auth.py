@@ -16,9 +16,17 @@ from executor.console.web import CheckedForm, console_of, render, text_field
 router = APIRouter()
 
 
+def _back_to(target: str) -> str:
+    """Where to go after signing in: a path of this console only (never another site:
+    ``//host`` and ``/\\host`` are refused), else the overview."""
+    if target.startswith("/") and not target.startswith(("//", "/\\")):
+        return target
+    return "/"
+
+
 @router.get("/login", response_class=HTMLResponse)
-def login_page(request: Request) -> Response:
-    return render(request, "login.html", None, page="login")
+def login_page(request: Request, next: str = "/") -> Response:
+    return render(request, "login.html", None, page="login", next=_back_to(next))
 
 
 @router.post("/login")
@@ -27,18 +35,19 @@ def login(request: Request, form: CheckedForm) -> Response:
     name = text_field(form, "username")
     password = form.get("password")
     client = request.client.host if request.client else "?"
+    back = _back_to(text_field(form, "next"))
     if console.limiter.blocked(client, name):
-        return render(request, "login.html", None, page="login", status_code=429,
+        return render(request, "login.html", None, page="login", status_code=429, next=back,
                       error="too many failed sign-ins: wait a few minutes and try again")
     user = verify(console.users, name, password if isinstance(password, str) else "")
     if user is None:
         console.limiter.failed(client, name)
-        return render(request, "login.html", None, page="login", status_code=401,
+        return render(request, "login.html", None, page="login", status_code=401, next=back,
                       error="wrong user name or password")
     console.limiter.succeeded(name)
     request.session.clear()
     request.session.update({"user": user.name, "at": time.time(), "csrf": new_csrf_token()})
-    return RedirectResponse("/", status_code=303)
+    return RedirectResponse(back, status_code=303)
 
 
 @router.post("/logout")

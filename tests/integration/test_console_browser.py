@@ -148,12 +148,13 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
 def test_sign_in(scene: Scene) -> None:
     page = scene.browser.new_page()
     page.goto(f"{scene.base}/approvals")
-    assert page.url.endswith("/login")  # every page asks for a sign-in first
+    assert "/login" in page.url  # every page asks for a sign-in first
     scene.shot(page, "login")
     page.fill("input[name=username]", "ann")
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_selector("header.top nav", timeout=WAIT_MS)
+    assert page.url == f"{scene.base}/approvals"  # back where the link pointed
     assert page.inner_text(".who span") == "ann"
     assert page.inner_text("#state-bar [data-state]") == "ACTIVE"
     page.context.close()
@@ -195,7 +196,10 @@ def test_approve_and_find_the_order_in_its_trace(scene: Scene) -> None:
     done = scene.approval(request.id)
     assert done.status == "executed" and done.operator == "ann", done
     page.goto(f"{scene.base}/approvals")
-    page.click(f"#decided tr[data-approval='{request.id}'] a[href^='/orders/']")
+    row = f"#decided tr[data-approval='{request.id}']"
+    # The verdict moved the weight of the provider that voted against the trade.
+    assert "momentum" in page.inner_text(f"{row} td.weights")
+    page.click(f"{row} a[href^='/orders/']")
     page.wait_for_selector("#order-summary", timeout=WAIT_MS)
     side = "buy" if request.direction == "long" else "sell"
     assert page.inner_text("#order-side") == side

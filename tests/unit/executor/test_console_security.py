@@ -44,6 +44,19 @@ def test_sign_in_sets_a_strict_httponly_session(client: TestClient) -> None:
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
 
 
+def test_sign_in_returns_to_the_page_asked_for_and_nowhere_else(client: TestClient) -> None:
+    r = client.get("/approvals/7", follow_redirects=False)
+    assert r.headers["location"] == "/login?next=%2Fapprovals%2F7"
+    token = csrf_of(client.get("/login?next=/approvals/7").text)
+    for target, lands in (("/approvals/7", "/approvals/7"), ("//evil.example/x", "/"),
+                          ("https://evil.example", "/"), ("/\\evil.example", "/")):
+        r = client.post("/login", data={"username": "ann", "password": PASSWORD,
+                                        "csrf_token": token, "next": target},
+                        follow_redirects=False)
+        assert r.headers["location"] == lands, target
+        token = csrf_of(client.get("/login").text)
+
+
 def test_wrong_password_refused_then_rate_limited(client: TestClient) -> None:
     for _ in range(5):
         assert sign_in(client, "ann", "wrong-password-1").status_code == 401
