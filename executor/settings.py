@@ -39,6 +39,8 @@ from domain import ParameterSet, normalize_timeframe, stable_hash
 from domain.errors import ConfigError
 from ensemble.config import EnsembleConfig
 from executor.brokers.config import CcxtSettings, Mt5Settings, ResolverSettings
+from executor.console.settings import ConsoleSettings
+from executor.settings_sections import ObservabilitySettings
 
 DEFAULT_CONFIG_PATHS = (Path("config/dta.toml"), Path("/etc/dta/dta.toml"))
 # Log lines and Sentry events are scrubbed of every secret value by substring: a secret of
@@ -325,15 +327,6 @@ class GovernanceSettings(_Section):
         return v
 
 
-class ObservabilitySettings(_Section):
-    metrics_enabled: bool = False
-    metrics_host: str = "127.0.0.1"
-    metrics_port: int = Field(default=9464, ge=1, le=65535)
-    alert_min_severity: Literal["info", "warning", "high", "critical"] = "warning"
-    alert_attempts: int = Field(default=5, ge=1, le=20)
-    sentry_environment: str = "production"
-
-
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="DTA_",
@@ -358,6 +351,7 @@ class Settings(BaseSettings):
     shadow: ShadowSettings = Field(default_factory=ShadowSettings)
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     governance: GovernanceSettings = Field(default_factory=GovernanceSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
 
     # Secrets: never logged, never journaled, masked by `dta config show`.
     sentry_dsn: SecretStr | None = None

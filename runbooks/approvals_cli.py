@@ -76,17 +76,17 @@ def show(approval_id: int, config: ConfigOpt = None, journal_url: JournalOpt = N
 
 def _decide(approval_id: int, approve: bool, note: str, operator: str | None,
             config: Any, journal_url: str | None) -> None:
-    from executor.approvals import ApprovalError, decide
+    """The rules live in ``executor.operator_actions`` (the console calls the same)."""
+    from executor.operator_actions import decide_approval
 
     settings = settings_for(config, journal_url)
-    who = identified(settings, operator)
+    identified(settings, operator)  # before the journal opens
     journal = journal_for(settings, migrate=False)
     try:
-        outcome = decide(journal, approval_id, approve=approve,
-                         operator=who, note=note, now=datetime.now(UTC),
-                         feedback=settings.guardrails.weight_feedback)
-    except ApprovalError as exc:
-        fail(str(exc), exc.exit_code)
+        outcome = decide_approval(journal, settings.governance,
+                                  settings.guardrails.weight_feedback, approval_id,
+                                  approve=approve, person=operator, note=note,
+                                  now=datetime.now(UTC))
     finally:
         journal.close()
     extra = (f"; provider weights now {outcome.weights} (parameter v"

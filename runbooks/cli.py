@@ -29,6 +29,7 @@ def _register_groups() -> None:
     --help` lists them in the order they are added here."""
     from runbooks import (
         approvals_cli,
+        console_cli,
         governance_cli,
         params_cli,
         providers_cli,
@@ -59,6 +60,7 @@ def _register_groups() -> None:
     trace_cli.register(app)
     reconcile_cli.register(app)
     setup_cli.register(app)
+    app.add_typer(console_cli.app, name="console")
 
 
 _register_groups()

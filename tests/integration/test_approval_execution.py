@@ -8,43 +8,23 @@ and target on the right sides of the entry, and the order that goes out is that 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support.builders import a_proposal
-from support.daemon_helpers import replay, settings_for
+from support.daemon_helpers import AlwaysLongOnDown, conflict_overrides, replay, settings_for
 from support.samples import write_sample_head
 
-from domain import Direction, MarketSnapshot, OrderSide, Proposal
+from domain import Direction, OrderSide
 from domain.errors import JournalError, MalformedApproval
 from executor.approval_request import ApprovalRequest
 from executor.approvals import decide
 from executor.journal.store import Journal
 from executor.wiring import build_daemon
-from strategies.logic import StrategyContext
 
 TTL = {"approval_ttl_seconds": 30 * 86400}
-
-
-class AlwaysLongOnDown:
-    """A long on every bar that closed below its open: the momentum provider, reading the
-    same falling market, votes short, so every proposal is a conflict for the queue."""
-
-    name = "test_long_into_weakness"
-
-    def __init__(self, **_params: object) -> None:
-        pass
-
-    def on_bar(self, snapshot: MarketSnapshot, ctx: StrategyContext) -> Sequence[Proposal]:
-        b = snapshot.bar
-        if b.close >= b.open:
-            return ()
-        return (a_proposal(strategy=self.name, symbol=snapshot.symbol, timeframe=snapshot.timeframe,
-                           bar_time=b.time, direction=Direction.LONG, entry=b.close,
-                           stop=b.close - 0.0030, target=b.close + 0.0060, reason="test"),)
 
 
 @pytest.fixture
@@ -57,16 +37,7 @@ def long_into_weakness() -> Iterator[None]:
 
 
 def _overrides() -> dict[str, Any]:
-    return dict(
-        strategy={"name": AlwaysLongOnDown.name, "params": {}},
-        ensemble={"providers": [{"name": "momentum", "kind": "momentum",
-                                 "params": {"period": 5}}]},
-        guardrails={**TTL, "max_position_lots": 100.0, "max_gross_exposure_lots": 100.0,
-                    "max_order_notional": 1e9, "max_orders_per_minute": 1000,
-                    "min_stop_atr": None, "max_spread": None,
-                    "max_daily_loss": None, "daily_drawdown_halt_pct": None,
-                    "consensus": {"rule": "either", "min_agreement": 1,
-                                  "min_confidence": 0.0, "conflict_margin": 1.0}})
+    return conflict_overrides(TTL["approval_ttl_seconds"])
 
 
 def _first_conflict(url: str, data: Path) -> Any:
