@@ -3,7 +3,8 @@ activate|rollback` and the console's Parameters page; and the evidence behind ea
 automatic rollback, for `dta params evidence` and the same page.
 
 - the person must be named (``ConfigError``, exit 2) and, with ``[governance.people]``,
-  hold the ``operator`` role (``OperatorRefusal``, exit 5): both relax trading;
+  hold the ``operator`` role (``OperatorRefusal``, exit 5): both relax trading
+  (``operator_actions.identified_person``, as for the trading state);
 - activating the active version is refused (exit 5); the rest of the rules (unknown
   version, nothing to roll back to, a bad target) are ``guardrails.params``' own.
 A running daemon follows an activation or rollback within a second.
@@ -15,7 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from domain.errors import ConfigError, OperatorRefusal
+from domain.errors import OperatorRefusal
+from executor.operator_actions import identified_person
 
 if TYPE_CHECKING:
     from executor.journal.store import Journal
@@ -24,27 +26,11 @@ if TYPE_CHECKING:
 
 __all__ = ["RollbackEvidence", "activate_version", "rollback_evidence", "rollback_version"]
 
-ROLE = "operator"
-
-
-def entitled(settings: Settings, person: str | None) -> str:
-    """``person``, stripped, when they may relax trading (``executor.governance.refusal``
-    decides): ConfigError when nobody is named, OperatorRefusal when not entitled."""
-    from executor.governance import refusal
-
-    why = refusal(settings.governance, person, ROLE)
-    if why is None:
-        return (person or "").strip()
-    if not (person or "").strip():
-        raise ConfigError(why)
-    raise OperatorRefusal(why)
-
-
 def activate_version(journal: Journal, settings: Settings, version: int, *,
                      person: str | None, reason: str) -> ParamVersion:
     from guardrails.params import activate, active_version
 
-    who = entitled(settings, person)
+    who = identified_person(settings.governance, person)
     current = active_version(journal.params)
     if current is not None and current.version == version:
         raise OperatorRefusal(f"v{version} is already active")
@@ -57,7 +43,7 @@ def rollback_version(journal: Journal, settings: Settings, *, person: str | None
     left bad."""
     from guardrails.params import rollback
 
-    who = entitled(settings, person)
+    who = identified_person(settings.governance, person)
     return rollback(journal.params, operator=who, reason=reason, to=to)
 
 
