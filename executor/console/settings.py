@@ -49,6 +49,12 @@ class ConsoleSettings(BaseModel):
     # Failed sign-ins allowed per client address and per user name within the window.
     login_attempts: int = Field(default=5, ge=1, le=1000)
     login_window_seconds: float = Field(default=300.0, gt=0)
+    # Replays page: the reports `dta replay --report DIR` wrote, found below this folder.
+    reports_dir: Path = Path("var/reports")
+    # Providers page: "export to PostgreSQL" appends the provider matrix to this table of
+    # that database (shared analytics); unset, the page shows the CLI command instead.
+    analytics_url: SecretStr | None = None
+    analytics_table: str = "dta_provider_matrix"
 
     @field_validator("users")
     @classmethod
