@@ -10,8 +10,8 @@ import csv
 import io
 import json
 import re
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -22,14 +22,17 @@ from executor.reports.provider_analytics import (
     Health,
     ProviderAnalytics,
     Window,
+    next_moves,
     provider_analytics,
 )
 
 if TYPE_CHECKING:
+    from executor.journal.read_models import DecisionRecord, ProposalRecord
     from executor.journal.store import Journal
     from executor.settings import Settings
 
-__all__ = ["DEFAULT_TABLE", "Matrix", "load_matrix", "to_csv", "to_json", "to_postgres"]
+__all__ = ["DEFAULT_TABLE", "Matrix", "MatrixSource", "load_matrix", "read_source", "to_csv",
+           "to_json", "to_postgres"]
 
 DEFAULT_TABLE = "dta_provider_matrix"
 _IDENTIFIER = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]{0,62}\.)?[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -49,24 +52,64 @@ class Matrix:
         return names + extra
 
 
+@dataclass(frozen=True)
+class MatrixSource:
+    """What the analytics read from the journal, read once: one matrix or many windows
+    (the console's comparison charts) are computed from it."""
+
+    account: str
+    calls: Sequence[Mapping[str, Any]]
+    decisions: Sequence[DecisionRecord]
+    proposals: Sequence[ProposalRecord]
+    closes: Mapping[tuple[str, str], Sequence[tuple[Any, float]]]  # stored time, close
+    time_key: Callable[[datetime], Any]  # a bar time as the journal stores it
+    configured: Sequence[str]
+    health: Mapping[str, Health]
+    oldest: datetime | None  # market time of the first and last call or decision
+    newest: datetime | None
+    _moves: dict[int, dict[int, float]] = field(default_factory=dict)
+
+    def moves(self, horizon_bars: int) -> dict[int, float]:
+        if horizon_bars not in self._moves:
+            self._moves[horizon_bars] = next_moves(self.decisions, self.proposals,
+                                                   self.closes, horizon_bars, self.time_key)
+        return self._moves[horizon_bars]
+
+    def matrix(self, window: Window, horizon_bars: int = DEFAULT_HORIZON_BARS) -> Matrix:
+        return Matrix(self.account, window, horizon_bars, tuple(provider_analytics(
+            calls=self.calls, decisions=self.decisions, proposals=self.proposals,
+            moves=self.moves(horizon_bars), window=window, configured=self.configured,
+            health=self.health)))
+
+    def window(self, days: float | None = None, since: datetime | None = None,
+               until: datetime | None = None) -> Window:
+        """[since, until], or the last ``days`` of market time before the newest."""
+        return Window.last_days(days, self.newest) if days is not None else Window(since,
+                                                                                   until)
+
+
+def read_source(journal: Journal, settings: Settings,
+                now: datetime | None = None) -> MatrixSource:
+    proposals, decisions, calls = journal.queries.decision_rows()
+    times = [*(p.bar_time for p in proposals),
+             *(c["at"] for c in calls if c.get("decision_id") is None)]
+    streams = sorted({(p.symbol, p.timeframe) for p in proposals})
+    configured = list(configured_providers(journal, settings))
+    return MatrixSource(
+        settings.account, calls, decisions, proposals,
+        {s: journal.queries.stored_closes(*s) for s in streams}, journal.uow.bind_time,
+        configured, _health(journal, settings, configured, now or datetime.now(UTC)),
+        min(times, default=None), max(times, default=None))
+
+
 def load_matrix(journal: Journal, settings: Settings, *, days: float | None = None,
                 since: datetime | None = None, until: datetime | None = None,
                 horizon_bars: int = DEFAULT_HORIZON_BARS,
                 now: datetime | None = None) -> Matrix:
     """The matrix over [since, until], or the last ``days`` of market time before the
     journal's newest (module docstring of provider_analytics)."""
-    rows = journal.queries.report_rows()
-    bar_time = {p.id: p.bar_time for p in rows.proposals}
-    newest = max([*bar_time.values(), *(c["at"] for c in rows.provider_calls
-                                        if c.get("decision_id") is None)], default=None)
-    window = (Window.last_days(days, newest) if days is not None else Window(since, until))
-    streams = sorted({(p.symbol, p.timeframe) for p in rows.proposals})
-    closes = {s: [(b.time, b.close) for b in journal.runs.iter_bars(*s)] for s in streams}
-    configured = list(configured_providers(journal, settings))
-    return Matrix(settings.account, window, horizon_bars, tuple(provider_analytics(
-        calls=rows.provider_calls, decisions=rows.decisions, proposals=rows.proposals,
-        closes=closes, window=window, horizon_bars=horizon_bars, configured=configured,
-        health=_health(journal, settings, configured, now or datetime.now(UTC)))))
+    source = read_source(journal, settings, now)
+    return source.matrix(source.window(days, since, until), horizon_bars)
 
 
 def _health(journal: Journal, settings: Settings, names: Sequence[str],

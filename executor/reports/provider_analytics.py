@@ -24,7 +24,7 @@ such time in the journal.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -34,7 +34,8 @@ from executor.reports.providers import FAILED, NOT_ANSWERED, call_status, quanti
 if TYPE_CHECKING:
     from executor.journal.read_models import DecisionRecord, ProposalRecord
 
-__all__ = ["DEFAULT_HORIZON_BARS", "ProviderAnalytics", "Window", "provider_analytics"]
+__all__ = ["DEFAULT_HORIZON_BARS", "Health", "ProviderAnalytics", "Window", "next_moves",
+           "provider_analytics"]
 
 DEFAULT_HORIZON_BARS = 8  # as `dta audit`
 _BADGE = {"ok": "up"}
@@ -99,20 +100,18 @@ class Health:
 def provider_analytics(*, calls: Sequence[Mapping[str, Any]],
                        decisions: Sequence[DecisionRecord],
                        proposals: Sequence[ProposalRecord],
-                       closes: Mapping[tuple[str, str], Sequence[tuple[datetime, float]]],
-                       window: Window = Window(), horizon_bars: int = DEFAULT_HORIZON_BARS,
+                       moves: Mapping[int, float], window: Window = Window(),
                        configured: Sequence[str] = (),
                        health: Mapping[str, Health] | None = None,
                        ) -> list[ProviderAnalytics]:
     """One row per provider (configured ones first, then any other that was called),
-    over the calls and decisions in ``window``. ``closes``: each stream's closes in time
-    order, for the next move."""
+    over the calls and decisions in ``window``. ``moves``: each decision's next move
+    (``next_moves``)."""
     bar_time = {p.id: p.bar_time for p in proposals}
     decided_at = {d.id: bar_time.get(d.proposal_id) for d in decisions}
     in_window = [c for c in calls if _call_time(c, decided_at) in window]
     chosen = [d for d in decisions
               if (moment := decided_at.get(d.id)) is not None and moment in window]
-    moves = _next_moves(chosen, {p.id: p for p in proposals}, closes, horizon_bars)
     votes = _votes(chosen)
     names = list(dict.fromkeys([*configured, *(str(c["provider"]) for c in in_window),
                                 *(name for v in votes.values() for name in v)]))
@@ -139,19 +138,22 @@ def _votes(decisions: Sequence[DecisionRecord]) -> dict[int, dict[str, str]]:
     return out
 
 
-def _next_moves(decisions: Sequence[DecisionRecord], proposals: Mapping[int, ProposalRecord],
-                closes: Mapping[tuple[str, str], Sequence[tuple[datetime, float]]],
-                horizon: int) -> dict[int, float]:
-    """Per decision, the close ``horizon`` bars after its bar minus its bar's close."""
-    index: dict[tuple[str, str], dict[datetime, int]] = {
-        stream: {t: i for i, (t, _) in enumerate(series)} for stream, series in closes.items()}
+def next_moves(decisions: Sequence[DecisionRecord], proposals: Sequence[ProposalRecord],
+               closes: Mapping[tuple[str, str], Sequence[tuple[Any, float]]], horizon: int,
+               key: Callable[[datetime], Any] = lambda t: t) -> dict[int, float]:
+    """Per decision, the close ``horizon`` bars after its bar minus its bar's close, in the
+    decision's stream. ``closes``: each stream's (time, close) in time order, the time as
+    ``key`` turns a bar time into it (the journal's stored form, say)."""
+    by_id = {p.id: p for p in proposals}
+    index = {stream: {t: i for i, (t, _) in enumerate(series)}
+             for stream, series in closes.items()}
     out: dict[int, float] = {}
     for d in decisions:
-        p = proposals.get(d.proposal_id)
+        p = by_id.get(d.proposal_id)
         if p is None:
             continue
         stream = (p.symbol, p.timeframe)
-        i = index.get(stream, {}).get(p.bar_time)
+        i = index.get(stream, {}).get(key(p.bar_time))
         series = closes.get(stream, ())
         if i is None or i + horizon >= len(series):
             continue

@@ -216,6 +216,7 @@ def test_providers_matrix_from_the_journal(journal_url: str, sample_head: Path,
         assert row["latency_p50_ms"] is not None and row["latency_p99_ms"] >= row[
             "latency_p50_ms"]
         assert row["errors"] == 0 and 0.0 <= row["agreement_with_ensemble"] <= 1.0
+        assert row["hit_n"] > 0  # bar times matched in the journal's stored form
     text = runner.invoke(app, ["providers", "matrix", "--config", str(config_file),
                                "--journal-url", journal_url])
     assert "structure" in text.stdout and "hit" in text.stdout

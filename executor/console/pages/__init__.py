@@ -41,7 +41,8 @@ NAV = (
 )
 
 # Page modules under executor/console/pages/, in the order their routes are added.
-PAGE_MODULES = ("trading_state", "overview", "approvals", "orders", "placeholders")
+PAGE_MODULES = ("trading_state", "overview", "approvals", "providers", "orders",
+                "placeholders")
 
 
 def routers() -> list[APIRouter]:

@@ -10,7 +10,12 @@ from typing import Any
 import pytest
 
 from executor.journal.read_models import DecisionRecord, ProposalRecord
-from executor.reports.provider_analytics import Health, Window, provider_analytics
+from executor.reports.provider_analytics import (
+    Health,
+    Window,
+    next_moves,
+    provider_analytics,
+)
 
 T0 = datetime(2024, 3, 4, 10, 0, tzinfo=UTC)
 M15 = timedelta(minutes=15)
@@ -44,6 +49,14 @@ DECISIONS = [
     DecisionRecord(5, 5, "short", 0.8, 1, 1, ("a",), (sig("a", "short"),)),
 ]
 
+MOVES = next_moves(DECISIONS, PROPOSALS, CLOSES, 2)
+
+
+def test_next_moves_look_horizon_bars_ahead_in_the_stream() -> None:
+    # Decision 5's bar has no close 2 bars on.
+    assert sorted(MOVES) == [1, 2, 4]
+    assert [MOVES[1], MOVES[2], MOVES[4]] == pytest.approx([0.02, 0.02, -0.02])
+
 
 def test_figures_per_provider() -> None:
     calls = [call("a", "ok", d, latency=float(10 * d), cost=0.02, tokens=100)
@@ -51,8 +64,8 @@ def test_figures_per_provider() -> None:
     calls += [call("b", "ok", 1, latency=20.0), call("b", "ok", 2, latency=40.0),
               call("b", "timeout", 4, latency=3000.0), call("b", "error", None)]
     rows = {r.provider: r for r in provider_analytics(
-        calls=calls, decisions=DECISIONS, proposals=PROPOSALS, closes=CLOSES,
-        horizon_bars=2, configured=("a", "b", "c"),
+        calls=calls, decisions=DECISIONS, proposals=PROPOSALS, moves=MOVES,
+        configured=("a", "b", "c"),
         health={"b": Health(in_rotation=False, breaker="open")})}
     a, b, c = rows["a"], rows["b"], rows["c"]
     assert (a.status, a.breaker, a.in_rotation) == ("up", "closed", True)
@@ -75,7 +88,7 @@ def test_figures_per_provider() -> None:
 
 def test_a_provider_whose_last_five_calls_failed_is_down() -> None:
     calls = [call("a", "ok", 1), *(call("a", "timeout", None) for _ in range(5))]
-    (row,) = provider_analytics(calls=calls, decisions=[], proposals=[], closes={})
+    (row,) = provider_analytics(calls=calls, decisions=[], proposals=[], moves={})
     assert row.status == "down"
 
 
@@ -85,8 +98,7 @@ def test_the_window_is_market_time() -> None:
         call("a", "error", None, at=T0 + 3 * M15)]
     window = Window(T0 + M15, T0 + 3 * M15)  # bars 1..3: decisions 2 and 4, the error
     rows = {r.provider: r for r in provider_analytics(
-        calls=calls, decisions=DECISIONS, proposals=PROPOSALS, closes=CLOSES, window=window,
-        horizon_bars=2)}
+        calls=calls, decisions=DECISIONS, proposals=PROPOSALS, moves=MOVES, window=window)}
     row = rows["a"]
     assert (row.calls, row.decisions, row.errors, row.votes) == (3, 2, 1, 2)
     assert Window.last_days(1, T0) == Window(T0 - timedelta(days=1), T0)
