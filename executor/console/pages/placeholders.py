@@ -13,7 +13,6 @@ router = APIRouter()
 
 # path -> (nav key, the CLI command that shows it today)
 PENDING = {
-    "/parameters": ("parameters", "dta params list"),
     "/incidents": ("incidents", "dta incidents list"),
     "/replays": ("replays", "dta replay DATA --report DIR"),
 }
