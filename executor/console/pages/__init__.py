@@ -42,7 +42,7 @@ NAV = (
 
 # Page modules under executor/console/pages/, in the order their routes are added.
 PAGE_MODULES = ("trading_state", "overview", "approvals", "providers", "parameters", "orders",
-                "placeholders")
+                "incidents", "replays")
 
 
 def routers() -> list[APIRouter]:
