@@ -19,10 +19,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.console import PASSWORD, password_hash
+from support.console import PASSWORD, console_config, console_in_browser, signed_in_page
 from support.daemon_helpers import AlwaysLongOnDown, conflict_overrides, registered, replay
-from support.samples import ROOT, write_sample_head
+from support.samples import write_sample_head
 
 from executor.journal.store import Journal
 
@@ -70,55 +66,14 @@ class Scene:
 
     def signed_in(self, name: str) -> Any:
         """A page in a browser context of its own, signed in as ``name``."""
-        page = self.browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-        page.goto(f"{self.base}/login")
-        page.fill("input[name=username]", name)
-        page.fill("input[name=password]", PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_selector("header.top nav", timeout=WAIT_MS)
-        return page
+        return signed_in_page(self.browser, self.base, name, wait_ms=WAIT_MS)
 
     def shot(self, page: Any, name: str) -> None:
         page.screenshot(path=str(self.shots / f"{name}.png"), full_page=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _console_config(path: Path, url: str) -> Path:
-    users = {"ann": ["analyst", "operator"], "ana": ["analyst"], "vic": ["viewer"]}
-    lines = [f'[journal]\nurl = "{url}"\n']
-    for name, roles in users.items():
-        lines.append(f'[console.users.{name}]\npassword_hash = "{password_hash()}"\n'
-                     f"roles = {roles!r}\n".replace("'", '"'))
-    path.write_text("\n".join(lines))
-    return path
-
-
-def _start_console(config: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "runbooks.cli", "console", "--config",
-                             str(config), "--port", str(port)], env=env, cwd=str(ROOT),
-                            stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"the console exited: {log.read_text()}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return proc
-        time.sleep(0.1)
-    proc.terminate()
-    raise AssertionError(f"the console did not listen: {log.read_text()}")
-
-
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
-    from playwright.sync_api import sync_playwright
-
     tmp = tmp_path_factory.mktemp("console")
     shots = Path(os.environ.get("DTA_SCREENSHOT_DIR") or tmp / "screenshots")
     shots.mkdir(parents=True, exist_ok=True)
@@ -130,19 +85,10 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
             replay(url, data, stop_after=bars, **conflict_overrides())
             if len(Journal.open(url).approvals.all("pending")) >= 2:
                 break
-        port = _free_port()
-        proc = _start_console(_console_config(tmp / "console.toml", url), port,
-                              tmp / "console.log")
-        try:
-            with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path=CHROMIUM)
-                try:
-                    yield Scene(url, data, f"http://127.0.0.1:{port}", shots, browser)
-                finally:
-                    browser.close()
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+        users = {"ann": ["analyst", "operator"], "ana": ["analyst"], "vic": ["viewer"]}
+        config = console_config(tmp / "console.toml", url, users)
+        with console_in_browser(config, tmp / "console.log", str(CHROMIUM)) as (base, browser):
+            yield Scene(url, data, base, shots, browser)
 
 
 def test_sign_in(scene: Scene) -> None:
