@@ -212,7 +212,10 @@ def run(*, runs: int = 20, writes: int = 10) -> dict[str, Any]:
         finally:
             j.close()
         paths = [e.path for e in NAV] + ["/approvals/1", f"/orders/{order}",
-                                         "/approvals/queue", "/orders/list", "/state/bar"]
+                                         "/approvals/queue", "/orders/list", "/state/bar",
+                                         "/overview/panel", "/providers?days=",
+                                         "/providers/table", "/parameters/versions",
+                                         "/incidents/list"]
         app = create_app(_settings(url))
         with Served(app) as base:
             pages = time_pages(base, paths, runs)
