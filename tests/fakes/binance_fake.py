@@ -61,7 +61,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fakes.binance_loopback import INTERVALS as _INTERVALS
-from fakes.binance_loopback import MINUTE_MS, LoopbackBinance
+from fakes.binance_loopback import MINUTE_MS, LoopbackBinance, find_order
 from fakes.binance_loopback import fmt as _fmt
 
 __all__ = ["MINUTE_MS", "_INTERVALS", "FakeBinance", "_fmt"]
@@ -312,15 +312,7 @@ class FakeBinance(LoopbackBinance):
         return view
 
     def find(self, q: dict[str, str]) -> dict[str, Any] | None:
-        sid = q.get("symbol")
-        for o in reversed(self.orders):
-            if o["symbol"] != sid:
-                continue
-            if "orderId" in q and str(o["orderId"]) == q["orderId"]:
-                return o
-            if "origClientOrderId" in q and o["clientOrderId"] == q["origClientOrderId"]:
-                return o
-        return None
+        return find_order(self.orders, q)
 
     def route(self, method: str, path: str, q: dict[str, str], raw: str,
               headers: Any, step: tuple[Any, ...] | None) -> tuple[int, Any]:
@@ -338,12 +330,9 @@ class FakeBinance(LoopbackBinance):
                    "/api/v3/myTrades", "/api/v3/account"}
         if path not in private:
             return 404, {"code": -1000, "msg": f"unknown path {path}"}
-        problem = self._verify(q, raw, headers)
+        problem = self.refusal(q, raw, headers, step)
         if problem is not None:
             return problem
-        if step is not None and step[0] == "timestamp":
-            return 400, {"code": -1021,
-                         "msg": "Timestamp for this request is outside of the recvWindow."}
         with self._lock:
             if path == "/api/v3/order" and method == "POST":
                 partial = step[1] if step is not None and step[0] == "partial" else None

@@ -110,6 +110,16 @@ class LoopbackBinance:
     def script(self, method: str, path: str, *steps: tuple[Any, ...]) -> None:
         self.faults.setdefault((method.upper(), path), deque()).extend(steps)
 
+    def refusal(self, q: dict[str, str], raw: str, headers: Any,
+                step: tuple[Any, ...] | None) -> tuple[int, Any] | None:
+        """What a SIGNED endpoint answers before doing anything: key, signature and
+        timestamp checks, or a scripted ``("timestamp",)`` -1021."""
+        problem = self._verify(q, raw, headers)
+        if problem is None and step is not None and step[0] == "timestamp":
+            problem = 400, {"code": -1021,
+                            "msg": "Timestamp for this request is outside of the recvWindow."}
+        return problem
+
     def _verify(self, q: dict[str, str], raw: str, headers: Any) -> tuple[int, Any] | None:
         if headers.get("X-MBX-APIKEY") != self.api_key:
             return 401, {"code": -2015, "msg": "Invalid API-key, IP, or permissions for action."}
@@ -158,6 +168,19 @@ class LoopbackBinance:
             opens = [last - i * step for i in range(limit)][::-1]
         return 200, [self.kline(sid, t, minutes) for t in opens if t <= current_open]
 
+
+
+def find_order(orders: list[dict[str, Any]], q: dict[str, str]) -> dict[str, Any] | None:
+    """The newest order of ``q["symbol"]`` named by ``orderId`` or ``origClientOrderId``
+    (spot and USD-M "Query Order" take the same two)."""
+    for o in reversed(orders):
+        if o["symbol"] != q.get("symbol"):
+            continue
+        if "orderId" in q and str(o["orderId"]) == q["orderId"]:
+            return o
+        if "origClientOrderId" in q and o["clientOrderId"] == q["origClientOrderId"]:
+            return o
+    return None
 
 
 class _Server(ThreadingHTTPServer):
