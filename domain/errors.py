@@ -16,6 +16,10 @@ edge, so the daemon decides on our types, and the CLI picks its exit code from t
       VenueError                    1  a broker or exchange call failed
         TemporaryVenueError            may work if retried (network, rate limit, busy)
         PermanentVenueError            will not work as sent (refused, unknown symbol)
+          InsufficientFunds              balance or margin does not cover the order
+          OrderTooSmall                  below the venue's minimum notional or quantity
+          OrderWouldTrigger              a stop already past its trigger price
+          ReduceOnlyRejected             reduce-only, but nothing (that side) to reduce
       InvalidTransition             1  an order state change the state table forbids
       MalformedApproval             1  a queued approval request cannot be read back
       ProviderCallError                one provider's call failed: an abstention, never
@@ -102,6 +106,24 @@ class PermanentVenueError(VenueError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, retryable=False)
+
+
+class InsufficientFunds(PermanentVenueError):
+    """The account's balance (spot) or available margin (derivatives) does not cover it."""
+
+
+class OrderTooSmall(PermanentVenueError):
+    """Below the venue's minimum notional or quantity for this symbol."""
+
+
+class OrderWouldTrigger(PermanentVenueError):
+    """A conditional order whose trigger the price has already passed: the venue refuses it
+    rather than fire it at once. For a protective stop it means: exit now."""
+
+
+class ReduceOnlyRejected(PermanentVenueError):
+    """A reduce-only order with nothing on the other side to reduce: the position is flat
+    (closed by a stop, a liquidation or by hand) or on the order's own side."""
 
 
 class InvalidTransition(DtaError, ValueError):
