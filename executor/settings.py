@@ -38,7 +38,7 @@ from pydantic_settings import (
 from domain import ParameterSet, normalize_timeframe, stable_hash
 from domain.errors import ConfigError
 from ensemble.config import EnsembleConfig
-from executor.brokers.config import CcxtSettings, Mt5Settings, ResolverSettings
+from executor.brokers.config import CcxtSettings, Mt5Settings, ResolverSettings, SwapSettings
 
 DEFAULT_CONFIG_PATHS = (Path("config/dta.toml"), Path("/etc/dta/dta.toml"))
 # Log lines and Sentry events are scrubbed of every secret value by substring: a secret of
@@ -231,6 +231,7 @@ class BrokerSettings(_Section):
     timeframe: str = "M15"
     mt5: Mt5Settings = Field(default_factory=Mt5Settings)
     ccxt: CcxtSettings = Field(default_factory=CcxtSettings)
+    swap: SwapSettings = Field(default_factory=SwapSettings)  # ccxt perpetual swaps (#19)
     resolver: ResolverSettings = Field(default_factory=ResolverSettings)
     # Loopback or proxy overrides of ccxt's urls['api'] entries (name -> URL).
     ccxt_api_urls: dict[str, str] = Field(default_factory=dict)

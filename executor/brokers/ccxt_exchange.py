@@ -17,7 +17,7 @@ error raised as our class (``ccxt_errors.venue_error``). On a futures exchange
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, TypeVar
 
 import structlog
@@ -122,16 +122,20 @@ class ExchangeReader:
         raise TemporaryVenueError(f"{self.name} {what} failed after "
                                   f"{self.settings.read_retries + 1} attempts: {last}")
 
-    def call(self, what: str, fn: Callable[..., T], *args: Any) -> T:
+    def call(self, what: str, fn: Callable[..., T], *args: Any,
+             ok: Collection[Outcome] = ()) -> T | None:
         """A call that changes something (a setting, a cancel): sent once, its error raised
-        as our class. A timestamp refusal changed nothing: resynced and sent once more."""
+        as our class; an outcome in ``ok`` (a setting already as asked: ``UNCHANGED``) is
+        None. A timestamp refusal changed nothing: resynced and sent once more."""
         c = ccxt_module()
         for attempt in range(2):
             try:
                 return fn(*args)
             except c.BaseError as exc:
-                if attempt == 0 and classify(
-                        exc, futures=self.futures).outcome is Outcome.TIMESTAMP:
+                outcome = classify(exc, futures=self.futures).outcome
+                if outcome in ok:
+                    return None
+                if attempt == 0 and outcome is Outcome.TIMESTAMP:
                     self.resync_time()
                     continue
                 raise venue_error(exc, f"{self.name} {what}", futures=self.futures) from exc
