@@ -43,6 +43,9 @@ from executor.brokers.equity_cache import EquityCache
 
 log = structlog.get_logger("dta.ccxt")
 
+# The ccxt classes traded as perpetual swaps by this broker (its error table is Binance's).
+SWAP_EXCHANGES = ("binanceusdm",)
+
 # Linear perpetuals only: load_markets skips spot, margin and the inverse exchangeInfo.
 SWAP_OPTIONS: Mapping[str, Any] = {"defaultType": "swap", "defaultSubType": "linear",
                                    "fetchMarkets": {"types": ["linear"]}}
