@@ -13,8 +13,15 @@ USDT, the quote, so no ``fee`` fill takes inventory). Of its own:
 Equity is the settlement currency's total from ``fetch_balance`` (Binance
 ``marginBalance``: wallet balance plus unrealised PnL).
 
-Not yet (issue 19, next steps): protective orders at the exchange, funding payments
-journaled as costs, the stop-to-liquidation guardrail, the wiring in ``build_live_parts``.
+- ``ccxt_swap_protect``: a filled entry's stop-loss and take-profit as conditional orders
+  at the exchange (``protect``), cancelled on request (``cancel_protection``); a leg that
+  fired is found and its trades credited to the entry as a ``stop_loss`` /
+  ``take_profit`` exit, also after a restart (``restore`` adopts the journaled entries'
+  legs).
+
+Not yet (issue 19, next steps): the engine calling ``protect`` (journaled first) and
+cancelling the other leg, restart reconciliation of legs, funding payments journaled as
+costs, the stop-to-liquidation guardrail.
 """
 
 from __future__ import annotations
@@ -22,12 +29,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
 
-from domain import Bar, Fill, Order, Position
+from domain import Bar, Fill, Order, OrderSide, Position
 from domain.errors import PermanentVenueError, VenueError
 from executor.brokers.base import BrokerFill, VolumeRules
 from executor.brokers.ccxt_equity import Balances
@@ -38,6 +46,7 @@ from executor.brokers.ccxt_markets import MarketRules
 from executor.brokers.ccxt_seam import CcxtOrderSeam
 from executor.brokers.ccxt_swap_account import SwapAccount
 from executor.brokers.ccxt_swap_orders import SwapOrders
+from executor.brokers.ccxt_swap_protect import Kind, Leg, SwapProtection, entry_of, protective_id
 from executor.brokers.config import CcxtSettings, SwapSettings
 from executor.brokers.equity_cache import EquityCache
 
@@ -88,6 +97,7 @@ class CcxtSwapBroker(CcxtOrderSeam):
                                   last_close=self._closes.get)
         self._balances = Balances(reader, equity_ttl_seconds, monotonic)
         self._equity = EquityCache(self._read_equity, equity_ttl_seconds, monotonic=monotonic)
+        self.protection = SwapProtection(reader, self._ids, swap.trigger_price)
         self._seen: set[str] = set()
         self._last_poll: dict[str, datetime] = {}
 
@@ -109,18 +119,47 @@ class CcxtSwapBroker(CcxtOrderSeam):
             started = self._clock()
             since = self._last_poll.get(bar.symbol) or (started - timedelta(days=1))
             try:
+                self.protection.link_triggered(bar.symbol)  # before its trades are read
                 fills = self.recent_fills(since - timedelta(minutes=5), [bar.symbol])
             except VenueError as exc:
                 log.warning("ccxt_fill_poll_failed", symbol=bar.symbol, error=str(exc)[:200])
                 return []
             self._schedule.polled(bar.symbol, (started, self._monotonic()))
-            new = [f for f in fills if f.fill.fill_id not in self._seen
+            new = [_credited(f) for f in fills if f.fill.fill_id not in self._seen
                    and self._ids.is_ours(f.fill.client_order_id)]
             self._seen.update(f.fill.fill_id for f in new)
             if new:
                 self._account_changed()
             self._last_poll[bar.symbol] = started
             return new
+
+    # ------------------------------------------------------------------ protection
+
+    def protect(self, entry: Order) -> list[Leg]:
+        """Place the stop-loss and take-profit of a filled ``entry`` at the exchange, each
+        reduce-only for the filled volume under its deterministic id; a leg's status says
+        how it went (``would_trigger``: close the position now)."""
+        intent = entry.intent
+        if entry.filled_volume <= 0:
+            return []
+        side = OrderSide.SELL if intent.side is OrderSide.BUY else OrderSide.BUY
+        legs = []
+        with self._lock:
+            for kind, trigger in ((Kind.STOP_LOSS, intent.stop_loss),
+                                  (Kind.TAKE_PROFIT, intent.take_profit)):
+                if trigger is not None:
+                    legs.append(self.protection.place(
+                        intent.symbol, kind, side, entry.filled_volume, trigger,
+                        protective_id(intent.client_order_id, kind)))
+        return legs
+
+    def cancel_protection(self, entry_client_id: str, symbol: str) -> list[str]:
+        """Cancel both legs of an entry (its position closed another way); the ids the
+        exchange still held."""
+        with self._lock:
+            return [cid for kind in Kind
+                    if self.protection.cancel(cid := protective_id(entry_client_id, kind),
+                                              symbol)]
 
     # ------------------------------------------------------------------ account
 
@@ -169,3 +208,31 @@ class CcxtSwapBroker(CcxtOrderSeam):
         del fills, fill_kinds
         with self._lock:
             self._ids.adopt(orders)
+            for o in orders:
+                self._adopt_legs(o)
+
+    def _adopt_legs(self, entry: Order) -> None:
+        """The legs a journaled entry may have at the exchange, status unknown until
+        looked up: so a stop that fired while the daemon was down is found, and its
+        trades credited to the entry."""
+        intent = entry.intent
+        if entry.filled_volume <= 0 or intent.reduce_only:
+            return
+        side = OrderSide.SELL if intent.side is OrderSide.BUY else OrderSide.BUY
+        for kind, trigger in ((Kind.STOP_LOSS, intent.stop_loss),
+                              (Kind.TAKE_PROFIT, intent.take_profit)):
+            if trigger is not None:
+                cid = protective_id(intent.client_order_id, kind)
+                self._ids.symbol_of[cid] = intent.symbol
+                self.protection.legs.setdefault(cid, Leg(
+                    cid, kind, intent.symbol, side, entry.filled_volume, trigger, "unknown"))
+
+
+def _credited(f: BrokerFill) -> BrokerFill:
+    """A trade of a protective leg as the exit of the entry it protects (``stop_loss`` /
+    ``take_profit``, the kinds the engine books against the opening order)."""
+    found = entry_of(f.fill.client_order_id)
+    if found is None:
+        return f
+    entry, kind = found
+    return replace(f, fill=replace(f.fill, client_order_id=entry), kind=kind.value)

@@ -118,6 +118,9 @@ class SwapSettings(_Section):
 
     margin_mode: Literal["isolated", "cross"] = "isolated"
     leverage: int = Field(default=2, ge=1, le=125)
+    # What fires a protective stop or target at the exchange: the mark price (an index of
+    # several spot venues; one venue's wick does not stop the position out) or the last.
+    trigger_price: Literal["mark", "last"] = "mark"
 
 
 class ResolverSettings(_Section):

@@ -24,7 +24,8 @@ ACCOUNT = "swap-acct"
 
 def make_broker(fake: FakeBinanceUsdm, **swap: Any) -> CcxtSwapBroker:
     s = CcxtSettings(exchange="binanceusdm", symbols=(BTC,), timeout_ms=2000,
-                     rate_limit_ms=1, read_retries=1, read_backoff_seconds=0.0)
+                     rate_limit_ms=1, read_retries=1, read_backoff_seconds=0.0,
+                     catchup_poll_seconds=0.0)  # every bar polls the trades
     ex = make_swap_exchange(s, api_key=fake.api_key, secret=fake.secret,
                             api_urls=fake.api_urls())
     return CcxtSwapBroker(ex, s, SwapSettings(**{"leverage": 3, **swap}),
