@@ -19,9 +19,11 @@ Equity is the settlement currency's total from ``fetch_balance`` (Binance
   ``take_profit`` exit, also after a restart (``restore`` adopts the journaled entries'
   legs).
 
+- funding payments read per symbol (``funding``) with their exchange ids.
+
 Not yet (issue 19, next steps): the engine calling ``protect`` (journaled first) and
-cancelling the other leg, restart reconciliation of legs, funding payments journaled as
-costs, the stop-to-liquidation guardrail.
+cancelling the other leg, restart reconciliation of legs, funding journaled as costs, the
+stop-to-liquidation guardrail.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from executor.brokers.ccxt_fills import PollSchedule, TradeHistory
 from executor.brokers.ccxt_ids import OUR_ID_PREFIX, OrderIds
 from executor.brokers.ccxt_markets import MarketRules
 from executor.brokers.ccxt_seam import CcxtOrderSeam
-from executor.brokers.ccxt_swap_account import SwapAccount
+from executor.brokers.ccxt_swap_account import FundingPayment, SwapAccount
 from executor.brokers.ccxt_swap_orders import SwapOrders
 from executor.brokers.ccxt_swap_protect import Kind, Leg, SwapProtection, entry_of, protective_id
 from executor.brokers.config import CcxtSettings, SwapSettings
@@ -201,6 +203,11 @@ class CcxtSwapBroker(CcxtOrderSeam):
     def liquidation_price(self, symbol: str) -> float | None:
         with self._lock:
             return self.account.liquidation_price(symbol)
+
+    def funding(self, since: datetime) -> list[FundingPayment]:
+        """Funding payments on the traded symbols since ``since`` (a holding cost)."""
+        with self._lock:
+            return self.account.funding(since)
 
     def restore(self, orders: Sequence[Order], fills: Sequence[Fill],
                 fill_kinds: Sequence[str]) -> None:

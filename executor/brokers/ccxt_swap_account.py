@@ -19,11 +19,19 @@ asks:
   same way (``fetch_leverage``).
 A disagreement is a ``ConfigError`` (exit 2: nothing started); a venue that cannot answer
 raises its ``VenueError`` (the service restarts and tries again).
+
+Funding (``funding``): every 8 hours a perpetual's longs and shorts pay each other the
+funding rate on their notional ("Get Income History", ``GET /fapi/v1/income`` with
+``incomeType`` FUNDING_FEE, what ccxt's ``fetch_funding_history`` reads): a cost of holding
+the position that no order of ours shows, read per symbol with its exchange id
+(``tranId``) so a payment seen twice is recognisable.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -35,6 +43,17 @@ from executor.brokers.ccxt_exchange import ExchangeReader
 from executor.brokers.config import SwapSettings
 
 log = structlog.get_logger("dta.ccxt")
+
+
+@dataclass(frozen=True, slots=True)
+class FundingPayment:
+    """One funding settlement: ``amount`` received (negative: paid), in ``currency``."""
+
+    payment_id: str
+    symbol: str
+    time: datetime
+    amount: float
+    currency: str
 
 
 class SwapAccount:
@@ -125,6 +144,21 @@ class SwapAccount:
 
     def position(self, symbol: str) -> Position:
         return self.positions().get(symbol) or Position(symbol)
+
+    def funding(self, since: datetime) -> list[FundingPayment]:
+        """Funding paid or received on the traded symbols since ``since``, oldest first."""
+        self._reader.ensure_markets()
+        out: list[FundingPayment] = []
+        for symbol in self.symbols:
+            rows = self._reader.paged("fetch_funding_history",
+                                      self.exchange.fetch_funding_history, symbol,
+                                      int(since.timestamp() * 1000))
+            out.extend(FundingPayment(
+                f"{self.exchange.id}:funding:{r['id']}", symbol,
+                datetime.fromtimestamp(int(r["timestamp"]) / 1000, UTC),
+                float(r.get("amount") or 0.0), str(r.get("code") or ""))
+                for r in rows)
+        return sorted(out, key=lambda p: (p.time, p.payment_id))
 
     def liquidation_price(self, symbol: str) -> float | None:
         """The exchange's liquidation price of the position as last read (None: flat, or

@@ -208,3 +208,18 @@ def test_lookup_fills_and_equity(fake: FakeBinanceUsdm, broker: CcxtSwapBroker) 
     broker._account_changed()
     assert broker.equity_currency() == "USDT"
     assert broker.equity() == pytest.approx(10_000.0 - 0.15 + 0.01 * 1_000.0)
+
+
+def test_funding_paid_and_received_with_exchange_ids(fake: FakeBinanceUsdm,
+                                                     broker: CcxtSwapBroker) -> None:
+    start = datetime.now(UTC) - timedelta(minutes=1)
+    assert broker.funding(start) == []
+    broker.submit(submitting(intent(1, OrderSide.BUY)))
+    fake.charge_funding("BTCUSDT", 0.0001)  # a long pays a positive rate
+    fake.charge_funding("BTCUSDT", -0.0002)  # and receives a negative one
+    paid, received = broker.funding(start)
+    assert (paid.symbol, paid.currency) == (BTC, "USDT")
+    assert (paid.amount, received.amount) == (pytest.approx(-0.03), pytest.approx(0.06))
+    assert paid.payment_id != received.payment_id
+    assert [p.payment_id for p in broker.funding(start)] == [paid.payment_id,
+                                                             received.payment_id]
