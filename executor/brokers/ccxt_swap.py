@@ -10,16 +10,14 @@ USDT, the quote, so no ``fee`` fill takes inventory). Of its own:
   verified; positions read from the exchange (not rebuilt from fills: the exchange holds
   them, and a stop or a liquidation changes them without an order of ours).
 - ``ccxt_swap_orders``: closes and reductions sent ``reduceOnly``.
-Equity is the settlement currency's total from ``fetch_balance`` (Binance
-``marginBalance``: wallet balance plus unrealised PnL).
-
 - ``ccxt_swap_protect``: a filled entry's stop-loss and take-profit as conditional orders
   at the exchange (``protect``), cancelled on request (``cancel_protection``); a leg that
   fired is found and its trades credited to the entry as a ``stop_loss`` /
   ``take_profit`` exit, also after a restart (``restore`` adopts the journaled entries'
   legs).
-
 - funding payments read per symbol (``funding``) with their exchange ids.
+Equity is the settlement currency's total from ``fetch_balance`` (Binance
+``marginBalance``: wallet balance plus unrealised PnL).
 
 Not yet (issue 19, next steps): the engine calling ``protect`` (journaled first) and
 cancelling the other leg, restart reconciliation of legs, funding journaled as costs, the
