@@ -29,11 +29,16 @@ New-Algo-Order, ...):
 - Triggering (``algoStatus`` NEW -> TRIGGERING -> TRIGGERED -> FINISHED, or EXPIRED /
   REJECTED): when the working price crosses the trigger, a MARKET order goes to the
   matching engine; the algo order reports it as ``actualOrderId`` / ``actualPrice``. That
-  order has its own client id (this fake: ``algo-<algoId>``; callers must link by
-  ``actualOrderId``), ``origType`` the conditional type. A reduce-only or Close-All stop
-  that finds nothing to reduce when it fires ends EXPIRED and trades nothing. A stop left
-  after its position was closed another way stays NEW: Binance does not cancel it (the
-  orphan-stop reports of freqtrade and ccxt users), so the caller must.
+  order has its own client id, ``origType`` the conditional type. A stop left after its
+  position was closed another way stays NEW: Binance does not cancel it (the orphan-stop
+  reports of freqtrade and ccxt users), so the caller must.
+
+Where the pages are silent this fake makes a choice, stated here so a test does not
+mistake it for the venue's word: the triggered order's client id is ``algo-<algoId>``
+(anything but ours: callers must link by ``actualOrderId``); a reduce-only or Close-All
+leg that finds nothing to reduce when it fires ends EXPIRED and trades nothing; an
+unknown algo id answers -2013 on query and -2011 on cancel, and a ``clientAlgoId`` of an
+open algo order -4116, as the regular order endpoints do.
 """
 
 from __future__ import annotations

@@ -26,8 +26,10 @@ usds-margined-futures/trade/rest-api/New-Order) and the USD-M "Error Codes" page
   order sent." (cancel).
 - A MARKET order that cannot fill in full (``("partial", f)`` scripted) ends EXPIRED with
   the part executed, as Binance's MARKET orders do when liquidity runs out.
-- "Account Trade List" ``GET /fapi/v1/userTrades``: ``realizedPnl``, ``commission``
-  (positive, in ``commissionAsset`` USDT), ``buyer``, ``maker``, ``positionSide``.
+- "Account Trade List" ``GET /fapi/v1/userTrades``: ``realizedPnl``, ``commission`` in
+  ``commissionAsset`` USDT, ``buyer``, ``maker``, ``positionSide``. The page's example
+  shows a negative commission; this fake reports it positive, as spot does and as ccxt's
+  fee parsing expects (a choice: the page gives no rule).
 """
 
 from __future__ import annotations
