@@ -223,3 +223,16 @@ def test_funding_paid_and_received_with_exchange_ids(fake: FakeBinanceUsdm,
     assert paid.payment_id != received.payment_id
     assert [p.payment_id for p in broker.funding(start)] == [paid.payment_id,
                                                              received.payment_id]
+
+
+def test_a_closing_fill_carries_the_pnl_the_exchange_realised(
+        fake: FakeBinanceUsdm, broker: CcxtSwapBroker) -> None:
+    """USD-M trades state their realised PnL (userTrades ``realizedPnl``): the journal books
+    it with the fill, as it does MT5's deal profit."""
+    bar = a_bar(symbol=BTC, timeframe="M15", time=BAR, open=30_000, high=30_000,
+                low=30_000, close=30_000)
+    broker.submit(submitting(intent(1, OrderSide.SELL)))
+    fake.set_price("BTCUSDT", 29_500.0)
+    broker.submit(submitting(intent(2, OrderSide.BUY)))
+    opened, closed = broker.on_bar(bar)
+    assert (opened.realized_pnl, closed.realized_pnl) == (0.0, pytest.approx(5.0))
