@@ -33,6 +33,7 @@ from guardrails.consensus import ConsensusCheck
 from guardrails.guardrails import Guardrails
 from guardrails.limits import (
     DailyLossCheck,
+    ExitsVersusMarketCheck,
     MaxGrossExposureCheck,
     MaxOrderNotionalCheck,
     MaxPositionCheck,
@@ -104,6 +105,7 @@ def build_guardrails(guard: GuardrailSettings | Settings, journal: Journal,
     checks: list[Check] = [
         OrderVolumeCheck(),
         NoShortsCheck(),
+        ExitsVersusMarketCheck(),
         TradingStateCheck(journal.trading_state),
         ClearanceCheck(journal.clearances, account, strategy, mode),
         MaxPositionCheck(g.max_position_lots),
