@@ -25,7 +25,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from domain.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_JOURNAL, EXIT_NOT_FOUND, EXIT_REFUSED
+from domain.errors import (
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_JOURNAL,
+    EXIT_NOT_FOUND,
+    EXIT_REFUSED,
+)
 from runbooks.common import ConfigOpt, JsonOpt, fail, journal_for, load
 
 if TYPE_CHECKING:
@@ -224,7 +231,7 @@ def _start(settings: "Settings",
         fail(str(exc), EXIT_REFUSED)
     except (ConfigError, DataFormatError) as exc:
         journal.close()
-        fail(str(exc), EXIT_CONFIG)
+        fail(str(exc), exc.exit_code)
 
 
 def _run(harness: "ReplayHarness", journal: "Journal", settings: "Settings",
@@ -232,7 +239,7 @@ def _run(harness: "ReplayHarness", journal: "Journal", settings: "Settings",
          smc_reference: Path | None) -> tuple["ReplayOutcome", "RunAnalysis", Any, float]:
     """Run the replay (signals stop it after the bar in progress) and analyse its journal:
     (outcome, analysis, SMC scores or None, when the analysis started)."""
-    from domain.errors import ConfigError, DtaError, JournalError
+    from domain.errors import DtaError
 
     try:
         with _stop_on_signals(harness.executor.stop_requested.set), \
@@ -249,12 +256,9 @@ def _run(harness: "ReplayHarness", journal: "Journal", settings: "Settings",
         scores = None
         if smc_reference is not None:
             scores = _smc_scores(harness, smc_reference)
-    except ConfigError as exc:
+    except DtaError as exc:  # the code its type documents, as from every command
         journal.close()
-        fail(str(exc), EXIT_CONFIG)
-    except DtaError as exc:
-        journal.close()
-        fail(str(exc), EXIT_JOURNAL if isinstance(exc, JournalError) else EXIT_FAILURE)
+        fail(str(exc), exc.exit_code)
     journal.close()
     return outcome, analysis, scores, t0
 
@@ -382,7 +386,7 @@ def main() -> None:  # pragma: no cover - `python -m runbooks.replay_cli` for a 
     try:
         app()
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":  # pragma: no cover
