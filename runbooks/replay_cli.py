@@ -192,7 +192,8 @@ def replay(
     outcome, analysis, scores, t0 = _run(harness, journal, settings, design, smc_reference)
     result = _result(outcome, analysis, scores)
     if report is not None:
-        result["report"] = _write(report, analysis, outcome.info, scores, result, t0)
+        result["report"] = _write(report, analysis, outcome.info, scores, result, t0,
+                                  _chart_inputs(harness))
     typer.echo(json.dumps(result, indent=2, sort_keys=True, default=str) if as_json
                else _format(result, analysis))
     if outcome.status == "stopped":
@@ -292,8 +293,16 @@ def _smc_scores(harness: Any, directory: Path) -> Any:
                             builder_params=dict(harness.executor.c.snapshot_params))
 
 
+def _chart_inputs(harness: "ReplayHarness") -> dict[str, Any]:
+    """What the price panel needs of the run: the symbol's point (its price digits) and
+    the SMC builder's parameters (the events the strategy saw)."""
+    loaded = harness.daemon.loaded
+    return {"point": loaded.point if loaded is not None else None,
+            "snapshot_params": dict(harness.executor.c.snapshot_params)}
+
+
 def _write(report: Path, analysis: "RunAnalysis", info: dict[str, Any], scores: Any,
-           result: dict[str, Any], t0: float) -> dict[str, Any]:
+           result: dict[str, Any], t0: float, chart: dict[str, Any]) -> dict[str, Any]:
     from executor.reports.html import write_report
     from executor.reports.replay_report import build_report
 
@@ -312,7 +321,7 @@ def _write(report: Path, analysis: "RunAnalysis", info: dict[str, Any], scores: 
                          run_info=info, meta=meta, smc_scores=scores,
                          smc_note="Matched one to one by direction and reference bar within "
                                   "3 bars; order and mitigation blocks after the package's "
-                                  "hindsight filter (docs/reports.md).")
+                                  "hindsight filter (docs/reports.md).", **chart)
     written = write_report(built, report)
     seconds = time.perf_counter() - t0
     (report / "run.json").write_text(json.dumps({**result, "report_seconds": round(seconds, 3)},
