@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from domain.errors import EXIT_NOT_FOUND, EXIT_REFUSED
+from domain.errors import EXIT_CONFIG, EXIT_NOT_FOUND, EXIT_REFUSED
 from runbooks.common import (
     ConfigOpt,
     JournalOpt,
@@ -150,7 +150,7 @@ def incidents_show(incident_id: int, config: ConfigOpt = None,
 def _set_incident(incident_id: int, status: str, note: str, operator: str | None,
                   config: Any, journal_url: str | None) -> None:
     if not note.strip():
-        fail("--note must not be empty", 2)
+        fail("--note must not be empty", EXIT_CONFIG)
     journal = journal_for(settings_for(config, journal_url), migrate=False)
     try:
         current = [i for i in journal.incidents.all() if i.id == incident_id]
