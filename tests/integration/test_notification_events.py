@@ -21,7 +21,8 @@ from support.daemon_helpers import settings_for
 from executor.journal.store import Journal
 from executor.log_setup import configure_logging
 from executor.notify.hooks import Notifications, start_notifications
-from executor.notify.summary import next_summary_at
+from executor.notify.sender import NotificationSender
+from executor.notify.summary import DailySummary, next_summary_at
 
 CONSOLE = "http://console.desk.example:8787"
 NOW = datetime(2026, 3, 2, 21, 5, tzinfo=UTC)
@@ -122,6 +123,32 @@ def test_the_daily_summary_is_due_once_a_day_at_its_utc_time() -> None:
     assert next_summary_at(NOW - timedelta(seconds=1), at) == NOW
     assert next_summary_at(NOW, at) == NOW + timedelta(days=1)
     assert next_summary_at(NOW + timedelta(hours=3), at) == NOW + timedelta(days=1)
+
+
+def test_the_daily_summary_goes_out_at_its_time_from_its_own_thread(
+        tmp_path: Path, receiver: AppriseReceiver) -> None:
+    """The thread's clock is half a second before 21:05 UTC; at 21:05 it reads the journal
+    through a connection of its own and sends the day's figures."""
+    url = f"sqlite:///{tmp_path / 'j.sqlite'}"
+    journal = Journal.open(url)
+    journal.incidents.open_incident("high", "provider_down", "structure timed out")
+    journal.close()
+    offset = NOW - timedelta(seconds=0.5) - datetime.now(UTC)
+    sender = NotificationSender([receiver.url()])
+    summary = DailySummary(journal_url=url, account="paper-1", at=time(21, 5),
+                           console_url=CONSOLE, send=sender.send,
+                           now=lambda: datetime.now(UTC) + offset)
+    summary.start()
+    try:
+        assert receiver.wait_for(1, timeout=10)
+    finally:
+        summary.close()
+        sender.close()
+    (sent,) = receiver.accepted
+    assert sent["title"] == "[DTA INFO] paper-1: daily summary" and sent["type"] == "info"
+    assert "Daily summary 2026-03-01 21:05 to 2026-03-02 21:05 UTC." in sent["message"]
+    assert "Incidents: 0 opened (none); 1 open now." in sent["message"]
+    assert f"Open: {CONSOLE}" in sent["message"]
 
 
 SECRET_TOKEN = "tok3nSECRETvalue"
