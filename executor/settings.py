@@ -40,6 +40,7 @@ from domain.errors import ConfigError
 from ensemble.config import EnsembleConfig
 from executor.brokers.config import CcxtSettings, Mt5Settings, ResolverSettings
 from executor.console.settings import ConsoleSettings
+from executor.notify.settings import NotificationSettings, NotificationUrlsCredential
 from executor.settings_sections import ObservabilitySettings
 
 DEFAULT_CONFIG_PATHS = (Path("config/dta.toml"), Path("/etc/dta/dta.toml"))
@@ -352,6 +353,7 @@ class Settings(BaseSettings):
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     governance: GovernanceSettings = Field(default_factory=GovernanceSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
+    notifications: NotificationSettings = Field(default_factory=NotificationSettings)
 
     # Secrets: never logged, never journaled, masked by `dta config show`.
     sentry_dsn: SecretStr | None = None
@@ -361,7 +363,7 @@ class Settings(BaseSettings):
     mt5_bridge_secret: SecretStr | None = None
     exchange_api_key: SecretStr | None = None
     exchange_api_secret: SecretStr | None = None
-    alert_webhook_url: SecretStr | None = None  # its path usually carries a token
+    alert_webhook_url: SecretStr | None = None  # one more notification URL (deprecated)
 
     @field_validator(*_SECRET_FIELDS)
     @classmethod
@@ -393,8 +395,9 @@ class Settings(BaseSettings):
         if credentials and Path(credentials).is_dir():
             # systemd names each credential file after the setting (LoadCredential=
             # openai_api_key:...), without the DTA_ prefix environment variables carry.
-            sources.append(SecretsSettingsSource(settings_cls, secrets_dir=credentials,
-                                                 env_prefix=""))
+            sources += [SecretsSettingsSource(settings_cls, secrets_dir=credentials,
+                                              env_prefix=""),
+                        NotificationUrlsCredential(settings_cls)]
         path = _toml_path.get()
         if path is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
@@ -421,7 +424,7 @@ class Settings(BaseSettings):
         for provider in self.ensemble.providers:
             if provider.api_key is not None and provider.api_key.get_secret_value():
                 out.append(provider.api_key.get_secret_value())
-        return out
+        return out + self.notifications.secret_values()
 
     def provider_secrets(self) -> dict[str, SecretStr | None]:
         """The keys LLM providers may name with ``api_key_name``."""
