@@ -65,6 +65,20 @@ def test_an_approval_queued_in_a_paper_run_reaches_the_receiver_with_its_link(
     assert request.why in first["message"]
     # The request's own clock: a replay's 900 s time-to-live, in bar time.
     assert "Time left: 15 min on the replay clock" in first["message"]
+    # The link works: the console over the same journal opens it, after the sign-in it
+    # asks for, on that request.
+    from fastapi.testclient import TestClient
+    from support.console import console_settings, sign_in
+
+    from executor.console.app import create_app
+
+    path = links[0].removeprefix(CONSOLE)
+    with TestClient(create_app(console_settings(url)), base_url=CONSOLE) as console:
+        assert "/login" in console.get(path, follow_redirects=False).headers["location"]
+        assert sign_in(console, "ann").status_code in (302, 303)
+        page = console.get(path)
+    assert page.status_code == 200
+    assert f'id="approval-{request.id}"' in page.text and request.symbol in page.text
 
 
 def _halting_replay(tmp_path: Path, receiver: AppriseReceiver, **notifications: Any,
