@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 BENCHES = ["bench_replay", "bench_smc", "bench_latency", "bench_vs_backtesting",
-           "bench_many_symbols", "bench_memory", "bench_startup", "bench_ensemble"]
+           "bench_many_symbols", "bench_memory", "bench_startup", "bench_ensemble",
+           "bench_console"]
 # Arguments for --quick, for modules whose main() takes an argv but not --quick.
 QUICK_ARGS = {"bench_smc": ["--windows", "50"], "bench_ensemble": ["--decisions", "100"]}
 

@@ -166,6 +166,20 @@ class MarketSnapshot:
             "last_choch": [_break_dict(b) for b in self.choch[-2:]],
             "premium_discount": self.premium_discount,
             "session": self.session,
+            # The zones a person reads on a chart (the console's approvals): the newest
+            # order blocks not yet broken, gaps not yet filled, and the last sweeps.
+            "order_blocks": [
+                {"direction": o.direction.value, "top": o.top, "bottom": o.bottom,
+                 "index": o.index} for o in self.order_blocks if o.broken_index is None
+            ][-3:],
+            "fvgs": [
+                {"direction": g.direction.value, "top": g.top, "bottom": g.bottom,
+                 "index": g.index} for g in self.fvgs if g.filled_index is None
+            ][-3:],
+            "sweeps": [
+                {"side": w.side.value, "level": w.level, "index": w.index}
+                for w in self.sweeps[-2:]
+            ],
         }
 
 

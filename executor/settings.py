@@ -39,6 +39,9 @@ from domain import ParameterSet, normalize_timeframe, stable_hash
 from domain.errors import ConfigError
 from ensemble.config import EnsembleConfig
 from executor.brokers.config import CcxtSettings, Mt5Settings, ResolverSettings, SwapSettings
+from executor.console.settings import ConsoleSettings
+from executor.notify.settings import NotificationSettings, NotificationUrlsCredential
+from executor.settings_sections import ObservabilitySettings
 
 DEFAULT_CONFIG_PATHS = (Path("config/dta.toml"), Path("/etc/dta/dta.toml"))
 # Log lines and Sentry events are scrubbed of every secret value by substring: a secret of
@@ -326,15 +329,6 @@ class GovernanceSettings(_Section):
         return v
 
 
-class ObservabilitySettings(_Section):
-    metrics_enabled: bool = False
-    metrics_host: str = "127.0.0.1"
-    metrics_port: int = Field(default=9464, ge=1, le=65535)
-    alert_min_severity: Literal["info", "warning", "high", "critical"] = "warning"
-    alert_attempts: int = Field(default=5, ge=1, le=20)
-    sentry_environment: str = "production"
-
-
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="DTA_",
@@ -359,6 +353,8 @@ class Settings(BaseSettings):
     shadow: ShadowSettings = Field(default_factory=ShadowSettings)
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     governance: GovernanceSettings = Field(default_factory=GovernanceSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
+    notifications: NotificationSettings = Field(default_factory=NotificationSettings)
 
     # Secrets: never logged, never journaled, masked by `dta config show`.
     sentry_dsn: SecretStr | None = None
@@ -368,7 +364,7 @@ class Settings(BaseSettings):
     mt5_bridge_secret: SecretStr | None = None
     exchange_api_key: SecretStr | None = None
     exchange_api_secret: SecretStr | None = None
-    alert_webhook_url: SecretStr | None = None  # its path usually carries a token
+    alert_webhook_url: SecretStr | None = None  # one more notification URL (deprecated)
 
     @field_validator(*_SECRET_FIELDS)
     @classmethod
@@ -400,8 +396,9 @@ class Settings(BaseSettings):
         if credentials and Path(credentials).is_dir():
             # systemd names each credential file after the setting (LoadCredential=
             # openai_api_key:...), without the DTA_ prefix environment variables carry.
-            sources.append(SecretsSettingsSource(settings_cls, secrets_dir=credentials,
-                                                 env_prefix=""))
+            sources += [SecretsSettingsSource(settings_cls, secrets_dir=credentials,
+                                              env_prefix=""),
+                        NotificationUrlsCredential(settings_cls)]
         path = _toml_path.get()
         if path is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
@@ -428,7 +425,7 @@ class Settings(BaseSettings):
         for provider in self.ensemble.providers:
             if provider.api_key is not None and provider.api_key.get_secret_value():
                 out.append(provider.api_key.get_secret_value())
-        return out
+        return out + self.notifications.secret_values()
 
     def provider_secrets(self) -> dict[str, SecretStr | None]:
         """The keys LLM providers may name with ``api_key_name``."""

@@ -33,6 +33,7 @@ from guardrails.consensus import ConsensusCheck
 from guardrails.guardrails import Guardrails
 from guardrails.limits import (
     DailyLossCheck,
+    ExitsVersusMarketCheck,
     MaxGrossExposureCheck,
     MaxOrderNotionalCheck,
     MaxPositionCheck,
@@ -104,6 +105,7 @@ def build_guardrails(guard: GuardrailSettings | Settings, journal: Journal,
     checks: list[Check] = [
         OrderVolumeCheck(),
         NoShortsCheck(),
+        ExitsVersusMarketCheck(),
         TradingStateCheck(journal.trading_state),
         ClearanceCheck(journal.clearances, account, strategy, mode),
         MaxPositionCheck(g.max_position_lots),
@@ -293,6 +295,7 @@ def build_daemon(settings: Settings, journal: Journal, *, data: Path | None = No
         settings_hash=settings.content_hash, batch_bars=settings.journal.batch_bars,
         notifier=notifier, points={loaded.symbol: loaded.point} if loaded.point else None,
         contract_size=settings.paper.contract_size, metrics=metrics, ea_source=ea_source)
+    executor.stats.unparseable_rows = tuple((r.line, r.reason) for r in loaded.rejected)
     return _journal_late_calls(Daemon(executor, journal, feed, loaded), late)
 
 

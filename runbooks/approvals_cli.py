@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from domain.errors import EXIT_NOT_FOUND, EXIT_REFUSED
+from domain.errors import EXIT_CONFIG, EXIT_NOT_FOUND, EXIT_REFUSED
 from runbooks.common import (
     ConfigOpt,
     JournalOpt,
@@ -76,17 +76,17 @@ def show(approval_id: int, config: ConfigOpt = None, journal_url: JournalOpt = N
 
 def _decide(approval_id: int, approve: bool, note: str, operator: str | None,
             config: Any, journal_url: str | None) -> None:
-    from executor.approvals import ApprovalError, decide
+    """The rules live in ``executor.operator_actions`` (the console calls the same)."""
+    from executor.operator_actions import decide_approval
 
     settings = settings_for(config, journal_url)
-    who = identified(settings, operator)
+    identified(settings, operator)  # before the journal opens
     journal = journal_for(settings, migrate=False)
     try:
-        outcome = decide(journal, approval_id, approve=approve,
-                         operator=who, note=note, now=datetime.now(UTC),
-                         feedback=settings.guardrails.weight_feedback)
-    except ApprovalError as exc:
-        fail(str(exc), exc.exit_code)
+        outcome = decide_approval(journal, settings.governance,
+                                  settings.guardrails.weight_feedback, approval_id,
+                                  approve=approve, person=operator, note=note,
+                                  now=datetime.now(UTC))
     finally:
         journal.close()
     extra = (f"; provider weights now {outcome.weights} (parameter v"
@@ -150,7 +150,7 @@ def incidents_show(incident_id: int, config: ConfigOpt = None,
 def _set_incident(incident_id: int, status: str, note: str, operator: str | None,
                   config: Any, journal_url: str | None) -> None:
     if not note.strip():
-        fail("--note must not be empty", 2)
+        fail("--note must not be empty", EXIT_CONFIG)
     journal = journal_for(settings_for(config, journal_url), migrate=False)
     try:
         current = [i for i in journal.incidents.all() if i.id == incident_id]

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from domain.errors import EXIT_FAILURE, EXIT_NOT_FOUND, EXIT_REFUSED
+from domain.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_NOT_FOUND, EXIT_REFUSED
 from runbooks.common import (
     ConfigOpt,
     JournalOpt,
@@ -99,7 +99,7 @@ def status(config: ConfigOpt = None, journal_url: JournalOpt = None,
 def _toggle(name: str, action: str, reason: str, operator: str | None, config: Any,
             journal_url: str | None) -> None:
     if not reason.strip():
-        fail("--reason must not be empty", 2)
+        fail("--reason must not be empty", EXIT_CONFIG)
     settings = settings_for(config, journal_url)
     journal = journal_for(settings, migrate=False)
     try:
@@ -167,8 +167,8 @@ def probe(name: str, config: ConfigOpt = None, journal_url: JournalOpt = None,
                         snapshot.bar.close + 2 * atr, "operator probe")
     try:
         ensemble = build_ensemble(settings, content, only=name)
-    except ConfigError as exc:
-        fail(str(exc), EXIT_FAILURE)
+    except ConfigError as exc:  # the provider's settings: invalid settings, as anywhere
+        fail(str(exc), exc.exit_code)
     started = time.perf_counter()
     decision = ensemble.evaluate(proposal, snapshot)
     elapsed_ms = (time.perf_counter() - started) * 1e3

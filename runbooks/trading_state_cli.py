@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from domain.errors import EXIT_CONFIG, EXIT_REFUSED
+from domain.errors import EXIT_CONFIG
 from runbooks.common import (
     ConfigOpt,
     JournalOpt,
@@ -44,25 +44,23 @@ def _settings(config: Any, journal_url: str | None) -> Any:
 
 def _move(target_name: str, reason: str, operator: str | None, config: Any,
           journal_url: str | None) -> None:
-    from guardrails.state import TradingState, current_state, relaxes, set_state
+    """The rules live in ``executor.operator_actions`` (the console calls the same)."""
+    from executor.operator_actions import change_trading_state
 
-    target = TradingState(target_name)
     if not reason.strip():
         fail("--reason must not be empty", EXIT_CONFIG)
     settings = _settings(config, journal_url)
     # An activation always needs an identified operator, checked before the journal opens.
-    who = identified(settings, operator) if target is TradingState.ACTIVE else None
+    if target_name == "ACTIVE":
+        identified(settings, operator)
     journal = journal_for(settings, migrate=True)
-    store = journal.trading_state
     try:
-        if who is None:
-            who = (identified(settings, operator) if relaxes(current_state(store), target)
-                   else operator_name(operator))
-        if not set_state(store, target, operator=who, reason=reason.strip()):
-            fail(f"trading state is already {current_state(store).value}", EXIT_REFUSED)
+        change = change_trading_state(journal, settings.governance, target_name,
+                                      person=operator, reason=reason,
+                                      fallback_person=operator_name(operator))
     finally:
         journal.close()
-    typer.echo(f"trading state {target.value} by {who}: {reason.strip()}")
+    typer.echo(f"trading state {change.state} by {change.person}: {change.reason}")
 
 
 @app.command("halt")

@@ -249,7 +249,9 @@ class BridgeServer:
         self.close()
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is this machine only (the console's bind rule uses it too); a
+    name other than localhost may resolve to anything, so it is not."""
     if host == "localhost":
         return True
     try:
@@ -273,7 +275,7 @@ def serve(module: Any, host: str = "127.0.0.1", port: int = 18812, secret: bytes
     key = secret.encode() if isinstance(secret, str) else bytes(secret)
     if len(key) < 16:
         raise ValueError("the bridge needs a shared secret of at least 16 bytes")
-    if not allow_remote and not _is_loopback(host):
+    if not allow_remote and not is_loopback(host):
         raise ValueError(f"refusing to bind {host}: the bridge binds loopback only "
                          "unless allow_remote is set")
     bridge = Bridge(module)

@@ -61,3 +61,11 @@ class DecisionRepository:
         row = self._uow.conn().execute(select(DECISIONS.c.signals).where(
             DECISIONS.c.id == decision_id)).first()
         return list(row.signals or []) if row else []
+
+    def proposal_of(self, decision_id: int) -> dict[str, Any] | None:
+        """The proposal behind a decision, with the snapshot journaled with it (what a
+        person deciding on it is shown)."""
+        stmt = (select(PROPOSALS).join(DECISIONS, DECISIONS.c.proposal_id == PROPOSALS.c.id)
+                .where(DECISIONS.c.id == decision_id))
+        row = self._uow.conn().execute(stmt).first()
+        return dict(row._mapping) if row else None

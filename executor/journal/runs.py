@@ -109,6 +109,17 @@ class RunRepository:
             BARS.c.symbol == symbol, BARS.c.timeframe == timeframe)
         return aware(self._uow.session.scalar(stmt))
 
+    def bars_until(self, symbol: str, timeframe: str, until: datetime,
+                   limit: int) -> list[Bar]:
+        """The last ``limit`` processed bars of a stream up to ``until`` (a chart of what
+        a person deciding on the bar at ``until`` saw), oldest first."""
+        stmt = (select(BarRow).where(BARS.c.symbol == symbol, BARS.c.timeframe == timeframe,
+                                     BARS.c.time <= until)
+                .order_by(BarRow.time.desc()).limit(limit))  # type: ignore[attr-defined]
+        rows = list(self._uow.session.scalars(stmt))[::-1]
+        return [Bar(r.symbol, r.timeframe, r.time, r.open, r.high, r.low, r.close, r.volume,
+                    r.spread) for r in rows]
+
     def iter_bars(self, symbol: str, timeframe: str, limit: int | None = None) -> Iterator[Bar]:
         """Processed bars in time order (the last ``limit`` when given), to warm a snapshot
         builder after a restart without re-running the strategy on them."""

@@ -9,7 +9,8 @@ per aggregate, each an attribute: ``journal.orders.record_fill(...)``,
 Attributes (README "Journal" has the table): ``runs`` (runs, bars, parameter sets),
 ``decisions``, ``orders`` (with events and fills), ``trading_state`` (StateStore),
 ``params`` (ParamStore), ``approvals``, ``incidents``, ``provider_calls`` (CallJournal),
-``clearances`` (ClearanceStore), ``ea_deals``, ``risk_days``, ``queries``.
+``clearances`` (ClearanceStore), ``ea_deals``, ``risk_days``, ``queries``, ``changes``
+(what changed: the console's live updates).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy.engine import Engine
 
 from executor.journal import database
 from executor.journal.approvals import ApprovalRepository
+from executor.journal.changes import ChangeMarks
 from executor.journal.clearances import ClearanceRepository
 from executor.journal.database import make_engine, open_engine
 from executor.journal.decisions import DecisionRepository
@@ -53,6 +55,7 @@ class Journal:
         self.risk_days = RiskDayRepository(uow)
         self.trading_state = TradingStateRepository(uow)
         self.queries = JournalQueries(uow, self.orders, self.params)
+        self.changes = ChangeMarks(uow)  # the console's live updates
 
     @classmethod
     def open(cls, url: str, *, migrate_schema: bool = True, create: bool = True) -> Journal:

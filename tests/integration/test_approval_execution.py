@@ -8,43 +8,23 @@ and target on the right sides of the entry, and the order that goes out is that 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support.builders import a_proposal
-from support.daemon_helpers import replay, settings_for
+from support.daemon_helpers import AlwaysLongOnDown, conflict_overrides, replay, settings_for
 from support.samples import write_sample_head
 
-from domain import Direction, MarketSnapshot, OrderSide, Proposal
+from domain import Direction, OrderSide
 from domain.errors import JournalError, MalformedApproval
 from executor.approval_request import ApprovalRequest
 from executor.approvals import decide
 from executor.journal.store import Journal
 from executor.wiring import build_daemon
-from strategies.logic import StrategyContext
 
 TTL = {"approval_ttl_seconds": 30 * 86400}
-
-
-class AlwaysLongOnDown:
-    """A long on every bar that closed below its open: the momentum provider, reading the
-    same falling market, votes short, so every proposal is a conflict for the queue."""
-
-    name = "test_long_into_weakness"
-
-    def __init__(self, **_params: object) -> None:
-        pass
-
-    def on_bar(self, snapshot: MarketSnapshot, ctx: StrategyContext) -> Sequence[Proposal]:
-        b = snapshot.bar
-        if b.close >= b.open:
-            return ()
-        return (a_proposal(strategy=self.name, symbol=snapshot.symbol, timeframe=snapshot.timeframe,
-                           bar_time=b.time, direction=Direction.LONG, entry=b.close,
-                           stop=b.close - 0.0030, target=b.close + 0.0060, reason="test"),)
 
 
 @pytest.fixture
@@ -57,21 +37,13 @@ def long_into_weakness() -> Iterator[None]:
 
 
 def _overrides() -> dict[str, Any]:
-    return dict(
-        strategy={"name": AlwaysLongOnDown.name, "params": {}},
-        ensemble={"providers": [{"name": "momentum", "kind": "momentum",
-                                 "params": {"period": 5}}]},
-        guardrails={**TTL, "max_position_lots": 100.0, "max_gross_exposure_lots": 100.0,
-                    "max_order_notional": 1e9, "max_orders_per_minute": 1000,
-                    "min_stop_atr": None, "max_spread": None,
-                    "max_daily_loss": None, "daily_drawdown_halt_pct": None,
-                    "consensus": {"rule": "either", "min_agreement": 1,
-                                  "min_confidence": 0.0, "conflict_margin": 1.0}})
+    return conflict_overrides(TTL["approval_ttl_seconds"])
 
 
 def _first_conflict(url: str, data: Path) -> Any:
-    """Replay until the first request is queued; return it (still pending)."""
-    for stop_after in (60, 200, 600):
+    """Replay until the first request is queued, and stop there: the approval then goes
+    out on the next bar, with the market where the person saw it. Return it (pending)."""
+    for stop_after in range(1, 600):  # counted from the file's first bar
         replay(url, data, stop_after=stop_after, **_overrides())
         j = Journal.open(url)
         try:
@@ -206,5 +178,55 @@ def test_executed_mark_without_order_is_recovered_at_start(
         assert a is not None and a.status == "executed"
         assert j.orders.get_order(coid) is not None
         assert any(i.kind == "approval_without_order" for i in j.incidents.all())
+    finally:
+        j.close()
+
+
+def _gap_through(data: Path, after: datetime, level: float, bars: int = 8) -> Path:
+    """The sample up to ``after``, then a market that gapped to ``level`` and stays there
+    (weekend news): what an approval decided later meets when it goes out."""
+    head = data.read_text().splitlines()
+    keep = [head[0]] + [ln for ln in head[1:]
+                        if datetime.strptime(ln.split(",")[0], "%Y.%m.%d %H:%M:%S")
+                        .replace(tzinfo=UTC) <= after]
+    t = after
+    for _ in range(bars):
+        t += timedelta(minutes=15)
+        px = f"{level:.5f}"
+        keep.append(f"{t:%Y.%m.%d %H:%M:%S},{px},{level + 0.0002:.5f},{level - 0.0002:.5f},"
+                     f"{px},50,0,20")
+    (data.parent / "gapped").mkdir(exist_ok=True)
+    out = data.parent / "gapped" / data.name
+    out.write_text("\n".join(keep) + "\n")
+    return out
+
+
+def test_approved_entry_is_not_sent_once_the_market_is_past_its_stop(
+        sqlite_url: str, tmp_path: Path, long_into_weakness: None) -> None:
+    """The market gapped below a queued long's stop; the person approved it afterwards.
+    MT5 would refuse the stops (TRADE_RETCODE_INVALID_STOPS: a buy's SL must be below the
+    Bid); paper used to fill it and stop it out on the next price. It is refused at
+    execution with the reason, and no order is written."""
+    data = write_sample_head(tmp_path / "EURUSD_M15.csv", 800)
+    request = _first_conflict(sqlite_url, data)
+    shown = ApprovalRequest.from_payload(request.intent)
+    j = Journal.open(sqlite_url)
+    try:
+        seen = j.queries.bar_counts()["processed"]["EURUSD/M15"]
+    finally:
+        j.close()
+    gapped = _gap_through(data, datetime.fromisoformat(seen["last"]),
+                          shown.stop_loss - 0.0040)
+    replay(sqlite_url, gapped, stop_after=seen["count"] + 6, **_overrides())  # the gap
+    _approve(sqlite_url, request.id, request.created_at + timedelta(minutes=1))
+    replay(sqlite_url, gapped, **_overrides())  # the next bars: the approval goes out
+
+    j = Journal.open(sqlite_url)
+    try:
+        done = j.approvals.get_approval(request.id)
+        assert done is not None and done.status == "rejected", done
+        assert "exits_vs_market" in (done.note or "") and "stop" in (done.note or "")
+        assert done.client_order_id is None
+        assert j.orders.get_order(shown.client_order_id) is None
     finally:
         j.close()

@@ -69,6 +69,40 @@ class AlwaysBuy:
                            stop=c * 0.99, target=c * 1.02, reason="test", tags=("bos_bullish",)),)
 
 
+class AlwaysLongOnDown:
+    """A long on every bar that closed below its open: the momentum provider, reading the
+    same falling market, votes short, so every proposal is a conflict for the queue."""
+
+    name = "test_long_into_weakness"
+
+    def __init__(self, **_params: object) -> None:
+        pass
+
+    def on_bar(self, snapshot: MarketSnapshot, ctx: StrategyContext) -> Sequence[Proposal]:
+        b = snapshot.bar
+        if b.close >= b.open:
+            return ()
+        return (a_proposal(strategy=self.name, symbol=snapshot.symbol, timeframe=snapshot.timeframe,
+                           bar_time=b.time, direction=Direction.LONG, entry=b.close,
+                           stop=b.close - 0.0030, target=b.close + 0.0060, reason="test"),)
+
+
+def conflict_overrides(ttl_seconds: float = 30 * 86400) -> dict[str, Any]:
+    """Settings under which ``AlwaysLongOnDown`` queues every proposal for approval (the
+    momentum provider against it), with requests that wait ``ttl_seconds``."""
+    return dict(
+        strategy={"name": AlwaysLongOnDown.name, "params": {}},
+        ensemble={"providers": [{"name": "momentum", "kind": "momentum",
+                                 "params": {"period": 5}}]},
+        guardrails={"approval_ttl_seconds": ttl_seconds, "max_position_lots": 100.0,
+                    "max_gross_exposure_lots": 100.0,
+                    "max_order_notional": 1e9, "max_orders_per_minute": 1000,
+                    "min_stop_atr": None, "max_spread": None,
+                    "max_daily_loss": None, "daily_drawdown_halt_pct": None,
+                    "consensus": {"rule": "either", "min_agreement": 1,
+                                  "min_confidence": 0.0, "conflict_margin": 1.0}})
+
+
 def registered_always_buy() -> Iterator[type[AlwaysBuy]]:
     """For a fixture: ``AlwaysBuy`` buildable by name while the test runs."""
     from strategies.registry import STRATEGIES
