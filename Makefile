@@ -4,6 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO_JOURNAL ?= var/paper-demo.sqlite
+DEMO_URL := sqlite:///$(DEMO_JOURNAL)
+# What `dta` reads when given no --config (config/dta.toml, then /etc/dta/dta.toml).
+LOCAL_CONFIG ?= config/dta.toml
 
 .PHONY: run test bench soak lint clean install
 
@@ -17,11 +20,27 @@ $(STAMP): pyproject.toml
 
 # Paper daemon on the bundled real EURUSD M15 bars, replayed at full speed through the live cycle.
 # The demo journal is started fresh each time so the summary covers the whole file.
-run: $(STAMP)
+# The README's next commands (`dta status`, `dta trace ...`) take no flags: they read
+# $(LOCAL_CONFIG), which this writes once from the example with the demo journal.
+run: $(STAMP) $(LOCAL_CONFIG)
 	mkdir -p var
 	rm -f $(DEMO_JOURNAL) $(DEMO_JOURNAL)-wal $(DEMO_JOURNAL)-shm
-	$(BIN)/dta run --mode paper --config config/dta.example.toml \
-		--journal-url sqlite:///$(DEMO_JOURNAL)
+	$(BIN)/dta run --mode paper --config config/dta.example.toml --journal-url $(DEMO_URL)
+	@grep -qF 'url = "$(DEMO_URL)"' $(LOCAL_CONFIG) || echo "note: $(LOCAL_CONFIG) is your \
+	own settings file, so dta commands read its journal; add --journal-url $(DEMO_URL) \
+	to read the demo's"
+
+# The example's settings with the demo journal, (re)written when the example changes so
+# that it stays what `make run` ran with; a file of your own there (without the first
+# line below) is never touched (git ignores it; delete ours to have it written again).
+MARK := \# Written by `make run` from config/dta.example.toml, with the demo journal.
+$(LOCAL_CONFIG): config/dta.example.toml
+	@if [ -f $@ ] && ! grep -qxF '$(MARK)' $@; then exit 0; fi; \
+	{ echo '$(MARK)'; \
+	  echo '# Edits are lost when the example changes: copy it under another name for yours.'; \
+	  sed 's|^url = "sqlite:///var/dta/journal.sqlite"|url = "$(DEMO_URL)"|' $<; } > $@.tmp; \
+	if grep -qF 'url = "$(DEMO_URL)"' $@.tmp; then mv $@.tmp $@; else rm -f $@.tmp; \
+	  echo "$< has no journal url line to point at $(DEMO_URL)"; exit 1; fi
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -15,11 +15,11 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+from domain.errors import EXIT_DEGRADED, EXIT_UNHEALTHY
 from executor.journal.store import Journal
 from executor.settings import Settings
 
 OK, WARN, FAIL = "ok", "warn", "fail"
-EXIT_DEGRADED, EXIT_UNHEALTHY = 8, 9
 
 
 @dataclass(frozen=True, slots=True)

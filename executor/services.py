@@ -1,5 +1,6 @@
-"""Side services of a running daemon: metrics exporter, incident webhook, Sentry. Each is
-optional, configured from settings, and none can block or crash the trading cycle."""
+"""Side services of a running daemon: metrics exporter, notifications (apprise), Sentry.
+Each is optional, configured from settings, and none can block or crash the trading
+cycle."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from typing import Any
 
 import structlog
 
-from executor.alerts import Alert, WebhookAlerter
 from executor.journal.store import Journal
 from executor.metrics import Metrics
+from executor.notify.hooks import Notifications, start_notifications
 from executor.settings import Settings
 
 log = structlog.get_logger("dta.services")
@@ -20,12 +21,12 @@ log = structlog.get_logger("dta.services")
 @dataclass
 class Services:
     metrics: Metrics | None = None
-    alerter: WebhookAlerter | None = None
+    notifications: Notifications | None = None
     servers: list[Any] = field(default_factory=list)
 
     def close(self) -> None:
-        if self.alerter is not None:
-            self.alerter.close()
+        if self.notifications is not None:
+            self.notifications.close()
         for server in self.servers:
             with contextlib.suppress(Exception):  # best effort at exit
                 server.shutdown()
@@ -38,16 +39,7 @@ def start_services(settings: Settings, journal: Journal) -> Services:
         services.metrics = Metrics()
         services.servers.append(services.metrics.serve(obs.metrics_host, obs.metrics_port))
         log.info("metrics_serving", host=obs.metrics_host, port=obs.metrics_port)
-    if settings.alert_webhook_url is not None:
-        alerter = WebhookAlerter(settings.alert_webhook_url.get_secret_value(),
-                                 account=settings.account, attempts=obs.alert_attempts,
-                                 min_severity=obs.alert_min_severity)
-        services.alerter = alerter
-
-        def escalate(incident_id: int, severity: str, kind: str, message: str) -> None:
-            alerter.send(Alert(severity, kind, message, incident_id))
-
-        journal.incidents.listeners.append(escalate)
+    services.notifications = start_notifications(settings, journal)
     if services.metrics is not None:
         metrics = services.metrics
         journal.incidents.listeners.append(

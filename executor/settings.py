@@ -38,8 +38,9 @@ from pydantic_settings import (
 from domain import ParameterSet, normalize_timeframe, stable_hash
 from domain.errors import ConfigError
 from ensemble.config import EnsembleConfig
-from executor.brokers.config import CcxtSettings, Mt5Settings, ResolverSettings
+from executor.brokers.config import CcxtSettings, Mt5Settings, ResolverSettings, SwapSettings
 from executor.console.settings import ConsoleSettings
+from executor.notify.settings import NotificationSettings, NotificationUrlsCredential
 from executor.settings_sections import ObservabilitySettings
 
 DEFAULT_CONFIG_PATHS = (Path("config/dta.toml"), Path("/etc/dta/dta.toml"))
@@ -233,6 +234,7 @@ class BrokerSettings(_Section):
     timeframe: str = "M15"
     mt5: Mt5Settings = Field(default_factory=Mt5Settings)
     ccxt: CcxtSettings = Field(default_factory=CcxtSettings)
+    swap: SwapSettings = Field(default_factory=SwapSettings)  # ccxt perpetual swaps (#19)
     resolver: ResolverSettings = Field(default_factory=ResolverSettings)
     # Loopback or proxy overrides of ccxt's urls['api'] entries (name -> URL).
     ccxt_api_urls: dict[str, str] = Field(default_factory=dict)
@@ -352,6 +354,7 @@ class Settings(BaseSettings):
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     governance: GovernanceSettings = Field(default_factory=GovernanceSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
+    notifications: NotificationSettings = Field(default_factory=NotificationSettings)
 
     # Secrets: never logged, never journaled, masked by `dta config show`.
     sentry_dsn: SecretStr | None = None
@@ -361,7 +364,7 @@ class Settings(BaseSettings):
     mt5_bridge_secret: SecretStr | None = None
     exchange_api_key: SecretStr | None = None
     exchange_api_secret: SecretStr | None = None
-    alert_webhook_url: SecretStr | None = None  # its path usually carries a token
+    alert_webhook_url: SecretStr | None = None  # one more notification URL (deprecated)
 
     @field_validator(*_SECRET_FIELDS)
     @classmethod
@@ -393,8 +396,9 @@ class Settings(BaseSettings):
         if credentials and Path(credentials).is_dir():
             # systemd names each credential file after the setting (LoadCredential=
             # openai_api_key:...), without the DTA_ prefix environment variables carry.
-            sources.append(SecretsSettingsSource(settings_cls, secrets_dir=credentials,
-                                                 env_prefix=""))
+            sources += [SecretsSettingsSource(settings_cls, secrets_dir=credentials,
+                                              env_prefix=""),
+                        NotificationUrlsCredential(settings_cls)]
         path = _toml_path.get()
         if path is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
@@ -421,7 +425,7 @@ class Settings(BaseSettings):
         for provider in self.ensemble.providers:
             if provider.api_key is not None and provider.api_key.get_secret_value():
                 out.append(provider.api_key.get_secret_value())
-        return out
+        return out + self.notifications.secret_values()
 
     def provider_secrets(self) -> dict[str, SecretStr | None]:
         """The keys LLM providers may name with ``api_key_name``."""

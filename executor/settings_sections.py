@@ -3,8 +3,6 @@ limit (tests/unit/test_code_shape.py); ``executor.settings`` re-exports them."""
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -14,6 +12,4 @@ class ObservabilitySettings(BaseModel):
     metrics_enabled: bool = False
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9464, ge=1, le=65535)
-    alert_min_severity: Literal["info", "warning", "high", "critical"] = "warning"
-    alert_attempts: int = Field(default=5, ge=1, le=20)
     sentry_environment: str = "production"

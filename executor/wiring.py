@@ -33,6 +33,7 @@ from guardrails.consensus import ConsensusCheck
 from guardrails.guardrails import Guardrails
 from guardrails.limits import (
     DailyLossCheck,
+    ExitsVersusMarketCheck,
     MaxGrossExposureCheck,
     MaxOrderNotionalCheck,
     MaxPositionCheck,
@@ -104,6 +105,7 @@ def build_guardrails(guard: GuardrailSettings | Settings, journal: Journal,
     checks: list[Check] = [
         OrderVolumeCheck(),
         NoShortsCheck(),
+        ExitsVersusMarketCheck(),
         TradingStateCheck(journal.trading_state),
         ClearanceCheck(journal.clearances, account, strategy, mode),
         MaxPositionCheck(g.max_position_lots),
@@ -213,22 +215,37 @@ def build_live_parts(settings: Settings, journal: Journal, *,
             feed: Any = Mt5Feed(client, server_clock=ServerClock.from_settings(b.mt5),
                                 max_bars=b.mt5.max_bars)
         else:
-            from executor.brokers.ccxt_broker import CcxtBroker, make_exchange
-            from executor.feeds.ccxt_feed import CcxtFeed
-
-            exchange = make_exchange(b.ccxt, api_key=settings.exchange_api_key,
-                                     secret=settings.exchange_api_secret,
-                                     api_urls=b.ccxt_api_urls or None)
-            # The traded symbols, whether or not [broker.ccxt] lists them: lookups,
-            # start-up reconciliation and equity search the exchange per symbol.
-            traded = tuple(dict.fromkeys([*b.ccxt.symbols, *b.symbols]))
-            broker = CcxtBroker(exchange, b.ccxt.model_copy(update={"symbols": traded}))
-            feed = CcxtFeed(exchange, limit=b.ccxt.ohlcv_limit,
-                            max_pages=b.ccxt.max_catchup_pages)
+            broker, feed = _ccxt_live(settings)
     except BaseException:
         lease.release()
         raise
     return LiveParts(broker, feed, [(s, b.timeframe) for s in b.symbols], lease)
+
+
+def _ccxt_live(settings: Settings) -> tuple[Any, Any]:
+    """The ccxt broker and feed: perpetual swaps on a futures exchange class
+    (``binanceusdm``), set up and verified before anything trades; spot otherwise."""
+    from executor.brokers.ccxt_broker import CcxtBroker, make_exchange
+    from executor.brokers.ccxt_swap import SWAP_EXCHANGES, CcxtSwapBroker, make_swap_exchange
+    from executor.feeds.ccxt_feed import CcxtFeed
+
+    b = settings.broker
+    swap = b.ccxt.exchange in SWAP_EXCHANGES
+    exchange = (make_swap_exchange if swap else make_exchange)(
+        b.ccxt, api_key=settings.exchange_api_key, secret=settings.exchange_api_secret,
+        api_urls=b.ccxt_api_urls or None)
+    # The traded symbols, whether or not [broker.ccxt] lists them: lookups, start-up
+    # reconciliation and equity search the exchange per symbol.
+    traded = b.ccxt.model_copy(update={"symbols": tuple(dict.fromkeys(
+        [*b.ccxt.symbols, *b.symbols]))})
+    broker: Any
+    if swap:
+        broker = CcxtSwapBroker(exchange, traded, b.swap)
+        broker.configure()  # one-way, margin mode, leverage: else nothing starts
+    else:
+        broker = CcxtBroker(exchange, traded)
+    return broker, CcxtFeed(exchange, limit=b.ccxt.ohlcv_limit,
+                            max_pages=b.ccxt.max_catchup_pages)
 
 
 def build_daemon(settings: Settings, journal: Journal, *, data: Path | None = None,
@@ -278,6 +295,7 @@ def build_daemon(settings: Settings, journal: Journal, *, data: Path | None = No
         settings_hash=settings.content_hash, batch_bars=settings.journal.batch_bars,
         notifier=notifier, points={loaded.symbol: loaded.point} if loaded.point else None,
         contract_size=settings.paper.contract_size, metrics=metrics, ea_source=ea_source)
+    executor.stats.unparseable_rows = tuple((r.line, r.reason) for r in loaded.rejected)
     return _journal_late_calls(Daemon(executor, journal, feed, loaded), late)
 
 

@@ -225,6 +225,37 @@ class MinStopDistanceCheck:
         return CheckResult(self.name, True, f"stop {distance:.5g} away")
 
 
+class ExitsVersusMarketCheck:
+    """The stop and the target must still lie on their sides of the market when the order
+    goes out, not only of the proposal's entry. An entry sent later than its bar (an
+    approval decided an hour on, a gap through the stop meanwhile) would otherwise be
+    stopped out, or take its profit, on the very next price. The venues refuse such exits:
+    MT5 answers TRADE_RETCODE_INVALID_STOPS (10016) for a buy whose SL is not below the
+    Bid (MQL5 docs, "Trade Server Return Codes"; "Requirements and Limitations in Making
+    Trades": SL of a buy below Bid, TP above it), and Binance USD-M refuses a conditional
+    that would trigger at once (-2021 "Order would immediately trigger"); paper accepted it
+    and booked the loss. The market is the last closed bar's close. A hard limit: a person
+    cannot approve it, as the market, not the judgement, is what changed."""
+
+    name = "exits_vs_market"
+
+    def check(self, decision: Decision, account: AccountState) -> CheckResult:
+        if account.snapshot is None:
+            return CheckResult(self.name, True, "no snapshot: checked against the entry only")
+        p = decision.proposal
+        price = account.snapshot.bar.close
+        long = p.direction.sign > 0  # the side the stop and target were drawn for
+        if p.stop >= price if long else p.stop <= price:
+            return CheckResult(self.name, False, f"market {price:.6g} is already "
+                               f"{'at or below' if long else 'at or above'} the stop "
+                               f"{p.stop:.6g}: the entry would be stopped out at once")
+        if p.target <= price if long else p.target >= price:
+            return CheckResult(self.name, False, f"market {price:.6g} is already "
+                               f"{'at or above' if long else 'at or below'} the target "
+                               f"{p.target:.6g}: nothing left to gain")
+        return CheckResult(self.name, True, f"stop and target on their sides of {price:.6g}")
+
+
 class MaxSpreadCheck:
     name = "max_spread"
 

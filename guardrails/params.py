@@ -112,6 +112,27 @@ def propose(store: ParamStore, content: dict[str, Any], *, author: str,
     return store.add_param_version(content, active.version if active else None, author, reason)
 
 
+@dataclass(frozen=True, slots=True)
+class Proposed:
+    """What a proposal yielded: a new version, or the one that already holds that content."""
+
+    version: ParamVersion
+    created: bool
+
+
+def propose_once(store: ParamStore, content: dict[str, Any], *, author: str,
+                 reason: str) -> Proposed:
+    """Propose ``content`` unless a version already holds exactly it (same content hash):
+    then that version comes back, ``created=False``. Two versions with one content would
+    make the history say a change happened that did not, and a rollback could land on a
+    twin of the version it leaves."""
+    digest = stable_hash(content)
+    known = [v for v in store.param_versions() if v.hash == digest]
+    if known:
+        return Proposed(known[-1], False)
+    return Proposed(propose(store, content, author=author, reason=reason), True)
+
+
 def activate(store: ParamStore, version: int, *, operator: str, reason: str) -> ParamVersion:
     _need(operator, reason)
     target = get_version(store, version)

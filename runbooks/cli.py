@@ -1,9 +1,7 @@
 """``dta``: the operator's command line. Thin over ``executor``; heavy imports stay inside
 the commands so ``dta --help`` is fast.
 
-Exit codes (stable, documented in the README):
-  0 ok · 1 runtime failure · 2 invalid settings or usage · 3 journal unavailable or not
-  migrated · 4 not found · 5 refused (e.g. trading state already that)
+Exit codes: one per meaning, ``domain.errors.EXIT_CODES`` (the table in runbooks/README.md).
 """
 
 # No `from __future__ import annotations` in the command modules: typer reads every
@@ -13,15 +11,38 @@ Exit codes (stable, documented in the README):
 
 import gc
 import sys
+from typing import Annotated
 
 import typer
 
+from domain.errors import EXIT_INTERRUPTED
 from runbooks.common import DtaGroup
 
 # rich_markup_mode=None: plain help text, without importing rich (keeps `dta --help` fast).
 app = typer.Typer(help="DTA executor: run the trading daemon and operate it.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   rich_markup_mode=None, cls=DtaGroup)
+
+
+def _print_version(value: bool) -> None:
+    """``dta --version``: the installed package's version (pyproject.toml), so an operator
+    can say which build made a journal or an incident without reading pip's output."""
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"dta {version('dta-executor')}")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            typer.echo("dta (version unknown: the dta-executor package is not installed)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", is_eager=True,
+                       callback=_print_version, help="Print the version and exit.")] = False,
+) -> None:
+    """DTA executor: run the trading daemon and operate it."""
 
 
 def _register_groups() -> None:
@@ -70,7 +91,7 @@ def main() -> None:
     try:
         app()
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     finally:
         # The command is done (journal closed, output written). Interpreter shutdown would
         # now run full garbage collections over every object the imports made (pydantic,

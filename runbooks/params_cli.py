@@ -128,7 +128,7 @@ def propose_(
     """A new version from the active one plus changes; validated before it is stored."""
     from domain.errors import ConfigError
     from executor.wiring import component_factory
-    from guardrails.params import activate, active_version, propose
+    from guardrails.params import activate, active_version, propose_once
 
     settings = settings_for(config, journal_url)
     who = identified(settings, operator) if activate_now else operator_name(operator)
@@ -161,14 +161,22 @@ def propose_(
             component_factory(settings, journal)(0, content)
         except ConfigError as exc:
             fail(f"invalid parameter set: {exc}", EXIT_CONFIG)
-        created = propose(journal.params, content, author=who, reason=reason)
-        if activate_now:
-            activate(journal.params, created.version, operator=who, reason=reason)
+        got = propose_once(journal.params, content, author=who, reason=reason)
+        was_active = active is not None and active.version == got.version.version
+        if activate_now and not was_active:
+            activate(journal.params, got.version.version, operator=who, reason=reason)
     finally:
         journal.close()
-    typer.echo(f"proposed v{created.version} ({created.hash})"
-               + (", active" if activate_now else "; activate with `dta params activate "
-                  f"{created.version} --reason ...`"))
+    typer.echo(_proposed_line(got.version.version, got.version.hash, got.created,
+                              active=was_active or activate_now))
+
+
+def _proposed_line(version: int, digest: str, created: bool, *, active: bool) -> str:
+    """What `params propose` did: a new version, or the existing one with that content."""
+    head = (f"proposed v{version} ({digest})" if created else
+            f"no new version: v{version} ({digest}) already holds this content")
+    return head + (", active" if active else "; activate with `dta params activate "
+                   f"{version} --reason ...`")
 
 
 @app.command("activate")

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from domain.errors import EXIT_FAILURE, EXIT_NOT_FOUND
+from domain.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_NOT_FOUND
 from runbooks.common import (
     ConfigOpt,
     JournalOpt,
@@ -144,8 +144,8 @@ def probe(name: str, config: ConfigOpt = None, journal_url: JournalOpt = None,
                         snapshot.bar.close + 2 * atr, "operator probe")
     try:
         ensemble = build_ensemble(settings, content, only=name)
-    except ConfigError as exc:
-        fail(str(exc), EXIT_FAILURE)
+    except ConfigError as exc:  # the provider's settings: invalid settings, as anywhere
+        fail(str(exc), exc.exit_code)
     started = time.perf_counter()
     decision = ensemble.evaluate(proposal, snapshot)
     elapsed_ms = (time.perf_counter() - started) * 1e3
@@ -212,9 +212,9 @@ def matrix(
 
     fmt = "json" if as_json else fmt
     if fmt not in ("table", "csv", "json"):
-        fail(f"--format {fmt!r}: table, csv or json", 2)
+        fail(f"--format {fmt!r}: table, csv or json", EXIT_CONFIG)
     if horizon < 1:
-        fail("--horizon must be at least 1 bar", 2)
+        fail("--horizon must be at least 1 bar", EXIT_CONFIG)
     settings = settings_for(config, journal_url)
     journal = journal_for(settings, migrate=False)
     try:

@@ -25,7 +25,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from domain.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_JOURNAL, EXIT_NOT_FOUND, EXIT_REFUSED
+from domain.errors import (
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_JOURNAL,
+    EXIT_NOT_FOUND,
+    EXIT_REFUSED,
+)
 from runbooks.common import ConfigOpt, JsonOpt, fail, journal_for, load
 
 if TYPE_CHECKING:
@@ -185,7 +192,8 @@ def replay(
     outcome, analysis, scores, t0 = _run(harness, journal, settings, design, smc_reference)
     result = _result(outcome, analysis, scores)
     if report is not None:
-        result["report"] = _write(report, analysis, outcome.info, scores, result, t0)
+        result["report"] = _write(report, analysis, outcome.info, scores, result, t0,
+                                  _chart_inputs(harness))
     typer.echo(json.dumps(result, indent=2, sort_keys=True, default=str) if as_json
                else _format(result, analysis))
     if outcome.status == "stopped":
@@ -224,7 +232,7 @@ def _start(settings: "Settings",
         fail(str(exc), EXIT_REFUSED)
     except (ConfigError, DataFormatError) as exc:
         journal.close()
-        fail(str(exc), EXIT_CONFIG)
+        fail(str(exc), exc.exit_code)
 
 
 def _run(harness: "ReplayHarness", journal: "Journal", settings: "Settings",
@@ -232,7 +240,7 @@ def _run(harness: "ReplayHarness", journal: "Journal", settings: "Settings",
          smc_reference: Path | None) -> tuple["ReplayOutcome", "RunAnalysis", Any, float]:
     """Run the replay (signals stop it after the bar in progress) and analyse its journal:
     (outcome, analysis, SMC scores or None, when the analysis started)."""
-    from domain.errors import ConfigError, DtaError, JournalError
+    from domain.errors import DtaError
 
     try:
         with _stop_on_signals(harness.executor.stop_requested.set), \
@@ -249,12 +257,9 @@ def _run(harness: "ReplayHarness", journal: "Journal", settings: "Settings",
         scores = None
         if smc_reference is not None:
             scores = _smc_scores(harness, smc_reference)
-    except ConfigError as exc:
+    except DtaError as exc:  # the code its type documents, as from every command
         journal.close()
-        fail(str(exc), EXIT_CONFIG)
-    except DtaError as exc:
-        journal.close()
-        fail(str(exc), EXIT_JOURNAL if isinstance(exc, JournalError) else EXIT_FAILURE)
+        fail(str(exc), exc.exit_code)
     journal.close()
     return outcome, analysis, scores, t0
 
@@ -288,8 +293,16 @@ def _smc_scores(harness: Any, directory: Path) -> Any:
                             builder_params=dict(harness.executor.c.snapshot_params))
 
 
+def _chart_inputs(harness: "ReplayHarness") -> dict[str, Any]:
+    """What the price panel needs of the run: the symbol's point (its price digits) and
+    the SMC builder's parameters (the events the strategy saw)."""
+    loaded = harness.daemon.loaded
+    return {"point": loaded.point if loaded is not None else None,
+            "snapshot_params": dict(harness.executor.c.snapshot_params)}
+
+
 def _write(report: Path, analysis: "RunAnalysis", info: dict[str, Any], scores: Any,
-           result: dict[str, Any], t0: float) -> dict[str, Any]:
+           result: dict[str, Any], t0: float, chart: dict[str, Any]) -> dict[str, Any]:
     from executor.reports.html import write_report
     from executor.reports.replay_report import build_report
 
@@ -308,7 +321,7 @@ def _write(report: Path, analysis: "RunAnalysis", info: dict[str, Any], scores: 
                          run_info=info, meta=meta, smc_scores=scores,
                          smc_note="Matched one to one by direction and reference bar within "
                                   "3 bars; order and mitigation blocks after the package's "
-                                  "hindsight filter (docs/reports.md).")
+                                  "hindsight filter (docs/reports.md).", **chart)
     written = write_report(built, report)
     seconds = time.perf_counter() - t0
     (report / "run.json").write_text(json.dumps({**result, "report_seconds": round(seconds, 3)},
@@ -382,7 +395,7 @@ def main() -> None:  # pragma: no cover - `python -m runbooks.replay_cli` for a 
     try:
         app()
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -50,6 +50,16 @@ def _warn(message: str) -> None:
     typer.echo(f"dta: {message}", err=True)
 
 
+def _unparseable_line(rows: dict[str, Any], shown: int = 3) -> str:
+    """How many rows of the file never became a bar, and why (the first few, by line)."""
+    count = int(rows.get("count") or 0)
+    first = list(rows.get("first") or [])[:shown]
+    why = "; ".join(f"line {r['line']}: {r['reason']}" for r in first) or "none"
+    more = f"; {count - len(first)} more in the journal's rejections" if count > len(first) \
+        else ""
+    return f"  unparseable rows {count:>8}   {why}{more}"
+
+
 def _format_summary(s: dict[str, Any]) -> str:
     rejected = s["bars_rejected"]
     vetoes = s["vetoes"]
@@ -61,6 +71,7 @@ def _format_summary(s: dict[str, Any]) -> str:
         f"{s['elapsed_s']:.2f} s; gaps flagged {s['gaps_flagged']})",
         f"  bars rejected    {sum(rejected.values()):>8}   "
         + (", ".join(f"{k} {v}" for k, v in sorted(rejected.items())) or "none"),
+        _unparseable_line(s.get("unparseable_rows") or {}),
         f"  proposals        {s['proposals']:>8}",
         f"  vetoes           {sum(vetoes.values()):>8}   "
         + (", ".join(f"{k} {v}" for k, v in sorted(vetoes.items())) or "none"),

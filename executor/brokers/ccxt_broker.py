@@ -14,6 +14,7 @@ Where each job lives:
 - ``ccxt_book``: spot positions from our own fills, capped by the balance.
 - ``ccxt_equity``: balances and the equity of the traded sleeve.
 - ``ccxt_ids``: which exchange orders are ours, under which client id.
+- ``ccxt_seam``: submit, lookup, open orders, the trade history (shared with the swap broker).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import structlog
 
 from domain import Bar, Fill, Order, Position
 from domain.errors import VenueError
-from executor.brokers.base import BrokerFill, BrokerOrder, VolumeRules
+from executor.brokers.base import BrokerFill, VolumeRules
 from executor.brokers.ccxt_book import SpotBook
 from executor.brokers.ccxt_equity import Balances, SpotEquity
 from executor.brokers.ccxt_errors import exchange_code
@@ -37,6 +38,7 @@ from executor.brokers.ccxt_fills import PollSchedule, TradeHistory
 from executor.brokers.ccxt_ids import OUR_ID_PREFIX, OrderIds
 from executor.brokers.ccxt_markets import MarketRules
 from executor.brokers.ccxt_orders import CcxtOrders
+from executor.brokers.ccxt_seam import CcxtOrderSeam
 from executor.brokers.config import CcxtSettings
 from executor.brokers.equity_cache import EquityCache
 
@@ -45,7 +47,7 @@ log = structlog.get_logger("dta.ccxt")
 __all__ = ["OUR_ID_PREFIX", "CcxtBroker", "exchange_code", "make_exchange"]
 
 
-class CcxtBroker:
+class CcxtBroker(CcxtOrderSeam):
     simulated = False
     holds_shorts = False  # spot: a sell needs base asset of ours (guardrails' no_shorts)
 
@@ -79,40 +81,8 @@ class CcxtBroker:
                                   last_close=self._spot.last_close)
         self._equity = EquityCache(self._read_equity, equity_ttl_seconds, monotonic=monotonic)
 
-    def ensure_markets(self) -> None:
-        """Markets are loaded once per process (the endpoint is heavy and rate-limited)."""
-        self._reader.ensure_markets()
-
-    def _account_changed(self) -> None:
-        """An order went out or a fill came in: balances and equity are read afresh."""
-        self._balances.changed()
-        self._equity.invalidate()
-
-    # ------------------------------------------------------------------ orders
-
-    def submit(self, order: Order) -> Order:
-        with self._lock:
-            try:
-                self._schedule.order_sent(order.intent.symbol)  # its fills show next bar
-                self._ids.sent(order.intent)
-                return self._orders.submit(order)
-            finally:
-                self._account_changed()  # a fill moves balances (and pays a fee)
-
-    def lookup(self, client_order_id: str) -> Order | None:
-        with self._lock:
-            return self._orders.lookup(client_order_id)
-
-    def open_orders(self) -> list[BrokerOrder]:
-        return self._orders.open_orders()
-
     # ------------------------------------------------------------------ fills
-
-    def recent_fills(self, since: datetime, symbols: Sequence[str] | None = None
-                     ) -> list[BrokerFill]:
-        """Every trade since ``since`` on the scanned symbols, attributed to the client id of
-        its order (foreign orders included: reconciliation tells them apart)."""
-        return self._history.recent_fills(since, symbols)
+    # (submit, lookup, open_orders, recent_fills: ``CcxtOrderSeam``)
 
     def on_bar(self, bar: Bar) -> list[BrokerFill]:
         """Our fills on the bar's symbol not reported yet (``ccxt_fills`` says which bars

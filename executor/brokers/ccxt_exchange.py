@@ -9,20 +9,22 @@ off, and retrying within the cycle is what turns a 429 into a 418 ban) but raise
 ``TemporaryVenueError``; -1021 (timestamp) resyncs the time first; -2013/-2011 (no such
 order) reach the caller as ``ccxt.OrderNotFound``; anything else is raised as ccxt raised
 it, for the caller to map. Sending an order is not a read: its mapping is in
-``ccxt_orders``.
+``ccxt_orders``. A call that changes a setting or cancels (``call``) is sent once and its
+error raised as our class (``ccxt_errors.venue_error``). On a futures exchange
+(``defaultType`` swap or future) the USD-M codes count too.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, TypeVar
 
 import structlog
 from pydantic import SecretStr
 
 from domain.errors import ConfigError, TemporaryVenueError
-from executor.brokers.ccxt_errors import Outcome, classify
+from executor.brokers.ccxt_errors import Outcome, classify, venue_error
 from executor.brokers.config import CcxtSettings
 
 log = structlog.get_logger("dta.ccxt")
@@ -85,6 +87,8 @@ class ExchangeReader:
         self._lock = lock
         self._sleep = sleep
         self._markets_loaded = False
+        options = getattr(exchange, "options", None) or {}
+        self.futures = options.get("defaultType") in ("swap", "future")
 
     def read(self, what: str, fn: Callable[..., T], *args: Any) -> T:
         """A read: network and server-side errors retried with backoff, a timestamp refusal
@@ -99,7 +103,7 @@ class ExchangeReader:
             try:
                 return fn(*args)
             except c.BaseError as exc:
-                seen = classify(exc)
+                seen = classify(exc, futures=self.futures)
                 last = exc
                 if seen.outcome is Outcome.TIMESTAMP:
                     self.resync_time()
@@ -117,6 +121,25 @@ class ExchangeReader:
                     raise
         raise TemporaryVenueError(f"{self.name} {what} failed after "
                                   f"{self.settings.read_retries + 1} attempts: {last}")
+
+    def call(self, what: str, fn: Callable[..., T], *args: Any,
+             ok: Collection[Outcome] = ()) -> T | None:
+        """A call that changes something (a setting, a cancel): sent once, its error raised
+        as our class; an outcome in ``ok`` (a setting already as asked: ``UNCHANGED``) is
+        None. A timestamp refusal changed nothing: resynced and sent once more."""
+        c = ccxt_module()
+        for attempt in range(2):
+            try:
+                return fn(*args)
+            except c.BaseError as exc:
+                outcome = classify(exc, futures=self.futures).outcome
+                if outcome in ok:
+                    return None
+                if attempt == 0 and outcome is Outcome.TIMESTAMP:
+                    self.resync_time()
+                    continue
+                raise venue_error(exc, f"{self.name} {what}", futures=self.futures) from exc
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     def resync_time(self) -> None:
         try:

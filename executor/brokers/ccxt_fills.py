@@ -69,8 +69,11 @@ class TradeHistory:
         currency = fee.get("currency")
         quote_fee = (fee_cost if currency == market.get("quote")
                      else fee_cost * price if currency == market.get("base") else 0.0)
+        # A futures trade states the PnL it realised (Binance USD-M userTrades
+        # ``realizedPnl``); a spot trade realises none the exchange reports.
+        realized = float((t.get("info") or {}).get("realizedPnl") or 0.0)
         out = [BrokerFill(Fill(coid, fill_id, sym, OrderSide(str(t["side"])), when, price,
-                               float(t["amount"]), quote_fee), "entry", 0.0, None)]
+                               float(t["amount"]), quote_fee), "entry", realized, None)]
         if currency == market.get("base") and fee_cost > 0:
             out.append(BrokerFill(Fill(coid, f"{fill_id}:fee", sym, OrderSide.SELL, when,
                                        price, fee_cost, 0.0), "fee", 0.0, None))

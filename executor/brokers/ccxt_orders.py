@@ -66,17 +66,11 @@ class CcxtOrders:
     def _checked(self, order: Order) -> tuple[float, float | None, str] | Order:
         """The amount and price to send and a note for the order's reason, or the order
         rejected for what the market would refuse (nothing sent)."""
-        c = ccxt_module()
         intent = order.intent
-        try:
-            market, amount, price = self._rules.to_precision(intent)
-        except (VenueError, c.BaseError) as exc:
-            return order.transition(OrderState.REJECTED, reason=f"not sent: {exc}")
-        if intent.order_type is OrderType.STOP:
-            return order.transition(OrderState.REJECTED,
-                                    reason="not sent: stop orders are not supported on spot")
-        if intent.order_type is OrderType.LIMIT and price is None:
-            return order.transition(OrderState.REJECTED, reason="not sent: limit without price")
+        precise = self._precise(order, "stop orders are not supported on spot")
+        if isinstance(precise, Order):
+            return precise
+        market, amount, price = precise
         cut = ""
         if intent.side is OrderSide.SELL:
             amount, cut = self._sell_amount(intent.symbol, amount)
@@ -88,14 +82,33 @@ class CcxtOrders:
                 if intent.stop_loss is not None or intent.take_profit is not None else "")
         return amount, price, _join(cut, note)
 
-    def _create(self, order: Order, amount: float, price: float | None
-                ) -> dict[str, Any] | Order:
+    def _precise(self, order: Order, no_stops: str
+                 ) -> tuple[Mapping[str, Any], float, float | None] | Order:
+        """The market, amount and price as the exchange accepts them written; or the order
+        rejected (nothing sent) for a precision it cannot meet, a stop entry (``no_stops``
+        says why), a limit without a price."""
+        c = ccxt_module()
+        intent = order.intent
+        try:
+            market, amount, price = self._rules.to_precision(intent)
+        except (VenueError, c.BaseError) as exc:
+            return order.transition(OrderState.REJECTED, reason=f"not sent: {exc}")
+        if intent.order_type is OrderType.STOP:
+            return order.transition(OrderState.REJECTED, reason=f"not sent: {no_stops}")
+        if intent.order_type is OrderType.LIMIT and price is None:
+            return order.transition(OrderState.REJECTED, reason="not sent: limit without price")
+        return market, amount, price
+
+    def _create(self, order: Order, amount: float, price: float | None,
+                extra: Mapping[str, Any] | None = None) -> dict[str, Any] | Order:
         """The exchange's answer, or the order in the state its error means. A timestamp
-        refusal placed nothing: the time is resynced and the same id sent once more."""
+        refusal placed nothing: the time is resynced and the same id sent once more.
+        ``extra``: more unified params (a swap's ``reduceOnly``)."""
         c = ccxt_module()
         intent = order.intent
         otype = "market" if intent.order_type is OrderType.MARKET else "limit"
-        params = {"clientOrderId": intent.client_order_id}
+        params = {**(extra or {}), "clientOrderId": intent.client_order_id}
+        futures = self._reader.futures
         for attempt in range(2):
             try:
                 response: dict[str, Any] = self.exchange.create_order(
@@ -103,11 +116,11 @@ class CcxtOrders:
                 return response
             except Exception as exc:  # every outcome is mapped below
                 nonce = (isinstance(exc, c.BaseError)
-                         and classify(exc).outcome is Outcome.TIMESTAMP)
+                         and classify(exc, futures=futures).outcome is Outcome.TIMESTAMP)
                 if nonce and attempt == 0:
                     self._reader.resync_time()
                     continue
-                return _submit_error(order, exc, nonce)
+                return _submit_error(order, exc, nonce, futures)
         raise AssertionError("unreachable: the second attempt returns")
 
     def _sent(self, order: Order, response: Mapping[str, Any], note: str) -> Order:
@@ -227,8 +240,10 @@ def _order(intent: OrderIntent, o: Mapping[str, Any]) -> Order:
                  broker_order_id=oid)
 
 
-def _submit_error(order: Order, exc: BaseException, nonce: bool) -> Order:
-    """An error from ``create_order`` as the order's next state."""
+def _submit_error(order: Order, exc: BaseException, nonce: bool,
+                  futures: bool = False) -> Order:
+    """An error from ``create_order`` as the order's next state (``futures``: the USD-M
+    codes count, so -2019, -2022, -4164 are refusals, not unknown outcomes)."""
     c = ccxt_module()
     text = f"{exc.__class__.__name__}: {str(exc)[:300]}"
     if nonce:
@@ -237,7 +252,7 @@ def _submit_error(order: Order, exc: BaseException, nonce: bool) -> Order:
                                        f"resync: {text}")
     if not isinstance(exc, c.BaseError):
         return order.transition(OrderState.UNKNOWN, reason=f"outcome unknown: {text}")
-    outcome = classify(exc).outcome
+    outcome = classify(exc, futures=futures).outcome
     if outcome is Outcome.DUPLICATE:
         # An open order with our client id exists: ours. Lookup adopts it.
         return order.transition(OrderState.UNKNOWN, reason=f"duplicate id: {text}")

@@ -108,6 +108,21 @@ class CcxtSettings(_Section):
         return v
 
 
+class SwapSettings(_Section):
+    """A perpetual-swap account (linear, USDT-margined; Binance USD-M first, ccxt's
+    ``binanceusdm``), set up at start and verified before anything trades: one-way
+    position mode (refused, not switched, when the account is in hedge mode: switching
+    needs it flat and changes how every other client of the account trades), then for
+    each traded symbol this margin mode and this leverage (``executor/brokers/
+    ccxt_swap_account.py``)."""
+
+    margin_mode: Literal["isolated", "cross"] = "isolated"
+    leverage: int = Field(default=2, ge=1, le=125)
+    # What fires a protective stop or target at the exchange: the mark price (an index of
+    # several spot venues; one venue's wick does not stop the position out) or the last.
+    trigger_price: Literal["mark", "last"] = "mark"
+
+
 class ResolverSettings(_Section):
     """How an order left ``unknown`` is settled: looked up, never sent again.
 

@@ -70,6 +70,8 @@ def create_app(settings: Settings, journal_url: str | None = None, *,
         response: Response = await call_next(request)
         for key, value in _HEADERS.items():
             response.headers.setdefault(key, value)
+        if request.url.path.startswith("/static/"):  # pinned files: the browser may keep them
+            response.headers["Cache-Control"] = "private, max-age=3600"
         if console_settings.tls:
             response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         return response

@@ -10,10 +10,12 @@ import time
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from executor import lazy_log as structlog
 from executor.console.security import new_csrf_token, verify
 from executor.console.web import CheckedForm, console_of, render, text_field
 
 router = APIRouter()
+log = structlog.get_logger("dta.console")
 
 
 def _back_to(target: str) -> str:
@@ -37,14 +39,17 @@ def login(request: Request, form: CheckedForm) -> Response:
     client = request.client.host if request.client else "?"
     back = _back_to(text_field(form, "next"))
     if console.limiter.blocked(client, name):
+        log.warning("console_sign_in_limited", user=name, client=client)
         return render(request, "login.html", None, page="login", status_code=429, next=back,
                       error="too many failed sign-ins: wait a few minutes and try again")
     user = verify(console.users, name, password if isinstance(password, str) else "")
     if user is None:
         console.limiter.failed(client, name)
+        log.warning("console_sign_in_failed", user=name, client=client)
         return render(request, "login.html", None, page="login", status_code=401, next=back,
                       error="wrong user name or password")
     console.limiter.succeeded(name)
+    log.info("console_signed_in", user=user.name, client=client)
     request.session.clear()
     request.session.update({"user": user.name, "at": time.time(), "csrf": new_csrf_token()})
     return RedirectResponse(back, status_code=303)

@@ -34,8 +34,13 @@ def serve(settings: Settings, *, host: str, port: int, journal_url: str | None =
 
     from executor.console.app import create_app
     from executor.journal.store import Journal
+    from executor.log_setup import configure_logging
 
     check_bind(settings, host)
+    secrets = [*settings.secret_values()]
+    if settings.console.session_secret is not None:
+        secrets.append(settings.console.session_secret.get_secret_value())
+    configure_logging(settings.log_level, secrets)
     # The journal must exist with its schema (JournalError, exit 3): a mistyped URL is
     # said at start, not on the first page.
     Journal.open(journal_url or settings.journal.url, migrate_schema=False,

@@ -86,8 +86,11 @@ class Housekeeper:
         if mono - self.param_checked < self.poll_seconds:
             return
         self.param_checked = mono
+        # Read every round, decisions or not: a change another process made reaches the
+        # metrics and the state's listeners (notifications) within a second.
+        state = self.journal.trading_state.trading_state().state
         if self.metrics is not None:
-            self.metrics.set_state(self.journal.trading_state.trading_state().state)
+            self.metrics.set_state(state)
         latest = self.journal.params.latest_param_event_id()
         providers = self.journal.provider_calls.latest_provider_event_id()
         if latest == self.param_event_id and providers == self.provider_event_id:

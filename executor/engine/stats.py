@@ -25,6 +25,8 @@ class RunStats:
 
     bars_processed: int = 0
     bars_rejected: Counter[str] = field(default_factory=Counter)
+    # Rows of the replayed file that never became a bar: (line, exact reason).
+    unparseable_rows: tuple[tuple[int, str], ...] = ()
     gaps_flagged: int = 0
     proposals: int = 0
     decisions: int = 0
@@ -69,6 +71,8 @@ def run_summary(s: RunStats, *, mode: str, account: str, c: Components, journal:
         "params_version": c.version,
         "bars_processed": s.bars_processed,
         "bars_rejected": dict(s.bars_rejected),
+        "unparseable_rows": {"count": len(s.unparseable_rows), "first": [
+            {"line": line, "reason": reason} for line, reason in s.unparseable_rows[:10]]},
         "gaps_flagged": s.gaps_flagged,
         "proposals": s.proposals,
         "decisions": s.decisions,

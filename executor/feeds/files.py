@@ -1,10 +1,12 @@
 """Read bar files (MT5 exports, ccxt OHLCV dumps) for replays, backtests and tests.
 
-The reader converts and never judges: rows come back in file order, unsorted, and a price
-that does not parse becomes NaN, so ``BarValidator`` rejects the bar with a journaled reason
-exactly as it would for a bad bar from a live feed. Only a row that cannot become a ``Bar``
-at all (no usable timestamp, wrong column count) is set aside as a ``RawRejection``, with
-its line number, so a replay report can account for every line of the file.
+The reader converts and never judges: rows come back in file order, unsorted, and a bar
+with an impossible value (a literal ``nan``, a negative price) reaches ``BarValidator``,
+which rejects it with a journaled reason exactly as it would a bad bar from a live feed.
+A row that cannot become a ``Bar`` at all (no usable timestamp, wrong column count, a
+number that does not parse) is set aside as a ``RawRejection`` with its line number and
+the exact reason (``high 'abc' is not a number``), so a replay report and the run summary
+can account for every line of the file.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ __all__ = ["LoadedBars", "load_bars"]
 FORMAT_MT5_CSV = "mt5_csv"
 FORMAT_CCXT_JSON = "ccxt_json"
 
-_NAN = float("nan")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Rows used to infer the symbol's point from price decimals. MT5 drops trailing zeros
 # (1.05680 is written 1.0568), so one row is not enough; a few hundred are in practice.
@@ -59,6 +60,7 @@ _COLUMN_ALIASES: dict[str, str] = {
     "spread": "spread",
 }
 _REQUIRED = ("date", "open", "high", "low", "close")
+_PRICES = ("open", "high", "low", "close")
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,12 +187,13 @@ def _names_from_filename(stem: str) -> tuple[str | None, str | None]:
     return None, None
 
 
-def _to_float(text: Any) -> float:
-    """Unparsable numbers become NaN so the validator rejects the bar with a reason."""
+def _to_float(text: Any, name: str) -> float:
+    """The number, or a ``ValueError`` naming the field and what it held: text that is no
+    number is not "NaN or infinite" (a literal ``nan`` is, and the validator says so)."""
     try:
         return float(text)
     except (TypeError, ValueError, OverflowError):
-        return _NAN
+        raise ValueError(f"{name} {text!r} is not a number") from None
 
 
 # --------------------------------------------------------------------------- MT5 CSV / TSV
@@ -336,20 +339,20 @@ def _mt5_bar(
         t = stamps.parse(*_split_stamp(row[layout.date]))
     else:
         t = stamps.parse(row[layout.date].strip(), row[layout.time].strip())
-    o, h, lo, c = (_to_float(row[i]) for i in layout.prices)
+    o, h, lo, c = (_to_float(row[i], n) for i, n in zip(layout.prices, _PRICES, strict=True))
     return Bar(symbol, timeframe, t, o, h, lo, c, _mt5_volume(row, layout),
                _mt5_spread(row, layout, step))
 
 
 def _mt5_volume(row: Sequence[str], layout: _Mt5Layout) -> float:
     """Real volume where the broker reports it (exchange-traded symbols), else tick volume:
-    FX brokers export Volume as 0. An unparsable real volume stays NaN rather than silently
-    falling back to tick volume."""
+    FX brokers export Volume as 0. An unparsable real volume rejects the row rather than
+    silently falling back to tick volume."""
     volume = 0.0
     if layout.volume is not None:
-        volume = _to_float(row[layout.volume])
+        volume = _to_float(row[layout.volume], "volume")
     if layout.tickvol is not None and volume <= 0:
-        volume = _to_float(row[layout.tickvol])
+        volume = _to_float(row[layout.tickvol], "tickvol")
     return volume
 
 
@@ -357,7 +360,7 @@ def _mt5_spread(row: Sequence[str], layout: _Mt5Layout, step: float | None) -> f
     if layout.spread is None or step is None:
         return 0.0
     # Rounded so 20 points of 0.00001 journal as 0.0002, not 0.00020000000000000001.
-    return round(_to_float(row[layout.spread]) * step, 12)
+    return round(_to_float(row[layout.spread], "spread") * step, 12)
 
 
 def _raw(lines: Sequence[str], lineno: int) -> str:
@@ -491,5 +494,6 @@ def _ccxt_bar(row: Any, symbol: str, timeframe: str) -> Bar:
         t = _EPOCH + timedelta(milliseconds=ms)
     except (ValueError, OverflowError) as exc:
         raise ValueError(f"invalid timestamp {ms!r}: {exc}") from None
-    o, h, lo, c, v = (_to_float(x) for x in row[1:])
+    o, h, lo, c, v = (_to_float(x, n) for x, n in zip(row[1:], (*_PRICES, "volume"),
+                                                      strict=True))
     return Bar(symbol, timeframe, t, o, h, lo, c, v, 0.0)

@@ -4,7 +4,9 @@ win."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
@@ -17,14 +19,20 @@ from executor.journal.unit_of_work import UnitOfWork
 class ApprovalRepository:
     def __init__(self, uow: UnitOfWork) -> None:
         self._uow = uow
+        # Hear of each request queued, once it is committed (a link to it then works).
+        self.listeners: list[Callable[[ApprovalRow], None]] = []
 
     def create_approval(self, *, decision_id: int, account: str, symbol: str, direction: str,
                         intent: dict[str, Any], why: str, created_at: datetime,
                         expires_at: datetime) -> int:
-        return self._uow.insert(APPROVALS, dict(
-            decision_id=decision_id, account=account, symbol=symbol, direction=direction,
-            intent=intent, why=why, created_at=created_at, expires_at=expires_at,
-            status="pending"))
+        values: dict[str, Any] = dict(decision_id=decision_id, account=account, symbol=symbol,
+                      direction=direction, intent=intent, why=why, created_at=created_at,
+                      expires_at=expires_at, status="pending")
+        approval_id = self._uow.insert(APPROVALS, values)
+        if self.listeners:
+            row = ApprovalRow(id=approval_id, **values)
+            self._uow.after_commit += [partial(f, row) for f in self.listeners]
+        return approval_id
 
     def all(self, status: str | None = None) -> list[ApprovalRow]:
         """Approvals in creation order: all, or those in ``status``."""

@@ -5,8 +5,9 @@ Statements on the order path are prepared (``prepared.py``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
@@ -32,6 +33,7 @@ _EVENT_KEYS = ("client_order_id", "at", "from_state", "to_state", "detail")
 class OrderRepository:
     def __init__(self, uow: UnitOfWork) -> None:
         self._uow = uow
+        self.fill_listeners: list[Callable[[FillRow], None]] = []  # each new fill, committed
 
     def insert_order(self, order: Order, detail: str = "", *, commit: bool = True) -> None:
         """Write the order row; committed (durably) before the broker sees the order, here
@@ -135,10 +137,14 @@ class OrderRepository:
             FILLS.c.fill_id == bindparam("fill_id")))
         if known.rows(uow.dbapi(), {"fill_id": fill.fill_id}):
             return False
-        uow.write(FILLS, dict(
+        values: dict[str, Any] = dict(
             fill_id=fill.fill_id, client_order_id=fill.client_order_id, symbol=fill.symbol,
             side=fill.side.value, time=fill.time, price=fill.price, volume=fill.volume,
-            fee=fill.fee, kind=kind, realized_pnl=realized_pnl))
+            fee=fill.fee, kind=kind, realized_pnl=realized_pnl)
+        uow.write(FILLS, values)
+        if self.fill_listeners:  # once committed
+            row = FillRow(**values)
+            uow.after_commit += [partial(f, row) for f in self.fill_listeners]
         return True
 
     def fills(self, client_order_id: str | None = None, *,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,8 +26,8 @@ from executor.journal.tables import STATE_EVENTS
 from executor.journal.unit_of_work import UnitOfWork
 from executor.journal.values import utcnow
 
-_STATE_COLUMNS = (STATE_EVENTS.c.state, STATE_EVENTS.c.operator, STATE_EVENTS.c.reason,
-                  STATE_EVENTS.c.at, STATE_EVENTS.c.trigger)
+_STATE_COLUMNS = (STATE_EVENTS.c.id, STATE_EVENTS.c.state, STATE_EVENTS.c.operator,
+                  STATE_EVENTS.c.reason, STATE_EVENTS.c.at, STATE_EVENTS.c.trigger)
 # How long a running daemon may act on a cached trading state read from another process.
 STATE_TTL_S = 0.25
 
@@ -48,16 +49,24 @@ class TradingStateRepository:
         self._uow = uow
         self._cache: dict[str, tuple[float, TradingStateRecord]] = {}
         self._reader: Any = None  # a DBAPI connection of its own for the trading state
+        # Hear of each global state change once committed: this process's at once, another
+        # process's (`dta trading-state`, the console) when this one next reads the state.
+        self.listeners: list[Callable[[TradingStateRecord], None]] = []
+        self._seen_event_id: int | None = None  # the newest event this process knows
+        self._looked = False  # has this process read or written the state yet?
 
     def record_trading_state(self, state: str, operator: str, reason: str,
                              trigger: str = "manual", scope: str = "global") -> None:
         uow = self._uow
         with uow.lock:
-            uow.session.add(TradingStateEventRow(at=utcnow(), state=state, scope=scope,
-                                                 operator=operator, reason=reason,
-                                                 trigger=trigger))
+            row = TradingStateEventRow(at=utcnow(), state=state, scope=scope,
+                                       operator=operator, reason=reason, trigger=trigger)
+            uow.session.add(row)
             uow.commit(durable=True)
             self._cache.clear()
+        if scope == "global":
+            self._looked, self._seen_event_id = True, row.id
+            self._tell(TradingStateRecord(state, operator, reason, row.at, trigger))
 
     def trading_state(self, scope: str = "global", *,
                       fresh: bool = False) -> TradingStateRecord:
@@ -92,9 +101,22 @@ class TradingStateRepository:
             else:
                 rows = self._read_committed(p, {"scope": scope})
         if not rows:
-            return TradingStateRecord()
-        r = rows[0]
-        return TradingStateRecord(r["state"], r["operator"], r["reason"], r["at"], r["trigger"])
+            record, newest = TradingStateRecord(), None
+        else:
+            r = rows[0]
+            record = TradingStateRecord(r["state"], r["operator"], r["reason"], r["at"],
+                                        r["trigger"])
+            newest = r["id"]
+        if scope == "global":
+            if self._looked and newest != self._seen_event_id:
+                self._tell(record)  # written by another process since this one last looked
+            self._looked, self._seen_event_id = True, newest
+        return record
+
+    def _tell(self, record: TradingStateRecord) -> None:
+        for listener in self.listeners:
+            with contextlib.suppress(Exception):  # a listener must never break the journal
+                listener(record)
 
     def _read_committed(self, p: Prepared, values: dict[str, Any]) -> list[dict[str, Any]]:
         """Rows as committed now, by any process, whatever snapshot the session's open

@@ -17,6 +17,7 @@ writes) or SQLAlchemy Core on its connection, and commit when it commits. Nothin
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -47,6 +48,9 @@ class UnitOfWork:
         self.run_id: int | None = None  # the run the per-run rows belong to
         self._prepared: dict[Any, Prepared] = {}
         self._dbapi_conn: Any = None
+        # Run once the transaction that queued them commits (listeners hear of committed
+        # rows only); dropped with a rollback.
+        self.after_commit: list[Callable[[], None]] = []
         event.listen(self.session, "after_transaction_end", self._forget_dbapi)
         self.in_memory = engine.dialect.name == "sqlite" and engine.url.database in (
             None, "", ":memory:")
@@ -86,17 +90,22 @@ class UnitOfWork:
                 # and the identity map must not grow with every proposal of a long replay.
                 self.session.expunge_all()
             except SQLAlchemyError as exc:
-                self.session.rollback()
+                self.rollback()
                 raise JournalError(
                     f"journal commit failed: {exc.__class__.__name__}: {exc}") from None
             except JournalError:
-                self.session.rollback()
+                self.rollback()
                 raise
+            committed, self.after_commit = self.after_commit, []
+        for call in committed:
+            with contextlib.suppress(Exception):  # a listener must never break the journal
+                call()
 
     def rollback(self) -> None:
         with self.lock:
             self.pending_bars.clear()
             self.pending_rejects.clear()
+            self.after_commit.clear()
             self.session.rollback()
 
     def flush(self) -> None:

@@ -4,10 +4,13 @@ The page needs nothing at view time: charts are inline SVG (``executor.reports.s
 style sheet is inline, there is no script, and a Content-Security-Policy meta tag forbids
 any fetch, so a report opened from a laptop without network shows exactly what it holds.
 
-A report is a title, a few key/value facts and a list of ``Section``s; a section holds
-notes, status badges, charts and ``Table``s. Builders of new sections (the MT5 shadow
-pairing table, for one) return a ``Section`` and the report appends it: nothing here knows
-what a section is about. Every table is exported as ``<name>.csv`` and ``<name>.json``.
+A report is a title, a few key/value facts, a strip of key ``Figure``s and a list of
+``Section``s; a section holds notes, a verdict, status badges, charts and ``Table``s. A
+table may carry ``shown``, the cells as a person reads them (``executor.reports.humanize``:
+12.3 %, 1,234.56 USD, a price at the symbol's digits); its exports keep the raw numbers.
+Builders of new sections (the MT5 shadow pairing table, for one) return a ``Section`` and
+the report appends it: nothing here knows what a section is about. Every table is
+exported as ``<name>.csv`` and ``<name>.json``.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Badge", "Report", "Section", "Table", "WrittenReport", "render_html",
+__all__ = ["Badge", "Figure", "Report", "Section", "Table", "WrittenReport", "render_html",
            "table_from_dicts", "write_report"]
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
@@ -41,14 +44,18 @@ class Table:
     rows: tuple[tuple[Any, ...], ...]
     note: str = ""
     show_rows: int = 200
+    shown: tuple[tuple[str, ...], ...] | None = None  # display cells, row for row
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
             raise ValueError(f"table name {self.name!r}: use lower-case letters, digits, _ -")
-        for row in self.rows:
+        for row in (*self.rows, *(self.shown or ())):
             if len(row) != len(self.columns):
                 raise ValueError(f"table {self.name}: row {row!r} does not match "
                                  f"columns {self.columns}")
+        if self.shown is not None and len(self.shown) != len(self.rows):
+            raise ValueError(f"table {self.name}: {len(self.shown)} shown rows for "
+                             f"{len(self.rows)} rows")
 
     def records(self) -> list[dict[str, Any]]:
         return [{c: _jsonable(v) for c, v in zip(self.columns, row, strict=True)}
@@ -63,10 +70,22 @@ class Badge:
 
 
 @dataclass(frozen=True, slots=True)
+class Figure:
+    """One key figure of the header strip: ``tone`` good | bad | "" colours the value."""
+
+    key: str
+    label: str
+    value: str
+    detail: str = ""
+    tone: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Section:
     id: str
     title: str
     notes: tuple[str, ...] = ()
+    verdict: str = ""  # one sentence a reader takes away (the A/B test's answer)
     badges: tuple[Badge, ...] = ()
     charts: tuple[str, ...] = ()
     tables: tuple[Table, ...] = ()
@@ -77,6 +96,7 @@ class Report:
     title: str
     meta: tuple[tuple[str, str], ...] = ()
     sections: tuple[Section, ...] = ()
+    figures: tuple[Figure, ...] = ()
     generated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
@@ -165,6 +185,15 @@ td:first-child, th:first-child, td.t { text-align: left; }
 .tablewrap { max-height: 420px; overflow: auto; border: 1px solid #eaeef2; display: inline-block;
              max-width: 100%; }
 h3 { font-size: 14px; margin: 14px 0 4px 0; }
+.figures { display: flex; flex-wrap: wrap; gap: 10px; padding: 14px 28px 0 28px; }
+.figure { background: #fff; border: 1px solid #d0d7de; border-radius: 6px;
+          padding: 8px 12px; min-width: 96px; }
+.figure .label { font-size: 11px; color: #57606a; text-transform: uppercase; }
+.figure .value { font-size: 20px; font-weight: 600; font-variant-numeric: tabular-nums; }
+.figure .detail { font-size: 11px; color: #57606a; }
+.figure.good .value { color: #1a7f37; } .figure.bad .value { color: #cf222e; }
+.verdict { font-size: 15px; font-weight: 600; border-left: 4px solid #1f6feb;
+           background: #f6f8fa; padding: 8px 12px; margin: 6px 0 12px 0; }
 .exports { font-size: 12px; color: #57606a; }
 .exports a { color: #0969da; }
 """
@@ -186,10 +215,19 @@ def render_html(report: Report) -> str:
         out.append(f"<span><b>{escape(key)}</b> {escape(value)}</span>")
     out.append(f"<span><b>generated</b> {escape(report.generated_at.isoformat(timespec='seconds'))}"
                "</span></div></header>")
+    if report.figures:
+        out.append('<div class="figures">' + "".join(
+            f'<div class="figure {escape(f.tone)}" data-figure="{escape(f.key)}">'
+            f'<div class="label">{escape(f.label)}</div>'
+            f'<div class="value">{escape(f.value)}</div>'
+            + (f'<div class="detail">{escape(f.detail)}</div>' if f.detail else "")
+            + "</div>" for f in report.figures) + "</div>")
     out.append("<nav>" + "".join(f'<a href="#{escape(s.id)}">{escape(s.title)}</a>'
                                  for s in report.sections) + "</nav><main>")
     for s in report.sections:
         out.append(f'<section id="{escape(s.id)}"><h2>{escape(s.title)}</h2>')
+        if s.verdict:
+            out.append(f'<p class="verdict" data-verdict>{escape(s.verdict)}</p>')
         out += [f'<p class="note">{escape(n)}</p>' for n in s.notes]
         if s.badges:
             out.append('<div class="badges">')
@@ -215,10 +253,12 @@ def _table_html(t: Table) -> str:
     parts.append(f'<div class="tablewrap"><table data-table="{escape(t.name)}"><thead><tr>')
     parts += [f"<th>{escape(c)}</th>" for c in t.columns]
     parts.append("</tr></thead><tbody>")
-    for row in t.rows[:t.show_rows]:
+    for i, row in enumerate(t.rows[:t.show_rows]):
+        cells = t.shown[i] if t.shown is not None else None
         parts.append("<tr>" + "".join(
             f'<td class="t">{escape(v)}</td>' if isinstance(v, str) else
-            f"<td>{escape(_cell(v))}</td>" for v in row) + "</tr>")
+            f"<td>{escape(cells[j] if cells is not None else _cell(v))}</td>"
+            for j, v in enumerate(row)) + "</tr>")
     parts.append("</tbody></table></div>")
     shown = (f"showing {t.show_rows} of {len(t.rows)} rows; "
              if len(t.rows) > t.show_rows else f"{len(t.rows)} rows; ")

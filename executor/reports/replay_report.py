@@ -1,8 +1,13 @@
 """The sections of a replay (and A/B) report, built from a ``RunAnalysis``.
 
-``build_report`` assembles the standard sections (results, providers, A/B, SMC scores,
-reproducibility) and appends any ``extra_sections`` a caller builds, which is how a shadow
-pairing table (MT5 bridge) joins the same page without this module knowing about it.
+``build_report`` assembles the header's key figures and the standard sections (price
+panel, results, providers, A/B, SMC scores, reproducibility) and appends any
+``extra_sections`` a caller builds, which is how a shadow pairing table (MT5 bridge) joins
+the same page without this module knowing about it.
+
+No empty charts: a chart without data is left out, and the section says in one line why.
+Money is in the symbol's quote currency (the paper broker books price moves times volume
+times contract size), prices at the symbol's digits.
 """
 
 from __future__ import annotations
@@ -11,9 +16,19 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from executor.reports.ab import ABResult
+from executor.reports.ab_verdict import metric_verdict, verdict
 from executor.reports.analysis import RunAnalysis
 from executor.reports.html import Badge, Report, Section, Table
+from executor.reports.humanize import price_digits, quote_currency
+from executor.reports.key_figures import (
+    ab_arms_shown,
+    ab_diffs_shown,
+    key_figures,
+    results_shown,
+    trades_shown,
+)
 from executor.reports.metrics import RunMetrics
+from executor.reports.price_panel import price_section
 from executor.reports.smc_scoring import DetectionScore
 from executor.reports.svg import PALETTE, Series, bar_chart, interval_chart, line_chart
 
@@ -49,19 +64,32 @@ def flatten(value: Any, prefix: str = "") -> list[tuple[str, str]]:
     return [(prefix, "" if value is None else str(value))]
 
 
-def _results_section(a: RunAnalysis) -> Section:
+def _charts(*candidates: tuple[str, bool, str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(charts with data, one line per chart left out). Each candidate is (chart, has
+    data, why it has none)."""
+    return (tuple(c for c, ok, _ in candidates if ok),
+            tuple(why for _, ok, why in candidates if not ok))
+
+
+def _results_section(a: RunAnalysis, digits: int, currency: str) -> Section:
     m = a.metrics
     curve = m.equity_curve
     equity = [(p.time.timestamp(), p.equity) for p in curve]
     dd = [(p.time.timestamp(), -p.drawdown) for p in curve]
     hist = m.r_histogram
-    charts = (
-        line_chart("equity", "Realised equity", [Series("equity", equity, PALETTE[0])]),
-        line_chart("drawdown", "Drawdown from the running peak (money)",
-                   [Series("drawdown", dd, PALETTE[1], fill=True)], height=200),
-        bar_chart("r_histogram", "R-multiple distribution (trades per bin)",
-                  [f"{b.low:g}" for b in hist], [float(b.count) for b in hist], width=1100,
-                  colors=[PALETTE[3] if b.low >= 0 else PALETTE[1] for b in hist]),
+    unit = f" ({currency})" if currency else " (money)"
+    charts, left_out = _charts(
+        (line_chart("equity", f"Realised equity{unit}",
+                    [Series("equity", equity, PALETTE[0])]), m.trades > 0,
+         "Equity and drawdown charts left out: no trade closed, so realised equity never "
+         "moved."),
+        (line_chart("drawdown", f"Drawdown from the running peak{unit}",
+                    [Series("drawdown", dd, PALETTE[1], fill=True)], height=200),
+         m.trades > 0, ""),
+        (bar_chart("r_histogram", "R-multiple distribution (trades per bin)",
+                   [f"{b.low:g}" for b in hist], [float(b.count) for b in hist], width=1100,
+                   colors=[PALETTE[3] if b.low >= 0 else PALETTE[1] for b in hist]),
+         bool(hist), "R histogram left out: no closed trade had a stop, so none has an R."),
     )
     trades = Table(
         "trades", "Closed trades",
@@ -70,9 +98,12 @@ def _results_section(a: RunAnalysis) -> Section:
          "decision_id"),
         tuple((t.entry_time, t.exit_time, t.symbol, t.side, t.volume, t.entry_price,
                t.exit_price, t.stop_loss, t.exit_kind, t.pnl, t.fees, t.risk, t.r_multiple,
-               t.client_order_id, t.decision_id) for t in a.book.closed))
+               t.client_order_id, t.decision_id) for t in a.book.closed),
+        shown=trades_shown(a.book.closed, digits, currency))
+    rows = tuple(results_rows(m))
     tables = [
-        Table("results", "Run results", ("metric", "value"), tuple(results_rows(m))),
+        Table("results", "Run results", ("metric", "value"), rows,
+              shown=results_shown(m, [label for label, _ in rows], currency)),
         trades,
         Table("equity_curve", "Equity curve (realised, after each closed trade)",
               ("time", "equity", "drawdown", "drawdown_pct"),
@@ -89,7 +120,8 @@ def _results_section(a: RunAnalysis) -> Section:
     return Section("results", "Results", notes=(
         "Trades are rebuilt from the journal's orders and fills; R = PnL / (|entry - stop| x "
         "volume x contract size). Equity and drawdown are realised (they move when a trade "
-        "closes). Definitions: docs/reports.md.",), charts=charts, tables=tuple(tables))
+        "closes). Definitions: docs/reports.md.", *[w for w in left_out if w]),
+        charts=charts, tables=tuple(tables))
 
 
 def _providers_section(a: RunAnalysis) -> Section:
@@ -108,15 +140,25 @@ def _providers_section(a: RunAnalysis) -> Section:
     def pct(v: float | None) -> float | None:
         return None if v is None else v * 100
 
-    charts = (
-        bar_chart("provider_agreement", "Agreement with the decision (%)", names,
-                  [pct(p.agreement) for p in ps], color=PALETTE[0], unit="%"),
-        bar_chart("provider_hit_rate", "Hit rate on traded decisions (%)", names,
-                  [pct(p.hit_rate) for p in ps], color=PALETTE[3], unit="%"),
-        bar_chart("provider_latency", "Latency p95 (ms)", names,
-                  [p.latency_p95_ms for p in ps], color=PALETTE[4]),
-        bar_chart("provider_cost", "Cost (sum of calls)", names, [p.cost for p in ps],
-                  color=PALETTE[2]),
+    def some(values: Sequence[float | None]) -> bool:
+        return any(values)  # None and zero draw no bar
+
+    agreement, hits = [pct(p.agreement) for p in ps], [pct(p.hit_rate) for p in ps]
+    latency, cost = [p.latency_p95_ms for p in ps], [p.cost for p in ps]
+    charts, left_out = _charts(
+        (bar_chart("provider_agreement", "Agreement with the decision (%)", names,
+                   agreement, color=PALETTE[0], unit="%"), some(agreement),
+         "Agreement chart left out: no provider voted with a decision that was not flat."),
+        (bar_chart("provider_hit_rate", "Hit rate on traded decisions (%)", names,
+                   hits, color=PALETTE[3], unit="%"), some(hits),
+         "Hit-rate chart left out: no provider's vote was right on a decision that became "
+         "a closed trade (or none became one)."),
+        (bar_chart("provider_latency", "Latency p95 (ms)", names, latency,
+                   color=PALETTE[4]), some(latency),
+         "Latency chart left out: no answered call has a latency journaled."),
+        (bar_chart("provider_cost", "Cost (sum of calls)", names, cost, color=PALETTE[2]),
+         some(cost), "Cost chart left out: every call cost nothing (local providers, or "
+                     "no pinned price)."),
     )
     badges = tuple(Badge(p.provider, p.status,
                          f"{p.calls} calls, {p.failures} failed, {p.abstentions} abstained")
@@ -125,39 +167,50 @@ def _providers_section(a: RunAnalysis) -> Section:
         "Agreement: share of a provider's votes in the direction the ensemble decided. Hit "
         "rate: share of its votes on decisions that became closed trades that were right "
         "(with the trade and it won, or against it and it lost). Status: down when its last "
-        "5 calls failed, degraded at 10 % failed or invalid calls.",),
+        "5 calls failed, degraded at 10 % failed or invalid calls.", *left_out),
         badges=badges, charts=charts, tables=(table,))
 
 
-def _ab_section(ab: ABResult) -> Section:
+def _ab_section(ab: ABResult, currency: str) -> Section:
     d = ab.design
     arm_cols = ("arm", "batches", "proposals", "trades", "wins", "win_rate", "mean_r",
                 "total_r", "max_drawdown_r", "total_pnl", "mean_pnl", "max_drawdown_money")
     arms = Table("ab_arms", "Per arm", arm_cols,
-                 tuple(tuple(s.as_dict()[c] for c in arm_cols) for s in ab.arms.values()))
+                 tuple(tuple(s.as_dict()[c] for c in arm_cols) for s in ab.arms.values()),
+                 shown=ab_arms_shown(list(ab.arms.values()), arm_cols, currency))
     diff_cols = ("metric", "estimate", "low", "high", "resamples_used", "share_positive")
     diffs = Table("ab_differences",
                   f"Differences enhanced - baseline, {d.confidence:.0%} bootstrap intervals",
-                  diff_cols, tuple(tuple(x.as_dict()[c] for c in diff_cols) for x in ab.diffs))
+                  diff_cols, tuple(tuple(x.as_dict()[c] for c in diff_cols) for x in ab.diffs),
+                  shown=ab_diffs_shown(ab.diffs, diff_cols))
     assignment = Table("ab_assignment", "Batch assignment", ("batch", "arm", "proposals",
                                                              "trades"),
                        tuple((b.key, b.arm, b.proposals, len(b.trades)) for b in ab.batches))
     arm_names = list(ab.arms)
-    charts = (
-        interval_chart("ab_intervals", "Enhanced - baseline (point estimate and interval)",
-                       [(x.metric, x.estimate, x.low, x.high) for x in ab.diffs]),
-        bar_chart("ab_mean_r", "Mean R by arm", arm_names,
-                  [ab.arms[k].mean_r for k in arm_names], colors=[PALETTE[6], PALETTE[0]]),
-        bar_chart("ab_win_rate", "Win rate by arm (%)", arm_names,
-                  [None if ab.arms[k].win_rate is None else (ab.arms[k].win_rate or 0) * 100
-                   for k in arm_names], colors=[PALETTE[6], PALETTE[0]], unit="%"),
+    mean_r = [ab.arms[k].mean_r for k in arm_names]
+    win = [None if ab.arms[k].win_rate is None else (ab.arms[k].win_rate or 0) * 100
+           for k in arm_names]
+    charts, left_out = _charts(
+        (interval_chart("ab_intervals", "Enhanced - baseline (point estimate and interval)",
+                        [(x.metric, x.estimate, x.low, x.high) for x in ab.diffs]),
+         any(x.low is not None for x in ab.diffs),
+         "Interval chart left out: neither arm has enough trades for an interval."),
+        (bar_chart("ab_mean_r", "Mean R by arm", arm_names, mean_r,
+                   colors=[PALETTE[6], PALETTE[0]]), any(mean_r),
+         "Mean-R chart left out: no arm has a trade with an R."),
+        (bar_chart("ab_win_rate", "Win rate by arm (%)", arm_names, win,
+                   colors=[PALETTE[6], PALETTE[0]], unit="%"), any(win),
+         "Win-rate chart left out: no arm has a winning trade."),
     )
-    return Section("ab", "A/B: ensemble vs rules only", notes=(
+    others = "; ".join(metric_verdict(x, d.confidence) for x in ab.diffs
+                       if x.metric != "mean_r")
+    return Section("ab", "A/B: ensemble vs rules only", verdict=verdict(ab), notes=(
         f"Seed {d.seed}; batches of {'one UTC day' if d.batch == 'day' else f'{d.batch} proposals'}"
         f" assigned in seeded pairs; baseline = the strategy's proposals through the "
         f"guardrails without the ensemble vote; {d.resamples} bootstrap resamples of "
-        f"{d.unit}es, percentile intervals.",), charts=charts,
-        tables=(arms, diffs, assignment))
+        f"{d.unit}es, percentile intervals: a variant wins on a metric when the interval "
+        f"of the difference lies wholly on its side of zero.", f"Other metrics: {others}.",
+        *left_out), charts=charts, tables=(arms, diffs, assignment))
 
 
 def _smc_section(scores: Sequence[DetectionScore], note: str) -> Section:
@@ -178,10 +231,22 @@ def _smc_section(scores: Sequence[DetectionScore], note: str) -> Section:
 def build_report(analysis: RunAnalysis, *, title: str, run_info: Mapping[str, Any],
                  meta: Sequence[tuple[str, str]] = (),
                  smc_scores: Sequence[DetectionScore] | None = None, smc_note: str = "",
-                 extra_sections: Sequence[Section] = ()) -> Report:
-    sections = [_results_section(analysis), _providers_section(analysis)]
+                 extra_sections: Sequence[Section] = (), currency: str | None = None,
+                 point: float | None = None,
+                 snapshot_params: Mapping[str, Any] | None = None) -> Report:
+    """The report. ``currency`` defaults to the symbol's quote currency, the price digits
+    to ``point``'s (else the prices' own decimals); ``snapshot_params`` are the run's SMC
+    builder parameters, for the price panel's events."""
+    bars = analysis.data.bars
+    symbol = bars[0].symbol if bars else next(
+        (t.symbol for t in analysis.book.closed), "")
+    cur = quote_currency(symbol) if currency is None else currency
+    digits = price_digits((b.close for b in bars), point=point) if bars else 5
+    sections = [price_section(bars, analysis.book, analysis.data.orders, digits=digits,
+                              currency=cur, snapshot_params=snapshot_params or {}),
+                _results_section(analysis, digits, cur), _providers_section(analysis)]
     if analysis.ab is not None:
-        sections.append(_ab_section(analysis.ab))
+        sections.append(_ab_section(analysis.ab, cur))
     if smc_scores:
         sections.append(_smc_section(smc_scores, smc_note))
     sections += list(extra_sections)
@@ -190,4 +255,5 @@ def build_report(analysis: RunAnalysis, *, title: str, run_info: Mapping[str, An
         "parameter set (hash and version) and the provider mix; also in the journal's runs "
         "table (summary.replay) and run.json.",),
         tables=(Table("run_info", "Run", ("key", "value"), tuple(flatten(run_info))),)))
-    return Report(title, tuple(meta), tuple(sections))
+    return Report(title, tuple(meta), tuple(sections),
+                  figures=key_figures(analysis.metrics, cur))

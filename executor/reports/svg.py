@@ -202,7 +202,7 @@ def interval_chart(name: str, title: str,
     usable = [r for r in rows if r[2] is not None and r[3] is not None]
     if not usable:
         return _empty(parts, width, height)
-    left, right = 220, width - 140
+    left, right = 220, width - 210
     for i, (label, est, lo, hi) in enumerate(rows):
         y = _PAD_T + row_height * i + row_height / 2
         parts.append(f'<text x="12" y="{y + 4:.1f}" font-size="12" fill="#24292f" {_FONT}>'

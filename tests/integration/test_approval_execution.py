@@ -41,8 +41,9 @@ def _overrides() -> dict[str, Any]:
 
 
 def _first_conflict(url: str, data: Path) -> Any:
-    """Replay until the first request is queued; return it (still pending)."""
-    for stop_after in (60, 200, 600):
+    """Replay until the first request is queued, and stop there: the approval then goes
+    out on the next bar, with the market where the person saw it. Return it (pending)."""
+    for stop_after in range(1, 600):  # counted from the file's first bar
         replay(url, data, stop_after=stop_after, **_overrides())
         j = Journal.open(url)
         try:
@@ -177,5 +178,55 @@ def test_executed_mark_without_order_is_recovered_at_start(
         assert a is not None and a.status == "executed"
         assert j.orders.get_order(coid) is not None
         assert any(i.kind == "approval_without_order" for i in j.incidents.all())
+    finally:
+        j.close()
+
+
+def _gap_through(data: Path, after: datetime, level: float, bars: int = 8) -> Path:
+    """The sample up to ``after``, then a market that gapped to ``level`` and stays there
+    (weekend news): what an approval decided later meets when it goes out."""
+    head = data.read_text().splitlines()
+    keep = [head[0]] + [ln for ln in head[1:]
+                        if datetime.strptime(ln.split(",")[0], "%Y.%m.%d %H:%M:%S")
+                        .replace(tzinfo=UTC) <= after]
+    t = after
+    for _ in range(bars):
+        t += timedelta(minutes=15)
+        px = f"{level:.5f}"
+        keep.append(f"{t:%Y.%m.%d %H:%M:%S},{px},{level + 0.0002:.5f},{level - 0.0002:.5f},"
+                     f"{px},50,0,20")
+    (data.parent / "gapped").mkdir(exist_ok=True)
+    out = data.parent / "gapped" / data.name
+    out.write_text("\n".join(keep) + "\n")
+    return out
+
+
+def test_approved_entry_is_not_sent_once_the_market_is_past_its_stop(
+        sqlite_url: str, tmp_path: Path, long_into_weakness: None) -> None:
+    """The market gapped below a queued long's stop; the person approved it afterwards.
+    MT5 would refuse the stops (TRADE_RETCODE_INVALID_STOPS: a buy's SL must be below the
+    Bid); paper used to fill it and stop it out on the next price. It is refused at
+    execution with the reason, and no order is written."""
+    data = write_sample_head(tmp_path / "EURUSD_M15.csv", 800)
+    request = _first_conflict(sqlite_url, data)
+    shown = ApprovalRequest.from_payload(request.intent)
+    j = Journal.open(sqlite_url)
+    try:
+        seen = j.queries.bar_counts()["processed"]["EURUSD/M15"]
+    finally:
+        j.close()
+    gapped = _gap_through(data, datetime.fromisoformat(seen["last"]),
+                          shown.stop_loss - 0.0040)
+    replay(sqlite_url, gapped, stop_after=seen["count"] + 6, **_overrides())  # the gap
+    _approve(sqlite_url, request.id, request.created_at + timedelta(minutes=1))
+    replay(sqlite_url, gapped, **_overrides())  # the next bars: the approval goes out
+
+    j = Journal.open(sqlite_url)
+    try:
+        done = j.approvals.get_approval(request.id)
+        assert done is not None and done.status == "rejected", done
+        assert "exits_vs_market" in (done.note or "") and "stop" in (done.note or "")
+        assert done.client_order_id is None
+        assert j.orders.get_order(shown.client_order_id) is None
     finally:
         j.close()

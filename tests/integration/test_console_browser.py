@@ -30,6 +30,7 @@ from support.console import PASSWORD, console_config, console_in_browser, signed
 from support.daemon_helpers import AlwaysLongOnDown, conflict_overrides, registered, replay
 from support.samples import write_sample_head
 
+from executor.approval_request import ApprovalRequest
 from executor.journal.store import Journal
 
 CHROMIUM = shutil.which("chromium")
@@ -54,6 +55,24 @@ class Scene:
         j = Journal.open(self.url, migrate_schema=False, create=False)
         try:
             return j.approvals.all("pending")
+        finally:
+            j.close()
+
+    def sendable(self) -> list[Any]:
+        """Pending requests the daemon would still send: stop and target on their sides of
+        the last close (an entry the market has run past is refused at execution, as MT5
+        refuses its stops; an analyst approves what is still tradable)."""
+        j = Journal.open(self.url, migrate_schema=False, create=False)
+        try:
+            closes = j.queries.closes()
+            last = closes[max(closes)]
+            out = []
+            for a in j.approvals.all("pending"):
+                shown = ApprovalRequest.from_payload(a.intent)
+                lo, hi = sorted((shown.stop_loss, shown.take_profit))
+                if lo < last < hi:
+                    out.append(a)
+            return out
         finally:
             j.close()
 
@@ -129,7 +148,11 @@ def test_a_queued_request_appears_without_reload(scene: Scene) -> None:
 
 
 def test_approve_and_find_the_order_in_its_trace(scene: Scene) -> None:
-    request = scene.pending()[0]
+    for _ in range(20):
+        if scene.sendable():
+            break
+        scene.run_daemon(40)
+    request = scene.sendable()[-1]
     page = scene.signed_in("ann")
     page.goto(f"{scene.base}/approvals/{request.id}")
     page.wait_for_selector("[data-chart][data-rendered]", timeout=WAIT_MS)

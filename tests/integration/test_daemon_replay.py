@@ -86,7 +86,7 @@ def test_halted_survives_restart_and_blocks_entries(journal_url: str,
 
 
 BAD_ROWS = {
-    "non_finite": "2022.10.10 01:00:00,0.9733,abc,0.9730,0.9731,10,0,20",
+    "non_finite": "2022.10.10 01:00:00,0.9733,nan,0.9730,0.9731,10,0,20",
     "non_positive_price": "2022.10.10 01:15:00,0.9733,0.9740,-0.9730,0.9731,10,0,20",
     "high_below_low": "2022.10.10 01:30:00,0.9733,0.9720,0.9740,0.9731,10,0,20",
     "open_outside_range": "2022.10.10 01:45:00,0.9800,0.9740,0.9730,0.9731,10,0,20",
@@ -108,7 +108,7 @@ def test_each_bad_bar_is_rejected_with_its_reason_and_the_run_goes_on(
     out_of_order = good[2]  # 00:30 again, after 02:20
     duplicate_later = tail[5]
     data = [header, *good, *bad, out_of_order, *tail[:6], duplicate_later, *tail[6:],
-            "not-a-date,1,1,1,1,1,1,1"]
+            "not-a-date,1,1,1,1,1,1,1", "2022.10.10 01:05:00,0.9733,abc,0.9730,0.9731,10,0,20"]
     path = tmp_path / "EURUSD_M15.csv"
     path.write_text("\n".join(data) + "\n")
     assert dropped_for_gap
@@ -119,7 +119,7 @@ def test_each_bad_bar_is_rejected_with_its_reason_and_the_run_goes_on(
     assert summary["bars_processed"] == len(good) + len(tail)
     assert summary["gaps_flagged"] >= 2  # 00:45 -> 03:00 and the dropped bar
     facts = _journal_facts(journal_url)
-    assert facts["rejected"] == {**expected, "unparseable_row": 1}
+    assert facts["rejected"] == {**expected, "unparseable_row": 2}
     assert facts["bars"] == len(good) + len(tail)
 
 

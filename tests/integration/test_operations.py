@@ -1,9 +1,9 @@
-"""Operations: webhook escalation off the cycle, no secret anywhere, doctor and status."""
+"""Operations: no secret anywhere, doctor and status. (Notifications, which replaced the
+incident webhook: tests/integration/test_notifications.py.)"""
 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -12,64 +12,18 @@ import sentry_sdk
 from prometheus_client import generate_latest
 from sqlalchemy import MetaData, select
 from support.daemon_helpers import EXAMPLE, settings_for
-from support.doubles import FlakyWebhook
 from support.samples import write_sample_head
 from typer.testing import CliRunner
 
-from executor.alerts import Alert, WebhookAlerter
-from executor.engine.clock import SimulatedClock
 from executor.journal.store import Journal
 from executor.log_setup import configure_logging
 from executor.metrics import Metrics
 from executor.sentry_setup import MASK, init_sentry
-from executor.wiring import build_daemon
 from runbooks.cli import app
 
 runner = CliRunner()
 
 
-
-
-def test_incident_webhook_retries_until_delivered_while_the_cycle_keeps_cadence(
-        tmp_path: Path) -> None:
-    hook = FlakyWebhook(failures=2, delay=0.3)
-    data = write_sample_head(tmp_path / "EURUSD_M15.csv", 3000)
-    url = f"sqlite:///{tmp_path / 'j.sqlite'}"
-    # A daily drawdown limit so small the first losing trade halts trading -> incident.
-    settings = settings_for(url, guardrails={"daily_drawdown_halt_pct": 0.05})
-    journal = Journal.open(url)
-    alerter = WebhookAlerter(hook.url, account="paper-1", attempts=5, backoff=0.2)
-    handed_over: list[float] = []  # how long the cycle spent handing each alert over
-
-    def listener(i: int, sev: str, kind: str, msg: str) -> None:
-        t = time.perf_counter()
-        alerter.send(Alert(sev, kind, msg, i))
-        handed_over.append(time.perf_counter() - t)
-
-    journal.incidents.listeners.append(listener)
-    daemon = build_daemon(settings, journal, data=data)
-    daemon.executor.start()
-    started = time.perf_counter()
-    daemon.executor.run_replay(SimulatedClock(), daemon.feed.next_close_time)
-    elapsed = time.perf_counter() - started
-    summary = daemon.executor.stop()
-    incidents = journal.incidents.all()
-    journal.close()
-    alerter.close(timeout=10)
-    hook.close()
-
-    assert [i.kind for i in incidents] == ["halted:daily_drawdown"]
-    assert summary["bars_processed"] == 3000
-    # The cycle never waited for the webhook: 3 slow attempts + backoff take > 1.1 s, the
-    # hand-over stayed far below one attempt's 0.3 s, and so did the cycle's median bar
-    # (a single bar's maximum is left to the machine: a disk stall under a loaded test
-    # run is not the webhook).
-    assert len(handed_over) == 1 and handed_over[0] < 0.1
-    assert daemon.executor.stats.latency_percentiles()["p50_us"] < 100_000
-    assert len(hook.bodies) == 3 and alerter.delivered == 1 and alerter.failed == 0
-    assert hook.bodies[-1]["kind"] == "halted:daily_drawdown"
-    assert "paper-1" in hook.bodies[-1]["text"]
-    assert elapsed < 30
 
 
 SECRETS = {
@@ -80,6 +34,7 @@ SECRETS = {
     "DTA_EXCHANGE_API_KEY": "exkey-SECRET-555555",
     "DTA_EXCHANGE_API_SECRET": "exsecret-SECRET-666666",
     "DTA_ALERT_WEBHOOK_URL": "http://127.0.0.1:9/hooks/SECRET-777777",
+    "DTA_NOTIFICATIONS__URLS": "json://desk:SECRET-pass-999@127.0.0.1:9/hooks/SECRET-101010",
     "DTA_SENTRY_DSN": "http://SECRET888888@127.0.0.1:9/1",
 }
 

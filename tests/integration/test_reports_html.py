@@ -29,7 +29,7 @@ from executor.reports.journal_data import load_run_data
 from executor.reports.replay_report import build_report
 
 CHROMIUM = shutil.which("chromium")
-WIDTH, HEIGHT = 1280, 2000
+WIDTH, HEIGHT = 1280, 2800
 
 
 @pytest.fixture(scope="module")
@@ -64,12 +64,15 @@ def test_report_is_self_contained_and_exports_every_table(report: dict[str, Any]
     assert links and all(":" not in link for link in links)
     assert set(re.findall(r"https?://[^\s\"']+", html)) <= {"http://www.w3.org/2000/svg"}
     charts = set(re.findall(r'data-chart="([^"]+)"', html))
-    assert {"equity", "drawdown", "r_histogram", "provider_agreement", "provider_latency",
-            "provider_cost", "provider_hit_rate", "ab_intervals"} <= charts
+    assert {"price", "equity", "drawdown", "r_histogram", "provider_agreement",
+            "provider_latency", "provider_hit_rate", "ab_intervals"} <= charts
+    # no empty charts: the local providers cost nothing, so that chart is left out, said
+    assert "provider_cost" not in charts and "Cost chart left out: every call cost" in html
+    assert "no data" not in html
     assert 'class="badge" data-status="ok"' in html
     tables = re.findall(r'data-table="([^"]+)"', html)
     assert {"results", "trades", "equity_curve", "r_histogram", "providers", "ab_arms",
-            "ab_differences", "ab_assignment", "run_info"} <= set(tables)
+            "ab_differences", "ab_assignment", "run_info", "smc_events"} <= set(tables)
     out = report["dir"]
     assert sorted(p.name for p in report["written"].exports) == sorted(
         f"{t}.{ext}" for t in tables for ext in ("csv", "json"))
@@ -92,7 +95,12 @@ def test_report_of_an_empty_journal_degrades(tmp_path: Path) -> None:
         journal.close()
     written = write_report(build_report(analysis, title="Empty", run_info={}), tmp_path / "r")
     html = written.html.read_text()
-    assert "no data" in html and "No provider calls or signals" in html
+    assert "No provider calls or signals" in html
+    # no chart frames without data: each panel left out says why in one line
+    assert "data-chart" not in html and "no data" not in html
+    assert "Price panel left out: the journal holds no bars." in html
+    assert "Equity and drawdown charts left out: no trade closed" in html
+    assert "R histogram left out" in html
     assert (tmp_path / "r" / "trades.csv").read_text().startswith("entry_time,")
 
 
@@ -179,11 +187,12 @@ def test_charts_render_in_headless_chromium(report: dict[str, Any], tmp_path: Pa
     shot = tmp_path / "report.png"
     run = _chromium(f"--screenshot={shot}", f"--window-size={WIDTH},{HEIGHT}", url, tmp=tmp_path)
     assert shot.is_file(), run.stderr[-2000:]
-    width, rows, channels = read_png(shot, max_rows=1100)
-    assert width == WIDTH and len(rows) == 1100
-    counts = colour_counts(rows, channels, first_row=150)
-    # Three charts fill the top of the page: the equity line (#1f6feb), the drawdown area
-    # (#d1242f at 35 % on white) and the histogram's losing bars (#d1242f).
+    width, rows, channels = read_png(shot, max_rows=HEIGHT)
+    assert width == WIDTH and len(rows) == HEIGHT
+    counts = colour_counts(rows, channels, first_row=1200)
+    # Below the header figures and the price panel, three charts: the equity line
+    # (#1f6feb), the drawdown area (#d1242f at 35 % on white) and the histogram's losing
+    # bars (#d1242f).
     equity_line = near(counts, (0x1F, 0x6F, 0xEB))
     drawdown_area = near(counts, (239, 178, 182))
     losing_bars = near(counts, (0xD1, 0x24, 0x2F))
@@ -199,3 +208,74 @@ def test_charts_render_in_headless_chromium(report: dict[str, Any], tmp_path: Pa
     assert len(re.findall(r"<svg[^>]+data-chart=", dom.stdout)) >= 8
     assert "<polyline" in dom.stdout and 'class="bar"' in dom.stdout
     assert "<script" not in dom.stdout.lower()
+
+
+def test_header_figures_formats_and_ab_verdict(report: dict[str, Any]) -> None:
+    """The header's key figures and the tables are formatted for people (the exports keep
+    raw numbers); the A/B section states its verdict with the interval."""
+    html = report["written"].html.read_text()
+    m = report["analysis"].metrics
+    figures = dict(re.findall(r'data-figure="([^"]+)">.*?<div class="value">([^<]*)</div>',
+                              html))
+    assert list(figures) == ["net_pnl", "return", "max_drawdown", "sharpe", "trades",
+                             "win_rate", "profit_factor", "exposure"]
+    assert re.fullmatch(r"[+−][\d,]+\.\d\d USD", figures["net_pnl"]), figures
+    assert figures["win_rate"] == f"{m.win_rate * 100:.1f} %"
+    assert figures["trades"] == f"{m.trades:,}"
+    assert re.fullmatch(r"[+−]?\d+\.\d\d %", figures["return"]), figures
+    first = report["analysis"].book.closed[0]
+    cells = re.search(r'data-table="trades">.*?<tbody><tr>(.*?)</tr>', html).group(1)
+    assert f"<td>{first.entry_price:.5f}</td>" in cells  # EURUSD: 5 digits
+    assert " USD</td>" in cells and "e-0" not in cells
+    verdict = re.search(r'<p class="verdict" data-verdict>([^<]+)</p>', html).group(1)
+    assert re.search(r"(wins on mean R at 95 %|No difference at 95 % on mean R): enhanced "
+                     r"- baseline [+−]?[\d.]+, 95 % interval \[[+−]?[\d.]+, [+−]?[\d.]+\]",
+                     verdict), verdict
+    rows = {r["metric"]: r["value"] for r in json.loads(
+        (report["dir"] / "results.json").read_text())}
+    assert rows["win rate"] == pytest.approx(m.win_rate)  # raw in the export
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="`chromium` is not on PATH "
+                    "(apt-get install -y chromium) so the report cannot be rendered")
+def test_price_panel_renders_candles_trades_and_smc_events(report: dict[str, Any],
+                                                           tmp_path: Path) -> None:
+    """Chromium (through Playwright) lays the price panel out: candles, trade entries and
+    exits, stop and target lines, and SMC events are on screen, inside the chart, and
+    the panel's pixels hold both candle colours."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM)
+        try:
+            page = browser.new_page(viewport={"width": WIDTH, "height": 900})
+            page.goto(report["written"].html.resolve().as_uri())
+            drawn = page.evaluate("""() => {
+                const svg = document.querySelector('svg[data-chart="price"]');
+                const box = svg.getBoundingClientRect();
+                const count = (sel) => [...svg.querySelectorAll(sel)].filter((e) => {
+                    const r = e.getBoundingClientRect();
+                    return r.width > 0 && r.height >= 0 && r.left >= box.left - 1
+                        && r.right <= box.right + 1 && r.top >= box.top - 1
+                        && r.bottom <= box.bottom + 1;
+                }).length;
+                const out = {};
+                for (const k of ['candle', 'trade-entry', 'trade-exit', 'stop', 'target',
+                                 'bos', 'choch', 'ob', 'fvg', 'sweep'])
+                    out[k] = count('.' + k);
+                out.width = box.width; out.height = box.height;
+                return out;
+            }""")
+            shot = tmp_path / "price.png"
+            page.locator('svg[data-chart="price"]').screenshot(path=str(shot))
+        finally:
+            browser.close()
+    assert 1100 <= drawn["width"] <= 1104 and 460 <= drawn["height"] <= 464, drawn
+    assert drawn["candle"] == 200, drawn
+    assert drawn["trade-entry"] >= 3 and drawn["trade-exit"] >= 1, drawn
+    assert drawn["stop"] >= 1 and drawn["target"] >= 1, drawn
+    assert drawn["bos"] + drawn["choch"] >= 1 and drawn["ob"] + drawn["fvg"] >= 1, drawn
+    _, rows, channels = read_png(shot, max_rows=460)
+    counts = colour_counts(rows, channels)
+    assert near(counts, (0x1A, 0x7F, 0x37)) > 300  # rising candles
+    assert near(counts, (0xCF, 0x22, 0x2E)) > 300  # falling candles

@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes.apprise_receiver import AppriseReceiver
 from sqlalchemy import create_engine, text
 from support.daemon_helpers import EXAMPLE, settings_for
-from support.doubles import FlakyWebhook
 from support.samples import SAMPLE, write_sample_head
 
 from domain import Order
@@ -201,12 +201,12 @@ def _events(stderr: str) -> list[dict[str, Any]]:
 @pytest.mark.slow
 def test_dta_run_exits_3_with_a_critical_alert_when_the_os_refuses_journal_writes(
         tmp_path: Path) -> None:
-    hook = FlakyWebhook(failures=0, delay=0.0)
+    hook = AppriseReceiver()
     url = f"sqlite:///{tmp_path / 'journal.sqlite'}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("DTA_")}
     # info: the router logs `order_submitted` for every order the broker answered, so the
     # broker's view survives the process.
-    env.update(DTA_LOG_LEVEL="info", DTA_ALERT_WEBHOOK_URL=hook.url)
+    env.update(DTA_LOG_LEVEL="info", DTA_ALERT_WEBHOOK_URL=hook.url("http"))
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "runbooks.cli", "run", "--mode", "paper", "--config",
@@ -229,9 +229,10 @@ def test_dta_run_exits_3_with_a_critical_alert_when_the_os_refuses_journal_write
     submitted = [e["client_order_id"] for e in events if e.get("event") == "order_submitted"]
     assert submitted, "no order went out before the journal failed: not mid-run"
     assert "order_submitted" not in names[failed_at:]  # nothing sent after the failure
-    # The out-of-band alert reached the webhook before the process exited.
-    kinds = [(b["severity"], b["kind"]) for b in hook.bodies]
-    assert ("critical", "halted:journal_unwritable") in kinds, hook.bodies
+    # The out-of-band alert reached the webhook (the legacy alert_webhook_url, now one
+    # more apprise destination) before the process exited.
+    titles = [(b["type"], b["title"]) for b in hook.accepted]
+    assert ("failure", "[DTA CRITICAL] paper-1: halted:journal_unwritable") in titles, titles
 
     reader = Journal.open(url, migrate_schema=False)
     try:

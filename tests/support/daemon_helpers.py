@@ -113,25 +113,27 @@ def registered_always_buy() -> Iterator[type[AlwaysBuy]]:
 
 
 def live_settings(url: str, fake: Any, strategy: str, *, max_daily_loss: float | None = None,
-                  ccxt: dict[str, Any] | None = None) -> Settings:
+                  ccxt: dict[str, Any] | None = None, broker: dict[str, Any] | None = None,
+                  lots: float = 0.001) -> Settings:
     """Live on the loopback ccxt exchange ``fake`` (tests/fakes/binance_fake.py), account
-    ``bn-live``, one BTC/USDT 1m stream, ``strategy`` with the momentum provider, consensus
-    of one, and limits sized for 0.001 BTC orders."""
+    ``bn-live``, one BTC/USDT 1m stream (``broker`` replaces that section: another venue),
+    ``strategy`` with the momentum provider, consensus of one, and limits sized for
+    orders of ``lots``."""
     return settings_for(
         url, mode="live", account="bn-live",
         exchange_api_key=fake.api_key, exchange_api_secret=fake.secret,
         strategy={"name": strategy, "params": {}},
         ensemble={"providers": [{"name": "momentum", "kind": "momentum",
                                  "params": {"period": 20}}]},
-        paper={"contract_size": 1.0, "order_volume_lots": 0.001},
-        guardrails={"stale_after_bars": 1.5, "max_position_lots": 0.01,
+        paper={"contract_size": 1.0, "order_volume_lots": lots},
+        guardrails={"stale_after_bars": 1.5, "max_position_lots": lots * 10,
                     "max_order_notional": 1000.0, "max_spread": None,
                     "min_stop_atr": None, "max_daily_loss": max_daily_loss,
                     "consensus": {"rule": "either", "min_agreement": 1,
                                   "min_confidence": 0.0, "conflict_margin": 1.0}},
-        broker={"kind": "ccxt", "symbols": ["BTC/USDT"], "timeframe": "1m",
-                "ccxt_api_urls": fake.api_urls(),
-                "ccxt": {"timeout_ms": 2000, "rate_limit_ms": 1, **(ccxt or {})}})
+        broker=broker or {"kind": "ccxt", "symbols": ["BTC/USDT"], "timeframe": "1m",
+                          "ccxt_api_urls": fake.api_urls(),
+                          "ccxt": {"timeout_ms": 2000, "rate_limit_ms": 1, **(ccxt or {})}})
 
 
 def cleared_journal(url: str, strategy: str) -> Journal:

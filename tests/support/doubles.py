@@ -1,50 +1,16 @@
-"""Test doubles more than one test file uses: a flaky chat webhook, systemd's side of
-sd_notify, a strategy that always proposes."""
+"""Test doubles more than one test file uses: systemd's side of sd_notify, a strategy that
+always proposes. (The notification receiver is ``fakes.apprise_receiver``.)"""
 
 from __future__ import annotations
 
-import json
 import socket
-import threading
 import time
 from collections.abc import Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 from domain import Direction, MarketSnapshot, Proposal
 from strategies.logic import StrategyContext
 from support.builders import a_proposal
-
-
-class FlakyWebhook:
-    """A chat webhook on 127.0.0.1 that fails ``failures`` times (HTTP 500), slowly, then
-    accepts. Records every body it received."""
-
-    def __init__(self, failures: int, delay: float = 0.3) -> None:
-        self.bodies: list[dict[str, Any]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                outer.bodies.append(body)
-                time.sleep(delay)
-                code = 500 if len(outer.bodies) <= failures else 200
-                self.send_response(code)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/T000/B000/xyz"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 class NotifySocket:

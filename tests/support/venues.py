@@ -465,4 +465,8 @@ def in_lots(venue: VenueModel, volume: float) -> float:
 def make(name: str, tmp_path: Path, strategy: str) -> Any:
     if name.startswith("mt5-"):
         return Mt5Account(tmp_path, strategy, name.removeprefix("mt5-"))
+    if name == "ccxt-swap":
+        from support.venue_swap import CcxtSwap
+
+        return CcxtSwap(tmp_path, strategy)
     return {"paper": Paper, "ccxt-spot": CcxtSpot}[name](tmp_path, strategy)

@@ -41,9 +41,28 @@
     });
   }
 
+  // 4. Time left of a request on the wall clock counts down here (one on a replay's
+  //    clock waits for the replay's next bar: the server renders it again then).
+  function left(seconds) {
+    if (seconds <= 0) return "expired";
+    const d = Math.floor(seconds / 86400), h = Math.floor(seconds % 86400 / 3600),
+          m = Math.floor(seconds % 3600 / 60), s = Math.floor(seconds % 60);
+    if (d) return d + " d " + h + " h left";
+    if (h) return h + " h " + m + " min left";
+    return m + " min " + s + " s left";
+  }
+  function tick() {
+    document.querySelectorAll(".time-left[data-expires]").forEach(function (el) {
+      const seconds = Number(el.dataset.expires) - Date.now() / 1000;
+      el.textContent = left(seconds);
+      el.classList.toggle("expired", seconds <= 0);
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     connect();
     drawCharts(document);
+    setInterval(tick, 1000);
   });
   document.addEventListener("htmx:afterSettle", function (evt) { drawCharts(evt.target); });
 })();

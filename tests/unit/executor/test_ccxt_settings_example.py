@@ -7,7 +7,7 @@ import re
 import tomllib
 from pathlib import Path
 
-from executor.brokers.config import CcxtSettings, ResolverSettings
+from executor.brokers.config import CcxtSettings, ResolverSettings, SwapSettings
 from executor.settings import BrokerSettings
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "config" / "dta.example.toml"
@@ -30,9 +30,10 @@ def _broker_block() -> dict[str, object]:
 
 def test_every_ccxt_broker_key_is_documented_and_valid() -> None:
     broker = _broker_block()
-    documented = set(broker) - {"ccxt", "resolver"}
-    assert documented >= set(BrokerSettings.model_fields) - {"mt5", "ccxt", "resolver"}
+    documented = set(broker) - {"ccxt", "resolver", "swap"}
+    assert documented >= set(BrokerSettings.model_fields) - {"mt5", "ccxt", "resolver", "swap"}
     assert "ccxt_api_urls" in documented
     assert set(broker["ccxt"]) == set(CcxtSettings.model_fields)  # type: ignore[arg-type]
     assert set(broker["resolver"]) == set(ResolverSettings.model_fields)  # type: ignore[arg-type]
+    assert set(broker["swap"]) == set(SwapSettings.model_fields)  # type: ignore[arg-type]
     BrokerSettings.model_validate(broker)

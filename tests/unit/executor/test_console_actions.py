@@ -89,6 +89,8 @@ def test_a_verdict_needs_the_analyst_role_and_is_journaled(url: str) -> None:
     sign_in(viewer, "vic")
     page = viewer.get(f"/approvals/{approval_id}")
     assert page.status_code == 200 and "Approve" not in page.text
+    # A wall-clock request: its time left, counted down in the page from its expiry.
+    assert "59 min" in page.text and "data-expires=" in page.text
     r = viewer.post(f"/approvals/{approval_id}/decide", data={"verdict": "approve",
                     "note": "x"}, headers={"X-CSRF-Token": _csrf(viewer), "HX-Request": "1"})
     assert r.status_code == 403

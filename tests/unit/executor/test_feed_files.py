@@ -165,19 +165,26 @@ def test_bad_rows_become_raw_rejections_with_line_numbers(tmp_path: Path) -> Non
     assert "got 9" in by_line[9].reason
 
 
-def test_unparsable_numbers_become_nan_not_dropped(tmp_path: Path) -> None:
+def test_unparsable_numbers_are_rejected_rows_naming_the_field(tmp_path: Path) -> None:
+    """Text that is no number is not "NaN or infinite": the row is set aside with its line
+    and the field and text it held. A literal ``nan`` does parse, and reaches the
+    validator as the NaN it is."""
     path = write(
         tmp_path / "EURUSD_M15.csv",
         f"{HEADER}\n"
         "2023.01.02 00:00:00,1.1,abc,1.0,1.15,5,0,2\n"
         "2023.01.02 00:15:00,1.1,1.2,1.0,1.15,5,x,2\n"
-        "2023.01.02 00:30:00,1.1,1.2,1.0,1.15,5,0,\n",
+        "2023.01.02 00:30:00,1.1,1.2,1.0,1.15,5,0,\n"
+        "2023.01.02 00:45:00,1.1,nan,1.0,1.15,5,0,2\n",
     )
-    bars = load_bars(path).bars
-    assert len(bars) == 3
-    assert math.isnan(bars[0].high) and bars[0].open == 1.1
-    assert math.isnan(bars[1].volume)  # a bad real volume never falls back to tick volume
-    assert math.isnan(bars[2].spread)
+    loaded = load_bars(path)
+    assert [(r.line, r.reason) for r in loaded.rejected] == [
+        (2, "high 'abc' is not a number"),
+        (3, "volume 'x' is not a number"),  # a bad real volume never falls back to tickvol
+        (4, "spread '' is not a number"),
+    ]
+    assert len(loaded.bars) == 1 and math.isnan(loaded.bars[0].high)
+    assert "NaN" not in " ".join(r.reason for r in loaded.rejected)
 
 
 # --------------------------------------------------------------------------- ccxt JSON
@@ -206,20 +213,21 @@ def test_ccxt_timestamps_are_utc_whatever_the_server_offset() -> None:
 
 def test_ccxt_bad_rows(tmp_path: Path) -> None:
     rows = [
-        [1672531200000, 1.0, 2.0, 0.5, 1.5, None],  # 1: null volume -> nan
+        [1672531200000, 1.0, 2.0, 0.5, 1.5, None],  # 1: null volume: not a number
         [1672531260000, 1.0, 2.0],  # 2: wrong length
         ["2023-01-01", 1.0, 2.0, 0.5, 1.5, 1.0],  # 3: timestamp not a number
         [True, 1.0, 2.0, 0.5, 1.5, 1.0],  # 4: bool is not a timestamp
         {"t": 1},  # 5: not a list
-        [1672531320000, "1.0", "oops", 0.5, 1.5, 1],  # 6: string numbers parse, junk -> nan
+        [1672531320000, "1.0", "oops", 0.5, 1.5, 1],  # 6: junk: not a number
+        [1672531380000, "1.0", "2.5", 0.5, 1.5, 1],  # 7: string numbers parse
     ]
     path = write(tmp_path / "BTCUSDT_1m.json", json.dumps(rows))
     loaded = load_bars(path)
-    assert [r.line for r in loaded.rejected] == [2, 3, 4, 5]
-    assert len(loaded.bars) == 2
-    assert math.isnan(loaded.bars[0].volume)
-    assert loaded.bars[1].open == 1.0 and math.isnan(loaded.bars[1].high)
-    assert loaded.rejected[0].raw == "[1672531260000, 1.0, 2.0]"
+    assert [r.line for r in loaded.rejected] == [1, 2, 3, 4, 5, 6]
+    assert loaded.rejected[0].reason == "volume None is not a number"
+    assert loaded.rejected[5].reason == "high 'oops' is not a number"
+    assert len(loaded.bars) == 1 and loaded.bars[0].high == 2.5
+    assert loaded.rejected[1].raw == "[1672531260000, 1.0, 2.0]"
 
 
 # --------------------------------------------------------------------------- names

@@ -21,6 +21,7 @@ from guardrails.consensus import ConsensusCheck
 from guardrails.guardrails import Guardrails
 from guardrails.limits import (
     DailyLossCheck,
+    ExitsVersusMarketCheck,
     MaxGrossExposureCheck,
     MaxOrderNotionalCheck,
     MaxPositionCheck,
@@ -323,3 +324,42 @@ def test_no_order_passes_while_halted_nor_increases_while_reducing(
             after = float(position) + dec.direction.sign * float(volume)  # type: ignore[arg-type]
             assert abs(after) <= abs(float(position)) + 1e-12  # type: ignore[arg-type]
             assert float(position) * after >= 0  # type: ignore[arg-type]
+
+
+def _market_at(close: float) -> MarketSnapshot:
+    bar = a_bar(symbol="EURUSD", timeframe="M15", time=NOW - timedelta(minutes=15),
+                open=close, high=close, low=close, close=close, volume=1)
+    return a_snapshot(symbol="EURUSD", timeframe="M15", index=10, bar=bar)
+
+
+@pytest.mark.parametrize(("direction", "close", "passes", "words"), [
+    # Long: entry 1.1000, stop 1.0980, target 1.1040 (decision() draws the target at 2R).
+    (Direction.LONG, 1.1000, True, "on their sides"),
+    (Direction.LONG, 1.0990, True, "on their sides"),     # moved, still between the exits
+    (Direction.LONG, 1.0980, False, "at or below the stop"),   # MT5: SL must be below Bid
+    (Direction.LONG, 1.0950, False, "at or below the stop"),   # gapped through it
+    (Direction.LONG, 1.1045, False, "at or above the target"),  # TP must be above Bid
+    # Short: entry 1.1000, stop 1.1020, target 1.0960.
+    (Direction.SHORT, 1.1000, True, "on their sides"),
+    (Direction.SHORT, 1.1020, False, "at or above the stop"),
+    (Direction.SHORT, 1.0950, False, "at or below the target"),
+])
+def test_exits_must_still_be_on_their_sides_of_the_market(
+        direction: Direction, close: float, passes: bool, words: str) -> None:
+    """An entry that goes out after its bar (an approval decided later) is judged against
+    the market then: MT5 refuses a buy whose SL is not below the Bid (TRADE_RETCODE_
+    INVALID_STOPS), Binance a conditional that would trigger at once (-2021)."""
+    stop = 1.0980 if direction is Direction.LONG else 1.1020
+    dec = decision(direction, entry=1.1000, stop=stop)
+    result = ExitsVersusMarketCheck().check(dec, ctx(snapshot=_market_at(close)))
+    assert result.passed is passes, result.reason
+    assert words in result.reason
+    assert not result.escalate  # a person cannot approve a market that moved past the stop
+
+
+def test_exits_are_judged_on_the_strategy_side_not_the_ensemble_vote() -> None:
+    """A conflict (ensemble short, strategy long) is queued as the strategy's long with
+    the stop below: the geometry is the proposal's."""
+    dec = decision(Direction.SHORT, entry=1.1000, stop=1.0980, strategy_dir=Direction.LONG)
+    assert ExitsVersusMarketCheck().check(dec, ctx(snapshot=_market_at(1.1000))).passed
+    assert not ExitsVersusMarketCheck().check(dec, ctx(snapshot=_market_at(1.0975))).passed

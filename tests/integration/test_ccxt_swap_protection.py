@@ -1,0 +1,117 @@
+"""A swap entry's stop-loss and take-profit held by the exchange (the loopback USD-M fake,
+through the real ``ccxt.binanceusdm``): placed reduce-only on the algo endpoint under
+deterministic ids, never twice, refused when already past, and, once fired, credited to
+the entry as its exit; also when it fired while the daemon was down."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
+from fakes.binance_usdm import FakeBinanceUsdm
+from support.builders import a_bar
+from test_ccxt_swap_broker import BAR, BTC, intent, make_broker, submitting
+
+from domain import Order, OrderSide, OrderState
+from executor.brokers.ccxt_swap import CcxtSwapBroker
+from executor.brokers.ccxt_swap_protect import Kind, entry_of, protective_id
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeBinanceUsdm]:
+    with FakeBinanceUsdm() as f:
+        yield f
+
+
+@pytest.fixture
+def broker(fake: FakeBinanceUsdm) -> CcxtSwapBroker:
+    b = make_broker(fake)
+    b.configure()
+    return b
+
+
+def a_short(broker: CcxtSwapBroker, *, stop: float = 31_000.0,
+            target: float | None = 28_000.0) -> Order:
+    i = replace(intent(1, OrderSide.SELL), stop_loss=stop, take_profit=target)
+    entry = broker.submit(submitting(i))
+    assert entry.state is OrderState.FILLED
+    return entry
+
+
+def bar(close: float = 30_000.0) -> object:
+    return a_bar(symbol=BTC, timeframe="M15", time=BAR, open=close, high=close, low=close,
+                 close=close)
+
+
+def test_protective_ids_are_the_entry_s_plus_a_kind() -> None:
+    sl = protective_id("dta0123456789abcdef01234", Kind.STOP_LOSS)
+    assert sl == "dta0123456789abcdef01234sl" and len(sl) <= 36
+    assert entry_of(sl) == ("dta0123456789abcdef01234", Kind.STOP_LOSS)
+    assert entry_of("dta0123456789abcdef01234") is None
+
+
+def test_a_short_gets_its_stop_and_target_at_the_exchange(fake: FakeBinanceUsdm,
+                                                          broker: CcxtSwapBroker) -> None:
+    entry = a_short(broker)
+    legs = broker.protect(entry)
+    coid = entry.client_order_id
+    assert [(leg.kind, leg.status, leg.client_id) for leg in legs] == [
+        (Kind.STOP_LOSS, "open", coid + "sl"), (Kind.TAKE_PROFIT, "open", coid + "tp")]
+    algo = {a["clientAlgoId"]: a for a in fake.algo_orders}
+    assert algo[coid + "sl"]["orderType"] == "STOP_MARKET"
+    assert algo[coid + "tp"]["orderType"] == "TAKE_PROFIT_MARKET"
+    for a in algo.values():
+        assert (a["side"], a["quantity"], a["reduceOnly"], a["workingType"]) == (
+            "BUY", "0.010", True, "MARK_PRICE")
+    assert ("POST", "/fapi/v1/order") not in fake.requests[-2:]  # the algo endpoint only
+
+
+def test_placing_again_never_makes_a_second_stop(fake: FakeBinanceUsdm,
+                                                 broker: CcxtSwapBroker) -> None:
+    entry = a_short(broker)
+    first = broker.protect(entry)
+    again = broker.protect(entry)  # a re-run after a crash: -4116, found by its id
+    assert [leg.status for leg in again] == ["open", "open"]
+    assert [leg.exchange_id for leg in again] == [leg.exchange_id for leg in first]
+    assert len([a for a in fake.algo_orders if a["algoStatus"] == "NEW"]) == 2
+
+
+def test_a_stop_already_past_is_refused(fake: FakeBinanceUsdm,
+                                        broker: CcxtSwapBroker) -> None:
+    entry = a_short(broker, stop=29_500.0, target=None)  # a short's stop below the price
+    [leg] = broker.protect(entry)
+    assert leg.status == "would_trigger" and "-2021" in leg.reason
+    assert fake.algo_orders == []
+
+
+def test_the_stop_fires_and_is_credited_to_the_entry(fake: FakeBinanceUsdm,
+                                                     broker: CcxtSwapBroker) -> None:
+    entry = a_short(broker)
+    broker.protect(entry)
+    assert [f.kind for f in broker.on_bar(bar())] == ["entry"]
+    fake.set_price("BTCUSDT", 31_100.0, mark=31_050.0)
+    [exit_fill] = broker.on_bar(bar(31_100.0))
+    assert (exit_fill.kind, exit_fill.fill.client_order_id, exit_fill.fill.side) == (
+        "stop_loss", entry.client_order_id, OrderSide.BUY)
+    assert (exit_fill.fill.volume, exit_fill.fill.price) == (0.01, 31_100.0)
+    assert broker.position(BTC).is_flat
+    # The target is still held by the exchange: cancelled, once.
+    assert broker.cancel_protection(entry.client_order_id, BTC) == [
+        entry.client_order_id + "tp"]
+    assert broker.cancel_protection(entry.client_order_id, BTC) == []
+    assert {a["algoStatus"] for a in fake.algo_orders} == {"FINISHED", "CANCELED"}
+
+
+def test_a_stop_that_fired_while_down_is_found_after_a_restart(
+        fake: FakeBinanceUsdm, broker: CcxtSwapBroker) -> None:
+    entry = a_short(broker)
+    broker.protect(entry)
+    fake.set_price("BTCUSDT", 31_200.0)  # the daemon is down
+    restarted = make_broker(fake)
+    restarted.configure()
+    restarted.restore([entry], [], [])
+    fills = restarted.on_bar(bar(31_200.0))
+    assert [(f.kind, f.fill.client_order_id) for f in fills] == [
+        ("entry", entry.client_order_id), ("stop_loss", entry.client_order_id)]
+    assert restarted.protection.legs[entry.client_order_id + "sl"].status == "filled"
