@@ -147,6 +147,7 @@ def test_providers_badges_charts_rotation_and_exports(scene: Scene) -> None:
     assert page.get_attribute("tr[data-provider=structure]", "data-status") == "up"
     page.wait_for_selector("[data-figure=latency_p50_ms][data-rendered]", timeout=WAIT_MS)
     page.wait_for_selector("[data-figure=hit_rate][data-rendered]", timeout=WAIT_MS)
+    page.wait_for_selector("[data-figure=pairs][data-rendered]", timeout=WAIT_MS)
     page.select_option("#window-form select[name=days]", "30")
     page.click("#window-form button[type=submit]")
     page.wait_for_url("**/providers?days=30**", timeout=WAIT_MS)

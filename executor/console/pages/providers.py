@@ -83,21 +83,29 @@ def comparison_charts(source: MatrixSource, window: Window, horizon: int,
         return []
     step = (end - start) / buckets
     series: dict[str, dict[str, list[dict[str, Any]]]] = {f: {} for f, _, _ in FIGURES}
+    series["pairs"] = {}
     for k in range(buckets):
         span = Span(start + step * k, start + step * (k + 1))
         at = int(span.end.timestamp()) if span.end else 0
         for row in source.matrix(span, horizon).rows:
             values = {"failures": row.errors + row.timeouts,
-                      "tokens": row.tokens_in + row.tokens_out}
+                      "tokens": row.tokens_in + row.tokens_out,
+                      **{f"{row.provider} ~ {o}": share for o, share in row.agreement.items()
+                         if row.provider < o and share is not None}}
             for figure, _, scale in FIGURES:
                 value = values.get(figure, getattr(row, figure, None))
                 if value is not None and row.calls:
                     series[figure].setdefault(row.provider, []).append(
                         {"time": at, "value": round(float(value) * scale, 6)})
+            for pair, share in values.items():
+                if "~" in pair:  # agreement between two providers: one line per pair
+                    series["pairs"].setdefault(pair, []).append(
+                        {"time": at, "value": round(float(share) * 100.0, 6)})
+    figures = (*FIGURES, ("pairs", "agreement between providers (%)", 100.0))
     return [{"figure": figure, "title": title, "data": {
         "precision": 2 if scale == 1.0 else 1,
         "series": [{"title": name, "points": points} for name, points in lines.items()]}}
-        for figure, title, scale in FIGURES if (lines := series[figure])]
+        for figure, title, scale in figures if (lines := series[figure])]
 
 
 def _render(request: Request, user: Any, template: str, days: str, horizon: int,
