@@ -5,6 +5,7 @@ token: a token seen before sign-in is worth nothing after it)."""
 
 from __future__ import annotations
 
+import secrets
 import time
 
 from fastapi import APIRouter, Request
@@ -51,11 +52,20 @@ def login(request: Request, form: CheckedForm) -> Response:
     console.limiter.succeeded(name)
     log.info("console_signed_in", user=user.name, client=client)
     request.session.clear()
-    request.session.update({"user": user.name, "at": time.time(), "csrf": new_csrf_token()})
+    now = time.time()
+    max_age = console.settings.console.session_hours * 3600
+    for sid, (_, at) in list(console.sessions.items()):  # forget the expired
+        if now - at > max_age:
+            console.sessions.pop(sid, None)
+    sid = secrets.token_urlsafe(24)
+    console.sessions[sid] = (user.name, now)
+    request.session.update({"user": user.name, "sid": sid, "at": now,
+                            "csrf": new_csrf_token()})
     return RedirectResponse(back, status_code=303)
 
 
 @router.post("/logout")
 def logout(request: Request, _form: CheckedForm) -> Response:
+    console_of(request).sessions.pop(str(request.session.get("sid")), None)
     request.session.clear()
     return RedirectResponse("/login", status_code=303)

@@ -53,6 +53,9 @@ class Console:
     templates: Jinja2Templates
     journal_url: str
     shared: dict[str, Any] = field(default_factory=dict)  # per-process caches (live marks)
+    # Live sessions, by the random id in the cookie -> (user, signed in at). Signing out
+    # ends a session here, so a copied cookie dies with it; a restart ends them all.
+    sessions: dict[str, tuple[str, float]] = field(default_factory=dict)
     _journal: Journal | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -97,9 +100,10 @@ def current_user(request: Request) -> User:
     """The signed-in user, or NeedsLogin (an expired session, or a user since removed
     from the settings, counts as signed out)."""
     console = console_of(request)
-    name = request.session.get("user")
-    since = float(request.session.get("at", 0))
-    user = console.users.get(name) if isinstance(name, str) else None
+    live = console.sessions.get(str(request.session.get("sid")))
+    name, since = live if live is not None else (None, 0.0)
+    user = (console.users.get(name)
+            if name is not None and name == request.session.get("user") else None)
     max_age = console.settings.console.session_hours * 3600
     if user is None or time.time() - since > max_age:
         raise NeedsLogin()

@@ -162,3 +162,22 @@ def test_dta_console_refuses_a_journal_that_does_not_exist(tmp_path: Path) -> No
     proc = _dta_console(tmp_path, "--port", "1")  # never reached: refused before binding
     assert proc.returncode == EXIT_JOURNAL, proc.stderr
     assert not (tmp_path / "j.sqlite").exists()
+
+
+def test_a_signed_out_session_cookie_is_dead_everywhere(client: TestClient) -> None:
+    """A cookie copied before sign-out (a shared machine, a proxy log) must not keep the
+    session alive: the session ends on the server, not only in the browser (OWASP Session
+    Management Cheat Sheet, "Manual Session Expiration": the application must invalidate
+    the session on the server side on logout)."""
+    assert sign_in(client, "ann").status_code == 303
+    copied = dict(client.cookies)
+    page = client.get("/orders")
+    assert page.status_code == 200
+    r = client.post("/logout", data={"csrf_token": csrf_of(page.text)},
+                    follow_redirects=False)
+    assert r.status_code == 303
+    client.cookies.clear()
+    for name, value in copied.items():
+        client.cookies.set(name, value)
+    r = client.get("/orders", follow_redirects=False)
+    assert r.status_code == 303 and "/login" in r.headers["location"]
