@@ -52,6 +52,7 @@ def create_app(settings: Settings, journal_url: str | None = None, *,
     templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
     templates.env.filters["when"] = _when
     templates.env.filters["num"] = _num
+    templates.env.filters["lots"] = lots
     templates.env.filters["left"] = _left
     app.state.console = Console(
         settings=settings,
@@ -135,6 +136,17 @@ def _num(value: Any, digits: int = 5) -> str:
         return "—"
     try:
         return f"{float(value):,.{digits}f}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def lots(value: Any) -> str:
+    """A volume as a desk writes it: netting sums of lots carry binary noise
+    (0.1 * 10 = 0.9999999999999999), which is 1 lot, not a figure to read."""
+    if value is None:
+        return "—"
+    try:
+        return f"{float(value):.8g}"
     except (TypeError, ValueError):
         return str(value)
 

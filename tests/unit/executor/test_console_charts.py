@@ -29,3 +29,11 @@ def test_snapshot_indices_map_to_their_bars() -> None:
                               "from": int(bars[0].time.timestamp()), "color": "#ef5350"}]
     assert data["lines"] == [{"title": "entry", "price": 1.085, "color": "#6cb4ff"}]
     assert len(data["candles"]) == 10 and data["end"] == int(bars[9].time.timestamp())
+
+
+def test_volumes_read_as_lots_without_binary_noise() -> None:
+    from executor.console.app import lots
+
+    assert lots(sum([0.1] * 10)) == "1"  # 0.9999999999999999 on a netting exit fill
+    assert lots(0.1) == "0.1" and lots(0.037500000000000006) == "0.0375"
+    assert lots(None) == "—"
