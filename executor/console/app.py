@@ -131,24 +131,23 @@ def _when(value: Any) -> str:
     return str(value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"))
 
 
-def _num(value: Any, digits: int = 5) -> str:
+def _formatted(value: Any, spec: str) -> str:
     if value is None:
         return "—"
     try:
-        return f"{float(value):,.{digits}f}"
+        return format(float(value), spec)
     except (TypeError, ValueError):
         return str(value)
+
+
+def _num(value: Any, digits: int = 5) -> str:
+    return _formatted(value, f",.{digits}f")
 
 
 def lots(value: Any) -> str:
     """A volume as a desk writes it: netting sums of lots carry binary noise
     (0.1 * 10 = 0.9999999999999999), which is 1 lot, not a figure to read."""
-    if value is None:
-        return "—"
-    try:
-        return f"{float(value):.8g}"
-    except (TypeError, ValueError):
-        return str(value)
+    return _formatted(value, ".8g")
 
 
 def _left(seconds: float) -> str:
