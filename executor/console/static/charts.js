@@ -4,15 +4,20 @@
 // bar the zone formed at), and markers (BOS, CHoCH, sweeps, the order and its fills).
 (function () {
   "use strict";
-  function draw(el, data) {
-    const LC = window.LightweightCharts;
-    const chart = LC.createChart(el, {
+  // The console's one chart look (lines.js draws its line charts on it too).
+  function base(el) {
+    return window.LightweightCharts.createChart(el, {
       autoSize: true,
       layout: { background: { color: "#0b0f14" }, textColor: "#d7dde5", attributionLogo: true },
       grid: { vertLines: { color: "#1b222b" }, horzLines: { color: "#1b222b" } },
       timeScale: { timeVisible: true, secondsVisible: false },
       rightPriceScale: { borderColor: "#2a323d" },
     });
+  }
+
+  function draw(el, data) {
+    const LC = window.LightweightCharts;
+    const chart = base(el);
     const candles = chart.addCandlestickSeries({
       upColor: "#26a69a", downColor: "#ef5350", wickUpColor: "#26a69a",
       wickDownColor: "#ef5350", borderVisible: false,
@@ -41,5 +46,5 @@
     chart.timeScale().fitContent();
     el.dataset.rendered = String((data.candles || []).length);
   }
-  window.dtaCharts = { draw: draw };
+  window.dtaCharts = { draw: draw, base: base };
 })();

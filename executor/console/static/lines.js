@@ -9,14 +9,7 @@
   const COLORS = ["#6cb4ff", "#f0a030", "#26a69a", "#ef5350", "#b388ff", "#ffd54f"];
 
   function draw(el, data) {
-    const LC = window.LightweightCharts;
-    const chart = LC.createChart(el, {
-      autoSize: true,
-      layout: { background: { color: "#0b0f14" }, textColor: "#d7dde5", attributionLogo: true },
-      grid: { vertLines: { color: "#1b222b" }, horzLines: { color: "#1b222b" } },
-      timeScale: { timeVisible: true, secondsVisible: false },
-      rightPriceScale: { borderColor: "#2a323d" },
-    });
+    const chart = window.dtaCharts.base(el);  // charts.js, loaded before this file
     const precision = typeof data.precision === "number" ? data.precision : 2;
     let points = 0;
     (data.series || []).forEach(function (s, i) {
@@ -32,7 +25,7 @@
   }
 
   function drawAll(root) {
-    if (!window.LightweightCharts) return;
+    if (!window.LightweightCharts || !window.dtaCharts) return;
     root.querySelectorAll("[data-lines]:not([data-drawn])").forEach(function (el) {
       el.dataset.drawn = "1";
       draw(el, JSON.parse(el.dataset.lines));
