@@ -47,6 +47,8 @@ class OrderState(StrEnum):
 
 
 _TERMINAL = frozenset({OrderState.FILLED, OrderState.CANCELLED, OrderState.REJECTED})
+# Sent, with the broker's answer not known: settled by a lookup by client id, never re-sent.
+UNRESOLVED_STATES = frozenset({OrderState.SUBMITTING, OrderState.UNKNOWN})
 
 # Explicit transition table. ``unknown`` is where an ambiguous broker outcome (timeout,
 # dropped connection) parks an order until a lookup by client id resolves it; it is never

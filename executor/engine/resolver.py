@@ -21,6 +21,7 @@ import structlog
 
 from domain import ORDER_TRANSITIONS, Order, OrderState, OrderType
 from domain.errors import VenueError
+from domain.orders import UNRESOLVED_STATES
 from executor.brokers.base import Broker
 from executor.brokers.config import ResolverSettings
 from executor.engine.tracker import adopt
@@ -29,7 +30,7 @@ from executor.journal.store import Journal
 
 log = structlog.get_logger("dta.reconcile")
 
-UNRESOLVED = (OrderState.SUBMITTING, OrderState.UNKNOWN)
+UNRESOLVED = UNRESOLVED_STATES  # the name the start-up pass and the crash child use
 WORKING = (OrderState.ACCEPTED, OrderState.PARTIALLY_FILLED)
 _MISS = "lookup miss"
 _EVENTS = OrderEventRow.__table__  # type: ignore[attr-defined]

@@ -29,6 +29,7 @@ import structlog
 
 from domain import ORDER_TRANSITIONS, InvalidTransition, Order, OrderState
 from domain.errors import VenueError
+from domain.orders import UNRESOLVED_STATES
 from executor.brokers.base import Broker, BrokerFill
 from executor.journal.store import Journal
 from guardrails.base import WorkingExposure
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("dta.tracker")
 
-_UNRESOLVED = frozenset({OrderState.SUBMITTING, OrderState.UNKNOWN})
 _OPEN = tuple(s for s in OrderState if not s.terminal)
 _EPS = 1e-9
 _FINISHED_MAX = 4096  # finished ids remembered, so a late report cannot revive one
@@ -291,7 +291,7 @@ class OrderTracker:
     def lookup(self, order: Order) -> Order:
         """One lookup of an order left ``submitting`` or ``unknown``; what it shows is
         journaled. Anything else is returned as it is."""
-        if order.state not in _UNRESOLVED:
+        if order.state not in UNRESOLVED_STATES:
             return order
         try:
             seen = self.broker.lookup(order.client_order_id)
@@ -305,7 +305,7 @@ class OrderTracker:
                 self.journal.orders.update_order(order, unknown, detail=unknown.reason)
                 return unknown
             return order
-        if seen is None or seen.state in _UNRESOLVED:
+        if seen is None or seen.state in UNRESOLVED_STATES:
             if order.state is OrderState.SUBMITTING:
                 unknown = order.transition(OrderState.UNKNOWN,
                                            reason="not found at broker after restart")
@@ -318,4 +318,4 @@ class OrderTracker:
 
     def resolve_open(self, account: str) -> list[Order]:
         """Start-up pass over every order left submitting or unknown."""
-        return [self.resolve(o) for o in self.journal.orders.all(account, list(_UNRESOLVED))]
+        return [self.resolve(o) for o in self.journal.orders.all(account, list(UNRESOLVED_STATES))]

@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from domain.orders import OrderState
 from executor.journal.direct import DirectReader, as_json, utc
 
 # Orders sent and not finished: what the guardrails count as working.
-WORKING_STATES = ("new", "submitting", "accepted", "partially_filled", "unknown")
+WORKING_STATES = tuple(s.value for s in OrderState if not s.terminal)  # may still fill
 OPERATOR_ACTIONS = ("disable", "enable")
 
 
