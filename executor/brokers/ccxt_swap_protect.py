@@ -71,7 +71,8 @@ class Leg:
     """One protective order as we know it. ``status``: open (held by the exchange),
     filled (fired and traded), cancelled, expired (fired with nothing to reduce),
     would_trigger (refused: the price is already past it), failed (refused otherwise),
-    unknown (no answer: look it up by ``client_id``)."""
+    unknown (no answer: look it up by ``client_id``), absent (the exchange never saw it:
+    not followed any more)."""
 
     client_id: str
     kind: Kind
@@ -157,8 +158,15 @@ class SwapProtection:
         for cid, leg in list(self.legs.items()):
             if leg.symbol != symbol or leg.status not in ("open", "unknown"):
                 continue
-            now = self.find(cid, symbol)
-            if now is not None and now.actual_order_id:
+            try:
+                now = self.find(cid, symbol)
+            except Exception as exc:  # one leg's lookup never stops the poll
+                log.warning("protective_lookup_failed", client_order_id=cid,
+                            error=str(exc)[:200])
+                continue
+            if now is None:  # the exchange never saw it: nothing to follow, every bar
+                self.legs[cid] = replace(leg, status="absent")
+            elif now.actual_order_id:
                 self._ids.coid_of[now.actual_order_id] = cid
                 fired.append(now)
         return fired

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 from fakes.binance_usdm import FakeBinanceUsdm
@@ -115,3 +116,42 @@ def test_a_stop_that_fired_while_down_is_found_after_a_restart(
     assert [(f.kind, f.fill.client_order_id) for f in fills] == [
         ("entry", entry.client_order_id), ("stop_loss", entry.client_order_id)]
     assert restarted.protection.legs[entry.client_order_id + "sl"].status == "filled"
+
+
+def later(minutes: int, close: float = 30_000.0) -> object:
+    return a_bar(symbol=BTC, timeframe="M15", time=BAR + timedelta(minutes=minutes),
+                 open=close, high=close, low=close, close=close)
+
+
+def algo_lookups(fake: FakeBinanceUsdm) -> int:
+    return sum(1 for r in fake.requests if r == ("GET", "/fapi/v1/algoOrder"))
+
+
+def test_legs_the_exchange_never_saw_are_looked_up_once(fake: FakeBinanceUsdm,
+                                                        broker: CcxtSwapBroker) -> None:
+    """A journaled entry whose legs were never placed (the exchange answers -2013 for its
+    ids, as the algo-order query does for an unknown clientAlgoId): looked up once after a
+    restart, not on every bar for as long as the daemon runs."""
+    entry = a_short(broker)  # filled, never protected
+    restarted = make_broker(fake)
+    restarted.configure()
+    restarted.restore([entry], [], [])
+    restarted.on_bar(later(15))
+    first = algo_lookups(fake)
+    assert first == 2  # its stop and its target, once each
+    restarted.on_bar(later(30))
+    restarted.on_bar(later(45))
+    assert algo_lookups(fake) == first
+    assert {leg.status for leg in restarted.protection.legs.values()} == {"absent"}
+
+
+def test_a_failing_leg_lookup_does_not_stop_the_fill_poll(fake: FakeBinanceUsdm,
+                                                          broker: CcxtSwapBroker) -> None:
+    """The legs' lookups keep failing (Binance's -1000 "An unknown error occurred while
+    processing the request." with HTTP 500, past the reader's retries): those legs are
+    skipped for this bar, and the bar's fills are still read."""
+    entry = a_short(broker)
+    broker.protect(entry)
+    fake.script("GET", "/fapi/v1/algoOrder", *[("reject", -1000, "An unknown error occurred "
+                                                "while processing the request.", 500)] * 20)
+    assert [f.kind for f in broker.on_bar(later(15))] == ["entry"]
