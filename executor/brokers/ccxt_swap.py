@@ -94,7 +94,8 @@ class CcxtSwapBroker(CcxtOrderSeam):
         self.account = SwapAccount(reader, swap, settings.symbols)
         self._closes: dict[str, float] = {}
         self._orders = SwapOrders(reader, self._ids, self._rules, account=self.account,
-                                  last_close=self._closes.get)
+                                  last_close=self._closes.get,
+                                  unprotected_entries=swap.unprotected_entries)
         self._balances = Balances(reader, equity_ttl_seconds, monotonic)
         self._equity = EquityCache(self._read_equity, equity_ttl_seconds, monotonic=monotonic)
         self.protection = SwapProtection(reader, self._ids, swap.trigger_price)

@@ -37,7 +37,8 @@ def swap_settings(url: str, fake: FakeBinanceUsdm, **swap: Any) -> Settings:
     return live_settings(url, fake, AlwaysLong.name, lots=0.01, broker={
         "kind": "ccxt", "symbols": [BTC], "timeframe": "1m", "ccxt_api_urls": fake.api_urls(),
         "ccxt": {"exchange": "binanceusdm", "timeout_ms": 2000, "rate_limit_ms": 1},
-        "swap": {"margin_mode": "isolated", "leverage": 3, **swap}})
+        "swap": {"margin_mode": "isolated", "leverage": 3, "unprotected_entries": True,
+                 **swap}})
 
 
 def a_falling_minute(fake: FakeBinanceUsdm) -> datetime:
@@ -71,8 +72,8 @@ def a_live_daemon(url: str, fake: FakeBinanceUsdm) -> Iterator[tuple[Any, Journa
         daemon.executor.start()
         start_live(settings, daemon, journal)
         yield daemon, journal
-        daemon.executor.stop()
     finally:
+        daemon.executor.stop()
         daemon.live.lease.release()
         journal.close()
 

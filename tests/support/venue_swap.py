@@ -40,7 +40,8 @@ class CcxtSwap(_LiveVenue):
             "ccxt_api_urls": self.fake.api_urls(),
             "ccxt": {"exchange": "binanceusdm", "timeout_ms": 2000, "rate_limit_ms": 1,
                      "history_days": 30},
-            "swap": {"margin_mode": "cross", "leverage": 5}})
+            "swap": {"margin_mode": "cross", "leverage": 5,
+                     "unprotected_entries": True}})
 
     def _next_bar(self) -> None:
         self.fake.time_offset_ms = int((self._now() - datetime.now(UTC)).total_seconds()
