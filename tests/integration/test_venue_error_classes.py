@@ -100,14 +100,16 @@ def loopback_error(fn: Any, *args: Any) -> BaseException:
 
 # ---------------------------------------------------------------------- USD-M futures
 
-FUTURES_CASES: list[tuple[str, int, type[VenueError]]] = [
-    ("margin", -2019, InsufficientFunds),
-    ("stop past the price", -2021, OrderWouldTrigger),
-    ("reduce-only on flat", -2022, ReduceOnlyRejected),
-    ("notional", -4164, OrderTooSmall),
-    ("legacy stop endpoint", -4120, PermanentVenueError),
-    ("unknown order cancel", -2011, PermanentVenueError),
-    ("precision", -1111, PermanentVenueError),
+# (case, Binance code, our class, the class ccxt raises for it from the production URL:
+# read off ccxt.binanceusdm's own "linear" error map, so our table is anchored to it).
+FUTURES_CASES: list[tuple[str, int, type[VenueError], type[Exception]]] = [
+    ("margin", -2019, InsufficientFunds, ccxt.InsufficientFunds),
+    ("stop past the price", -2021, OrderWouldTrigger, ccxt.OrderImmediatelyFillable),
+    ("reduce-only on flat", -2022, ReduceOnlyRejected, ccxt.InvalidOrder),
+    ("notional", -4164, OrderTooSmall, ccxt.InvalidOrder),
+    ("legacy stop endpoint", -4120, PermanentVenueError, ccxt.InvalidOrder),
+    ("unknown order cancel", -2011, PermanentVenueError, ccxt.OrderNotFound),
+    ("precision", -1111, PermanentVenueError, ccxt.BadRequest),
 ]
 
 
@@ -132,17 +134,21 @@ def futures_call(swap: ExchangeReader, case: str) -> tuple[Any, tuple[Any, ...]]
     return calls[case]
 
 
-@pytest.mark.parametrize(("case", "code", "cls"), FUTURES_CASES,
+@pytest.mark.parametrize(("case", "code", "cls", "ccxt_cls"), FUTURES_CASES,
                          ids=[f"{c[1]}-{c[0]}" for c in FUTURES_CASES])
 def test_futures_code_raises_the_production_class(usdm: FakeBinanceUsdm,
                                                   swap: ExchangeReader, case: str,
-                                                  code: int, cls: type[VenueError]) -> None:
+                                                  code: int, cls: type[VenueError],
+                                                  ccxt_cls: type[Exception]) -> None:
     fn, args = futures_call(swap, case)
     exc = loopback_error(fn, *args)
     err = raised_by(swap, fn, *args)
     assert type(err) is cls and str(code) in str(err)
     assert err.retryable is False
     prod = production(ccxt.binanceusdm(), FAPI_ORDER, 400, code, exchange_msg(exc))
+    # What production raises, from ccxt's map rather than ours: a refusal, never a
+    # network error, agreeing with our permanent class.
+    assert type(prod) is ccxt_cls and not isinstance(prod, ccxt.NetworkError)
     assert type(venue_error(prod, "x", futures=True)) is cls
     assert classify(exc, futures=True).outcome is classify(prod, futures=True).outcome
 
@@ -198,25 +204,29 @@ def test_futures_codes_mean_other_things_on_spot() -> None:
 # ---------------------------------------------------------------------- spot
 
 
-SPOT_CASES: list[tuple[int, str, type[VenueError]]] = [
-    (-2010, "Account has insufficient balance for requested action.", InsufficientFunds),
-    (-2010, "Stop price would trigger immediately.", OrderWouldTrigger),
-    (-1013, "Filter failure: NOTIONAL", OrderTooSmall),
-    (-1013, "Filter failure: LOT_SIZE", PermanentVenueError),
-    (-2010, "Market is closed.", PermanentVenueError),
-    (-1121, "Invalid symbol.", PermanentVenueError),
+# (code, message, our class, what ccxt.binance raises for it from the production URL).
+SPOT_CASES: list[tuple[int, str, type[VenueError], type[Exception]]] = [
+    (-2010, "Account has insufficient balance for requested action.", InsufficientFunds,
+     ccxt.InsufficientFunds),
+    (-2010, "Stop price would trigger immediately.", OrderWouldTrigger,
+     ccxt.OrderImmediatelyFillable),
+    (-1013, "Filter failure: NOTIONAL", OrderTooSmall, ccxt.BadRequest),
+    (-1013, "Filter failure: LOT_SIZE", PermanentVenueError, ccxt.InvalidOrder),
+    (-2010, "Market is closed.", PermanentVenueError, ccxt.MarketClosed),
+    (-1121, "Invalid symbol.", PermanentVenueError, ccxt.BadSymbol),
 ]
 
 
-@pytest.mark.parametrize(("code", "msg", "cls"), SPOT_CASES,
+@pytest.mark.parametrize(("code", "msg", "cls", "ccxt_cls"), SPOT_CASES,
                          ids=[f"{c[0]}-{c[1][:20]}" for c in SPOT_CASES])
 def test_spot_code_raises_the_production_class(spot_fake: FakeBinance, spot: ExchangeReader,
-                                               code: int, msg: str,
-                                               cls: type[VenueError]) -> None:
+                                               code: int, msg: str, cls: type[VenueError],
+                                               ccxt_cls: type[Exception]) -> None:
     spot_fake.script("POST", "/api/v3/order", ("reject", code, msg))
     err = raised_by(spot, spot.exchange.create_order, "BTC/USDT", "market", "buy", 0.01)
     assert type(err) is cls and msg in str(err)
     prod = production(ccxt.binance(), SPOT_ORDER, 400, code, msg)
+    assert type(prod) is ccxt_cls and not isinstance(prod, ccxt.NetworkError)
     assert type(venue_error(prod, "x")) is cls
 
 
