@@ -36,7 +36,7 @@ from executor.journal.store import Journal
 CHROMIUM = shutil.which("chromium")
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")]
-WAIT_MS = 5000
+WAIT_MS = 20_000  # a bound for a loaded 2-core CI, not a timing: make bench times it
 
 
 @dataclass
@@ -100,10 +100,17 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
     data = write_sample_head(tmp / "EURUSD_M15.csv", 1500)
     # The strategy stays registered for the module: the tests run the daemon on.
     with contextmanager(registered)(AlwaysLongOnDown):
+        pending: list[Any] = []
         for bars in (60, 120, 240):  # until two requests wait: one to approve, one to reject
             replay(url, data, stop_after=bars, **conflict_overrides())
-            if len(Journal.open(url).approvals.all("pending")) >= 2:
+            journal = Journal.open(url)
+            try:
+                pending = journal.approvals.all("pending")
+            finally:
+                journal.close()
+            if len(pending) >= 2:
                 break
+        assert len(pending) >= 2, "the daemon queued fewer than two requests"
         users = {"ann": ["analyst", "operator"], "ana": ["analyst"], "vic": ["viewer"]}
         config = console_config(tmp / "console.toml", url, users)
         with console_in_browser(config, tmp / "console.log", str(CHROMIUM)) as (base, browser):
@@ -249,7 +256,9 @@ def test_screenshots_of_every_page(scene: Scene) -> None:
         page.click(f"header.top nav a[data-nav={entry}]")
         page.wait_for_selector(f"header.top nav a.active[data-nav={entry}]", timeout=WAIT_MS)
         scene.shot(page, f"page_{entry}")
-    assert len(list(scene.shots.glob("*.png"))) >= 12
+    for entry in ("overview", "approvals", "providers", "parameters", "orders", "incidents",
+                  "replays"):  # this test's own shots, whatever ran before it
+        assert (scene.shots / f"page_{entry}.png").stat().st_size > 0
     page.context.close()
 
 

@@ -34,7 +34,7 @@ from runbooks.cli import app
 CHROMIUM = shutil.which("chromium")
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")]
-WAIT_MS = 5000
+WAIT_MS = 20_000  # a bound for a loaded 2-core CI, not a timing: make bench times it
 EXAMPLE = ROOT / "config" / "dta.example.toml"
 PG_URL = os.environ.get("DTA_TEST_DATABASE_URL")
 TABLE = f"dta_matrix_pages_{secrets.token_hex(4)}"  # this run's own table
@@ -85,8 +85,9 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
     reports = tmp / "reports"
     (tmp / "head").mkdir()
     head = write_sample_head(tmp / "head" / "EURUSD_M15.csv", 1500)
-    CliRunner().invoke(app, ["replay", str(head), "--config", str(EXAMPLE), "--report",
-                             str(reports / "eurusd-head")])
+    made = CliRunner().invoke(app, ["replay", str(head), "--config", str(EXAMPLE), "--report",
+                                    str(reports / "eurusd-head")])
+    assert made.exit_code == 0, made.output
     extra = f'reports_dir = "{reports}"\n' + (
         f'analytics_url = "{PG_URL}"\nanalytics_table = "{TABLE}"\n' if PG_URL else "")
     config = console_config(tmp / "console.toml", url,

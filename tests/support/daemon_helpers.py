@@ -108,8 +108,10 @@ def registered_always_buy() -> Iterator[type[AlwaysBuy]]:
     from strategies.registry import STRATEGIES
 
     STRATEGIES[AlwaysBuy.name] = AlwaysBuy
-    yield AlwaysBuy
-    STRATEGIES.pop(AlwaysBuy.name, None)
+    try:
+        yield AlwaysBuy
+    finally:
+        STRATEGIES.pop(AlwaysBuy.name, None)
 
 
 def live_settings(url: str, fake: Any, strategy: str, *, max_daily_loss: float | None = None,
@@ -149,8 +151,10 @@ def registered(strategy: type[Any]) -> Iterator[type[Any]]:
     from strategies.registry import STRATEGIES
 
     STRATEGIES[strategy.name] = strategy
-    yield strategy
-    STRATEGIES.pop(strategy.name, None)
+    try:  # also when the block it serves raises (it is used as a context manager too)
+        yield strategy
+    finally:
+        STRATEGIES.pop(strategy.name, None)
 
 
 # A new Binance account holds only its quote currency; strategies that also sell need base
