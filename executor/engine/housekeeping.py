@@ -86,11 +86,13 @@ class Housekeeper:
         if mono - self.param_checked < self.poll_seconds:
             return
         self.param_checked = mono
-        # Read every round, decisions or not: a change another process made reaches the
-        # metrics and the state's listeners (notifications) within a second.
-        state = self.journal.trading_state.trading_state().state
-        if self.metrics is not None:
-            self.metrics.set_state(state)
+        # Read every round when someone follows it, decisions or not: a change another
+        # process made reaches the metrics and the state's listeners (notifications)
+        # within a second. Nobody following, nothing read.
+        if self.metrics is not None or self.journal.trading_state.listeners:
+            state = self.journal.trading_state.trading_state().state
+            if self.metrics is not None:
+                self.metrics.set_state(state)
         latest = self.journal.params.latest_param_event_id()
         providers = self.journal.provider_calls.latest_provider_event_id()
         if latest == self.param_event_id and providers == self.provider_event_id:

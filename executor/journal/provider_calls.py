@@ -11,9 +11,7 @@ from sqlalchemy import func, select
 from executor.journal.models import ProviderCallRow, ProviderEventRow
 from executor.journal.tables import PROVIDER_CALLS, PROVIDER_EVENTS
 from executor.journal.unit_of_work import UnitOfWork
-from executor.journal.values import storable_text, utcnow
-
-OPERATOR_ACTIONS = ("disable", "enable")  # other provider events: breaker transitions
+from executor.journal.values import OPERATOR_ACTIONS, storable_text, utcnow
 
 
 class ProviderCallRepository:

@@ -110,16 +110,6 @@ class JournalQueries:
             .having(func.count() > 1).subquery())
         return int(self._uow.session.scalar(stmt) or 0)
 
-    def veto_counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        rows = self._uow.session.scalars(
-            select(VerdictRow).where(VERDICTS.c.approved.is_(False)))
-        for row in rows:
-            for check in row.checks or []:
-                if not check["passed"]:
-                    out[check["name"]] = out.get(check["name"], 0) + 1
-        return out
-
     def order_counts(self) -> dict[str, int]:
         rows = self._uow.session.execute(
             select(ORDERS.c.state, func.count()).group_by(ORDERS.c.state)).all()

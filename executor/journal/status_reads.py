@@ -14,10 +14,10 @@ from typing import Any
 
 from domain.orders import OrderState
 from executor.journal.direct import DirectReader, as_json, utc
+from executor.journal.values import OPERATOR_ACTIONS
 
 # Orders sent and not finished: what the guardrails count as working.
 WORKING_STATES = tuple(s.value for s in OrderState if not s.terminal)  # may still fill
-OPERATOR_ACTIONS = ("disable", "enable")
 
 
 def trading_state(r: DirectReader, scope: str = "global") -> dict[str, Any] | None:

@@ -31,3 +31,8 @@ def storable_text(value: str) -> str:
     except UnicodeEncodeError:
         return value.encode("utf-8", "backslashreplace").decode("utf-8")
     return value
+
+
+# Provider events an operator makes (the others are breaker transitions); light, so the
+# driver-only status reads share it with the repository.
+OPERATOR_ACTIONS = ("disable", "enable")

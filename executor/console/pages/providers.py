@@ -56,16 +56,24 @@ def _days(text: str) -> float | None:
     return days if days > 0 else None
 
 
+def _horizon(horizon: int) -> int:
+    return max(1, min(horizon, 500))
+
+
 def providers_data(journal: Journal, settings: Settings, *, days: str = "7",
-                   horizon: int = 8, now: datetime | None = None) -> dict[str, Any]:
+                   horizon: int = 8, now: datetime | None = None,
+                   charts: bool = True) -> dict[str, Any]:
+    """The matrix of the window, and (``charts``: the whole page, not the table fragment)
+    its comparison charts, each bucket a matrix of its own."""
     from executor.provider_matrix import read_source
 
     source = read_source(journal, settings, now or datetime.now(UTC))
-    horizon = max(1, min(horizon, 500))
+    horizon = _horizon(horizon)
     window = source.window(_days(days))
     matrix = source.matrix(window, horizon)
     return {"matrix": matrix, "days": days if _days(days) else "", "horizon": horizon,
-            "windows": WINDOWS, "charts": comparison_charts(source, window, horizon),
+            "windows": WINDOWS,
+            "charts": comparison_charts(source, window, horizon) if charts else [],
             "others": matrix.others(),
             "analytics": settings.console.analytics_url is not None,
             "analytics_table": settings.console.analytics_table}
@@ -109,10 +117,10 @@ def comparison_charts(source: MatrixSource, window: Window, horizon: int,
 
 
 def _render(request: Request, user: Any, template: str, days: str, horizon: int,
-            **extra: Any) -> Response:
+            charts: bool = True, **extra: Any) -> Response:
     console = console_of(request)
     with console.journal() as j:
-        data = providers_data(j, console.settings, days=days, horizon=horizon)
+        data = providers_data(j, console.settings, days=days, horizon=horizon, charts=charts)
     return render(request, template, user, page="providers", **data, **extra)
 
 
@@ -129,7 +137,7 @@ def providers_table(request: Request, user: SignedIn, days: str = "7",
                     horizon: int = 8) -> Response:
     """The badges and figures alone: what a live update (``dta:providers``) re-renders."""
     return _render(request, user, "partials/providers_table.html", days, horizon,
-                   can_rotate=ROTATION_ROLE in user.roles)
+                   charts=False, can_rotate=ROTATION_ROLE in user.roles)
 
 
 @router.get("/providers/matrix.{fmt}")
@@ -138,13 +146,14 @@ def providers_export(request: Request, user: SignedIn, fmt: str, days: str = "7"
     """The matrix as CSV or JSON, downloaded (what `dta providers matrix --format` prints)."""
     from fastapi import HTTPException
 
-    from executor.provider_matrix import to_csv, to_json
+    from executor.provider_matrix import load_matrix, to_csv, to_json
 
     if fmt not in ("csv", "json"):
         raise HTTPException(404, f"no export as {fmt!r}: csv or json")
     console = console_of(request)
     with console.journal() as j:
-        matrix = providers_data(j, console.settings, days=days, horizon=horizon)["matrix"]
+        matrix = load_matrix(j, console.settings, days=_days(days),
+                             horizon_bars=_horizon(horizon))
     body = to_csv(matrix) if fmt == "csv" else to_json(matrix)
     return Response(body, media_type="text/csv" if fmt == "csv" else "application/json",
                     headers={"Content-Disposition":
@@ -170,7 +179,7 @@ def export_to_postgres(request: Request, user: SignedIn, form: CheckedForm) -> R
     """Append the matrix of the window shown to ``[console] analytics_table``."""
     from fastapi import HTTPException
 
-    from executor.provider_matrix import to_postgres
+    from executor.provider_matrix import load_matrix, to_postgres
 
     require(request, user, EXPORT_ROLE)
     console = console_of(request)
@@ -183,8 +192,8 @@ def export_to_postgres(request: Request, user: SignedIn, form: CheckedForm) -> R
         raise HTTPException(422, "horizon: a whole number of bars") from None
     with refusals():
         with console.journal() as j:
-            matrix = providers_data(j, console.settings, days=text_field(form, "days"),
-                                    horizon=horizon)["matrix"]
+            matrix = load_matrix(j, console.settings, days=_days(text_field(form, "days")),
+                                 horizon_bars=_horizon(horizon))
         table = console.settings.console.analytics_table
         written = to_postgres(matrix, target.get_secret_value(), table=table)
     return flash(request, f"{written} rows appended to {table} by {user.name}")
