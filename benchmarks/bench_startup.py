@@ -3,8 +3,9 @@
 
 Each command runs ``--runs`` times as a new process (the installed ``.venv/bin/dta``
 console script, cwd the checkout); the figure is the median wall time. ``dta status``
-reads a SQLite journal this benchmark prepares (a short paper replay of the sample), with
-the example config. The interpreter's own start-up (``python -c pass``) is measured too:
+reads the `make run` demo journal (the example settings over the whole sample, as
+``bench_console.demo_journal`` makes it) with the example config: issue 18's goal is
+under 300 ms there. The interpreter's own start-up (``python -c pass``) is measured too:
 it is the floor no change to our code can go under.
 
 The commands run with a warm bytecode cache of their own (``PYTHONPYCACHEPREFIX`` in a
@@ -34,6 +35,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 GOAL_HELP_MS = 300.0
+GOAL_STATUS_MS = 300.0  # issue 18, on the `make run` demo journal
+
+from benchmarks.bench_console import demo_journal  # noqa: E402
+
 BIN = Path(sys.executable).parent
 CONFIG = ROOT / "config" / "dta.example.toml"
 _LINE = re.compile(r"^import time:\s+(\d+)\s+\|\s+(\d+)\s+\|(\s+)(\S.*)$")
@@ -74,25 +79,6 @@ def time_command(cmd: list[str], runs: int, *, as_is: bool = False,
             "max_ms": max(times), "runs": runs, "exit_codes": sorted(codes)}
 
 
-def _prepare_journal(url: str) -> None:
-    """A journal with one short completed paper run, so `status` has something to show."""
-    from benchmarks.bench_latency import bench_settings
-    from benchmarks.sma_flip import sample_file
-    from executor.engine.clock import SimulatedClock
-    from executor.journal.store import Journal
-    from executor.wiring import build_daemon
-
-    with tempfile.TemporaryDirectory() as tmp:
-        data = sample_file(Path(tmp), 500)
-        settings = bench_settings(url)
-        journal = Journal.open(url)
-        daemon = build_daemon(settings, journal, data=data)
-        daemon.executor.start()
-        daemon.executor.run_replay(SimulatedClock(), daemon.feed.next_close_time)
-        daemon.executor.stop("completed")
-        journal.close()
-
-
 def import_times(args: list[str], top: int) -> dict[str, Any]:
     """`python -X importtime` of `dta ARGS`: the heaviest imports at the top two levels
     (cumulative) and the heaviest single modules (self time), in milliseconds."""
@@ -126,7 +112,7 @@ def run(*, runs: int = 7, top: int = 15) -> dict[str, Any]:
         _PYCACHE["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")
         try:
             url = f"sqlite:///{Path(tmp) / 'journal.sqlite'}"
-            _prepare_journal(url)
+            demo_journal(url)  # the `make run` journal the issue's 300 ms is about
             dta = _dta()
             out = {
                 "python_floor": time_command([sys.executable, "-c", "pass"], runs),
@@ -155,7 +141,8 @@ def summary_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
          f"{h['median_ms']:.0f} ms (python floor {r['python_floor']['median_ms']:.0f} ms)",
          f"< {GOAL_HELP_MS:g} ms", "MET" if h["median_ms"] < GOAL_HELP_MS else "MISSED"),
         ("`dta status` wall time, fresh process, bytecode cached (median)",
-         f"{s['median_ms']:.0f} ms", "(no goal set)", "-"),
+         f"{s['median_ms']:.0f} ms (the make run journal)", f"< {GOAL_STATUS_MS:g} ms",
+         "MET" if s["median_ms"] < GOAL_STATUS_MS else "MISSED"),
     ]
 
 
