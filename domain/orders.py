@@ -6,6 +6,7 @@ router and the tracker both go through ``Order.transition``."""
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
@@ -28,7 +29,12 @@ class OrderSide(StrEnum):
 class OrderType(StrEnum):
     MARKET = "market"
     LIMIT = "limit"
-    STOP = "stop"
+    STOP = "stop"  # a protective stop-loss leg (a position's exit, held by the venue)
+    TAKE_PROFIT = "take_profit"  # a protective take-profit leg
+
+    @property
+    def protective(self) -> bool:
+        return self in _PROTECTIVE_KIND
 
 
 class OrderState(StrEnum):
@@ -45,6 +51,13 @@ class OrderState(StrEnum):
     def terminal(self) -> bool:
         return self in _TERMINAL
 
+
+# The order type of each protective leg and the fill kind its execution is booked as (the
+# kinds paper and MT5 use for an exit the venue triggered on the position).
+_PROTECTIVE_KIND = {OrderType.STOP: "stop_loss", OrderType.TAKE_PROFIT: "take_profit"}
+PROTECTIVE_TYPE = {kind: t for t, kind in _PROTECTIVE_KIND.items()}
+_SUFFIX = {"stop_loss": "sl", "take_profit": "tp"}
+_PROTECTIVE_ID = re.compile(r"^(?P<entry>.+?)(?P<suffix>sl|tp)(?P<generation>[0-9]*)$")
 
 _TERMINAL = frozenset({OrderState.FILLED, OrderState.CANCELLED, OrderState.REJECTED})
 # Sent, with the broker's answer not known: settled by a lookup by client id, never re-sent.
@@ -107,6 +120,38 @@ class OrderIntent:
     decision_id: int | None = None
 
 
+def protective_id(entry_client_id: str, kind: str, generation: int = 0) -> str:
+    """The client id of an entry's protective leg: the entry's id, ``sl``/``tp``, and the
+    generation when a leg had to be placed again (a first send proven lost). Deterministic,
+    so after a crash the legs of any journaled entry are found by id; 27 characters at
+    most for our 24-character ids (Binance allows 36)."""
+    return f"{entry_client_id}{_SUFFIX[kind]}{generation or ''}"
+
+
+def protected_entry(client_id: str) -> tuple[str, str, int] | None:
+    """(entry client id, leg kind, generation) of a protective id; None for any other id.
+    Our entry ids end in hex digits, which never spell ``sl`` or ``tp``."""
+    m = _PROTECTIVE_ID.match(client_id)
+    if m is None:
+        return None
+    kind = "stop_loss" if m["suffix"] == "sl" else "take_profit"
+    return m["entry"], kind, int(m["generation"] or 0)
+
+
+def protective_intent(entry: OrderIntent, kind: str, volume: float,
+                      generation: int = 0) -> OrderIntent:
+    """The intent of one protective leg of ``entry``: the opposite side, reduce-only,
+    for ``volume`` (the lots filled), triggered at the entry's stop or target (``price``)."""
+    trigger = entry.stop_loss if kind == "stop_loss" else entry.take_profit
+    if trigger is None:
+        raise ValueError(f"order {entry.client_order_id} has no {kind}")
+    return replace(
+        entry, client_order_id=protective_id(entry.client_order_id, kind, generation),
+        side=OrderSide.SELL if entry.side is OrderSide.BUY else OrderSide.BUY,
+        volume=volume, order_type=PROTECTIVE_TYPE[kind], price=trigger, stop_loss=None,
+        take_profit=None, reduce_only=True)
+
+
 @dataclass(frozen=True, slots=True)
 class Order:
     intent: OrderIntent
@@ -119,6 +164,11 @@ class Order:
     @property
     def client_order_id(self) -> str:
         return self.intent.client_order_id
+
+    @property
+    def protective_kind(self) -> str | None:
+        """``stop_loss``/``take_profit`` for a protective leg, else None."""
+        return _PROTECTIVE_KIND.get(self.intent.order_type)
 
     def transition(self, new_state: OrderState, **changes: Any) -> Order:
         if new_state not in ORDER_TRANSITIONS[self.state]:

@@ -7,7 +7,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from domain import Bar, Fill, Order, OrderSide, OrderState, Position
 
@@ -110,4 +110,44 @@ class ReconcilableBroker(Broker, Protocol):
     def recent_fills(self, since: datetime) -> list[BrokerFill]:
         """Our fills executed at or after ``since`` (aware UTC), oldest first, each with a
         stable ``fill_id`` so recording one twice is detectable."""
+        ...
+
+
+@runtime_checkable
+class ProtectingBroker(Protocol):
+    """A venue that holds a position's protective exits as orders of their own (Binance
+    USD-M conditional orders, a spot OCO), which the daemon places after the entry fills,
+    instead of as attributes of the position (MT5's SL/TP) or of a simulated one.
+
+    The engine's ``ProtectiveOrders`` (executor/engine/protection.py) is the only caller:
+    each leg is an ``Order`` whose intent is ``protective_intent(entry, kind, volume)``
+    (order type ``stop``/``take_profit``, the trigger in ``price``, reduce-only, the
+    opposite side, client id ``protective_id(entry, kind, generation)``), journaled
+    ``submitting`` before it is handed here, exactly like an entry through the router.
+    ``lookup(client_id)`` finds legs too; a leg that fired is reported by ``on_bar`` as a
+    fill credited to its *entry* with kind ``stop_loss``/``take_profit`` (the convention
+    of paper and MT5), and its own state by ``lookup``.
+    """
+
+    # True when this account's protective exits are orders the daemon must place (a swap,
+    # a spot account that places OCOs, a paper model of either); False where the venue
+    # attaches them to the position itself (MT5, the MT5-like paper model).
+    separate_protection: bool
+
+    def place_protection(self, legs: Sequence[Order]) -> list[Order]:
+        """Send the ``submitting`` legs of one entry (a venue may send them together, as
+        one OCO); return each accepted, rejected (``reason`` says why; a trigger the
+        price already passed is a rejection: the position must be closed) or unknown
+        (no answer: looked up later, never re-sent under the same id). Raise nothing."""
+        ...
+
+    def cancel_protection(self, legs: Sequence[Order]) -> list[Order]:
+        """Cancel working legs (their position closed another way); each returned in the
+        state the venue leaves it: cancelled, or filled when it fired first. A leg the
+        venue no longer holds is returned as it was (its lookup tells the rest)."""
+        ...
+
+    def protective_orders(self, symbol: str) -> list[BrokerOrder]:
+        """Protective (conditional) orders working at the venue on ``symbol``, ours and
+        foreign (``ours`` tells which), for start-up reconciliation."""
         ...
