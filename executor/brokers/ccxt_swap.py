@@ -98,6 +98,8 @@ class CcxtSwapBroker(CcxtOrderSeam):
                                   last_close=self._closes.get)
         self._balances = Balances(reader, equity_ttl_seconds, monotonic)
         self._equity = EquityCache(self._read_equity, equity_ttl_seconds, monotonic=monotonic)
+        self._positions_ttl = equity_ttl_seconds
+        self._held: tuple[float, dict[str, Position]] | None = None  # (when, positions)
         self.protection = SwapProtection(reader, self._ids, swap.trigger_price)
         self._seen: set[str] = set()
         self._last_poll: dict[str, datetime] = {}
@@ -229,9 +231,21 @@ class CcxtSwapBroker(CcxtOrderSeam):
         return self.positions().get(symbol) or Position(symbol)
 
     def positions(self) -> dict[str, Position]:
-        """The exchange's positions (``fetch_positions``), read afresh."""
+        """The exchange's positions (``fetch_positions``), read at most once per
+        ``equity_ttl_seconds`` and afresh after an order or a fill, as equity is: the
+        strategy's context, the protective orders and each decision ask within one bar.
+        A send reads the position itself, uncached (``ccxt_swap_orders``)."""
         with self._lock:
-            return self.account.positions()
+            now = self._monotonic()
+            if self._held is not None and now - self._held[0] < self._positions_ttl:
+                return dict(self._held[1])
+            held = self.account.positions()
+            self._held = (now, held)
+            return dict(held)
+
+    def _account_changed(self) -> None:
+        super()._account_changed()
+        self._held = None
 
     def liquidation_price(self, symbol: str) -> float | None:
         with self._lock:
