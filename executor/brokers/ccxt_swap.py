@@ -247,6 +247,12 @@ class CcxtSwapBroker(CcxtOrderSeam):
         super()._account_changed()
         self._held = None
 
+    def mark_journaled(self, fills: Sequence[Fill]) -> None:
+        """Fills start-up reconciliation journaled: never reported by ``on_bar`` again
+        (``startup.KnowsJournaledFills``)."""
+        with self._lock:
+            self._seen.update(f.fill_id for f in fills)
+
     def liquidation_price(self, symbol: str) -> float | None:
         with self._lock:
             return self.account.liquidation_price(symbol)
@@ -261,8 +267,9 @@ class CcxtSwapBroker(CcxtOrderSeam):
         """Which orders are ours, and the protective legs that may still be working (so a
         stop that fired while the daemon was down is found and credited to its entry);
         positions come from the exchange, not the journal."""
-        del fills, fill_kinds
+        del fill_kinds
         with self._lock:
+            self._seen.update(f.fill_id for f in fills)  # journaled: never reported again
             self._ids.adopt(orders)
             for o in orders:
                 kind = o.protective_kind

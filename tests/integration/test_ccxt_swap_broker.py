@@ -229,6 +229,9 @@ def test_lookup_fills_and_equity(fake: FakeBinanceUsdm, broker: CcxtSwapBroker) 
         i.client_order_id, OrderSide.SELL, 0.01)
     assert fill.fill.fee == pytest.approx(0.01 * 30_000.0 * 0.0005)  # USDT, no fee fill
     assert broker.on_bar(bar) == []  # reported once
+    restarted = make_broker(fake)  # after a restart, a journaled fill is not news either
+    restarted.restore([], [fill.fill], ["entry"])
+    assert restarted.on_bar(bar) == []
     fake.set_price("BTCUSDT", 29_000.0)
     broker._account_changed()
     assert broker.equity_currency() == "USDT"
