@@ -33,18 +33,23 @@ Sources:
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from support.builders import a_bar, an_intent, an_order
 
 from domain import Bar, Fill, Order, OrderIntent, OrderSide, OrderState, OrderType
+from domain.errors import ConfigError
 from domain.orders import protective_id, protective_intent
 from executor.brokers.base import BrokerFill, ProtectingBroker
 from executor.brokers.paper import PaperBroker
 from executor.brokers.paper_venue import PaperVenue
+from executor.settings import PaperSettings, load_settings
 
+EXAMPLE = Path(__file__).resolve().parents[3] / "config" / "dta.example.toml"
 BTC = "BTC/USDT"
 T0 = datetime(2024, 3, 4, 5, 0, tzinfo=UTC)  # a Monday, 05:00 UTC
 BUY, SELL = OrderSide.BUY, OrderSide.SELL
@@ -470,6 +475,36 @@ def test_venue_defaults_and_bad_names() -> None:
     with pytest.raises(ValueError, match="futures"):
         PaperVenue.of("futures")  # type: ignore[arg-type]
 
+
+# ====================================================================== settings
+
+
+def test_the_paper_section_names_its_venue() -> None:
+    assert load_settings(None).paper.venue == "mt5-netting"
+    swap = load_settings(None, paper={"venue": "swap", "funding_rate": -0.0002}).paper
+    assert (swap.venue, swap.fee_rate, swap.funding_rate) == ("swap", None, -0.0002)
+    with pytest.raises(ConfigError, match=r"paper\.venue"):
+        load_settings(None, paper={"venue": "futures"})
+
+
+def test_the_example_documents_every_paper_key() -> None:
+    """Each key of ``[paper]`` is in the example, set or commented out."""
+    lines = EXAMPLE.read_text().splitlines()
+    block = lines[lines.index("[paper]") + 1:]
+    block = block[:next(i for i, line in enumerate(block) if line.startswith("["))]
+    keys = {m[1] for line in block if (m := re.match(r"^#? ?(\w+) = ", line))}
+    assert keys == set(PaperSettings.model_fields)
+
+
+def test_the_venue_enters_the_parameter_set_only_when_it_is_not_the_default() -> None:
+    """A journal made before ``venue`` existed keeps its parameter version: the defaults
+    leave the set's hash as it was; another venue is another version."""
+    plain = load_settings(None).parameter_set()
+    assert "venue" not in plain.values["paper"]
+    netting = load_settings(None, paper={"venue": "mt5-netting", "funding_rate": 0.0001})
+    assert netting.parameter_set().content_hash == plain.content_hash
+    spot = load_settings(None, paper={"venue": "spot"}).parameter_set()
+    assert spot.values["paper"]["venue"] == "spot" and spot.content_hash != plain.content_hash
 
 
 def test_swap_funding_once_per_time_over_two_timeframes_and_across_a_gap() -> None:
