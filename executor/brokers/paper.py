@@ -68,7 +68,12 @@ class PaperBroker:
         self._known: dict[str, Order] = {}
         self.book = PaperBook(contract_size, hedging=self.venue.hedging)
         self._last_price: dict[str, float] = {}
-        self.legs = ProtectiveLegs(self.venue, last_price=self._last_price.get,
+        # The bar being processed per symbol, and the legs placed for entries it filled:
+        # those are placed at its open (where the entry filled), so the rest of the bar
+        # can still fire them (``within_bar``), as the venue's price path would.
+        self._bar: dict[str, Bar] = {}
+        self._placed_in_bar: dict[str, list[str]] = {}
+        self.legs = ProtectiveLegs(self.venue, last_price=self._placing_price,
                                    held=self._projected)
         self._funded_to: dict[str, datetime] = {}  # funding charged up to, per symbol
         self.realized_pnl = 0.0
@@ -160,6 +165,8 @@ class PaperBroker:
         return {s: p for s in self.book.symbols() if not (p := self.book.position(s)).is_flat}
 
     def on_bar(self, bar: Bar) -> list[BrokerFill]:
+        self._bar.pop(bar.symbol, None)
+        self._placed_in_bar[bar.symbol] = []
         if self.venue.funding_rate:
             # From where the last bar of the symbol left off: a gap is charged too, a time
             # another stream of the symbol (timeframe) charged already is not.
@@ -170,9 +177,38 @@ class PaperBroker:
             fills.extend(self._funding(bar, max(since, bar.time), bar.close_time))
         else:
             fills = self._fill_entries(bar)
+        if any(f.kind == "entry" for f in fills):
+            self._bar[bar.symbol] = bar  # legs placed now are placed at its open
         fills.extend(self._fire_legs(bar) if self.separate_protection
                      else self._attached_exits(bar))
         self._last_price[bar.symbol] = bar.close
+        return self._booked(bar, fills)
+
+    def within_bar(self, bar: Bar) -> list[BrokerFill]:
+        """Legs placed after this bar's entries filled at its open, fired by the rest of
+        the bar (stops first), as the live venue fires them on its price path between two
+        bar closes; the engine books these with the bar's own fills."""
+        placed = self._placed_in_bar.pop(bar.symbol, [])
+        self._bar.pop(bar.symbol, None)  # later placements are judged at the close
+        out: list[BrokerFill] = []
+        for leg in self.legs.firing_order(bar.symbol):
+            kind, level = leg.protective_kind, leg.intent.price
+            if leg.client_order_id not in placed or kind is None or level is None:
+                continue
+            if leg.client_order_id not in self.legs.working:
+                continue  # cancelled by its OCO in this bar
+            price = trigger_price(kind, leg.intent.side, level, bar)
+            if price is not None:
+                out.extend(self._fire(leg, kind, price, bar))
+        return self._booked(bar, out)
+
+    def _placing_price(self, symbol: str) -> float | None:
+        """The price a leg is judged against when placed: the open of the bar whose
+        entries just filled (the legs go out right after the fill), else the last close."""
+        bar = self._bar.get(symbol)
+        return bar.open if bar is not None else self._last_price.get(symbol)
+
+    def _booked(self, bar: Bar, fills: list[BrokerFill]) -> list[BrokerFill]:
         if fills:
             for f in fills:
                 self.fees_paid += f.fill.fee
@@ -291,6 +327,9 @@ class PaperBroker:
         results = self.legs.place(legs)
         for order in results:
             self._remember(order)
+            symbol = order.intent.symbol
+            if order.state is OrderState.ACCEPTED and symbol in self._bar:
+                self._placed_in_bar.setdefault(symbol, []).append(order.client_order_id)
         return results
 
     def cancel_protection(self, legs: Sequence[Order]) -> list[Order]:

@@ -121,6 +121,8 @@ class Decider:
 
     def submit(self, intent: OrderIntent, now: datetime) -> Order:
         with bound_contextvars(client_order_id=intent.client_order_id):
+            if self.protection is not None:  # the legs an exit would trade against
+                self.protection.before_order(intent)
             order = self.router.submit(intent)
             if self.protection is not None:  # its stop and target, right after it filled
                 self.protection.after_order(order)

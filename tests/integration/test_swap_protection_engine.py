@@ -159,3 +159,19 @@ def test_a_stop_that_fired_while_down_is_the_exit_after_restart(venue: Swap) -> 
     assert fills == [("entry", "buy"), ("stop_loss", "sell")]
     assert working_legs(venue) == [], "the target was cancelled"
     assert venue.journal.trading_state.trading_state(fresh=True).state != "halted"
+
+
+def test_a_partial_close_leaves_the_rest_protected_at_its_size(venue: Swap) -> None:
+    """An exit of part of the position: the legs come off before it goes out (on spot an
+    OCO locks the coins the sell needs) and the rest gets its stop and target again, for
+    what is left: never a moment with two stops, never a leg larger than the position."""
+    venue.send(OrderSide.BUY, 3, stops=stops(venue, OrderSide.BUY))
+    coid = entry_of(venue).client_order_id
+    venue.send(OrderSide.SELL, 1)
+    assert venue.venue_position() == pytest.approx(0.02)
+    held = {a["clientAlgoId"]: a["quantity"] for a in venue.fake.algo_orders
+            if a["algoStatus"] == "NEW"}
+    assert held == {coid + "sl1": "0.020", coid + "tp1": "0.020"}
+    cancelled = {a["clientAlgoId"] for a in venue.fake.algo_orders
+                 if a["algoStatus"] == "CANCELED"}
+    assert cancelled == {coid + "sl", coid + "tp"}

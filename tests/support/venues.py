@@ -32,7 +32,7 @@ class VenueModel(Protocol):
     shorts: bool  # can the account hold a short (spot cannot)
     partial_fills: bool  # can the venue fill part of a market order and cancel the rest
     fills_while_down: bool  # can an order fill at the venue while the daemon is down
-    protective_exits: bool  # does the venue hold our stop and target (spot: not yet, #19)
+    protective_exits: bool  # does the venue hold our stop and target (ccxt spot: no OCO yet)
     fee_rate: float  # commission taken out of the traded quantity (spot: base-asset fees)
     dust: float  # lots a close may leave behind: what the venue's amount step cannot sell
 
@@ -397,10 +397,10 @@ class Paper(_Venue):
         from executor.brokers.paper_venue import PaperVenue
         from support.samples import write_sample_head
 
-        if venue is not None:  # spot and swap: exits are the engine's to place (#19)
+        if venue is not None:  # spot and swap: exits placed by the engine, held apart
             model = PaperVenue.of(venue)  # type: ignore[arg-type]
             self.name, self.venue, self.fee_rate = f"paper-{venue}", venue, model.fee_rate
-            self.shorts, self.protective_exits = model.holds_shorts, not model.separate_protection
+            self.shorts = model.holds_shorts
         super().__init__(tmp_path, strategy)
         self.data = write_sample_head(tmp_path / "EURUSD_M15.csv", 400)
         self._now: datetime | None = None
