@@ -16,10 +16,11 @@ the next bar.
 
 The paper replay is `dta run --mode paper` over a bar file of the same candles, with
 ``[paper] venue = "swap"``. Same strategy (a proposal with a 0.15 % stop and a 0.3 %
-target on every bar while flat, the momentum provider's way), same ensemble and guardrails. The trades compared: each entry
-(its deterministic client id: account, symbol, bar time; side; lots) and how it ended
-(stop or target, and in which bar; or still open). Prices may differ by the venue's tick (ccxt rounds a
-trigger to BTCUSDT's 0.1)."""
+target on every bar while flat, the momentum provider's way), same ensemble and
+guardrails. The trades compared: each entry (its deterministic client id: account,
+symbol, bar time; side; lots) and how it ended (stop or target, and in which bar; or
+still open). Prices may differ by the venue's tick (ccxt rounds a trigger to BTCUSDT's
+0.1)."""
 
 from __future__ import annotations
 
