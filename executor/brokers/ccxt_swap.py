@@ -16,12 +16,13 @@ USDT, the quote, so no ``fee`` fill takes inventory). Of its own:
   ``take_profit`` exit, also after a restart (``restore`` adopts the journaled entries'
   legs).
 - funding payments read per symbol (``funding``) with their exchange ids.
+- margin terms (``margin_terms``: leverage, margin mode, maintenance brackets), which the
+  stop-to-liquidation guardrail estimates a new position's liquidation price from.
 Equity is the settlement currency's total from ``fetch_balance`` (Binance
 ``marginBalance``: wallet balance plus unrealised PnL).
 
 Not yet (issue 19, next steps): the engine calling ``protect`` (journaled first) and
-cancelling the other leg, restart reconciliation of legs, funding journaled as costs, the
-stop-to-liquidation guardrail.
+cancelling the other leg, restart reconciliation of legs, funding journaled as costs.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import structlog
 
 from domain import Bar, Fill, Order, OrderSide, Position
 from domain.errors import PermanentVenueError, VenueError
+from domain.margin import MarginTerms
 from executor.brokers.base import BrokerFill, VolumeRules
 from executor.brokers.ccxt_equity import Balances
 from executor.brokers.ccxt_exchange import ExchangeReader, make_exchange
@@ -202,6 +204,11 @@ class CcxtSwapBroker(CcxtOrderSeam):
     def liquidation_price(self, symbol: str) -> float | None:
         with self._lock:
             return self.account.liquidation_price(symbol)
+
+    def margin_terms(self, symbol: str) -> MarginTerms:
+        """What the new position's liquidation price is estimated from (the guardrails')."""
+        with self._lock:
+            return self.account.margin_terms(symbol)
 
     def funding(self, since: datetime) -> list[FundingPayment]:
         """Funding payments on the traded symbols since ``since`` (a holding cost)."""
