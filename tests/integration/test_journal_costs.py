@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -66,3 +67,25 @@ def test_migration_0011_up_and_down_and_the_model_agrees(journal_url: str) -> No
         assert "costs" not in sa.inspect(engine).get_table_names()
     finally:
         engine.dispose()
+
+
+def test_the_days_figures_count_funding_beside_fees(journal_url: str) -> None:
+    """The daily summary's PnL line: the day's funding (paid: negative) with realised PnL
+    and fees in the net; another day's and another account's payments are not in it."""
+    from executor.journal.day_figures import day_figures
+    from executor.notify.summary import summary_notice
+
+    j = Journal.open(journal_url)
+    try:
+        j.costs.record_costs("a", [cost(1, T, -0.15), cost(2, T + timedelta(hours=8), 0.05),
+                                   cost(3, T + timedelta(days=1), -9.0)])
+        j.costs.record_costs("b", [cost(4, T, -7.0)])
+        j.commit()
+        day = T.replace(hour=0)
+        figures = day_figures(j.uow, "a", day, day + timedelta(days=1))
+    finally:
+        j.close()
+    assert figures.funding == pytest.approx(-0.1)
+    assert figures.net_pnl == pytest.approx(-0.1)
+    body = summary_notice("a", figures, "").body
+    assert "fees 0.00, funding -0.10, net -0.10 over 0 fill(s)" in body
