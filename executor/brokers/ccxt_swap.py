@@ -15,14 +15,15 @@ USDT, the quote, so no ``fee`` fill takes inventory). Of its own:
   fired is found and its trades credited to the entry as a ``stop_loss`` /
   ``take_profit`` exit, also after a restart (``restore`` adopts the journaled entries'
   legs).
-- funding payments read per symbol (``funding``) with their exchange ids.
+- funding payments read per symbol (``funding``) with their exchange ids, which the live
+  daemon journals as costs (``executor/engine/funding.py``).
 - margin terms (``margin_terms``: leverage, margin mode, maintenance brackets), which the
   stop-to-liquidation guardrail estimates a new position's liquidation price from.
 Equity is the settlement currency's total from ``fetch_balance`` (Binance
 ``marginBalance``: wallet balance plus unrealised PnL).
 
 Not yet (issue 19, next steps): the engine calling ``protect`` (journaled first) and
-cancelling the other leg, restart reconciliation of legs, funding journaled as costs.
+cancelling the other leg, restart reconciliation of legs.
 """
 
 from __future__ import annotations

@@ -125,6 +125,11 @@ class SwapSettings(_Section):
     # until it does, a leveraged entry that carries them is refused (fail closed), unless
     # the desk opts in to entries whose exits live only in the daemon.
     unprotected_entries: bool = False
+    # How often the exchange settles funding (Binance USD-M: every 8 h, 00:00/08:00/16:00
+    # UTC; 4 or 1 for a symbol whose interval was shortened). Funding payments are read
+    # once after each settlement (executor/engine/funding.py); a longer setting than the
+    # venue's only journals them later, never loses one.
+    funding_interval_hours: Literal[1, 2, 4, 8] = 8
 
 
 class ResolverSettings(_Section):
