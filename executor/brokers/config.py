@@ -121,10 +121,6 @@ class SwapSettings(_Section):
     # What fires a protective stop or target at the exchange: the mark price (an index of
     # several spot venues; one venue's wick does not stop the position out) or the last.
     trigger_price: Literal["mark", "last"] = "mark"
-    # The engine does not yet place an entry's stop and target at the exchange (issue 19):
-    # until it does, a leveraged entry that carries them is refused (fail closed), unless
-    # the desk opts in to entries whose exits live only in the daemon.
-    unprotected_entries: bool = False
     # How often the exchange settles funding (Binance USD-M: every 8 h, 00:00/08:00/16:00
     # UTC; 4 or 1 for a symbol whose interval was shortened). Funding payments are read
     # once after each settlement (executor/engine/funding.py); a longer setting than the

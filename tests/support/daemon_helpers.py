@@ -142,14 +142,13 @@ def swap_settings(url: str, fake: Any, strategy: str, *, ccxt: dict[str, Any] | 
                   **swap: Any) -> Settings:
     """``live_settings`` on the loopback USD-M fake (tests/fakes/binance_usdm): one
     BTC/USDT:USDT 1m stream, orders of 0.01, isolated at leverage 3 unless ``swap`` says
-    otherwise, entries sent before their exits are placed."""
+    otherwise; ``ccxt`` entries over the exchange section's."""
     return live_settings(url, fake, strategy, lots=0.01, broker={
         "kind": "ccxt", "symbols": ["BTC/USDT:USDT"], "timeframe": "1m",
         "ccxt_api_urls": fake.api_urls(),
         "ccxt": {"exchange": "binanceusdm", "timeout_ms": 2000, "rate_limit_ms": 1,
                  **(ccxt or {})},
-        "swap": {"margin_mode": "isolated", "leverage": 3, "unprotected_entries": True,
-                 **swap}})
+        "swap": {"margin_mode": "isolated", "leverage": 3, **swap}})
 
 
 def cleared_journal(url: str, strategy: str) -> Journal:
