@@ -180,6 +180,7 @@ class GuardrailSettings(_Section):
     min_stop_atr: float | None = Field(default=None, gt=0)
     min_stop_points: float | None = Field(default=None, gt=0)
     max_spread: float | None = Field(default=None, gt=0)
+    liquidation_buffer: float = Field(default=0.1, ge=0, lt=1)  # swap: StopBeforeLiquidation
     trading_windows: list[str] = Field(default_factory=list)  # "07:00-16:00" UTC
     news_blackouts: list[tuple[AwareDatetime, AwareDatetime]] = Field(default_factory=list)
     stale_after_bars: float | None = Field(default=None, gt=0)

@@ -45,6 +45,7 @@ from guardrails.limits import (
     OrderVolumeCheck,
     ProvidersAvailableCheck,
     StaleDataCheck,
+    StopBeforeLiquidationCheck,
     TradingHoursCheck,
 )
 from guardrails.params import weights_of
@@ -107,6 +108,7 @@ def build_guardrails(guard: GuardrailSettings | Settings, journal: Journal,
         OrderVolumeCheck(),
         NoShortsCheck(),
         ExitsVersusMarketCheck(),
+        StopBeforeLiquidationCheck(g.liquidation_buffer),  # judges swap accounts only
         TradingStateCheck(journal.trading_state),
         ClearanceCheck(journal.clearances, account, strategy, mode),
         MaxPositionCheck(g.max_position_lots),

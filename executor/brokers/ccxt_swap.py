@@ -15,7 +15,10 @@ USDT, the quote, so no ``fee`` fill takes inventory). Of its own:
   ``lookup`` of a leg by its id); a leg that fired is found and its trades credited to the
   entry as a ``stop_loss`` / ``take_profit`` exit, also after a restart (``restore``
   follows the journaled legs still working).
-- funding payments read per symbol (``funding``) with their exchange ids.
+- funding payments read per symbol (``funding``) with their exchange ids, which the live
+  daemon journals as costs (``executor/engine/funding.py``).
+- margin terms (``margin_terms``: leverage, margin mode, maintenance brackets), which the
+  stop-to-liquidation guardrail estimates a new position's liquidation price from.
 Equity is the settlement currency's total from ``fetch_balance`` (Binance
 ``marginBalance``: wallet balance plus unrealised PnL).
 
@@ -36,6 +39,7 @@ import structlog
 
 from domain import Bar, Fill, Order, OrderIntent, OrderState, Position
 from domain.errors import PermanentVenueError, VenueError
+from domain.margin import MarginTerms
 from domain.orders import PROTECTIVE_TYPE, protected_entry
 from executor.brokers.base import BrokerFill, BrokerOrder, VolumeRules
 from executor.brokers.ccxt_equity import Balances
@@ -256,6 +260,11 @@ class CcxtSwapBroker(CcxtOrderSeam):
     def liquidation_price(self, symbol: str) -> float | None:
         with self._lock:
             return self.account.liquidation_price(symbol)
+
+    def margin_terms(self, symbol: str) -> MarginTerms:
+        """What the new position's liquidation price is estimated from (the guardrails')."""
+        with self._lock:
+            return self.account.margin_terms(symbol)
 
     def funding(self, since: datetime) -> list[FundingPayment]:
         """Funding payments on the traded symbols since ``since`` (a holding cost)."""

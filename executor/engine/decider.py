@@ -31,6 +31,7 @@ from domain.errors import VenueError
 from ensemble.late import call_row
 from executor.brokers.base import Broker, VolumeRules
 from executor.components import Components
+from executor.engine.margin import margin_terms
 from executor.engine.protection import ProtectiveOrders
 from executor.engine.router import OrderRouter
 from executor.engine.stats import RunStats
@@ -189,7 +190,7 @@ class Decider:
             recent_order_times=self.recent_order_times(now),
             classes_down=classes_down(self.c), working=self.tracker.working_exposure(),
             volume_min=rules.min if (rules := self.volume_rules(snapshot.symbol)) else None,
-            shorts=self.shorts)
+            shorts=self.shorts, margin=margin_terms(self.broker, snapshot.symbol))
 
     def recent_order_times(self, now: datetime) -> tuple[datetime, ...]:
         """The order times the throttle can still count at ``now``; older ones are dropped
