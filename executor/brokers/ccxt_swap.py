@@ -276,17 +276,25 @@ class CcxtSwapBroker(CcxtOrderSeam):
         """Which orders are ours, and the protective legs that may still be working (so a
         stop that fired while the daemon was down is found and credited to its entry);
         positions come from the exchange, not the journal."""
-        del fill_kinds
+        exited = {(f.client_order_id, kind) for f, kind in zip(fills, fill_kinds, strict=True)}
         with self._lock:
             self._seen.update(f.fill_id for f in fills)  # journaled: never reported again
             self._ids.adopt(orders)
             for o in orders:
                 kind = o.protective_kind
-                if kind is not None and not o.state.terminal:
-                    i = o.intent
-                    self.protection.legs.setdefault(i.client_order_id, Leg(
-                        i.client_order_id, Kind(kind), i.symbol, i.side, i.volume,
-                        float(i.price or 0.0), "unknown", exchange_id=o.broker_order_id))
+                if kind is None:
+                    continue
+                found = protected_entry(o.client_order_id)
+                # Followed while working, and once fired until its trade is journaled as
+                # the entry's exit (a fired leg seen by a cancel or a lookup before the
+                # daemon died: its exchange order must still be linked to it).
+                if o.state.terminal and not (o.state is OrderState.FILLED and found
+                                             and (found[0], kind) not in exited):
+                    continue
+                i = o.intent
+                self.protection.legs.setdefault(i.client_order_id, Leg(
+                    i.client_order_id, Kind(kind), i.symbol, i.side, i.volume,
+                    float(i.price or 0.0), "unknown", exchange_id=o.broker_order_id))
 
 
 def _credited(f: BrokerFill) -> BrokerFill:

@@ -184,12 +184,6 @@ def assert_stop_journaled(v: Swap, entry: Order) -> None:
     assert v.journal.trading_state.trading_state(fresh=True).state != "halted"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a leg the engine found fired while cancelling it (ProtectiveOrders._drop_stale -> "
-    "cancel_protection -> lookup: filled) is journaled filled before its trade is; "
-    "CcxtSwapBroker.restore follows only non-terminal legs, so after a restart the "
-    "trade's exchange order (actualOrderId) is never linked to the leg: an external "
-    "fill, the exit never journaled, trading halted on a position mismatch"))
 def test_a_stop_that_fired_after_the_poll_is_the_exit_after_restart(venue: Swap) -> None:
     """The stop fires between the bar's fill poll and ``after_bar``: the engine, seeing
     the position gone, cancels the legs and finds the stop fired (journaled filled); the
@@ -218,12 +212,6 @@ def test_a_stop_that_fired_after_the_poll_is_the_exit_after_restart(venue: Swap)
     assert_stop_journaled(venue, entry)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "TradeHistory.recent_fills re-reads fetch_orders when a trade's order is unknown (an "
-    "earlier fired leg's, no longer followed) and overwrites the link "
-    "SwapProtection.find/link_triggered made from the fired leg's actualOrderId with the "
-    "exchange order's own client id (algo-<id>): the exit is an external fill, never "
-    "journaled, and trading halts on a position mismatch"))
 def test_a_stop_that_fired_while_down_after_an_earlier_exit_is_journaled(
         venue: Swap) -> None:
     """As the test above, with an earlier position's target already fired and journaled

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from crash_swap_venue import ExitNotJournaled, SwapVenue
+from crash_swap_venue import SwapVenue
 from crash_venues import ACCOUNT, KILLS, BinanceVenue, Mt5Venue, Venue, journaled_orders
 
 from executor.journal.store import Journal
@@ -237,12 +237,7 @@ def final_life(zygote: Zygote, venue: Venue, args: dict[str, Any]) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("venue_name", [
-    "ccxt", "mt5",
-    pytest.param("swap", marks=pytest.mark.xfail(strict=True, raises=ExitNotJournaled, reason=(
-        "a fired leg's trade is not credited to its entry after a restart (two bugs, "
-        "tests/integration/test_swap_protection_engine.py's xfails): the exit is never "
-        "journaled and the next start halts on a position mismatch")))])
+@pytest.mark.parametrize("venue_name", ["ccxt", "mt5", "swap"])
 def test_sigkill_at_random_points_loses_and_duplicates_nothing(
         venue_name: str, journal_url: str, zygote: Zygote, tmp_path: Path) -> None:
     rng = random.Random(f"{venue_name}-5050")
