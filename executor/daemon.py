@@ -34,6 +34,7 @@ from executor.engine.clock import Clock, SimulatedClock, WallClock
 from executor.engine.cycle import BarCycle
 from executor.engine.decider import Decider
 from executor.engine.housekeeping import HOUSEKEEPING_SECONDS, Housekeeper
+from executor.engine.protection import ProtectiveOrders, separate_protection
 from executor.engine.router import OrderRouter
 from executor.engine.stats import RunStats, run_summary
 from executor.engine.tracker import OrderTracker
@@ -80,6 +81,7 @@ class RealtimeExecutor:
     # The parts, assembled by ``start`` from what the executor holds then (a caller may
     # swap the feed, broker, router, metrics or component factory before it).
     tracker: OrderTracker
+    protection: ProtectiveOrders | None  # a venue that holds stops as orders (swap, OCO)
     triggers: Triggers
     decider: Decider
     approvals: ApprovalQueue
@@ -161,11 +163,17 @@ class RealtimeExecutor:
             journal=self.journal, broker=self.broker, account=self.account, stats=self.stats,
             streams=self.streams, last_time=last_time, watch_feed=self.watch_feed,
             on_rollback=self._rolled_back)
+        # Stops and targets the venue holds as orders of their own (swap, spot OCO): placed
+        # by the engine after each entry fills, journaled first.
+        self.protection = None
+        if separate_protection(self.broker):
+            self.protection = ProtectiveOrders(self.journal, self.broker, self.router,
+                                               self.account)
         self.decider = Decider(
             journal=self.journal, broker=self.broker, account=self.account,
             router=self.router, stats=self.stats, metrics=self.metrics,
             triggers=self.triggers, points=self.points, contract_size=self.contract_size,
-            shorts=self._shorts)
+            shorts=self._shorts, protection=self.protection)
         self.approvals = self.decider.approvals = ApprovalQueue(
             journal=self.journal, account=self.account, stats=self.stats, decider=self.decider,
             snapshots=snapshots, replaying=lambda: isinstance(self.clock, SimulatedClock))
@@ -179,7 +187,7 @@ class RealtimeExecutor:
             decider=self.decider, approvals=self.approvals, triggers=self.triggers,
             housekeeper=self.housekeeper, snapshots=snapshots, last_time=last_time,
             before_cycle=self.before_cycle, ea_source=self.ea_source,
-            stop_requested=self.stop_requested)
+            stop_requested=self.stop_requested, protection=self.protection)
         self._assembled = True
         self.poll_seconds = self._poll_seconds
 
@@ -210,6 +218,8 @@ class RealtimeExecutor:
         for order in self.tracker.resolve_open(self.account):
             log.warning("order_resolved_at_start", client_order_id=order.client_order_id,
                         state=order.state.value)
+        if self.protection is not None:
+            self.protection.restore()  # reconciled with the venue by ``start_live``
         self.triggers.restore()
         self.journal.commit()
         self.cycle.ea_since = self.journal.ea_deals.last_ea_deal_time()

@@ -114,7 +114,7 @@ class ReconcilableBroker(Broker, Protocol):
 
 
 @runtime_checkable
-class ProtectingBroker(Protocol):
+class ProtectingBroker(Broker, Protocol):
     """A venue that holds a position's protective exits as orders of their own (Binance
     USD-M conditional orders, a spot OCO), which the daemon places after the entry fills,
     instead of as attributes of the position (MT5's SL/TP) or of a simulated one.

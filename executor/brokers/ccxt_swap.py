@@ -11,17 +11,16 @@ USDT, the quote, so no ``fee`` fill takes inventory). Of its own:
   them, and a stop or a liquidation changes them without an order of ours).
 - ``ccxt_swap_orders``: closes and reductions sent ``reduceOnly``.
 - ``ccxt_swap_protect``: a filled entry's stop-loss and take-profit as conditional orders
-  at the exchange (``protect``), cancelled on request (``cancel_protection``); a leg that
-  fired is found and its trades credited to the entry as a ``stop_loss`` /
-  ``take_profit`` exit, also after a restart (``restore`` adopts the journaled entries'
-  legs).
+  at the exchange (``place_protection``, ``cancel_protection``, ``protective_orders``,
+  ``lookup`` of a leg by its id); a leg that fired is found and its trades credited to the
+  entry as a ``stop_loss`` / ``take_profit`` exit, also after a restart (``restore``
+  follows the journaled legs still working).
 - funding payments read per symbol (``funding``) with their exchange ids.
 Equity is the settlement currency's total from ``fetch_balance`` (Binance
 ``marginBalance``: wallet balance plus unrealised PnL).
 
-Not yet (issue 19, next steps): the engine calling ``protect`` (journaled first) and
-cancelling the other leg, restart reconciliation of legs, funding journaled as costs, the
-stop-to-liquidation guardrail.
+The legs are placed, cancelled and reconciled by the engine (``executor/engine/
+protection.py``), each journaled before it is sent; here they are only the venue's.
 """
 
 from __future__ import annotations
@@ -35,9 +34,10 @@ from typing import Any
 
 import structlog
 
-from domain import Bar, Fill, Order, OrderSide, Position
+from domain import Bar, Fill, Order, OrderIntent, OrderState, Position
 from domain.errors import PermanentVenueError, VenueError
-from executor.brokers.base import BrokerFill, VolumeRules
+from domain.orders import PROTECTIVE_TYPE, protected_entry
+from executor.brokers.base import BrokerFill, BrokerOrder, VolumeRules
 from executor.brokers.ccxt_equity import Balances
 from executor.brokers.ccxt_exchange import ExchangeReader, make_exchange
 from executor.brokers.ccxt_fills import PollSchedule, TradeHistory
@@ -46,7 +46,7 @@ from executor.brokers.ccxt_markets import MarketRules
 from executor.brokers.ccxt_seam import CcxtOrderSeam
 from executor.brokers.ccxt_swap_account import FundingPayment, SwapAccount
 from executor.brokers.ccxt_swap_orders import SwapOrders
-from executor.brokers.ccxt_swap_protect import Kind, Leg, SwapProtection, entry_of, protective_id
+from executor.brokers.ccxt_swap_protect import Kind, Leg, SwapProtection
 from executor.brokers.config import CcxtSettings, SwapSettings
 from executor.brokers.equity_cache import EquityCache
 
@@ -69,6 +69,7 @@ def make_swap_exchange(settings: CcxtSettings, **kwargs: Any) -> Any:
 class CcxtSwapBroker(CcxtOrderSeam):
     simulated = False
     holds_shorts = True
+    separate_protection = True  # the exchange holds stops and targets as orders
 
     def __init__(self, exchange: Any, settings: CcxtSettings, swap: SwapSettings, *,
                  sleep: Callable[[float], None] = time.sleep,
@@ -94,8 +95,7 @@ class CcxtSwapBroker(CcxtOrderSeam):
         self.account = SwapAccount(reader, swap, settings.symbols)
         self._closes: dict[str, float] = {}
         self._orders = SwapOrders(reader, self._ids, self._rules, account=self.account,
-                                  last_close=self._closes.get,
-                                  unprotected_entries=swap.unprotected_entries)
+                                  last_close=self._closes.get)
         self._balances = Balances(reader, equity_ttl_seconds, monotonic)
         self._equity = EquityCache(self._read_equity, equity_ttl_seconds, monotonic=monotonic)
         self.protection = SwapProtection(reader, self._ids, swap.trigger_price)
@@ -120,13 +120,12 @@ class CcxtSwapBroker(CcxtOrderSeam):
             started = self._clock()
             since = self._last_poll.get(bar.symbol) or (started - timedelta(days=1))
             try:
-                self.protection.link_triggered(bar.symbol)  # before its trades are read
                 fills = self.recent_fills(since - timedelta(minutes=5), [bar.symbol])
             except VenueError as exc:
                 log.warning("ccxt_fill_poll_failed", symbol=bar.symbol, error=str(exc)[:200])
                 return []
             self._schedule.polled(bar.symbol, (started, self._monotonic()))
-            new = [_credited(f) for f in fills if f.fill.fill_id not in self._seen
+            new = [f for f in fills if f.fill.fill_id not in self._seen
                    and self._ids.is_ours(f.fill.client_order_id)]
             self._seen.update(f.fill.fill_id for f in new)
             if new:
@@ -135,32 +134,67 @@ class CcxtSwapBroker(CcxtOrderSeam):
             return new
 
     # ------------------------------------------------------------------ protection
+    # (``ProtectingBroker``: the engine's ``ProtectiveOrders`` journals each leg first)
 
-    def protect(self, entry: Order) -> list[Leg]:
-        """Place the stop-loss and take-profit of a filled ``entry`` at the exchange, each
-        reduce-only for the filled volume under its deterministic id; a leg's status says
-        how it went (``would_trigger``: close the position now)."""
-        intent = entry.intent
-        if entry.filled_volume <= 0:
-            return []
-        side = OrderSide.SELL if intent.side is OrderSide.BUY else OrderSide.BUY
-        legs = []
+    def place_protection(self, legs: Sequence[Order]) -> list[Order]:
+        """Each leg as a reduce-only conditional order under its own id; its outcome is
+        the leg's next state (a trigger already passed: rejected)."""
+        out = []
         with self._lock:
-            for kind, trigger in ((Kind.STOP_LOSS, intent.stop_loss),
-                                  (Kind.TAKE_PROFIT, intent.take_profit)):
-                if trigger is not None:
-                    legs.append(self.protection.place(
-                        intent.symbol, kind, side, entry.filled_volume, trigger,
-                        protective_id(intent.client_order_id, kind)))
-        return legs
+            for leg in legs:
+                i = leg.intent
+                self._ids.sent(i)
+                placed = self.protection.place(i.symbol, Kind(leg.protective_kind or ''), i.side,
+                                               i.volume, float(i.price or 0.0),
+                                               i.client_order_id)
+                out.append(leg_order(i, placed))
+        return out
 
-    def cancel_protection(self, entry_client_id: str, symbol: str) -> list[str]:
-        """Cancel both legs of an entry (its position closed another way); the ids the
-        exchange still held."""
+    def cancel_protection(self, legs: Sequence[Order]) -> list[Order]:
+        """Cancel each leg; one the exchange no longer holds is looked up (it fired, or
+        was cancelled already)."""
+        out = []
         with self._lock:
-            return [cid for kind in Kind
-                    if self.protection.cancel(cid := protective_id(entry_client_id, kind),
-                                              symbol)]
+            for leg in legs:
+                i = leg.intent
+                if self.protection.cancel(i.client_order_id, i.symbol):
+                    out.append(Order(i, OrderState.CANCELLED, leg.filled_volume,
+                                     broker_order_id=leg.broker_order_id,
+                                     reason="cancelled: its position closed another way"))
+                    continue
+                found = self.protection.find(i.client_order_id, i.symbol)
+                out.append(leg_order(i, found) if found is not None else leg)
+        return out
+
+    def protective_orders(self, symbol: str) -> list[BrokerOrder]:
+        with self._lock:
+            return [BrokerOrder(
+                leg.client_id or None, leg.exchange_id or "", symbol, leg.side, leg.volume, 0.0,
+                OrderState.ACCEPTED, ours=_ours_leg(self._ids, leg.client_id),
+                price=leg.trigger) for leg in self.protection.open_legs(symbol)]
+
+    def lookup(self, client_order_id: str) -> Order | None:
+        """An order by our id: a protective leg on the algo endpoint, else as spot's."""
+        if protected_entry(client_order_id) is None:
+            return super().lookup(client_order_id)
+        with self._lock:
+            known = self._ids.symbol_of.get(client_order_id)
+            for symbol in [known] if known else self._ids.symbols():
+                found = self.protection.find(client_order_id, symbol)
+                if found is not None:
+                    intent = self._ids.intents.get(client_order_id)
+                    return leg_order(intent, found) if intent else leg_order(
+                        _leg_intent(found), found)
+        return None
+
+    def recent_fills(self, since: datetime, symbols: Sequence[str] | None = None
+                     ) -> list[BrokerFill]:
+        """As spot's, with a fired leg's trades credited to the entry it protected (its
+        exchange order linked first: a stop that fired while the daemon was down)."""
+        with self._lock:
+            for symbol in symbols or self._ids.symbols():
+                self.protection.link_triggered(symbol)
+            return [_credited(f) for f in super().recent_fills(since, symbols)]
 
     # ------------------------------------------------------------------ account
 
@@ -210,35 +244,54 @@ class CcxtSwapBroker(CcxtOrderSeam):
 
     def restore(self, orders: Sequence[Order], fills: Sequence[Fill],
                 fill_kinds: Sequence[str]) -> None:
-        """Only which orders are ours: positions come from the exchange, not the journal."""
+        """Which orders are ours, and the protective legs that may still be working (so a
+        stop that fired while the daemon was down is found and credited to its entry);
+        positions come from the exchange, not the journal."""
         del fills, fill_kinds
         with self._lock:
             self._ids.adopt(orders)
             for o in orders:
-                self._adopt_legs(o)
-
-    def _adopt_legs(self, entry: Order) -> None:
-        """The legs a journaled entry may have at the exchange, status unknown until
-        looked up: so a stop that fired while the daemon was down is found, and its
-        trades credited to the entry."""
-        intent = entry.intent
-        if entry.filled_volume <= 0 or intent.reduce_only:
-            return
-        side = OrderSide.SELL if intent.side is OrderSide.BUY else OrderSide.BUY
-        for kind, trigger in ((Kind.STOP_LOSS, intent.stop_loss),
-                              (Kind.TAKE_PROFIT, intent.take_profit)):
-            if trigger is not None:
-                cid = protective_id(intent.client_order_id, kind)
-                self._ids.symbol_of[cid] = intent.symbol
-                self.protection.legs.setdefault(cid, Leg(
-                    cid, kind, intent.symbol, side, entry.filled_volume, trigger, "unknown"))
+                kind = o.protective_kind
+                if kind is not None and not o.state.terminal:
+                    i = o.intent
+                    self.protection.legs.setdefault(i.client_order_id, Leg(
+                        i.client_order_id, Kind(kind), i.symbol, i.side, i.volume,
+                        float(i.price or 0.0), "unknown", exchange_id=o.broker_order_id))
 
 
 def _credited(f: BrokerFill) -> BrokerFill:
     """A trade of a protective leg as the exit of the entry it protects (``stop_loss`` /
     ``take_profit``, the kinds the engine books against the opening order)."""
-    found = entry_of(f.fill.client_order_id)
+    found = protected_entry(f.fill.client_order_id)
     if found is None:
         return f
-    entry, kind = found
-    return replace(f, fill=replace(f.fill, client_order_id=entry), kind=kind.value)
+    entry, kind, _generation = found
+    return replace(f, fill=replace(f.fill, client_order_id=entry), kind=kind)
+
+
+_LEG_STATE = {"open": OrderState.ACCEPTED, "filled": OrderState.FILLED,
+              "cancelled": OrderState.CANCELLED, "expired": OrderState.CANCELLED,
+              "would_trigger": OrderState.REJECTED, "failed": OrderState.REJECTED,
+              "unknown": OrderState.UNKNOWN, "absent": OrderState.UNKNOWN}
+
+
+def leg_order(intent: OrderIntent, leg: Leg) -> Order:
+    """A leg as the exchange has it, as the leg order's state."""
+    state = _LEG_STATE[leg.status]
+    reason = leg.reason or ("expired: nothing left to reduce when it fired"
+                            if leg.status == "expired" else "")
+    if leg.status == "would_trigger":
+        reason = f"would trigger immediately: {leg.reason}"
+    return Order(intent, state, leg.volume if state is OrderState.FILLED else 0.0,
+                 broker_order_id=leg.exchange_id, reason=reason)
+
+
+def _leg_intent(leg: Leg) -> OrderIntent:
+    return OrderIntent(leg.client_id, "", leg.symbol, leg.side, leg.volume,
+                       PROTECTIVE_TYPE[leg.kind.value], datetime.now(UTC), price=leg.trigger,
+                       reduce_only=True)
+
+
+def _ours_leg(ids: OrderIds, client_id: str) -> bool:
+    found = protected_entry(client_id)
+    return found is not None and ids.is_ours(found[0])

@@ -16,8 +16,8 @@ exchange's position, read just before sending:
 When the position cannot be read the order is rejected, nothing sent: a close sent plain
 on a position that is already gone would open the other side.
 
-Protective stop-loss and take-profit orders are not placed yet (issue 19's next step:
-``POST /fapi/v1/algoOrder`` with ``clientAlgoId``); the order's reason says so.
+An entry's stop-loss and take-profit are not sent with it: once it fills the engine places
+them as orders of their own (``ccxt_swap_protect``, ``executor/engine/protection.py``).
 """
 
 from __future__ import annotations
@@ -38,12 +38,10 @@ EPS = 1e-12
 
 class SwapOrders(CcxtOrders):
     def __init__(self, reader: ExchangeReader, ids: OrderIds, rules: MarketRules, *,
-                 account: SwapAccount, last_close: Callable[[str], float | None],
-                 unprotected_entries: bool = False) -> None:
+                 account: SwapAccount, last_close: Callable[[str], float | None]) -> None:
         super().__init__(reader, ids, rules, position=account.position,
                          last_close=last_close)
         self._account = account
-        self._unprotected_entries = unprotected_entries
 
     def submit(self, order: Order) -> Order:
         """Send a ``submitting`` order; any outcome is its next state, never an error."""
@@ -81,13 +79,6 @@ class SwapOrders(CcxtOrders):
                 market, amount, price or self._last_close(intent.symbol))
             if refused is not None:
                 return order.transition(OrderState.REJECTED, reason=refused)
-        if not reduce and (intent.stop_loss is not None or intent.take_profit is not None):
-            if not self._unprotected_entries:
-                return order.transition(OrderState.REJECTED, reason=(
-                    "not sent: the engine does not yet place this entry's stop and target "
-                    "at the exchange (issue 19); [broker.swap] unprotected_entries = true "
-                    "trades without them"))
-            note = "; ".join(x for x in (note, "protective SL/TP not placed yet (swap)") if x)
         return amount, price, ({"reduceOnly": True} if reduce else {}), note
 
     def _reduction(self, intent: OrderIntent, amount: float, held: float

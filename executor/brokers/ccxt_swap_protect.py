@@ -134,6 +134,8 @@ class SwapProtection:
             return None
         leg = _leg(o, symbol)
         self.legs[client_id] = leg
+        if leg.actual_order_id:  # it fired: its trades are this leg's, whoever asked
+            self._ids.coid_of[leg.actual_order_id] = client_id
         return leg
 
     def cancel(self, client_id: str, symbol: str) -> bool:
@@ -166,8 +168,7 @@ class SwapProtection:
                 continue
             if now is None:  # the exchange never saw it: nothing to follow, every bar
                 self.legs[cid] = replace(leg, status="absent")
-            elif now.actual_order_id:
-                self._ids.coid_of[now.actual_order_id] = cid
+            elif now.actual_order_id:  # linked by ``find``
                 fired.append(now)
         return fired
 

@@ -127,10 +127,6 @@ class SwapSettings(_Section):
     # What fires a protective stop or target at the exchange: the mark price (an index of
     # several spot venues; one venue's wick does not stop the position out) or the last.
     trigger_price: Literal["mark", "last"] = "mark"
-    # The engine does not yet place an entry's stop and target at the exchange (issue 19):
-    # until it does, a leveraged entry that carries them is refused (fail closed), unless
-    # the desk opts in to entries whose exits live only in the daemon.
-    unprotected_entries: bool = False
 
 
 class ResolverSettings(_Section):

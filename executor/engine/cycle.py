@@ -25,6 +25,7 @@ from executor.components import Components
 from executor.engine.approvals import ApprovalQueue
 from executor.engine.decider import Decider
 from executor.engine.housekeeping import Housekeeper
+from executor.engine.protection import ProtectiveOrders
 from executor.engine.stats import RunStats
 from executor.engine.tracker import OrderTracker
 from executor.engine.triggers import Triggers
@@ -49,7 +50,8 @@ class BarCycle:
                  snapshots: dict[Stream, MarketSnapshot],
                  last_time: dict[Stream, datetime | None],
                  before_cycle: list[Callable[[datetime], object]],
-                 ea_source: EaSource | None, stop_requested: threading.Event) -> None:
+                 ea_source: EaSource | None, stop_requested: threading.Event,
+                 protection: ProtectiveOrders | None = None) -> None:
         self.mode = mode
         self.journal = journal
         self.feed = feed
@@ -73,6 +75,7 @@ class BarCycle:
         self.ea_source = ea_source
         self.ea_since: datetime | None = None
         self.stop_requested = stop_requested
+        self.protection = protection
         self.c: Components  # set by the executor with every parameter version
 
     # ------------------------------------------------------------------ start-up
@@ -163,7 +166,10 @@ class BarCycle:
             self.metrics.bars_processed.labels(symbol=stream[0], timeframe=stream[1]).inc()
         errors_before = sum(self.stats.errors.values())
 
-        self.tracker.book(self.broker.on_bar(bar), self.stats)
+        fills = self.broker.on_bar(bar)
+        self.tracker.book(fills, self.stats)
+        if self.protection is not None:  # legs for new fills, the other leg of a fired one
+            self.protection.after_bar(bar.symbol, fills)
 
         snapshot = self.builders[stream].update(bar)
         self.snapshots[stream] = snapshot

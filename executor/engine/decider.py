@@ -31,6 +31,7 @@ from domain.errors import VenueError
 from ensemble.late import call_row
 from executor.brokers.base import Broker, VolumeRules
 from executor.components import Components
+from executor.engine.protection import ProtectiveOrders
 from executor.engine.router import OrderRouter
 from executor.engine.stats import RunStats
 from executor.engine.triggers import Triggers, classes_down
@@ -49,7 +50,7 @@ class Decider:
     def __init__(self, *, journal: Journal, broker: Broker, account: str,
                  router: OrderRouter, stats: RunStats, metrics: Metrics | None,
                  triggers: Triggers, points: dict[str, float], contract_size: float,
-                 shorts: bool) -> None:
+                 shorts: bool, protection: ProtectiveOrders | None = None) -> None:
         self.journal = journal
         self.broker = broker
         self.account = account
@@ -62,6 +63,7 @@ class Decider:
         self.contract_size = contract_size
         # Can the account hold a short? A spot account cannot (``holds_shorts = False``).
         self.shorts = shorts
+        self.protection = protection
         # Times of the orders sent within the throttle's window (older ones are dropped
         # at each decision, so the guardrail context stays small however busy the run).
         self.order_times: deque[datetime] = deque()
@@ -120,6 +122,8 @@ class Decider:
     def submit(self, intent: OrderIntent, now: datetime) -> Order:
         with bound_contextvars(client_order_id=intent.client_order_id):
             order = self.router.submit(intent)
+            if self.protection is not None:  # its stop and target, right after it filled
+                self.protection.after_order(order)
         self.stats.orders[order.state.value] += 1
         if self.metrics is not None:
             self.metrics.orders.labels(state=order.state.value).inc()

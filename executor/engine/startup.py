@@ -249,6 +249,8 @@ def start_live(settings: Settings, daemon: Daemon, journal: Journal, *,
                        settings=settings.broker.resolver)
     journal.commit()
     executor.tracker.rebuild(settings.account)  # the working set as reconciled
+    if executor.protection is not None:  # one stop, at most one target, per position
+        executor.protection.reconcile()
     trigger = reconciliation_trigger(not report.refuse_to_trade, "; ".join(report.reasons))
     if trigger is not None:
         executor.triggers.fire(trigger)

@@ -103,8 +103,8 @@ class OrderTracker:
         leaves the working set, an open one enters or replaces it. An order already seen
         finished stays finished (a finished state has no way back)."""
         coid = order.client_order_id
-        if coid in self._finished:
-            return
+        if coid in self._finished or order.protective_kind is not None:
+            return  # a protective leg is its position's exit, followed by its keeper
         if order.state.terminal:
             self._finish(coid)
             return
@@ -214,6 +214,8 @@ class OrderTracker:
         self._exposure = None
         for order in self.journal.orders.all(account, list(_OPEN)):
             coid = order.client_order_id
+            if order.protective_kind is not None:
+                continue  # an exit the venue holds, not exposure (engine/protection.py)
             self.working[coid] = order
             self._fills[coid] = {f.fill_id: (f.volume, f.price)
                                  for f in self.journal.orders.fills(coid) if f.kind == "entry"}

@@ -28,10 +28,7 @@ def make_broker(fake: FakeBinanceUsdm, **swap: Any) -> CcxtSwapBroker:
                      catchup_poll_seconds=0.0)  # every bar polls the trades
     ex = make_swap_exchange(s, api_key=fake.api_key, secret=fake.secret,
                             api_urls=fake.api_urls())
-    # The broker's send path under test: entries opted in to go out before the engine
-    # places their exits (the default refuses them: test_unprotected_entries_are_refused).
-    return CcxtSwapBroker(ex, s, SwapSettings(**{"leverage": 3, "unprotected_entries": True,
-                                                 **swap}),
+    return CcxtSwapBroker(ex, s, SwapSettings(**{"leverage": 3, **swap}),
                           sleep=lambda _s: None)
 
 
@@ -110,7 +107,6 @@ def test_a_short_is_read_from_the_exchange(fake: FakeBinanceUsdm,
     opened = broker.submit(submitting(intent(1, OrderSide.SELL)))
     assert (opened.state, opened.filled_volume, opened.avg_fill_price) == (
         OrderState.FILLED, 0.01, 30_000.0)
-    assert "protective SL/TP not placed yet" in opened.reason
     assert fake.orders[0]["reduceOnly"] is False
     pos = broker.position(BTC)
     assert (pos.volume, pos.avg_price) == (-0.01, 30_000.0)
@@ -118,22 +114,6 @@ def test_a_short_is_read_from_the_exchange(fake: FakeBinanceUsdm,
     liq = broker.liquidation_price(BTC)
     assert liq is not None and liq > 30_000.0
     assert ("GET", "/fapi/v3/positionRisk") in fake.requests
-
-
-def test_unprotected_entries_are_refused(fake: FakeBinanceUsdm) -> None:
-    """By default a leveraged entry whose stop the exchange would not hold is not sent
-    (fail closed: nothing at Binance would close it if the daemon went away); a close of
-    a position still goes out reduce-only."""
-    guarded = make_broker(fake, unprotected_entries=False)
-    guarded.configure()
-    refused = guarded.submit(submitting(intent(1, OrderSide.SELL)))
-    assert refused.state is OrderState.REJECTED and "issue 19" in refused.reason
-    assert fake.orders == []
-    opted_in = make_broker(fake)
-    opted_in.configure()
-    opted_in.submit(submitting(intent(2, OrderSide.SELL)))
-    closed = guarded.submit(submitting(intent(3, OrderSide.BUY)))
-    assert closed.state is OrderState.FILLED and fake.orders[-1]["reduceOnly"] is True
 
 
 def test_a_close_goes_reduce_only_and_flattens(fake: FakeBinanceUsdm,

@@ -37,8 +37,7 @@ def swap_settings(url: str, fake: FakeBinanceUsdm, **swap: Any) -> Settings:
     return live_settings(url, fake, AlwaysLong.name, lots=0.01, broker={
         "kind": "ccxt", "symbols": [BTC], "timeframe": "1m", "ccxt_api_urls": fake.api_urls(),
         "ccxt": {"exchange": "binanceusdm", "timeout_ms": 2000, "rate_limit_ms": 1},
-        "swap": {"margin_mode": "isolated", "leverage": 3, "unprotected_entries": True,
-                 **swap}})
+        "swap": {"margin_mode": "isolated", "leverage": 3, **swap}})
 
 
 def a_falling_minute(fake: FakeBinanceUsdm) -> datetime:
@@ -92,7 +91,7 @@ def test_live_swap_sets_the_account_up_and_opens_a_short(tmp_path: Path,
     with FakeBinanceUsdm() as fake, a_live_daemon(url, fake) as (daemon, journal):
         assert (fake.margin_type["BTCUSDT"], fake.leverage["BTCUSDT"]) == ("ISOLATED", 3)
         daemon.executor.run_cycle(a_falling_minute(fake))
-        orders = journal.orders.all("bn-live")
+        orders = [o for o in journal.orders.all("bn-live") if o.protective_kind is None]
         sent = [o["clientOrderId"] for o in fake.orders]
         amt = fake.positions["BTCUSDT"]["amt"]
     assert len(orders) == 1 and orders[0].intent.side.value == "sell"
@@ -117,18 +116,43 @@ def test_a_hedge_mode_account_never_starts(tmp_path: Path, always_long: object) 
 
 def test_the_stop_fires_at_the_exchange_and_the_daemon_journals_the_exit(
         tmp_path: Path, always_long: object) -> None:
-    """The one step the engine does not make yet (issue 19: placing the legs, journaled
-    first) is made here by hand: ``protect`` the filled short. Everything after is the
-    daemon's own cycle: the exchange fires the stop, the next bar's fill poll credits its
-    trade to the entry as a ``stop_loss`` exit, and the journal records it."""
+    """Issue 19's acceptance: a short on the swap fake opens, gets its stop and target at
+    the exchange (reduce-only conditional orders on the algo endpoint, each under its own
+    id and journaled before it was sent), the stop fires at the fake, the next bar's fill
+    poll journals the exit, and the target is cancelled (Binance leaves it standing: a
+    reduce-only target left behind would close the next position)."""
     url = f"sqlite:///{tmp_path / 'swap.sqlite'}"
     with FakeBinanceUsdm() as fake, a_live_daemon(url, fake) as (daemon, journal):
         now = a_falling_minute(fake)
         daemon.executor.run_cycle(now)
-        [entry] = journal.orders.all("bn-live")
-        legs = daemon.live.broker.protect(entry)
-        assert [leg.status for leg in legs] == ["open", "open"]
+        [entry, sl, tp] = journal.orders.all("bn-live")
+        assert (entry.intent.side.value, entry.state.value) == ("sell", "filled")
+        assert [(o.client_order_id, o.protective_kind, o.state.value) for o in (sl, tp)] == [
+            (entry.client_order_id + "sl", "stop_loss", "accepted"),
+            (entry.client_order_id + "tp", "take_profit", "accepted")]
+        algo = {a["clientAlgoId"]: a for a in fake.algo_orders}
+        assert {cid: (a["orderType"], a["side"], a["reduceOnly"], a["algoStatus"],
+                      a["quantity"]) for cid, a in algo.items()} == {
+            sl.client_order_id: ("STOP_MARKET", "BUY", True, "NEW", "0.010"),
+            tp.client_order_id: ("TAKE_PROFIT_MARKET", "BUY", True, "NEW", "0.010")}
+        # At the levels the entry carried, to BTCUSDT's 0.1 tick.
+        assert float(algo[sl.client_order_id]["triggerPrice"]) == pytest.approx(
+            entry.intent.stop_loss, abs=0.05)
+        assert float(algo[tp.client_order_id]["triggerPrice"]) == pytest.approx(
+            entry.intent.take_profit, abs=0.05)
+        sent_first = journal.orders.sent_at(sl.client_order_id)
+        assert sent_first is not None  # journaled submitting before the venue heard
         fake.set_price("BTCUSDT", entry.intent.stop_loss * 1.001)  # through the stop
         daemon.executor.run_cycle(now + timedelta(minutes=1))
+        after = {o.client_order_id: o.state.value for o in journal.orders.all("bn-live")
+                 if o.client_order_id.startswith(entry.client_order_id)}
     assert committed_fills(url, entry.client_order_id) == [
         ("entry", "sell", 0.01), ("stop_loss", "buy", 0.01)]
+    assert after == {entry.client_order_id: "filled", sl.client_order_id: "filled",
+                     tp.client_order_id: "cancelled"}
+    assert {a["clientAlgoId"]: a["algoStatus"] for a in fake.algo_orders
+            if a["clientAlgoId"] in (sl.client_order_id, tp.client_order_id)} == {
+        sl.client_order_id: "FINISHED", tp.client_order_id: "CANCELED"}
+    # The stop's market order went reduce-only: it could only close the short.
+    [fired] = [o for o in fake.orders if o["clientOrderId"].startswith("algo-")]
+    assert (fired["side"], fired["reduceOnly"]) == ("BUY", True)

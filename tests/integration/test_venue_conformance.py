@@ -146,7 +146,7 @@ def test_scenario(venue_name: str, scenario: Scenario, restart_after: int | None
             (scenario.needs_shorts, "shorts", "holds no shorts (spot)"),
             (scenario.needs_partial, "partial_fills", "fills every market order in full"),
             (scenario.needs_protective_exits, "protective_exits",
-             "places no protective orders (issue 19: spot none, swap not by the engine yet)"),
+             "places no protective orders at the venue"),
             (scenario.needs_fills_while_down, "fills_while_down",
              "dies with the daemon: nothing fills while it is down")):
         if needed and not getattr(venue, capability):

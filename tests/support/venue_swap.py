@@ -21,7 +21,7 @@ class CcxtSwap(_LiveVenue):
     shorts = True
     partial_fills = True  # a MARKET order out of liquidity ends EXPIRED with a part filled
     fills_while_down = True
-    protective_exits = False  # the engine does not place them yet (issue 19)
+    protective_exits = True  # conditional orders at the exchange, placed by the engine
     fee_rate = 0.0  # commission in USDT: the position is what was traded
     dust = 0.0
 
@@ -40,8 +40,7 @@ class CcxtSwap(_LiveVenue):
             "ccxt_api_urls": self.fake.api_urls(),
             "ccxt": {"exchange": "binanceusdm", "timeout_ms": 2000, "rate_limit_ms": 1,
                      "history_days": 30},
-            "swap": {"margin_mode": "cross", "leverage": 5,
-                     "unprotected_entries": True}})
+            "swap": {"margin_mode": "cross", "leverage": 5}})
 
     def _next_bar(self) -> None:
         self.fake.time_offset_ms = int((self._now() - datetime.now(UTC)).total_seconds()
@@ -51,7 +50,22 @@ class CcxtSwap(_LiveVenue):
         self.fake.script("POST", "/fapi/v1/order", ("partial", fraction))
 
     def protected(self, side: OrderSide, lots: float, exit_by: str) -> None:
-        raise AssertionError("the engine places no protective orders yet (issue 19)")
+        """Open with a stop and a target 1 % away; the engine places both at the exchange
+        as conditional orders; the price then moves through one of them (the mark with
+        it), the exchange fires it, and the next bar's poll sees the exit."""
+        price = float(self.fake.symbols["BTCUSDT"]["price"])
+        sign = 1 if side is OrderSide.BUY else -1
+        stop, target = round(price * (1 - sign * 0.01), 1), round(price * (1 + sign * 0.01), 1)
+        self.send(side, lots, stops=(stop, target))
+        assert len(self.open_legs()) == 2, "the stop and the target are at the exchange"
+        through = (stop - sign * 10) if exit_by == "sl" else (target + sign * 10)
+        self.fake.set_price("BTCUSDT", through, mark=through)
+        self._bar()
+        assert self.open_legs() == [], "the other leg was cancelled"
+        self.fake.set_price("BTCUSDT", price, mark=None)
+
+    def open_legs(self) -> list[str]:
+        return [a["clientAlgoId"] for a in self.fake.algo_orders if a["algoStatus"] == "NEW"]
 
     def venue_position(self) -> float:
         return round(self.fake.positions["BTCUSDT"]["amt"], 10)

@@ -196,13 +196,18 @@ class _LiveVenue(_Venue):
     def restart(self) -> None:
         """The process dies (what it had not committed is gone, the kernel frees its
         lease) and systemd starts it again."""
+        self.die()
+        self.start()
+
+    def die(self) -> None:
+        """The process dies: what it had not committed is gone, the kernel frees its
+        lease; the venue goes on without it."""
         assert self._daemon is not None
         self._daemon.journal.rollback()
         self._daemon.live.lease.release()
         self._disconnect()
         self._daemon.journal.close()
         self._daemon = None
-        self.start()
 
     def close(self) -> None:
         if self._daemon is not None:
