@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -83,13 +83,17 @@ class CcxtBroker(CcxtOrderSeam):
                                 mark_max_age=timedelta(seconds=mark_max_age_seconds))
         self._rules = MarketRules(reader)
         self._orders = CcxtOrders(reader, self._ids, self._rules, position=self.position,
-                                  last_close=self._spot.last_close)
+                                  last_close=self._spot.last_close, answered=self._answered)
         self._equity = EquityCache(self._read_equity, equity_ttl_seconds, monotonic=monotonic)
         self._protect = SpotProtection(reader, self._ids, self._rules, self._orders,
                                        stop_limit_ratio=settings.stop_limit_ratio)
 
     # ------------------------------------------------------------------ fills
     # (submit, open_orders: ``CcxtOrderSeam``)
+
+    def _answered(self, order: Mapping[str, Any]) -> None:
+        """An order's answer: its fills are in the position at once (``ccxt_book``)."""
+        self._book.applied_now(self._history.order_fills(order))
 
     def recent_fills(self, since: datetime, symbols: Sequence[str] | None = None
                      ) -> list[BrokerFill]:

@@ -45,13 +45,15 @@ log = structlog.get_logger("dta.ccxt")
 class CcxtOrders:
     def __init__(self, reader: ExchangeReader, ids: OrderIds, rules: MarketRules, *,
                  position: Callable[[str], Position],
-                 last_close: Callable[[str], float | None]) -> None:
+                 last_close: Callable[[str], float | None],
+                 answered: Callable[[Mapping[str, Any]], None] | None = None) -> None:
         self._reader = reader
         self.exchange = reader.exchange
         self._ids = ids
         self._rules = rules
         self._position = position
         self._last_close = last_close
+        self._answered = answered  # sees each answer (spot: the fills it carries)
 
     # ------------------------------------------------------------------ submit
 
@@ -135,6 +137,8 @@ class CcxtOrders:
         reason)."""
         intent = order.intent
         seen = self.from_ccxt(intent, response)
+        if self._answered is not None:
+            self._answered(response)
         changes = dict(filled_volume=seen.filled_volume, avg_fill_price=seen.avg_fill_price,
                        broker_order_id=seen.broker_order_id, reason=_join(seen.reason, note))
         if seen.state is OrderState.CANCELLED:

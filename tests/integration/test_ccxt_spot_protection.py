@@ -77,6 +77,22 @@ def test_spot_is_a_protecting_broker(broker: CcxtBroker) -> None:
     assert isinstance(broker, ProtectingBroker) and broker.separate_protection
 
 
+def test_the_long_is_in_the_position_with_the_entry_s_answer(broker: CcxtBroker) -> None:
+    """The engine sizes the legs from the position right after the entry's answer: the
+    FULL answer's fills (and the commission they paid in BTC) count at once, and the
+    next poll reports them without counting them twice."""
+    assert broker.positions() == {}  # the book is built, as start-up reconciliation does
+    entry = a_long(broker)
+    assert broker.position(BTC).volume == pytest.approx(HELD)
+    fills = broker.on_bar(bar())
+    assert [(f.fill.client_order_id, f.kind) for f in fills] == [
+        (entry.client_order_id, "entry"), (entry.client_order_id, "fee")]
+    assert broker.position(BTC).volume == pytest.approx(HELD)
+    # the book itself, under the balance's cap: the fills counted once
+    assert broker._book.current()[BTC].volume == pytest.approx(HELD)
+    assert broker.on_bar(bar()) == []
+
+
 def test_a_long_gets_one_sell_oco_with_both_ids(fake: FakeBinance,
                                                 broker: CcxtBroker) -> None:
     entry = a_long(broker)
