@@ -41,7 +41,7 @@ from ensemble.config import EnsembleConfig
 from executor.brokers.config import CcxtSettings, Mt5Settings, ResolverSettings, SwapSettings
 from executor.console.settings import ConsoleSettings
 from executor.notify.settings import NotificationSettings, NotificationUrlsCredential
-from executor.settings_sections import ObservabilitySettings
+from executor.settings_sections import ObservabilitySettings, PaperSettings
 
 DEFAULT_CONFIG_PATHS = (Path("config/dta.toml"), Path("/etc/dta/dta.toml"))
 # Log lines and Sentry events are scrubbed of every secret value by substring: a secret of
@@ -180,6 +180,7 @@ class GuardrailSettings(_Section):
     min_stop_atr: float | None = Field(default=None, gt=0)
     min_stop_points: float | None = Field(default=None, gt=0)
     max_spread: float | None = Field(default=None, gt=0)
+    liquidation_buffer: float = Field(default=0.1, ge=0, lt=1)  # swap: StopBeforeLiquidation
     trading_windows: list[str] = Field(default_factory=list)  # "07:00-16:00" UTC
     news_blackouts: list[tuple[AwareDatetime, AwareDatetime]] = Field(default_factory=list)
     stale_after_bars: float | None = Field(default=None, gt=0)
@@ -212,17 +213,6 @@ class GuardrailSettings(_Section):
             if key == mode:
                 return rule
         return self.consensus
-
-
-class PaperSettings(_Section):
-    initial_balance: float = Field(default=10_000.0, gt=0)
-    contract_size: float = Field(default=100_000.0, gt=0)
-    order_volume_lots: float = Field(default=0.1, gt=0)
-    # The simulated venue's order sizes (as MT5's volume_step / volume_min): volumes are
-    # rounded down to the step before the guardrails, and one below the minimum is vetoed.
-    # Unset: sizes are not rounded (a volume of zero is still vetoed).
-    volume_step: float | None = Field(default=None, gt=0)
-    volume_min: float | None = Field(default=None, gt=0)
 
 
 class BrokerSettings(_Section):

@@ -307,4 +307,4 @@ def _equity(reader: DirectReader, settings: Settings, now: datetime,
     fills = reads.account_fills(reader, settings.account)
     baseline = reads.day_baseline(reader, settings.account)
     return equity_view(fills, settings=settings, now=now, marks=marks, mark_time=mark_time,
-                       baseline=baseline)
+                       baseline=baseline, costs=reads.account_costs(reader, settings.account))

@@ -16,6 +16,7 @@ from ensemble.late import LateCalls
 from ensemble.telemetry import MultiSink
 from executor.brokers.base import VolumeRules
 from executor.brokers.paper import PaperBroker
+from executor.brokers.paper_venue import PaperVenue
 from executor.components import ComponentFactory, Components
 from executor.daemon import RealtimeExecutor
 from executor.feeds.files import LoadedBars, load_bars
@@ -44,6 +45,7 @@ from guardrails.limits import (
     OrderVolumeCheck,
     ProvidersAvailableCheck,
     StaleDataCheck,
+    StopBeforeLiquidationCheck,
     TradingHoursCheck,
 )
 from guardrails.params import weights_of
@@ -106,6 +108,7 @@ def build_guardrails(guard: GuardrailSettings | Settings, journal: Journal,
         OrderVolumeCheck(),
         NoShortsCheck(),
         ExitsVersusMarketCheck(),
+        StopBeforeLiquidationCheck(g.liquidation_buffer),  # judges swap accounts only
         TradingStateCheck(journal.trading_state),
         ClearanceCheck(journal.clearances, account, strategy, mode),
         MaxPositionCheck(g.max_position_lots),
@@ -285,9 +288,10 @@ def build_daemon(settings: Settings, journal: Journal, *, data: Path | None = No
         journal.runs.record_rejection(None, loaded.symbol, loaded.timeframe, "unparseable_row",
                                       f"line {rej.line}: {rej.reason}")
     broker_cls = ShadowBroker if settings.mode == "shadow" else PaperBroker
-    broker = broker_cls(contract_size=settings.paper.contract_size,
-                        initial_balance=settings.paper.initial_balance,
-                        volume_rules=paper_volume_rules(settings))
+    p = settings.paper
+    broker = broker_cls(contract_size=p.contract_size, initial_balance=p.initial_balance,
+                        volume_rules=paper_volume_rules(settings), venue=PaperVenue.of(
+                            p.venue, fee_rate=p.fee_rate, funding_rate=p.funding_rate))
     executor = RealtimeExecutor(
         mode=settings.mode, account=settings.account, journal=journal, feed=feed,
         streams=[(loaded.symbol, loaded.timeframe)], broker=broker, components=factory,

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Protocol
 
 from domain import CheckResult, Decision, MarketSnapshot, Position
+from domain.margin import MarginTerms
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,8 @@ class AccountState:
     working: Mapping[str, WorkingExposure] = field(default_factory=dict)  # by symbol
     volume_min: float | None = None  # the venue's smallest order (None: unknown)
     shorts: bool = True  # can the account hold a short (a spot account cannot)
+    # The symbol's margin terms on a leveraged (perpetual swap) account; None elsewhere.
+    margin: MarginTerms | None = None
 
     def position(self, symbol: str) -> Position:
         return self.positions.get(symbol) or Position(symbol)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime, time, timedelta
 
 from domain import CheckResult, Decision, timeframe_seconds
+from domain.margin import liquidation_price
 from guardrails.base import AccountState, WorkingExposure
 
 
@@ -254,6 +255,60 @@ class ExitsVersusMarketCheck:
                                f"{'at or above' if long else 'at or below'} the target "
                                f"{p.target:.6g}: nothing left to gain")
         return CheckResult(self.name, True, f"stop and target on their sides of {price:.6g}")
+
+
+class StopBeforeLiquidationCheck:
+    """On a leveraged account, the stop of an entry must fire before the exchange would
+    liquidate the position it opens or grows: at least ``buffer`` (a fraction) of the
+    distance from the liquidation price back to the entry inside it, as freqtrade's
+    ``liquidation_buffer`` (docs "Leverage": the stop may lie no nearer the liquidation
+    price than that share of |entry - liquidation|). A stop beyond the liquidation price
+    never fires: the position is closed first, at a worse price, with a liquidation fee.
+
+    The liquidation price is estimated (``domain.margin.liquidation_price``: Binance's
+    isolated one-way formula; for cross margin the isolated estimate is the conservative
+    bound) for the position after the order: the filled position on the order's side at
+    its average price, plus the working orders on that side and the order itself at the
+    market (the last close, which a market order meets). A hard limit: nobody can approve
+    a stop the exchange will never reach. Terms the venue could not give veto as
+    environmental; an account without margin terms (spot, paper, MT5) is not judged."""
+
+    name = "stop_vs_liquidation"
+
+    def __init__(self, buffer: float) -> None:
+        if not 0 <= buffer < 1:
+            raise ValueError("liquidation_buffer must be in [0, 1)")
+        self.buffer = buffer
+
+    def check(self, decision: Decision, account: AccountState) -> CheckResult:
+        terms, sign = account.margin, decision.direction.sign
+        if terms is None or not account.increases_exposure(decision):
+            return CheckResult(self.name, True, "no leveraged position grows")
+        p = decision.proposal
+        if not terms.known:
+            return CheckResult(self.name, False, f"margin terms of {p.symbol} unknown: "
+                               "cannot place the stop against liquidation",
+                               environmental=True)
+        market = account.snapshot.bar.close if account.snapshot else p.entry
+        held = account.position(p.symbol)
+        held_lots = max(sign * held.volume, 0.0)
+        lots = sign * account.worst_position(decision)
+        entry = (held_lots * held.avg_price + (lots - held_lots) * market) / lots
+        liq = liquidation_price(terms, sign, lots * terms.contract_size, entry)
+        side = "long" if sign > 0 else "short"
+        if liq <= 0:
+            return CheckResult(self.name, True, f"the {side} has no liquidation price")
+        floor = liq + sign * self.buffer * abs(entry - liq)
+        basis = (f"{side} {lots:g} at {entry:.6g}, leverage {terms.leverage:g}, estimated "
+                 f"liquidation {liq:.6g}" + ("" if terms.isolated else
+                                             " (isolated estimate, cross bound)"))
+        if sign * (p.stop - floor) < 0:
+            where = "beyond" if sign * (p.stop - liq) <= 0 else "too close to"
+            return CheckResult(self.name, False, f"stop {p.stop:.6g} lies {where} the "
+                               f"liquidation price: {basis}; the stop must be at or "
+                               f"{'above' if sign > 0 else 'below'} {floor:.6g} "
+                               f"({self.buffer * 100:g} % buffer)")
+        return CheckResult(self.name, True, f"stop {p.stop:.6g} inside {floor:.6g}: {basis}")
 
 
 class MaxSpreadCheck:

@@ -107,7 +107,8 @@ def _equity_lines(view: "StatusView") -> list[str]:
     else:
         lines = [f"equity {e.equity:,.2f}" + (f" (from {e.start:,.2f})" if e.start else "")
                  + f": realised {e.realised:+,.2f}, unrealised {e.unrealised:+,.2f}"
-                 + (f", fees {e.fees:,.2f}" if e.fees else "")]
+                 + (f", fees {e.fees:,.2f}" if e.fees else "")
+                 + (f", funding {e.funding:+,.2f}" if e.funding else "")]
         if e.day_pnl is not None:
             lines.append(f"today ({e.day} UTC): PnL {e.day_pnl:+,.2f} from {e.day_start:,.2f}")
     lines.append("positions: " + (", ".join(

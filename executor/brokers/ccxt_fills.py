@@ -46,8 +46,9 @@ class TradeHistory:
             if unknown:
                 for o in reader.paged("fetch_orders", self.exchange.fetch_orders, sym,
                                       since_ms):
-                    if o.get("id") is not None:
-                        coid_of[str(o["id"])] = str(o.get("clientOrderId") or "")
+                    if o.get("id") is not None:  # a link already made stays (a fired
+                        # swap leg's order carries the exchange's id, not the leg's)
+                        coid_of.setdefault(str(o["id"]), str(o.get("clientOrderId") or ""))
             market = self.exchange.market(sym)
             for t in trades:
                 out.extend(self._trade_fills(sym, market, t))

@@ -15,7 +15,10 @@ USDT, the quote, so no ``fee`` fill takes inventory). Of its own:
   ``lookup`` of a leg by its id); a leg that fired is found and its trades credited to the
   entry as a ``stop_loss`` / ``take_profit`` exit, also after a restart (``restore``
   follows the journaled legs still working).
-- funding payments read per symbol (``funding``) with their exchange ids.
+- funding payments read per symbol (``funding``) with their exchange ids, which the live
+  daemon journals as costs (``executor/engine/funding.py``).
+- margin terms (``margin_terms``: leverage, margin mode, maintenance brackets), which the
+  stop-to-liquidation guardrail estimates a new position's liquidation price from.
 Equity is the settlement currency's total from ``fetch_balance`` (Binance
 ``marginBalance``: wallet balance plus unrealised PnL).
 
@@ -36,6 +39,7 @@ import structlog
 
 from domain import Bar, Fill, Order, OrderIntent, OrderState, Position
 from domain.errors import PermanentVenueError, VenueError
+from domain.margin import MarginTerms
 from domain.orders import PROTECTIVE_TYPE, protected_entry
 from executor.brokers.base import BrokerFill, BrokerOrder, VolumeRules
 from executor.brokers.ccxt_equity import Balances
@@ -98,6 +102,8 @@ class CcxtSwapBroker(CcxtOrderSeam):
                                   last_close=self._closes.get)
         self._balances = Balances(reader, equity_ttl_seconds, monotonic)
         self._equity = EquityCache(self._read_equity, equity_ttl_seconds, monotonic=monotonic)
+        self._positions_ttl = equity_ttl_seconds
+        self._held: tuple[float, dict[str, Position]] | None = None  # (when, positions)
         self.protection = SwapProtection(reader, self._ids, swap.trigger_price)
         self._seen: set[str] = set()
         self._last_poll: dict[str, datetime] = {}
@@ -229,13 +235,36 @@ class CcxtSwapBroker(CcxtOrderSeam):
         return self.positions().get(symbol) or Position(symbol)
 
     def positions(self) -> dict[str, Position]:
-        """The exchange's positions (``fetch_positions``), read afresh."""
+        """The exchange's positions (``fetch_positions``), read at most once per
+        ``equity_ttl_seconds`` and afresh after an order or a fill, as equity is: the
+        strategy's context, the protective orders and each decision ask within one bar.
+        A send reads the position itself, uncached (``ccxt_swap_orders``)."""
         with self._lock:
-            return self.account.positions()
+            now = self._monotonic()
+            if self._held is not None and now - self._held[0] < self._positions_ttl:
+                return dict(self._held[1])
+            held = self.account.positions()
+            self._held = (now, held)
+            return dict(held)
+
+    def _account_changed(self) -> None:
+        super()._account_changed()
+        self._held = None
+
+    def mark_journaled(self, fills: Sequence[Fill]) -> None:
+        """Fills start-up reconciliation journaled: never reported by ``on_bar`` again
+        (``startup.KnowsJournaledFills``)."""
+        with self._lock:
+            self._seen.update(f.fill_id for f in fills)
 
     def liquidation_price(self, symbol: str) -> float | None:
         with self._lock:
             return self.account.liquidation_price(symbol)
+
+    def margin_terms(self, symbol: str) -> MarginTerms:
+        """What the new position's liquidation price is estimated from (the guardrails')."""
+        with self._lock:
+            return self.account.margin_terms(symbol)
 
     def funding(self, since: datetime) -> list[FundingPayment]:
         """Funding payments on the traded symbols since ``since`` (a holding cost)."""
@@ -247,16 +276,25 @@ class CcxtSwapBroker(CcxtOrderSeam):
         """Which orders are ours, and the protective legs that may still be working (so a
         stop that fired while the daemon was down is found and credited to its entry);
         positions come from the exchange, not the journal."""
-        del fills, fill_kinds
+        exited = {(f.client_order_id, kind) for f, kind in zip(fills, fill_kinds, strict=True)}
         with self._lock:
+            self._seen.update(f.fill_id for f in fills)  # journaled: never reported again
             self._ids.adopt(orders)
             for o in orders:
                 kind = o.protective_kind
-                if kind is not None and not o.state.terminal:
-                    i = o.intent
-                    self.protection.legs.setdefault(i.client_order_id, Leg(
-                        i.client_order_id, Kind(kind), i.symbol, i.side, i.volume,
-                        float(i.price or 0.0), "unknown", exchange_id=o.broker_order_id))
+                if kind is None:
+                    continue
+                found = protected_entry(o.client_order_id)
+                # Followed while working, and once fired until its trade is journaled as
+                # the entry's exit (a fired leg seen by a cancel or a lookup before the
+                # daemon died: its exchange order must still be linked to it).
+                if o.state.terminal and not (o.state is OrderState.FILLED and found
+                                             and (found[0], kind) not in exited):
+                    continue
+                i = o.intent
+                self.protection.legs.setdefault(i.client_order_id, Leg(
+                    i.client_order_id, Kind(kind), i.symbol, i.side, i.volume,
+                    float(i.price or 0.0), "unknown", exchange_id=o.broker_order_id))
 
 
 def _credited(f: BrokerFill) -> BrokerFill:

@@ -25,6 +25,12 @@ funding rate on their notional ("Get Income History", ``GET /fapi/v1/income`` wi
 ``incomeType`` FUNDING_FEE, what ccxt's ``fetch_funding_history`` reads): a cost of holding
 the position that no order of ours shows, read per symbol with its exchange id
 (``tranId``) so a payment seen twice is recognisable.
+
+Margin terms (``margin_terms``): the leverage and margin mode verified at start and the
+symbol's maintenance brackets ("Notional and Leverage Brackets", ``GET
+/fapi/v1/leverageBracket``, ccxt's ``fetch_leverage_tiers``), read once for every traded
+symbol: what the stop-to-liquidation guardrail estimates the new position's liquidation
+price from (``domain.margin``).
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ import structlog
 
 from domain import Position
 from domain.errors import ConfigError, PermanentVenueError, VenueError
+from domain.margin import MaintenanceTier, MarginTerms, tiers_from
 from executor.brokers.ccxt_errors import Outcome
 from executor.brokers.ccxt_exchange import ExchangeReader
 from executor.brokers.config import SwapSettings
@@ -64,6 +71,7 @@ class SwapAccount:
         self.settings = settings
         self.symbols = tuple(symbols)
         self._liquidation: dict[str, float | None] = {}
+        self._tiers: dict[str, tuple[MaintenanceTier, ...]] = {}
 
     # ------------------------------------------------------------------ start-up
 
@@ -159,6 +167,23 @@ class SwapAccount:
                 float(r.get("amount") or 0.0), str(r.get("code") or ""))
                 for r in rows)
         return sorted(out, key=lambda p: (p.time, p.payment_id))
+
+    def margin_terms(self, symbol: str) -> MarginTerms:
+        """``symbol``'s leverage, margin mode and maintenance tiers; the tiers are read once
+        for every traded symbol (a failed read raises, and is tried again next time)."""
+        if not self._tiers:
+            self._reader.ensure_markets()
+            found = self._reader.read("fetch_leverage_tiers", self.exchange.fetch_leverage_tiers,
+                                      list(self.symbols))
+            self._tiers = {s: tiers_from([(float(t["minNotional"]), float(t["maxNotional"]),
+                                           float(t["maintenanceMarginRate"])) for t in rows])
+                           for s, rows in found.items() if rows}
+        tiers = self._tiers.get(symbol)
+        if not tiers:
+            raise PermanentVenueError(f"{self._reader.name}: no maintenance margin tiers "
+                                      f"for {symbol}")
+        return MarginTerms(float(self.settings.leverage),
+                           self.settings.margin_mode == "isolated", tiers)
 
     def liquidation_price(self, symbol: str) -> float | None:
         """The exchange's liquidation price of the position as last read (None: flat, or

@@ -127,6 +127,11 @@ class SwapSettings(_Section):
     # What fires a protective stop or target at the exchange: the mark price (an index of
     # several spot venues; one venue's wick does not stop the position out) or the last.
     trigger_price: Literal["mark", "last"] = "mark"
+    # How often the exchange settles funding (Binance USD-M: every 8 h, 00:00/08:00/16:00
+    # UTC; 4 or 1 for a symbol whose interval was shortened). Funding payments are read
+    # once after each settlement (executor/engine/funding.py); a longer setting than the
+    # venue's only journals them later, never loses one.
+    funding_interval_hours: Literal[1, 2, 4, 8] = 8
 
 
 class ResolverSettings(_Section):

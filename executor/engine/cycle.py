@@ -170,6 +170,13 @@ class BarCycle:
         self.tracker.book(fills, self.stats)
         if self.protection is not None:  # legs for new fills, the other leg of a fired one
             self.protection.after_bar(bar.symbol, fills)
+            # A simulator places those legs at the bar's open: the rest of the bar may
+            # fire them, as a live venue's price path does before the next close.
+            within = getattr(self.broker, "within_bar", None)
+            later = within(bar) if within is not None else []
+            if later:
+                self.tracker.book(later, self.stats)
+                self.protection.after_bar(bar.symbol, later)
 
         snapshot = self.builders[stream].update(bar)
         self.snapshots[stream] = snapshot

@@ -31,6 +31,7 @@ from domain.errors import VenueError
 from ensemble.late import call_row
 from executor.brokers.base import Broker, VolumeRules
 from executor.components import Components
+from executor.engine.margin import margin_terms
 from executor.engine.protection import ProtectiveOrders
 from executor.engine.router import OrderRouter
 from executor.engine.stats import RunStats
@@ -121,6 +122,8 @@ class Decider:
 
     def submit(self, intent: OrderIntent, now: datetime) -> Order:
         with bound_contextvars(client_order_id=intent.client_order_id):
+            if self.protection is not None:  # the legs an exit would trade against
+                self.protection.before_order(intent)
             order = self.router.submit(intent)
             if self.protection is not None:  # its stop and target, right after it filled
                 self.protection.after_order(order)
@@ -187,7 +190,7 @@ class Decider:
             recent_order_times=self.recent_order_times(now),
             classes_down=classes_down(self.c), working=self.tracker.working_exposure(),
             volume_min=rules.min if (rules := self.volume_rules(snapshot.symbol)) else None,
-            shorts=self.shorts)
+            shorts=self.shorts, margin=margin_terms(self.broker, snapshot.symbol))
 
     def recent_order_times(self, now: datetime) -> tuple[datetime, ...]:
         """The order times the throttle can still count at ``now``; older ones are dropped

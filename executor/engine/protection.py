@@ -20,6 +20,8 @@ the VPS or the network going away leaves it without a stop. So:
 - **placed again only when provably never placed**: a leg the resolver declared lost (not
   at the venue after the grace, which exceeds the venue's recvWindow) is placed again as the
   next generation (``...sl1``), at most ``MAX_GENERATIONS`` times.
+- **an order against the position**: its legs are cancelled before it goes out (a spot OCO
+  locks the coins the sell needs) and placed again for what remains once it is answered.
 - **one leg fires, the other goes**: a ``stop_loss``/``take_profit`` fill credited to the
   entry moves that leg to ``filled`` and cancels the other (Binance does not: a reduce-only
   leg left behind would close a later position).
@@ -59,7 +61,7 @@ from executor.journal.store import Journal
 log = structlog.get_logger("dta.protection")
 
 KINDS = ("stop_loss", "take_profit")
-MAX_GENERATIONS = 5
+MAX_GENERATIONS = 100  # placed again: a lost send, or legs resized after a reduction
 _EPS = 1e-12
 _OPEN = (OrderState.NEW, OrderState.SUBMITTING, OrderState.ACCEPTED,
          OrderState.PARTIALLY_FILLED, OrderState.UNKNOWN)
@@ -102,10 +104,35 @@ class ProtectiveOrders:
 
     # ------------------------------------------------------------------ events
 
+    def before_order(self, intent: OrderIntent) -> None:
+        """An order against the position is about to go out: its legs are cancelled first
+        (a spot OCO locks the coins it would sell: Binance refuses the sell with -2010;
+        the legs of what remains are placed again, sized to it, by ``after_order``)."""
+        if intent.order_type.protective:
+            return
+        held = self._position(intent.symbol)
+        if held is None or abs(held) < _EPS or (held > 0) == (intent.side is OrderSide.BUY):
+            return
+        for entry_id in self._entries_on(intent.symbol):
+            self._cancel([o for o in self.legs.get(entry_id, {}).values() if o.state in _OPEN])
+
     def after_order(self, order: Order) -> None:
-        """An entry's send answered (or its fills moved it): protect what it opened."""
-        if _is_entry(order) and order.state.terminal and order.filled_volume > _EPS:
-            self.protect(order)
+        """An order's send answered (or its fills moved it): the position as it is now
+        carries its current entry's legs, and no other entry's."""
+        if order.protective_kind is not None or not (order.state.terminal or
+                                                      order.filled_volume > _EPS):
+            return
+        if (_is_entry(order) and order.filled_volume > _EPS and order.state.terminal
+                and (order.intent.stop_loss is not None or order.intent.take_profit is not None)):
+            self.entries.setdefault(order.client_order_id, order)
+        symbol = order.intent.symbol
+        held = self._position(symbol)
+        if held is None:
+            return  # the next bar tries again
+        self._drop_stale(symbol, held)
+        current = self._current_entry(symbol, held)
+        if current is not None:
+            self.protect(current, held)
 
     def after_bar(self, symbol: str, fills: Sequence[BrokerFill]) -> None:
         """The bar's fills are booked: entries that filled get their legs, a fired leg

@@ -13,7 +13,7 @@ live daemon trades.
 Orders in doubt are looked up by the resolver (``executor.engine.resolver``), never sent
 again. ``start_live`` is what `dta run` does with a live daemon once it has started:
 reconcile, rebuild the working set, halt on a mismatch, and resolve orders in doubt before
-every cycle.
+every cycle (and, on a perpetual-swap account, journal its funding payments).
 """
 
 from __future__ import annotations
@@ -242,6 +242,7 @@ def start_live(settings: Settings, daemon: Daemon, journal: Journal, *,
     """Start-up reconciliation before READY; a mismatch halts trading with an incident
     (the daemon keeps journaling bars so an operator can look). Then orders in doubt are
     looked up before every cycle."""
+    from executor.engine.funding import watch_funding
     from guardrails.monitors import reconciliation_trigger
 
     executor = daemon.executor
@@ -257,4 +258,5 @@ def start_live(settings: Settings, daemon: Daemon, journal: Journal, *,
         warn("reconciliation mismatch, trading HALTED: " + "; ".join(report.reasons))
     resolver = OrderResolver(journal, daemon.live.broker, settings.broker.resolver)
     executor.before_cycle.append(lambda _now: resolver.resolve_pending(settings.account))
+    watch_funding(settings, daemon, journal)  # a swap account's funding, as costs
     return report

@@ -1,6 +1,7 @@
-"""The figures of one account's day for the daily summary: PnL, orders, approvals and
-incidents in a time window, read in a few aggregate queries (the summary runs on its own
-thread with a journal of its own, never the trading cycle's)."""
+"""The figures of one account's day for the daily summary: PnL (realised, fees and the
+funding a perpetual swap paid or received, ``costs``), orders, approvals and incidents in
+a time window, read in a few aggregate queries (the summary runs on its own thread with a
+journal of its own, never the trading cycle's)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from executor.journal.tables import APPROVALS, DAY_BASELINES, FILLS, INCIDENTS, ORDERS
+from executor.journal.tables import APPROVALS, COSTS, DAY_BASELINES, FILLS, INCIDENTS, ORDERS
 from executor.journal.unit_of_work import UnitOfWork
 
 
@@ -26,6 +27,12 @@ class DayFigures:
     approvals: dict[str, int] = field(default_factory=dict)  # queued / decided, by status
     incidents: dict[str, int] = field(default_factory=dict)  # opened, by severity
     open_incidents: int = 0  # still open now, whenever opened
+    funding: float = 0.0  # received (negative: paid), as the exchange booked it
+
+    @property
+    def net_pnl(self) -> float:
+        """Realised PnL less fees, with funding: what the day's trading earned."""
+        return self.realised_pnl - self.fees + self.funding
 
 
 def day_figures(uow: UnitOfWork, account: str, since: datetime, until: datetime) -> DayFigures:
@@ -50,6 +57,8 @@ def day_figures(uow: UnitOfWork, account: str, since: datetime, until: datetime)
         INCIDENTS.c.severity)).tuples().all())
     still_open = conn.execute(select(func.count()).where(
         INCIDENTS.c.status == "open")).scalar() or 0
+    funding = conn.execute(select(func.coalesce(func.sum(COSTS.c.amount), 0.0)).where(
+        COSTS.c.account == account, COSTS.c.time >= since, COSTS.c.time < until)).scalar()
     start = conn.execute(select(DAY_BASELINES.c.start_equity).where(
         DAY_BASELINES.c.account == account).order_by(DAY_BASELINES.c.day.desc())
         .limit(1)).scalar()
@@ -57,4 +66,5 @@ def day_figures(uow: UnitOfWork, account: str, since: datetime, until: datetime)
                       float(fills[1]), float(fills[2]), int(fills[0]),
                       {str(k): int(v) for k, v in orders.items()},
                       {"queued": int(queued), **{str(k): int(v) for k, v in decided.items()}},
-                      {str(k): int(v) for k, v in incidents.items()}, int(still_open))
+                      {str(k): int(v) for k, v in incidents.items()}, int(still_open),
+                      float(funding or 0.0))

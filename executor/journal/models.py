@@ -336,3 +336,21 @@ class BrokerErrorRow(SQLModel, table=True):
     at: datetime = _ts()
     kind: str
     detail: str = ""
+
+
+class CostRow(SQLModel, table=True):
+    """A cost of holding a position that no fill shows: a perpetual swap's funding
+    payments (``kind`` "funding"), read from the exchange. Keyed by the exchange's own id
+    of the payment, so one read twice (an overlapping poll, a restart) is recorded once.
+    ``amount`` is what the account received, in ``currency`` (the settlement asset):
+    negative when it paid, as the exchange books it."""
+
+    __tablename__ = "costs"
+    account: str = Field(primary_key=True)
+    cost_id: str = Field(primary_key=True)
+    kind: str
+    symbol: str
+    time: datetime = _ts(index=True)
+    amount: float
+    currency: str
+    recorded_at: datetime = _ts()

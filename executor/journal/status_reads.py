@@ -79,6 +79,13 @@ def account_fills(r: DirectReader, account: str) -> list[dict[str, Any]]:
     return [{**row, "time": utc(row["time"])} for row in rows]
 
 
+def account_costs(r: DirectReader, account: str) -> list[dict[str, Any]]:
+    """The account's costs (funding payments) in time order (``CostRepository.costs``)."""
+    rows = r.rows("SELECT time, amount, kind FROM costs WHERE account = :account ORDER BY "
+                  "time, cost_id", account=account)
+    return [{**row, "time": utc(row["time"])} for row in rows]
+
+
 def day_baseline(r: DirectReader, account: str) -> dict[str, Any] | None:
     rows = r.rows("SELECT day, start_equity FROM day_baselines WHERE account = :account "
                   "ORDER BY day DESC LIMIT 1", account=account)

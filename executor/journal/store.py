@@ -9,8 +9,8 @@ per aggregate, each an attribute: ``journal.orders.record_fill(...)``,
 Attributes (README "Journal" has the table): ``runs`` (runs, bars, parameter sets),
 ``decisions``, ``orders`` (with events and fills), ``trading_state`` (StateStore),
 ``params`` (ParamStore), ``approvals``, ``incidents``, ``provider_calls`` (CallJournal),
-``clearances`` (ClearanceStore), ``ea_deals``, ``risk_days``, ``queries``, ``changes``
-(what changed: the console's live updates).
+``clearances`` (ClearanceStore), ``ea_deals``, ``risk_days``, ``costs`` (funding),
+``queries``, ``changes`` (what changed: the console's live updates).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from executor.journal import database
 from executor.journal.approvals import ApprovalRepository
 from executor.journal.changes import ChangeMarks
 from executor.journal.clearances import ClearanceRepository
+from executor.journal.costs import CostRepository
 from executor.journal.database import make_engine, open_engine
 from executor.journal.decisions import DecisionRepository
 from executor.journal.ea_deals import EaDealRepository
@@ -53,6 +54,7 @@ class Journal:
         self.clearances = ClearanceRepository(uow)
         self.ea_deals = EaDealRepository(uow)
         self.risk_days = RiskDayRepository(uow)
+        self.costs = CostRepository(uow)  # funding payments (perpetual swaps)
         self.trading_state = TradingStateRepository(uow)
         self.queries = JournalQueries(uow, self.orders, self.params)
         self.changes = ChangeMarks(uow)  # the console's live updates

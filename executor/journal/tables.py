@@ -10,6 +10,7 @@ from executor.journal.models import (
     BarRow,
     BrokerErrorRow,
     ClearanceRow,
+    CostRow,
     DayBaselineRow,
     DecisionRow,
     EaDealRow,
@@ -53,3 +54,4 @@ EA_DEALS: Any = EaDealRow.__table__  # type: ignore[attr-defined]
 CLEARANCES: Any = ClearanceRow.__table__  # type: ignore[attr-defined]
 DAY_BASELINES: Any = DayBaselineRow.__table__  # type: ignore[attr-defined]
 BROKER_ERRORS: Any = BrokerErrorRow.__table__  # type: ignore[attr-defined]
+COSTS: Any = CostRow.__table__  # type: ignore[attr-defined]

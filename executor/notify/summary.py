@@ -44,8 +44,9 @@ def summary_notice(account: str, f: DayFigures, console_url: str) -> Notice:
     queued = approvals.pop("queued", 0)
     lines = [
         f"Daily summary {f.since:%Y-%m-%d %H:%M} to {f.until:%Y-%m-%d %H:%M} UTC.",
-        f"PnL: realised {_money(f.realised_pnl)}, fees {f.fees:,.2f}, net "
-        f"{_money(f.realised_pnl - f.fees)} over {f.fills} fill(s); {equity}.",
+        f"PnL: realised {_money(f.realised_pnl)}, fees {f.fees:,.2f}"
+        + (f", funding {_money(f.funding)}" if f.funding else "")
+        + f", net {_money(f.net_pnl)} over {f.fills} fill(s); {equity}.",
         f"Orders: {sum(f.orders.values())} ({_counts(f.orders)}).",
         f"Approvals: {queued} queued; decided: {_counts(approvals)}.",
         f"Incidents: {sum(f.incidents.values())} opened ({_counts(f.incidents)}); "

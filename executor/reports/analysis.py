@@ -26,7 +26,7 @@ def analyze_run(data: RunData, *, contract_size: float, initial_balance: float,
                 histogram_width: float = 0.5) -> RunAnalysis:
     """Trades, run metrics and provider statistics of the whole journal; with an A/B
     design, the A/B analysis of the proposals of ``ab_run_id`` (all runs when ``None``)."""
-    book = reconstruct_trades(data.orders, data.fills, contract_size)
+    book = reconstruct_trades(data.orders, data.fills, contract_size, data.costs)
     metrics = compute_metrics(book.closed, initial_balance=initial_balance,
                               bar_times=data.bar_times,
                               open_since=[t.entry_time for t in book.still_open],

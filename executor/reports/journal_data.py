@@ -1,6 +1,7 @@
 """Everything a report reads from a journal, in one read-only pass.
 
-Orders and fills come from the journal's order repository, the bars of the stream with
+Orders and fills come from the journal's order repository, funding payments from its
+costs (``journal.costs``), the bars of the stream with
 the most bars (the report's price panel) from its run repository, the rest (bar times,
 proposals,
 decisions with their verdicts, provider calls, runs) from its read models
@@ -15,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from domain import Bar, Order
+from executor.journal.costs import Cost
 from executor.journal.models import FillRow
 from executor.journal.read_models import DecisionRecord, ProposalRecord
 from executor.journal.store import Journal
@@ -32,6 +34,7 @@ class RunData:
     provider_calls: list[dict[str, Any]]
     runs: list[dict[str, Any]] = field(default_factory=list)
     bars: list[Bar] = field(default_factory=list)  # one stream's, in time order
+    costs: list[Cost] = field(default_factory=list)  # funding payments, in time order
 
     def proposals_of_run(self, run_id: int | None) -> list[ProposalRecord]:
         return [p for p in self.proposals if run_id is None or p.run_id == run_id]
@@ -44,7 +47,8 @@ def load_run_data(journal: Journal) -> RunData:
     fills = journal.orders.fills()
     rows = journal.queries.report_rows()
     return RunData(orders, fills, rows.bar_times, rows.proposals, rows.decisions,
-                   rows.provider_calls, rows.runs, _main_stream_bars(journal))
+                   rows.provider_calls, rows.runs, _main_stream_bars(journal),
+                   journal.costs.costs())
 
 
 def _main_stream_bars(journal: Journal) -> list[Bar]:

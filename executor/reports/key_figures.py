@@ -80,7 +80,8 @@ def trades_shown(trades: Sequence[Trade], digits: int, currency: str
         when(t.entry_time), when(t.exit_time), t.symbol, t.side, f"{t.volume:g}",
         price(t.entry_price, digits), price(t.exit_price, digits),
         price(t.stop_loss, digits), t.exit_kind, money(t.pnl, currency, signed=True),
-        money(t.fees, currency), money(t.risk, currency), r_multiple(t.r_multiple),
+        money(t.fees, currency), money(t.funding, currency, signed=True),
+        money(t.risk, currency), r_multiple(t.r_multiple),
         t.client_order_id, "–" if t.decision_id is None else str(t.decision_id))
         for t in trades)
 

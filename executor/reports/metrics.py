@@ -5,8 +5,10 @@ closed all of its volume. Exit fills (``stop_loss``, ``take_profit``, ``close``)
 opening order's client id (the paper broker and the MT5 adapter both attribute them so);
 an entry fill on the other side of an open trade (a reversal, or a reduce-only order)
 closes that trade first, oldest first, and only its remainder opens a new one. PnL is the
-journaled realised PnL of the closing fills minus every fee of the trade (a fee is a cost),
-so the numbers here add up to the broker's realised PnL.
+journaled realised PnL of the closing fills minus every fee of the trade (a fee is a cost)
+plus the funding a perpetual swap received while the trade was open (negative: paid; a
+payment is shared by the trades open on its symbol at its time, by open volume; one with
+no trade of ours open is in no trade), so the numbers here add up to the broker's.
 
 Definitions (R, expectancy, drawdown, Sharpe, exposure) are in docs/reports.md; every
 function here implements exactly one of them.
@@ -17,29 +19,18 @@ from __future__ import annotations
 import bisect
 import math
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import partial
 from typing import Protocol
 
 from domain import Order
 
 __all__ = [
-    "EquityPoint",
-    "FillLike",
-    "HistogramBin",
-    "OpenTrade",
-    "RunMetrics",
-    "Trade",
-    "TradeBook",
-    "compute_metrics",
-    "daily_sharpe",
-    "drawdowns",
-    "equity_curve",
-    "exposure",
-    "r_histogram",
-    "reconstruct_trades",
-    "trade_sharpe",
+    "CostLike", "EquityPoint", "FillLike", "HistogramBin", "OpenTrade", "RunMetrics", "Trade",
+    "TradeBook", "compute_metrics", "daily_sharpe", "drawdowns", "equity_curve", "exposure",
+    "r_histogram", "reconstruct_trades", "trade_sharpe",
 ]
 
 TRADING_DAYS_PER_YEAR = 252
@@ -71,6 +62,17 @@ class FillLike(Protocol):
     def realized_pnl(self) -> float: ...
 
 
+class CostLike(Protocol):
+    """A funding payment: ``executor.journal.costs.Cost`` fits."""
+
+    @property
+    def symbol(self) -> str: ...
+    @property
+    def time(self) -> datetime: ...
+    @property
+    def amount(self) -> float: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Trade:
     """One closed trade. ``risk`` is the initial risk in money, |entry - stop| x volume x
@@ -92,6 +94,7 @@ class Trade:
     r_multiple: float | None
     exit_kind: str  # stop_loss | take_profit | close | reversal | mixed
     decision_id: int | None = None
+    funding: float = 0.0  # received while open (negative: paid), in ``pnl``
 
     @property
     def won(self) -> bool:
@@ -131,6 +134,7 @@ class _Building:
     exit_time: datetime | None = None
     realized: float = 0.0
     fees: float = 0.0
+    funding: float = 0.0
     exit_kinds: set[str] = field(default_factory=set)
 
     def add_entry(self, price: float, volume: float, fee: float) -> None:
@@ -155,18 +159,21 @@ def _side_sign(side: str) -> int:
 
 
 def reconstruct_trades(orders: Iterable[Order], fills: Iterable[FillLike],
-                       contract_size: float) -> TradeBook:
-    """Closed and still-open trades from the journal's orders and fills.
+                       contract_size: float, costs: Iterable[CostLike] = ()) -> TradeBook:
+    """Closed and still-open trades from the journal's orders, fills and costs.
 
-    Fills are taken in time order; at the same timestamp entry fills come before exit
-    fills (the paper broker fills pending entries at the bar's open, then checks stops).
+    Fills are taken in time order; at the same timestamp entry fills come before funding
+    payments and those before exit fills (the paper broker fills pending entries at the
+    bar's open, then checks stops; a position held at the funding time pays it).
     """
     book = _Book({o.client_order_id: o for o in orders})
-    for _, f in sorted(enumerate(fills), key=lambda p: (p[1].time, p[1].kind != "entry", p[0])):
-        if f.kind == "entry":
-            book.entry(f)
-        else:
-            book.exit(f)
+    events: list[tuple[datetime, int, int, Callable[[], None]]] = [
+        (f.time, 0 if f.kind == "entry" else 2, i,
+         partial(book.entry if f.kind == "entry" else book.exit, f))
+        for i, f in enumerate(fills)]
+    events += [(c.time, 1, i, partial(book.cost, c)) for i, c in enumerate(costs)]
+    for *_, apply in sorted(events, key=lambda ev: ev[:3]):
+        apply()
     return book.trades(contract_size)
 
 
@@ -177,6 +184,13 @@ class _Book:
         self.orders = orders
         self.open: dict[str, list[_Building]] = {}
         self.done: list[_Building] = []
+
+    def cost(self, c: CostLike) -> None:
+        """A funding payment, shared by the trades open on its symbol by open volume."""
+        trades = [tr for tr in self.open.get(c.symbol, ()) if tr.open_volume > _EPS]
+        volume = sum(tr.open_volume for tr in trades)
+        for tr in trades:
+            tr.funding += c.amount * tr.open_volume / volume
 
     def exit(self, f: FillLike) -> None:
         trades = self.open.setdefault(f.symbol, [])
@@ -246,7 +260,7 @@ def _finish(tr: _Building, order: Order | None, contract_size: float) -> Trade:
         risk = abs(entry - stop) * tr.entry_volume * contract_size
         if risk <= _EPS:
             risk = None
-    pnl = tr.realized - tr.fees
+    pnl = tr.realized - tr.fees + tr.funding
     kinds = tr.exit_kinds
     return Trade(
         client_order_id=tr.coid, symbol=tr.symbol, side="long" if tr.sign > 0 else "short",
@@ -255,7 +269,8 @@ def _finish(tr: _Building, order: Order | None, contract_size: float) -> Trade:
         volume=tr.entry_volume, pnl=pnl, fees=tr.fees, stop_loss=stop, risk=risk,
         r_multiple=pnl / risk if risk is not None else None,
         exit_kind=next(iter(kinds)) if len(kinds) == 1 else "mixed",
-        decision_id=order.intent.decision_id if order is not None else None)
+        decision_id=order.intent.decision_id if order is not None else None,
+        funding=tr.funding)
 
 
 # --------------------------------------------------------------------------- run results

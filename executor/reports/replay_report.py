@@ -94,11 +94,11 @@ def _results_section(a: RunAnalysis, digits: int, currency: str) -> Section:
     trades = Table(
         "trades", "Closed trades",
         ("entry_time", "exit_time", "symbol", "side", "volume", "entry_price", "exit_price",
-         "stop_loss", "exit_kind", "pnl", "fees", "risk", "r_multiple", "client_order_id",
-         "decision_id"),
+         "stop_loss", "exit_kind", "pnl", "fees", "funding", "risk", "r_multiple",
+         "client_order_id", "decision_id"),
         tuple((t.entry_time, t.exit_time, t.symbol, t.side, t.volume, t.entry_price,
-               t.exit_price, t.stop_loss, t.exit_kind, t.pnl, t.fees, t.risk, t.r_multiple,
-               t.client_order_id, t.decision_id) for t in a.book.closed),
+               t.exit_price, t.stop_loss, t.exit_kind, t.pnl, t.fees, t.funding, t.risk,
+               t.r_multiple, t.client_order_id, t.decision_id) for t in a.book.closed),
         shown=trades_shown(a.book.closed, digits, currency))
     rows = tuple(results_rows(m))
     tables = [

@@ -334,6 +334,22 @@ def test_funding_paid_by_a_long_received_by_a_short(fake: FakeBinanceUsdm, ex: A
     assert ("GET", "/fapi/v3/account") in fake.requests
 
 
+def test_tran_ids_repeat_across_income_types_and_three_months_are_kept(
+        fake: FakeBinanceUsdm, ex: Any) -> None:
+    """USD-M "Get Income History": "tranId is unique in the same incomeType for a user"
+    (a funding payment may share its id with a commission: the journal keys costs by
+    kind and id), and "Income history only contains data for the last three months"."""
+    ex.create_order(BTC, "market", "buy", 0.01)
+    fake.charge_funding("BTCUSDT")
+    rows = ex.fapiPrivateGetIncome({"symbol": "BTCUSDT"})
+    ids = {r["incomeType"]: r["tranId"] for r in rows}
+    assert ids["FUNDING_FEE"] == ids["COMMISSION"]
+    start = fake.now_ms() - 10 * 86_400_000
+    fake.time_offset_ms += 91 * 86_400_000
+    ex.load_time_difference()  # the client follows the server's clock
+    assert ex.fapiPrivateGetIncome({"startTime": start}) == []
+
+
 def test_income_history_window_and_limit(fake: FakeBinanceUsdm, ex: Any) -> None:
     for _ in range(3):
         ex.create_order(BTC, "market", "buy", 0.01)

@@ -116,6 +116,32 @@ def test_a_short_is_read_from_the_exchange(fake: FakeBinanceUsdm,
     assert ("GET", "/fapi/v3/positionRisk") in fake.requests
 
 
+def test_positions_are_read_once_per_second_and_afresh_after_an_order(
+        fake: FakeBinanceUsdm) -> None:
+    """The strategy's context, the protective orders and each decision ask for the
+    position within one bar: one ``positionRisk`` request (weight 5) serves them for a
+    second, and an order or a fill makes the next read go to the exchange."""
+    clock = [0.0]
+    broker = make_broker(fake)
+    broker._monotonic = lambda: clock[0]  # the test's clock
+    broker.configure()
+
+    def reads() -> int:
+        return sum(1 for r in fake.requests if r == ("GET", "/fapi/v3/positionRisk"))
+
+    before = reads()
+    assert broker.position(BTC).is_flat and broker.positions() == {}
+    assert reads() == before + 1
+    broker.submit(submitting(intent(1, OrderSide.SELL)))  # reads it itself, uncached
+    sent = reads()
+    assert broker.position(BTC).volume == pytest.approx(-0.01)
+    assert broker.position(BTC).volume == pytest.approx(-0.01)
+    assert reads() == sent + 1
+    clock[0] += 1.5
+    broker.positions()
+    assert reads() == sent + 2
+
+
 def test_a_close_goes_reduce_only_and_flattens(fake: FakeBinanceUsdm,
                                                broker: CcxtSwapBroker) -> None:
     broker.submit(submitting(intent(1, OrderSide.SELL)))
@@ -203,6 +229,9 @@ def test_lookup_fills_and_equity(fake: FakeBinanceUsdm, broker: CcxtSwapBroker) 
         i.client_order_id, OrderSide.SELL, 0.01)
     assert fill.fill.fee == pytest.approx(0.01 * 30_000.0 * 0.0005)  # USDT, no fee fill
     assert broker.on_bar(bar) == []  # reported once
+    restarted = make_broker(fake)  # after a restart, a journaled fill is not news either
+    restarted.restore([], [fill.fill], ["entry"])
+    assert restarted.on_bar(bar) == []
     fake.set_price("BTCUSDT", 29_000.0)
     broker._account_changed()
     assert broker.equity_currency() == "USDT"

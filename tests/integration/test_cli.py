@@ -111,7 +111,8 @@ def test_trace_shows_bar_snapshot_decision_verdict_order_fills(
     assert t["decision"]["provider_mix"] == ["structure", "momentum"]
     assert t["verdict"]["approved"] is True
     assert {c["name"] for c in t["verdict"]["checks"]} == {
-        "order_volume", "no_shorts", "exits_vs_market", "trading_state", "clearance",
+        "order_volume", "no_shorts", "exits_vs_market", "stop_vs_liquidation",
+        "trading_state", "clearance",
         "max_position",
         "consensus",
         "max_gross_exposure",

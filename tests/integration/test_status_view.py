@@ -83,6 +83,38 @@ def test_live_equity_starts_from_the_days_journaled_baseline(journal_url: str) -
     assert live.day_pnl == pytest.approx(49.0)
 
 
+def test_funding_counts_in_the_equity_the_day_and_the_curve(journal_url: str) -> None:
+    """A perpetual swap's funding (the journal's costs, negative: paid) moves the equity
+    as a fee does: live, today's payments only (the one before midnight is in the day's
+    baseline already); the curve steps at each."""
+    from datetime import timedelta
+
+    from executor.journal.costs import FUNDING, Cost
+
+    write_status_scene(journal_url)
+    j = Journal.open(journal_url)
+    try:
+        j.costs.record_costs(ACCOUNT, [
+            Cost(f"binanceusdm:funding:{n}", FUNDING, "EURUSD", MIDNIGHT + timedelta(hours=h),
+                 amount, "USD") for n, h, amount in ((1, -8, -5.0), (2, 8, -2.5),
+                                                     (3, 10, 0.5))])
+        j.commit(durable=True)
+        paper = _view(journal_url).equity
+        j.risk_days.record_day_start(ACCOUNT, MIDNIGHT, 20_000.0)
+        j.commit(durable=True)
+    finally:
+        j.close()
+    assert paper.funding == pytest.approx(-7.0)
+    assert paper.equity == pytest.approx(10_000 + 70 - 1 - 7 + 30)
+    assert paper.day_start == pytest.approx(10_050.0 - 5.0)
+    assert [round(p.equity, 2) for p in paper.curve] == [
+        10_050.0, 10_045.0, 10_042.5, 10_061.5, 10_062.0, 10_092.0]
+    live = _view(journal_url, mode="live").equity
+    assert live.funding == pytest.approx(-2.0)
+    assert live.equity == pytest.approx(20_000 + 20 - 1 - 2 + 30)
+    assert live.day_pnl == pytest.approx(47.0)
+
+
 def test_an_empty_journal_is_active_flat_and_at_its_initial_balance(journal_url: str) -> None:
     Journal.open(journal_url).close()
     view = _view(journal_url)

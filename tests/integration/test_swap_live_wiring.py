@@ -7,19 +7,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fakes.binance_usdm import FakeBinanceUsdm
-from support.daemon_helpers import cleared_journal, live_settings
+from support.daemon_helpers import a_falling_minute, cleared_journal, swap_settings
 from support.doubles import AlwaysLong
 
 from domain.errors import ConfigError
 from executor.engine.startup import start_live
 from executor.journal.store import Journal
-from executor.settings import Settings
 from executor.wiring import build_daemon
 from strategies.registry import STRATEGIES
 
@@ -33,38 +32,11 @@ def always_long() -> object:
     STRATEGIES.pop(AlwaysLong.name, None)
 
 
-def swap_settings(url: str, fake: FakeBinanceUsdm, **swap: Any) -> Settings:
-    return live_settings(url, fake, AlwaysLong.name, lots=0.01, broker={
-        "kind": "ccxt", "symbols": [BTC], "timeframe": "1m", "ccxt_api_urls": fake.api_urls(),
-        "ccxt": {"exchange": "binanceusdm", "timeout_ms": 2000, "rate_limit_ms": 1},
-        "swap": {"margin_mode": "isolated", "leverage": 3, **swap}})
-
-
-def a_falling_minute(fake: FakeBinanceUsdm) -> datetime:
-    """A moment whose newest closed 1m bar closes below the mean of the last 20 (the fake's
-    candles follow an 11-minute cycle), and so do the bars a minute either side (a minute
-    boundary crossed while the test runs changes nothing), the fake's clock moved there:
-    momentum says short."""
-
-    def falling(newest: int) -> bool:
-        closes = [float(fake.kline("BTCUSDT", newest - i * 60_000, 1)[4]) for i in range(20)]
-        return closes[0] < sum(closes) / len(closes)
-
-    now = datetime.now(UTC)
-    for minutes in range(12):
-        t = now + timedelta(minutes=minutes)
-        newest = int(t.timestamp() // 60) * 60_000 - 60_000
-        if all(falling(newest + d * 60_000) for d in (-1, 0, 1, 2)):
-            fake.time_offset_ms = minutes * 60_000
-            return t
-    raise AssertionError("no falling minutes in the fake's 11-minute cycle")
-
-
 @contextmanager
 def a_live_daemon(url: str, fake: FakeBinanceUsdm) -> Iterator[tuple[Any, Journal]]:
     """The live daemon on ``fake``, started and reconciled; stopped and its lease released
     on the way out."""
-    settings = swap_settings(url, fake)
+    settings = swap_settings(url, fake, AlwaysLong.name)
     journal = cleared_journal(url, AlwaysLong.name)
     daemon = build_daemon(settings, journal)
     try:
@@ -105,10 +77,10 @@ def test_a_hedge_mode_account_never_starts(tmp_path: Path, always_long: object) 
         fake.dual_side = True
         journal = cleared_journal(url, AlwaysLong.name)
         with pytest.raises(ConfigError, match="hedge position mode"):
-            build_daemon(swap_settings(url, fake), journal)
+            build_daemon(swap_settings(url, fake, AlwaysLong.name), journal)
         # The lease was released: a corrected start is not refused as a second daemon.
         fake.dual_side = False
-        daemon = build_daemon(swap_settings(url, fake), journal)
+        daemon = build_daemon(swap_settings(url, fake, AlwaysLong.name), journal)
         daemon.live.lease.release()
         journal.close()
     assert fake.orders == []

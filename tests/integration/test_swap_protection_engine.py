@@ -19,6 +19,7 @@ conformance suite's swap venue model; the strategy proposes nothing."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -155,7 +156,71 @@ def test_a_stop_that_fired_while_down_is_the_exit_after_restart(venue: Swap) -> 
     venue.fake.set_price(SID, through, mark=through)
     assert venue.venue_position() == 0
     venue.start()
-    fills = [(f.kind, f.side) for f in venue.journal.orders.fills(entry.client_order_id)]
-    assert fills == [("entry", "buy"), ("stop_loss", "sell")]
+    assert_stop_journaled(venue, entry)
     assert working_legs(venue) == [], "the target was cancelled"
-    assert venue.journal.trading_state.trading_state(fresh=True).state != "halted"
+
+
+def test_a_partial_close_leaves_the_rest_protected_at_its_size(venue: Swap) -> None:
+    """An exit of part of the position: the legs come off before it goes out (on spot an
+    OCO locks the coins the sell needs) and the rest gets its stop and target again, for
+    what is left: never a moment with two stops, never a leg larger than the position."""
+    venue.send(OrderSide.BUY, 3, stops=stops(venue, OrderSide.BUY))
+    coid = entry_of(venue).client_order_id
+    venue.send(OrderSide.SELL, 1)
+    assert venue.venue_position() == pytest.approx(0.02)
+    held = {a["clientAlgoId"]: a["quantity"] for a in venue.fake.algo_orders
+            if a["algoStatus"] == "NEW"}
+    assert held == {coid + "sl1": "0.020", coid + "tp1": "0.020"}
+    cancelled = {a["clientAlgoId"] for a in venue.fake.algo_orders
+                 if a["algoStatus"] == "CANCELED"}
+    assert cancelled == {coid + "sl", coid + "tp"}
+
+
+def assert_stop_journaled(v: Swap, entry: Order) -> None:
+    """The long's stop is its entry's exit in the journal, and trading goes on (the
+    journal's position is the exchange's)."""
+    fills = [(f.kind, f.side) for f in v.journal.orders.fills(entry.client_order_id)]
+    assert fills == [("entry", "buy"), ("stop_loss", "sell")]
+    assert v.journal.trading_state.trading_state(fresh=True).state != "halted"
+
+
+def test_a_stop_that_fired_after_the_poll_is_the_exit_after_restart(venue: Swap) -> None:
+    """The stop fires between the bar's fill poll and ``after_bar``: the engine, seeing
+    the position gone, cancels the legs and finds the stop fired (journaled filled); the
+    daemon dies before the next poll. After the restart the stop's trade must still be
+    the entry's exit, and the journal's position the exchange's (crash-safety soak,
+    swap variant: within a few kills)."""
+    venue.send(OrderSide.BUY, 2, stops=stops(venue, OrderSide.BUY))
+    entry = entry_of(venue)
+    broker = venue.executor.broker
+    poll = broker.on_bar
+    through = entry.intent.stop_loss - 10
+
+    def poll_then_fire(bar: Any) -> Any:
+        fills = poll(bar)
+        venue.fake.set_price(SID, through, mark=through)  # just after the poll
+        return fills
+
+    broker.on_bar = poll_then_fire
+    time.sleep(1.05)  # a bar later: the broker's 1 s position cache has expired
+    venue._bar()
+    legs = {o.protective_kind: o.state for o in venue.journal.orders.all(venue.account)
+            if o.protective_kind}
+    assert legs == {"stop_loss": OrderState.FILLED, "take_profit": OrderState.CANCELLED}
+    venue.die()  # before the next bar's poll
+    venue.start()
+    assert_stop_journaled(venue, entry)
+
+
+def test_a_stop_that_fired_while_down_after_an_earlier_exit_is_journaled(
+        venue: Swap) -> None:
+    """As the test above, with an earlier position's target already fired and journaled
+    (any exit within the 7 days start-up reconciliation reads)."""
+    venue.protected(OrderSide.SELL, 2, "tp")  # fired at the exchange, journaled
+    venue.send(OrderSide.BUY, 2, stops=stops(venue, OrderSide.BUY))
+    entry = entry_of(venue)
+    venue.die()
+    through = entry.intent.stop_loss - 10
+    venue.fake.set_price(SID, through, mark=through)
+    venue.start()
+    assert_stop_journaled(venue, entry)

@@ -68,7 +68,8 @@ SCENARIOS = (
              (Step(BUY, 2), Step(SELL, 1, die_before_poll=True), Step(BUY, 2)), 3,
              needs_fills_while_down=True),
 )
-VENUES = ("paper", "ccxt-spot", "ccxt-swap", "mt5-netting", "mt5-hedging")
+VENUES = ("paper", "paper-mt5-hedging", "paper-spot", "paper-swap", "ccxt-spot", "ccxt-swap",
+          "mt5-netting", "mt5-hedging")
 
 
 class Quiet:

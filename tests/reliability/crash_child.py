@@ -1,17 +1,22 @@
 """The crash-safety child: submits live orders through ``OrderRouter`` (journal on SQLite or
-PostgreSQL) to a venue the test runs, until it is SIGKILLed. Two venues, both through the
+PostgreSQL) to a venue the test runs, until it is SIGKILLed. Three venues, all through the
 real client library:
 - ``ccxt``: ``ccxt.binance`` against the fake exchange (tests/fakes/binance_fake.py);
 - ``mt5``: ``Mt5Client`` over rpyc to our bridge serving the fake MetaTrader5 module
-  (tests/fakes/mt5_fake.py); the client order id travels in the order comment.
+  (tests/fakes/mt5_fake.py); the client order id travels in the order comment;
+- ``swap``: ``ccxt.binanceusdm`` through ``CcxtSwapBroker`` against the USD-M fake
+  (tests/fakes/binance_usdm), each entry with its stop and target placed at the exchange
+  by the engine; that life is ``crash_swap_life.py``'s.
 
 One life:
     python tests/reliability/crash_child.py run --venue V --port P --journal URL
-        [--account A] [--orders N] [--settle]
+        [--account A] [--orders N] [--settle] [--handshake]
 starts like the daemon does (resolve what the previous life left ``submitting``/``unknown``,
 by lookup only), then submits orders 0..N-1 with deterministic client ids, so a new life
 re-runs the same "cycles" and must find, never re-send, what an earlier life sent. With
-``--settle`` it finally waits out the resolver's grace so nothing stays unknown.
+``--settle`` it finally waits out the resolver's grace so nothing stays unknown. With
+``--handshake`` (swap) it waits after ``ready`` (and, settling, after ``settled``) for the
+test's SIGUSR1: the test checks the position's stop at the exchange meanwhile.
 
 Zygote (to afford 50 kills in a few seconds; importing ccxt, rpyc and SQLAlchemy takes ~2 s):
     python tests/reliability/crash_child.py zygote
@@ -39,12 +44,14 @@ sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # tests/: the fake
 # Imported lazily by the brokers and the journal; preloaded here for the zygote.
 import ccxt  # noqa: F401
 import rpyc  # noqa: F401
+from crash_swap_life import STEP, SYMBOL, VOLUME, protected_life
 from support.builders import an_intent
 
 with contextlib.suppress(ImportError):  # the PostgreSQL driver, when installed
     import psycopg  # noqa: F401
     import sqlalchemy.dialects.postgresql.psycopg  # noqa: F401
 
+from fakes.binance_usdm.exchange import api_urls
 from fakes.mt5_fake import SECRET as BRIDGE_SECRET
 from fakes.mt5_fake import FakeMetaTrader5, client_settings
 
@@ -56,7 +63,8 @@ from domain import (
 )
 from executor.brokers.base import Broker
 from executor.brokers.ccxt_broker import CcxtBroker, make_exchange
-from executor.brokers.config import CcxtSettings, ResolverSettings
+from executor.brokers.ccxt_swap import CcxtSwapBroker, make_swap_exchange
+from executor.brokers.config import CcxtSettings, ResolverSettings, SwapSettings
 from executor.brokers.mt5 import Mt5Broker
 from executor.brokers.mt5_client import Mt5Client
 from executor.engine.resolver import UNRESOLVED, OrderResolver
@@ -84,7 +92,8 @@ class Market:
     step: float
 
 
-MARKETS = {"ccxt": Market("BTC/USDT", 0.001, 0.0001), "mt5": Market("EURUSD", 0.01, 0.01)}
+MARKETS = {"ccxt": Market("BTC/USDT", 0.001, 0.0001), "mt5": Market("EURUSD", 0.01, 0.01),
+           "swap": Market(SYMBOL, VOLUME, STEP)}
 
 
 def intent(venue: str, account: str, k: int) -> OrderIntent:
@@ -108,6 +117,17 @@ def make_broker(venue: str, port: int) -> Broker:
                                  api_urls={"public": f"{base}/api/v3",
                                            "private": f"{base}/api/v3"})
         return CcxtBroker(exchange, settings)
+    if venue == "swap":  # set up (one-way, margin mode, leverage) at every start
+        settings = CcxtSettings(exchange="binanceusdm", symbols=(MARKETS[venue].symbol,),
+                                timeout_ms=2000, rate_limit_ms=1,
+                                recv_window_ms=RECV_WINDOW_MS, read_retries=2,
+                                read_backoff_seconds=0.05)
+        exchange = make_swap_exchange(settings, api_key=API_KEY, secret=SECRET,
+                                      api_urls=api_urls(f"http://127.0.0.1:{port}"))
+        broker = CcxtSwapBroker(exchange, settings,
+                                SwapSettings(margin_mode="cross", leverage=5))
+        broker.configure()
+        return broker
     if venue == "mt5":
         terminal = FakeMetaTrader5()  # the account the test's terminal serves (its defaults)
         mt5 = client_settings(terminal, port, call_timeout_seconds=10.0,
@@ -130,9 +150,12 @@ def quiet_logs() -> None:
 
 
 def run(venue: str, port: int, journal_url: str, account: str, orders: int, settle: bool,
-        migrate: bool = True) -> int:
+        migrate: bool = True, handshake: bool = False) -> int:
     broker = make_broker(venue, port)
     journal = Journal.open(journal_url, migrate_schema=migrate)
+    if isinstance(broker, CcxtSwapBroker):
+        return protected_life(broker, journal, account, orders, settle, handshake, GRACE,
+                              say)
     broker.restore(journal.orders.all(account), [], [])
     router = OrderRouter(journal, broker)
     resolver = OrderResolver(journal, broker, GRACE)
@@ -194,13 +217,15 @@ def main(argv: list[str] | None = None) -> int:
     life.add_argument("--account", default="crash-acct")
     life.add_argument("--orders", type=int, default=100)
     life.add_argument("--settle", action="store_true")
+    life.add_argument("--handshake", action="store_true")
     sub.add_parser("zygote")
     ns = parser.parse_args(argv)
     quiet_logs()
     if ns.cmd == "zygote":
         return zygote()
     started = time.monotonic()
-    code = run(ns.venue, ns.port, ns.journal, ns.account, ns.orders, ns.settle)
+    code = run(ns.venue, ns.port, ns.journal, ns.account, ns.orders, ns.settle,
+               handshake=ns.handshake)
     say(f"exit {os.getpid()} {code} after {time.monotonic() - started:.2f}s")
     return code
 

@@ -3,20 +3,28 @@ OrderRouter and is SIGKILLed 50 times at random points: at start-up while it res
 the previous life left, between journal commit and the request, while the request is in
 flight (some delayed), and right after the venue accepted an order but before the answer
 left. Every combination of
-- venue: the real ``ccxt.binance`` client against the fake exchange, or the real MT5 rpyc
-  client against our bridge serving the fake MetaTrader5 module (both run in this
-  process, on 127.0.0.1), and
+- venue (crash_venues.py, crash_swap_venue.py; each runs in this process, on 127.0.0.1):
+  the real ``ccxt.binance`` client against the spot fake; the real MT5 rpyc client against
+  our bridge serving the fake MetaTrader5 module; the real ``ccxt.binanceusdm`` client
+  against the USD-M fake, where every entry gets its stop and target at the exchange
+  (conditional orders placed by the engine after the entry filled: kills land between an
+  entry and its exits too, and on the conditional order endpoint), and the price moves
+  now and then so exits fire while a life runs or none does;
 - journal: a SQLite file, or PostgreSQL when DTA_TEST_DATABASE_URL is set (the
   ``journal_url`` fixture of tests/conftest.py),
 must end, after a final clean life, with:
 - zero duplicates: no client order id placed twice at the venue (MT5 carries the id in the
-  order comment);
+  order comment; on the swap, no ``clientAlgoId`` twice either);
 - zero lost: every venue order (and every MT5 deal) is journaled, every journaled order
   that claims to be at the venue is there exactly once with the same ticket and volume,
   and every other one was provably never placed (declared lost after the resolver's grace,
   which exceeds the recvWindow after which Binance refuses a request, and the fake
   terminal's few milliseconds between a request's arrival and its execution);
-- nothing left ``submitting`` or ``unknown``.
+- nothing left ``submitting`` or ``unknown``;
+- on the swap, zero positions without a stop: at every life's start (the life waits for
+  the test after start-up) and at the end, an open position has exactly one stop and at
+  most one target at the exchange, a flat one none; every trade journaled as a fill (a
+  fired leg's as its entry's exit), the journal's position the exchange's.
 """
 
 from __future__ import annotations
@@ -31,119 +39,19 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import pytest
-from fakes import mt5_fake as M
-from fakes.binance_fake import FakeBinance
-from fakes.mt5_fake import FakeMetaTrader5, start_bridge
+from crash_swap_venue import SwapVenue
+from crash_venues import ACCOUNT, KILLS, BinanceVenue, Mt5Venue, Venue, journaled_orders
 
-from domain import Order, OrderState
-from executor.brokers.config import Mt5Settings
 from executor.journal.store import Journal
 
 ROOT = Path(__file__).resolve().parents[2]
 CHILD = Path(__file__).resolve().parent / "crash_child.py"
-ACCOUNT = "crash-acct"
-# `make soak` sets DTA_SOAK_KILLS=500; the suite runs 50 per variant (bounded in time).
-KILLS = int(os.environ.get("DTA_SOAK_KILLS", "50"))
-# Enough orders that the kills always land while orders are still going out: lives on a
-# fast disk got through 160 before the 50th kill (about 4.7 orders a life measured on SQLite).
-ORDERS = max(800, KILLS * 16)
-
-
-# --------------------------------------------------------------------------- venues
-
-
-@dataclass(frozen=True, slots=True)
-class Placed:
-    """One order as the venue holds it."""
-
-    client_order_id: str
-    broker_order_id: str
-    filled: float
-
-
-class Venue(Protocol):
-    """A loopback venue running in this process, as the kill loop needs it."""
-
-    port: int
-
-    def set_on_order(self, hook: Callable[[], None] | None) -> None:
-        """Run ``hook`` each time the venue accepted an order, before the answer leaves."""
-
-    def delay_next_send(self, seconds: float) -> None: ...
-
-    def placed(self) -> list[Placed]: ...
-
-    def close(self) -> None: ...
-
-
-class BinanceVenue:
-    def __init__(self) -> None:
-        # BTC the daemon did not buy: the scenario's first order is a sell, and this test
-        # judges duplicates and losses, not balances
-        # (tests/integration/test_ccxt_spot_book.py does).
-        self.fake = FakeBinance(balances={"USDT": 1_000_000.0, "BTC": 10.0}).start()
-        self.port = self.fake.port
-
-    def set_on_order(self, hook: Callable[[], None] | None) -> None:
-        self.fake.on_order = None if hook is None else lambda _order: hook()
-
-    def delay_next_send(self, seconds: float) -> None:
-        self.fake.script("POST", "/api/v3/order", ("delay", seconds))
-
-    def placed(self) -> list[Placed]:
-        return [Placed(o["clientOrderId"], str(o["orderId"]), float(o["executedQty"]))
-                for o in self.fake.orders]
-
-    def close(self) -> None:
-        self.fake.stop()
-
-
-class Mt5Venue:
-    """Our bridge serving the fake terminal; the client id is the order comment (the
-    child's broker uses the default, empty, comment prefix)."""
-
-    MAGIC = Mt5Settings().magic
-
-    def __init__(self) -> None:
-        # Margin for every order of a 500-kill soak. A netting account: the checks below
-        # take one venue order per client id, while on a hedging account an order against
-        # open tickets is sent as several (close by ticket, then the rest; see
-        # Mt5Broker._submit_legs), which these checks do not group yet.
-        self.fake = FakeMetaTrader5(balance=1e9,
-                                    margin_mode=M.ACCOUNT_MARGIN_MODE_RETAIL_NETTING)
-        self.bridge = start_bridge(self.fake)
-        self.port = self.bridge.port
-
-    def set_on_order(self, hook: Callable[[], None] | None) -> None:
-        self.fake.on_order = None if hook is None else lambda _request: hook()
-
-    def delay_next_send(self, seconds: float) -> None:
-        self.fake.script_order_send(("delay", seconds))
-
-    def placed(self) -> list[Placed]:
-        fake = self.fake
-        orders = [o for o in [*fake.orders.values(), *fake.history_orders.values()]
-                  if o.magic == self.MAGIC]
-        tickets = {o.ticket: o for o in orders}
-        filled = dict.fromkeys(tickets, 0.0)
-        for d in fake.deals.values():
-            if d.magic != self.MAGIC:
-                continue
-            # every deal of ours belongs to an order of ours, under the same client id
-            assert d.order in tickets and d.comment == tickets[d.order].comment, d
-            filled[d.order] += d.volume
-        return [Placed(o.comment, str(o.ticket), filled[o.ticket]) for o in orders]
-
-    def close(self) -> None:
-        self.bridge.close()
-
-
-VENUES: dict[str, Callable[[], Venue]] = {"ccxt": BinanceVenue, "mt5": Mt5Venue}
+VENUES: dict[str, Callable[[], Venue]] = {"ccxt": BinanceVenue, "mt5": Mt5Venue,
+                                          "swap": SwapVenue}
 
 
 # --------------------------------------------------------------------------- lives
@@ -256,7 +164,7 @@ def kill_first_life(venue_name: str, venue: Venue, url: str, stderr: Any) -> Non
     """Life 0 is the program itself, exec'd, killed the moment its first order is accepted."""
     proc = subprocess.Popen([sys.executable, str(CHILD), "run", "--venue", venue_name,
                              "--port", str(venue.port), "--journal", url, "--account",
-                             ACCOUNT, "--orders", str(ORDERS)],
+                             ACCOUNT, "--orders", str(venue.cycles)],
                             stdout=subprocess.DEVNULL, stderr=stderr, cwd=ROOT)
     venue.set_on_order(lambda: os.kill(proc.pid, signal.SIGKILL))
     try:
@@ -273,6 +181,7 @@ def kill_lives(zygote: Zygote, venue: Venue, args: dict[str, Any],
     while sum(kills.values()) < KILLS:
         lives += 1
         assert lives < 3 * KILLS, f"kills are not landing: {kills}"
+        venue.stir(rng)  # (the swap: a price move while no life runs, now and then)
         if rng.random() < 0.3:  # slow the next request down: a wider in-flight window
             venue.delay_next_send(rng.uniform(0.005, 0.05))
         mode = rng.choice(["startup", "timer", "timer", "after_accept", "after_accept"])
@@ -280,12 +189,15 @@ def kill_lives(zygote: Zygote, venue: Venue, args: dict[str, Any],
         if mode == "after_accept":
             countdown = [rng.randint(1, 3)]
 
-            def hook(c: list[int] = countdown, t: dict[str, int] = target) -> None:
+            def hook(c: list[int] = countdown, t: dict[str, int] = target) -> bool:
                 c[0] -= 1
                 # (an order may be accepted before spawn() told us the pid: kill at the
                 # next one then, rather than let the life run to the end)
-                if c[0] <= 0 and "pid" in t:
+                if c[0] <= 0 and "pid" in t and "killed" not in t:
+                    t["killed"] = 1
                     os.kill(t["pid"], signal.SIGKILL)  # accepted, answer not sent
+                    return True
+                return False
 
             venue.set_on_order(hook)
         pid = zygote.spawn(**args)
@@ -293,8 +205,9 @@ def kill_lives(zygote: Zygote, venue: Venue, args: dict[str, Any],
         if mode == "startup":
             time.sleep(rng.uniform(0.0, 0.04))
         elif zygote.wait_for("ready", pid, 30) == pid:
+            venue.at_ready(pid, args["journal_url"])
             if mode == "timer":
-                time.sleep(rng.uniform(0.0, 0.08))
+                venue.during(rng.uniform(0.0, 0.08), rng)
             else:
                 deadline = time.monotonic() + 10
                 while alive(pid) and pid not in zygote.exited \
@@ -304,48 +217,27 @@ def kill_lives(zygote: Zygote, venue: Venue, args: dict[str, Any],
         venue.set_on_order(None)
         if counted:
             kills[mode] = kills.get(mode, 0) + 1
+        if zygote.errors:
+            venue.diagnose(args["journal_url"])
         assert not zygote.errors, zygote.errors
     return lives
 
 
-def journaled_orders(url: str) -> list[Order]:
-    journal = Journal.open(url, migrate_schema=False)
-    try:
-        return journal.orders.all(ACCOUNT)
-    finally:
-        journal.close()
-
-
-def check_journal_against_venue(url: str, placed: list[Placed]) -> int:
-    """The zero-duplicate, zero-lost checks; returns how many orders were journaled lost."""
-    orders = journaled_orders(url)
-    journaled = {o.client_order_id for o in orders}
-    assert len(orders) == len(journaled) == ORDERS
-    by_id: dict[str, list[Placed]] = {}
-    for p in placed:
-        by_id.setdefault(p.client_order_id, []).append(p)
-    # zero duplicates
-    assert {c: len(v) for c, v in by_id.items() if len(v) > 1} == {}
-    # zero lost: every venue order is journaled ...
-    assert set(by_id) <= journaled
-    lost = 0
-    for o in orders:
-        assert o.state not in (OrderState.SUBMITTING, OrderState.UNKNOWN), o
-        at_venue = by_id.get(o.client_order_id, [])
-        if o.state is OrderState.FILLED:
-            # ... and every journaled fill is the one venue order with that id
-            [p] = at_venue
-            assert o.broker_order_id == p.broker_order_id, (o, p)
-            assert o.filled_volume == pytest.approx(p.filled), (o, p)
-        else:
-            assert o.state is OrderState.REJECTED and o.reason.startswith("lost:"), o
-            assert at_venue == []  # declared lost only when it provably never landed
-            lost += 1
-    return lost
+def final_life(zygote: Zygote, venue: Venue, args: dict[str, Any]) -> None:
+    """The last life runs to the end and waits out the grace: nothing stays in doubt."""
+    last = zygote.spawn(**{**args, "settle": True})
+    for point in ("ready", "settled") if venue.handshake else ():
+        if zygote.wait_for(point, last, 60) != last:
+            venue.diagnose(args["journal_url"])
+            raise AssertionError(f"the final life never got {point}: {zygote.errors}")
+        venue.at_ready(last, args["journal_url"], settled=point == "settled")
+    if zygote.wait_exit(last, 300) != 0:
+        venue.diagnose(args["journal_url"])
+        raise AssertionError(f"the final life failed: {zygote.errors}")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("venue_name", sorted(VENUES))
+@pytest.mark.parametrize("venue_name", ["ccxt", "mt5", "swap"])
 def test_sigkill_at_random_points_loses_and_duplicates_nothing(
         venue_name: str, journal_url: str, zygote: Zygote, tmp_path: Path) -> None:
     rng = random.Random(f"{venue_name}-5050")
@@ -354,7 +246,7 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(
     zygote.reset()
     venue = VENUES[venue_name]()
     args = dict(venue=venue_name, port=venue.port, journal_url=url, account=ACCOUNT,
-                orders=ORDERS, settle=False, migrate=False)
+                orders=venue.cycles, settle=False, migrate=False, handshake=venue.handshake)
     kills: dict[str, int] = {}
     started = time.monotonic()
     try:
@@ -363,23 +255,16 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(
         kills["after_accept"] = 1
         lives = 1 + kill_lives(zygote, venue, args, rng, kills)
         assert sum(kills.values()) == KILLS and len(kills) == 3
-        placed_before_final = len(venue.placed())
-        reached = len(journaled_orders(url))
-        assert reached < ORDERS  # every kill landed while orders were going out
-
-        # The last life runs to the end and waits out the grace: nothing stays in doubt.
-        last = zygote.spawn(**{**args, "settle": True})
-        assert zygote.wait_exit(last, 120) == 0, zygote.errors
-        placed = venue.placed()
+        reached = sum(1 for o in journaled_orders(url) if o.protective_kind is None)
+        assert reached < venue.cycles  # every kill landed while orders were going out
+        final_life(zygote, venue, args)
     finally:
         venue.set_on_order(None)
         venue.close()
 
-    lost = check_journal_against_venue(url, placed)
+    report = venue.verify(url)
     elapsed = time.monotonic() - started
     print(f"\n{venue_name} on {url.split(':')[0]}: {KILLS} kills {kills} over {lives} lives, "
-          f"{reached} orders journaled and {placed_before_final} placed before the final "
-          f"life, {len(placed)} in all, "
-          f"{lost} never placed (journaled lost), {elapsed:.1f}s")
+          f"{reached} orders journaled before the final life, {report}, {elapsed:.1f}s")
     # Bounded in time, generously: the machine running the suite may be loaded.
     assert elapsed < 150 * max(1, KILLS // 50)

@@ -138,6 +138,19 @@ def live_settings(url: str, fake: Any, strategy: str, *, max_daily_loss: float |
                           "ccxt": {"timeout_ms": 2000, "rate_limit_ms": 1, **(ccxt or {})}})
 
 
+def swap_settings(url: str, fake: Any, strategy: str, *, ccxt: dict[str, Any] | None = None,
+                  **swap: Any) -> Settings:
+    """``live_settings`` on the loopback USD-M fake (tests/fakes/binance_usdm): one
+    BTC/USDT:USDT 1m stream, orders of 0.01, isolated at leverage 3 unless ``swap`` says
+    otherwise; ``ccxt`` entries over the exchange section's."""
+    return live_settings(url, fake, strategy, lots=0.01, broker={
+        "kind": "ccxt", "symbols": ["BTC/USDT:USDT"], "timeframe": "1m",
+        "ccxt_api_urls": fake.api_urls(),
+        "ccxt": {"exchange": "binanceusdm", "timeout_ms": 2000, "rate_limit_ms": 1,
+                 **(ccxt or {})},
+        "swap": {"margin_mode": "isolated", "leverage": 3, **swap}})
+
+
 def cleared_journal(url: str, strategy: str) -> Journal:
     """The journal with the desk's clearance of ``strategy`` for live on ``bn-live``."""
     journal = Journal.open(url)
@@ -197,3 +210,24 @@ def a_rising_minute(fake: Any, symbol_id: str = "BTCUSDT") -> datetime:
             fake.time_offset_ms = minutes * 60_000
             return t
     raise AssertionError("no rising minute in the fake's 11-minute cycle")
+
+
+def a_falling_minute(fake: Any) -> datetime:
+    """A moment whose newest closed 1m bar on the USD-M ``fake`` closes below the mean of
+    the last 20 (the fake's candles follow an 11-minute cycle), and so do the bars a
+    minute either side (a minute boundary crossed while the test runs changes nothing),
+    the fake's clock moved there: momentum says short."""
+    from datetime import UTC, timedelta
+
+    def falling(newest: int) -> bool:
+        closes = [float(fake.kline("BTCUSDT", newest - i * 60_000, 1)[4]) for i in range(20)]
+        return closes[0] < sum(closes) / len(closes)
+
+    now = datetime.now(UTC)
+    for minutes in range(12):
+        t = now + timedelta(minutes=minutes)
+        newest = int(t.timestamp() // 60) * 60_000 - 60_000
+        if all(falling(newest + d * 60_000) for d in (-1, 0, 1, 2)):
+            fake.time_offset_ms = minutes * 60_000
+            return t
+    raise AssertionError("no falling minutes in the fake's 11-minute cycle")

@@ -396,9 +396,12 @@ class Mt5Account(_LiveVenue):
 
 class Paper(_Venue):
     """The paper simulator over a bar file: its own venue (fills at the next bar's open
-    +/- half the spread). Scenarios compare its end state with the live venues'."""
+    +/- half the spread), configured as one of the venues the product trades (``paper``:
+    MT5 netting; ``paper-spot``, ... as ``[paper] venue`` names them). Scenarios compare
+    its end state with the live venues'."""
 
     name = "paper"
+    venue = "mt5-netting"
     account = "paper-1"
     symbol = "EURUSD"
     lot = 0.01
@@ -409,9 +412,14 @@ class Paper(_Venue):
     fee_rate = 0.0
     dust = 0.0
 
-    def __init__(self, tmp_path: Path, strategy: str) -> None:
+    def __init__(self, tmp_path: Path, strategy: str, venue: str | None = None) -> None:
+        from executor.brokers.paper_venue import PaperVenue
         from support.samples import write_sample_head
 
+        if venue is not None:  # spot and swap: exits placed by the engine, held apart
+            model = PaperVenue.of(venue)  # type: ignore[arg-type]
+            self.name, self.venue, self.fee_rate = f"paper-{venue}", venue, model.fee_rate
+            self.shorts = model.holds_shorts
         super().__init__(tmp_path, strategy)
         self.data = write_sample_head(tmp_path / "EURUSD_M15.csv", 400)
         self._now: datetime | None = None
@@ -420,7 +428,8 @@ class Paper(_Venue):
         from support.daemon_helpers import settings_for
 
         settings = settings_for(self.url, account=self.account,
-                                strategy={"name": self.strategy, "params": {}})
+                                strategy={"name": self.strategy, "params": {}},
+                                paper={"venue": self.venue})
         journal = Journal.open(self.url)
         self._daemon = build_daemon(settings, journal, data=self.data)
         self.executor.start()
@@ -496,6 +505,8 @@ def in_lots(venue: VenueModel, volume: float) -> float:
 
 
 def make(name: str, tmp_path: Path, strategy: str) -> Any:
+    if name.startswith("paper-"):
+        return Paper(tmp_path, strategy, name.removeprefix("paper-"))
     if name.startswith("mt5-"):
         return Mt5Account(tmp_path, strategy, name.removeprefix("mt5-"))
     if name == "ccxt-swap":

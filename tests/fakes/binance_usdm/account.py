@@ -23,9 +23,12 @@ From the USD-M documentation (developers.binance.com/docs/derivatives/usds-margi
 - "Get Income History" ``GET /fapi/v1/income``: rows ``symbol, incomeType, income, asset,
   info, time, tranId, tradeId``; ``incomeType`` REALIZED_PNL, FUNDING_FEE, COMMISSION,
   TRANSFER, ...; ``limit`` default 100, max 1000; without ``startTime``/``endTime`` the
-  last 7 days. Funding: "Introduction to Binance Futures Funding Rates" (binance.com FAQ
-  360033525031): every 8 h, funding = position notional (at the mark price) x rate;
-  a positive rate means longs pay shorts.
+  last 7 days, both inclusive. "``tranId`` is unique in the same incomeType for a user":
+  not across types, so here each type counts its own (a COMMISSION and a FUNDING_FEE
+  share ids). "Income history only contains data for the last three months": older rows
+  are not returned whatever the window. Funding: "Introduction to Binance Futures
+  Funding Rates" (binance.com FAQ 360033525031): every 8 h, funding = position notional
+  (at the mark price) x rate; a positive rate means longs pay shorts.
 - "Account Information V3" ``GET /fapi/v3/account``: ``assets[]`` with ``walletBalance``,
   ``marginBalance``, ``availableBalance``, ``initialMargin`` (what ccxt's fetch_balance
   reads). Commission is charged in USDT, the margin asset, on every fill ("USDⓈ-M Futures
@@ -47,6 +50,7 @@ from fakes.binance_loopback import fmt
 from fakes.binance_usdm.market import BRACKETS, bracket_of
 
 SEVEN_DAYS_MS = 7 * 86_400_000
+KEPT_MS = 90 * 86_400_000  # the income history's "last three months"
 
 
 def flat() -> dict[str, float]:
@@ -72,7 +76,7 @@ class Account:
         self.margin_type: dict[str, str] = dict.fromkeys(self.symbols, "CROSSED")
         self.dual_side = False
         self.income: list[dict[str, Any]] = []
-        self._next_tran = 900_000
+        self._next_tran: dict[str, int] = {}  # per income type
 
     # ------------------------------------------------------------------ numbers
 
@@ -118,10 +122,10 @@ class Account:
 
     def book_income(self, sid: str, kind: str, amount: float, trade_id: Any = "",
                     info: str = "") -> None:
-        self._next_tran += 1
+        tran = self._next_tran[kind] = self._next_tran.get(kind, 900_000) + 1
         self.income.append({"symbol": sid, "incomeType": kind, "income": fmt(amount),
                             "asset": "USDT", "info": info or kind, "time": self.now_ms(),
-                            "tranId": self._next_tran, "tradeId": str(trade_id)})
+                            "tranId": tran, "tradeId": str(trade_id)})
 
     # ------------------------------------------------------------------ test helpers
 
@@ -230,8 +234,9 @@ class Account:
         end = int(q.get("endTime", now))
         start = int(q.get("startTime", end - SEVEN_DAYS_MS))
         limit = min(int(q.get("limit", 100)), 1000)
+        kept = now - KEPT_MS
         rows = [r for r in self.income
-                if start <= r["time"] <= end
+                if max(start, kept) <= r["time"] <= end
                 and ("symbol" not in q or r["symbol"] == q["symbol"])
                 and ("incomeType" not in q or r["incomeType"] == q["incomeType"])]
         return 200, rows[:limit]

@@ -44,6 +44,7 @@ open algo order -4116, as the regular order endpoints do.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from fakes.binance_loopback import fmt
@@ -73,6 +74,9 @@ class Algo:
     positions: dict[str, dict[str, float]]
     dual_side: bool
     _lock: threading.RLock
+    # Test-only: called with each algo order accepted, before the answer leaves (the
+    # crash-safety test kills the daemon there, between an entry and its exits).
+    on_algo_order: Callable[[dict[str, Any]], None] | None
 
     def now_ms(self) -> int:
         raise NotImplementedError
@@ -91,6 +95,7 @@ class Algo:
     def init_algo(self) -> None:
         self.algo_orders: list[dict[str, Any]] = []
         self._next_algo = 3000
+        self.on_algo_order = None
 
     def working_price(self, a: dict[str, Any]) -> float:
         if a["workingType"] == "MARK_PRICE":
@@ -162,6 +167,8 @@ class Algo:
                 "priceProtect": _true(q, "priceProtect"), "reduceOnly": _true(q, "reduceOnly"),
                 "createTime": now, "updateTime": now, "triggerTime": 0, "goodTillDate": 0}
             self.algo_orders.append(algo)
+        if self.on_algo_order is not None:
+            self.on_algo_order(algo)
         return 200, dict(algo)
 
     def find_algo(self, q: dict[str, str]) -> dict[str, Any] | None:

@@ -49,6 +49,16 @@ PRIVATE: dict[tuple[str, str], Route] = {
 }
 
 
+def api_urls(base_url: str) -> dict[str, str]:
+    """ccxt.binanceusdm's ``urls['api']`` for a fake at ``base_url`` (also for a process
+    that only knows the port: the crash-safety child)."""
+    fapi = f"{base_url}/fapi"
+    return {"fapiPublic": f"{fapi}/v1", "fapiPublicV2": f"{fapi}/v2",
+            "fapiPublicV3": f"{fapi}/v3", "fapiPrivate": f"{fapi}/v1",
+            "fapiPrivateV2": f"{fapi}/v2", "fapiPrivateV3": f"{fapi}/v3",
+            "fapiData": f"{base_url}/futures/data"}
+
+
 class FakeBinanceUsdm(LoopbackBinance, MarketData, Account, Orders, Algo):
     thread_name = "fake-binance-usdm"
 
@@ -62,11 +72,7 @@ class FakeBinanceUsdm(LoopbackBinance, MarketData, Account, Orders, Algo):
         self.init_algo()
 
     def api_urls(self) -> dict[str, str]:
-        fapi = f"{self.base_url}/fapi"
-        return {"fapiPublic": f"{fapi}/v1", "fapiPublicV2": f"{fapi}/v2",
-                "fapiPublicV3": f"{fapi}/v3", "fapiPrivate": f"{fapi}/v1",
-                "fapiPrivateV2": f"{fapi}/v2", "fapiPrivateV3": f"{fapi}/v3",
-                "fapiData": f"{self.base_url}/futures/data"}
+        return api_urls(self.base_url)
 
     def orders_by_client_id(self, client_order_id: str) -> list[dict[str, Any]]:
         with self._lock:

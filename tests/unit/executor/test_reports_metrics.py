@@ -25,6 +25,7 @@ import pytest
 from support.builders import an_intent, an_order
 
 from domain import Order, OrderSide, OrderState, OrderType
+from executor.journal.costs import FUNDING, Cost
 from executor.journal.models import FillRow
 from executor.reports.metrics import (
     HistogramBin,
@@ -186,3 +187,33 @@ def test_histogram_bins_are_aligned_and_keep_empty_bins() -> None:
         HistogramBin(0.0, 0.5, 2), HistogramBin(0.5, 1.0, 0), HistogramBin(1.0, 1.5, 1))
     with pytest.raises(ValueError):
         r_histogram([1.0], width=0)
+
+
+def test_funding_is_a_cost_line_of_the_trades_open_when_it_is_paid() -> None:
+    """A perpetual's funding (journal ``costs``, negative: paid) counts in the PnL of the
+    trades open on its symbol at its time, shared by open volume: t1 (long 10:00-14:00)
+    pays 3 at 12:00 and at its exit's own timestamp 14:00 still holds the position; t2
+    (short) receives 1 at 10:00, the moment it opens; the payment at 16:00 on day 0 falls
+    between trades and in none; one on another symbol in none either."""
+    costs = [Cost("f1", FUNDING, "XYZ", at(0, 12), -3.0, "USD"),
+             Cost("f2", FUNDING, "XYZ", at(0, 14), -0.5, "USD"),
+             Cost("f3", FUNDING, "XYZ", at(0, 16), -9.0, "USD"),
+             Cost("f4", FUNDING, "XYZ", at(1, 10), 1.0, "USD"),
+             Cost("f5", FUNDING, "ABC", at(2, 11), -7.0, "USD")]
+    book = reconstruct_trades(ORDERS, FILLS, CONTRACT, costs)
+    got = [(t.client_order_id, t.funding, round(t.pnl, 9)) for t in book.closed]
+    assert got == [("t1", -3.5, 196.5), ("t2", 1.0, -99.0), ("t3", 0.0, -310.0),
+                   ("t4", 0.0, 150.0)]
+    assert compute_metrics(book.closed, initial_balance=1000.0).total_pnl == pytest.approx(
+        -60.0 - 2.5)
+
+
+def test_a_payment_is_shared_by_open_volume() -> None:
+    orders = [order("a", "buy", None, volume=1.0), order("b", "buy", None, volume=3.0)]
+    fills = [fill("a", "entry", "buy", at(0, 1), 100.0), fill("b", "entry", "buy", at(0, 2),
+                                                             100.0, volume=3.0),
+             fill("a", "close", "sell", at(0, 9), 100.0), fill("b", "close", "sell", at(0, 9),
+                                                                100.0, volume=3.0)]
+    book = reconstruct_trades(orders, fills, CONTRACT,
+                              [Cost("f", FUNDING, "XYZ", at(0, 8), -4.0, "USD")])
+    assert {t.client_order_id: t.funding for t in book.closed} == {"a": -1.0, "b": -3.0}
