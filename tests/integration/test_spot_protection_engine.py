@@ -14,7 +14,8 @@
   down is journaled as the long's exit at the next start, and a restart places no second
   OCO;
 - while the OCO works it locks the BTC ("Account information": ``locked``): a market sell
-  of the long is refused for the balance until the OCO is cancelled.
+  of the long is refused for the balance until the OCO is cancelled, so an exit order
+  goes out after its legs are cancelled.
 
 Orders are scripted through the daemon's decider (the path after the guardrails) on the
 conformance suite's spot venue model; the strategy proposes nothing."""
@@ -133,10 +134,15 @@ def test_a_stop_that_fired_while_down_is_the_exit_after_restart(venue: Spot) -> 
     assert venue.journal.trading_state.trading_state(fresh=True).state != "halted"
 
 
-@pytest.mark.xfail(strict=True, reason="engine: on spot the OCO locks the BTC; an exit must "
-                                       "cancel it first (reported to the lead)")
+@pytest.mark.xfail(strict=True, reason="engine: the spot close leaves 8e-06 BTC of dust "
+                   "(below LOT_SIZE's 0.00001); protect() places legs for it, the venue "
+                   "cannot, and _fail opens an incident (reported to the lead)")
 def test_an_exit_order_closes_a_long_whose_oco_works(venue: Spot) -> None:
+    """The OCO locks the BTC: the exit goes out once the engine cancelled it; the dust
+    the sell's amount step leaves behind is no position to protect."""
     venue.send(OrderSide.BUY, 2, stops=stops(venue))
     venue.send(OrderSide.SELL, 2)  # closed by an exit order, not by a leg
     assert venue.fake.balances["BTC"] < 1e-5
     assert open_lists(venue) == []
+    assert set(legs(venue).values()) == {OrderState.CANCELLED}
+    assert venue.journal.incidents.all("open") == []
