@@ -10,6 +10,11 @@ reconciliation instead of agreeing with itself.
 After a restart the book is restored from the journal's fills (a position older than the
 exchange's trade history survives), then brought up to date from the trade history on
 first use; without a journal it is built from ``history_days`` of trades.
+
+The fills an order's own answer carries (Binance's FULL response ``fills[]``) are applied
+at once (``applied_now``) and reported at the next poll as usual: the engine sizes a new
+long's protective OCO from the position right after the entry's answer, and a bar later
+would leave the long a bar without its stop.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ class SpotBook:
         self._book: dict[str, Position] | None = None
         self._pending = False  # restored from the journal, not yet brought up to date
         self.seen: set[str] = set()  # fill ids applied or reported
+        self.applied: set[str] = set()  # fill ids applied from an order's answer, not seen
         self.last_poll: dict[str, datetime] = {}  # newest fill time seen: polls start here
 
     def current(self) -> dict[str, Position]:
@@ -71,14 +77,32 @@ class SpotBook:
         """Apply ``fresh`` fills, each once."""
         for f in fills:
             self.seen.add(f.fill.fill_id)
-            self._apply(f.fill)
+            self._apply_once(f.fill)
+
+    def applied_now(self, fills: Sequence[BrokerFill]) -> None:
+        """Fills of an order's answer: in the book now, reported by the next poll. Before
+        the book is built there is nothing to do (it is built from the trade history)."""
+        if self._book is None:
+            return
+        for f in fills:
+            fid = f.fill.fill_id
+            if (self._ids.is_ours(f.fill.client_order_id) and fid not in self.seen
+                    and fid not in self.applied):
+                self.applied.add(fid)
+                self._apply(f.fill)
 
     def _take(self, fills: Sequence[BrokerFill], *, fresh_only: bool = True) -> None:
         for f in fills:
             if self._ids.is_ours(f.fill.client_order_id) and (
                     not fresh_only or f.fill.fill_id not in self.seen):
                 self.seen.add(f.fill.fill_id)
-                self._apply(f.fill)
+                self._apply_once(f.fill)
+
+    def _apply_once(self, fill: Fill) -> None:
+        if fill.fill_id in self.applied:
+            self.applied.discard(fill.fill_id)  # applied from its order's answer already
+            return
+        self._apply(fill)
 
     def _apply(self, fill: Fill) -> None:
         if self._book is None:
@@ -98,6 +122,7 @@ class SpotBook:
         """The book from the journal's fills of this account's orders (``ours``; all
         kinds: a ``fee`` fill took base asset)."""
         self._book = {}
+        self.applied.clear()
         for f in fills:
             if f.client_order_id not in ours:
                 continue  # another account's fill in the same journal

@@ -9,6 +9,8 @@ Where each job lives:
 - ``ccxt_exchange``: ``make_exchange``; reads retried or refused by what the error means.
 - ``ccxt_errors``: what a Binance error code means for us (the table in docs/brokers.md).
 - ``ccxt_orders``: where an order leaves the process, and lookup by our client id.
+- ``ccxt_spot_protect``: a long's stop and target as one sell OCO at the exchange
+  (``ProtectingBroker``); a leg's trades credited to the entry as its exit.
 - ``ccxt_markets``: precision, minimum amount and notional, volume step, price tick.
 - ``ccxt_fills``: fills from the trade history, and which bars poll for them.
 - ``ccxt_book``: spot positions from our own fills, capped by the balance.
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,7 +31,8 @@ import structlog
 
 from domain import Bar, Fill, Order, Position
 from domain.errors import VenueError
-from executor.brokers.base import BrokerFill, VolumeRules
+from domain.orders import protected_entry
+from executor.brokers.base import BrokerFill, BrokerOrder, VolumeRules
 from executor.brokers.ccxt_book import SpotBook
 from executor.brokers.ccxt_equity import Balances, SpotEquity
 from executor.brokers.ccxt_errors import exchange_code
@@ -39,6 +42,7 @@ from executor.brokers.ccxt_ids import OUR_ID_PREFIX, OrderIds
 from executor.brokers.ccxt_markets import MarketRules
 from executor.brokers.ccxt_orders import CcxtOrders
 from executor.brokers.ccxt_seam import CcxtOrderSeam
+from executor.brokers.ccxt_spot_protect import SpotProtection, credited
 from executor.brokers.config import CcxtSettings
 from executor.brokers.equity_cache import EquityCache
 
@@ -50,6 +54,7 @@ __all__ = ["OUR_ID_PREFIX", "CcxtBroker", "exchange_code", "make_exchange"]
 class CcxtBroker(CcxtOrderSeam):
     simulated = False
     holds_shorts = False  # spot: a sell needs base asset of ours (guardrails' no_shorts)
+    separate_protection = True  # a long's stop and target: a sell OCO (ProtectingBroker)
 
     def __init__(self, exchange: Any, settings: CcxtSettings, *,
                  sleep: Callable[[float], None] = time.sleep,
@@ -78,11 +83,24 @@ class CcxtBroker(CcxtOrderSeam):
                                 mark_max_age=timedelta(seconds=mark_max_age_seconds))
         self._rules = MarketRules(reader)
         self._orders = CcxtOrders(reader, self._ids, self._rules, position=self.position,
-                                  last_close=self._spot.last_close)
+                                  last_close=self._spot.last_close, answered=self._answered)
         self._equity = EquityCache(self._read_equity, equity_ttl_seconds, monotonic=monotonic)
+        self._protect = SpotProtection(reader, self._ids, self._rules, self._orders,
+                                       stop_limit_ratio=settings.stop_limit_ratio)
 
     # ------------------------------------------------------------------ fills
-    # (submit, lookup, open_orders, recent_fills: ``CcxtOrderSeam``)
+    # (submit, open_orders: ``CcxtOrderSeam``)
+
+    def _answered(self, order: Mapping[str, Any]) -> None:
+        """An order's answer: its fills are in the position at once (``ccxt_book``)."""
+        self._book.applied_now(self._history.order_fills(order))
+
+    def recent_fills(self, since: datetime, symbols: Sequence[str] | None = None
+                     ) -> list[BrokerFill]:
+        """Every trade since ``since`` on the scanned symbols, attributed to the client id of
+        its order (foreign orders included: reconciliation tells them apart); a trade of a
+        protective leg of ours is the exit of its entry (``credited``)."""
+        return [credited(f, self._ids) for f in super().recent_fills(since, symbols)]
 
     def on_bar(self, bar: Bar) -> list[BrokerFill]:
         """Our fills on the bar's symbol not reported yet (``ccxt_fills`` says which bars
@@ -107,6 +125,37 @@ class CcxtBroker(CcxtOrderSeam):
                 self._account_changed()
             self._book.last_poll[bar.symbol] = started
             return new
+
+    # ------------------------------------------------------------------ protection
+
+    def place_protection(self, legs: Sequence[Order]) -> list[Order]:
+        """The stop and target of one long as a sell OCO (or the one there is alone),
+        ``ccxt_spot_protect``; each leg accepted, rejected (why) or unknown."""
+        with self._lock:
+            try:
+                if legs:
+                    self._schedule.order_sent(legs[0].intent.symbol)
+                return self._protect.place(legs)
+            finally:
+                self._account_changed()  # the OCO locks base asset
+
+    def cancel_protection(self, legs: Sequence[Order]) -> list[Order]:
+        with self._lock:
+            try:
+                return self._protect.cancel(legs)
+            finally:
+                self._account_changed()
+
+    def protective_orders(self, symbol: str) -> list[BrokerOrder]:
+        with self._lock:
+            return self._protect.working(symbol)
+
+    def lookup(self, client_order_id: str) -> Order | None:
+        """An order we sent, or a protective leg (its own state, ``ccxt_spot_protect``)."""
+        with self._lock:
+            if protected_entry(client_order_id) is not None:
+                return self._protect.lookup(client_order_id)
+            return self._orders.lookup(client_order_id)
 
     # ------------------------------------------------------------------ equity
 

@@ -55,6 +55,22 @@ class TradeHistory:
         out.sort(key=lambda f: (f.fill.time, f.fill.fill_id))
         return out
 
+    def order_fills(self, order: Mapping[str, Any]) -> list[BrokerFill]:
+        """The fills an order's own answer carries (ccxt's ``trades`` of Binance's FULL
+        ``fills[]``: each names neither the order, its side nor a time), with the ids the
+        trade history gives the same trades."""
+        sym = str(order.get("symbol") or "")
+        if not order.get("trades") or not sym:
+            return []
+        market = self.exchange.market(sym)
+        out: list[BrokerFill] = []
+        for t in order["trades"]:
+            t = {**t, "order": order["id"], "side": t.get("side") or order["side"],
+                 "timestamp": t.get("timestamp") or order.get("timestamp")}
+            if t["id"] is not None and t["timestamp"] is not None:
+                out.extend(self._trade_fills(sym, market, t))
+        return out
+
     def _trade_fills(self, sym: str, market: Mapping[str, Any],
                      t: Mapping[str, Any]) -> list[BrokerFill]:
         """One trade: the entry fill, and a ``fee`` fill when the commission was paid in

@@ -16,13 +16,15 @@ and signature errors) -> ``rejected`` with the reason, not retried; a rate limit
 it); anything else ``unknown``.
 
 A sell that would exceed our long is cut to what we hold: a closing sell must neither
-fail for the fee's dust nor sell inventory that is not ours. Protective SL/TP are not
-attached on spot (Binance spot has no attached stops); the order's reason says so.
+fail for the fee's dust nor sell inventory that is not ours. Binance spot attaches no
+stop or target to an order: a long's exits are orders of their own (an OCO,
+``ccxt_spot_protect``), placed after the entry fills through ``place_protection``, and
+listed by ``protective_orders`` rather than ``open_orders``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +32,7 @@ import structlog
 
 from domain import Order, OrderIntent, OrderSide, OrderState, OrderType, Position
 from domain.errors import PermanentVenueError, VenueError
+from domain.orders import protected_entry
 from executor.brokers.base import BrokerOrder
 from executor.brokers.ccxt_errors import Outcome, classify
 from executor.brokers.ccxt_exchange import ExchangeReader, ccxt_module
@@ -42,13 +45,15 @@ log = structlog.get_logger("dta.ccxt")
 class CcxtOrders:
     def __init__(self, reader: ExchangeReader, ids: OrderIds, rules: MarketRules, *,
                  position: Callable[[str], Position],
-                 last_close: Callable[[str], float | None]) -> None:
+                 last_close: Callable[[str], float | None],
+                 answered: Callable[[Mapping[str, Any]], None] | None = None) -> None:
         self._reader = reader
         self.exchange = reader.exchange
         self._ids = ids
         self._rules = rules
         self._position = position
         self._last_close = last_close
+        self._answered = answered  # sees each answer (spot: the fills it carries)
 
     # ------------------------------------------------------------------ submit
 
@@ -61,7 +66,7 @@ class CcxtOrders:
         response = self._create(order, amount, price)
         if isinstance(response, Order):
             return response
-        return self._sent(order, response, note)
+        return self.sent(order, response, note)
 
     def _checked(self, order: Order) -> tuple[float, float | None, str] | Order:
         """The amount and price to send and a note for the order's reason, or the order
@@ -78,9 +83,7 @@ class CcxtOrders:
             market, amount, price or self._last_close(intent.symbol))
         if refused is not None:
             return order.transition(OrderState.REJECTED, reason=refused)
-        note = ("protective SL/TP not attached (spot)"
-                if intent.stop_loss is not None or intent.take_profit is not None else "")
-        return amount, price, _join(cut, note)
+        return amount, price, cut
 
     def _precise(self, order: Order, no_stops: str
                  ) -> tuple[Mapping[str, Any], float, float | None] | Order:
@@ -101,31 +104,41 @@ class CcxtOrders:
 
     def _create(self, order: Order, amount: float, price: float | None,
                 extra: Mapping[str, Any] | None = None) -> dict[str, Any] | Order:
-        """The exchange's answer, or the order in the state its error means. A timestamp
-        refusal placed nothing: the time is resynced and the same id sent once more.
+        """The exchange's answer, or the order in the state its error means.
         ``extra``: more unified params (a swap's ``reduceOnly``)."""
-        c = ccxt_module()
         intent = order.intent
         otype = "market" if intent.order_type is OrderType.MARKET else "limit"
         params = {**(extra or {}), "clientOrderId": intent.client_order_id}
+        answer = self.send([order], lambda: self.exchange.create_order(
+            intent.symbol, otype, intent.side.value, amount, price, params))
+        return answer[0] if isinstance(answer, list) else answer
+
+    def send(self, orders: Sequence[Order], call: Callable[[], dict[str, Any]]
+             ) -> dict[str, Any] | list[Order]:
+        """Send what places ``orders`` (one order, or the legs of one order list): the
+        exchange's answer, or each order in the state its error means. A timestamp
+        refusal placed nothing: the time is resynced and the same ids sent once more."""
+        c = ccxt_module()
         futures = self._reader.futures
         for attempt in range(2):
             try:
-                response: dict[str, Any] = self.exchange.create_order(
-                    intent.symbol, otype, intent.side.value, amount, price, params)
-                return response
+                return call()
             except Exception as exc:  # every outcome is mapped below
                 nonce = (isinstance(exc, c.BaseError)
                          and classify(exc, futures=futures).outcome is Outcome.TIMESTAMP)
                 if nonce and attempt == 0:
                     self._reader.resync_time()
                     continue
-                return _submit_error(order, exc, nonce, futures)
+                return [_submit_error(o, exc, nonce, futures) for o in orders]
         raise AssertionError("unreachable: the second attempt returns")
 
-    def _sent(self, order: Order, response: Mapping[str, Any], note: str) -> Order:
+    def sent(self, order: Order, response: Mapping[str, Any], note: str) -> Order:
+        """The order as the exchange's answer to its send leaves it (``note`` joins its
+        reason)."""
         intent = order.intent
         seen = self.from_ccxt(intent, response)
+        if self._answered is not None:
+            self._answered(response)
         changes = dict(filled_volume=seen.filled_volume, avg_fill_price=seen.avg_fill_price,
                        broker_order_id=seen.broker_order_id, reason=_join(seen.reason, note))
         if seen.state is OrderState.CANCELLED:
@@ -141,6 +154,8 @@ class CcxtOrders:
         log.info("ccxt_order_sent", client_order_id=intent.client_order_id,
                  state=result.state.value, exchange_order_id=result.broker_order_id)
         return result
+
+    _sent = sent  # the name the swap's orders (``ccxt_swap_orders``) call it by
 
     def _sell_amount(self, symbol: str, amount: float) -> tuple[float, str]:
         """A sell cut to our long when we hold less than it asks: after a buy whose fee was
@@ -161,6 +176,15 @@ class CcxtOrders:
     # ------------------------------------------------------------------ lookup
 
     def lookup(self, client_order_id: str) -> Order | None:
+        found = self.fetch(client_order_id)
+        if found is None:
+            return None
+        return self.from_ccxt(self._ids.intents.get(client_order_id), found,
+                              client_order_id)
+
+    def fetch(self, client_order_id: str) -> dict[str, Any] | None:
+        """The exchange's order (ccxt's structure) with our client id, on the symbol we
+        sent it to (else each configured one); None when no symbol has it."""
         c = ccxt_module()
         symbol = self._ids.symbol_of.get(client_order_id)
         symbols = [symbol] if symbol else list(self._reader.settings.symbols)
@@ -170,16 +194,16 @@ class CcxtOrders:
         self._reader.ensure_markets()
         for sym in symbols:
             try:
-                found = self._reader.read("fetch_order", self.exchange.fetch_order, None, sym,
-                                          {"origClientOrderId": client_order_id})
+                found: dict[str, Any] = self._reader.read(
+                    "fetch_order", self.exchange.fetch_order, None, sym,
+                    {"origClientOrderId": client_order_id})
             except c.OrderNotFound:
                 continue
             except c.BaseError as exc:
                 raise PermanentVenueError(
                     f"{self._reader.name} fetch_order {client_order_id}: {exc}") from None
             self._ids.symbol_of[client_order_id] = sym
-            return self.from_ccxt(self._ids.intents.get(client_order_id), found,
-                                  client_order_id)
+            return found
         return None
 
     def from_ccxt(self, intent: OrderIntent | None, o: Mapping[str, Any],
@@ -197,6 +221,8 @@ class CcxtOrders:
             for o in self._reader.read("fetch_open_orders", self.exchange.fetch_open_orders,
                                        sym):
                 coid = str(o.get("clientOrderId") or "") or None
+                if self._ids.is_ours(coid) and protected_entry(coid or "") is not None:
+                    continue  # a protective leg of ours: ``protective_orders`` lists it
                 state = self.from_ccxt(self._ids.intents.get(coid or ""), o, coid).state
                 out.append(BrokerOrder(
                     coid, str(o["id"]), sym, OrderSide(str(o.get("side") or "buy")),

@@ -98,6 +98,12 @@ class CcxtSettings(_Section):
     # last poll or after an order we sent; bars replayed in a catch-up closed before it,
     # and share one poll per this many seconds.
     catchup_poll_seconds: float = Field(default=10.0, ge=0, le=3600)
+    # Spot: a long's protective stop is a STOP_LOSS_LIMIT (Binance spot symbols do not
+    # enable the stop-market STOP_LOSS: exchangeInfo ``orderTypes``): once the stop price
+    # trades it becomes a limit sell at stop x this ratio. A price that gaps below that
+    # limit leaves it unfilled, so the limit sits below the stop; 0.99 as freqtrade's
+    # ``stoploss_on_exchange_limit_ratio`` (up to 1 % of slippage bought for a fill).
+    stop_limit_ratio: float = Field(default=0.99, gt=0.5, lt=1.0)
 
     @field_validator("exchange")
     @classmethod

@@ -18,8 +18,13 @@ Shapes follow the Binance Spot API documentation
   ``fills[]``; ``GET /api/v3/order`` by ``orderId`` or ``origClientOrderId``;
   ``DELETE /api/v3/order``; ``GET /api/v3/openOrders``; ``GET /api/v3/allOrders``;
   ``GET /api/v3/myTrades``; ``GET /api/v3/account`` (``balances[]`` of ``asset, free,
-  locked``: what ccxt's ``fetch_balance`` reads; the fake locks nothing for resting orders,
-  so ``free`` is the whole balance and ``total`` = free + locked is right either way).
+  locked``: what ccxt's ``fetch_balance`` reads; a resting order locks what it would
+  spend, ``fakes.binance_spot_oco``);
+- order types ``MARKET``, ``LIMIT``, ``LIMIT_MAKER``, ``STOP_LOSS_LIMIT`` (and
+  ``TAKE_PROFIT_LIMIT``), and the order lists of ``fakes.binance_spot_oco``: ``POST
+  /api/v3/orderList/oco``, ``GET``/``DELETE /api/v3/orderList``, ``GET
+  /api/v3/openOrderList``; ``set_price`` moves the last price, which triggers stops and
+  fills the resting orders it crosses (that module's docstring cites the docs).
 - Errors are HTTP 400 with ``{"code": <negative>, "msg": ...}``: -1021 "Timestamp for this
   request is outside of the recvWindow.", -1022 "Signature for this request is not
   valid.", -2010 "Account has insufficient balance for requested action." / "Duplicate
@@ -63,11 +68,21 @@ from typing import Any
 from fakes.binance_loopback import INTERVALS as _INTERVALS
 from fakes.binance_loopback import MINUTE_MS, LoopbackBinance, find_order
 from fakes.binance_loopback import fmt as _fmt
+from fakes.binance_spot_oco import (
+    NOT_ENABLED,
+    OPEN,
+    ORDER_TYPES,
+    SpotOrderLists,
+    crosses,
+    err,
+    fires,
+    mandatory,
+)
 
 __all__ = ["MINUTE_MS", "_INTERVALS", "FakeBinance", "_fmt"]
 
 
-class FakeBinance(LoopbackBinance):
+class FakeBinance(SpotOrderLists, LoopbackBinance):
     COMMISSION = 0.001  # 0.1 %, Binance's regular spot rate
     BNB_DISCOUNT = 0.75  # paying in BNB: 25 % off
 
@@ -90,6 +105,7 @@ class FakeBinance(LoopbackBinance):
         self.on_order: Callable[[dict[str, Any]], None] | None = None
         self._next_order = 1000
         self._next_trade = 5000
+        self._lists_init()
 
     def api_urls(self) -> dict[str, str]:
         """The ``urls['api']`` entries the spot code paths of ccxt.binance use."""
@@ -103,32 +119,31 @@ class FakeBinance(LoopbackBinance):
             return [o for o in self.orders if o["clientOrderId"] == client_order_id]
 
     def set_price(self, symbol_id: str, price: float) -> None:
-        self.symbols[symbol_id]["price"] = price
+        """A trade at ``price`` moved the last price: stops it reaches trigger, resting
+        orders it crosses fill (``SpotOrderLists.match``)."""
+        with self._lock:
+            self.symbols[symbol_id]["price"] = price
+            self.match(symbol_id)
 
     def fill_resting(self, client_order_id: str, fraction: float = 1.0) -> None:
         """A resting LIMIT order trades at its price (e.g. while the client is down)."""
         with self._lock:
             [o] = [o for o in self.orders if o["clientOrderId"] == client_order_id
-                   and o["status"] in ("NEW", "PARTIALLY_FILLED")]
-            s = self.symbols[o["symbol"]]
-            step = float(s["step"])
+                   and o["status"] in OPEN]
+            step = float(self.symbols[o["symbol"]]["step"])
             left = float(o["origQty"]) - float(o["executedQty"])
             qty = round(int(left * fraction / step + 1e-6) * step, 8)
-            price = float(o["price"])
-            self._next_trade += 1
-            now = self.now_ms()
-            commission, asset = self._settle(s, o["side"], qty, price)
-            self.trades.append({
-                "symbol": o["symbol"], "id": self._next_trade, "orderId": o["orderId"],
-                "orderListId": -1, "price": _fmt(price), "qty": _fmt(qty),
-                "quoteQty": _fmt(price * qty), "commission": _fmt(commission),
-                "commissionAsset": asset, "time": now, "isBuyer": o["side"] == "BUY",
-                "isMaker": True, "isBestMatch": True})
-            executed = float(o["executedQty"]) + qty
-            o["executedQty"] = _fmt(executed)
-            o["cummulativeQuoteQty"] = _fmt(float(o["cummulativeQuoteQty"]) + price * qty)
-            o["status"] = ("FILLED" if executed >= float(o["origQty"]) - 1e-12
-                           else "PARTIALLY_FILLED")
+            self.execute(o, qty, float(o["price"]), maker=True)
+
+    def _trade(self, o: dict[str, Any], qty: float, price: float, commission: float,
+               asset: str, maker: bool) -> None:
+        self._next_trade += 1
+        self.trades.append({
+            "symbol": o["symbol"], "id": self._next_trade, "orderId": o["orderId"],
+            "orderListId": o["orderListId"], "price": _fmt(price), "qty": _fmt(qty),
+            "quoteQty": _fmt(price * qty), "commission": _fmt(commission),
+            "commissionAsset": asset, "time": self.now_ms(), "isBuyer": o["side"] == "BUY",
+            "isMaker": maker, "isBestMatch": True})
 
     def _settle(self, s: dict[str, Any], side: str, qty: float, price: float
                 ) -> tuple[float, str]:
@@ -169,8 +184,7 @@ class FakeBinance(LoopbackBinance):
                 "baseAssetPrecision": 8, "quoteAsset": s["quote"], "quotePrecision": 8,
                 "quoteAssetPrecision": 8, "baseCommissionPrecision": 8,
                 "quoteCommissionPrecision": 8,
-                "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT",
-                               "TAKE_PROFIT_LIMIT"],
+                "orderTypes": list(s.get("order_types", ORDER_TYPES)),
                 "icebergAllowed": True, "ocoAllowed": True, "otoAllowed": True,
                 "quoteOrderQtyMarketAllowed": True, "allowTrailingStop": True,
                 "cancelReplaceAllowed": True, "isSpotTradingAllowed": True,
@@ -232,83 +246,86 @@ class FakeBinance(LoopbackBinance):
         sid = q.get("symbol", "")
         s = self.symbols.get(sid)
         if s is None:
-            return 400, {"code": -1121, "msg": "Invalid symbol."}
-        side, otype = q.get("side"), q.get("type")
+            return err(-1121, "Invalid symbol.")
+        side, otype = str(q.get("side")), str(q.get("type"))
         qty = float(q.get("quantity", "0"))
-        step, min_qty = float(s["step"]), float(s["min_qty"])
-        if qty < min_qty or abs(qty / step - round(qty / step)) > 1e-6:
-            return 400, {"code": -1013, "msg": "Filter failure: LOT_SIZE"}
-        price = float(q["price"]) if otype == "LIMIT" else s["price"]
-        if otype == "LIMIT":
-            tick = float(s["tick"])
-            if abs(price / tick - round(price / tick)) > 1e-6:
-                return 400, {"code": -1013, "msg": "Filter failure: PRICE_FILTER"}
-        if qty * price < float(s["min_notional"]):
-            return 400, {"code": -1013, "msg": "Filter failure: NOTIONAL"}
+        problem = self._order_problem(s, q, otype, qty)
+        if problem is not None:
+            return problem
         coid = q.get("newClientOrderId") or f"web_{self._next_order}"
         with self._lock:
-            if any(o["clientOrderId"] == coid and o["status"] in ("NEW", "PARTIALLY_FILLED")
-                   for o in self.orders):
-                return 400, {"code": -2010, "msg": "Duplicate order sent."}
-            need_asset, need = ((s["quote"], qty * price) if side == "BUY"
-                                else (s["base"], qty))
-            if self.balances.get(need_asset, 0.0) < need - 1e-12:
-                return 400, {"code": -2010,
-                             "msg": "Account has insufficient balance for requested action."}
-            self._next_order += 1
-            now = self.now_ms()
-            fill_qty = qty if partial is None else round(int(qty * partial / step + 1e-6) * step, 8)
-            marketable = otype == "MARKET" or (side == "BUY" and price >= s["price"]) or (
-                side == "SELL" and price <= s["price"])
-            if not marketable:
-                fill_qty = 0.0
-            fills = []
-            if fill_qty > 0:
-                self._next_trade += 1
-                exec_px = s["price"]
-                commission, asset = self._settle(s, str(side), fill_qty, exec_px)
-                fills.append({"price": _fmt(exec_px), "qty": _fmt(fill_qty),
-                              "commission": _fmt(commission), "commissionAsset": asset,
-                              "tradeId": self._next_trade})
-            if fill_qty >= qty - 1e-12:
-                status = "FILLED"
-            elif otype == "MARKET":
-                status = "EXPIRED"
-            else:
-                status = "PARTIALLY_FILLED" if fill_qty > 0 else "NEW"
-            quote = sum(float(f["price"]) * float(f["qty"]) for f in fills)
-            order = {
-                "symbol": sid, "orderId": self._next_order, "orderListId": -1,
-                "clientOrderId": coid, "transactTime": now,
-                "price": _fmt(price if otype == "LIMIT" else 0.0), "origQty": _fmt(qty),
-                "executedQty": _fmt(fill_qty), "origQuoteOrderQty": _fmt(0.0),
-                "cummulativeQuoteQty": _fmt(quote), "status": status,
-                "timeInForce": q.get("timeInForce", "GTC"), "type": otype, "side": side,
-                "workingTime": now, "selfTradePreventionMode": "EXPIRE_MAKER",
-                "fills": fills, "_time": now,
-            }
-            self.orders.append(order)
-            for f in fills:
-                self.trades.append({
-                    "symbol": sid, "id": f["tradeId"], "orderId": order["orderId"],
-                    "orderListId": -1, "price": f["price"], "qty": f["qty"],
-                    "quoteQty": _fmt(float(f["price"]) * float(f["qty"])),
-                    "commission": f["commission"], "commissionAsset": f["commissionAsset"],
-                    "time": now, "isBuyer": side == "BUY", "isMaker": False,
-                    "isBestMatch": True})
+            problem = self._placement_problem(s, q, otype, side, qty, coid)
+            if problem is not None:
+                return problem
+            order = self.rest(sid, q, otype, side, qty, coid)
+            if otype in ("MARKET", "LIMIT"):
+                self._take(s, order, partial)
         if self.on_order is not None:
             self.on_order(order)
         resp_type = q.get("newOrderRespType", "FULL")
         if resp_type == "ACK":
             return 200, {"symbol": sid, "orderId": order["orderId"], "orderListId": -1,
-                         "clientOrderId": coid, "transactTime": now}
+                         "clientOrderId": coid, "transactTime": order["transactTime"]}
         return 200, self._order_view(order, full=resp_type == "FULL")
+
+    def _order_problem(self, s: dict[str, Any], q: dict[str, str], otype: str,
+                       qty: float) -> tuple[int, Any] | None:
+        """Type, parameters and filters (LOT_SIZE, PRICE_FILTER, NOTIONAL at the limit
+        price or, for a market order, the last price)."""
+        if otype not in ("MARKET", "LIMIT", "LIMIT_MAKER", *NOT_ENABLED):
+            return err(-1116, "Invalid orderType.") if otype else mandatory("type")
+        if otype not in s.get("order_types", ORDER_TYPES):
+            return err(-2010, NOT_ENABLED.get(otype, "Unsupported order combination"))
+        problem = self._lot_problem(s, qty)
+        if problem is None and otype != "MARKET":
+            problem = self.leg_problem(s, q, otype, qty)
+        if problem is None and otype == "MARKET" and qty * s["price"] < float(
+                s["min_notional"]):
+            problem = err(-1013, "Filter failure: NOTIONAL")
+        return problem
+
+    def _placement_problem(self, s: dict[str, Any], q: dict[str, str], otype: str,
+                           side: str, qty: float, coid: str) -> tuple[int, Any] | None:
+        """What the matching engine refuses: a duplicate open id, a stop the last price
+        already passed, a LIMIT_MAKER that would take, a balance the order exceeds."""
+        if self.open_id_taken(coid):
+            return err(-2010, "Duplicate order sent.")
+        last = float(s["price"])
+        if otype in ("STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT") and fires(
+                otype, side, last, float(q["stopPrice"])):
+            return err(-2010, "Order would trigger immediately.")
+        if otype == "LIMIT_MAKER" and crosses(side, last, float(q["price"])):
+            return err(-2010, "Order would immediately match and take.")
+        price = float(q["price"]) if otype != "MARKET" else last
+        need_asset, need = (s["quote"], qty * price) if side == "BUY" else (s["base"], qty)
+        if self.free(need_asset) < need - 1e-12:
+            return err(-2010, "Account has insufficient balance for requested action.")
+        return None
+
+    def _take(self, s: dict[str, Any], order: dict[str, Any], partial: float | None) -> None:
+        """A MARKET order, or a LIMIT that crosses the last price, trades at once at the
+        last price (in part with a scripted ``partial``); a MARKET order that cannot
+        fill in full ends EXPIRED."""
+        step, last = float(s["step"]), float(s["price"])
+        qty = float(order["origQty"])
+        fill_qty = qty if partial is None else round(int(qty * partial / step + 1e-6) * step, 8)
+        if order["type"] == "LIMIT" and not crosses(order["side"], last, float(order["price"])):
+            fill_qty = 0.0
+        if fill_qty > 0:
+            self.execute(order, fill_qty, last, maker=False)
+            t = self.trades[-1]
+            order["fills"] = [{"price": t["price"], "qty": t["qty"],
+                               "commission": t["commission"],
+                               "commissionAsset": t["commissionAsset"], "tradeId": t["id"]}]
+        if order["type"] == "MARKET" and fill_qty < qty - 1e-12:
+            order["status"] = "EXPIRED"
 
     def query_view(self, o: dict[str, Any]) -> dict[str, Any]:
         view = self._order_view(o)
         view.pop("transactTime", None)
-        view.update(time=o["_time"], updateTime=o["_time"], stopPrice=_fmt(0.0),
-                    icebergQty=_fmt(0.0), isWorking=o["status"] in ("NEW", "PARTIALLY_FILLED"))
+        view.update(time=o["_time"], updateTime=o.get("_update", o["_time"]),
+                    stopPrice=o.get("stopPrice", _fmt(0.0)), icebergQty=_fmt(0.0),
+                    isWorking=o["status"] in OPEN and o["_working"])
         return view
 
     def find(self, q: dict[str, str]) -> dict[str, Any] | None:
@@ -327,7 +344,8 @@ class FakeBinance(LoopbackBinance):
         if path == "/api/v3/ticker/24hr":
             return self.ticker_24hr(q)
         private = {"/api/v3/order", "/api/v3/openOrders", "/api/v3/allOrders",
-                   "/api/v3/myTrades", "/api/v3/account"}
+                   "/api/v3/myTrades", "/api/v3/account", "/api/v3/orderList/oco",
+                   "/api/v3/orderList", "/api/v3/openOrderList"}
         if path not in private:
             return 404, {"code": -1000, "msg": f"unknown path {path}"}
         problem = self.refusal(q, raw, headers, step)
@@ -343,15 +361,19 @@ class FakeBinance(LoopbackBinance):
                     400, {"code": -2013, "msg": "Order does not exist."})
             if path == "/api/v3/order" and method == "DELETE":
                 o = self.find(q)
-                if o is None or o["status"] not in ("NEW", "PARTIALLY_FILLED"):
+                if o is None or o["status"] not in OPEN:
                     return 400, {"code": -2011, "msg": "Unknown order sent."}
                 o["status"] = "CANCELED"
+                if o["orderListId"] != -1:
+                    self.cancel_leg(o)
                 return 200, {**self._order_view(o), "origClientOrderId": o["clientOrderId"]}
+            if path in self.LIST_ROUTES:
+                handler = self.LIST_ROUTES[path].get(method)
+                return handler(self, q) if handler else err(-1000, f"{method} {path}?")
             if path == "/api/v3/openOrders":
                 sid = q.get("symbol")
                 return 200, [self.query_view(o) for o in self.orders
-                             if o["status"] in ("NEW", "PARTIALLY_FILLED")
-                             and (sid is None or o["symbol"] == sid)]
+                             if o["status"] in OPEN and (sid is None or o["symbol"] == sid)]
             if path == "/api/v3/allOrders":
                 start = int(q.get("startTime", 0))
                 rows = [self.query_view(o) for o in self.orders
@@ -369,7 +391,8 @@ class FakeBinance(LoopbackBinance):
                     "sellerCommission": 0, "canTrade": True, "canWithdraw": True,
                     "canDeposit": True, "brokered": False, "requireSelfTradePrevention": False,
                     "preventSor": False, "updateTime": self.now_ms(), "accountType": "SPOT",
-                    "balances": [{"asset": a, "free": _fmt(v), "locked": _fmt(0.0)}
+                    "balances": [{"asset": a, "free": _fmt(v - self.locked(a)),
+                                  "locked": _fmt(self.locked(a))}
                                  for a, v in self.balances.items()],
                     "permissions": ["SPOT"], "uid": 1}
         return 404, {"code": -1000, "msg": "unreachable"}

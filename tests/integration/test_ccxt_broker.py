@@ -101,7 +101,7 @@ def test_market_order_carries_our_client_id_and_is_rounded(fake: FakeBinance,
     assert result.state is OrderState.FILLED
     assert result.filled_volume == pytest.approx(0.01234)
     assert result.avg_fill_price == pytest.approx(30_000.0)
-    assert "SL/TP not attached" in result.reason
+    assert result.reason == ""  # its stop goes out as an order of its own (place_protection)
     [order] = fake.orders_by_client_id(i.client_order_id)
     assert order["origQty"] == "0.01234000" and order["type"] == "MARKET"
     assert result.broker_order_id == str(order["orderId"])

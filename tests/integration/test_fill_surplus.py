@@ -34,7 +34,8 @@ def test_a_second_fill_under_our_client_id_is_an_incident_not_ours(
         ex, journal = daemon.executor, daemon.journal
         now = a_rising_minute(fake)  # momentum says long: spot can only buy
         ex.run_cycle(now)
-        [order] = journal.orders.all("bn-live")
+        [order] = [o for o in journal.orders.all("bn-live")
+                   if o.protective_kind is None]  # its stop and target: an OCO
         coid = order.client_order_id
         sent = fake.orders_by_client_id(coid)
         assert len(sent) == 1 and sent[0]["status"] == "FILLED"

@@ -48,8 +48,12 @@ def test_live_mode_with_ccxt(tmp_path: Path, always_long: object,
         exchange_ids = {o["clientOrderId"] for o in fake.orders}
     assert handled >= 100  # the catch-up history, closed bars only
     assert summary["vetoes"].get("stale_data", 0) >= handled - 2  # history never traded
-    assert len(orders) == 1 and orders[0].state.value in ("filled", "accepted")
-    assert exchange_ids == {orders[0].client_order_id}
+    [entry] = [o for o in orders if o.protective_kind is None]
+    assert entry.state.value in ("filled", "accepted")
+    # its stop and target: one sell OCO at the exchange, each leg journaled
+    assert sorted((o.protective_kind, o.state.value) for o in orders if o is not entry) == [
+        ("stop_loss", "accepted"), ("take_profit", "accepted")]
+    assert exchange_ids == {o.client_order_id for o in orders}
     assert summary["journal_orders_by_state"]
 
 

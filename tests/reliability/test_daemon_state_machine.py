@@ -85,6 +85,7 @@ from domain import (
     Proposal,
     client_order_id,
 )
+from domain.orders import protected_entry
 from ensemble.local import MomentumProvider
 from executor.approval_request import ApprovalRequest
 from executor.approvals import ApprovalError, decide
@@ -884,6 +885,11 @@ class DaemonMachine(RuleBasedStateMachine):
         agreed = {(p.bar_time, p.direction): p for p in Scripted.proposed if p.agreed}
         for order in j.orders.all(self.venue.account):
             intent = order.intent
+            if order.protective_kind is not None:  # an entry's exit (engine/protection.py)
+                entry = protected_entry(intent.client_order_id)
+                assert entry and j.orders.get_order(entry[0]) is not None, (
+                    f"protective order {intent.client_order_id} without its entry")
+                continue
             a = approvals.get(intent.client_order_id)
             if a is not None:
                 shown = ApprovalRequest.from_payload(a.intent)

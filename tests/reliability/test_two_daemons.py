@@ -19,8 +19,9 @@ daemon left it: cleared for live, with the bars up to a few minutes ago.
    exchange about that order; it is SIGKILLed while the question is in flight, holding the
    lease.
 4. D takes over (the kernel or PostgreSQL freed the lease with C), settles the order by
-   lookup and is READY; SIGTERM.
-At the exchange: one order, placed once, by A; none sent by B, C or D.
+   lookup, protects the long it finds (one sell OCO: its stop and target) and is READY;
+   SIGTERM.
+At the exchange: one order, placed once, by A; none sent by B or C; D's OCO only.
 
 Timing: the live scheduler fires at every bar close (1m bars) plus the settle delay, so each
 daemon gets the settle delay that puts its first tick where the test wants it: A's a few
@@ -80,9 +81,11 @@ class KeyedExchange(FakeBinance):
         """A steady rise, one cent a candle: momentum (and ``AlwaysLong`` with it) says
         long at every bar, so A's first tick buys whatever the minute. With the default
         candles' 11-minute cycle, a falling minute made it a sell, which a spot account
-        holding none of our BTC refuses (the ``no_shorts`` check), so A sent nothing."""
+        holding none of our BTC refuses (the ``no_shorts`` check), so A sent nothing. The
+        rise ends at the last price, so the long's OCO (1 % around the close) is valid."""
         row = super().kline(sid, open_ms, minutes)
-        o = self.symbols[sid]["price"] + 0.01 * (open_ms // (minutes * MINUTE_MS) % 1_000_000)
+        step = minutes * MINUTE_MS
+        o = self.symbols[sid]["price"] + 0.01 * (open_ms // step - self.now_ms() // step)
         c = o + 0.005
         return [row[0], _fmt(o, 3), _fmt(c + 0.002, 3), _fmt(o - 0.002, 3), _fmt(c, 3),
                 *row[5:]]
@@ -321,8 +324,14 @@ def test_two_daemons_on_one_account_exactly_one_trades(
         signed = list(exchange.signed)
 
     # The exchange: one order, placed once, by A; B, C and D sent nothing. C got the
-    # lease (it reached the exchange) and died asking; D settled the order by asking.
-    assert Counter(o["clientOrderId"] for o in placed) == {order_id: 1}
+    # lease (it reached the exchange) and died asking; D settled the order by asking,
+    # and protected the long it found: one OCO, its legs under the entry's ids.
+    entries = [o for o in placed if o["orderListId"] == -1]
+    assert Counter(o["clientOrderId"] for o in entries) == {order_id: 1}
+    assert sorted(o["clientOrderId"] for o in placed if o["orderListId"] != -1) == [
+        order_id + "sl", order_id + "tp"]
+    assert [k for k, m, p, _c in signed if (m, p) == ("POST", "/api/v3/orderList/oco")] == [
+        "twin-key-D"]
     assert [coid for _k, m, p, coid in signed if (m, p) == ("POST", "/api/v3/order")] == [
         order_id]
     lookups = [k for k, m, p, coid in signed
@@ -330,11 +339,11 @@ def test_two_daemons_on_one_account_exactly_one_trades(
     assert lookups[0] == "twin-key-C" and set(lookups) == {"twin-key-C", "twin-key-D"}
     journal = Journal.open(url, migrate_schema=False)
     try:
-        [order] = journal.orders.all(ACCOUNT)
+        [order] = [o for o in journal.orders.all(ACCOUNT) if o.protective_kind is None]
     finally:
         journal.close()
     assert order.client_order_id == order_id and order.state is OrderState.FILLED
-    assert order.broker_order_id == str(placed[0]["orderId"])
+    assert order.broker_order_id == str(entries[0]["orderId"])
     print(f"\ntwo daemons on {url.split(':')[0]}: {time.monotonic() - t0:.1f}s"
           + (" (A started after its first tick: one more minute)" if late else ""))
 

@@ -32,7 +32,7 @@ class VenueModel(Protocol):
     shorts: bool  # can the account hold a short (spot cannot)
     partial_fills: bool  # can the venue fill part of a market order and cancel the rest
     fills_while_down: bool  # can an order fill at the venue while the daemon is down
-    protective_exits: bool  # does the venue hold our stop and target (ccxt spot: no OCO yet)
+    protective_exits: bool  # does the venue hold our stop and target
     fee_rate: float  # commission taken out of the traded quantity (spot: base-asset fees)
     dust: float  # lots a close may leave behind: what the venue's amount step cannot sell
 
@@ -229,7 +229,7 @@ class CcxtSpot(_LiveVenue):
     shorts = False
     partial_fills = True
     fills_while_down = True
-    protective_exits = False
+    protective_exits = True  # a long's stop and target: one sell OCO, placed by the engine
     fee_rate = 0.001  # Binance's standard spot commission, in the asset received
     dust = 0.01  # LOT_SIZE stepSize 0.00001 BTC: a fee-shaved holding sells in whole steps
 
@@ -253,7 +253,23 @@ class CcxtSpot(_LiveVenue):
         self.fake.script("POST", "/api/v3/order", ("partial", fraction))
 
     def protected(self, side: OrderSide, lots: float, exit_by: str) -> None:
-        raise AssertionError("spot places no protective orders (issue 19)")
+        """Open a long with a stop and a target 1 % away; the engine places both at the
+        exchange as one sell OCO; the price then trades through one of them, the fake
+        executes that leg (expiring the other), and the next bar's poll sees the exit."""
+        assert side is OrderSide.BUY, "spot holds no shorts"
+        price = float(self.fake.symbols["BTCUSDT"]["price"])
+        stop, target = round(price * 0.99, 2), round(price * 1.01, 2)
+        self.send(side, lots, stops=(stop, target))
+        assert len(self.open_legs()) == 2, "the stop and the target are at the exchange"
+        self.fake.set_price("BTCUSDT", stop - 10 if exit_by == "sl" else target + 10)
+        self._bar()
+        assert self.open_legs() == [], "the other leg expired with the list"
+        self.fake.set_price("BTCUSDT", price)
+
+    def open_legs(self) -> list[str]:
+        """Client ids of the open orders that belong to an order list (an OCO's legs)."""
+        return [str(o["clientOrderId"]) for o in self.fake.orders
+                if o["status"] in ("NEW", "PARTIALLY_FILLED") and o["orderListId"] != -1]
 
     def venue_position(self) -> float:
         return round(self.fake.balances.get("BTC", 0.0), 10)
@@ -262,7 +278,10 @@ class CcxtSpot(_LiveVenue):
         return abs(self.venue_position())
 
     def venue_open_orders(self) -> int:
-        return sum(1 for o in self.fake.orders if o["status"] in ("NEW", "PARTIALLY_FILLED"))
+        """Open orders but the OCO legs: a protective leg is its position's exit, followed
+        by the engine's keeper, not a working order of the tracker's."""
+        return sum(1 for o in self.fake.orders if o["status"] in ("NEW", "PARTIALLY_FILLED")
+                   and o["orderListId"] == -1)
 
     def venue_realized(self) -> float | None:
         return None  # Binance spot reports trades and balances, no realised PnL
@@ -470,6 +489,15 @@ class Paper(_Venue):
             self.executor.stop("stopped")
             self._daemon.journal.close()
             self._daemon = None
+
+
+def lost_at_once(settings: Any) -> Any:
+    """``settings`` with a resolver that declares a lost send at once: a test cannot wait
+    out the grace (which exceeds Binance's recvWindow) before the next generation goes."""
+    resolver = settings.broker.resolver.model_copy(update={"grace_lookups": 1,
+                                                            "grace_seconds": 0.0})
+    return settings.model_copy(update={"broker": settings.broker.model_copy(
+        update={"resolver": resolver})})
 
 
 def in_lots(venue: VenueModel, volume: float) -> float:
