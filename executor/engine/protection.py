@@ -54,7 +54,7 @@ from domain.orders import (
     protected_entry,
     protective_intent,
 )
-from executor.brokers.base import BrokerFill, BrokerOrder, ProtectingBroker
+from executor.brokers.base import BrokerFill, BrokerOrder, ProtectingBroker, VolumeRules
 from executor.engine.router import OrderRouter
 from executor.journal.store import Journal
 
@@ -100,6 +100,7 @@ class ProtectiveOrders:
         # were sent (the last one in a position's direction is its current entry).
         self.legs: dict[str, dict[str, Order]] = {}
         self.entries: dict[str, Order] = {}
+        self._sizes: dict[str, VolumeRules | None] = {}  # the venue's steps, asked once
         self._durable = not getattr(broker, "simulated", False)
 
     # ------------------------------------------------------------------ events
@@ -438,11 +439,29 @@ class ProtectiveOrders:
         return found
 
     def _position(self, symbol: str) -> float | None:
+        """The position in what the venue can trade: rounded down to its volume step, and
+        0 below its minimum. Dust (a spot close leaves the part of the buy's base-asset fee
+        the step cannot sell) is no position: no leg can protect it, no order close it."""
         try:
-            return self.broker.position(symbol).volume
+            held = self.broker.position(symbol).volume
         except Exception as exc:
             log.warning("position_unreadable", symbol=symbol, error=str(exc)[:200])
             return None
+        rules = self._rules(symbol)
+        if rules is None:
+            return held
+        size = rules.round_down(abs(held))
+        return 0.0 if size < rules.min - _EPS else (size if held > 0 else -size)
+
+    def _rules(self, symbol: str) -> VolumeRules | None:
+        if symbol not in self._sizes:
+            ask = getattr(self.broker, "volume_rules", None)
+            try:
+                self._sizes[symbol] = ask(symbol) if callable(ask) else None
+            except Exception as exc:  # asked again next time
+                log.warning("volume_rules_unreadable", symbol=symbol, error=str(exc)[:200])
+                return None
+        return self._sizes[symbol]
 
 
 def _is_entry(order: Order) -> bool:

@@ -134,9 +134,6 @@ def test_a_stop_that_fired_while_down_is_the_exit_after_restart(venue: Spot) -> 
     assert venue.journal.trading_state.trading_state(fresh=True).state != "halted"
 
 
-@pytest.mark.xfail(strict=True, reason="engine: the spot close leaves 8e-06 BTC of dust "
-                   "(below LOT_SIZE's 0.00001); protect() places legs for it, the venue "
-                   "cannot, and _fail opens an incident (reported to the lead)")
 def test_an_exit_order_closes_a_long_whose_oco_works(venue: Spot) -> None:
     """The OCO locks the BTC: the exit goes out once the engine cancelled it; the dust
     the sell's amount step leaves behind is no position to protect."""
