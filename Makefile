@@ -46,9 +46,10 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 # The bench extra brings smartmoneyconcepts (numba, pandas) for the SMC comparison only.
-# The crash-safety test with 500 SIGKILLs per variant instead of the suite's 50: ccxt spot, the
-# MT5 bridge and the USD-M swap with its stops and targets at the exchange, each on SQLite and
-# (with DTA_TEST_DATABASE_URL) PostgreSQL; ~2 min per variant for spot and MT5, ~3.5 for the swap.
+# The crash-safety test with 500 SIGKILLs per variant instead of the suite's 50: ccxt spot, ccxt
+# spot with each long's OCO at the exchange (spot-protect), the MT5 bridge and the USD-M swap with
+# its stops and targets at the exchange, each on SQLite and (with DTA_TEST_DATABASE_URL)
+# PostgreSQL; ~2 min per variant for spot, spot-protect and MT5, ~3.5 for the swap.
 # Then the daemon state machine with 2,000 examples (split over its venues) instead of the suite's 200.
 soak: $(STAMP)
 	DTA_SOAK_KILLS=500 $(BIN)/python -m pytest -q -p no:cacheprovider tests/reliability/test_crash_safety.py -s

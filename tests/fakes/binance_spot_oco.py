@@ -134,6 +134,9 @@ class SpotOrderLists:
     def _lists_init(self) -> None:
         self.order_lists: list[dict[str, Any]] = []
         self._next_list = 100
+        # Test-only: run when an order list was accepted, before the answer leaves (the
+        # crash-safety test kills the client there), like ``on_order`` for one order.
+        self.on_order_list: Callable[[dict[str, Any]], None] | None = None
 
     # ------------------------------------------------------------------ balances
 
@@ -249,6 +252,8 @@ class SpotOrderLists:
                            "clientOrderId": o["clientOrderId"]} for o in legs],
                "_legs": legs}
         self.order_lists.append(lst)
+        if self.on_order_list is not None:
+            self.on_order_list(lst)
         reports = [self.report(o) for o in legs]
         if q.get("newOrderRespType") == "ACK":
             reports = [{k: r[k] for k in ("symbol", "orderId", "orderListId",

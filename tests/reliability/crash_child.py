@@ -4,6 +4,8 @@ real client library:
 - ``ccxt``: ``ccxt.binance`` against the fake exchange (tests/fakes/binance_fake.py);
 - ``mt5``: ``Mt5Client`` over rpyc to our bridge serving the fake MetaTrader5 module
   (tests/fakes/mt5_fake.py); the client order id travels in the order comment;
+- ``spot-protect``: ``ccxt.binance`` against the same spot fake, each long with its stop
+  and target as one OCO placed by the engine; that life is ``crash_spot_life.py``'s;
 - ``swap``: ``ccxt.binanceusdm`` through ``CcxtSwapBroker`` against the USD-M fake
   (tests/fakes/binance_usdm), each entry with its stop and target placed at the exchange
   by the engine; that life is ``crash_swap_life.py``'s.
@@ -44,6 +46,7 @@ sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # tests/: the fake
 # Imported lazily by the brokers and the journal; preloaded here for the zygote.
 import ccxt  # noqa: F401
 import rpyc  # noqa: F401
+from crash_spot_life import SPOT_STEP, SPOT_SYMBOL, SPOT_VOLUME, spot_life
 from crash_swap_life import STEP, SYMBOL, VOLUME, protected_life
 from support.builders import an_intent
 
@@ -93,7 +96,8 @@ class Market:
 
 
 MARKETS = {"ccxt": Market("BTC/USDT", 0.001, 0.0001), "mt5": Market("EURUSD", 0.01, 0.01),
-           "swap": Market(SYMBOL, VOLUME, STEP)}
+           "swap": Market(SYMBOL, VOLUME, STEP),
+           "spot-protect": Market(SPOT_SYMBOL, SPOT_VOLUME, SPOT_STEP)}
 
 
 def intent(venue: str, account: str, k: int) -> OrderIntent:
@@ -108,7 +112,7 @@ def intent(venue: str, account: str, k: int) -> OrderIntent:
 
 def make_broker(venue: str, port: int) -> Broker:
     """The live broker for ``venue``, pointed at the test's loopback server on ``port``."""
-    if venue == "ccxt":
+    if venue in ("ccxt", "spot-protect"):
         settings = CcxtSettings(symbols=(MARKETS[venue].symbol,), timeout_ms=2000,
                                 rate_limit_ms=1, recv_window_ms=RECV_WINDOW_MS,
                                 read_retries=2, read_backoff_seconds=0.05)
@@ -156,6 +160,9 @@ def run(venue: str, port: int, journal_url: str, account: str, orders: int, sett
     if isinstance(broker, CcxtSwapBroker):
         return protected_life(broker, journal, account, orders, settle, handshake, GRACE,
                               say)
+    if venue == "spot-protect":
+        assert isinstance(broker, CcxtBroker)
+        return spot_life(broker, journal, account, orders, settle, handshake, GRACE, say)
     broker.restore(journal.orders.all(account), [], [])
     router = OrderRouter(journal, broker)
     resolver = OrderResolver(journal, broker, GRACE)

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from domain import Fill, OrderIntent, OrderSide, OrderType, client_order_id
+from executor.brokers.ccxt_broker import CcxtBroker
 from executor.brokers.ccxt_swap import CcxtSwapBroker
 from executor.brokers.config import ResolverSettings
 from executor.engine.protection import ProtectiveOrders
@@ -76,7 +77,9 @@ def cycle_intent(broker: CcxtSwapBroker, account: str, k: int) -> OrderIntent:
 class SwapLife:
     """One life: the daemon's start, the cycles, and (the final life) the settling."""
 
-    def __init__(self, broker: CcxtSwapBroker, journal: Journal, account: str,
+    symbol = SYMBOL
+
+    def __init__(self, broker: CcxtSwapBroker | CcxtBroker, journal: Journal, account: str,
                  grace: ResolverSettings, handshake: bool, say: Callable[[str], None]
                  ) -> None:
         self.broker, self.journal, self.account = broker, journal, account
@@ -98,19 +101,29 @@ class SwapLife:
         settled = {o.client_order_id for o in journal.orders.all(self.account)
                    if o.state not in UNRESOLVED}
         for k in range(orders):
-            coid = cycle_id(self.account, k)
+            coid = self.cycle_id(k)
             if coid in settled:
                 continue
             for order in self.resolver.resolve_pending(self.account):
                 protection.after_order(order)  # an entry found filled: its legs now
-            protection.after_bar(SYMBOL, [])
+            protection.after_bar(self.symbol, [])
             known = journal.orders.get_order(coid)
-            intent = known.intent if known else cycle_intent(self.broker, self.account, k)
-            protection.after_order(self.router.submit(intent))
+            self.send(known.intent if known else self.next_intent(k))
             journal.commit()  # the end of the cycle
         code = self.settle() if settle else 0
         journal.close()
         return code
+
+    def cycle_id(self, k: int) -> str:
+        return cycle_id(self.account, k)
+
+    def next_intent(self, k: int) -> OrderIntent:
+        assert isinstance(self.broker, CcxtSwapBroker)
+        return cycle_intent(self.broker, self.account, k)
+
+    def send(self, intent: OrderIntent) -> None:
+        """The order through the router; its answer places (or moves) the legs."""
+        self.protection.after_order(self.router.submit(intent))
 
     def wait(self, point: str) -> None:
         """Say where the life is; with the handshake, wait for the test's go."""
@@ -146,7 +159,7 @@ class SwapLife:
             order = journal.orders.get_order(coid)
             if order is not None:
                 self.protection.after_order(order)
-        self.protection.after_bar(SYMBOL, [])
+        self.protection.after_bar(self.symbol, [])
         journal.commit()
         self.wait("settled")
         halted = self.start_up()

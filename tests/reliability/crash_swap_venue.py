@@ -45,21 +45,22 @@ LEG_STATUS = {OrderState.ACCEPTED: {"NEW"}, OrderState.FILLED: {"FINISHED", "TRI
               OrderState.CANCELLED: {"CANCELED", "EXPIRED"}}
 
 
-class SwapVenue:
-    """Binance USD-M, one-way; the price moves between a few levels now and then."""
+class MovingMarket:
+    """What the protected venues share: the price moved among ``LEVELS`` now and then,
+    requests slowed on ``PATHS``, the protection checked while a life waits."""
 
+    SID: str
+    LEVELS: tuple[float, ...]
+    PATHS: tuple[str, str]
     handshake = True
-    # A swap cycle costs more requests (the price, the position, two legs), so a life gets
-    # through fewer (1-4): enough cycles to outlast the kills; the final life runs the rest.
+    # A protected cycle costs more requests (the price, the position, the legs), so a life
+    # gets through fewer (1-4): enough cycles to outlast the kills; the final life runs
+    # the rest.
     cycles = max(150, KILLS * 3)
-    # Moves of 2 % or more cross every leg (1 % from its entry's price); 0.3 % ones none.
-    LEVELS = (29_400.0, 29_910.0, 30_000.0, 30_090.0, 30_600.0)
-    PATHS = ("/fapi/v1/order", "/fapi/v1/algoOrder")
 
-    def __init__(self) -> None:
-        self.fake = FakeBinanceUsdm(wallet=1_000_000.0)
-        self.fake.start()
-        self.port = self.fake.port
+    def __init__(self, fake: Any) -> None:
+        self.fake = fake
+        self.port: int = fake.port
         self.moves = 0
         self.starts = 0
         self.excused: list[str] = []  # starts with a gap while an order was in doubt
@@ -67,6 +68,55 @@ class SwapVenue:
         self.kill_points: dict[str, int] = {}  # "after_accept" kills, by endpoint
         self._delays = 0
         self._armed = 0
+
+    def unprotected(self) -> str | None:
+        raise NotImplementedError
+
+    def assert_protected(self) -> None:
+        """No start without its protection (unexcused), none left after settling."""
+        assert self.gaps == [], f"positions without their protection: {self.gaps}"
+        assert self.unprotected() is None, self.unprotected()
+
+    def delay_next_send(self, seconds: float) -> None:
+        self._delays += 1
+        self.fake.script("POST", self.PATHS[self._delays % 2], ("delay", seconds))
+
+    def stir(self, rng: random.Random) -> None:
+        if rng.random() < 0.4:
+            now = self.fake.symbols[self.SID]["price"]
+            self.fake.set_price(self.SID, rng.choice([p for p in self.LEVELS if p != now]))
+            self.moves += 1
+
+    def during(self, seconds: float, rng: random.Random) -> None:
+        first = rng.uniform(0.0, seconds)
+        time.sleep(first)
+        self.stir(rng)
+        time.sleep(seconds - first)
+
+    def at_ready(self, pid: int, url: str, settled: bool = False) -> None:
+        """The life waits, its start-up (or the final settling) done: the position must
+        hold its stop; after settling, with no excuse."""
+        self.starts += not settled
+        gap = self.unprotected()
+        if gap is not None:
+            doubt = [] if settled else in_doubt(url)
+            where = "after settling" if settled else "at start-up"
+            (self.excused if doubt else self.gaps).append(f"{where}: {gap}; in doubt: {doubt}")
+        os.kill(pid, signal.SIGUSR1)
+
+
+class SwapVenue(MovingMarket):
+    """Binance USD-M, one-way; the price moves between a few levels now and then."""
+
+    SID = SID
+    # Moves of 2 % or more cross every leg (1 % from its entry's price); 0.3 % ones none.
+    LEVELS = (29_400.0, 29_910.0, 30_000.0, 30_090.0, 30_600.0)
+    PATHS = ("/fapi/v1/order", "/fapi/v1/algoOrder")
+
+    def __init__(self) -> None:
+        fake = FakeBinanceUsdm(wallet=1_000_000.0)
+        fake.start()
+        super().__init__(fake)
 
     # ------------------------------------------------------------------ the kill loop
 
@@ -89,33 +139,6 @@ class SwapVenue:
 
         self.fake.on_order = on("order")
         self.fake.on_algo_order = on("leg")
-
-    def delay_next_send(self, seconds: float) -> None:
-        self._delays += 1
-        self.fake.script("POST", self.PATHS[self._delays % 2], ("delay", seconds))
-
-    def stir(self, rng: random.Random) -> None:
-        if rng.random() < 0.4:
-            now = self.fake.symbols[SID]["price"]
-            self.fake.set_price(SID, rng.choice([p for p in self.LEVELS if p != now]))
-            self.moves += 1
-
-    def during(self, seconds: float, rng: random.Random) -> None:
-        first = rng.uniform(0.0, seconds)
-        time.sleep(first)
-        self.stir(rng)
-        time.sleep(seconds - first)
-
-    def at_ready(self, pid: int, url: str, settled: bool = False) -> None:
-        """The life waits, its start-up (or the final settling) done: the position must
-        hold its stop; after settling, with no excuse."""
-        self.starts += not settled
-        gap = self.unprotected()
-        if gap is not None:
-            doubt = [] if settled else in_doubt(url)
-            where = "after settling" if settled else "at start-up"
-            (self.excused if doubt else self.gaps).append(f"{where}: {gap}; in doubt: {doubt}")
-        os.kill(pid, signal.SIGUSR1)
 
     def diagnose(self, url: str) -> None:
         """A life halted: say so precisely when a fired leg's exit is missing."""
@@ -151,17 +174,8 @@ class SwapVenue:
 
     def verify(self, url: str) -> str:
         """After the final life: every invariant of the module docstring."""
-        assert self.gaps == [], f"positions without exactly one stop: {self.gaps}"
-        assert self.unprotected() is None, self.unprotected()
-        journal = Journal.open(url, migrate_schema=False)
-        try:
-            orders = journal.orders.all(ACCOUNT)
-            fills = journal.orders.fills(account=ACCOUNT)
-            net = journal_net_positions(journal, ACCOUNT).get(SYMBOL, 0.0)
-            incidents = [i for i in journal.incidents.all()
-                         if i.kind == "protective_order_failed"]
-        finally:
-            journal.close()
+        self.assert_protected()
+        orders, fills, net, incidents = journal_view(url, SYMBOL)
         with self.fake._lock:
             venue_orders = [dict(o) for o in self.fake.orders]
             algos = [dict(a) for a in self.fake.algo_orders]
@@ -252,6 +266,18 @@ def exits_not_journaled(url: str) -> list[str]:
                 if o.protective_kind is not None
                 and ((protected_entry(o.client_order_id) or ("",))[0],
                      o.protective_kind) not in exits]
+    finally:
+        journal.close()
+
+
+def journal_view(url: str, symbol: str) -> tuple[list[Order], list[Any], float, list[Any]]:
+    """The journal after the final life: orders, fills, net position on ``symbol``, and
+    the incidents of positions closed because their legs were refused."""
+    journal = Journal.open(url, migrate_schema=False)
+    try:
+        return (journal.orders.all(ACCOUNT), journal.orders.fills(account=ACCOUNT),
+                journal_net_positions(journal, ACCOUNT).get(symbol, 0.0),
+                [i for i in journal.incidents.all() if i.kind == "protective_order_failed"])
     finally:
         journal.close()
 

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from crash_spot_venue import SpotProtectVenue, StaleEntryProtected
 from crash_swap_venue import SwapVenue
 from crash_venues import ACCOUNT, KILLS, BinanceVenue, Mt5Venue, Venue, journaled_orders
 
@@ -51,7 +52,8 @@ from executor.journal.store import Journal
 ROOT = Path(__file__).resolve().parents[2]
 CHILD = Path(__file__).resolve().parent / "crash_child.py"
 VENUES: dict[str, Callable[[], Venue]] = {"ccxt": BinanceVenue, "mt5": Mt5Venue,
-                                          "swap": SwapVenue}
+                                          "swap": SwapVenue,
+                                          "spot-protect": SpotProtectVenue}
 
 
 # --------------------------------------------------------------------------- lives
@@ -237,7 +239,11 @@ def final_life(zygote: Zygote, venue: Venue, args: dict[str, Any]) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("venue_name", ["ccxt", "mt5", "swap"])
+@pytest.mark.parametrize("venue_name", ["ccxt", "mt5", "swap", pytest.param(
+    "spot-protect", marks=pytest.mark.xfail(raises=StaleEntryProtected, strict=False, reason=(
+        "ProtectiveOrders._follow_up protects a stale entry whose legs were declared lost "
+        "(test_spot_protect_stale_entry.py, xfail strict); timing decides whether 50 kills "
+        "hit it (most seeds do), so not strict here")))])
 def test_sigkill_at_random_points_loses_and_duplicates_nothing(
         venue_name: str, journal_url: str, zygote: Zygote, tmp_path: Path) -> None:
     rng = random.Random(f"{venue_name}-5050")
