@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from crash_spot_life import SPOT_SYMBOL, spot_cycle_id
-from crash_swap_venue import MovingMarket, journal_view
+from crash_swap_venue import MovingMarket, check_legs, journal_view
 from crash_venues import ACCOUNT, Placed, check_orders
 from fakes.binance_fake import FakeBinance
 from fakes.binance_spot_oco import OPEN
@@ -155,28 +155,14 @@ class SpotProtectVenue(MovingMarket):
 
     def _check_legs(self, legs: list[Order], resting: list[dict[str, Any]],
                     lists: list[dict[str, Any]]) -> int:
-        by_id: dict[str, list[dict[str, Any]]] = {}
-        for o in resting:
-            by_id.setdefault(o["clientOrderId"], []).append(o)
-        assert {c: len(v) for c, v in by_id.items() if len(v) > 1} == {}
+        """Zero duplicates and zero lost against the legs at the exchange and their lists;
+        a leg is refused only for its prices (the market passed it) or, before sending,
+        for want of anything to sell; returns the legs declared lost."""
         list_ids = [x["listClientOrderId"] for x in lists]
         assert len(list_ids) == len(set(list_ids)), sorted(list_ids)
-        journaled = {o.client_order_id: o for o in legs}
-        assert set(by_id) <= set(journaled), sorted(set(by_id) - set(journaled))
-        assert {x["listClientOrderId"] for x in lists} <= {
-            list_client_id(c) for c in journaled}, list_ids
-        lost = 0
-        for leg in legs:
-            at = by_id.get(leg.client_order_id, [])
-            if leg.state is OrderState.REJECTED:
-                assert at == [], (leg, at)
-                lost += leg.reason.startswith("lost:")
-                continue
-            assert leg.state in LEG_STATUS, leg  # nothing in doubt
-            [o] = at
-            assert leg.broker_order_id == str(o["orderId"]), (leg, o)
-            assert o["status"] in LEG_STATUS[leg.state], (leg, o)
-        return lost
+        assert set(list_ids) <= {list_client_id(o.client_order_id) for o in legs}, list_ids
+        return check_legs(legs, resting, ("clientOrderId", "orderId", "status"), LEG_STATUS,
+                          ("lost:", "not sent:", "InvalidOrder: binance {\"code\": -2010"))
 
     def _check_fills(self, fills: list[Any], trades: list[dict[str, Any]],
                      venue_orders: list[dict[str, Any]]) -> None:

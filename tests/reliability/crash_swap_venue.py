@@ -215,25 +215,8 @@ class SwapVenue(MovingMarket):
     def _check_legs(self, legs: list[Order], algos: list[dict[str, Any]]) -> int:
         """Zero duplicates and zero lost against ``/fapi/v1/algoOrder``; returns the legs
         declared lost (each placed again as the next generation)."""
-        by_id: dict[str, list[dict[str, Any]]] = {}
-        for a in algos:
-            by_id.setdefault(a["clientAlgoId"], []).append(a)
-        assert {c: len(v) for c, v in by_id.items() if len(v) > 1} == {}
-        journaled = {o.client_order_id: o for o in legs}
-        assert set(by_id) <= set(journaled), sorted(set(by_id) - set(journaled))
-        lost = 0
-        for leg in legs:
-            at = by_id.get(leg.client_order_id, [])
-            if leg.state is OrderState.REJECTED:
-                assert at == [], (leg, at)
-                lost += leg.reason.startswith("lost:")
-                assert leg.reason.startswith(("lost:", "would trigger immediately")), leg
-                continue
-            assert leg.state in LEG_STATUS, leg  # nothing in doubt
-            [a] = at
-            assert leg.broker_order_id == str(a["algoId"]), (leg, a)
-            assert a["algoStatus"] in LEG_STATUS[leg.state], (leg, a)
-        return lost
+        return check_legs(legs, algos, ("clientAlgoId", "algoId", "algoStatus"), LEG_STATUS,
+                          ("lost:", "would trigger immediately"))
 
     def _check_fills(self, fills: list[Any], trades: list[dict[str, Any]],
                      algos: list[dict[str, Any]]) -> None:
@@ -268,6 +251,33 @@ def exits_not_journaled(url: str) -> list[str]:
                      o.protective_kind) not in exits]
     finally:
         journal.close()
+
+
+def check_legs(legs: list[Order], rows: list[dict[str, Any]], keys: tuple[str, str, str],
+               statuses: dict[OrderState, set[str]], refusals: tuple[str, ...]) -> int:
+    """Zero duplicates and zero lost between journaled legs and the venue's ``rows``
+    (``keys``: a row's client id, exchange id and status); a rejected leg never reached
+    the venue and says why (one of ``refusals``). Returns the legs declared lost."""
+    coid_key, id_key, status_key = keys
+    by_id: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_id.setdefault(row[coid_key], []).append(row)
+    assert {c: len(v) for c, v in by_id.items() if len(v) > 1} == {}
+    journaled = {o.client_order_id: o for o in legs}
+    assert set(by_id) <= set(journaled), sorted(set(by_id) - set(journaled))
+    lost = 0
+    for leg in legs:
+        at = by_id.get(leg.client_order_id, [])
+        if leg.state is OrderState.REJECTED:
+            assert at == [], (leg, at)
+            lost += leg.reason.startswith("lost:")
+            assert leg.reason.startswith(refusals), leg
+            continue
+        assert leg.state in statuses, leg  # nothing in doubt
+        [row] = at
+        assert leg.broker_order_id == str(row[id_key]), (leg, row)
+        assert row[status_key] in statuses[leg.state], (leg, row)
+    return lost
 
 
 def journal_view(url: str, symbol: str) -> tuple[list[Order], list[Any], float, list[Any]]:
