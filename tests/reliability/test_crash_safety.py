@@ -9,7 +9,9 @@ left. Every combination of
   against the USD-M fake, where every entry gets its stop and target at the exchange
   (conditional orders placed by the engine after the entry filled: kills land between an
   entry and its exits too, and on the conditional order endpoint), and the price moves
-  now and then so exits fire while a life runs or none does;
+  now and then so exits fire while a life runs or none does; and (``spot-protect``,
+  crash_spot_venue.py) ``ccxt.binance`` against the spot fake with each long's stop and
+  target as one OCO the engine places, kills on the order-list endpoint too;
 - journal: a SQLite file, or PostgreSQL when DTA_TEST_DATABASE_URL is set (the
   ``journal_url`` fixture of tests/conftest.py),
 must end, after a final clean life, with:
@@ -21,10 +23,11 @@ must end, after a final clean life, with:
   which exceeds the recvWindow after which Binance refuses a request, and the fake
   terminal's few milliseconds between a request's arrival and its execution);
 - nothing left ``submitting`` or ``unknown``;
-- on the swap, zero positions without a stop: at every life's start (the life waits for
-  the test after start-up) and at the end, an open position has exactly one stop and at
-  most one target at the exchange, a flat one none; every trade journaled as a fill (a
-  fired leg's as its entry's exit), the journal's position the exchange's.
+- on the swap and spot-protect, zero positions without a stop: at every life's start (the
+  life waits for the test after start-up) and at the end, an open position has exactly
+  one stop and at most one target at the exchange (on spot: one OCO of ours), a flat one
+  (or dust) none; every trade journaled as a fill (a fired leg's as its entry's exit), the
+  journal's position the exchange's.
 """
 
 from __future__ import annotations
