@@ -177,6 +177,9 @@ class ProtectiveOrders:
         self.entries.setdefault(entry.client_order_id, entry)
         if not _same_way(entry, held):
             return  # closed (or reversed) already: nothing to protect
+        current = self._current_entry(entry.intent.symbol, held)
+        if current is not None and current.client_order_id != entry.client_order_id:
+            return  # a later entry owns the position now: its legs protect it
         legs = self._latest(entry)
         missing: list[Order] = []
         for kind in KINDS:

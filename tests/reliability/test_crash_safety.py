@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from crash_spot_venue import SpotProtectVenue, StaleEntryProtected
+from crash_spot_venue import SpotProtectVenue
 from crash_swap_venue import SwapVenue
 from crash_venues import ACCOUNT, KILLS, BinanceVenue, Mt5Venue, Venue, journaled_orders
 
@@ -242,11 +242,7 @@ def final_life(zygote: Zygote, venue: Venue, args: dict[str, Any]) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("venue_name", ["ccxt", "mt5", "swap", pytest.param(
-    "spot-protect", marks=pytest.mark.xfail(raises=StaleEntryProtected, strict=False, reason=(
-        "ProtectiveOrders._follow_up protects a stale entry whose legs were declared lost "
-        "(test_spot_protect_stale_entry.py, xfail strict); timing decides whether 50 kills "
-        "hit it (most seeds do), so not strict here")))])
+@pytest.mark.parametrize("venue_name", ["ccxt", "mt5", "swap", "spot-protect"])
 def test_sigkill_at_random_points_loses_and_duplicates_nothing(
         venue_name: str, journal_url: str, zygote: Zygote, tmp_path: Path) -> None:
     rng = random.Random(f"{venue_name}-5050")

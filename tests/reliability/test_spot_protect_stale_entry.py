@@ -61,11 +61,6 @@ def intent(k: int, side: OrderSide, volume: float, price: float | None = None) -
                        SPOT_SYMBOL, side, volume, OrderType.MARKET, bar, **stops)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "executor/engine/protection.py: _follow_up protects an entry whose lost legs belong to "
-    "a position closed since (not _current_entry): its next generation is sized to the "
-    "newer entry's position, refused (the newer OCO locks the coins), and _fail closes the "
-    "whole position at market with a critical incident"))
 def test_a_stale_entry_s_lost_legs_are_not_placed_again(fake: FakeBinance,
                                                        journal_url: str) -> None:
     journal = Journal.open(journal_url)
