@@ -161,8 +161,11 @@ class SpotProtectVenue(MovingMarket):
         list_ids = [x["listClientOrderId"] for x in lists]
         assert len(list_ids) == len(set(list_ids)), sorted(list_ids)
         assert set(list_ids) <= {list_client_id(o.client_order_id) for o in legs}, list_ids
+        # A lone target is a LIMIT_MAKER: one the price passed is refused with -2010 "Order
+        # would immediately match and take." (ccxt's OrderImmediatelyFillable).
         return check_legs(legs, resting, ("clientOrderId", "orderId", "status"), LEG_STATUS,
-                          ("lost:", "not sent:", "InvalidOrder: binance {\"code\": -2010"))
+                          ("lost:", "not sent:", "InvalidOrder: binance {\"code\": -2010",
+                           "OrderImmediatelyFillable: binance Order would immediately"))
 
     def _check_fills(self, fills: list[Any], trades: list[dict[str, Any]],
                      venue_orders: list[dict[str, Any]]) -> None:
