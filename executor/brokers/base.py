@@ -151,3 +151,10 @@ class ProtectingBroker(Broker, Protocol):
         """Protective (conditional) orders working at the venue on ``symbol``, ours and
         foreign (``ours`` tells which), for start-up reconciliation."""
         ...
+
+    def within_bar(self, bar: Bar) -> Sequence[BrokerFill]:
+        """Legs placed after ``bar``'s fills that the rest of the bar fired. A simulator
+        places them at the bar's open and fires them on its range, as a live venue fires
+        them on its price path before the next close; a live venue reports such fills at
+        its next poll (nothing here)."""
+        ...

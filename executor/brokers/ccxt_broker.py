@@ -146,6 +146,11 @@ class CcxtBroker(CcxtOrderSeam):
             finally:
                 self._account_changed()
 
+    def within_bar(self, bar: Bar) -> list[BrokerFill]:
+        """A live venue's fired legs come with its next poll (``ProtectingBroker``)."""
+        del bar
+        return []
+
     def protective_orders(self, symbol: str) -> list[BrokerOrder]:
         with self._lock:
             return self._protect.working(symbol)

@@ -172,6 +172,11 @@ class CcxtSwapBroker(CcxtOrderSeam):
                 out.append(leg_order(i, found) if found is not None else leg)
         return out
 
+    def within_bar(self, bar: Bar) -> list[BrokerFill]:
+        """A live venue's fired legs come with its next poll (``ProtectingBroker``)."""
+        del bar
+        return []
+
     def protective_orders(self, symbol: str) -> list[BrokerOrder]:
         with self._lock:
             return [BrokerOrder(

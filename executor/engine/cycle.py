@@ -172,8 +172,7 @@ class BarCycle:
             self.protection.after_bar(bar.symbol, fills)
             # A simulator places those legs at the bar's open: the rest of the bar may
             # fire them, as a live venue's price path does before the next close.
-            within = getattr(self.broker, "within_bar", None)
-            later = within(bar) if within is not None else []
+            later = self.protection.broker.within_bar(bar)
             if later:
                 self.tracker.book(later, self.stats)
                 self.protection.after_bar(bar.symbol, later)
